@@ -1,0 +1,61 @@
+import type { NatsConnection, MsgHdrs } from '@nats-io/nats-core'
+import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
+import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
+import { Subjects } from './subjects.ts'
+import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
+
+export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
+
+export interface GatewayClientOptions {
+  timeoutMs?: number
+  /** Called before every request, e.g. to inject `traceparent`. */
+  decorateHeaders?: (headers: MsgHdrs) => void
+}
+
+/**
+ * Maps a failed NATS request to the gateway's error codes: nobody subscribed means nobody holds (or
+ * serves) it, which is NOT_CONNECTED; silence past the deadline is TIMEOUT.
+ */
+export function toClientError (err: unknown, subject: string, timeoutMs: number): Error {
+  const cause = err instanceof natsErrors.RequestError ? err.cause : err
+  if (cause instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
+    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`)
+  }
+  if (cause instanceof natsErrors.TimeoutError) {
+    return new GatewayClientError(ErrorCode.TIMEOUT, `${subject} did not answer within ${timeoutMs} ms`)
+  }
+  return err instanceof Error ? err : new Error(String(err))
+}
+
+export function isErrorReply (value: unknown): value is ErrorReply {
+  return typeof value === 'object' && value !== null && (value as { success?: unknown }).success === false &&
+    typeof (value as { error?: unknown }).error === 'object'
+}
+
+/** A typed NATS client for the gateway's operations, for other services to import. */
+export function createGatewayClient (nc: NatsConnection, options: GatewayClientOptions = {}) {
+  const timeout = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS
+
+  async function call<Reply> (subject: string, payload: unknown): Promise<Reply> {
+    const headers = createHeaders()
+    options.decorateHeaders?.(headers)
+    let reply
+    try {
+      reply = await nc.request(subject, JSON.stringify(payload), { timeout, headers })
+    } catch (err) {
+      throw toClientError(err, subject, timeout)
+    }
+    const body: unknown = reply.json()
+    if (isErrorReply(body)) {
+      throw new GatewayClientError(body.error.code, body.error.message, body.error.details)
+    }
+    return body as Reply
+  }
+
+  return {
+    normalizePhone: (phone: string, country?: string) =>
+      call<NormalizePhoneReply>(Subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest)
+  }
+}
+
+export type GatewayClient = ReturnType<typeof createGatewayClient>

@@ -1,0 +1,51 @@
+import { Type, type Static } from 'typebox'
+
+/**
+ * Every failure on every surface (HTTP body, NATS reply, client exception) carries one of these codes.
+ * Clients branch on the code, never on the message.
+ */
+export const ErrorCode = {
+  VALIDATION_ERROR: 'VALIDATION_ERROR',
+  BAD_REQUEST: 'BAD_REQUEST',
+  INVALID_PHONE: 'INVALID_PHONE',
+  NOT_FOUND: 'NOT_FOUND',
+  NOT_CONNECTED: 'NOT_CONNECTED',
+  RATE_LIMITED: 'RATE_LIMITED',
+  TIMEOUT: 'TIMEOUT',
+  UNAVAILABLE: 'UNAVAILABLE',
+  INTERNAL_ERROR: 'INTERNAL_ERROR'
+} as const
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+export const ErrorDetail = Type.Object({
+  field: Type.String({ description: 'Where the problem is, e.g. `querystring/phone` or `/phone`' }),
+  message: Type.String()
+})
+export type ErrorDetail = Static<typeof ErrorDetail>
+
+export const ErrorReply = Type.Object(
+  {
+    success: Type.Literal(false),
+    error: Type.Object({
+      code: Type.String({ description: 'One of ErrorCode' }),
+      message: Type.String(),
+      details: Type.Optional(Type.Array(ErrorDetail)),
+      retryAfter: Type.Optional(Type.Number({ description: 'Seconds to wait before retrying' }))
+    })
+  },
+  { $id: 'ErrorReply', description: 'The one error shape of HTTP responses and NATS replies' }
+)
+export type ErrorReply = Static<typeof ErrorReply>
+
+/** Thrown by the typed client when the gateway answers with an error reply or cannot be reached. */
+export class GatewayClientError extends Error {
+  readonly code: string
+  readonly details: ErrorDetail[] | undefined
+
+  constructor (code: string, message: string, details?: ErrorDetail[]) {
+    super(message)
+    this.name = 'GatewayClientError'
+    this.code = code
+    this.details = details
+  }
+}

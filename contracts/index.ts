@@ -1,0 +1,5 @@
+export * from './errors.ts'
+export * from './common.ts'
+export * from './phone.ts'
+export * from './subjects.ts'
+export * from './client.ts'

@@ -1,0 +1,189 @@
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core'
+import { headers as createHeaders } from '@nats-io/nats-core'
+import { context, propagation, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import type { TSchema, Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
+import type { FastifyBaseLogger } from 'fastify'
+import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
+import { GatewayError, toErrorReply, validationError } from './errors.ts'
+
+/** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
+const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
+const SERVICE_ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
+
+const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
+  keys: (carrier) => (carrier ? [...carrier.keys()] : []),
+  get: (carrier, key) => carrier?.get(key) || undefined
+}
+const headerSetter: TextMapSetter<MsgHdrs> = {
+  set: (carrier, key, value) => carrier.set(key, value)
+}
+
+export interface HandlerContext {
+  subject: string
+  headers: MsgHdrs | undefined
+  log: FastifyBaseLogger
+  /** This message's own EntityManager, forked on first use. */
+  readonly em: EntityManager
+}
+
+export interface HandleOptions<Request extends TSchema> {
+  /** Schema of the request payload (from contracts/); a payload that fails it gets VALIDATION_ERROR. */
+  request: Request
+  /** Queue group: set it when any replica may answer; leave it out when exactly this replica must. */
+  queue?: string
+}
+
+export type Handler<Request extends TSchema> = (payload: Static<Request>, context: HandlerContext) => Promise<unknown>
+
+export interface BusSubscription {
+  readonly subject: string
+  /** Stops taking messages and waits for the ones being handled. */
+  close: () => Promise<void>
+}
+
+export interface PublishOptions {
+  headers?: Record<string, string>
+  /** Lets JetStream drop a duplicate of this event (its `Nats-Msg-Id`). */
+  msgId?: string
+}
+
+export interface RequestOptions {
+  headers?: Record<string, string>
+  timeoutMs?: number
+}
+
+/**
+ * The only way plugins touch NATS. Handlers get validated payloads and their own EntityManager;
+ * replies and errors have one shape; every outgoing message carries the active trace context.
+ */
+export class Bus {
+  readonly #nc: NatsConnection
+  readonly #orm: MikroORM
+  readonly #log: FastifyBaseLogger
+  readonly #requestTimeoutMs: number
+  readonly #subscriptions = new Set<Subscription>()
+  readonly #inFlight = new Set<Promise<void>>()
+
+  constructor (options: { nc: NatsConnection, orm: MikroORM, log: FastifyBaseLogger, requestTimeoutMs: number }) {
+    this.#nc = options.nc
+    this.#orm = options.orm
+    this.#log = options.log
+    this.#requestTimeoutMs = options.requestTimeoutMs
+  }
+
+  /** Headers for an outgoing message: the given values plus the active W3C trace context. */
+  headers (values: Record<string, string> = {}): MsgHdrs {
+    const headers = createHeaders()
+    for (const [key, value] of Object.entries(values)) headers.set(key, value)
+    propagation.inject(context.active(), headers, headerSetter)
+    return headers
+  }
+
+  handle<Request extends TSchema> (subject: string, options: HandleOptions<Request>, handler: Handler<Request>): BusSubscription {
+    const validator = Compile(options.request)
+    const subscription = this.#nc.subscribe(subject, {
+      queue: options.queue,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error({ err, subject }, 'NATS subscription failed')
+          return
+        }
+        const work = this.#dispatch(msg, validator, handler)
+        this.#inFlight.add(work)
+        void work.finally(() => this.#inFlight.delete(work))
+      }
+    })
+    this.#subscriptions.add(subscription)
+    return {
+      subject,
+      close: async () => {
+        this.#subscriptions.delete(subscription)
+        if (!subscription.isClosed()) await subscription.drain()
+      }
+    }
+  }
+
+  async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
+    const parent = propagation.extract(context.active(), msg.headers, headerGetter)
+    await context.with(parent, async () => {
+      let forked: EntityManager | undefined
+      const orm = this.#orm
+      const log = this.#log.child({ subject: msg.subject })
+      const handlerContext: HandlerContext = {
+        subject: msg.subject,
+        headers: msg.headers,
+        log,
+        get em () {
+          forked ??= orm.em.fork()
+          return forked
+        }
+      }
+      let body: unknown
+      let failed: unknown
+      try {
+        const payload = decodePayload(msg)
+        if (!validator.Check(payload)) throw validationError(validator.Errors(payload), 'payload')
+        body = await handler(payload as Static<Request>, handlerContext)
+      } catch (err) {
+        failed = err
+        if (!(err instanceof GatewayError)) log.error({ err }, 'NATS handler failed')
+      }
+      if (!msg.reply) return
+      if (failed === undefined) {
+        msg.respond(JSON.stringify(body ?? { success: true }), { headers: this.headers() })
+        return
+      }
+      const reply = toErrorReply(failed)
+      const headers = this.headers({
+        [SERVICE_ERROR_HEADER]: reply.error.message,
+        [SERVICE_ERROR_CODE_HEADER]: String(failed instanceof GatewayError ? failed.statusCode : 500)
+      })
+      msg.respond(JSON.stringify(reply), { headers })
+    })
+  }
+
+  publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
+    const values = { ...options.headers, ...(options.msgId ? { 'Nats-Msg-Id': options.msgId } : {}) }
+    this.#nc.publish(subject, JSON.stringify(payload), { headers: this.headers(values) })
+  }
+
+  /** A request to another gateway subject; an error reply is rethrown as the GatewayError it was. */
+  async request<Reply> (subject: string, payload: unknown, options: RequestOptions = {}): Promise<Reply> {
+    const timeout = options.timeoutMs ?? this.#requestTimeoutMs
+    let msg: Msg
+    try {
+      msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: this.headers(options.headers) })
+    } catch (err) {
+      const mapped = toClientError(err, subject, timeout)
+      if ('code' in mapped && typeof mapped.code === 'string') throw new GatewayError(mapped.code, mapped.message, { cause: err })
+      throw new GatewayError(ErrorCode.UNAVAILABLE, `NATS request to ${subject} failed: ${mapped.message}`, { cause: err })
+    }
+    const body: unknown = msg.json()
+    if (isErrorReply(body)) {
+      throw new GatewayError(body.error.code, body.error.message, { details: body.error.details, retryAfter: body.error.retryAfter })
+    }
+    return body as Reply
+  }
+
+  /** Stops every handler subscription, then waits (bounded) for handlers still running. */
+  async close (timeoutMs: number): Promise<void> {
+    await Promise.all([...this.#subscriptions].map((subscription) => subscription.isClosed() ? undefined : subscription.drain()))
+    this.#subscriptions.clear()
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
+    await Promise.race([Promise.allSettled([...this.#inFlight]), deadline])
+    clearTimeout(timer)
+    if (this.#inFlight.size > 0) this.#log.warn({ pending: this.#inFlight.size }, 'NATS handlers still running at shutdown')
+  }
+}
+
+function decodePayload (msg: Msg): unknown {
+  if (msg.data.length === 0) return {}
+  try {
+    return msg.json()
+  } catch {
+    throw new GatewayError(ErrorCode.BAD_REQUEST, 'payload is not valid JSON')
+  }
+}

@@ -1,0 +1,216 @@
+import { hostname } from 'node:os'
+import { resolve } from 'node:path'
+import { isSupportedCountry, type CountryCode } from 'libphonenumber-js'
+
+/** Thrown when the environment cannot be turned into a valid configuration; names the variable and the form expected. */
+export class ConfigError extends Error {
+  readonly variable: string
+
+  constructor (variable: string, expected: string, got: string) {
+    super(`${variable}: expected ${expected}, got ${JSON.stringify(got)}`)
+    this.name = 'ConfigError'
+    this.variable = variable
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** A replica id ends up in NATS subjects and KV keys, so it is held to a subject token's alphabet. */
+const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+
+export interface Config {
+  /** Unset means: start an embedded nats-server under dataDir. */
+  natsUrl: string | undefined
+  /** Unset means: start an embedded PostgreSQL under dataDir. */
+  databaseUrl: string | undefined
+  httpHost: string
+  httpPort: number
+  replicaId: string
+  defaultCountry: CountryCode
+  logLevel: LogLevel
+  /** Feature plugins (by name) that are not loaded. */
+  disabledPlugins: string[]
+  dataDir: string
+  shutdownTimeoutMs: number
+  readinessTimeoutMs: number
+  natsRequestTimeoutMs: number
+  /** Longest a NATS handler may take to finish while the service shuts down. */
+  handlerDrainTimeoutMs: number
+  dbPoolMax: number
+  embeddedStartTimeoutMs: number
+}
+
+type Env = Record<string, string | undefined>
+
+interface Setting<T> {
+  env: string
+  describe: string
+  expected: string
+  fallback: (env: Env) => T
+  parse: (raw: string) => T | undefined
+}
+
+function integerIn (min: number, max: number) {
+  return (raw: string) => {
+    if (!/^\d+$/.test(raw)) return undefined
+    const value = Number(raw)
+    return value >= min && value <= max ? value : undefined
+  }
+}
+
+const milliseconds = integerIn(1, 24 * 60 * 60 * 1000)
+
+function urlWithScheme (schemes: string[]) {
+  return (raw: string) => {
+    // NATS accepts a comma-separated server list; each entry must parse on its own.
+    const entries = raw.split(',').map((entry) => entry.trim())
+    const ok = entries.every((entry) => {
+      try {
+        return schemes.includes(new URL(entry).protocol.replace(/:$/, ''))
+      } catch {
+        return false
+      }
+    })
+    return ok ? raw : undefined
+  }
+}
+
+/**
+ * Every setting the service reads, in one table: the README's configuration section is this table,
+ * and no other module reads process.env.
+ */
+export const SETTINGS = {
+  natsUrl: {
+    env: 'NATS_URL',
+    describe: 'NATS server URL(s), comma-separated. Unset: start a local nats-server with JetStream under DATA_DIR/nats',
+    expected: 'nats://host:port[,nats://host:port…]',
+    fallback: () => undefined,
+    parse: urlWithScheme(['nats', 'tls', 'ws', 'wss'])
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    describe: 'PostgreSQL URL. Unset: start an embedded PostgreSQL under DATA_DIR/pg',
+    expected: 'postgres://user[:password]@host:port/database',
+    fallback: () => undefined,
+    parse: urlWithScheme(['postgres', 'postgresql'])
+  },
+  httpHost: {
+    env: 'HTTP_HOST',
+    describe: 'Address the HTTP server listens on',
+    expected: 'a host name or IP address',
+    fallback: () => '0.0.0.0',
+    parse: (raw: string) => (/^[A-Za-z0-9.:_-]+$/.test(raw) ? raw : undefined)
+  },
+  httpPort: {
+    env: 'HTTP_PORT',
+    describe: 'TCP port of the HTTP server (0 picks a free one)',
+    expected: 'an integer from 0 to 65535',
+    fallback: () => 3000,
+    parse: integerIn(0, 65535)
+  },
+  replicaId: {
+    env: 'REPLICA_ID',
+    describe: 'This replica\'s name in the cluster (NATS connection name, lease holder)',
+    expected: '1-64 characters of [A-Za-z0-9_-]',
+    fallback: () => `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50)}-${process.pid}`,
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
+  defaultCountry: {
+    env: 'DEFAULT_COUNTRY',
+    describe: 'Country assumed for phone numbers written without a country code',
+    expected: 'an ISO 3166-1 alpha-2 code that libphonenumber-js supports, e.g. RU',
+    fallback: () => 'RU' as CountryCode,
+    parse: (raw: string) => {
+      const code = raw.toUpperCase()
+      return isSupportedCountry(code) ? code : undefined
+    }
+  },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    describe: 'pino log level',
+    expected: LOG_LEVELS.join(' | '),
+    fallback: () => 'info' as LogLevel,
+    parse: (raw: string) => LOG_LEVELS.find((level) => level === raw)
+  },
+  disabledPlugins: {
+    env: 'DISABLED_PLUGINS',
+    describe: 'Feature plugins not to load, comma-separated (e.g. `metrics,reactions`)',
+    expected: 'a comma-separated list of plugin names',
+    fallback: () => [] as string[],
+    parse: (raw: string) => {
+      const names = raw.split(',').map((name) => name.trim()).filter(Boolean)
+      return names.every((name) => /^[a-z][a-z0-9-]*$/.test(name)) ? names : undefined
+    }
+  },
+  dataDir: {
+    env: 'DATA_DIR',
+    describe: 'Folder for the embedded nats-server and PostgreSQL data',
+    expected: 'a path',
+    fallback: () => resolve('.data'),
+    parse: (raw: string) => resolve(raw)
+  },
+  shutdownTimeoutMs: {
+    env: 'SHUTDOWN_TIMEOUT_MS',
+    describe: 'Longest a graceful shutdown may take before the process exits anyway',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 10_000,
+    parse: milliseconds
+  },
+  readinessTimeoutMs: {
+    env: 'READINESS_TIMEOUT_MS',
+    describe: 'How long /readyz waits for NATS and PostgreSQL to answer',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 1_000,
+    parse: milliseconds
+  },
+  natsRequestTimeoutMs: {
+    env: 'NATS_REQUEST_TIMEOUT_MS',
+    describe: 'Default deadline of a NATS request the gateway makes',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5_000,
+    parse: milliseconds
+  },
+  handlerDrainTimeoutMs: {
+    env: 'HANDLER_DRAIN_TIMEOUT_MS',
+    describe: 'How long shutdown waits for NATS handlers still running',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5_000,
+    parse: milliseconds
+  },
+  dbPoolMax: {
+    env: 'DB_POOL_MAX',
+    describe: 'Largest number of PostgreSQL connections per replica',
+    expected: 'an integer from 1 to 1000',
+    fallback: () => 10,
+    parse: integerIn(1, 1000)
+  },
+  embeddedStartTimeoutMs: {
+    env: 'EMBEDDED_START_TIMEOUT_MS',
+    describe: 'How long to wait for an embedded nats-server or PostgreSQL to come up',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
+  }
+} satisfies { [K in keyof Config]: Setting<Config[K]> }
+
+/** Reads the environment into a Config; throws ConfigError for the first bad value. */
+export function loadConfig (env: Env = process.env): Config {
+  const config: Partial<Record<keyof Config, unknown>> = {}
+  for (const [key, setting] of Object.entries(SETTINGS) as [keyof Config, Setting<unknown>][]) {
+    const raw = env[setting.env]
+    if (raw === undefined || raw.trim() === '') {
+      config[key] = setting.fallback(env)
+      continue
+    }
+    const value = setting.parse(raw.trim())
+    if (value === undefined) throw new ConfigError(setting.env, setting.expected, raw)
+    config[key] = value
+  }
+  return config as Config
+}
+
+/** A config for code that needs one without an environment (tests, tools), with overrides applied. */
+export function configWith (overrides: Partial<Config>, env: Env = {}): Config {
+  return { ...loadConfig(env), ...overrides }
+}

@@ -1,0 +1,40 @@
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Config } from '../config.ts'
+import { startNatsServer } from './nats.ts'
+import { startEmbeddedPostgres } from './postgres.ts'
+
+export interface EmbeddedServices {
+  config: Config
+  stop: () => Promise<void>
+}
+
+/**
+ * Fills in NATS_URL and DATABASE_URL when they are unset by starting local servers under
+ * DATA_DIR; with both set, it starts nothing.
+ */
+export async function startEmbeddedServices (config: Config, log: Logger): Promise<EmbeddedServices> {
+  const stops: (() => Promise<void>)[] = []
+  const stop = async () => {
+    for (const stopOne of stops.reverse()) await stopOne().catch((err: unknown) => log.warn({ err }, 'stopping an embedded service failed'))
+  }
+  try {
+    let { natsUrl, databaseUrl } = config
+    if (!natsUrl) {
+      const nats = await startNatsServer({ storeDir: join(config.dataDir, 'nats'), startTimeoutMs: config.embeddedStartTimeoutMs, log })
+      stops.push(nats.stop)
+      natsUrl = nats.url
+      log.info({ natsUrl }, 'NATS_URL is unset: started an embedded nats-server with JetStream')
+    }
+    if (!databaseUrl) {
+      const postgres = await startEmbeddedPostgres(join(config.dataDir, 'pg'), log)
+      stops.push(postgres.stop)
+      databaseUrl = postgres.url
+      log.info({ databaseUrl: databaseUrl.replace(/:[^:@/]+@/, ':***@') }, 'DATABASE_URL is unset: started an embedded PostgreSQL')
+    }
+    return { config: { ...config, natsUrl, databaseUrl }, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}

@@ -1,0 +1,17 @@
+import fp from 'fastify-plugin'
+import { Bus } from '../bus.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    bus: Bus
+  }
+}
+
+export default fp(async (app) => {
+  const bus = new Bus({ nc: app.nats, orm: app.orm, log: app.log, requestTimeoutMs: app.config.natsRequestTimeoutMs })
+  app.decorate('bus', bus)
+  // Runs before the NATS plugin drains the connection: handlers finish and reply first.
+  app.addHook('onClose', async () => {
+    await bus.close(app.config.handlerDrainTimeoutMs)
+  })
+}, { name: 'bus', dependencies: ['config', 'nats', 'db'] })

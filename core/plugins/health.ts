@@ -1,0 +1,67 @@
+import fp from 'fastify-plugin'
+import { Type } from 'typebox'
+
+export type ReadinessCheck = () => Promise<void>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Adds a dependency that /readyz checks; the check throws (or times out) when it is not reachable. */
+    addReadinessCheck: (name: string, check: ReadinessCheck) => void
+    checkReadiness: () => Promise<ReadinessReport>
+  }
+}
+
+export interface ReadinessReport {
+  ready: boolean
+  checks: Record<string, { ok: boolean, reason?: string }>
+}
+
+function withDeadline (promise: Promise<void>, ms: number, name: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}
+
+const CheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) })
+const ReadinessReply = Type.Object({
+  success: Type.Boolean(),
+  ready: Type.Boolean(),
+  replica: Type.String(),
+  checks: Type.Record(Type.String(), CheckResult)
+})
+
+export default fp(async (app) => {
+  const checks = new Map<string, ReadinessCheck>()
+  app.decorate('addReadinessCheck', (name: string, check: ReadinessCheck) => {
+    checks.set(name, check)
+  })
+  app.decorate('checkReadiness', async () => {
+    const entries = await Promise.all([...checks].map(async ([name, check]) => {
+      try {
+        await withDeadline(check(), app.config.readinessTimeoutMs, name)
+        return [name, { ok: true }] as const
+      } catch (err) {
+        return [name, { ok: false, reason: (err as Error).message }] as const
+      }
+    }))
+    const report = Object.fromEntries(entries)
+    return { ready: entries.every(([, result]) => result.ok), checks: report }
+  })
+
+  app.get('/healthz', {
+    schema: { tags: ['health'], summary: 'Liveness: the process serves HTTP', response: { 200: Type.Object({ success: Type.Boolean(), status: Type.String() }) } }
+  }, async () => ({ success: true, status: 'alive' }))
+
+  app.get('/readyz', {
+    schema: {
+      tags: ['health'],
+      summary: 'Readiness: 200 only while NATS and PostgreSQL answer, 503 with the reason otherwise',
+      response: { 200: ReadinessReply, 503: ReadinessReply }
+    }
+  }, async (_request, reply) => {
+    const report = await app.checkReadiness()
+    return reply.code(report.ready ? 200 : 503).send({ success: report.ready, replica: app.config.replicaId, ...report })
+  })
+}, { name: 'health', dependencies: ['config'] })

@@ -1,0 +1,46 @@
+import fp from 'fastify-plugin'
+import { connect } from '@nats-io/transport-node'
+import type { NatsConnection } from '@nats-io/nats-core'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    nats: NatsConnection
+  }
+}
+
+/** Between reconnect attempts; the client retries forever so a NATS outage never ends the process. */
+const RECONNECT_WAIT_MS = 500
+
+export default fp(async (app) => {
+  const { natsUrl, replicaId } = app.config
+  if (!natsUrl) throw new Error('NATS_URL is not resolved: start the embedded services before building the app')
+  const nc = await connect({
+    servers: natsUrl.split(',').map((url) => url.trim()),
+    name: replicaId,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: RECONNECT_WAIT_MS
+  })
+  app.log.info({ server: nc.getServer() }, 'connected to NATS')
+
+  let connected = true
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') connected = false
+      if (status.type === 'reconnect') connected = true
+      if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
+        app.log.warn({ nats: status }, `NATS ${status.type}`)
+      }
+    }
+  })()
+
+  app.decorate('nats', nc)
+  app.addReadinessCheck('nats', async () => {
+    if (nc.isClosed()) throw new Error('NATS connection is closed')
+    // A ping sent while disconnected would wait for the reconnect; the status is already the answer.
+    if (!connected) throw new Error('NATS is disconnected; reconnecting')
+    await nc.rtt()
+  })
+  app.addHook('onClose', async () => {
+    if (!nc.isClosed()) await nc.drain()
+  })
+}, { name: 'nats', dependencies: ['config', 'health'] })

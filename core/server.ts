@@ -1,0 +1,55 @@
+import fp from 'fastify-plugin'
+import closeWithGrace from 'close-with-grace'
+import pino from 'pino'
+import { ConfigError, loadConfig, type Config } from './config.ts'
+import app, { createServer } from './app.ts'
+import { startEmbeddedServices } from './embedded/index.ts'
+import { createLogger } from './logger.ts'
+import { features } from '../plugins/index.ts'
+
+/** The one file that listens: embedded services if needed, the app, then graceful shutdown. */
+async function main (): Promise<void> {
+  let config: Config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      pino().fatal(`invalid configuration: ${err.message}`)
+      process.exitCode = 2
+      return
+    }
+    throw err
+  }
+  const log = createLogger(config)
+  const embedded = await startEmbeddedServices(config, log)
+  const fastify = createServer(embedded.config)
+
+  let closing: Promise<void> | undefined
+  const shutdown = () => {
+    closing ??= (async () => {
+      try {
+        await fastify.close()
+      } finally {
+        await embedded.stop()
+      }
+    })()
+    return closing
+  }
+
+  closeWithGrace({ delay: config.shutdownTimeoutMs, logger: log }, async ({ signal, err }) => {
+    if (err) log.error({ err }, 'shutting down after an uncaught error')
+    else log.info({ signal }, 'shutting down')
+    await shutdown()
+  })
+
+  try {
+    await fastify.register(fp(app, { name: 'wa-gateway' }), { config: embedded.config, features })
+    await fastify.listen({ host: config.httpHost, port: config.httpPort })
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed')
+    await shutdown().catch(() => {})
+    process.exitCode = 1
+  }
+}
+
+await main()

@@ -1,0 +1,5 @@
+import type { FeatureModule } from '../core/features.ts'
+import * as phone from './phone/index.ts'
+
+/** Every feature plugin; the core orders them by their declared dependencies and skips disabled ones. */
+export const features: FeatureModule[] = [phone]
