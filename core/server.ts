@@ -7,6 +7,8 @@ import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
 import { features } from '../plugins/index.ts'
 
+const EXIT_BAD_CONFIG = 2
+
 /** The one file that listens: embedded services if needed, the app, then graceful shutdown. */
 async function main (): Promise<void> {
   let config: Config
@@ -15,8 +17,7 @@ async function main (): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError) {
       pino().fatal(`invalid configuration: ${err.message}`)
-      process.exitCode = 2
-      return
+      process.exit(EXIT_BAD_CONFIG)
     }
     throw err
   }

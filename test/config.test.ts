@@ -1,0 +1,78 @@
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { serviceEnv } from './helpers/services.ts'
+import { loadConfig, SETTINGS } from '../core/config.ts'
+
+t.test('defaults apply when nothing is set', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.natsUrl, undefined, 'no NATS_URL means embedded nats-server')
+  t.equal(config.databaseUrl, undefined, 'no DATABASE_URL means embedded PostgreSQL')
+  t.equal(config.httpPort, 3000)
+  t.equal(config.defaultCountry, 'RU')
+  t.equal(config.logLevel, 'info')
+  t.same(config.disabledPlugins, [])
+  t.match(config.replicaId, new RegExp(`-${process.pid}$`), 'replica id is host name + pid')
+})
+
+t.test('valid values are parsed into their types', async (t) => {
+  const config = loadConfig({
+    NATS_URL: 'nats://10.0.0.1:4222, nats://10.0.0.2:4222',
+    DATABASE_URL: 'postgresql://u:p@db:5432/app',
+    HTTP_PORT: '8080',
+    REPLICA_ID: 'gw-1',
+    DEFAULT_COUNTRY: 'gb',
+    LOG_LEVEL: 'debug',
+    DISABLED_PLUGINS: 'metrics, reactions'
+  })
+  t.equal(config.httpPort, 8080)
+  t.equal(config.defaultCountry, 'GB', 'country codes are upper-cased')
+  t.same(config.disabledPlugins, ['metrics', 'reactions'])
+  t.equal(config.replicaId, 'gw-1')
+})
+
+const bad: [string, string, RegExp][] = [
+  ['HTTP_PORT', 'eighty', /HTTP_PORT: expected an integer from 0 to 65535, got "eighty"/],
+  ['HTTP_PORT', '70000', /HTTP_PORT: expected an integer from 0 to 65535/],
+  ['HTTP_PORT', '-1', /HTTP_PORT/],
+  ['NATS_URL', 'localhost 4222', /NATS_URL: expected nats:\/\/host:port/],
+  ['NATS_URL', 'http://localhost:4222', /NATS_URL/],
+  ['DATABASE_URL', 'mysql://localhost/db', /DATABASE_URL: expected postgres:\/\//],
+  ['REPLICA_ID', 'a.b', /REPLICA_ID: expected 1-64 characters of \[A-Za-z0-9_-\]/],
+  ['REPLICA_ID', 'x'.repeat(65), /REPLICA_ID/],
+  ['DEFAULT_COUNTRY', 'XX', /DEFAULT_COUNTRY: expected an ISO 3166-1 alpha-2 code/],
+  ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected fatal \| error/],
+  ['DISABLED_PLUGINS', 'metrics;phone', /DISABLED_PLUGINS/],
+  ['SHUTDOWN_TIMEOUT_MS', '0', /SHUTDOWN_TIMEOUT_MS: expected milliseconds/],
+  ['READINESS_TIMEOUT_MS', '1.5', /READINESS_TIMEOUT_MS/],
+  ['DB_POOL_MAX', '0', /DB_POOL_MAX/]
+]
+
+for (const [variable, value, message] of bad) {
+  t.test(`${variable}=${JSON.stringify(value)} stops start-up naming the variable`, async (t) => {
+    t.throws(() => loadConfig({ [variable]: value }), { name: 'ConfigError', variable, message })
+  })
+}
+
+t.test('every setting has a variable name, a description and an expected form', async (t) => {
+  for (const [key, setting] of Object.entries(SETTINGS)) {
+    t.match(setting.env, /^[A-Z][A-Z0-9_]+$/, `${key} has an env name`)
+    t.ok(setting.describe.length > 10, `${key} is described`)
+    t.ok(setting.expected.length > 0, `${key} states its form`)
+  }
+})
+
+t.test('the server refuses to start on a bad value, naming the variable', async (t) => {
+  const result = spawnSync(process.execPath, ['core/server.ts'], {
+    env: serviceEnv({ HTTP_PORT: 'not-a-port' }),
+    encoding: 'utf8',
+    timeout: 20_000
+  })
+  t.equal(result.status, 2, 'exits with the configuration error code')
+  t.match(result.stdout + result.stderr, /HTTP_PORT: expected an integer from 0 to 65535, got \\"not-a-port\\"/)
+})
+
+t.test('README documents every setting', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+  for (const setting of Object.values(SETTINGS)) t.match(readme, `| \`${setting.env}\` |`, `${setting.env} is in README`)
+})

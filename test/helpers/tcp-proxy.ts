@@ -1,0 +1,55 @@
+import { createServer, connect, type Server, type Socket } from 'node:net'
+
+/**
+ * A TCP proxy on loopback that a test can cut and restore, to take a real service "down"
+ * for one client without touching the service itself.
+ */
+export class TcpProxy {
+  readonly #targetHost: string
+  readonly #targetPort: number
+  readonly #sockets = new Set<Socket>()
+  #server: Server | undefined
+  port = 0
+
+  constructor (target: { host: string, port: number }) {
+    this.#targetHost = target.host
+    this.#targetPort = target.port
+  }
+
+  async start (port = this.port): Promise<void> {
+    const server = createServer((client) => {
+      const upstream = connect(this.#targetPort, this.#targetHost)
+      for (const socket of [client, upstream]) {
+        this.#sockets.add(socket)
+        socket.on('close', () => this.#sockets.delete(socket))
+        socket.on('error', () => { client.destroy(); upstream.destroy() })
+      }
+      client.pipe(upstream).pipe(client)
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => resolve())
+    })
+    this.#server = server
+    const address = server.address()
+    this.port = typeof address === 'object' && address ? address.port : port
+  }
+
+  /** Refuses new connections and resets the open ones. */
+  async cut (): Promise<void> {
+    const server = this.#server
+    this.#server = undefined
+    for (const socket of this.#sockets) socket.destroy()
+    this.#sockets.clear()
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  /** Accepts connections again on the same port. */
+  restore (): Promise<void> {
+    return this.start(this.port)
+  }
+
+  close (): Promise<void> {
+    return this.cut()
+  }
+}
