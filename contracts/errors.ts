@@ -12,6 +12,8 @@ export const ErrorCode = {
   NOT_CONNECTED: 'NOT_CONNECTED',
   RATE_LIMITED: 'RATE_LIMITED',
   TIMEOUT: 'TIMEOUT',
+  /** A write carried a fencing epoch older than the stored one: the writer no longer holds the company. */
+  FENCED: 'FENCED',
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL_ERROR: 'INTERNAL_ERROR'
 } as const

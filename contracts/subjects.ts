@@ -3,8 +3,22 @@
  * `wa.<area>.<...>`, so a subscriber can take a whole area with `wa.<area>.>`.
  */
 export const Subjects = {
-  phoneNormalize: 'wa.phone.normalize'
+  phoneNormalize: 'wa.phone.normalize',
+  /** A command for the replica holding the company's connection (no queue group: only the holder subscribes). */
+  command: (companyId: string, command: string) => `wa.cmd.${companyId}.${command}`,
+  /** Every command subject of one company, as the holder subscribes to them. */
+  commandsOf: (companyId: string) => `wa.cmd.${companyId}.>`,
+  /** An event about one company. */
+  event: (companyId: string, type: string) => `wa.evt.${companyId}.${type}`,
+  /** Published when a company's desired state changes, so every replica follows it. */
+  desiredChanged: 'wa.ctl.desired.changed'
 } as const
 
 /** Queue group shared by every replica for subjects any replica may answer. */
 export const ANY_REPLICA_QUEUE = 'wa-gateway'
+
+/** Headers the holder puts on what it publishes. */
+export const Headers = {
+  epoch: 'Wa-Epoch',
+  replica: 'Wa-Replica'
+} as const

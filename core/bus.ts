@@ -5,6 +5,8 @@ import type { TSchema, Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
+import { jetstream } from '@nats-io/jetstream'
+import { Kvm, type KV } from '@nats-io/kv'
 import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from './errors.ts'
 
@@ -165,6 +167,22 @@ export class Bus {
       throw new GatewayError(body.error.code, body.error.message, { details: body.error.details, retryAfter: body.error.retryAfter })
     }
     return body as Reply
+  }
+
+  /**
+   * Opens (creating if needed) a JetStream KV bucket. Its operations time out after `timeoutMs`,
+   * so a lease renewal cannot hang past its usefulness.
+   */
+  async openKv (bucket: string, options: { ttlMs: number, history?: number, timeoutMs: number }): Promise<KV> {
+    const kvm = new Kvm(jetstream(this.#nc, { timeout: options.timeoutMs }))
+    return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs })
+  }
+
+  /** Whether the server supports per-message TTL and limit markers (2.11+). */
+  serverSupportsMessageTtl (): boolean {
+    const version = this.#nc.info?.version ?? '0.0.0'
+    const [major, minor] = version.split('.').map(Number)
+    return major > 2 || (major === 2 && minor >= 11)
   }
 
   /** Stops every handler subscription, then waits (bounded) for handlers still running. */

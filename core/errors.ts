@@ -6,6 +6,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.INVALID_PHONE]: 400,
   [ErrorCode.NOT_FOUND]: 404,
   [ErrorCode.RATE_LIMITED]: 429,
+  [ErrorCode.FENCED]: 409,
   [ErrorCode.NOT_CONNECTED]: 503,
   [ErrorCode.UNAVAILABLE]: 503,
   [ErrorCode.TIMEOUT]: 504,

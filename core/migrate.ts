@@ -1,5 +1,5 @@
 import { loadConfig } from './config.ts'
-import { openOrm } from './plugins/db.ts'
+import { migrate, openOrm } from './plugins/db.ts'
 import { createLogger } from './logger.ts'
 import { startEmbeddedServices } from './embedded/index.ts'
 import { resolveFeatures } from './features.ts'
@@ -16,8 +16,8 @@ try {
     migrations: features.flatMap((feature) => feature.module.migrations ?? [])
   })
   try {
-    const applied = await orm.migrator.up()
-    log.info({ applied: applied.map((migration) => migration.name) }, applied.length ? 'migrations applied' : 'database is up to date')
+    const applied = await migrate(orm, embedded.config.databaseUrl!)
+    log.info({ applied }, applied.length ? 'migrations applied' : 'database is up to date')
   } finally {
     await orm.close()
   }

@@ -1,5 +1,6 @@
 import type { FeatureModule } from '../core/features.ts'
 import * as phone from './phone/index.ts'
+import * as ownership from './ownership/index.ts'
 
 /** Every feature plugin; the core orders them by their declared dependencies and skips disabled ones. */
-export const features: FeatureModule[] = [phone]
+export const features: FeatureModule[] = [phone, ownership]

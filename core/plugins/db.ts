@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql'
 import type { EntitySchema, MigrationObject } from '@mikro-orm/core'
 import { Migrator } from '@mikro-orm/migrations'
+import pg from 'pg'
 import type { Config } from '../config.ts'
 
 declare module 'fastify' {
@@ -20,6 +21,25 @@ export interface DbOptions {
 }
 
 const MIGRATIONS_TABLE = 'wa_gateway_migrations'
+/** Replicas starting together take turns migrating; any constant shared by all of them works. */
+const MIGRATION_LOCK_KEY = 7_312_025
+
+/**
+ * Applies pending migrations while holding a PostgreSQL advisory lock on a connection of its own,
+ * so replicas starting at once do not race to create the same tables.
+ */
+export async function migrate (orm: MikroORM, databaseUrl: string): Promise<string[]> {
+  const lock = new pg.Client({ connectionString: databaseUrl })
+  await lock.connect()
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY])
+    const applied = await orm.migrator.up()
+    return applied.map((migration) => migration.name)
+  } finally {
+    await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {})
+    await lock.end()
+  }
+}
 
 /**
  * One place builds the ORM, so the service, `npm run migrate` and tests agree on entities and
@@ -43,8 +63,8 @@ const forkedEms = new WeakMap<object, EntityManager>()
 
 export default fp<DbOptions>(async (app, options) => {
   const orm = await openOrm(app.config, options, (message) => app.log.debug(message))
-  const applied = await orm.migrator.up()
-  if (applied.length > 0) app.log.info({ migrations: applied.map((migration) => migration.name) }, 'applied migrations')
+  const applied = await migrate(orm, app.config.databaseUrl!)
+  if (applied.length > 0) app.log.info({ migrations: applied }, 'applied migrations')
 
   app.decorate('orm', orm)
   app.decorateRequest('em', {

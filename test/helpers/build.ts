@@ -1,5 +1,7 @@
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { buildApp } from '../../core/app.ts'
 import { configWith, type Config } from '../../core/config.ts'
 import type { FeatureModule } from '../../core/features.ts'
@@ -11,16 +13,33 @@ export interface BuildOptions {
   features?: FeatureModule[]
 }
 
-/** A test's config: the shared NATS, a database of its own, a unique replica id, quiet logs. */
+/** Removes the KV buckets a test made on the shared NATS server. */
+export function dropBucketsAfter (t: Test, natsUrl: string, buckets: string[]): void {
+  t.teardown(async () => {
+    const nc = await connect({ servers: natsUrl })
+    const jsm = await jetstreamManager(nc)
+    for (const bucket of buckets) await jsm.streams.delete(`KV_${bucket}`).catch(() => {})
+    await nc.close()
+  })
+}
+
+/**
+ * A test's config: the shared NATS with buckets of its own, a database of its own, a unique
+ * replica id, quiet logs. Pass `databaseUrl` and bucket names to put several replicas in one cluster.
+ */
 export async function testConfig (t: Test, overrides: Partial<Config> = {}): Promise<Config> {
-  return configWith({
+  const config = configWith({
     natsUrl: TEST_NATS_URL,
-    databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     replicaId: uniqueName('replica'),
     httpPort: 0,
     logLevel: 'silent',
-    ...overrides
+    ...overrides,
+    databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
+    leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),
+    membersBucket: overrides.membersBucket ?? uniqueName('members')
   })
+  if (!overrides.leaseBucket) dropBucketsAfter(t, config.natsUrl!, [config.leaseBucket, config.membersBucket])
+  return config
 }
 
 /** Builds the app as the server does (without listening) and closes it when the test ends. */

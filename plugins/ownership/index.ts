@@ -1,0 +1,114 @@
+import fp from 'fastify-plugin'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import {
+  ClusterReply, DesiredChanged, ErrorReply, OwnerReply, Subjects, type DesiredState
+} from '../../contracts/index.ts'
+import { Ownership } from './ownership.ts'
+import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
+import { claimedEpochs, saveDesired, SessionSchema, migrations as sessionMigrations } from './sessions.ts'
+import type { Connector } from './connector.ts'
+import type { Bus } from '../../core/bus.ts'
+
+export type { Connector } from './connector.ts'
+export { fencedTransaction } from './sessions.ts'
+
+export interface OwnershipService {
+  readonly replica: string
+  holds: (companyId: string) => boolean
+  epochOf: (companyId: string) => number | undefined
+  heldCompanies: () => string[]
+  /** Persists the desired state and tells every replica. */
+  setDesired: (companyId: string, desired: DesiredState) => Promise<void>
+  registerCommand: Ownership['registerCommand']
+  /** Replaces the transport before start (the session pool plugs in its WhatsApp connections). */
+  useConnector: (connector: Connector) => void
+  readonly stats: Ownership['stats']
+  /** The coordinator itself, for tests and diagnostics. */
+  readonly coordinator: Ownership
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ownership: OwnershipService
+  }
+}
+
+/** The multi-process test ledger answers on a NATS subject; reached through the bus like anything else. */
+function natsLedgerPort (bus: Bus, subject: string): LedgerPort {
+  return {
+    open: async (companyId, replica) => (await bus.request<{ ok: boolean }>(subject, { op: 'open', companyId, replica })).ok,
+    close: async (companyId, replica, reason) => { await bus.request(subject, { op: 'close', companyId, replica, reason }) }
+  }
+}
+
+export const entities = [SessionSchema]
+export const migrations = sessionMigrations
+
+export default fp(async (app) => {
+  const { config } = app
+  const ledger = config.testLedgerSubject ? natsLedgerPort(app.bus, config.testLedgerSubject) : localLedgerPort(inProcessLedger)
+  let connector: Connector = testTransport(config.replicaId, ledger)
+  let coordinator: Ownership | undefined
+  const pendingCommands: Parameters<Ownership['registerCommand']>[] = []
+
+  const service: OwnershipService = {
+    replica: config.replicaId,
+    holds: (companyId) => coordinator?.holds(companyId) ?? false,
+    epochOf: (companyId) => coordinator?.epochOf(companyId),
+    heldCompanies: () => coordinator?.heldCompanies() ?? [],
+    setDesired: async (companyId, desired) => {
+      await saveDesired(app.orm.em.fork(), companyId, desired)
+      coordinator?.setDesired(companyId, desired === 'online')
+      app.bus.publish(Subjects.desiredChanged, { companyId, desired })
+    },
+    registerCommand: (name, handler) => {
+      if (coordinator) coordinator.registerCommand(name, handler)
+      else pendingCommands.push([name, handler])
+    },
+    useConnector: (next) => {
+      if (coordinator) throw new Error('useConnector must be called before the app is ready')
+      connector = next
+    },
+    get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
+    get coordinator () {
+      if (!coordinator) throw new Error('ownership has not started')
+      return coordinator
+    }
+  }
+  app.decorate('ownership', service)
+
+  service.registerCommand('owner', async (companyId, _payload, context): Promise<OwnerReply> => ({
+    success: true, companyId, replica: config.replicaId, epoch: context.epoch, since: new Date().toISOString()
+  }))
+
+  const desiredSubscription = app.bus.handle(Subjects.desiredChanged, { request: DesiredChanged }, async (change) => {
+    coordinator?.setDesired(change.companyId, change.desired === 'online')
+  })
+
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {
+    schema: {
+      tags: ['cluster'],
+      summary: 'Members, the holder and epoch of every company, and how long it has been held, as this replica sees them',
+      response: { 200: ClusterReply, 503: ErrorReply }
+    }
+  }, async (request) => {
+    const view = service.coordinator.view()
+    // Epochs of companies held elsewhere come from the fencing record each holder claims in PostgreSQL.
+    const epochs = await claimedEpochs(request.em)
+    const companies = view.companies.map((company) => ({
+      ...company,
+      epoch: company.epoch ?? (company.holder ? epochs.get(company.companyId) ?? null : null)
+    }))
+    return { success: true as const, replica: config.replicaId, members: view.members, companies }
+  })
+
+  app.addHook('onReady', async () => {
+    coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector })
+    for (const [name, handler] of pendingCommands) coordinator.registerCommand(name, handler)
+    await coordinator.start()
+  })
+  app.addHook('onClose', async () => {
+    await desiredSubscription.close()
+    await coordinator?.stop()
+  })
+}, { name: 'ownership', dependencies: ['config', 'bus', 'db'] })

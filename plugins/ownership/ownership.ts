@@ -1,0 +1,478 @@
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import type { KV, KvEntry } from '@nats-io/kv'
+import { JetStreamApiError } from '@nats-io/jetstream'
+import type { FastifyBaseLogger } from 'fastify'
+import { Type } from 'typebox'
+import type { MikroORM } from '@mikro-orm/postgresql'
+import type { Bus, BusSubscription, HandlerContext } from '../../core/bus.ts'
+import type { Config } from '../../core/config.ts'
+import { ErrorCode, Headers, Subjects, type OwnerChanged } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { assignPreferredOwners } from './assignment.ts'
+import type { Connector } from './connector.ts'
+import { claimEpoch, desiredOnline } from './sessions.ts'
+
+/** JetStream's "wrong last sequence": the compare-and-set of create/update/delete failed. */
+const WRONG_LAST_SEQUENCE = new Set([10071, 10164])
+const LEASE_PREFIX = 'company.'
+const MEMBER_PREFIX = 'member.'
+
+export interface LeaseValue {
+  replica: string
+  nonce: string
+  since: string
+}
+
+interface HeldLease {
+  companyId: string
+  /** Revision returned by create(): the fencing epoch. Renewals never change it. */
+  epoch: number
+  /** Current revision, for the next compare-and-set. */
+  revision: number
+  value: LeaseValue
+  acquiredAt: number
+  /** Monotonic send time of the latest acknowledged write of this lease. */
+  ackedSendAt: number
+  renewTimer?: NodeJS.Timeout
+  fenceTimer?: NodeJS.Timeout
+  renewing?: Promise<void>
+  subscription?: BusSubscription
+  ending: boolean
+}
+
+interface ObservedLease {
+  replica: string
+  nonce: string
+  revision: number
+  seenAt: number
+}
+
+interface ObservedMember {
+  startedAt: string
+  seenAt: number
+  firstSeenAt: number
+}
+
+export type CommandHandler = (companyId: string, payload: unknown, context: HandlerContext & { epoch: number }) => Promise<unknown>
+
+export interface OwnershipStats {
+  acquisitions: number
+  losses: number
+  fences: number
+  handoffs: number
+  renewals: number
+}
+
+function isWrongLastSequence (err: unknown): boolean {
+  return err instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)
+}
+
+const now = () => performance.now()
+
+/**
+ * Keeps exactly one live connection per company across replicas. Each company has a lease in a KV
+ * bucket: created to acquire (its revision is the fencing epoch), compare-and-set renewed every
+ * TTL/3, deleted to release. A holder that cannot get a renewal acknowledged closes its connection
+ * before the lease can expire on the server, so no two replicas are ever connected at once.
+ */
+export class Ownership {
+  readonly replica: string
+  readonly stats: OwnershipStats = { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 }
+  readonly #config: Config
+  readonly #bus: Bus
+  readonly #orm: MikroORM
+  readonly #log: FastifyBaseLogger
+  readonly #connector: Connector
+  readonly #commands = new Map<string, CommandHandler>()
+  readonly #held = new Map<string, HeldLease>()
+  readonly #acquiring = new Set<string>()
+  readonly #leases = new Map<string, ObservedLease>()
+  readonly #unownedSince = new Map<string, number>()
+  readonly #members = new Map<string, ObservedMember>()
+  #desired = new Set<string>()
+  #preferred = new Map<string, string>()
+  #assignmentKey = ''
+  #leaseKv!: KV
+  #memberKv!: KV
+  #memberRevision = 0
+  #startedAt = 0
+  #nextHandoffAt = 0
+  #tickTimer?: NodeJS.Timeout
+  #heartbeatTimer?: NodeJS.Timeout
+  #watchers: { stop: () => void }[] = []
+  #stopping = false
+
+  constructor (options: { config: Config, bus: Bus, orm: MikroORM, log: FastifyBaseLogger, connector: Connector }) {
+    this.#config = options.config
+    this.replica = options.config.replicaId
+    this.#bus = options.bus
+    this.#orm = options.orm
+    this.#log = options.log.child({ module: 'ownership' })
+    this.#connector = options.connector
+  }
+
+  get ttlMs (): number { return this.#config.leaseTtlMs }
+  get #renewIntervalMs (): number { return this.ttlMs / 3 }
+  get #fenceMarginMs (): number { return Math.min(this.#config.leaseFenceMarginMs, this.ttlMs / 4) }
+  get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
+  get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
+  /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
+  get #settleMs (): number { return this.ttlMs / 3 }
+  /** A company is not handed off again sooner than this after it was acquired. */
+  get #minHoldMs (): number { return this.ttlMs / 3 }
+
+  /** Registers `wa.cmd.<companyId>.<name>`, answered only by the holder. */
+  registerCommand (name: string, handler: CommandHandler): void {
+    this.#commands.set(name, handler)
+  }
+
+  async start (): Promise<void> {
+    this.#startedAt = now()
+    const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
+    this.#leaseKv = await this.#bus.openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs })
+    this.#memberKv = await this.#bus.openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
+    this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
+    await Promise.all([
+      this.#watch(this.#memberKv, MEMBER_PREFIX, (key, entry) => this.#onMember(key, entry)),
+      this.#watch(this.#leaseKv, LEASE_PREFIX, (key, entry) => this.#onLease(key, entry))
+    ])
+    await this.#heartbeat()
+    this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs)
+    this.#tick()
+  }
+
+  /** Hands every held company off (close, then release) so others take over at once. */
+  async stop (): Promise<void> {
+    if (this.#stopping) return
+    this.#stopping = true
+    clearInterval(this.#tickTimer)
+    clearTimeout(this.#heartbeatTimer)
+    if (this.#memberRevision) await this.#memberKv.delete(`${MEMBER_PREFIX}${this.replica}`).catch(() => {})
+    await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
+    for (const watcher of this.#watchers) watcher.stop()
+  }
+
+  /** Follows a desired-state change (from the event or the local API). */
+  setDesired (companyId: string, online: boolean): void {
+    if (online) this.#desired.add(companyId)
+    else this.#desired.delete(companyId)
+    this.#tick()
+  }
+
+  holds (companyId: string): boolean {
+    return this.#held.get(companyId)?.ending === false
+  }
+
+  epochOf (companyId: string): number | undefined {
+    const held = this.#held.get(companyId)
+    return held && !held.ending ? held.epoch : undefined
+  }
+
+  heldCompanies (): string[] {
+    return [...this.#held.values()].filter((held) => !held.ending).map((held) => held.companyId)
+  }
+
+  /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */
+  view () {
+    const at = now()
+    const members = [...this.#members].map(([replica, member]) => ({
+      replica,
+      alive: member.seenAt + this.ttlMs > at,
+      startedAt: member.startedAt,
+      lastSeenMsAgo: Math.round(at - member.seenAt)
+    }))
+    const companyIds = new Set([...this.#desired, ...this.#leases.keys()])
+    const companies = [...companyIds].sort().map((companyId) => {
+      const held = this.#held.get(companyId)
+      const observed = this.#leases.get(companyId)
+      const live = observed && observed.seenAt + this.ttlMs > at ? observed : undefined
+      return {
+        companyId,
+        desired: this.#desired.has(companyId) ? 'online' as const : 'offline' as const,
+        holder: held && !held.ending ? this.replica : live?.replica ?? null,
+        preferred: this.#preferred.get(companyId) ?? null,
+        epoch: held && !held.ending ? held.epoch : null,
+        heldForMs: held && !held.ending ? Math.round(at - held.acquiredAt) : null
+      }
+    })
+    return { members, companies }
+  }
+
+  async #watch (kv: KV, prefix: string, onEntry: (key: string, entry: KvEntry) => void): Promise<void> {
+    const pending = (await kv.status()).values
+    const iterator = await kv.watch({ key: `${prefix}>` })
+    this.#watchers.push({ stop: () => iterator.stop() })
+    let synced: () => void = () => {}
+    const initialSync = new Promise<void>((resolve) => { synced = resolve })
+    if (pending === 0) synced()
+    void (async () => {
+      for await (const entry of iterator) {
+        onEntry(entry.key.slice(prefix.length), entry)
+        if (!entry.isUpdate && (entry.delta ?? 0) === 0) synced()
+        if (entry.isUpdate) synced()
+      }
+    })().catch((err: unknown) => this.#log.error({ err }, 'KV watch ended'))
+    // A bucket whose only values are tombstones yields nothing initially; do not wait for ever.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([initialSync, new Promise((resolve) => { timer = setTimeout(resolve, this.ttlMs / 3) })])
+    clearTimeout(timer)
+  }
+
+  #onMember (replica: string, entry: KvEntry): void {
+    if (entry.operation === 'PUT') {
+      const value = entry.json<{ startedAt: string }>()
+      const known = this.#members.get(replica)
+      this.#members.set(replica, { startedAt: value.startedAt, seenAt: now(), firstSeenAt: known?.firstSeenAt ?? now() })
+    } else {
+      this.#members.delete(replica)
+    }
+    this.#refreshAssignment()
+  }
+
+  #onLease (companyId: string, entry: KvEntry): void {
+    if (entry.operation === 'PUT') {
+      const value = entry.json<LeaseValue>()
+      this.#leases.set(companyId, { replica: value.replica, nonce: value.nonce, revision: entry.revision, seenAt: now() })
+      this.#unownedSince.delete(companyId)
+      const held = this.#held.get(companyId)
+      if (held && value.nonce !== held.value.nonce && !held.ending) void this.#fence(held, 'lost')
+      return
+    }
+    this.#leases.delete(companyId)
+    this.#unownedSince.set(companyId, now())
+    const held = this.#held.get(companyId)
+    // Someone else removed our lease (an operator purge): we no longer hold it.
+    if (held && !held.ending && entry.revision > held.revision) void this.#fence(held, 'lost')
+    this.#evaluate(companyId)
+  }
+
+  async #heartbeat (): Promise<void> {
+    if (this.#stopping) return
+    const key = `${MEMBER_PREFIX}${this.replica}`
+    try {
+      this.#memberRevision = await this.#memberKv.put(key, JSON.stringify({ startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString() }))
+    } catch (err) {
+      this.#log.warn({ err }, 'membership heartbeat failed')
+    }
+    this.#heartbeatTimer = setTimeout(() => void this.#heartbeat(), this.#renewIntervalMs)
+  }
+
+  #liveMembers (at: number, settledOnly: boolean): string[] {
+    const live = [...this.#members]
+      .filter(([replica, member]) => member.seenAt + this.ttlMs > at && (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
+      .map(([replica]) => replica)
+    if (!this.#stopping && !live.includes(this.replica)) live.push(this.replica)
+    return live.sort()
+  }
+
+  #refreshAssignment (): void {
+    const members = this.#liveMembers(now(), true)
+    const companies = [...this.#desired].sort()
+    const key = `${members.join(',')}|${companies.join(',')}`
+    if (key === this.#assignmentKey) return
+    this.#assignmentKey = key
+    this.#preferred = assignPreferredOwners(companies, members, this.#config.balanceSlackPct)
+  }
+
+  #tick (): void {
+    if (this.#stopping) return
+    this.#refreshAssignment()
+    for (const companyId of this.#desired) this.#evaluate(companyId)
+    for (const held of this.#held.values()) {
+      if (!this.#desired.has(held.companyId) && !held.ending) void this.#release(held, 'desired_offline')
+    }
+    this.#handOffToPreferred()
+  }
+
+  /** Takes an unowned company: at once if it prefers this replica, after the grace period otherwise. */
+  #evaluate (companyId: string): void {
+    if (this.#stopping || !this.#desired.has(companyId) || this.#held.has(companyId) || this.#acquiring.has(companyId)) return
+    const at = now()
+    const observed = this.#leases.get(companyId)
+    if (observed) {
+      const expiresAt = observed.seenAt + this.ttlMs
+      if (expiresAt > at) return
+      // 2.9 sends no event when a key expires by TTL: its expiry is inferred from the last write seen.
+      this.#leases.delete(companyId)
+      this.#unownedSince.set(companyId, expiresAt)
+    }
+    const unownedSince = this.#unownedSince.get(companyId) ?? this.#startedAt
+    const preferred = this.#preferred.get(companyId)
+    const preferredAlive = preferred !== undefined && (this.#members.get(preferred)?.seenAt ?? -Infinity) + this.ttlMs > at
+    if (preferred === this.replica || !preferredAlive || at - unownedSince >= this.#config.unownedGraceMs) {
+      void this.#acquire(companyId)
+    }
+  }
+
+  async #acquire (companyId: string): Promise<void> {
+    this.#acquiring.add(companyId)
+    const value: LeaseValue = { replica: this.replica, nonce: randomUUID(), since: new Date().toISOString() }
+    const sentAt = now()
+    let epoch: number
+    try {
+      epoch = await this.#leaseKv.create(`${LEASE_PREFIX}${companyId}`, JSON.stringify(value))
+    } catch (err) {
+      this.#acquiring.delete(companyId)
+      if (isWrongLastSequence(err)) {
+        // Someone holds it, or the server has not expired the old value yet: look again shortly.
+        const observed = this.#leases.get(companyId)
+        if (!observed || observed.seenAt + this.ttlMs <= now()) this.#leases.set(companyId, { replica: '?', nonce: '?', revision: 0, seenAt: now() - this.ttlMs + this.#retryMs })
+      } else {
+        this.#log.warn({ err, companyId }, 'lease create failed')
+      }
+      return
+    }
+    const held: HeldLease = { companyId, epoch, revision: epoch, value, acquiredAt: now(), ackedSendAt: sentAt, ending: false }
+    this.#held.set(companyId, held)
+    this.#acquiring.delete(companyId)
+    this.#armFence(held)
+    this.#scheduleRenewal(held, this.#renewIntervalMs)
+
+    try {
+      if (!await claimEpoch(this.#orm.em.fork(), companyId, epoch, this.replica)) throw new Error(`a newer epoch than ${epoch} is stored`)
+    } catch (err) {
+      this.#log.error({ err, companyId, epoch }, 'could not record the fencing epoch; giving the lease back')
+      await this.#release(held, 'claim_failed')
+      return
+    }
+    if (held.ending) return
+    try {
+      await this.#connector.connect(companyId, { epoch })
+    } catch (err) {
+      this.#log.warn({ err, companyId }, 'connect failed; giving the lease back')
+      await this.#release(held, 'connect_failed')
+      return
+    }
+    if (held.ending) {
+      await this.#connector.disconnect(companyId, 'lease ended while connecting')
+      return
+    }
+    held.subscription = this.#bus.handle(Subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#runCommand(held, payload, context))
+    this.stats.acquisitions++
+    this.#publishOwnerChange(held, { holder: this.replica, epoch, reason: 'acquired' })
+    this.#log.info({ companyId, epoch }, 'holding company')
+  }
+
+  async #runCommand (held: HeldLease, payload: unknown, context: HandlerContext): Promise<unknown> {
+    const name = context.subject.split('.').slice(3).join('.')
+    const handler = this.#commands.get(name)
+    if (!handler) throw new GatewayError(ErrorCode.NOT_FOUND, `unknown command "${name}" (known: ${[...this.#commands.keys()].join(', ')})`)
+    if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`)
+    return handler(held.companyId, payload, { ...context, epoch: held.epoch, em: context.em })
+  }
+
+  #scheduleRenewal (held: HeldLease, delayMs: number): void {
+    clearTimeout(held.renewTimer)
+    held.renewTimer = setTimeout(() => { held.renewing = this.#renew(held) }, delayMs)
+  }
+
+  async #renew (held: HeldLease): Promise<void> {
+    if (held.ending) return
+    const sentAt = now()
+    try {
+      held.revision = await this.#leaseKv.update(`${LEASE_PREFIX}${held.companyId}`, JSON.stringify(held.value), held.revision)
+      held.ackedSendAt = sentAt
+      this.stats.renewals++
+      this.#armFence(held)
+      this.#scheduleRenewal(held, Math.max(0, sentAt + this.#renewIntervalMs - now()))
+    } catch (err) {
+      if (held.ending) return
+      if (!isWrongLastSequence(err)) {
+        // A timeout is ambiguous (the write may have landed): retry with the same revision.
+        this.#scheduleRenewal(held, this.#retryMs)
+        return
+      }
+      let entry: KvEntry | null
+      try {
+        entry = await this.#leaseKv.get(`${LEASE_PREFIX}${held.companyId}`)
+      } catch {
+        this.#scheduleRenewal(held, this.#retryMs)
+        return
+      }
+      if (entry?.operation === 'PUT' && entry.json<LeaseValue>().nonce === held.value.nonce) {
+        // Our earlier, timed-out renewal did land: adopt its revision and renew again at once.
+        held.revision = entry.revision
+        this.#scheduleRenewal(held, 0)
+        return
+      }
+      await this.#fence(held, 'lost')
+    }
+  }
+
+  /** Closes the connection before the lease can expire on the server if no renewal gets through. */
+  #armFence (held: HeldLease): void {
+    clearTimeout(held.fenceTimer)
+    const deadline = held.ackedSendAt + this.ttlMs - this.#fenceMarginMs
+    held.fenceTimer = setTimeout(() => void this.#fence(held, 'fenced'), Math.max(0, deadline - now()))
+  }
+
+  #endLease (held: HeldLease): void {
+    held.ending = true
+    clearTimeout(held.renewTimer)
+    clearTimeout(held.fenceTimer)
+  }
+
+  /** Lost or unrenewable: close now, touch nothing on the server. */
+  async #fence (held: HeldLease, reason: 'fenced' | 'lost'): Promise<void> {
+    if (held.ending) return
+    this.#endLease(held)
+    if (reason === 'fenced') this.stats.fences++
+    else this.stats.losses++
+    this.#log.warn({ companyId: held.companyId, epoch: held.epoch, reason }, 'lost the lease; closing the connection')
+    void held.subscription?.close().catch(() => {})
+    await this.#connector.disconnect(held.companyId, reason)
+    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
+    this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
+  }
+
+  /** Graceful: stop taking commands, close the connection, then delete the lease so others take over at once. */
+  async #release (held: HeldLease, reason: string): Promise<void> {
+    if (held.ending) return
+    this.#endLease(held)
+    await held.renewing?.catch(() => {})
+    await held.subscription?.close().catch(() => {})
+    await this.#connector.disconnect(held.companyId, reason)
+    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
+    try {
+      await this.#leaseKv.delete(`${LEASE_PREFIX}${held.companyId}`, { previousSeq: held.revision })
+    } catch (err) {
+      this.#log.warn({ err, companyId: held.companyId }, 'lease release failed; it will expire by TTL')
+    }
+    if (reason === 'handoff') this.stats.handoffs++
+    this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
+  }
+
+  /** When preferred owners change (a replica joined), hand companies over a few at a time. */
+  #handOffToPreferred (): void {
+    const at = now()
+    if (at < this.#nextHandoffAt) return
+    const members = this.#liveMembers(at, true)
+    const movable = [...this.#held.values()].filter((held) => {
+      const preferred = this.#preferred.get(held.companyId)
+      return !held.ending && held.subscription !== undefined && preferred !== undefined && preferred !== this.replica &&
+        members.includes(preferred) && at - held.acquiredAt >= this.#minHoldMs
+    })
+    if (movable.length === 0) return
+    this.#nextHandoffAt = at + this.#config.handoffIntervalMs
+    for (const held of movable.slice(0, this.#config.handoffBatch)) void this.#release(held, 'handoff')
+  }
+
+  #publishOwnerChange (held: HeldLease, data: OwnerChanged): void {
+    try {
+      this.#bus.publish(Subjects.event(held.companyId, 'owner_changed'), {
+        type: 'owner_changed',
+        companyId: held.companyId,
+        timestamp: new Date().toISOString(),
+        replica: this.replica,
+        epoch: held.epoch,
+        data
+      }, { headers: { [Headers.epoch]: String(held.epoch), [Headers.replica]: this.replica } })
+    } catch (err) {
+      this.#log.debug({ err }, 'owner_changed not published')
+    }
+  }
+}
+
+/** Commands validate their own payloads; the router only needs JSON. */
+const CommandPayload = Type.Unknown()

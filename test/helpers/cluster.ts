@@ -1,0 +1,72 @@
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../core/app.ts'
+import type { Config } from '../../core/config.ts'
+import { features } from '../../plugins/index.ts'
+import { dropBucketsAfter, testConfig } from './build.ts'
+import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
+import type { LedgerEntry } from '../../plugins/ownership/test-transport.ts'
+
+export const TEST_LEASE_TTL_MS = 2_000
+
+export interface ClusterSettings {
+  natsUrl: string
+  databaseUrl: string
+  leaseBucket: string
+  membersBucket: string
+  leaseTtlMs: number
+}
+
+/** Settings that put several replicas in one cluster: one database, one pair of buckets. */
+export async function clusterSettings (t: Test, overrides: Partial<ClusterSettings> = {}): Promise<ClusterSettings> {
+  const settings = {
+    natsUrl: TEST_NATS_URL,
+    databaseUrl: await createTestDatabase(t),
+    leaseBucket: uniqueName('leases'),
+    membersBucket: uniqueName('members'),
+    leaseTtlMs: TEST_LEASE_TTL_MS,
+    ...overrides
+  }
+  dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket])
+  return settings
+}
+
+export interface Replica {
+  app: FastifyInstance
+  id: string
+  closed: boolean
+  close: () => Promise<void>
+}
+
+export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = {}): Promise<Replica> {
+  const config = await testConfig(t, { ...settings, ...overrides })
+  const app = await buildApp({ config, features })
+  const replica: Replica = {
+    app,
+    id: config.replicaId,
+    closed: false,
+    close: async () => {
+      if (replica.closed) return
+      replica.closed = true
+      await app.close()
+    }
+  }
+  t.teardown(() => replica.close())
+  return replica
+}
+
+/** The longest time each company spent with no open connection between a close and the next open. */
+export function longestGaps (entries: LedgerEntry[], companies: Set<string>): Map<string, number> {
+  const closedAt = new Map<string, number>()
+  const gaps = new Map<string, number>()
+  for (const entry of entries) {
+    if (!companies.has(entry.companyId)) continue
+    if (entry.kind === 'close') closedAt.set(entry.companyId, entry.at)
+    if (entry.kind === 'open') {
+      const since = closedAt.get(entry.companyId)
+      if (since !== undefined) gaps.set(entry.companyId, Math.max(gaps.get(entry.companyId) ?? 0, entry.at - since))
+      closedAt.delete(entry.companyId)
+    }
+  }
+  return gaps
+}

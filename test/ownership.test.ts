@@ -1,0 +1,168 @@
+import t from 'tap'
+import { createGatewayClient, GatewayClientError, Subjects } from '../contracts/index.ts'
+import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
+import { fencedTransaction } from '../plugins/ownership/index.ts'
+import { clusterSettings, longestGaps, startReplica, TEST_LEASE_TTL_MS, type Replica } from './helpers/cluster.ts'
+import { ownNatsServer } from './helpers/nats-server.ts'
+import { TcpProxy } from './helpers/tcp-proxy.ts'
+import { uniqueName } from './helpers/services.ts'
+import { waitFor } from './helpers/wait.ts'
+
+const SETTLE_TIMEOUT_MS = 15_000
+
+function companies (count: number): string[] {
+  const prefix = uniqueName('co')
+  return Array.from({ length: count }, (_, index) => `${prefix}-${index}`)
+}
+
+function overlapsFor (ids: string[]) {
+  const set = new Set(ids)
+  return inProcessLedger.overlaps.filter((overlap) => set.has(overlap.companyId))
+}
+
+function holders (ids: string[]): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const id of ids) {
+    const holder = inProcessLedger.holderOf(id)
+    if (holder) counts.set(holder, (counts.get(holder) ?? 0) + 1)
+  }
+  return counts
+}
+
+async function markOnline (replica: Replica, ids: string[]) {
+  for (const id of ids) await replica.app.ownership.setDesired(id, 'online')
+}
+
+const allHeld = (ids: string[]) => () => ids.every((id) => inProcessLedger.holderOf(id) !== undefined)
+
+t.test('two replicas racing for 100 companies: each held by exactly one, split within ±20 %', async (t) => {
+  const settings = await clusterSettings(t)
+  const ids = companies(100)
+  const [a, b] = await Promise.all([startReplica(t, settings), startReplica(t, settings)])
+  await markOnline(a, ids)
+  t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'every company is held')
+  // Let balancing finish before judging the split.
+  await waitFor(() => {
+    const counts = holders(ids)
+    const [shareA, shareB] = [counts.get(a.id) ?? 0, counts.get(b.id) ?? 0]
+    return shareA + shareB === 100 && Math.abs(shareA - 50) <= 10 && Math.abs(shareB - 50) <= 10
+  }, SETTLE_TIMEOUT_MS)
+  const counts = holders(ids)
+  t.equal((counts.get(a.id) ?? 0) + (counts.get(b.id) ?? 0), 100, 'held by exactly one replica each')
+  for (const replica of [a, b]) {
+    const share = counts.get(replica.id) ?? 0
+    t.ok(share >= 40 && share <= 60, `${replica.id} holds ${share} (within ±20 % of 50)`)
+    t.same(replica.app.ownership.heldCompanies().sort(), ids.filter((id) => inProcessLedger.holderOf(id) === replica.id).sort(), 'its own view matches the connections')
+  }
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+
+  // Commands reach the holder in one hop, from anywhere.
+  const client = a.app.nats
+  const reply = await client.request(Subjects.command(ids[0], 'owner'), '{}', { timeout: 2000 })
+  t.equal(reply.json<{ replica: string }>().replica, inProcessLedger.holderOf(ids[0]))
+  const view = await a.app.inject({ method: 'GET', url: '/api/whatsapp/cluster' })
+  t.equal(view.statusCode, 200)
+  const company = view.json().companies.find((entry: { companyId: string }) => entry.companyId === ids[0])
+  t.match(company, { desired: 'online', holder: inProcessLedger.holderOf(ids[0]), epoch: Number })
+  t.equal(view.json().members.filter((member: { alive: boolean }) => member.alive).length, 2)
+})
+
+t.test('a company nobody holds answers NOT_CONNECTED at once', async (t) => {
+  const settings = await clusterSettings(t)
+  const a = await startReplica(t, settings)
+  const client = createGatewayClient(a.app.nats, { timeoutMs: 2000 })
+  const started = Date.now()
+  const err = await a.app.bus.request(Subjects.command(uniqueName('nobody'), 'owner'), {}).catch((error: unknown) => error)
+  t.match(err, { code: 'NOT_CONNECTED' })
+  t.ok(Date.now() - started < 500, 'no waiting for a timeout')
+  t.ok(client)
+  t.type(GatewayClientError, 'function')
+})
+
+t.test('a graceful stop hands every company over within a second', async (t) => {
+  const settings = await clusterSettings(t)
+  const ids = companies(20)
+  const a = await startReplica(t, settings)
+  const b = await startReplica(t, settings)
+  await markOnline(a, ids)
+  t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS))
+  await waitFor(() => (holders(ids).get(a.id) ?? 0) > 0 && (holders(ids).get(b.id) ?? 0) > 0, SETTLE_TIMEOUT_MS)
+  const fromA = ids.filter((id) => inProcessLedger.holderOf(id) === a.id)
+  t.ok(fromA.length > 0, `${a.id} holds ${fromA.length}`)
+  const stoppedAt = Date.now()
+  await a.close()
+  t.ok(await waitFor(() => fromA.every((id) => inProcessLedger.holderOf(id) === b.id), 1_000, 10), 'all taken over by the other replica within 1 s')
+  const gaps = longestGaps(inProcessLedger.entries.filter((entry) => entry.at >= stoppedAt), new Set(fromA))
+  const worst = Math.max(...gaps.values())
+  t.ok(worst < 1_000, `longest unowned time ${worst} ms`)
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+})
+
+t.test('a replica cut off from NATS fences itself before its leases expire; the other takes over', async (t) => {
+  const nats = await ownNatsServer(t)
+  const proxy = new TcpProxy({ host: '127.0.0.1', port: nats.port })
+  await proxy.start()
+  t.teardown(() => proxy.close())
+  const settings = await clusterSettings(t, { natsUrl: nats.url })
+  const ids = companies(10)
+  const cutOff = await startReplica(t, settings, { natsUrl: `nats://127.0.0.1:${proxy.port}` })
+  await markOnline(cutOff, ids)
+  t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'the first replica holds all')
+  const other = await startReplica(t, settings)
+
+  const cutAt = Date.now()
+  await proxy.cut()
+  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === other.id), TEST_LEASE_TTL_MS + 3_000, 20), 'the other replica holds all')
+  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && entry.replica === cutOff.id && ids.includes(entry.companyId) && entry.at >= cutAt)
+  t.equal(closes.length, ids.length, 'the cut-off replica closed every connection itself')
+  t.ok(closes.every((entry) => entry.reason === 'fenced'), 'because it fenced itself')
+  t.ok(closes.every((entry) => entry.at - cutAt < TEST_LEASE_TTL_MS), 'within the TTL of the cut')
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+  t.equal(cutOff.app.ownership.stats.fences, ids.length)
+  await proxy.restore()
+})
+
+t.test("a stale holder's auth write carrying an old epoch is refused by PostgreSQL", async (t) => {
+  const settings = await clusterSettings(t)
+  const [id] = companies(1)
+  const a = await startReplica(t, settings)
+  await markOnline(a, [id])
+  t.ok(await waitFor(() => a.app.ownership.holds(id), SETTLE_TIMEOUT_MS))
+  const oldEpoch = a.app.ownership.epochOf(id)!
+  const write = (epoch: number) => fencedTransaction(a.app.orm.em.fork(), id, epoch, async (tx) => {
+    await tx.execute('update sessions set updated_at = now() where company_id = ?', [id], 'run')
+    return 'written'
+  })
+  t.equal(await write(oldEpoch), 'written', 'the holder writes under its epoch')
+
+  const b = await startReplica(t, settings)
+  await a.close()
+  t.ok(await waitFor(() => b.app.ownership.holds(id), SETTLE_TIMEOUT_MS), 'another replica took over')
+  const newEpoch = b.app.ownership.epochOf(id)!
+  t.ok(newEpoch > oldEpoch, `epoch grew from ${oldEpoch} to ${newEpoch}`)
+  await t.rejects(fencedTransaction(b.app.orm.em.fork(), id, oldEpoch, async () => 'written'), { code: 'FENCED', message: /held under epoch/ }, 'the old epoch is refused')
+  t.equal(await fencedTransaction(b.app.orm.em.fork(), id, newEpoch, async () => 'written'), 'written')
+})
+
+t.test('a joining replica receives its share with no company unowned for more than about a second', async (t) => {
+  const settings = await clusterSettings(t)
+  const ids = companies(30)
+  const a = await startReplica(t, settings)
+  await markOnline(a, ids)
+  t.ok(await waitFor(() => (holders(ids).get(a.id) ?? 0) === ids.length, SETTLE_TIMEOUT_MS), 'one replica holds all')
+  const joinedAt = Date.now()
+  const b = await startReplica(t, settings)
+  t.ok(await waitFor(() => Math.abs((holders(ids).get(b.id) ?? 0) - 15) <= 3, SETTLE_TIMEOUT_MS), `the newcomer got its share (${holders(ids).get(b.id) ?? 0} of 30)`)
+  const gaps = longestGaps(inProcessLedger.entries.filter((entry) => entry.at >= joinedAt), new Set(ids))
+  const worst = Math.max(0, ...gaps.values())
+  t.ok(gaps.size > 0, `${gaps.size} companies moved`)
+  t.ok(worst <= 1_000, `longest unowned time ${worst} ms`)
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+  // No flapping: each company moves at most once, and once balanced nothing moves.
+  const opens = () => inProcessLedger.entries.filter((entry) => entry.kind === 'open' && ids.includes(entry.companyId) && entry.at >= joinedAt)
+  await waitFor(() => opens().every((entry) => Date.now() - entry.at > TEST_LEASE_TTL_MS / 2), SETTLE_TIMEOUT_MS)
+  const moved = opens()
+  t.equal(new Set(moved.map((entry) => entry.companyId)).size, moved.length, `no company moved twice (${moved.length} moves)`)
+  await new Promise((resolve) => setTimeout(resolve, TEST_LEASE_TTL_MS))
+  t.equal(opens().length, moved.length, 'no further moves')
+})
