@@ -102,9 +102,19 @@ export class Bus {
       subject,
       close: async () => {
         this.#subscriptions.delete(subscription)
-        if (!subscription.isClosed()) await subscription.drain()
+        await this.#drainBounded(subscription)
       }
     }
+  }
+
+  /** Drain waits for a server round trip, which never comes while disconnected: bound it, then drop. */
+  async #drainBounded (subscription: Subscription): Promise<void> {
+    if (subscription.isClosed()) return
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.#requestTimeoutMs) })
+    const outcome = await Promise.race([subscription.drain().catch(() => undefined), deadline])
+    clearTimeout(timer)
+    if (outcome === 'late' && !subscription.isClosed()) subscription.unsubscribe()
   }
 
   async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
@@ -187,7 +197,7 @@ export class Bus {
 
   /** Stops every handler subscription, then waits (bounded) for handlers still running. */
   async close (timeoutMs: number): Promise<void> {
-    await Promise.all([...this.#subscriptions].map((subscription) => subscription.isClosed() ? undefined : subscription.drain()))
+    await Promise.all([...this.#subscriptions].map((subscription) => this.#drainBounded(subscription)))
     this.#subscriptions.clear()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })

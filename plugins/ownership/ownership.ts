@@ -148,8 +148,15 @@ export class Ownership {
     this.#stopping = true
     clearInterval(this.#tickTimer)
     clearTimeout(this.#heartbeatTimer)
-    if (this.#memberRevision) await this.#memberKv.delete(`${MEMBER_PREFIX}${this.replica}`).catch(() => {})
-    await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
+    const handOff = (async () => {
+      if (this.#memberRevision) await this.#memberKv.delete(`${MEMBER_PREFIX}${this.replica}`).catch(() => {})
+      await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
+    })()
+    // Without NATS the releases cannot complete; the connections are closed first, and the leases expire by TTL.
+    let timer: NodeJS.Timeout | undefined
+    const late = await Promise.race([handOff.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.ttlMs) })])
+    clearTimeout(timer)
+    if (late) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
     for (const watcher of this.#watchers) watcher.stop()
   }
 
