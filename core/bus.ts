@@ -9,6 +9,7 @@ import { jetstream } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
 import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from './errors.ts'
+import { settlesWithin } from './deadline.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
 const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
@@ -110,11 +111,8 @@ export class Bus {
   /** Drain waits for a server round trip, which never comes while disconnected: bound it, then drop. */
   async #drainBounded (subscription: Subscription): Promise<void> {
     if (subscription.isClosed()) return
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.#requestTimeoutMs) })
-    const outcome = await Promise.race([subscription.drain().catch(() => undefined), deadline])
-    clearTimeout(timer)
-    if (outcome === 'late' && !subscription.isClosed()) subscription.unsubscribe()
+    const drained = await settlesWithin(subscription.drain(), this.#requestTimeoutMs)
+    if (!drained && !subscription.isClosed()) subscription.unsubscribe()
   }
 
   async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
@@ -188,21 +186,11 @@ export class Bus {
     return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs })
   }
 
-  /** Whether the server supports per-message TTL and limit markers (2.11+). */
-  serverSupportsMessageTtl (): boolean {
-    const version = this.#nc.info?.version ?? '0.0.0'
-    const [major, minor] = version.split('.').map(Number)
-    return major > 2 || (major === 2 && minor >= 11)
-  }
-
   /** Stops every handler subscription, then waits (bounded) for handlers still running. */
   async close (timeoutMs: number): Promise<void> {
     await Promise.all([...this.#subscriptions].map((subscription) => this.#drainBounded(subscription)))
     this.#subscriptions.clear()
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
-    await Promise.race([Promise.allSettled([...this.#inFlight]), deadline])
-    clearTimeout(timer)
+    await settlesWithin(Promise.allSettled([...this.#inFlight]), timeoutMs)
     if (this.#inFlight.size > 0) this.#log.warn({ pending: this.#inFlight.size }, 'NATS handlers still running at shutdown')
   }
 }

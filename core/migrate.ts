@@ -8,7 +8,7 @@ import { features as featureModules } from '../plugins/index.ts'
 /** `npm run migrate`: applies every enabled plugin's migrations, the same list the service applies at start. */
 const config = loadConfig()
 const log = createLogger(config)
-const embedded = await startEmbeddedServices({ ...config, natsUrl: config.natsUrl ?? 'nats://unused:4222' }, log)
+const embedded = await startEmbeddedServices(config, log, { nats: false, postgres: true })
 try {
   const features = resolveFeatures(featureModules, config.disabledPlugins)
   const orm = await openOrm(embedded.config, {

@@ -11,22 +11,22 @@ export interface EmbeddedServices {
 
 /**
  * Fills in NATS_URL and DATABASE_URL when they are unset by starting local servers under
- * DATA_DIR; with both set, it starts nothing.
+ * DATA_DIR; with both set, it starts nothing. `need` leaves out a server the caller does not use.
  */
-export async function startEmbeddedServices (config: Config, log: Logger): Promise<EmbeddedServices> {
+export async function startEmbeddedServices (config: Config, log: Logger, need = { nats: true, postgres: true }): Promise<EmbeddedServices> {
   const stops: (() => Promise<void>)[] = []
   const stop = async () => {
     for (const stopOne of stops.reverse()) await stopOne().catch((err: unknown) => log.warn({ err }, 'stopping an embedded service failed'))
   }
   try {
     let { natsUrl, databaseUrl } = config
-    if (!natsUrl) {
+    if (!natsUrl && need.nats) {
       const nats = await startNatsServer({ storeDir: join(config.dataDir, 'nats'), startTimeoutMs: config.embeddedStartTimeoutMs, log })
       stops.push(nats.stop)
       natsUrl = nats.url
       log.info({ natsUrl }, 'NATS_URL is unset: started an embedded nats-server with JetStream')
     }
-    if (!databaseUrl) {
+    if (!databaseUrl && need.postgres) {
       const postgres = await startEmbeddedPostgres(join(config.dataDir, 'pg'), log)
       stops.push(postgres.stop)
       databaseUrl = postgres.url

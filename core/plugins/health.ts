@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { Type } from 'typebox'
+import { withDeadline } from '../deadline.ts'
 
 export type ReadinessCheck = () => Promise<void>
 
@@ -14,14 +15,6 @@ declare module 'fastify' {
 export interface ReadinessReport {
   ready: boolean
   checks: Record<string, { ok: boolean, reason?: string }>
-}
-
-function withDeadline (promise: Promise<void>, ms: number, name: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${name} did not answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
 
 const CheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) })
@@ -40,7 +33,7 @@ export default fp(async (app) => {
   app.decorate('checkReadiness', async () => {
     const entries = await Promise.all([...checks].map(async ([name, check]) => {
       try {
-        await withDeadline(check(), app.config.readinessTimeoutMs, name)
+        await withDeadline(check(), app.config.readinessTimeoutMs, `${name} did not answer within ${app.config.readinessTimeoutMs} ms`)
         return [name, { ok: true }] as const
       } catch (err) {
         return [name, { ok: false, reason: (err as Error).message }] as const

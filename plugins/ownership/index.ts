@@ -77,8 +77,8 @@ export default fp(async (app) => {
   }
   app.decorate('ownership', service)
 
-  service.registerCommand('owner', async (companyId, _payload, context): Promise<OwnerReply> => ({
-    success: true, companyId, replica: config.replicaId, epoch: context.epoch, since: new Date().toISOString()
+  service.registerCommand('owner', async (companyId, _payload, _context, lease): Promise<OwnerReply> => ({
+    success: true, companyId, replica: config.replicaId, epoch: lease.epoch, since: lease.since
   }))
 
   const desiredSubscription = app.bus.handle(Subjects.desiredChanged, { request: DesiredChanged }, async (change) => {

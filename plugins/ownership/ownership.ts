@@ -9,6 +9,7 @@ import type { Bus, BusSubscription, HandlerContext } from '../../core/bus.ts'
 import type { Config } from '../../core/config.ts'
 import { ErrorCode, Headers, Subjects, type OwnerChanged } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import { settlesWithin } from '../../core/deadline.ts'
 import { assignPreferredOwners } from './assignment.ts'
 import type { Connector } from './connector.ts'
 import { claimEpoch, desiredOnline } from './sessions.ts'
@@ -54,7 +55,13 @@ interface ObservedMember {
   firstSeenAt: number
 }
 
-export type CommandHandler = (companyId: string, payload: unknown, context: HandlerContext & { epoch: number }) => Promise<unknown>
+/** The lease a command runs under: its fencing epoch and when it was acquired. */
+export interface CommandLease {
+  epoch: number
+  since: string
+}
+
+export type CommandHandler = (companyId: string, payload: unknown, context: HandlerContext, lease: CommandLease) => Promise<unknown>
 
 export interface OwnershipStats {
   acquisitions: number
@@ -89,6 +96,8 @@ export class Ownership {
   readonly #acquiring = new Set<string>()
   readonly #leases = new Map<string, ObservedLease>()
   readonly #unownedSince = new Map<string, number>()
+  /** Companies whose create() just failed are not tried again before this time. */
+  readonly #retryAfter = new Map<string, number>()
   readonly #members = new Map<string, ObservedMember>()
   #desired = new Set<string>()
   #preferred = new Map<string, string>()
@@ -153,10 +162,7 @@ export class Ownership {
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
     })()
     // Without NATS the releases cannot complete; the connections are closed first, and the leases expire by TTL.
-    let timer: NodeJS.Timeout | undefined
-    const late = await Promise.race([handOff.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), this.ttlMs) })])
-    clearTimeout(timer)
-    if (late) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
+    if (!await settlesWithin(handOff, this.ttlMs)) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
     for (const watcher of this.#watchers) watcher.stop()
   }
 
@@ -221,9 +227,7 @@ export class Ownership {
       }
     })().catch((err: unknown) => this.#log.error({ err }, 'KV watch ended'))
     // A bucket whose only values are tombstones yields nothing initially; do not wait for ever.
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([initialSync, new Promise((resolve) => { timer = setTimeout(resolve, this.ttlMs / 3) })])
-    clearTimeout(timer)
+    await settlesWithin(initialSync, this.ttlMs / 3)
   }
 
   #onMember (replica: string, entry: KvEntry): void {
@@ -296,6 +300,8 @@ export class Ownership {
   #evaluate (companyId: string): void {
     if (this.#stopping || !this.#desired.has(companyId) || this.#held.has(companyId) || this.#acquiring.has(companyId)) return
     const at = now()
+    if ((this.#retryAfter.get(companyId) ?? 0) > at) return
+    this.#retryAfter.delete(companyId)
     const observed = this.#leases.get(companyId)
     if (observed) {
       const expiresAt = observed.seenAt + this.ttlMs
@@ -323,8 +329,7 @@ export class Ownership {
       this.#acquiring.delete(companyId)
       if (isWrongLastSequence(err)) {
         // Someone holds it, or the server has not expired the old value yet: look again shortly.
-        const observed = this.#leases.get(companyId)
-        if (!observed || observed.seenAt + this.ttlMs <= now()) this.#leases.set(companyId, { replica: '?', nonce: '?', revision: 0, seenAt: now() - this.ttlMs + this.#retryMs })
+        this.#retryAfter.set(companyId, now() + this.#retryMs)
       } else {
         this.#log.warn({ err, companyId }, 'lease create failed')
       }
@@ -366,7 +371,7 @@ export class Ownership {
     const handler = this.#commands.get(name)
     if (!handler) throw new GatewayError(ErrorCode.NOT_FOUND, `unknown command "${name}" (known: ${[...this.#commands.keys()].join(', ')})`)
     if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`)
-    return handler(held.companyId, payload, { ...context, epoch: held.epoch, em: context.em })
+    return handler(held.companyId, payload, context, { epoch: held.epoch, since: held.value.since })
   }
 
   #scheduleRenewal (held: HeldLease, delayMs: number): void {
