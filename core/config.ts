@@ -248,7 +248,7 @@ export const SETTINGS = {
     env: 'BALANCE_SLACK_PCT',
     describe: 'Load a replica may take above its even share of companies when preferred owners are assigned',
     expected: 'an integer percentage from 0 to 100',
-    fallback: () => 5,
+    fallback: () => 2,
     parse: integerIn(0, 100)
   },
   leaseBucket: {

@@ -1,38 +1,15 @@
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from '@nats-io/transport-node'
 import pg from 'pg'
 import { Subjects } from '../contracts/index.ts'
 import { clusterSettings, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
 import { serveLedger } from './helpers/ledger-server.ts'
-import { serviceEnv, uniqueName } from './helpers/services.ts'
+import { uniqueName } from './helpers/services.ts'
+import { exitOf, startReplicaProcess } from './helpers/replica-process.ts'
 import { waitFor } from './helpers/wait.ts'
 
 const START_TIMEOUT_MS = 30_000
 const COMPANIES = 20
-
-function startReplicaProcess (env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['core/server.ts'], {
-    env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  return new Promise((resolve, reject) => {
-    let output = ''
-    const timer = setTimeout(() => reject(new Error(`replica did not start\n${output}`)), START_TIMEOUT_MS)
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('Server listening at')) {
-        clearTimeout(timer)
-        child.stdout?.removeAllListeners('data').resume()
-        child.stderr?.removeAllListeners('data').resume()
-        resolve(child)
-      }
-    }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`replica exited with ${code}\n${output}`)) })
-  })
-}
 
 t.test('a replica process killed with SIGKILL: its companies are taken over within TTL + 1 s, with no overlap', async (t) => {
   const settings = await clusterSettings(t)
@@ -81,7 +58,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   t.ok(worst <= TEST_LEASE_TTL_MS + 1_000, `slowest takeover ${worst} ms (TTL ${TEST_LEASE_TTL_MS} ms)`)
   t.same(ledger.overlaps, [], 'zero overlaps')
 
-  const exit = new Promise((resolve) => survivor.once('exit', resolve))
+  const exit = exitOf(survivor)
   survivor.kill('SIGTERM')
   t.equal(await exit, 0, 'the survivor stops gracefully')
   t.same(ledger.openBy(survivorId), [], 'and closed its connections')

@@ -17,12 +17,14 @@ export function rankReplicas (companyId: string, replicas: readonly string[]): s
  * Preferred owner of every company: rendezvous (HRW) hashing with a load cap. Plain HRW leaves a
  * replica with one standard deviation more or less than its share (±10 % at 200 companies on 3
  * replicas); capping each at its share plus `slackPct` keeps the split even while most companies
- * still go to their first choice. Deterministic for the same inputs, so every replica agrees.
+ * still go to their first choice. The cap bounds the largest share directly and the smallest by what
+ * is left, so the worst deviation is about (replicas − 1) × slack. Deterministic for the same inputs, so every replica agrees.
  */
 export function assignPreferredOwners (companyIds: readonly string[], replicas: readonly string[], slackPct: number): Map<string, string> {
   const assignment = new Map<string, string>()
   if (replicas.length === 0) return assignment
-  const capacity = Math.max(1, Math.ceil((companyIds.length / replicas.length) * (1 + slackPct / 100)))
+  // Integer arithmetic: 200/3 × 1.05 in floating point is 70.000…01, which would round the cap up to 71.
+  const capacity = Math.max(1, Math.ceil((companyIds.length * (100 + slackPct)) / (100 * replicas.length)))
   const load = new Map(replicas.map((replica) => [replica, 0]))
   // A fixed, hash-based order, so no company is always last to choose.
   const ordered = [...companyIds].sort((a, b) => {

@@ -1,0 +1,36 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { serviceEnv } from './services.ts'
+
+const START_TIMEOUT_MS = 30_000
+
+/** Starts `node core/server.ts` as a replica process; resolves once it listens. */
+export function startReplicaProcess (env: Record<string, string>, onLog?: (line: string) => void): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['core/server.ts'], {
+    env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  return new Promise((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => reject(new Error(`replica did not start within ${START_TIMEOUT_MS} ms\n${output}`)), START_TIMEOUT_MS)
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('Server listening at')) {
+        clearTimeout(timer)
+        child.stdout?.removeAllListeners('data')
+        child.stderr?.removeAllListeners('data')
+        // Keep draining so a chatty replica never blocks on a full pipe.
+        for (const stream of [child.stdout, child.stderr]) stream?.on('data', (data: Buffer) => onLog?.(data.toString()))
+        child.removeAllListeners('exit')
+        resolve(child)
+      }
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`replica exited with ${code}\n${output}`)) })
+  })
+}
+
+export function exitOf (child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+}
