@@ -105,14 +105,16 @@ t.test('a replica cut off from NATS fences itself before its leases expire; the 
   const cutOff = await startReplica(t, settings, { natsUrl: `nats://127.0.0.1:${proxy.port}` })
   await markOnline(cutOff, ids)
   t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'the first replica holds all')
-  const other = await startReplica(t, settings)
 
+  // The other replica starts only after the cut, so nothing is handed to it in an orderly way:
+  // every close on the cut-off side must come from self-fencing.
   const cutAt = Date.now()
   await proxy.cut()
+  const other = await startReplica(t, settings)
   t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === other.id), TEST_LEASE_TTL_MS + 3_000, 20), 'the other replica holds all')
   const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && entry.replica === cutOff.id && ids.includes(entry.companyId) && entry.at >= cutAt)
   t.equal(closes.length, ids.length, 'the cut-off replica closed every connection itself')
-  t.ok(closes.every((entry) => entry.reason === 'fenced'), 'because it fenced itself')
+  t.same(closes.map((entry) => entry.reason).filter((reason) => reason !== 'fenced'), [], 'because it fenced itself')
   t.ok(closes.every((entry) => entry.at - cutAt < TEST_LEASE_TTL_MS), 'within the TTL of the cut')
   t.same(overlapsFor(ids), [], 'zero overlaps')
   t.equal(cutOff.app.ownership.stats.fences, ids.length)
