@@ -49,6 +49,7 @@ const env = {
 }
 const children = new Map<string, ChildProcess>()
 const ids = Array.from({ length: COMPANIES }, (_, index) => `bench-${index}`)
+const benchIds = new Set(ids)
 const held = () => ids.filter((id) => ledger.holderOf(id) !== undefined).length
 /** Resolves once no connection has opened or closed for QUIET_MS since `since`: balancing has finished. */
 const quiet = (since: number) => waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
@@ -64,7 +65,7 @@ function takeoverTimes (companies: string[], since: number): number[] {
 
 function split (): Record<string, number> {
   const counts: Record<string, number> = {}
-  for (const replica of children.keys()) counts[replica] = ledger.openBy(replica).length
+  for (const replica of children.keys()) counts[replica] = ledger.openBy(replica).filter((id) => benchIds.has(id)).length
   return counts
 }
 

@@ -181,9 +181,15 @@ export class Bus {
    * Opens (creating if needed) a JetStream KV bucket. Its operations time out after `timeoutMs`,
    * so a lease renewal cannot hang past its usefulness.
    */
-  async openKv (bucket: string, options: { ttlMs: number, history?: number, timeoutMs: number }): Promise<KV> {
+  async openKv (bucket: string, options: { ttlMs: number, history?: number, timeoutMs: number, expiryMarkers?: boolean }): Promise<KV> {
     const kvm = new Kvm(jetstream(this.#nc, { timeout: options.timeoutMs }))
-    return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs })
+    const markers = options.expiryMarkers === true && supportsExpiryMarkers(this.#nc.info?.version)
+    return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs, ...(markers ? { markerTTL: options.ttlMs } : {}) })
+  }
+
+  /** The connected server's version, e.g. `2.9.10`. */
+  serverVersion (): string | undefined {
+    return this.#nc.info?.version
   }
 
   /** Stops every handler subscription, then waits (bounded) for handlers still running. */
@@ -193,6 +199,15 @@ export class Bus {
     await settlesWithin(Promise.allSettled([...this.#inFlight]), timeoutMs)
     if (this.#inFlight.size > 0) this.#log.warn({ pending: this.#inFlight.size }, 'NATS handlers still running at shutdown')
   }
+}
+
+/**
+ * Limit markers (a delete marker when a key expires by max age) arrived in nats-server 2.11.2.
+ * Older servers silently ignore the option, so it is only asked for when the server reports it.
+ */
+export function supportsExpiryMarkers (version: string | undefined): boolean {
+  const [major = 0, minor = 0, patch = 0] = (version ?? '').split(/[.-]/).map((part) => Number.parseInt(part, 10) || 0)
+  return major > 2 || (major === 2 && (minor > 11 || (minor === 11 && patch >= 2)))
 }
 
 function decodePayload (msg: Msg): unknown {

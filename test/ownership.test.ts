@@ -165,3 +165,28 @@ t.test('a joining replica receives its share with no company unowned for more th
   await new Promise((resolve) => setTimeout(resolve, TEST_LEASE_TTL_MS))
   t.equal(opens().length, moved.length, 'no further moves')
 })
+
+t.test('on this NATS 2.9 server the lease bucket is created without limit markers', async (t) => {
+  const settings = await clusterSettings(t)
+  const a = await startReplica(t, settings)
+  const { jetstreamManager } = await import('@nats-io/jetstream')
+  const info = await (await jetstreamManager(a.app.nats)).streams.info(`KV_${settings.leaseBucket}`)
+  const version = a.app.bus.serverVersion() ?? ''
+  t.match(version, /^\d+\.\d+\.\d+/)
+  const { supportsExpiryMarkers } = await import('../core/bus.ts')
+  t.equal(Boolean(info.config.subject_delete_marker_ttl), supportsExpiryMarkers(version), `server ${version}: markers ${supportsExpiryMarkers(version) ? 'on' : 'off'}`)
+  t.equal(info.config.max_age, settings.leaseTtlMs * 1_000_000, 'the bucket TTL is the lease TTL')
+})
+
+t.test('a desired-state event about a company this cluster does not have is ignored', async (t) => {
+  const settings = await clusterSettings(t)
+  const a = await startReplica(t, settings)
+  const foreign = uniqueName('foreign')
+  a.app.bus.publish(Subjects.desiredChanged, { companyId: foreign, desired: 'online' })
+  const [own] = companies(1)
+  await a.app.ownership.setDesired(own, 'online')
+  t.ok(await waitFor(() => a.app.ownership.holds(own), SETTLE_TIMEOUT_MS), 'its own company is held')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.notOk(a.app.ownership.holds(foreign), 'the foreign company is not')
+  t.equal(inProcessLedger.holderOf(foreign), undefined)
+})

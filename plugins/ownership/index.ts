@@ -5,7 +5,7 @@ import {
 } from '../../contracts/index.ts'
 import { Ownership } from './ownership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
-import { claimedEpochs, saveDesired, SessionSchema, migrations as sessionMigrations } from './sessions.ts'
+import { claimedEpochs, desiredStateOf, saveDesired, SessionSchema, migrations as sessionMigrations } from './sessions.ts'
 import type { Connector } from './connector.ts'
 import type { Bus } from '../../core/bus.ts'
 
@@ -81,8 +81,11 @@ export default fp(async (app) => {
     success: true, companyId, replica: config.replicaId, epoch: lease.epoch, since: lease.since
   }))
 
-  const desiredSubscription = app.bus.handle(Subjects.desiredChanged, { request: DesiredChanged }, async (change) => {
-    coordinator?.setDesired(change.companyId, change.desired === 'online')
+  // The event is only a hint to look again: the database this replica uses decides. Another
+  // deployment on the same NATS account (or a parallel test) may publish about companies it never had.
+  const desiredSubscription = app.bus.handle(Subjects.desiredChanged, { request: DesiredChanged }, async (change, context) => {
+    const desired = await desiredStateOf(context.em, change.companyId)
+    coordinator?.setDesired(change.companyId, desired === 'online')
   })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {

@@ -5,7 +5,7 @@ import { JetStreamApiError } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
 import { Type } from 'typebox'
 import type { MikroORM } from '@mikro-orm/postgresql'
-import type { Bus, BusSubscription, HandlerContext } from '../../core/bus.ts'
+import { supportsExpiryMarkers, type Bus, type BusSubscription, type HandlerContext } from '../../core/bus.ts'
 import type { Config } from '../../core/config.ts'
 import { ErrorCode, Headers, Subjects, type OwnerChanged } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
@@ -139,7 +139,9 @@ export class Ownership {
   async start (): Promise<void> {
     this.#startedAt = now()
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
-    this.#leaseKv = await this.#bus.openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs })
+    // With limit markers (2.11.2+) an expired lease arrives in the watch as a delete; on older servers its expiry is inferred on the tick.
+    this.#leaseKv = await this.#bus.openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
+    this.#log.info({ server: this.#bus.serverVersion(), expiryMarkers: supportsExpiryMarkers(this.#bus.serverVersion()) }, 'lease bucket open')
     this.#memberKv = await this.#bus.openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
     await Promise.all([
