@@ -7,6 +7,9 @@ export type DesiredState = Static<typeof DesiredState>
 export const DesiredChanged = Type.Object({ companyId: CompanyId, desired: DesiredState })
 export type DesiredChanged = Static<typeof DesiredChanged>
 
+export const CompanyParams = Type.Object({ companyId: CompanyId })
+export type CompanyParams = Static<typeof CompanyParams>
+
 export const OwnerReply = Type.Object({
   success: Type.Literal(true),
   companyId: CompanyId,

@@ -56,10 +56,14 @@ t.test('two replicas racing for 100 companies: each held by exactly one, split w
   }
   t.same(overlapsFor(ids), [], 'zero overlaps')
 
-  // Commands reach the holder in one hop, from anywhere.
-  const client = a.app.nats
-  const reply = await client.request(Subjects.command(ids[0], 'owner'), '{}', { timeout: 2000 })
+  // Commands reach the holder in one hop, from anywhere: over NATS, and over HTTP on either replica.
+  const reply = await a.app.nats.request(Subjects.command(ids[0], 'owner'), '{}', { timeout: 2000 })
   t.equal(reply.json<{ replica: string }>().replica, inProcessLedger.holderOf(ids[0]))
+  for (const replica of [a, b]) {
+    const overHttp = await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${ids[0]}/owner` })
+    t.equal(overHttp.statusCode, 200)
+    t.match(overHttp.json(), { success: true, companyId: ids[0], replica: inProcessLedger.holderOf(ids[0]), epoch: Number, since: String })
+  }
   const view = await a.app.inject({ method: 'GET', url: '/api/whatsapp/cluster' })
   t.equal(view.statusCode, 200)
   const company = view.json().companies.find((entry: { companyId: string }) => entry.companyId === ids[0])
@@ -74,6 +78,14 @@ t.test('a company nobody holds answers NOT_CONNECTED at once', async (t) => {
   const err = await a.app.bus.request(Subjects.command(uniqueName('nobody'), 'owner'), {}).catch((error: unknown) => error)
   t.match(err, { code: 'NOT_CONNECTED' })
   t.ok(Date.now() - started < 500, 'no waiting for a timeout')
+  const overHttp = await a.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${uniqueName('nobody')}/owner` })
+  t.equal(overHttp.statusCode, 503)
+  t.match(overHttp.json(), { success: false, error: { code: 'NOT_CONNECTED', message: /no gateway replica answers wa\.cmd\./ } })
+  for (const bad of ['a.b', '*', '..%2Fx', '%5Bobject%20Object%5D', 'x'.repeat(65)]) {
+    const refused = await a.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${bad}/owner` })
+    t.equal(refused.statusCode, 400, `companyId ${decodeURIComponent(bad).slice(0, 20)} is refused`)
+    t.equal(refused.json().error.code, 'VALIDATION_ERROR')
+  }
 })
 
 t.test('a graceful stop hands every company over within a second', async (t) => {
@@ -141,6 +153,7 @@ t.test("a stale holder's auth write carrying an old epoch is refused by PostgreS
   t.ok(newEpoch > oldEpoch, `epoch grew from ${oldEpoch} to ${newEpoch}`)
   await t.rejects(fencedTransaction(b.app.orm.em.fork(), id, oldEpoch, async () => 'written'), { code: 'FENCED', message: /held under epoch/ }, 'the old epoch is refused')
   t.equal(await fencedTransaction(b.app.orm.em.fork(), id, newEpoch, async () => 'written'), 'written')
+  t.same(overlapsFor([id]), [], 'zero overlaps')
 })
 
 t.test('a joining replica receives its share with no company unowned for more than about a second', async (t) => {
@@ -189,4 +202,37 @@ t.test('a desired-state event about a company this cluster does not have is igno
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.notOk(a.app.ownership.holds(foreign), 'the foreign company is not')
   t.equal(inProcessLedger.holderOf(foreign), undefined)
+  t.same(overlapsFor([own, foreign]), [], 'zero overlaps')
+})
+
+t.test('every change of holder is published as owner_changed, with the epoch in its headers', async (t) => {
+  const settings = await clusterSettings(t)
+  const [id] = companies(1)
+  const a = await startReplica(t, settings)
+  const events: { data: { holder: string | null, reason: string, epoch: number }, epoch: number, header: string | undefined }[] = []
+  // A connection of the test's own: the replicas' connections close with them.
+  const { connect } = await import('@nats-io/transport-node')
+  const listener = await connect({ servers: settings.natsUrl })
+  t.teardown(() => listener.close())
+  const subscription = listener.subscribe(Subjects.event(id, 'owner_changed'), {
+    callback: (_err, msg) => {
+      const event = msg.json<{ data: { holder: string | null, reason: string, epoch: number }, epoch: number }>()
+      events.push({ ...event, header: msg.headers?.get('Wa-Epoch') })
+    }
+  })
+  await listener.flush()
+  t.teardown(() => subscription.unsubscribe())
+  await a.app.ownership.setDesired(id, 'online')
+  t.ok(await waitFor(() => events.length >= 1, SETTLE_TIMEOUT_MS), 'acquisition published')
+  const b = await startReplica(t, settings)
+  await a.close()
+  t.ok(await waitFor(() => events.length >= 3, SETTLE_TIMEOUT_MS), 'release and new acquisition published')
+  t.match(events.slice(0, 3).map((event) => event.data), [
+    { holder: a.id, reason: 'acquired' },
+    { holder: null, reason: 'shutdown' },
+    { holder: b.id, reason: 'acquired' }
+  ])
+  for (const event of events) t.equal(event.header, String(event.epoch), 'Wa-Epoch header carries the epoch')
+  t.ok(events[2].epoch > events[0].epoch, 'the new holder has a newer epoch')
+  t.same(overlapsFor([id]), [], 'zero overlaps')
 })

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ClusterReply, DesiredChanged, ErrorReply, OwnerReply, Subjects, type DesiredState
+  ClusterReply, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, Subjects, type DesiredState
 } from '../../contracts/index.ts'
 import { Ownership } from './ownership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
@@ -104,6 +104,16 @@ export default fp(async (app) => {
     }))
     return { success: true as const, replica: config.replicaId, members: view.members, companies }
   })
+
+  // Any replica answers; the request travels over NATS to the holder, or fails at once with 503 NOT_CONNECTED.
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/owner', {
+    schema: {
+      tags: ['cluster'],
+      summary: 'Which replica holds the company, under which epoch and since when (asked of the holder itself)',
+      params: CompanyParams,
+      response: { 200: OwnerReply, 400: ErrorReply, 503: ErrorReply }
+    }
+  }, async (request) => app.bus.request<OwnerReply>(Subjects.command(request.params.companyId, 'owner'), {}))
 
   app.addHook('onReady', async () => {
     coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector })
