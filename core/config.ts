@@ -38,6 +38,9 @@ export interface Config {
   /** Longest a NATS handler may take to finish while the service shuts down. */
   handlerDrainTimeoutMs: number
   dbPoolMax: number
+  /** Longest wait for a pooled connection, and for one query, before PostgreSQL counts as failing. */
+  dbAcquireTimeoutMs: number
+  dbQueryTimeoutMs: number
   embeddedStartTimeoutMs: number
   /** Lifetime of a company lease without renewal; renewals run every third of it. */
   leaseTtlMs: number
@@ -54,6 +57,9 @@ export interface Config {
   membersBucket: string
   /** Where the WhatsApp connections go: `test` is the in-process double with its overlap ledger. */
   waTransport: 'test'
+  /** Attempts, and the first pause between them (doubling), for an auth-state write PostgreSQL refused. */
+  authWriteAttempts: number
+  authWriteBackoffMs: number
   /** When set, the test transport checks overlaps with a ledger served on this NATS subject (multi-process tests). */
   testLedgerSubject: string | undefined
 }
@@ -202,6 +208,20 @@ export const SETTINGS = {
     fallback: () => 10,
     parse: integerIn(1, 1000)
   },
+  dbAcquireTimeoutMs: {
+    env: 'DB_ACQUIRE_TIMEOUT_MS',
+    describe: 'Longest wait for a PostgreSQL connection from the pool before the operation fails',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5_000,
+    parse: milliseconds
+  },
+  dbQueryTimeoutMs: {
+    env: 'DB_QUERY_TIMEOUT_MS',
+    describe: 'Longest a PostgreSQL query may take before it fails (a dead connection must not hang a write)',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 10_000,
+    parse: milliseconds
+  },
   embeddedStartTimeoutMs: {
     env: 'EMBEDDED_START_TIMEOUT_MS',
     describe: 'How long to wait for an embedded nats-server or PostgreSQL to come up',
@@ -271,6 +291,20 @@ export const SETTINGS = {
     expected: 'test',
     fallback: () => 'test' as const,
     parse: (raw: string) => (raw === 'test' ? raw : undefined)
+  },
+  authWriteAttempts: {
+    env: 'AUTH_WRITE_ATTEMPTS',
+    describe: 'Attempts for an auth-state (creds, Signal keys) write that PostgreSQL fails; after the last the error surfaces, it is never dropped',
+    expected: 'an integer from 1 to 100',
+    fallback: () => 5,
+    parse: integerIn(1, 100)
+  },
+  authWriteBackoffMs: {
+    env: 'AUTH_WRITE_BACKOFF_MS',
+    describe: 'First pause before retrying a failed auth-state write; it doubles each attempt',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 200,
+    parse: milliseconds
   },
   testLedgerSubject: {
     env: 'TEST_LEDGER_SUBJECT',

@@ -49,6 +49,13 @@ t.test('/readyz follows PostgreSQL going down and coming back', async (t) => {
   t.equal(down.statusCode, 503)
   t.match(down.json(), { ready: false, checks: { postgres: { ok: false, reason: String }, nats: { ok: true } } })
 
+  // A transaction during the outage fails cleanly; afterwards transactions work and the app closes.
+  // (The leaked-client regression itself is guarded by test/auth-store.test.ts.)
+  await t.rejects(app.orm.em.fork().transactional(async (tx) => { await tx.execute('select 1', [], 'get') }))
+
   await proxy.restore()
   t.ok(await waitFor(ready, RECOVERY_TIMEOUT_MS), 'back to 200 once PostgreSQL returns')
+  t.equal(await app.orm.em.fork().transactional(async (tx) => (await tx.execute<{ one: number }>('select 1 as one', [], 'get')).one), 1, 'transactions work again')
+  const closed = await Promise.race([app.close().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 5_000))])
+  t.ok(closed, 'the app still closes after the outage')
 })

@@ -1,0 +1,202 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { defineEntity, p } from '@mikro-orm/core'
+import { Migration } from '@mikro-orm/migrations'
+import type { EntityManager } from '@mikro-orm/postgresql'
+import {
+  BufferJSON, initAuthCreds, proto,
+  type AuthenticationCreds, type SignalDataSet, type SignalDataTypeMap, type SignalKeyStore
+} from '@whiskeysockets/baileys'
+import type { FastifyBaseLogger } from 'fastify'
+import { ErrorCode } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { fencedTransaction } from '../ownership/index.ts'
+
+/** Baileys' creds, one row per company; `epoch` is the lease epoch of the holder that wrote them. */
+export const WhatsappAuthSchema = defineEntity({
+  name: 'WhatsappAuth',
+  tableName: 'whatsapp_auth',
+  properties: {
+    companyId: p.string().primary(),
+    creds: p.json<Record<string, unknown>>(),
+    epoch: p.bigint('number').default(0),
+    updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date())
+  }
+})
+export class WhatsappAuth extends WhatsappAuthSchema.class {}
+WhatsappAuthSchema.setClass(WhatsappAuth)
+
+/** Baileys' Signal keys (pre-keys, sessions, sender keys, app-state keys, LID mappings, …). */
+export const WhatsappKeySchema = defineEntity({
+  name: 'WhatsappKey',
+  tableName: 'whatsapp_keys',
+  properties: {
+    companyId: p.string().primary(),
+    type: p.string().primary(),
+    keyId: p.string().primary(),
+    value: p.json<unknown>()
+  }
+})
+export class WhatsappKey extends WhatsappKeySchema.class {}
+WhatsappKeySchema.setClass(WhatsappKey)
+
+export class CreateAuthState extends Migration {
+  override async up (): Promise<void> {
+    this.addSql(`create table if not exists whatsapp_auth (
+      company_id varchar(64) primary key,
+      creds jsonb not null,
+      epoch bigint not null default 0,
+      updated_at timestamptz not null default now()
+    )`)
+    this.addSql(`create table if not exists whatsapp_keys (
+      company_id varchar(64) not null,
+      type varchar(64) not null,
+      key_id varchar(255) not null,
+      value jsonb not null,
+      primary key (company_id, type, key_id)
+    )`)
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop table if exists whatsapp_keys')
+    this.addSql('drop table if exists whatsapp_auth')
+  }
+}
+
+export const authMigrations = [{ name: 'session_pool_001_auth_state', class: CreateAuthState }]
+
+/** JSON as Baileys' own stores write it: Buffers become `{ type: 'Buffer', data: base64 }`. */
+function encode (value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, BufferJSON.replacer))
+}
+
+function decode<T> (stored: unknown): T {
+  return JSON.parse(JSON.stringify(stored), BufferJSON.reviver) as T
+}
+
+/** Baileys' multi-file store revives these with protobuf; a plain object would lose its Long/bytes fields. */
+function revive<T extends keyof SignalDataTypeMap> (type: T, value: unknown): SignalDataTypeMap[T] {
+  if (type === 'app-state-sync-key') return proto.Message.AppStateSyncKeyData.fromObject(value as object) as unknown as SignalDataTypeMap[T]
+  return value as SignalDataTypeMap[T]
+}
+
+/** Baileys' SignalKeyStore, with the promises this store always returns. */
+export interface PostgresKeyStore extends SignalKeyStore {
+  get: <T extends keyof SignalDataTypeMap>(type: T, ids: string[]) => Promise<{ [id: string]: SignalDataTypeMap[T] }>
+  set: (data: SignalDataSet) => Promise<void>
+  clear: () => Promise<void>
+}
+
+export interface AuthStoreOptions {
+  companyId: string
+  /** The lease epoch every write is fenced with. */
+  epoch: number
+  /** Forks an EntityManager for each operation (the store outlives any one request). */
+  em: () => EntityManager
+  log: FastifyBaseLogger
+  attempts: number
+  backoffMs: number
+}
+
+/**
+ * Baileys' auth state in PostgreSQL. `keys.set()` is one transaction; every write is fenced by the
+ * lease epoch (a stale holder gets FENCED) and retried with backoff on database errors, so a key
+ * write is either stored or its failure surfaces to Baileys, never dropped.
+ */
+export class PostgresAuthStore {
+  readonly #options: AuthStoreOptions
+  creds: AuthenticationCreds
+
+  private constructor (options: AuthStoreOptions, creds: AuthenticationCreds) {
+    this.#options = options
+    this.creds = creds
+  }
+
+  static async open (options: AuthStoreOptions): Promise<PostgresAuthStore> {
+    const row = await options.em().findOne(WhatsappAuth, { companyId: options.companyId })
+    return new PostgresAuthStore(options, row ? decode<AuthenticationCreds>(row.creds) : initAuthCreds())
+  }
+
+  /** Whether these creds belong to a linked device (an abandoned pairing leaves `me` without `account`). */
+  get paired (): boolean {
+    return Boolean(this.creds.account)
+  }
+
+  /** Starts over with fresh creds (e.g. after an abandoned pairing attempt); not yet saved. */
+  resetCreds (): void {
+    this.creds = initAuthCreds()
+  }
+
+  readonly keys: PostgresKeyStore = {
+    get: async <T extends keyof SignalDataTypeMap>(type: T, ids: string[]) => {
+      const found: { [id: string]: SignalDataTypeMap[T] } = {}
+      if (ids.length === 0) return found
+      const rows = await this.#options.em().find(WhatsappKey, { companyId: this.#options.companyId, type, keyId: { $in: ids } })
+      for (const row of rows) found[row.keyId] = revive(type, decode(row.value))
+      return found
+    },
+    set: async (data: SignalDataSet) => {
+      const upserts: { companyId: string, type: string, keyId: string, value: unknown }[] = []
+      const deletes: { type: string, keyId: string }[] = []
+      for (const [type, entries] of Object.entries(data)) {
+        for (const [keyId, value] of Object.entries(entries ?? {})) {
+          if (value === null || value === undefined) deletes.push({ type, keyId })
+          else upserts.push({ companyId: this.#options.companyId, type, keyId, value: encode(value) })
+        }
+      }
+      if (upserts.length === 0 && deletes.length === 0) return
+      await this.#write('keys', async (tx) => {
+        if (upserts.length > 0) await tx.upsertMany(WhatsappKey, upserts)
+        if (deletes.length > 0) await tx.nativeDelete(WhatsappKey, { companyId: this.#options.companyId, $or: deletes })
+      })
+    },
+    clear: async () => {
+      await this.#write('clear keys', async (tx) => {
+        await tx.nativeDelete(WhatsappKey, { companyId: this.#options.companyId })
+      })
+    }
+  }
+
+  /** Saves the whole creds object (Baileys merges each update into it). */
+  async saveCreds (): Promise<void> {
+    const { companyId, epoch } = this.#options
+    const creds = JSON.stringify(encode(this.creds))
+    await this.#write('creds', async (tx) => {
+      const result = await tx.execute(
+        `insert into whatsapp_auth (company_id, creds, epoch, updated_at) values (?, ?::jsonb, ?, now())
+         on conflict (company_id) do update set creds = excluded.creds, epoch = excluded.epoch, updated_at = now()
+         where whatsapp_auth.epoch <= excluded.epoch`,
+        [companyId, creds, epoch], 'run')
+      if ((result as { affectedRows?: number }).affectedRows !== 1) {
+        throw new GatewayError(ErrorCode.FENCED, `creds of ${companyId} were written under a newer epoch than ${epoch}`)
+      }
+    })
+  }
+
+  /** Logout: the company's creds and keys are gone. */
+  async wipe (): Promise<void> {
+    const { companyId } = this.#options
+    await this.#write('wipe', async (tx) => {
+      await tx.nativeDelete(WhatsappKey, { companyId })
+      await tx.nativeDelete(WhatsappAuth, { companyId })
+    })
+    this.creds = initAuthCreds()
+  }
+
+  async #write (what: string, work: (tx: EntityManager) => Promise<void>): Promise<void> {
+    const { companyId, epoch, attempts, backoffMs, log } = this.#options
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fencedTransaction(this.#options.em(), companyId, epoch, work)
+        return
+      } catch (err) {
+        if (err instanceof GatewayError && err.code === ErrorCode.FENCED) throw err
+        if (attempt >= attempts) {
+          log.error({ err, companyId, what, attempt }, 'auth-state write failed; giving up and surfacing the error')
+          throw err
+        }
+        log.warn({ err, companyId, what, attempt }, 'auth-state write failed; retrying')
+        await sleep(backoffMs * 2 ** (attempt - 1))
+      }
+    }
+  }
+}
