@@ -45,7 +45,9 @@ const env = {
   LEASE_BUCKET: leaseBucket,
   MEMBERS_BUCKET: membersBucket,
   LEASE_TTL_MS: String(TTL_MS),
-  TEST_LEDGER_SUBJECT: ledgerSubject
+  TEST_LEDGER_SUBJECT: ledgerSubject,
+  // Ownership on its own: the ledger transport stands for each company's connection.
+  DISABLED_PLUGINS: 'session-pool'
 }
 const children = new Map<string, ChildProcess>()
 const ids = Array.from({ length: COMPANIES }, (_, index) => `bench-${index}`)

@@ -10,6 +10,10 @@ export const Subjects = {
   commandsOf: (companyId: string) => `wa.cmd.${companyId}.>`,
   /** An event about one company. */
   event: (companyId: string, type: string) => `wa.evt.${companyId}.${type}`,
+  /** Any replica answers (queue group): the sessions with their holder and status. */
+  sessionsList: 'wa.ctl.sessions.list',
+  /** Any replica answers (queue group): mark the company online and wait for its QR or connection. */
+  initialize: (companyId: string) => `wa.ctl.${companyId}.initialize`,
   /** Published when a company's desired state changes, so every replica follows it. */
   desiredChanged: 'wa.ctl.desired.changed'
 } as const

@@ -5,8 +5,8 @@ import type { TSchema, Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
-import { jetstream } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
+import { jetstream, jetstreamManager, DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream'
 import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
@@ -185,6 +185,81 @@ export class Bus {
     const kvm = new Kvm(jetstream(this.#nc, { timeout: options.timeoutMs }))
     const markers = options.expiryMarkers === true && supportsExpiryMarkers(this.#nc.info?.version)
     return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs, ...(markers ? { markerTTL: options.ttlMs } : {}) })
+  }
+
+  #js: JetStreamClient | undefined
+
+  /**
+   * Binds to (or creates) the stream that keeps events. Several deployments' replicas and tests
+   * share one stream on `subjects`: JetStream refuses two streams with overlapping subjects.
+   */
+  async ensureStream (name: string, subjects: string[], options: { duplicateWindowMs: number, maxAgeMs: number }): Promise<void> {
+    const jsm = await jetstreamManager(this.#nc)
+    try {
+      await jsm.streams.info(name)
+    } catch {
+      try {
+        await jsm.streams.add({ name, subjects, duplicate_window: options.duplicateWindowMs * 1_000_000, max_age: options.maxAgeMs * 1_000_000 })
+      } catch (err) {
+        // Another replica created it first.
+        await jsm.streams.info(name).catch(() => { throw err })
+      }
+    }
+    this.#js = jetstream(this.#nc, { timeout: this.#requestTimeoutMs })
+  }
+
+  /**
+   * Publishes an event into the stream; a repeat of `msgId` inside the duplicate window is dropped
+   * by JetStream (a message redelivered after a failover is not published twice). Returns its sequence.
+   */
+  async publishDurable (subject: string, payload: unknown, options: PublishOptions & { msgId: string }): Promise<{ seq: number, duplicate: boolean }> {
+    if (!this.#js) throw new Error('ensureStream() first')
+    const ack = await this.#js.publish(subject, JSON.stringify(payload), { msgID: options.msgId, headers: this.headers(options.headers) })
+    return { seq: ack.seq, duplicate: ack.duplicate }
+  }
+
+  /**
+   * Reads a stream's messages on `filter`, from sequence `since + 1` (or only new ones), in order,
+   * until `stop()` is called. For WebSocket subscribers, who reconnect with the last seq they saw.
+   */
+  async follow (stream: string, filter: string, since: number | undefined, onMessage: (seq: number, data: unknown) => void): Promise<{ stop: () => void, after: number }> {
+    const js = this.#js ?? jetstream(this.#nc, { timeout: this.#requestTimeoutMs })
+    // "Only new" is fixed now, not when the consumer starts, so nothing in between is lost.
+    const after = since ?? (await (await jetstreamManager(this.#nc)).streams.info(stream)).state.last_seq
+    // A single filter as a string becomes `filter_subject`, which NATS 2.9 understands (arrays need 2.10).
+    const consumer = await js.consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+    const messages = await consumer.consume()
+    void (async () => {
+      for await (const message of messages) {
+        try {
+          onMessage(message.seq, message.json())
+        } catch (err) {
+          this.#log.warn({ err }, 'event follower failed on a message')
+        }
+      }
+    })()
+    return { stop: () => { void messages.close() }, after }
+  }
+
+  /**
+   * Subscribes to `subjects` and resolves with the first message on any of them, or undefined after
+   * `timeoutMs`. Subscribe before triggering what you wait for; `ready` resolves once the server has it.
+   */
+  firstOf (subjects: string[], timeoutMs: number): { ready: Promise<void>, next: Promise<{ subject: string, data: unknown } | undefined> } {
+    const subscriptions: Subscription[] = []
+    let timer: NodeJS.Timeout | undefined
+    const next = new Promise<{ subject: string, data: unknown } | undefined>((resolve) => {
+      const finish = (value: { subject: string, data: unknown } | undefined) => {
+        clearTimeout(timer)
+        for (const subscription of subscriptions) subscription.unsubscribe()
+        resolve(value)
+      }
+      for (const subject of subjects) {
+        subscriptions.push(this.#nc.subscribe(subject, { callback: (_err, msg) => finish({ subject: msg.subject, data: decodePayload(msg) }) }))
+      }
+      timer = setTimeout(() => finish(undefined), timeoutMs)
+    })
+    return { ready: this.#nc.flush(), next }
   }
 
   /** The connected server's version, e.g. `2.9.10`. */

@@ -57,6 +57,21 @@ export interface Config {
   membersBucket: string
   /** Where the WhatsApp connections go: `test` is the in-process double with its overlap ledger. */
   waTransport: 'test'
+  /** Reconnect backoff after a transient close (428, 408, 503, 500): base, doubling, with jitter. */
+  reconnectBaseMs: number
+  reconnectMaxAttempts: number
+  /** Failures inside the window that open the circuit breaker, and how long it stays open. */
+  breakerThreshold: number
+  breakerWindowMs: number
+  breakerCooldownMs: number
+  /** How long a pairing code stays valid, and how long initialize waits for a QR or a connection. */
+  pairingCodeTtlMs: number
+  initializeTimeoutMs: number
+  /** Longest wait for WhatsApp to accept a message. */
+  sendTimeoutMs: number
+  /** JetStream stream that keeps the events (wa.evt.>) for replay and deduplication. */
+  eventsStream: string
+  eventsDuplicateWindowMs: number
   /** Attempts, and the first pause between them (doubling), for an auth-state write PostgreSQL refused. */
   authWriteAttempts: number
   authWriteBackoffMs: number
@@ -291,6 +306,76 @@ export const SETTINGS = {
     expected: 'test',
     fallback: () => 'test' as const,
     parse: (raw: string) => (raw === 'test' ? raw : undefined)
+  },
+  reconnectBaseMs: {
+    env: 'RECONNECT_BASE_MS',
+    describe: 'First reconnect delay after a transient close (428, 408, 503, 500); doubles each attempt, with jitter',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5_000,
+    parse: milliseconds
+  },
+  reconnectMaxAttempts: {
+    env: 'RECONNECT_MAX_ATTEMPTS',
+    describe: 'Reconnect attempts after a transient close before a reconnect_failed event',
+    expected: 'an integer from 1 to 100',
+    fallback: () => 5,
+    parse: integerIn(1, 100)
+  },
+  breakerThreshold: {
+    env: 'BREAKER_THRESHOLD',
+    describe: 'Connection failures inside BREAKER_WINDOW_MS that open a company\'s circuit breaker',
+    expected: 'an integer from 1 to 1000',
+    fallback: () => 5,
+    parse: integerIn(1, 1000)
+  },
+  breakerWindowMs: {
+    env: 'BREAKER_WINDOW_MS',
+    describe: 'Window in which connection failures are counted for the circuit breaker',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5 * 60_000,
+    parse: milliseconds
+  },
+  breakerCooldownMs: {
+    env: 'BREAKER_COOLDOWN_MS',
+    describe: 'How long an open circuit breaker keeps a company from connecting',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5 * 60_000,
+    parse: milliseconds
+  },
+  pairingCodeTtlMs: {
+    env: 'PAIRING_CODE_TTL_MS',
+    describe: 'How long a pairing code is valid',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
+  },
+  initializeTimeoutMs: {
+    env: 'INITIALIZE_TIMEOUT_MS',
+    describe: 'How long initialize waits for the first QR, pairing code or connection',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 30_000,
+    parse: milliseconds
+  },
+  sendTimeoutMs: {
+    env: 'SEND_TIMEOUT_MS',
+    describe: 'Longest wait for WhatsApp to accept a message before the send fails with TIMEOUT',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 15_000,
+    parse: milliseconds
+  },
+  eventsStream: {
+    env: 'EVENTS_STREAM',
+    describe: 'JetStream stream keeping the events (wa.evt.>) for replay and deduplication',
+    expected: 'a stream name of [A-Za-z0-9_-]',
+    fallback: () => 'WA_EVENTS',
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
+  eventsDuplicateWindowMs: {
+    env: 'EVENTS_DUPLICATE_WINDOW_MS',
+    describe: 'Window in which JetStream drops an event published twice with the same id',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 10 * 60_000,
+    parse: milliseconds
   },
   authWriteAttempts: {
     env: 'AUTH_WRITE_ATTEMPTS',

@@ -24,7 +24,8 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
     LEASE_BUCKET: settings.leaseBucket,
     MEMBERS_BUCKET: settings.membersBucket,
     LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
-    TEST_LEDGER_SUBJECT: ledgerSubject
+    TEST_LEDGER_SUBJECT: ledgerSubject,
+    DISABLED_PLUGINS: 'session-pool'
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')

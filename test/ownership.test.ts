@@ -2,7 +2,7 @@ import t from 'tap'
 import { Subjects } from '../contracts/index.ts'
 import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
 import { fencedTransaction } from '../plugins/ownership/index.ts'
-import { clusterSettings, longestGaps, startReplica, TEST_LEASE_TTL_MS, type Replica } from './helpers/cluster.ts'
+import { clusterSettings, longestGaps, OWNERSHIP_ONLY, startReplica, TEST_LEASE_TTL_MS, type Replica } from './helpers/cluster.ts'
 import { ownNatsServer } from './helpers/nats-server.ts'
 import { TcpProxy } from './helpers/tcp-proxy.ts'
 import { uniqueName } from './helpers/services.ts'
@@ -114,7 +114,7 @@ t.test('a replica cut off from NATS fences itself before its leases expire; the 
   t.teardown(() => proxy.close())
   const settings = await clusterSettings(t, { natsUrl: nats.url })
   const ids = companies(10)
-  const cutOff = await startReplica(t, settings, { natsUrl: `nats://127.0.0.1:${proxy.port}` })
+  const cutOff = await startReplica(t, settings, { ...OWNERSHIP_ONLY, natsUrl: `nats://127.0.0.1:${proxy.port}` })
   await markOnline(cutOff, ids)
   t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'the first replica holds all')
 

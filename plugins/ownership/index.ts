@@ -23,6 +23,8 @@ export interface OwnershipService {
   /** Replaces the transport before start (the session pool plugs in its WhatsApp connections). */
   useConnector: (connector: Connector) => void
   readonly stats: Ownership['stats']
+  /** With WA_TRANSPORT=test: the ledger that stands for WhatsApp's one-connection rule. */
+  readonly testLedger: LedgerPort
   /** The coordinator itself, for tests and diagnostics. */
   readonly coordinator: Ownership
 }
@@ -69,6 +71,7 @@ export default fp(async (app) => {
       if (coordinator) throw new Error('useConnector must be called before the app is ready')
       connector = next
     },
+    testLedger: ledger,
     get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
     get coordinator () {
       if (!coordinator) throw new Error('ownership has not started')

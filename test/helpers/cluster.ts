@@ -38,7 +38,10 @@ export interface Replica {
   close: () => Promise<void>
 }
 
-export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = {}): Promise<Replica> {
+/** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
+export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool'] }
+
+export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = OWNERSHIP_ONLY): Promise<Replica> {
   const config = await testConfig(t, { ...settings, ...overrides })
   const app = await buildApp({ config, features })
   const replica: Replica = {

@@ -1,0 +1,277 @@
+import QRCode from 'qrcode'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../../core/config.ts'
+import type { PostgresAuthStore } from './auth-store.ts'
+import type { ConnectionUpdate, InboundMessage, Receipt, SocketFactory, WaSocket } from './socket-port.ts'
+
+/** Baileys' DisconnectReason codes, and what the gateway does with each. */
+export const CloseCode = {
+  loggedOut: 401,
+  forbidden: 403,
+  timedOut: 408,
+  multideviceMismatch: 411,
+  connectionClosed: 428,
+  connectionReplaced: 440,
+  badSession: 500,
+  unavailableService: 503,
+  restartRequired: 515
+} as const
+
+/** ± this share of a backoff delay is random, so companies do not reconnect in lockstep. */
+const JITTER_SHARE = 0.2
+
+/** Why a session ended for good; the pool marks the company offline so no replica retries it. */
+export type StopOutcome = 'connection_replaced' | 'logged_out' | 'forbidden' | 'qr_expired' | 'reconnect_failed' | 'fenced'
+
+export type SessionState = 'connecting' | 'qr' | 'pairing' | 'open' | 'reconnecting' | 'breaker_open' | 'stopped'
+
+export type Emit = (type: string, data: Record<string, unknown>, options?: { eventId?: string }) => void
+
+export interface SessionOptions {
+  companyId: string
+  epoch: number
+  auth: PostgresAuthStore
+  factory: SocketFactory
+  config: Config
+  log: FastifyBaseLogger
+  emit: Emit
+  /** Called once when the session ends on its own (not when the pool stops it). */
+  onOutcome: (outcome: StopOutcome) => void
+  /** E.164 digits: link with a pairing code instead of a QR. */
+  pairingPhone?: string
+}
+
+export interface SessionStatus {
+  state: SessionState
+  connected: boolean
+  reconnectAttempts: number
+  phoneNumber: string | null
+  lastActivity: string | null
+  breakerOpenUntil: string | null
+  qrCodesGenerated: number
+}
+
+/**
+ * One company's WhatsApp connection on the replica that holds its lease. Health is passive: it is
+ * read from events and last activity and never triggers a reconnect (the old 440 storm came from
+ * exactly that). Sending never creates or reconnects a socket.
+ */
+export class Session {
+  readonly companyId: string
+  readonly epoch: number
+  readonly #options: SessionOptions
+  #socket: WaSocket | undefined
+  #state: SessionState = 'connecting'
+  #stopping = false
+  #reconnectAttempts = 0
+  #failures: number[] = []
+  #breakerOpenUntil = 0
+  #timer: NodeJS.Timeout | undefined
+  #lastActivity = 0
+  #qrCodes = 0
+  #pairingRequested = false
+  #lastQr: Record<string, unknown> | undefined
+  #lastPairing: Record<string, unknown> | undefined
+
+  constructor (options: SessionOptions) {
+    this.#options = options
+    this.companyId = options.companyId
+    this.epoch = options.epoch
+  }
+
+  get state (): SessionState { return this.#state }
+  get socket (): WaSocket | undefined { return this.#state === 'open' ? this.#socket : undefined }
+  get healthy (): boolean { return this.#state === 'open' }
+
+  status (): SessionStatus {
+    const me = this.#options.auth.creds.me?.id
+    return {
+      state: this.#state,
+      connected: this.#state === 'open',
+      reconnectAttempts: this.#reconnectAttempts,
+      phoneNumber: me ? `${me.split(':')[0].split('@')[0]}@s.whatsapp.net` : null,
+      lastActivity: this.#lastActivity ? new Date(this.#lastActivity).toISOString() : null,
+      breakerOpenUntil: this.#breakerOpenUntil > Date.now() ? new Date(this.#breakerOpenUntil).toISOString() : null,
+      qrCodesGenerated: this.#qrCodes
+    }
+  }
+
+  /** What initialize shows: the current QR or pairing code, or that the device is connected. */
+  snapshot (): { status: 'qr' | 'pairing_code' | 'connected', data: Record<string, unknown> } | undefined {
+    if (this.#state === 'open') return { status: 'connected', data: { phoneNumber: this.status().phoneNumber } }
+    if (this.#state === 'pairing' && this.#lastPairing) return { status: 'pairing_code', data: this.#lastPairing }
+    if (this.#state === 'qr' && this.#lastQr) return { status: 'qr', data: this.#lastQr }
+    return undefined
+  }
+
+  start (): void {
+    this.#open()
+  }
+
+  /** Ends the socket and every timer; no event of ours follows. */
+  async stop (): Promise<void> {
+    this.#stopping = true
+    this.#state = 'stopped'
+    clearTimeout(this.#timer)
+    const socket = this.#socket
+    this.#socket = undefined
+    await socket?.end().catch((err: unknown) => this.#options.log.warn({ err }, 'socket end failed'))
+  }
+
+  touch (): void {
+    this.#lastActivity = Date.now()
+  }
+
+  #open (): void {
+    if (this.#stopping) return
+    const { auth, factory, companyId, log } = this.#options
+    this.#state = 'connecting'
+    const socket = factory({ companyId, auth: { creds: auth.creds, keys: auth.keys }, log })
+    this.#socket = socket
+    socket.on('connection', (update) => { void this.#onConnection(socket, update) })
+    socket.on('creds', () => { void this.#saveCreds() })
+    socket.on('messages', (messages) => this.#onMessages(messages))
+    socket.on('receipts', (receipts) => this.#onReceipts(receipts))
+  }
+
+  async #onConnection (socket: WaSocket, update: ConnectionUpdate): Promise<void> {
+    if (this.#stopping || socket !== this.#socket) return
+    const { emit, pairingPhone, auth } = this.#options
+    if (update.qr) {
+      if (pairingPhone && !auth.creds.me) {
+        if (this.#pairingRequested) return
+        this.#pairingRequested = true
+        this.#state = 'pairing'
+        try {
+          const code = await socket.requestPairingCode(pairingPhone)
+          this.#lastPairing = { code, phoneNumber: pairingPhone, expiresAt: new Date(Date.now() + this.#options.config.pairingCodeTtlMs).toISOString() }
+          emit('pairing_code', this.#lastPairing)
+        } catch (err) {
+          emit('error', { reason: 'pairing_code_failed', message: (err as Error).message })
+        }
+        return
+      }
+      this.#state = 'qr'
+      this.#qrCodes++
+      this.#lastQr = {
+        qr: update.qr,
+        qrDataUrl: await QRCode.toDataURL(update.qr),
+        qrTerminal: await QRCode.toString(update.qr, { type: 'terminal', small: true })
+      }
+      emit('qr', this.#lastQr)
+      return
+    }
+    if (update.connection === 'open') {
+      this.#state = 'open'
+      this.#reconnectAttempts = 0
+      this.touch()
+      emit('connected', { phoneNumber: this.status().phoneNumber, isNewLogin: update.isNewLogin ?? false })
+      return
+    }
+    if (update.connection === 'close') this.#onClose(update.closeCode)
+  }
+
+  #onClose (code: number | undefined): void {
+    const { emit, auth, log } = this.#options
+    this.#socket = undefined
+    emit('disconnected', { code: code ?? null })
+    if (code === CloseCode.restartRequired) {
+      // After linking the server asks for a new socket with the same auth: normal, not a failure.
+      this.#open()
+      return
+    }
+    if (code === CloseCode.connectionReplaced) {
+      emit('connection_replaced', { code })
+      this.#end('connection_replaced')
+      return
+    }
+    if (code === CloseCode.loggedOut) {
+      void auth.wipe().catch((err: unknown) => log.error({ err }, 'wiping auth state after logout failed'))
+        .finally(() => { emit('logout', { code }); this.#end('logged_out') })
+      return
+    }
+    if (code === CloseCode.forbidden || code === CloseCode.multideviceMismatch) {
+      emit('error', { code, reason: code === CloseCode.forbidden ? 'forbidden' : 'multidevice_mismatch' })
+      this.#end('forbidden')
+      return
+    }
+    if (code === CloseCode.timedOut && !auth.paired) {
+      emit('error', { code, reason: 'qr_expired', message: 'no QR was scanned in time; initialize again' })
+      this.#end('qr_expired')
+      return
+    }
+    // 428, 408 (once paired), 503 and 500 are transient; so is any code Baileys does not name
+    // (a stream error without a code arrives as 500, "unknown").
+    this.#retry(code)
+  }
+
+  #retry (code: number | undefined): void {
+    const { config, emit } = this.#options
+    const now = Date.now()
+    this.#failures = [...this.#failures.filter((at) => now - at < config.breakerWindowMs), now]
+    if (this.#failures.length >= config.breakerThreshold) {
+      this.#failures = []
+      this.#breakerOpenUntil = now + config.breakerCooldownMs
+      this.#state = 'breaker_open'
+      emit('error', { code: code ?? null, reason: 'circuit_open', retryAt: new Date(this.#breakerOpenUntil).toISOString() })
+      this.#schedule(config.breakerCooldownMs)
+      return
+    }
+    if (this.#reconnectAttempts >= config.reconnectMaxAttempts) {
+      emit('reconnect_failed', { code: code ?? null, attempts: this.#reconnectAttempts })
+      this.#end('reconnect_failed')
+      return
+    }
+    const base = config.reconnectBaseMs * 2 ** this.#reconnectAttempts
+    const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
+    this.#reconnectAttempts++
+    this.#state = 'reconnecting'
+    this.#schedule(delay)
+  }
+
+  #schedule (delayMs: number): void {
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => this.#open(), delayMs)
+  }
+
+  #end (outcome: StopOutcome): void {
+    void this.stop().then(() => this.#options.onOutcome(outcome))
+  }
+
+  async #saveCreds (): Promise<void> {
+    try {
+      await this.#options.auth.saveCreds()
+    } catch (err) {
+      if ((err as { code?: string }).code === 'FENCED') {
+        this.#options.log.warn({ companyId: this.companyId }, 'a newer holder owns this company; stopping')
+        this.#end('fenced')
+        return
+      }
+      this.#options.log.error({ err, companyId: this.companyId }, 'saving creds failed')
+    }
+  }
+
+  #onMessages (messages: InboundMessage[]): void {
+    this.touch()
+    for (const message of messages) {
+      const lid = message.from.endsWith('@lid') ? message.from : null
+      const phoneJid = lid ? message.fromAlt ?? null : message.from
+      this.#options.emit('message', {
+        messageId: message.id,
+        phone: phoneJid ? phoneJid.split('@')[0].split(':')[0] : null,
+        jid: phoneJid,
+        lid,
+        pushName: message.pushName ?? null,
+        text: message.text ?? null,
+        timestamp: new Date(message.timestamp * 1000).toISOString()
+      }, { eventId: `message:${this.companyId}:${message.id}` })
+    }
+  }
+
+  #onReceipts (receipts: Receipt[]): void {
+    for (const receipt of receipts) {
+      this.#options.emit('message_status', { messageId: receipt.id, to: receipt.to, status: receipt.status, timestamp: new Date(receipt.timestamp * 1000).toISOString() },
+        { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
+    }
+  }
+}

@@ -1,0 +1,273 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { LedgerPort } from '../ownership/test-transport.ts'
+import type { ConnectionUpdate, InboundMessage, SocketEvents, SocketOptions, WaSocket } from './socket-port.ts'
+
+export interface TestWhatsAppOptions {
+  /** Time between QR references, and how many are offered before the socket closes with 408. */
+  qrIntervalMs: number
+  qrRefs: number
+}
+
+const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6 }
+const CLOSE = { loggedOut: 401, timedOut: 408, connectionReplaced: 440, restartRequired: 515 } as const
+
+interface Sent {
+  to: string
+  text?: string
+  quoted?: string
+  reaction?: { messageId: string, emoji: string }
+  messageId: string
+}
+
+/**
+ * An in-process stand-in for WhatsApp: sockets emit the sequences Baileys emits (connecting, QR
+ * references then 408, creds + 515 after a scan, open), and one live connection per company is
+ * enforced through the ownership ledger: a second one is closed with 440, as WhatsApp does.
+ */
+export class TestWhatsApp {
+  readonly options: TestWhatsAppOptions
+  readonly sent = new Map<string, Sent[]>()
+  readonly #live = new Map<string, TestSocket>()
+  readonly #refusals = new Map<string, number>()
+  #ledger: LedgerPort
+  #replica = 'unknown'
+
+  constructor (ledger: LedgerPort, options: Partial<TestWhatsAppOptions> = {}) {
+    this.#ledger = ledger
+    this.options = { ...DEFAULT_OPTIONS, ...options }
+  }
+
+  /** A socket factory for one replica. */
+  factory (replica: string, ledger?: LedgerPort) {
+    this.#replica = replica
+    if (ledger) this.#ledger = ledger
+    return (options: SocketOptions): WaSocket => new TestSocket(this, options, replica)
+  }
+
+  get ledger (): LedgerPort { return this.#ledger }
+
+  register (companyId: string, socket: TestSocket | undefined): void {
+    if (socket) this.#live.set(companyId, socket)
+    else this.#live.delete(companyId)
+  }
+
+  socketOf (companyId: string): TestSocket | undefined {
+    return this.#live.get(companyId)
+  }
+
+  /** The phone scans the current QR (or accepts the pairing code): the device is linked. */
+  scan (companyId: string): boolean {
+    return this.#live.get(companyId)?.link() ?? false
+  }
+
+  /** A contact writes to the company. */
+  deliver (companyId: string, message: Partial<InboundMessage> & { from: string, text: string }): string {
+    const id = message.id ?? `IN${randomBytes(8).toString('hex').toUpperCase()}`
+    this.#live.get(companyId)?.emitLater('messages', [{ id, timestamp: Math.floor(Date.now() / 1000), ...message }])
+    return id
+  }
+
+  /** While set, every connection attempt of the company is closed with `code` before it opens. */
+  refuse (companyId: string, code: number | undefined): void {
+    if (code === undefined) this.#refusals.delete(companyId)
+    else this.#refusals.set(companyId, code)
+  }
+
+  refusalFor (companyId: string): number | undefined {
+    return this.#refusals.get(companyId)
+  }
+
+  /** The server closes the company's connection with `code` (428, 440, 401, 403, 500, 515, …). */
+  drop (companyId: string, code: number): void {
+    this.#live.get(companyId)?.close(code)
+  }
+
+  record (companyId: string, sent: Sent): void {
+    const list = this.sent.get(companyId) ?? []
+    list.push(sent)
+    this.sent.set(companyId, list)
+  }
+
+  get replica (): string { return this.#replica }
+}
+
+export class TestSocket implements WaSocket {
+  readonly #whatsapp: TestWhatsApp
+  readonly #options: SocketOptions
+  readonly #replica: string
+  readonly #listeners = new Map<keyof SocketEvents, Set<(payload: never) => void>>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  #state: 'connecting' | 'qr' | 'open' | 'closed' = 'connecting'
+  #qrsShown = 0
+  #pairingCode: string | undefined
+
+  constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string) {
+    this.#whatsapp = whatsapp
+    this.#options = options
+    this.#replica = replica
+    this.#later(() => void this.#connect(), 0)
+  }
+
+  get state () { return this.#state }
+
+  /** Read through a method: it can change while an await is pending. */
+  #ended (): boolean { return this.#state === 'closed' }
+
+  on<K extends keyof SocketEvents> (event: K, listener: (payload: SocketEvents[K]) => void): void {
+    const set = this.#listeners.get(event) ?? new Set()
+    set.add(listener as (payload: never) => void)
+    this.#listeners.set(event, set)
+  }
+
+  listenerCount (): number {
+    let count = 0
+    for (const set of this.#listeners.values()) count += set.size
+    return count
+  }
+
+  timerCount (): number {
+    return this.#timers.size
+  }
+
+  #emit<K extends keyof SocketEvents> (event: K, payload: SocketEvents[K]): void {
+    for (const listener of this.#listeners.get(event) ?? []) (listener as (payload: SocketEvents[K]) => void)(payload)
+  }
+
+  emitLater<K extends keyof SocketEvents> (event: K, payload: SocketEvents[K]): void {
+    this.#later(() => this.#emit(event, payload), 0)
+  }
+
+  #later (fn: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      fn()
+    }, ms)
+    this.#timers.add(timer)
+  }
+
+  async #connect (): Promise<void> {
+    if (this.#state === 'closed') return
+    const { companyId, auth } = this.#options
+    this.#emit('connection', { connection: 'connecting' })
+    const refusal = this.#whatsapp.refusalFor(companyId)
+    if (refusal !== undefined) {
+      this.close(refusal)
+      return
+    }
+    if (!auth.creds.account) {
+      this.#whatsapp.register(companyId, this)
+      this.#state = 'qr'
+      this.#showQr()
+      return
+    }
+    const accepted = await this.#whatsapp.ledger.open(companyId, this.#replica)
+    if (this.#ended()) {
+      if (accepted) await this.#whatsapp.ledger.close(companyId, this.#replica, 'ended while connecting')
+      return
+    }
+    if (!accepted) {
+      this.close(CLOSE.connectionReplaced)
+      return
+    }
+    this.#whatsapp.register(companyId, this)
+    this.#state = 'open'
+    this.#emit('connection', { connection: 'open' })
+  }
+
+  #showQr (): void {
+    if (this.#state !== 'qr') return
+    if (this.#qrsShown >= this.#whatsapp.options.qrRefs) {
+      this.close(CLOSE.timedOut)
+      return
+    }
+    this.#qrsShown++
+    const ref = randomBytes(12).toString('base64')
+    const { creds } = this.#options.auth
+    const qr = [ref, creds.noiseKey.public, creds.signedIdentityKey.public, creds.advSecretKey]
+      .map((part) => (typeof part === 'string' ? part : Buffer.from(part).toString('base64'))).join(',')
+    this.#emit('connection', { qr: `https://wa.me/settings/linked_devices#${qr}` } satisfies ConnectionUpdate)
+    this.#later(() => this.#showQr(), this.#whatsapp.options.qrIntervalMs)
+  }
+
+  /** The phone linked this device: creds gain an account, then the server asks for a restart (515). */
+  link (): boolean {
+    if (this.#state !== 'qr') return false
+    const { creds } = this.#options.auth
+    creds.me = { id: `${randomDigits(11)}:${1 + Math.floor(Math.random() * 20)}@s.whatsapp.net`, name: 'Test phone' }
+    creds.account = { details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64) }
+    creds.registered = true
+    this.#emit('creds', creds)
+    this.close(CLOSE.restartRequired)
+    return true
+  }
+
+  /** Server-side close: the socket is gone and says why. */
+  close (code: number): void {
+    if (this.#state === 'closed') return
+    const wasOpen = this.#state === 'open'
+    this.#teardown()
+    if (wasOpen) void this.#whatsapp.ledger.close(this.#options.companyId, this.#replica, `closed ${code}`)
+    this.#emit('connection', { connection: 'close', closeCode: code })
+    this.#listeners.clear()
+  }
+
+  #teardown (): void {
+    this.#state = 'closed'
+    for (const timer of this.#timers) clearTimeout(timer)
+    this.#timers.clear()
+    if (this.#whatsapp.socketOf(this.#options.companyId) === this) this.#whatsapp.register(this.#options.companyId, undefined)
+  }
+
+  #requireOpen (): void {
+    if (this.#state !== 'open') throw Object.assign(new Error('Connection Closed'), { output: { statusCode: 428 } })
+  }
+
+  async sendText (jid: string, text: string, options: { quoted?: string } = {}) {
+    this.#requireOpen()
+    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted, messageId })
+    this.#later(() => this.#emit('receipts', [{ id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }]), 0)
+    return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+  }
+
+  async react (jid: string, key: { id: string, fromMe: boolean }, emoji: string) {
+    this.#requireOpen()
+    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    this.#whatsapp.record(this.#options.companyId, { to: jid, reaction: { messageId: key.id, emoji }, messageId })
+    return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+  }
+
+  async markRead (): Promise<void> { this.#requireOpen() }
+  async setPresence (): Promise<void> { this.#requireOpen() }
+
+  async onWhatsApp (jids: string[]) {
+    this.#requireOpen()
+    return jids.map((jid) => ({ jid, exists: true }))
+  }
+
+  async requestPairingCode (phoneDigits: string): Promise<string> {
+    if (this.#state !== 'qr') throw new Error('a pairing code needs a socket waiting for a QR')
+    if (!/^\d{10,15}$/.test(phoneDigits)) throw new Error('pairing needs E.164 digits')
+    this.#pairingCode = randomUUID().replace(/-/g, '').slice(0, 8).toUpperCase()
+    return this.#pairingCode
+  }
+
+  get pairingCode (): string | undefined { return this.#pairingCode }
+
+  async end (): Promise<void> {
+    if (this.#state === 'closed') return
+    const wasOpen = this.#state === 'open'
+    this.#teardown()
+    this.#listeners.clear()
+    if (wasOpen) await this.#whatsapp.ledger.close(this.#options.companyId, this.#replica, 'ended')
+  }
+
+  async logout (): Promise<void> {
+    this.#requireOpen()
+    this.close(CLOSE.loggedOut)
+  }
+}
+
+function randomDigits (count: number): string {
+  return Array.from({ length: count }, () => Math.floor(Math.random() * 10)).join('')
+}

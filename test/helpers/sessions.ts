@@ -1,0 +1,45 @@
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { connect } from '@nats-io/transport-node'
+import type { Config } from '../../core/config.ts'
+import { Subjects, type EventEnvelope } from '../../contracts/index.ts'
+import { clusterSettings, startReplica, type ClusterSettings, type Replica } from './cluster.ts'
+import { waitFor } from './wait.ts'
+
+/** Fast lifecycles for tests: short backoff, a breaker that opens quickly, quick initialize. */
+export const FAST_SESSIONS: Partial<Config> = {
+  disabledPlugins: [],
+  reconnectBaseMs: 50,
+  reconnectMaxAttempts: 3,
+  breakerThreshold: 10,
+  breakerWindowMs: 60_000,
+  breakerCooldownMs: 60_000,
+  initializeTimeoutMs: 5_000
+}
+
+export async function sessionCluster (t: Test): Promise<ClusterSettings> {
+  return clusterSettings(t)
+}
+
+export function startSessionReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = {}): Promise<Replica> {
+  return startReplica(t, settings, { ...FAST_SESSIONS, ...overrides })
+}
+
+/** Records every event of one company from the moment it is called, over a connection of its own. */
+export async function recordEvents (t: Test, natsUrl: string, companyId: string) {
+  const nc = await connect({ servers: natsUrl })
+  t.teardown(() => nc.close())
+  const events: EventEnvelope[] = []
+  nc.subscribe(Subjects.event(companyId, ">"), { callback: (_err, msg) => { events.push(msg.json<EventEnvelope>()) } })
+  await nc.flush()
+  return {
+    events,
+    types: () => events.map((event) => event.type),
+    waitFor: (type: string, count = 1, timeoutMs = 5_000) => waitFor(() => events.filter((event) => event.type === type).length >= count, timeoutMs, 10)
+  }
+}
+
+/** The replica whose pool holds the company's session. */
+export function holderOf (replicas: Replica[], companyId: string): FastifyInstance | undefined {
+  return replicas.find((replica) => !replica.closed && replica.app.sessionPool.get(companyId))?.app
+}
