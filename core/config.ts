@@ -55,8 +55,11 @@ export interface Config {
   balanceSlackPct: number
   leaseBucket: string
   membersBucket: string
-  /** Where the WhatsApp connections go: `test` is the in-process double with its overlap ledger. */
-  waTransport: 'test'
+  /** Where the WhatsApp connections go: Baileys, or `test`, the in-process double with its overlap ledger. */
+  waTransport: 'baileys' | 'test'
+  waWsUrl: string | undefined
+  waVersion: [number, number, number] | undefined
+  waCertPublicKey: string | undefined
   /** Reconnect backoff after a transient close (428, 408, 503, 500): base, doubling, with jitter. */
   reconnectBaseMs: number
   reconnectMaxAttempts: number
@@ -302,10 +305,34 @@ export const SETTINGS = {
   },
   waTransport: {
     env: 'WA_TRANSPORT',
-    describe: 'Where WhatsApp connections go: `test` is the in-process double that records and refuses overlapping connections',
-    expected: 'test',
-    fallback: () => 'test' as const,
-    parse: (raw: string) => (raw === 'test' ? raw : undefined)
+    describe: 'Where WhatsApp connections go: `baileys` (WhatsApp Web), or `test`, the in-process double that records and refuses overlapping connections',
+    expected: 'baileys | test',
+    fallback: () => 'baileys' as const,
+    parse: (raw: string) => (raw === 'test' || raw === 'baileys' ? raw : undefined)
+  },
+  waWsUrl: {
+    env: 'WA_WS_URL',
+    describe: 'WebSocket URL Baileys connects to instead of WhatsApp\'s (e.g. a simulator)',
+    expected: 'a ws:// or wss:// URL',
+    fallback: () => undefined,
+    parse: urlWithScheme(['ws', 'wss'])
+  },
+  waVersion: {
+    env: 'WA_VERSION',
+    describe: 'WhatsApp Web version Baileys announces, so start-up needs no network fetch',
+    expected: 'three numbers, e.g. 2.3000.1023223821',
+    fallback: () => undefined,
+    parse: (raw: string) => {
+      const parts = raw.split('.')
+      return parts.length === 3 && parts.every((part) => /^\d{1,12}$/.test(part)) ? parts.map(Number) as [number, number, number] : undefined
+    }
+  },
+  waCertPublicKey: {
+    env: 'WA_CERT_PUBLIC_KEY',
+    describe: 'Hex public key that signs the server certificate, replacing WhatsApp\'s (simulators only; refused with NODE_ENV=production)',
+    expected: '64 hex characters (a 32-byte key)',
+    fallback: () => undefined,
+    parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined)
   },
   reconnectBaseMs: {
     env: 'RECONNECT_BASE_MS',
@@ -412,6 +439,9 @@ export function loadConfig (env: Env = process.env): Config {
     const value = setting.parse(raw.trim())
     if (value === undefined) throw new ConfigError(setting.env, setting.expected, raw)
     config[key] = value
+  }
+  if (env.NODE_ENV === 'production' && config.waCertPublicKey !== undefined) {
+    throw new ConfigError('WA_CERT_PUBLIC_KEY', 'unset when NODE_ENV=production (it makes Baileys trust a server that is not WhatsApp)', String(env.WA_CERT_PUBLIC_KEY))
   }
   return config as Config
 }

@@ -53,6 +53,15 @@ for (const [variable, value, message] of bad) {
   })
 }
 
+t.test('a simulator\'s certificate key is refused in production', async (t) => {
+  const key = 'ab'.repeat(32)
+  t.equal(loadConfig({ WA_CERT_PUBLIC_KEY: key }).waCertPublicKey, key)
+  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_CERT_PUBLIC_KEY: key }), { variable: 'WA_CERT_PUBLIC_KEY', message: /unset when NODE_ENV=production/ })
+  t.same(loadConfig({ WA_VERSION: '2.3000.1023223821' }).waVersion, [2, 3000, 1023223821])
+  t.throws(() => loadConfig({ WA_VERSION: '2.3000' }), { name: 'ConfigError', variable: 'WA_VERSION' })
+  t.throws(() => loadConfig({ WA_WS_URL: 'http://localhost:1' }), { name: 'ConfigError', variable: 'WA_WS_URL' })
+})
+
 t.test('every setting has a variable name, a description and an expected form', async (t) => {
   for (const [key, setting] of Object.entries(SETTINGS)) {
     t.match(setting.env, /^[A-Z][A-Z0-9_]+$/, `${key} has an env name`)

@@ -17,6 +17,7 @@ import { pairingMigrations, requestPairing } from './pairing.ts'
 import { SessionPool } from './pool.ts'
 import type { StopOutcome } from './session.ts'
 import { TestWhatsApp } from './test-socket.ts'
+import { baileysFactory } from './baileys-adapter.ts'
 import type { SocketFactory } from './socket-port.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
@@ -49,7 +50,9 @@ export default fp(async (app) => {
   await bus.ensureStream(config.eventsStream, ['wa.evt.>'], { duplicateWindowMs: config.eventsDuplicateWindowMs, maxAgeMs: EVENTS_MAX_AGE_MS })
 
   const testWhatsApp = config.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
-  const factory: SocketFactory = testWhatsApp!.factory(config.replicaId)
+  const factory: SocketFactory = testWhatsApp
+    ? testWhatsApp.factory(config.replicaId)
+    : baileysFactory({ wsUrl: config.waWsUrl, version: config.waVersion, certPublicKeyHex: config.waCertPublicKey })
   app.decorate('testWhatsApp', testWhatsApp)
 
   const publish = (companyId: string, epoch: number, type: string, data: Record<string, unknown>, eventId?: string) => {

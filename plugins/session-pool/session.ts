@@ -152,13 +152,16 @@ export class Session {
         return
       }
       this.#state = 'qr'
-      this.#qrCodes++
-      this.#lastQr = {
+      const rendered = {
         qr: update.qr,
         qrDataUrl: await QRCode.toDataURL(update.qr),
         qrTerminal: await QRCode.toString(update.qr, { type: 'terminal', small: true })
       }
-      emit('qr', this.#lastQr)
+      // Rendering takes a while; a QR whose socket has gone meanwhile must not be shown.
+      if (this.#stopping || socket !== this.#socket) return
+      this.#qrCodes++
+      this.#lastQr = rendered
+      emit('qr', rendered)
       return
     }
     if (update.connection === 'open') {

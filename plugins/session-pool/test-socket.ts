@@ -29,22 +29,17 @@ export class TestWhatsApp {
   readonly sent = new Map<string, Sent[]>()
   readonly #live = new Map<string, TestSocket>()
   readonly #refusals = new Map<string, number>()
-  #ledger: LedgerPort
-  #replica = 'unknown'
+  readonly #ledger: LedgerPort
 
   constructor (ledger: LedgerPort, options: Partial<TestWhatsAppOptions> = {}) {
     this.#ledger = ledger
     this.options = { ...DEFAULT_OPTIONS, ...options }
   }
 
-  /** A socket factory for one replica. */
-  factory (replica: string, ledger?: LedgerPort) {
-    this.#replica = replica
-    if (ledger) this.#ledger = ledger
-    return (options: SocketOptions): WaSocket => new TestSocket(this, options, replica)
+  /** A socket factory for one replica; `ledger` replaces the shared one for its sockets only. */
+  factory (replica: string, ledger: LedgerPort = this.#ledger) {
+    return (options: SocketOptions): WaSocket => new TestSocket(this, options, replica, ledger)
   }
-
-  get ledger (): LedgerPort { return this.#ledger }
 
   register (companyId: string, socket: TestSocket | undefined): void {
     if (socket) this.#live.set(companyId, socket)
@@ -87,24 +82,24 @@ export class TestWhatsApp {
     list.push(sent)
     this.sent.set(companyId, list)
   }
-
-  get replica (): string { return this.#replica }
 }
 
 export class TestSocket implements WaSocket {
   readonly #whatsapp: TestWhatsApp
   readonly #options: SocketOptions
   readonly #replica: string
+  readonly #ledger: LedgerPort
   readonly #listeners = new Map<keyof SocketEvents, Set<(payload: never) => void>>()
   readonly #timers = new Set<NodeJS.Timeout>()
   #state: 'connecting' | 'qr' | 'open' | 'closed' = 'connecting'
   #qrsShown = 0
   #pairingCode: string | undefined
 
-  constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string) {
+  constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string, ledger: LedgerPort) {
     this.#whatsapp = whatsapp
     this.#options = options
     this.#replica = replica
+    this.#ledger = ledger
     this.#later(() => void this.#connect(), 0)
   }
 
@@ -160,9 +155,9 @@ export class TestSocket implements WaSocket {
       this.#showQr()
       return
     }
-    const accepted = await this.#whatsapp.ledger.open(companyId, this.#replica)
+    const accepted = await this.#ledger.open(companyId, this.#replica)
     if (this.#ended()) {
-      if (accepted) await this.#whatsapp.ledger.close(companyId, this.#replica, 'ended while connecting')
+      if (accepted) await this.#ledger.close(companyId, this.#replica, 'ended while connecting')
       return
     }
     if (!accepted) {
@@ -206,7 +201,7 @@ export class TestSocket implements WaSocket {
     if (this.#state === 'closed') return
     const wasOpen = this.#state === 'open'
     this.#teardown()
-    if (wasOpen) void this.#whatsapp.ledger.close(this.#options.companyId, this.#replica, `closed ${code}`)
+    if (wasOpen) void this.#ledger.close(this.#options.companyId, this.#replica, `closed ${code}`)
     this.#emit('connection', { connection: 'close', closeCode: code })
     this.#listeners.clear()
   }
@@ -259,7 +254,7 @@ export class TestSocket implements WaSocket {
     const wasOpen = this.#state === 'open'
     this.#teardown()
     this.#listeners.clear()
-    if (wasOpen) await this.#whatsapp.ledger.close(this.#options.companyId, this.#replica, 'ended')
+    if (wasOpen) await this.#ledger.close(this.#options.companyId, this.#replica, 'ended')
   }
 
   async logout (): Promise<void> {

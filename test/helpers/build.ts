@@ -33,6 +33,7 @@ export async function testConfig (t: Test, overrides: Partial<Config> = {}): Pro
     replicaId: uniqueName('replica'),
     httpPort: 0,
     logLevel: 'silent',
+    waTransport: 'test',
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),

@@ -1,0 +1,152 @@
+import makeWASocket, {
+  makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
+  type CacheStore, type SignalKeyStore, type WAVersion
+} from '@whiskeysockets/baileys'
+import type { FastifyBaseLogger } from 'fastify'
+import type { InboundMessage, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket } from './socket-port.ts'
+
+/** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
+const KEY_CACHE_ENTRIES = 5_000
+
+export interface BaileysSettings {
+  /** Overrides Baileys' `waWebSocketUrl` (a compatible server, e.g. the simulator). */
+  wsUrl?: string
+  /** Pins the WhatsApp Web version, so start-up needs no network fetch. */
+  version?: WAVersion
+  /** Hex public key the server's certificate chain must be signed by (not WhatsApp's): never in production. */
+  certPublicKeyHex?: string
+}
+
+/** A bounded in-memory cache without timers: the default NodeCache keeps an interval alive per cache. */
+class KeyCache implements CacheStore {
+  readonly #entries = new Map<string, unknown>()
+  get<T> (key: string): T | undefined {
+    const value = this.#entries.get(key)
+    if (value !== undefined) {
+      this.#entries.delete(key)
+      this.#entries.set(key, value)
+    }
+    return value as T | undefined
+  }
+
+  set<T> (key: string, value: T): void {
+    this.#entries.delete(key)
+    this.#entries.set(key, value)
+    if (this.#entries.size > KEY_CACHE_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!)
+  }
+
+  del (key: string): void { this.#entries.delete(key) }
+  flushAll (): void { this.#entries.clear() }
+}
+
+const STATUS: Record<number, Receipt['status']> = {
+  [proto.WebMessageInfo.Status.ERROR]: 'error',
+  [proto.WebMessageInfo.Status.SERVER_ACK]: 'server',
+  [proto.WebMessageInfo.Status.DELIVERY_ACK]: 'delivered',
+  [proto.WebMessageInfo.Status.READ]: 'read',
+  [proto.WebMessageInfo.Status.PLAYED]: 'played'
+}
+
+function textOf (message: proto.IMessage | null | undefined): string | undefined {
+  return message?.conversation ?? message?.extendedTextMessage?.text ?? undefined
+}
+
+function closeCodeOf (error: unknown): number | undefined {
+  return (error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode
+}
+
+/**
+ * The production socket: Baileys 7.0.0-rc14 behind the narrow port. One key cache per auth store
+ * (one per lease), reused across reconnects; Baileys' logger is a child of ours.
+ */
+export function baileysFactory (settings: BaileysSettings): SocketFactory {
+  if (settings.certPublicKeyHex) {
+    // Baileys checks the server's certificate chain against this mutable, exported key.
+    WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(settings.certPublicKeyHex, 'hex') as unknown as typeof WA_CERT_DETAILS.PUBLIC_KEY
+  }
+  const caches = new WeakMap<SignalKeyStore, SignalKeyStore>()
+  return (options: SocketOptions): WaSocket => {
+    const logger = options.log.child({ module: 'baileys' }) as FastifyBaseLogger
+    let keys = caches.get(options.auth.keys)
+    if (!keys) {
+      keys = makeCacheableSignalKeyStore(options.auth.keys, logger as never, new KeyCache())
+      caches.set(options.auth.keys, keys)
+    }
+    const sock = makeWASocket({
+      auth: { creds: options.auth.creds, keys },
+      logger: logger as never,
+      ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
+      ...(settings.version ? { version: settings.version } : {}),
+      markOnlineOnConnect: false,
+      syncFullHistory: false,
+      printQRInTerminal: false
+    })
+    return adapt(sock)
+  }
+}
+
+function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
+  const handlers: { [K in keyof SocketEvents]?: ((payload: SocketEvents[K]) => void)[] } = {}
+  const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
+    for (const handler of handlers[event] ?? []) handler(payload)
+  }
+  sock.ev.on('connection.update', (update) => {
+    emit('connection', {
+      connection: update.connection,
+      qr: update.qr,
+      closeCode: update.connection === 'close' ? closeCodeOf(update.lastDisconnect?.error) : undefined,
+      isNewLogin: update.isNewLogin
+    })
+  })
+  sock.ev.on('creds.update', () => emit('creds', sock.authState.creds))
+  sock.ev.on('messages.upsert', ({ messages, type }) => {
+    if (type !== 'notify') return
+    const inbound: InboundMessage[] = messages
+      .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
+      .map((message) => ({
+        id: message.key.id!,
+        from: message.key.remoteJid!,
+        fromAlt: message.key.remoteJidAlt ?? undefined,
+        pushName: message.pushName ?? undefined,
+        text: textOf(message.message),
+        timestamp: Number(message.messageTimestamp ?? Math.floor(Date.now() / 1000))
+      }))
+    if (inbound.length > 0) emit('messages', inbound)
+  })
+  sock.ev.on('messages.update', (updates) => {
+    const receipts: Receipt[] = updates
+      .filter((update) => update.update.status !== undefined && update.update.status !== null && STATUS[update.update.status] && update.key.id)
+      .map((update) => ({ id: update.key.id!, to: update.key.remoteJid ?? '', status: STATUS[update.update.status!], timestamp: Math.floor(Date.now() / 1000) }))
+    if (receipts.length > 0) emit('receipts', receipts)
+  })
+  sock.ev.on('messages.reaction', (reactions) => {
+    emit('reactions', reactions.filter((reaction) => reaction.key.id).map((reaction) => ({
+      messageId: reaction.key.id!,
+      from: reaction.reaction.key?.participant ?? reaction.reaction.key?.remoteJid ?? reaction.key.remoteJid ?? '',
+      emoji: reaction.reaction.text ?? '',
+      timestamp: Number(reaction.reaction.senderTimestampMs ?? Date.now()) / 1000
+    })))
+  })
+
+  const sent = (result: proto.IWebMessageInfo | undefined) => ({
+    messageId: result?.key?.id ?? '',
+    timestamp: Number(result?.messageTimestamp ?? Math.floor(Date.now() / 1000))
+  })
+  return {
+    on: (event, listener) => { (handlers[event] ??= [] as never[]).push(listener as never) },
+    sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, options.quoted
+      ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
+      : undefined)),
+    react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, { react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } } })),
+    markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
+    setPresence: async (presence, jid) => { await sock.sendPresenceUpdate(presence, jid) },
+    onWhatsApp: async (jids) => ((await sock.onWhatsApp(...jids)) ?? []).map((entry) => ({ jid: entry.jid, exists: Boolean(entry.exists) })),
+    requestPairingCode: (phoneDigits) => sock.requestPairingCode(phoneDigits),
+    // Baileys' end() destroys its event emitter (every listener) itself; our handlers go with the closure.
+    end: async () => {
+      for (const key of Object.keys(handlers) as (keyof SocketEvents)[]) delete handlers[key]
+      sock.end(undefined)
+    },
+    logout: () => sock.logout()
+  }
+}
