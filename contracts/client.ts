@@ -3,6 +3,8 @@ import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-co
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
 import { Subjects } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
+import type { InitializeReply, InitializeRequest, LogoutReply, SendReply, SendRequest, SessionsList, SessionStatus } from './sessions.ts'
+import type { OwnerReply } from './cluster.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 
@@ -54,7 +56,15 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
 
   return {
     normalizePhone: (phone: string, country?: string) =>
-      call<NormalizePhoneReply>(Subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest)
+      call<NormalizePhoneReply>(Subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
+    /** Sends through the replica holding the company; NOT_CONNECTED at once when none does. */
+    send: (companyId: string, request: SendRequest) => call<SendReply>(Subjects.command(companyId, 'send'), request),
+    status: (companyId: string) => call<SessionStatus>(Subjects.command(companyId, 'status'), {}),
+    logout: (companyId: string) => call<LogoutReply>(Subjects.command(companyId, 'logout'), {}),
+    owner: (companyId: string) => call<OwnerReply>(Subjects.command(companyId, 'owner'), {}),
+    /** Any replica answers: marks the company online and returns its QR, pairing code or connection. */
+    initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(Subjects.initialize(companyId), request),
+    listSessions: () => call<SessionsList>(Subjects.sessionsList, {})
   }
 }
 

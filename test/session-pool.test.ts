@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { CloseCode } from '../plugins/session-pool/session.ts'
+import { createGatewayClient } from '../contracts/index.ts'
 import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -157,8 +158,22 @@ t.test('a request sent to a replica that does not hold the company is served by 
   const status = (await other.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
   t.equal(status.holder, holder.config.replicaId)
 
-  const overNats = await other.app.bus.request<{ messageId: string }>(`wa.cmd.${companyId}.send`, { phone: '79001234567', message: 'через NATS' })
-  t.match(overNats, { success: true, messageId: String })
+  // Other services use the typed client from contracts/.
+  const client = createGatewayClient(other.app.nats)
+  t.match(await client.send(companyId, { phone: '79001234567', message: 'через NATS' }), { success: true, companyId, phone: '79001234567', messageId: String })
+  t.match(await client.status(companyId), { connected: true, holder: holder.config.replicaId })
+  await t.rejects(client.send(uniqueName('nobody'), { phone: '79001234567', message: 'x' }), { name: 'GatewayClientError', code: 'NOT_CONNECTED' })
+  await t.rejects(client.send(companyId, { phone: 'abc', message: 'x' }), { code: 'INVALID_PHONE' })
+
+  // WebSocket on the replica that does not hold the company still sees the holder's events.
+  await other.app.ready()
+  const ws = await other.app.injectWS(`/api/whatsapp/events?companyId=${companyId}`)
+  const seen: { type: string, data: { text?: string } }[] = []
+  ws.on('message', (data: Buffer) => seen.push(JSON.parse(data.toString())))
+  t.ok(await waitFor(() => seen.some((event) => event.type === 'subscribed'), SETTLE_MS))
+  holder.testWhatsApp!.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'видно везде' })
+  t.ok(await waitFor(() => seen.some((event) => event.type === 'message' && event.data.text === 'видно везде'), SETTLE_MS), 'the inbound message reaches a WebSocket on the other replica')
+  ws.terminate()
 })
 
 t.test('WebSocket events: live, and replayed with ?since=', async (t) => {
@@ -263,4 +278,22 @@ t.test('NATS control subjects: any replica lists sessions and initializes', asyn
   t.match(list.sessions.find((session) => session.companyId === companyId), { desired: 'online', holder: replica.id })
   const bad = await replica.app.bus.request(`wa.ctl.${companyId}.initialize`, { phoneNumber: 42 }).catch((err: unknown) => err)
   t.match(bad, { code: 'VALIDATION_ERROR' })
+})
+
+t.test('DELETE logs out and wipes the auth state, whether or not a replica holds the company', async (t) => {
+  const { companyId, events, replica } = await linkedCompany(t)
+  const authRows = async (id: string) => (await replica.app.orm.em.fork().execute<{ n: number }>('select count(*)::int as n from whatsapp_auth where company_id = ?', [id], 'get')).n
+  t.equal(await authRows(companyId), 1, 'creds stored after linking')
+  const held = await replica.app.inject({ method: 'DELETE', url: `/api/whatsapp/sessions/${companyId}` })
+  t.equal(held.statusCode, 200)
+  t.match(held.json(), { success: true, companyId })
+  t.ok(await events.waitFor('logout'), 'logout event')
+  t.ok(await waitFor(async () => await authRows(companyId) === 0, SETTLE_MS), 'auth state wiped')
+  t.ok(await waitFor(() => !replica.app.ownership.holds(companyId), SETTLE_MS), 'released')
+
+  const offline = await replica.app.inject({ method: 'DELETE', url: `/api/whatsapp/sessions/${uniqueName('offline')}` })
+  t.equal(offline.statusCode, 200, 'a company nobody holds can be logged out too')
+  const bad = await replica.app.inject({ method: 'GET', url: '/api/whatsapp/events?companyId=a.b' })
+  t.equal(bad.statusCode, 400, 'the WebSocket refuses a bad companyId before upgrading')
+  t.equal(bad.json().error.code, 'VALIDATION_ERROR')
 })
