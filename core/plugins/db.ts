@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql'
 import type { EntitySchema, MigrationObject } from '@mikro-orm/core'
 import { Migrator } from '@mikro-orm/migrations'
+import { settlesWithin } from '../deadline.ts'
 import pg from 'pg'
 import type { Config } from '../config.ts'
 
@@ -128,6 +129,7 @@ export default fp<DbOptions>(async (app, options) => {
   })
   app.addHook('onClose', async () => {
     stopReclaiming()
-    await orm.close()
+    // The pool's end() waits for every checked-out connection; one stuck in a query must not hold shutdown.
+    if (!await settlesWithin(orm.close(), app.config.shutdownTimeoutMs / 2)) app.log.warn('PostgreSQL pool did not close in time')
   })
 }, { name: 'db', dependencies: ['config', 'health'] })

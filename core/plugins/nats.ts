@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
+import { settlesWithin } from '../deadline.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,6 +42,11 @@ export default fp(async (app) => {
     await nc.rtt()
   })
   app.addHook('onClose', async () => {
-    if (!nc.isClosed()) await nc.drain()
+    if (nc.isClosed()) return
+    // Drain waits for the server; without one (an outage at shutdown) it would wait for ever.
+    if (!await settlesWithin(nc.drain(), app.config.shutdownTimeoutMs / 2)) {
+      app.log.warn('NATS drain did not finish in time; closing the connection')
+      await nc.close()
+    }
   })
 }, { name: 'nats', dependencies: ['config', 'health'] })

@@ -32,7 +32,8 @@ export async function testConfig (t: Test, overrides: Partial<Config> = {}): Pro
     natsUrl: TEST_NATS_URL,
     replicaId: uniqueName('replica'),
     httpPort: 0,
-    logLevel: 'silent',
+    // TEST_LOG_LEVEL=warn shows what a replica complains about while a test runs.
+    logLevel: (process.env.TEST_LOG_LEVEL ?? 'silent') as Config['logLevel'],
     waTransport: 'test',
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
