@@ -1,6 +1,7 @@
 import t from 'tap'
 import pino from 'pino'
 import { createRequire } from 'node:module'
+import { randomBytes } from 'node:crypto'
 import { initAuthCreds, proto, WA_CERT_DETAILS } from '@whiskeysockets/baileys'
 import { baileysFactory } from '../plugins/session-pool/baileys-adapter.ts'
 import type { ConnectionUpdate } from '../plugins/session-pool/socket-port.ts'
@@ -30,8 +31,10 @@ t.test('real Baileys completes the Noise handshake with the simulator and shows 
   t.equal(identityKey, Buffer.from(creds.signedIdentityKey.public).toString('base64'))
   t.equal(advSecret, creds.advSecretKey)
   t.ok(simulator.log.some((entry) => entry.kind === 'handshake' && entry.detail === 'unlinked device'), 'the simulator saw an unlinked device')
-  t.ok(simulator.log.some((entry) => entry.kind === 'recv' && entry.detail.startsWith('iq') && entry.detail.includes('"type":"result"')), 'and its acknowledgement of pair-device, decrypted')
+  // The client acknowledges pair-device and shows the QR at once; the acknowledgement may land just after.
+  t.ok(await waitFor(() => simulator.log.some((entry) => entry.kind === 'recv' && entry.detail.startsWith('iq') && entry.detail.includes('"type":"result"')), 2_000), 'and its acknowledgement of pair-device, decrypted')
   t.notOk(simulator.log.some((entry) => entry.kind === 'error'), 'no protocol error')
+  await socket.end()
 })
 
 t.test('the simulator\'s certificate chain is signed by its root key (checked directly: rc14 does not)', async (t) => {
@@ -51,4 +54,79 @@ t.test('the simulator\'s certificate chain is signed by its root key (checked di
   t.same(Buffer.from(leaf.key!), Buffer.from(simulator.identity.serverStatic.public), 'leaf carries the server\'s static key')
   t.notOk(curve.verifySignature(signalKey(Buffer.from(WA_CERT_DETAILS.PUBLIC_KEY)), chain.intermediate!.details!, chain.intermediate!.signature!), 'and not by WhatsApp\'s key')
   t.match(simulator.identity.publicKeyHex, /^[0-9a-f]{64}$/, 'its root key in the WA_CERT_PUBLIC_KEY form')
+})
+
+function linkedCreds () {
+  const creds = initAuthCreds()
+  creds.me = { id: '79001234567:3@s.whatsapp.net', name: 'Salon' }
+  creds.account = { details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64) }
+  creds.registered = true
+  return creds
+}
+
+t.test('a linked device logs in with its stored creds and opens; a second login replaces it (440)', async (t) => {
+  const simulator = new WhatsAppSimulator()
+  const { url } = await simulator.start()
+  t.teardown(() => simulator.stop())
+  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
+  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
+  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
+  const creds = linkedCreds()
+  const keys = { get: async () => ({}), set: async () => {} }
+  const first = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
+  t.teardown(() => first.end())
+  const firstUpdates: ConnectionUpdate[] = []
+  first.on('connection', (update) => firstUpdates.push(update))
+  const opened = Date.now()
+  t.ok(await waitFor(() => firstUpdates.some((update) => update.connection === 'open'), 10_000), 'connection open')
+  t.ok(Date.now() - opened < 5_000, `open in ${Date.now() - opened} ms: every query it waits for was answered`)
+  t.notOk(firstUpdates.some((update) => update.qr), 'no QR for a linked device')
+  t.ok(simulator.log.some((entry) => entry.kind === 'login' && entry.detail === '79001234567:3'))
+
+  const second = factory({ companyId: 'acme', auth: { creds: linkedCreds(), keys }, log: pino({ level: 'silent' }) })
+  t.teardown(() => second.end())
+  const secondUpdates: ConnectionUpdate[] = []
+  second.on('connection', (update) => secondUpdates.push(update))
+  t.ok(await waitFor(() => firstUpdates.some((update) => update.connection === 'close'), 10_000), 'the first connection is closed')
+  t.equal(firstUpdates.find((update) => update.connection === 'close')!.closeCode, 440, 'with 440, connection replaced')
+  t.ok(simulator.log.some((entry) => entry.kind === 'replaced' && entry.detail === '79001234567:3'))
+  t.ok(await waitFor(() => secondUpdates.some((update) => update.connection === 'open'), 10_000), 'the new connection is open')
+  // End the clients only once their login queries are answered: Baileys' end() leaves the 60 s timer
+  // of a query still waiting armed, which would keep this process alive.
+  await second.end()
+  await first.end()
+})
+
+t.test('the phone scans the QR: the device is linked, restarts (515) and logs in with the new creds', async (t) => {
+  const simulator = new WhatsAppSimulator()
+  const { url } = await simulator.start()
+  t.teardown(() => simulator.stop())
+  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
+  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
+  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
+  const creds = initAuthCreds()
+  const stored: Record<string, unknown> = {}
+  const keys = { get: async () => ({}), set: async (data: Record<string, unknown>) => { Object.assign(stored, data) } }
+  const linking = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
+  t.teardown(() => linking.end())
+  const updates: ConnectionUpdate[] = []
+  let credsUpdates = 0
+  linking.on('connection', (update) => updates.push(update))
+  linking.on('creds', () => { credsUpdates++ })
+  t.ok(await waitFor(() => updates.some((update) => update.qr), 10_000))
+  t.ok(simulator.scan(updates.find((update) => update.qr)!.qr!, '79001234567'), 'scanned')
+  t.ok(await waitFor(() => updates.some((update) => update.connection === 'close'), 10_000), 'closed for the restart')
+  t.equal(updates.find((update) => update.connection === 'close')!.closeCode, 515, 'restart required')
+  t.ok(credsUpdates > 0, 'creds were updated')
+  t.match(creds.me?.id, /^79001234567:\d+@s\.whatsapp\.net$/, 'the device now belongs to the phone')
+  t.ok(creds.account?.accountSignatureKey, 'with the account the phone signed')
+
+  const loggedIn = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
+  t.teardown(() => loggedIn.end())
+  const after: ConnectionUpdate[] = []
+  loggedIn.on('connection', (update) => after.push(update))
+  t.ok(await waitFor(() => after.some((update) => update.connection === 'open'), 10_000), 'the restarted connection logs in and opens')
+  t.notOk(after.some((update) => update.qr), 'without a QR')
+  t.ok(simulator.log.some((entry) => entry.kind === 'login' && entry.detail.startsWith('79001234567:')))
+  await loggedIn.end()
 })

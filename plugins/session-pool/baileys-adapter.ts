@@ -78,6 +78,10 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
       ...(settings.version ? { version: settings.version } : {}),
       markOnlineOnConnect: false,
+      // The gateway needs none of the optional queries after login (props, blocklist, privacy). Each
+      // is also a 60 s timer that Baileys' end() leaves armed if no reply came (end() drops the
+      // socket's close listeners first), which would outlive an ended session.
+      fireInitQueries: false,
       syncFullHistory: false,
       printQRInTerminal: false
     })
