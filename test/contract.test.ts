@@ -1,0 +1,55 @@
+import t from 'tap'
+import { WA_CERT_DETAILS } from '@whiskeysockets/baileys'
+import { WhatsAppSimulator } from '../simulator/server.ts'
+import { uniqueName } from './helpers/services.ts'
+import { waitFor } from './helpers/wait.ts'
+import { recordEvents, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
+
+const SETTLE_MS = 15_000
+
+/**
+ * The contract suite: the real gateway, with real Baileys (7.0.0-rc14) and the auth state in
+ * PostgreSQL, against the simulator. Steps 1-3 of issue 5; the rest follow the simulator.
+ */
+t.test('initialize → QR → scan → connected; a restarted replica resumes from PostgreSQL without a QR', async (t) => {
+  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
+  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
+  const simulator = new WhatsAppSimulator()
+  const { url } = await simulator.start()
+  t.teardown(() => simulator.stop())
+  const settings = await sessionCluster(t)
+  const baileys = {
+    waTransport: 'baileys' as const,
+    waWsUrl: url,
+    waVersion: [2, 3000, 1023223821] as [number, number, number],
+    waCertPublicKey: simulator.identity.publicKeyHex
+  }
+  const companyId = uniqueName('salon')
+  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const first = await startSessionReplica(t, settings, baileys)
+
+  // 1. initialize, and receive the qr event
+  const init = await first.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
+  t.equal(init.statusCode, 200)
+  t.match(init.json(), { status: 'qr', qr: /^https:\/\/wa\.me\/settings\/linked_devices#2@/ })
+  t.ok(await events.waitFor('qr'), 'qr event on NATS')
+
+  // 2. scan it, and see connected
+  t.ok(simulator.scan(init.json().qr, '79001234567'), 'the simulated phone scanned the QR')
+  t.ok(await events.waitFor('connected', 1, SETTLE_MS), 'connected')
+  const status = (await first.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
+  t.match(status, { connected: true, holder: first.id, health: { phoneNumber: '79001234567@s.whatsapp.net' } })
+  const stored = await first.app.orm.em.fork().execute<{ me: string }>("select creds->'me'->>'id' as me from whatsapp_auth where company_id = ?", [companyId], 'get')
+  t.match(stored?.me, /^79001234567:\d+@s\.whatsapp\.net$/, 'creds of the linked device are in PostgreSQL')
+
+  // 3. restart the replica: it reconnects without a QR, from the creds in PostgreSQL
+  const qrs = events.types().filter((type) => type === 'qr').length
+  await first.close()
+  const second = await startSessionReplica(t, settings, baileys)
+  t.ok(await events.waitFor('connected', 2, SETTLE_MS), 'connected again after the restart')
+  t.equal(events.types().filter((type) => type === 'qr').length, qrs, 'without a QR')
+  t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(), { connected: true, holder: second.id })
+  t.equal(simulator.log.filter((entry) => entry.kind === 'login').length, 2, 'the simulator saw two logins of the linked device')
+  t.equal(simulator.log.filter((entry) => entry.kind === 'replaced').length, 0, 'and never two connections at once (no 440)')
+  await second.close()
+})
