@@ -21,7 +21,7 @@ export interface SimulatorOptions {
 
 export interface SimulatorLogEntry {
   at: number
-  kind: 'handshake' | 'pair-device' | 'pair-success' | 'login' | 'replaced' | 'recv' | 'closed' | 'error'
+  kind: 'handshake' | 'pair-device' | 'pair-success' | 'login' | 'replaced' | 'logged-out' | 'recv' | 'closed' | 'error'
   detail: string
 }
 
@@ -177,6 +177,22 @@ export class WhatsAppSimulator {
       waiting.socket.close()
     }, RESTART_AFTER_PAIRING_MS)
     return true
+  }
+
+  /** The phone removes the linked device (`<user>:<device>`): its connection ends with 401. */
+  logout (device: string): boolean {
+    const live = this.#devices.get(device)
+    if (!live) return false
+    this.#devices.delete(device)
+    live.sendNode({ tag: 'failure', attrs: { reason: '401' } })
+    live.socket.close()
+    this.#record('logged-out', device)
+    return true
+  }
+
+  /** Linked devices with a live connection. */
+  liveDevices (): string[] {
+    return [...this.#devices.keys()]
   }
 
   #offerQr (socket: WebSocket, sendNode: (node: BinaryNode) => void): void {

@@ -9,9 +9,9 @@ const SETTLE_MS = 15_000
 
 /**
  * The contract suite: the real gateway, with real Baileys (7.0.0-rc14) and the auth state in
- * PostgreSQL, against the simulator. Steps 1-3 of issue 5; the rest follow the simulator.
+ * PostgreSQL, against the simulator. Steps 1-3 and 8 of issue 5; 4-7 need the simulator to handle messages.
  */
-t.test('initialize → QR → scan → connected; a restarted replica resumes from PostgreSQL without a QR', async (t) => {
+t.test('initialize → QR → scan → connected; a restarted replica resumes from PostgreSQL without a QR; logout from the phone wipes it', async (t) => {
   const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
   t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
   const simulator = new WhatsAppSimulator()
@@ -51,5 +51,13 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
   t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(), { connected: true, holder: second.id })
   t.equal(simulator.log.filter((entry) => entry.kind === 'login').length, 2, 'the simulator saw two logins of the linked device')
   t.equal(simulator.log.filter((entry) => entry.kind === 'replaced').length, 0, 'and never two connections at once (no 440)')
+
+  // 8. log out from the phone: the auth state is wiped
+  const [device] = simulator.liveDevices()
+  t.ok(simulator.logout(device), 'the phone removed the linked device')
+  t.ok(await events.waitFor('logout', 1, SETTLE_MS), 'logout event')
+  const authRows = async () => (await second.app.orm.em.fork().execute<{ n: number }>('select (select count(*) from whatsapp_auth where company_id = ?) + (select count(*) from whatsapp_keys where company_id = ?) as n', [companyId, companyId], 'get')).n
+  t.ok(await waitFor(async () => Number(await authRows()) === 0, SETTLE_MS), 'creds and keys wiped')
+  t.ok(await waitFor(() => !second.app.ownership.holds(companyId), SETTLE_MS), 'the company is offline until it is initialized again')
   await second.close()
 })
