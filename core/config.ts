@@ -60,6 +60,9 @@ export interface Config {
   waWsUrl: string | undefined
   waVersion: [number, number, number] | undefined
   waCertPublicKey: string | undefined
+  /** Run against an embedded WhatsApp simulator (never in production). */
+  waSandbox: boolean
+  sandboxControlPort: number
   /** Reconnect backoff after a transient close (428, 408, 503, 500): base, doubling, with jitter. */
   reconnectBaseMs: number
   reconnectMaxAttempts: number
@@ -327,6 +330,20 @@ export const SETTINGS = {
       return parts.length === 3 && parts.every((part) => /^\d{1,12}$/.test(part)) ? parts.map(Number) as [number, number, number] : undefined
     }
   },
+  waSandbox: {
+    env: 'WA_SANDBOX',
+    describe: 'Run against an embedded WhatsApp simulator instead of WhatsApp: link a fake phone through its control API (refused with NODE_ENV=production)',
+    expected: '1 | 0 | true | false',
+    fallback: () => false,
+    parse: (raw: string) => (['1', 'true'].includes(raw) ? true : ['0', 'false'].includes(raw) ? false : undefined)
+  },
+  sandboxControlPort: {
+    env: 'SANDBOX_CONTROL_PORT',
+    describe: 'With WA_SANDBOX: port of the simulator\'s control API (scan a QR, log a device out, …)',
+    expected: 'an integer from 0 to 65535',
+    fallback: () => 3001,
+    parse: integerIn(0, 65535)
+  },
   waCertPublicKey: {
     env: 'WA_CERT_PUBLIC_KEY',
     describe: 'Hex public key that signs the server certificate, replacing WhatsApp\'s (simulators only; refused with NODE_ENV=production)',
@@ -439,6 +456,9 @@ export function loadConfig (env: Env = process.env): Config {
     const value = setting.parse(raw.trim())
     if (value === undefined) throw new ConfigError(setting.env, setting.expected, raw)
     config[key] = value
+  }
+  if (env.NODE_ENV === 'production' && config.waSandbox === true) {
+    throw new ConfigError('WA_SANDBOX', 'unset when NODE_ENV=production (the sandbox is a fake WhatsApp)', String(env.WA_SANDBOX))
   }
   if (env.NODE_ENV === 'production' && config.waCertPublicKey !== undefined) {
     throw new ConfigError('WA_CERT_PUBLIC_KEY', 'unset when NODE_ENV=production (it makes Baileys trust a server that is not WhatsApp)', String(env.WA_CERT_PUBLIC_KEY))

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts'
 import app, { createServer } from './app.ts'
 import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
+import { startSandbox } from '../simulator/sandbox.ts'
 import { features } from '../plugins/index.ts'
 
 const EXIT_BAD_CONFIG = 2
@@ -22,7 +23,8 @@ async function main (): Promise<void> {
     throw err
   }
   const log = createLogger(config)
-  const embedded = await startEmbeddedServices(config, log)
+  const sandbox = config.waSandbox ? await startSandbox(config, log) : undefined
+  const embedded = await startEmbeddedServices(sandbox?.config ?? config, log)
   const fastify = createServer(embedded.config)
 
   let closing: Promise<void> | undefined
@@ -32,6 +34,7 @@ async function main (): Promise<void> {
         await fastify.close()
       } finally {
         await embedded.stop()
+        await sandbox?.stop()
       }
     })()
     return closing

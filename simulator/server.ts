@@ -190,6 +190,36 @@ export class WhatsAppSimulator {
     return true
   }
 
+  /** Another client logged in with this device elsewhere: the live one is replaced (440). */
+  replace (device: string): boolean {
+    const live = this.#devices.get(device)
+    if (!live) return false
+    this.#devices.delete(device)
+    live.sendNode({ tag: 'stream:error', attrs: {}, content: [{ tag: 'conflict', attrs: { type: 'replaced' } }] })
+    live.socket.close()
+    this.#record('replaced', device)
+    return true
+  }
+
+  /** Breaks the device's connection: with a stream error code (e.g. 515, 503), or by dropping the socket. */
+  drop (device: string, code?: number): boolean {
+    const live = this.#devices.get(device)
+    if (!live) return false
+    this.#devices.delete(device)
+    if (code === undefined) live.socket.terminate()
+    else {
+      live.sendNode({ tag: 'stream:error', attrs: { code: String(code) } })
+      live.socket.close()
+    }
+    this.#record('closed', `${device} dropped${code === undefined ? '' : ` with ${code}`}`)
+    return true
+  }
+
+  /** QR references offered to unlinked connections and not yet scanned. */
+  waitingForScan (): number {
+    return new Set([...this.#waitingForScan.values()].map((entry) => entry.socket)).size
+  }
+
   /** Linked devices with a live connection. */
   liveDevices (): string[] {
     return [...this.#devices.keys()]

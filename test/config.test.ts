@@ -85,3 +85,10 @@ t.test('README documents every setting', async (t) => {
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
   for (const setting of Object.values(SETTINGS)) t.match(readme, `| \`${setting.env}\` |`, `${setting.env} is in README`)
 })
+
+t.test('the sandbox is refused in production', async (t) => {
+  t.equal(loadConfig({ WA_SANDBOX: '1' }).waSandbox, true)
+  t.equal(loadConfig({}).waSandbox, false)
+  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX: 'true' }), { name: 'ConfigError', variable: 'WA_SANDBOX', message: /unset when NODE_ENV=production/ })
+  t.throws(() => loadConfig({ WA_SANDBOX: 'yes' }), { name: 'ConfigError', variable: 'WA_SANDBOX' })
+})
