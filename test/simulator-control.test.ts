@@ -1,30 +1,15 @@
 import t from 'tap'
-import pino from 'pino'
-import { initAuthCreds, WA_CERT_DETAILS } from '@whiskeysockets/baileys'
-import { baileysFactory } from '../plugins/session-pool/baileys-adapter.ts'
-import type { ConnectionUpdate } from '../plugins/session-pool/socket-port.ts'
-import { WhatsAppSimulator } from '../simulator/server.ts'
+import { initAuthCreds } from '@whiskeysockets/baileys'
+import { startSimulator } from './helpers/simulator.ts'
 import { controlApi } from '../simulator/control.ts'
 import { waitFor } from './helpers/wait.ts'
 
 t.test('the control API links, lists, drops, replaces and refuses what it cannot do', async (t) => {
-  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
-  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
-  const simulator = new WhatsAppSimulator()
-  const { url } = await simulator.start()
-  t.teardown(() => simulator.stop())
+  const { simulator, connect: connectWith } = await startSimulator(t)
   const control = controlApi(simulator)
   t.teardown(() => control.close())
-  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
   const creds = initAuthCreds()
-  const keys = { get: async () => ({}), set: async () => {} }
-  const connect = () => {
-    const socket = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
-    const updates: ConnectionUpdate[] = []
-    socket.on('connection', (update) => updates.push(update))
-    t.teardown(() => socket.end())
-    return { socket, updates }
-  }
+  const connect = () => connectWith(creds)
 
   const linking = connect()
   t.ok(await waitFor(() => linking.updates.some((update) => update.qr), 10_000))

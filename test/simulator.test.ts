@@ -1,26 +1,15 @@
 import t from 'tap'
-import pino from 'pino'
 import { createRequire } from 'node:module'
 import { randomBytes } from 'node:crypto'
 import { initAuthCreds, proto, WA_CERT_DETAILS } from '@whiskeysockets/baileys'
-import { baileysFactory } from '../plugins/session-pool/baileys-adapter.ts'
-import type { ConnectionUpdate } from '../plugins/session-pool/socket-port.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
+import { startSimulator } from './helpers/simulator.ts'
 import { waitFor } from './helpers/wait.ts'
 
 t.test('real Baileys completes the Noise handshake with the simulator and shows its QR', async (t) => {
-  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
-  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
-  const simulator = new WhatsAppSimulator()
-  const { url } = await simulator.start()
-  t.teardown(() => simulator.stop())
-
-  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
+  const { simulator, connect } = await startSimulator(t)
   const creds = initAuthCreds()
-  const socket = factory({ companyId: 'acme', auth: { creds, keys: { get: async () => ({}), set: async () => {} } }, log: pino({ level: 'silent' }) })
-  t.teardown(() => socket.end())
-  const updates: ConnectionUpdate[] = []
-  socket.on('connection', (update) => updates.push(update))
+  const { socket, updates } = connect(creds)
 
   t.ok(await waitFor(() => updates.some((update) => update.qr), 10_000), 'Baileys emitted a QR')
   const qr = updates.find((update) => update.qr)!.qr!
@@ -65,28 +54,15 @@ function linkedCreds () {
 }
 
 t.test('a linked device logs in with its stored creds and opens; a second login replaces it (440)', async (t) => {
-  const simulator = new WhatsAppSimulator()
-  const { url } = await simulator.start()
-  t.teardown(() => simulator.stop())
-  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
-  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
-  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
-  const creds = linkedCreds()
-  const keys = { get: async () => ({}), set: async () => {} }
-  const first = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
-  t.teardown(() => first.end())
-  const firstUpdates: ConnectionUpdate[] = []
-  first.on('connection', (update) => firstUpdates.push(update))
+  const { simulator, connect } = await startSimulator(t)
+  const { socket: first, updates: firstUpdates } = connect(linkedCreds())
   const opened = Date.now()
   t.ok(await waitFor(() => firstUpdates.some((update) => update.connection === 'open'), 10_000), 'connection open')
   t.ok(Date.now() - opened < 5_000, `open in ${Date.now() - opened} ms: every query it waits for was answered`)
   t.notOk(firstUpdates.some((update) => update.qr), 'no QR for a linked device')
   t.ok(simulator.log.some((entry) => entry.kind === 'login' && entry.detail === '79001234567:3'))
 
-  const second = factory({ companyId: 'acme', auth: { creds: linkedCreds(), keys }, log: pino({ level: 'silent' }) })
-  t.teardown(() => second.end())
-  const secondUpdates: ConnectionUpdate[] = []
-  second.on('connection', (update) => secondUpdates.push(update))
+  const { socket: second, updates: secondUpdates } = connect(linkedCreds())
   t.ok(await waitFor(() => firstUpdates.some((update) => update.connection === 'close'), 10_000), 'the first connection is closed')
   t.equal(firstUpdates.find((update) => update.connection === 'close')!.closeCode, 440, 'with 440, connection replaced')
   t.ok(simulator.log.some((entry) => entry.kind === 'replaced' && entry.detail === '79001234567:3'))
@@ -98,20 +74,10 @@ t.test('a linked device logs in with its stored creds and opens; a second login 
 })
 
 t.test('the phone scans the QR: the device is linked, restarts (515) and logs in with the new creds', async (t) => {
-  const simulator = new WhatsAppSimulator()
-  const { url } = await simulator.start()
-  t.teardown(() => simulator.stop())
-  const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
-  t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
-  const factory = baileysFactory({ wsUrl: url, version: [2, 3000, 1023223821], certPublicKeyHex: simulator.identity.publicKeyHex })
+  const { simulator, connect } = await startSimulator(t)
   const creds = initAuthCreds()
-  const stored: Record<string, unknown> = {}
-  const keys = { get: async () => ({}), set: async (data: Record<string, unknown>) => { Object.assign(stored, data) } }
-  const linking = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
-  t.teardown(() => linking.end())
-  const updates: ConnectionUpdate[] = []
+  const { socket: linking, updates } = connect(creds)
   let credsUpdates = 0
-  linking.on('connection', (update) => updates.push(update))
   linking.on('creds', () => { credsUpdates++ })
   t.ok(await waitFor(() => updates.some((update) => update.qr), 10_000))
   t.ok(simulator.scan(updates.find((update) => update.qr)!.qr!, '79001234567'), 'scanned')
@@ -121,10 +87,7 @@ t.test('the phone scans the QR: the device is linked, restarts (515) and logs in
   t.match(creds.me?.id, /^79001234567:\d+@s\.whatsapp\.net$/, 'the device now belongs to the phone')
   t.ok(creds.account?.accountSignatureKey, 'with the account the phone signed')
 
-  const loggedIn = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
-  t.teardown(() => loggedIn.end())
-  const after: ConnectionUpdate[] = []
-  loggedIn.on('connection', (update) => after.push(update))
+  const { socket: loggedIn, updates: after } = connect(creds)
   t.ok(await waitFor(() => after.some((update) => update.connection === 'open'), 10_000), 'the restarted connection logs in and opens')
   t.notOk(after.some((update) => update.qr), 'without a QR')
   t.ok(simulator.log.some((entry) => entry.kind === 'login' && entry.detail.startsWith('79001234567:')))
