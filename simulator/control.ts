@@ -5,6 +5,8 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { WhatsAppSimulator } from './server.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
+const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
+const Contact = Type.Object({ phone: Phone })
 const notFound = (what: string) => ({ success: false, error: { code: 'NOT_FOUND', message: what } })
 
 /**
@@ -17,7 +19,7 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   app.get('/devices', async () => ({ success: true, devices: simulator.liveDevices(), waitingForScan: simulator.waitingForScan() }))
 
   app.post('/scan', {
-    schema: { body: Type.Object({ qr: Type.String({ minLength: 10 }), phone: Type.String({ pattern: '^\\d{10,15}$' }) }) }
+    schema: { body: Type.Object({ qr: Type.String({ minLength: 10 }), phone: Phone }) }
   }, async (request, reply) => {
     if (!simulator.scan(request.body.qr, request.body.phone)) return reply.code(404).send(notFound('no connection is showing that QR'))
     return { success: true, phone: request.body.phone }
@@ -39,6 +41,48 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   }, async (request, reply) => {
     if (!simulator.drop(request.params.device, request.body?.code)) return reply.code(404).send(notFound(`device ${request.params.device} is not connected`))
     return { success: true }
+  })
+
+  app.post('/pairing-code', {
+    schema: { body: Type.Object({ phone: Phone, code: Type.String({ pattern: '^[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}$', description: 'the 8 characters the companion shows' }) }) }
+  }, async (request, reply) => {
+    const outcome = await simulator.enterPairingCode(request.body.phone, request.body.code.replace('-', ''))
+    if (outcome.linked) return { success: true, device: outcome.device }
+    const failures = {
+      'no-request': [404, `no companion is waiting for a code for ${request.body.phone}`],
+      'wrong-code': [400, 'the code does not match the one the companion shows'],
+      timeout: [504, 'the companion did not finish linking in time']
+    } as const
+    const [status, message] = failures[outcome.reason]
+    return reply.code(status).send({ success: false, error: { code: outcome.reason.toUpperCase().replace('-', '_'), message } })
+  })
+
+  app.post('/contacts/:phone/messages', {
+    schema: {
+      params: Contact,
+      body: Type.Object({
+        to: Phone,
+        text: Type.String({ minLength: 1, maxLength: 65536 }),
+        pushName: Type.Optional(Type.String({ maxLength: 64 })),
+        id: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z]{4,64}$' }))
+      })
+    }
+  }, async (request, reply) => {
+    const sent = await simulator.deliver({ from: request.params.phone, ...request.body })
+    if (sent.devices === 0) return reply.code(404).send(notFound(`no linked device of ${request.body.to} is connected`))
+    return { success: true, ...sent }
+  })
+
+  app.get('/contacts/:phone/messages', { schema: { params: Contact } }, async (request) => ({ success: true, messages: simulator.received(request.params.phone) }))
+
+  app.get('/contacts/:phone/receipts', { schema: { params: Contact } }, async (request) => ({ success: true, receipts: [...simulator.account(request.params.phone).receipts] }))
+
+  app.post('/contacts/:phone/read', {
+    schema: { params: Contact, body: Type.Object({ to: Phone, messageIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100 }) }) }
+  }, async (request, reply) => {
+    const devices = simulator.read(request.params.phone, request.body.to, request.body.messageIds)
+    if (devices === 0) return reply.code(404).send(notFound(`no linked device of ${request.body.to} is connected`))
+    return { success: true, devices }
   })
 
   app.get('/log', async () => ({ success: true, log: simulator.log.slice(-200) }))

@@ -91,6 +91,23 @@ t.test('creds and every Baileys key type round-trip through PostgreSQL', async (
   t.same(await afterLogout.keys.get('pre-key', ['1', '2']), {}, 'and keys')
 })
 
+t.test('a logout leaves nothing behind: writes in flight finish before the wipe, later ones are dropped', async (t) => {
+  const orm = await database(t)
+  await claimEpoch(orm.em.fork(), 'acme', 4, 'replica-a')
+  const auth = await store(orm, 'acme', 4)
+  auth.creds.me = { id: '79001234567:2@s.whatsapp.net' }
+  await auth.saveCreds()
+  // Baileys stores the LID mapping just after login, racing a logout that comes at once.
+  const inFlight = auth.keys.set({ 'lid-mapping': { 79001234567: '123456789012345' } })
+  const wiped = auth.wipe()
+  await Promise.all([inFlight, wiped])
+  await auth.keys.set({ 'device-list': { 79001234567: ['0', '2'] } })
+  await auth.saveCreds()
+  const rows = await orm.em.fork().execute<{ n: string }[]>(
+    "select (select count(*) from whatsapp_keys where company_id = 'acme') + (select count(*) from whatsapp_auth where company_id = 'acme') as n")
+  t.equal(Number(rows[0].n), 0, 'no creds and no keys of the unlinked device')
+})
+
 t.test('a stale holder cannot write creds or keys', async (t) => {
   const orm = await database(t)
   await claimEpoch(orm.em.fork(), 'acme', 3, 'replica-a')

@@ -105,6 +105,9 @@ export interface AuthStoreOptions {
 export class PostgresAuthStore {
   readonly #options: AuthStoreOptions
   creds: AuthenticationCreds
+  /** Set by a logout: the device no longer exists, so late writes from its socket are dropped. */
+  #wiped = false
+  readonly #inFlight = new Set<Promise<void>>()
 
   private constructor (options: AuthStoreOptions, creds: AuthenticationCreds) {
     this.#options = options
@@ -172,10 +175,16 @@ export class PostgresAuthStore {
     })
   }
 
-  /** Logout: the company's creds and keys are gone. */
+  /**
+   * Logout: the company's creds and keys are gone. Baileys may still be writing (a LID mapping
+   * stored just after login, say); those writes are let finish first and later ones are dropped,
+   * so nothing of the unlinked device is left behind.
+   */
   async wipe (): Promise<void> {
     const { companyId } = this.#options
-    await this.#write('wipe', async (tx) => {
+    this.#wiped = true
+    await Promise.allSettled([...this.#inFlight])
+    await this.#run('wipe', async (tx) => {
       await tx.nativeDelete(WhatsappKey, { companyId })
       await tx.nativeDelete(WhatsappAuth, { companyId })
     })
@@ -183,6 +192,20 @@ export class PostgresAuthStore {
   }
 
   async #write (what: string, work: (tx: EntityManager) => Promise<void>): Promise<void> {
+    if (this.#wiped) {
+      this.#options.log.debug({ companyId: this.#options.companyId, what }, 'auth-state write after logout dropped')
+      return
+    }
+    const write = this.#run(what, work)
+    this.#inFlight.add(write)
+    try {
+      await write
+    } finally {
+      this.#inFlight.delete(write)
+    }
+  }
+
+  async #run (what: string, work: (tx: EntityManager) => Promise<void>): Promise<void> {
     const { companyId, epoch, attempts, backoffMs, log } = this.#options
     for (let attempt = 1; ; attempt++) {
       try {

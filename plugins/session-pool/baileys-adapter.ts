@@ -83,6 +83,9 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       // socket's close listeners first), which would outlive an ended session.
       fireInitQueries: false,
       syncFullHistory: false,
+      // The gateway keeps no chat history. Waiting for the history sync after a fresh link would also
+      // hold every event in Baileys' buffer for up to 20 s, folding delivery receipts into the sends.
+      shouldSyncHistoryMessage: () => false,
       printQRInTerminal: false
     })
     return adapt(sock)
@@ -104,6 +107,12 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
   })
   sock.ev.on('creds.update', () => emit('creds', sock.authState.creds))
   sock.ev.on('messages.upsert', ({ messages, type }) => {
+    // Baileys holds a sent message back for 100 ms and folds a delivery receipt arriving in that
+    // window into it, so a fast receipt reaches us only as the status of our own 'append'.
+    const acknowledged: Receipt[] = messages
+      .filter((message) => message.key.fromMe && message.key.id && message.status && message.status >= proto.WebMessageInfo.Status.DELIVERY_ACK && STATUS[message.status])
+      .map((message) => ({ id: message.key.id!, to: message.key.remoteJid ?? '', status: STATUS[message.status!], timestamp: Math.floor(Date.now() / 1000) }))
+    if (acknowledged.length > 0) emit('receipts', acknowledged)
     if (type !== 'notify') return
     const inbound: InboundMessage[] = messages
       .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
@@ -144,7 +153,11 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, { react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } } })),
     markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
     setPresence: async (presence, jid) => { await sock.sendPresenceUpdate(presence, jid) },
-    onWhatsApp: async (jids) => ((await sock.onWhatsApp(...jids)) ?? []).map((entry) => ({ jid: entry.jid, exists: Boolean(entry.exists) })),
+    // Baileys leaves numbers that are not on WhatsApp out of its answer; ours names every number asked.
+    onWhatsApp: async (jids) => {
+      const found = new Set(((await sock.onWhatsApp(...jids)) ?? []).filter((entry) => entry.exists).map((entry) => entry.jid))
+      return jids.map((jid) => ({ jid, exists: found.has(jid) }))
+    },
     requestPairingCode: (phoneDigits) => sock.requestPairingCode(phoneDigits),
     // Baileys' end() destroys its event emitter (every listener) itself; our handlers go with the closure.
     end: async () => {

@@ -1,14 +1,32 @@
 import type { Test } from 'tap'
 import pino from 'pino'
-import { WA_CERT_DETAILS, type AuthenticationCreds, type SignalKeyStore } from '@whiskeysockets/baileys'
+import { initAuthCreds, WA_CERT_DETAILS, type AuthenticationCreds, type SignalKeyStore } from '@whiskeysockets/baileys'
 import { baileysFactory } from '../../plugins/session-pool/baileys-adapter.ts'
 import type { ConnectionUpdate, WaSocket } from '../../plugins/session-pool/socket-port.ts'
 import { WhatsAppSimulator, type SimulatorOptions } from '../../simulator/server.ts'
+import { waitFor } from './wait.ts'
 
 /** The WhatsApp Web version test clients announce (the simulator accepts any). */
 export const TEST_WA_VERSION: [number, number, number] = [2, 3000, 1023223821]
 
 const NO_KEYS: SignalKeyStore = { get: async () => ({}), set: async () => {} }
+const LINK_TIMEOUT_MS = 10_000
+
+/** Signal keys in memory, with Baileys' store semantics (missing ids left out, null deletes). */
+export function memoryKeys (): SignalKeyStore {
+  const entries = new Map<string, unknown>()
+  return {
+    get: async (type, ids) => Object.fromEntries(ids.filter((id) => entries.has(`${type}/${id}`)).map((id) => [id, entries.get(`${type}/${id}`)])) as never,
+    set: async (changes) => {
+      for (const [type, values] of Object.entries(changes)) {
+        for (const [id, value] of Object.entries(values ?? {})) {
+          if (value === null) entries.delete(`${type}/${id}`)
+          else entries.set(`${type}/${id}`, value)
+        }
+      }
+    }
+  }
+}
 
 /**
  * A simulator of this test's own, and a Baileys factory that trusts it. Baileys' trusted key is a
@@ -29,5 +47,17 @@ export async function startSimulator (t: Test, options: SimulatorOptions = {}) {
     t.teardown(() => socket.end())
     return { socket, updates }
   }
-  return { simulator, url, factory, connect }
+  /** A device linked to `phone` by QR and logged in again after the restart WhatsApp asks for. */
+  const link = async (phone: string) => {
+    const creds = initAuthCreds()
+    const keys = memoryKeys()
+    const linking = connect(creds, keys)
+    if (!await waitFor(() => linking.updates.some((update) => update.qr), LINK_TIMEOUT_MS)) throw new Error('no QR')
+    simulator.scan(linking.updates.find((update) => update.qr)!.qr!, phone)
+    if (!await waitFor(() => linking.updates.some((update) => update.closeCode === 515), LINK_TIMEOUT_MS)) throw new Error('no restart after linking')
+    const live = connect(creds, keys)
+    if (!await waitFor(() => live.updates.some((update) => update.connection === 'open'), LINK_TIMEOUT_MS)) throw new Error('not open')
+    return { ...live, creds, keys, device: creds.me!.id.replace(/@.*/, '') }
+  }
+  return { simulator, url, factory, connect, link }
 }

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto'
+import { Curve, jidDecode } from '@whiskeysockets/baileys'
+import { SignalDevice } from './signal.ts'
+
+/** LIDs are 15-digit numbers unrelated to the phone number; the simulator derives them so they survive a restart. */
+const LID_DIGITS = 15n
+const LID_SPACE = 10n ** (LID_DIGITS - 1n)
+
+export function lidOf (phone: string): string {
+  const hash = BigInt('0x' + createHash('sha256').update(`lid:${phone}`).digest('hex').slice(0, 16))
+  return String(LID_SPACE + (hash % (9n * LID_SPACE)))
+}
+
+/** What a contact's phone received and decrypted. */
+export interface ReceivedMessage {
+  id: string
+  /** The sending device (`<user>:<device>`). */
+  from: string
+  at: number
+  kind: 'text' | 'reaction' | 'other'
+  text?: string
+  /** For a reaction: the message reacted to and the emoji ('' removes a reaction). */
+  reaction?: { messageId: string, emoji: string, fromMe: boolean }
+}
+
+/** A receipt a linked device sent for a message it got from this contact. */
+export interface DeviceReceipt {
+  messageId: string
+  from: string
+  type: 'delivered' | 'read' | 'other'
+  at: number
+}
+
+/**
+ * A WhatsApp account: its phone (device 0, which has a Signal identity and receives messages), the
+ * account key it signs linked devices with, and what it received.
+ */
+export class Account {
+  readonly lid: string
+  readonly accountKey = Curve.generateKeyPair() as { private: Buffer, public: Buffer }
+  readonly phoneDevice = new SignalDevice()
+  readonly received: ReceivedMessage[] = []
+  readonly receipts: DeviceReceipt[] = []
+  readonly phone: string
+  /** Whether the number is on WhatsApp. */
+  readonly registered: boolean
+  linkedDevices = 0
+
+  constructor (phone: string, registered: boolean) {
+    this.phone = phone
+    this.registered = registered
+    this.lid = lidOf(phone)
+  }
+}
+
+/** Every account the simulator knows, by phone number and by LID. Unknown numbers are on WhatsApp unless listed as not. */
+export class Directory {
+  readonly #byPhone = new Map<string, Account>()
+  readonly #byLid = new Map<string, Account>()
+  readonly #notOnWhatsApp: Set<string>
+
+  constructor (notOnWhatsApp: Iterable<string> = []) {
+    this.#notOnWhatsApp = new Set(notOnWhatsApp)
+  }
+
+  account (phone: string): Account {
+    let account = this.#byPhone.get(phone)
+    if (!account) {
+      account = new Account(phone, !this.#notOnWhatsApp.has(phone))
+      this.#byPhone.set(phone, account)
+      this.#byLid.set(account.lid, account)
+    }
+    return account
+  }
+
+  /** The account a JID names, by phone (`…@s.whatsapp.net`) or LID (`…@lid`), and the device. */
+  resolve (jid: string): { account: Account, device: number } | undefined {
+    const decoded = jidDecode(jid)
+    if (!decoded?.user) return undefined
+    const device = decoded.device ?? 0
+    if (decoded.server === 'lid') {
+      const account = this.#byLid.get(decoded.user)
+      return account ? { account, device } : undefined
+    }
+    if (decoded.server !== 's.whatsapp.net') return undefined
+    return { account: this.account(decoded.user), device }
+  }
+
+  accounts (): Account[] {
+    return [...this.#byPhone.values()]
+  }
+}

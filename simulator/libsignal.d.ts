@@ -1,0 +1,36 @@
+// libsignal 6 ships no types for its entry point; these cover what the simulator uses.
+declare module 'libsignal' {
+  export interface KeyPair { pubKey: Buffer, privKey: Buffer }
+  export interface SignalStorage {
+    loadSession: (address: string) => Promise<SessionRecord | undefined>
+    storeSession: (address: string, record: SessionRecord) => Promise<void>
+    isTrustedIdentity: (address: string, identityKey: Buffer) => boolean | Promise<boolean>
+    loadPreKey: (id: number) => Promise<KeyPair | undefined>
+    removePreKey: (id: number) => Promise<void>
+    loadSignedPreKey: (id: number) => Promise<KeyPair | undefined>
+    getOurRegistrationId: () => Promise<number> | number
+    getOurIdentity: () => Promise<KeyPair> | KeyPair
+  }
+  export class ProtocolAddress {
+    constructor (id: string, deviceId: number)
+    toString (): string
+  }
+  export class SessionRecord {
+    static deserialize (data: unknown): SessionRecord
+    serialize (): unknown
+    haveOpenSession (): boolean
+  }
+  export class SessionCipher {
+    constructor (storage: SignalStorage, address: ProtocolAddress)
+    encrypt (data: Buffer): Promise<{ type: number, body: string, registrationId: number }>
+    decryptPreKeyWhisperMessage (data: Buffer): Promise<Buffer>
+    decryptWhisperMessage (data: Buffer): Promise<Buffer>
+    hasOpenSession (): Promise<boolean>
+  }
+  export const keyhelper: {
+    generateIdentityKeyPair: () => KeyPair
+    generateRegistrationId: () => number
+    generateSignedPreKey: (identity: KeyPair, keyId: number) => { keyId: number, keyPair: KeyPair, signature: Buffer }
+    generatePreKey: (keyId: number) => { keyId: number, keyPair: KeyPair }
+  }
+}
