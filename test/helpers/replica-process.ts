@@ -3,8 +3,10 @@ import { serviceEnv } from './services.ts'
 
 const START_TIMEOUT_MS = 30_000
 
+export type ReplicaProcess = ChildProcess & { /** Where its HTTP server listens. */ url: string }
+
 /** Starts `node core/server.ts` as a replica process; resolves once it listens. */
-export function startReplicaProcess (env: Record<string, string>, onLog?: (line: string) => void): Promise<ChildProcess> {
+export function startReplicaProcess (env: Record<string, string>, onLog?: (line: string) => void): Promise<ReplicaProcess> {
   const child = spawn(process.execPath, ['core/server.ts'], {
     env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe']
@@ -14,14 +16,15 @@ export function startReplicaProcess (env: Record<string, string>, onLog?: (line:
     const timer = setTimeout(() => reject(new Error(`replica did not start within ${START_TIMEOUT_MS} ms\n${output}`)), START_TIMEOUT_MS)
     const onData = (chunk: Buffer) => {
       output += chunk.toString()
-      if (output.includes('Server listening at')) {
+      const listening = /Server listening at (http:\/\/[^"\s]+)/.exec(output)
+      if (listening) {
         clearTimeout(timer)
         child.stdout?.removeAllListeners('data')
         child.stderr?.removeAllListeners('data')
         // Keep draining so a chatty replica never blocks on a full pipe.
         for (const stream of [child.stdout, child.stderr]) stream?.on('data', (data: Buffer) => onLog?.(data.toString()))
         child.removeAllListeners('exit')
-        resolve(child)
+        resolve(Object.assign(child, { url: listening[1] }))
       }
     }
     child.stdout?.on('data', onData)
