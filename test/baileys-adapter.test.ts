@@ -2,7 +2,7 @@ import t from 'tap'
 import { WebSocketServer } from 'ws'
 import pino from 'pino'
 import { initAuthCreds } from '@whiskeysockets/baileys'
-import { baileysFactory } from '../plugins/session-pool/baileys-adapter.ts'
+import { baileysFactory, baileysLogger } from '../plugins/session-pool/baileys-adapter.ts'
 import type { ConnectionUpdate } from '../plugins/session-pool/socket-port.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -30,4 +30,21 @@ t.test('real Baileys, pointed at a local server that hangs up, reports connectin
   const closed = updates.find((update) => update.connection === 'close')!
   t.type(closed.closeCode, 'number', `close code ${closed.closeCode} taken from Baileys' Boom error`)
   await socket.end()
+})
+
+t.test('Baileys\' expected noise (the 515 after a link, the disabled history sync) is logged at debug; real problems keep their level', async (t) => {
+  const lines: { level: number, msg: string }[] = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const logger = baileysLogger(log as never).child({ module: 'baileys' })
+  logger.error({ fullErrorNode: { tag: 'stream:error', attrs: { code: '515' } } }, 'stream errored out')
+  logger.error({ fullErrorNode: { tag: 'stream:error', attrs: {}, content: [{ tag: 'conflict' }] } }, 'stream errored out')
+  logger.warn('⚠️ DANGER: DISABLING ALL SYNC BY shouldSyncHistoryMsg PREVENTS BAILEYS FROM ACCESSING INITIAL LID MAPPINGS')
+  logger.warn({ jid: 'x' }, 'failed to assert sessions for newly mapped LIDs')
+  t.same(lines.map((line) => [line.level, line.msg]), [
+    [20, 'stream errored out'],
+    [50, 'stream errored out'],
+    [20, '⚠️ DANGER: DISABLING ALL SYNC BY shouldSyncHistoryMsg PREVENTS BAILEYS FROM ACCESSING INITIAL LID MAPPINGS'],
+    [40, 'failed to assert sessions for newly mapped LIDs']
+  ])
+  t.equal(logger.level, 'debug', 'Baileys reads the level to skip work')
 })

@@ -2,6 +2,17 @@ import makeWASocket, {
   makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
   type CacheStore, type SignalKeyStore, type WAVersion
 } from '@whiskeysockets/baileys'
+
+/** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
+export interface ILogger {
+  level: string
+  child: (bindings: Record<string, unknown>) => ILogger
+  trace: (data: unknown, message?: string) => void
+  debug: (data: unknown, message?: string) => void
+  info: (data: unknown, message?: string) => void
+  warn: (data: unknown, message?: string) => void
+  error: (data: unknown, message?: string) => void
+}
 import type { FastifyBaseLogger } from 'fastify'
 import type { InboundMessage, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket } from './socket-port.ts'
 
@@ -15,6 +26,38 @@ export interface BaileysSettings {
   version?: WAVersion
   /** Hex public key the server's certificate chain must be signed by (not WhatsApp's): never in production. */
   certPublicKeyHex?: string
+}
+
+/**
+ * Messages Baileys logs at warn or error level for events that are normal for the gateway: the 515
+ * restart after every link, and the consequence of the history sync we turn off on purpose. They
+ * are logged at debug level, so an operator's warnings mean something.
+ */
+const EXPECTED_NOISE: { pattern: RegExp, when?: (data: unknown) => boolean }[] = [
+  { pattern: /^stream errored out$/, when: (data) => (data as { fullErrorNode?: { attrs?: { code?: string } } })?.fullErrorNode?.attrs?.code === '515' },
+  { pattern: /DISABLING ALL SYNC BY shouldSyncHistoryMsg/ },
+  { pattern: /^no name present, ignoring presence update request/ }
+]
+
+/** Baileys' logger: a child of ours that turns the expected noise down to debug. */
+export function baileysLogger (log: FastifyBaseLogger): ILogger {
+  const expected = (data: unknown, message: unknown) => {
+    const text = typeof message === 'string' ? message : typeof data === 'string' ? data : ''
+    return EXPECTED_NOISE.some((noise) => noise.pattern.test(text) && (noise.when?.(data) ?? true))
+  }
+  const quiet = (level: 'warn' | 'error') => (data: unknown, message?: string) => {
+    if (expected(data, message)) log.debug(data as object, message)
+    else log[level](data as object, message)
+  }
+  return {
+    get level () { return log.level },
+    child: (bindings) => baileysLogger(log.child(bindings)),
+    trace: (data, message) => log.trace(data as object, message),
+    debug: (data, message) => log.debug(data as object, message),
+    info: (data, message) => log.info(data as object, message),
+    warn: quiet('warn'),
+    error: quiet('error')
+  }
 }
 
 /** A bounded in-memory cache without timers: the default NodeCache keeps an interval alive per cache. */
@@ -66,7 +109,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
   }
   const caches = new WeakMap<SignalKeyStore, SignalKeyStore>()
   return (options: SocketOptions): WaSocket => {
-    const logger = options.log.child({ module: 'baileys' }) as FastifyBaseLogger
+    const logger = baileysLogger(options.log.child({ module: 'baileys' }))
     let keys = caches.get(options.auth.keys)
     if (!keys) {
       keys = makeCacheableSignalKeyStore(options.auth.keys, logger as never, new KeyCache())

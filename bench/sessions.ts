@@ -1,0 +1,186 @@
+/**
+ * bench:sessions — links N sessions of real Baileys (7.0.0-rc14) in one gateway process against the
+ * simulator (N = 50, then 200), through the gateway's own API over NATS, and measures:
+ * - memory per live session: RSS and heap of the gateway process after two full collections,
+ *   against the same process with no session (the baseline, measured first in the same run);
+ * - link time: initialize → QR → scan → `connected` event, per company;
+ * - send throughput over NATS request/reply through the holder, against a bare NATS echo responder
+ *   measured in the same run at the same concurrency.
+ * The last line is a JSON summary.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
+import pg from 'pg'
+import { createGatewayClient } from '../contracts/client.ts'
+import { Subjects } from '../contracts/subjects.ts'
+import { WhatsAppSimulator } from '../simulator/server.ts'
+import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { waitFor } from '../test/helpers/wait.ts'
+
+const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
+const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 10)
+const SEND_CONCURRENCY = 16
+const SENDS = Number(process.env.BENCH_SENDS ?? 2_000)
+const CONTACTS_PER_COMPANY = 2
+const WA_VERSION = '2.3000.1023223821'
+const STEP_TIMEOUT_MS = 120_000
+const REQUEST_TIMEOUT_MS = 30_000
+const MB = 1024 * 1024
+
+const log = (line: string) => process.stdout.write(`${line}\n`)
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
+}
+const round = (value: number, digits = 2) => Number(value.toFixed(digits))
+
+/** Runs `total` calls of `work` with `concurrency` in flight; returns calls per second and failures. */
+async function throughput (total: number, concurrency: number, work: (index: number) => Promise<unknown>) {
+  let next = 0
+  let errors = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) {
+      const index = next++
+      await work(index).catch(() => { errors++ })
+    }
+  }))
+  return { rps: total / ((performance.now() - started) / 1000), errors }
+}
+
+const simulator = new WhatsAppSimulator()
+const { url } = await simulator.start()
+const nc = await connect({ servers: TEST_NATS_URL })
+const jsm = await jetstreamManager(nc)
+const client = createGatewayClient(nc, { timeoutMs: REQUEST_TIMEOUT_MS })
+const database = uniqueName('wa_bench_sessions')
+const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
+await admin.connect()
+await admin.query(`create database ${database}`)
+const leaseBucket = uniqueName('bench_leases')
+const membersBucket = uniqueName('bench_members')
+
+const gateway: ChildProcess = fork('bench/sessions-gateway.ts', {
+  execArgv: ['--expose-gc', ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [])],
+  env: serviceEnv({
+    NATS_URL: TEST_NATS_URL,
+    DATABASE_URL: databaseUrlFor(database),
+    LEASE_BUCKET: leaseBucket,
+    MEMBERS_BUCKET: membersBucket,
+    REPLICA_ID: 'bench-gateway',
+    LOG_LEVEL: 'warn',
+    WA_TRANSPORT: 'baileys',
+    WA_WS_URL: url,
+    WA_VERSION,
+    WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex
+  }),
+  // The gateway's own log would drown the figures; BENCH_VERBOSE=1 shows it.
+  stdio: ['ignore', process.env.BENCH_VERBOSE ? 'inherit' : 'ignore', 'inherit', 'ipc']
+})
+const fromGateway = <T>(type: string) => new Promise<T>((resolve, reject) => {
+  const onMessage = (message: { type: string }) => {
+    if (message.type !== type) return
+    gateway.off('message', onMessage)
+    resolve(message as T)
+  }
+  gateway.on('message', onMessage)
+  gateway.once('exit', (code) => reject(new Error(`the gateway exited with ${code}`)))
+})
+type Memory = { rss: number, heapUsed: number, heapTotal: number, external: number, arrayBuffers: number, sessions: number }
+const measure = async () => {
+  const answer = fromGateway<Memory>('memory')
+  gateway.send({ type: 'measure' })
+  return answer
+}
+
+await fromGateway('ready')
+const baseline = await measure()
+log(`gateway with no session: RSS ${round(baseline.rss / MB, 1)} MB, heap ${round(baseline.heapUsed / MB, 1)} MB`)
+
+const connectedAt = new Map<string, number>()
+nc.subscribe(Subjects.event('*', 'connected'), { callback: (_err, msg) => { connectedAt.set(msg.subject.split('.')[2], performance.now()) } })
+await nc.flush()
+
+const companies: { id: string, phone: string }[] = []
+const linkTimes: number[] = []
+let linkFailures = 0
+const phoneOf = (index: number) => String(79_000_000_000 + index)
+const contactOf = (company: number, contact: number) => String(79_500_000_000 + company * CONTACTS_PER_COMPANY + contact)
+
+async function link (index: number) {
+  const id = `bench-${index}`
+  const started = performance.now()
+  const init = await client.initialize(id)
+  if (init.status !== 'qr' || !simulator.scan(String(init.qr), phoneOf(index))) throw new Error(`${id}: no QR to scan (${init.status})`)
+  if (!await waitFor(() => connectedAt.has(id), STEP_TIMEOUT_MS, 10)) throw new Error(`${id}: not connected`)
+  linkTimes.push(connectedAt.get(id)! - started)
+  companies.push({ id, phone: phoneOf(index) })
+}
+
+// The echo baseline: the same NATS request/reply path with a responder that does no work.
+const echoSubject = uniqueName('bench.echo')
+nc.subscribe(echoSubject, { callback: (_err, msg) => { msg.respond(msg.data) } })
+await nc.flush()
+
+const runs: Record<string, number>[] = []
+let previous = baseline
+for (const target of STEPS) {
+  const from = companies.length
+  const linked = await throughput(target - from, LINK_CONCURRENCY, (offset) => link(from + offset).catch((err: unknown) => {
+    linkFailures++
+    log(`link failed: ${(err as Error).message}`)
+  }))
+  if (linked.errors > 0 || companies.length !== target) log(`only ${companies.length} of ${target} linked`)
+  // First message from each company to each of its contacts: device lists and Signal sessions are set up.
+  await throughput(companies.length * CONTACTS_PER_COMPANY, SEND_CONCURRENCY, (index) => {
+    const company = Math.floor(index / CONTACTS_PER_COMPANY)
+    return client.send(companies[company].id, { phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: 'Здравствуйте! Это первая запись.' })
+  })
+  const memory = await measure()
+  const live = memory.sessions
+  const echo = await throughput(SENDS, SEND_CONCURRENCY, () => nc.request(echoSubject, '{"phone":"79500000000","message":"x"}', { timeout: REQUEST_TIMEOUT_MS }))
+  const receivedBefore = companies.reduce((sum, _company, index) => sum + Array.from({ length: CONTACTS_PER_COMPANY }, (_, contact) => simulator.received(contactOf(index, contact)).length).reduce((a, b) => a + b, 0), 0)
+  const sends = await throughput(SENDS, SEND_CONCURRENCY, (index) => {
+    const company = index % companies.length
+    return client.send(companies[company].id, { phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: `Напоминание №${index}: завтра в 10:00` })
+  })
+  const deliveredAll = await waitFor(() => companies.reduce((sum, _company, index) => sum + Array.from({ length: CONTACTS_PER_COMPANY }, (_, contact) => simulator.received(contactOf(index, contact)).length).reduce((a, b) => a + b, 0), 0) - receivedBefore === SENDS - sends.errors, STEP_TIMEOUT_MS)
+  const run = {
+    sessions: live,
+    rss_mb: round(memory.rss / MB, 1),
+    heap_mb: round(memory.heapUsed / MB, 1),
+    rss_mb_per_session: round((memory.rss - baseline.rss) / MB / live, 3),
+    heap_mb_per_session: round((memory.heapUsed - baseline.heapUsed) / MB / live, 3),
+    external_mb_per_session: round((memory.external - baseline.external) / MB / live, 3),
+    heap_total_mb_per_session: round((memory.heapTotal - baseline.heapTotal) / MB / live, 3),
+    // What each session added since the previous step: one-time costs (code paths compiled on first
+    // use, heap growth) weigh on the first step's per-session figure.
+    rss_mb_per_added_session: round((memory.rss - previous.rss) / MB / (live - previous.sessions), 3),
+    heap_mb_per_added_session: round((memory.heapUsed - previous.heapUsed) / MB / (live - previous.sessions), 3),
+    rss_ratio_to_baseline: round(memory.rss / baseline.rss),
+    link_p50_ms: round(percentile(linkTimes, 50), 0),
+    link_p99_ms: round(percentile(linkTimes, 99), 0),
+    send_rps: round(sends.rps, 0),
+    echo_rps: round(echo.rps, 0),
+    send_ratio_to_echo: round(sends.rps / echo.rps, 3),
+    send_errors: sends.errors,
+    delivered_all: deliveredAll ? 1 : 0
+  }
+  runs.push(run)
+  previous = memory
+  log(`${live} sessions: RSS ${run.rss_mb} MB (${run.rss_mb_per_session} MB/session over the baseline), heap ${run.heap_mb} MB (${run.heap_mb_per_session} MB/session); ` +
+    `${run.rss_mb_per_added_session} MB RSS per session added in this step; link p50/p99 ${run.link_p50_ms}/${run.link_p99_ms} ms; send ${run.send_rps}/s at concurrency ${SEND_CONCURRENCY} = ${run.send_ratio_to_echo} × a bare NATS echo (${run.echo_rps}/s), ` +
+    `${sends.errors} errors, every message decrypted by its contact: ${deliveredAll}`)
+}
+
+const stopped = new Promise((resolve) => gateway.once('exit', resolve))
+gateway.send({ type: 'stop' })
+await stopped
+await simulator.stop()
+for (const stream of [`KV_${leaseBucket}`, `KV_${membersBucket}`]) await jsm.streams.delete(stream).catch(() => {})
+await nc.drain()
+await admin.query(`drop database if exists ${database} with (force)`)
+await admin.end()
+const last = runs.at(-1)!
+log(JSON.stringify({ ...last, link_failures: linkFailures, runs }))
