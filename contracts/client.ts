@@ -3,7 +3,10 @@ import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-co
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
 import { Subjects } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
-import type { InitializeReply, InitializeRequest, LogoutReply, SendReply, SendRequest, SessionsList, SessionStatus } from './sessions.ts'
+import type {
+  AutoReactionRules, AutoReactionRulesReply, InitializeReply, InitializeRequest, LogoutReply, ReactionReply, ReactionRequest,
+  SendReply, SendRequest, SessionsList, SessionStatus
+} from './sessions.ts'
 import type { OwnerReply } from './cluster.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
@@ -49,7 +52,7 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     }
     const body: unknown = reply.json()
     if (isErrorReply(body)) {
-      throw new GatewayClientError(body.error.code, body.error.message, body.error.details)
+      throw new GatewayClientError(body.error.code, body.error.message, body.error.details, { retryAfter: body.error.retryAfter, accepted: body.error.accepted })
     }
     return body as Reply
   }
@@ -59,6 +62,10 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
       call<NormalizePhoneReply>(Subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
     /** Sends through the replica holding the company; NOT_CONNECTED at once when none does. */
     send: (companyId: string, request: SendRequest) => call<SendReply>(Subjects.command(companyId, 'send'), request),
+    /** Reacts to a message through the holder; `emoji: ''` removes the reaction. */
+    react: (companyId: string, request: ReactionRequest) => call<ReactionReply>(Subjects.command(companyId, 'react'), request),
+    autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(Subjects.autoReactionRules(companyId, 'get'), {}),
+    setAutoReactionRules: (companyId: string, rules: AutoReactionRules) => call<AutoReactionRulesReply>(Subjects.autoReactionRules(companyId, 'set'), rules),
     status: (companyId: string) => call<SessionStatus>(Subjects.command(companyId, 'status'), {}),
     logout: (companyId: string) => call<LogoutReply>(Subjects.command(companyId, 'logout'), {}),
     owner: (companyId: string) => call<OwnerReply>(Subjects.command(companyId, 'owner'), {}),

@@ -11,6 +11,10 @@ export const ErrorCode = {
   NOT_FOUND: 'NOT_FOUND',
   NOT_CONNECTED: 'NOT_CONNECTED',
   RATE_LIMITED: 'RATE_LIMITED',
+  /** An earlier request with the same idempotency key is still being sent: retry after `retryAfter`. */
+  IN_PROGRESS: 'IN_PROGRESS',
+  /** An earlier request with the same idempotency key stopped mid-send: whether it went out is unknown. */
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
   TIMEOUT: 'TIMEOUT',
   /** A write carried a fencing epoch older than the stored one: the writer no longer holds the company. */
   FENCED: 'FENCED',
@@ -32,7 +36,8 @@ export const ErrorReply = Type.Object(
       code: Type.String({ description: 'One of ErrorCode' }),
       message: Type.String(),
       details: Type.Optional(Type.Array(ErrorDetail)),
-      retryAfter: Type.Optional(Type.Number({ description: 'Seconds to wait before retrying' }))
+      retryAfter: Type.Optional(Type.Number({ description: 'Seconds to wait before retrying' })),
+      accepted: Type.Optional(Type.Boolean({ description: 'For a failed send: whether WhatsApp took the message' }))
     })
   },
   { $id: 'ErrorReply', description: 'The one error shape of HTTP responses and NATS replies' }
@@ -43,11 +48,17 @@ export type ErrorReply = Static<typeof ErrorReply>
 export class GatewayClientError extends Error {
   readonly code: string
   readonly details: ErrorDetail[] | undefined
+  /** Seconds to wait before retrying (RATE_LIMITED, IN_PROGRESS). */
+  readonly retryAfter: number | undefined
+  /** For a failed send: whether WhatsApp took the message. */
+  readonly accepted: boolean | undefined
 
-  constructor (code: string, message: string, details?: ErrorDetail[]) {
+  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean } = {}) {
     super(message)
     this.name = 'GatewayClientError'
     this.code = code
     this.details = details
+    this.retryAfter = extra.retryAfter
+    this.accepted = extra.accepted
   }
 }

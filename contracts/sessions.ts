@@ -4,23 +4,78 @@ import { CompanyId } from './common.ts'
 /** The old system's limit, kept. */
 export const MAX_MESSAGE_LENGTH = 4096
 
+/** WhatsApp message ids are ~20-32 characters; anything longer is not one. */
+export const MAX_MESSAGE_ID_LENGTH = 128
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+export const IdempotencyKey = Type.String({
+  minLength: 1,
+  maxLength: MAX_IDEMPOTENCY_KEY_LENGTH,
+  description: 'A repeat with the same key within 24 h returns the first result instead of sending again (over NATS, the Nats-Msg-Id header works too)'
+})
+
 export const SendRequest = Type.Object({
   phone: Type.String({ minLength: 1, maxLength: 64, description: 'Recipient phone (any notation) or JID' }),
   message: Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH }),
+  idempotencyKey: Type.Optional(IdempotencyKey),
   options: Type.Optional(Type.Object({
-    quoted: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Id of the message to quote' }))
+    quoted: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'Id of the message to quote' }))
   }))
 })
 export type SendRequest = Static<typeof SendRequest>
 
-export const SendReply = Type.Object({
+const DeliveryFields = {
   success: Type.Literal(true),
   companyId: CompanyId,
   phone: Type.String({ description: 'E.164 digits the message went to' }),
   messageId: Type.String(),
-  timestamp: Type.String()
-})
+  timestamp: Type.String(),
+  accepted: Type.Literal(true, { description: 'WhatsApp took the message (Baileys wrote it to the connection)' }),
+  duplicate: Type.Optional(Type.Literal(true, { description: 'A repeat of an idempotency key: this is the first result, nothing was sent again' })),
+  queuedMs: Type.Optional(Type.Number({ description: 'Time spent in the company\'s pacing queue' }))
+}
+
+export const SendReply = Type.Object(DeliveryFields)
 export type SendReply = Static<typeof SendReply>
+
+/** Exactly one emoji; an empty string removes our reaction. */
+const Emoji = Type.String({ maxLength: 64, description: 'One emoji (❤️, 👍🏽, 👨‍👩‍👧, 🇷🇺); "" removes the reaction' })
+
+export const ReactionRequest = Type.Object({
+  phone: Type.String({ minLength: 1, maxLength: 64, description: 'The chat: the contact\'s phone (any notation)' }),
+  emoji: Emoji,
+  messageId: Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'The message reacted to' }),
+  fromMe: Type.Optional(Type.Boolean({ description: 'React to a message we sent (default: one the contact sent)' })),
+  idempotencyKey: Type.Optional(IdempotencyKey)
+})
+export type ReactionRequest = Static<typeof ReactionRequest>
+
+/** The old system's `POST /api/whatsapp/reaction` body. */
+export const LegacyReactionRequest = Type.Object({
+  companyId: Type.Optional(CompanyId),
+  phone: ReactionRequest.properties.phone,
+  emoji: Emoji,
+  messageId: ReactionRequest.properties.messageId
+})
+export type LegacyReactionRequest = Static<typeof LegacyReactionRequest>
+
+export const ReactionReply = Type.Object({ ...DeliveryFields, emoji: Type.String(), reactedTo: Type.String() })
+export type ReactionReply = Static<typeof ReactionReply>
+
+export const AutoReactionRules = Type.Object({
+  enabled: Type.Boolean({ description: 'React to inbound thanks' }),
+  emoji: Type.Optional(Emoji),
+  patterns: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Words or phrases that express thanks (replace the defaults)' })),
+  exclusions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Phrases that mean it is not thanks (replace the defaults)' }))
+})
+export type AutoReactionRules = Static<typeof AutoReactionRules>
+
+export const AutoReactionRulesReply = Type.Object({
+  success: Type.Literal(true),
+  companyId: CompanyId,
+  rules: Type.Object({ enabled: Type.Boolean(), emoji: Type.String(), patterns: Type.Array(Type.String()), exclusions: Type.Array(Type.String()) })
+})
+export type AutoReactionRulesReply = Static<typeof AutoReactionRulesReply>
 
 export const SessionStatus = Type.Object({
   success: Type.Literal(true),

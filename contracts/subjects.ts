@@ -14,6 +14,8 @@ export const Subjects = {
   sessionsList: 'wa.ctl.sessions.list',
   /** Any replica answers (queue group): mark the company online and wait for its QR or connection. */
   initialize: (companyId: string) => `wa.ctl.${companyId}.initialize`,
+  /** Any replica answers (queue group): read or replace a company's auto-reaction rules. */
+  autoReactionRules: (companyId: string, operation: 'get' | 'set') => `wa.ctl.${companyId}.auto-reactions.${operation}`,
   /** Published when a company's desired state changes, so every replica follows it. */
   desiredChanged: 'wa.ctl.desired.changed'
 } as const

@@ -83,6 +83,23 @@ export interface Config {
   authWriteBackoffMs: number
   /** When set, the test transport checks overlaps with a ledger served on this NATS subject (multi-process tests). */
   testLedgerSubject: string | undefined
+  /** KV bucket of idempotency records (24 h), so a repeated send returns the first result on any replica. */
+  idempotencyBucket: string
+  /** WhatsApp budgets, enforced on the holder as token buckets kept in KV (they survive a failover). */
+  messagesPerMinute: number
+  reactionsPerMinutePerRecipient: number
+  rateBucket: string
+  /** Anti-ban pacing: a per-company queue that spaces sends out instead of rejecting them. */
+  pacingEnabled: boolean
+  pacingMinIntervalMs: number
+  pacingJitterMs: number
+  pacingTypingMs: number
+  pacingQueueMax: number
+  /** Public HTTP API limit, per API key (x-api-key) or IP; separate from the WhatsApp budgets. */
+  apiRateLimitMax: number
+  apiRateLimitWindowMs: number
+  /** Company the old `POST /api/whatsapp/reaction` uses when its body names none. */
+  defaultCompanyId: string | undefined
 }
 
 type Env = Record<string, string | undefined>
@@ -104,6 +121,7 @@ function integerIn (min: number, max: number) {
 }
 
 const milliseconds = integerIn(1, 24 * 60 * 60 * 1000)
+const flag = (raw: string) => (['1', 'true'].includes(raw) ? true : ['0', 'false'].includes(raw) ? false : undefined)
 
 function urlWithScheme (schemes: string[]) {
   return (raw: string) => {
@@ -441,7 +459,91 @@ export const SETTINGS = {
     expected: 'a NATS subject',
     fallback: () => undefined,
     parse: (raw: string) => (/^[A-Za-z0-9_.-]+$/.test(raw) ? raw : undefined)
-  }
+  },
+  idempotencyBucket: {
+    env: 'IDEMPOTENCY_BUCKET',
+    describe: 'JetStream KV bucket of idempotency records: a send repeated with the same key within 24 h returns the first result',
+    expected: 'a bucket name of [A-Za-z0-9_-]',
+    fallback: () => 'wa_idempotency',
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
+  messagesPerMinute: {
+    env: 'MESSAGES_PER_MINUTE',
+    describe: 'Messages (texts and reactions) a company may send per minute (token bucket on the holder; over it: RATE_LIMITED, HTTP 429)',
+    expected: 'an integer from 1 to 100000',
+    fallback: () => 30,
+    parse: integerIn(1, 100_000)
+  },
+  reactionsPerMinutePerRecipient: {
+    env: 'REACTIONS_PER_MINUTE_PER_RECIPIENT',
+    describe: 'Reactions a company may send to one phone per minute',
+    expected: 'an integer from 1 to 100000',
+    fallback: () => 10,
+    parse: integerIn(1, 100_000)
+  },
+  rateBucket: {
+    env: 'RATE_BUCKET',
+    describe: 'JetStream KV bucket keeping each company\'s rate-limit state, so a takeover does not reset its budget',
+    expected: 'a bucket name of [A-Za-z0-9_-]',
+    fallback: () => 'wa_rate_limits',
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
+  pacingEnabled: {
+    env: 'PACING_ENABLED',
+    describe: 'Anti-ban pacing: queue each company\'s sends and space them out (interval, jitter, typing) instead of rejecting them',
+    expected: '1 | 0 | true | false',
+    fallback: () => false,
+    parse: flag
+  },
+  pacingMinIntervalMs: {
+    env: 'PACING_MIN_INTERVAL_MS',
+    describe: 'With pacing: least time between two sends of one company',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 2_000,
+    parse: milliseconds
+  },
+  pacingJitterMs: {
+    env: 'PACING_JITTER_MS',
+    describe: 'With pacing: random extra delay of up to this much on each send',
+    expected: 'milliseconds, 0 or more',
+    fallback: () => 1_000,
+    parse: integerIn(0, 60 * 60 * 1000)
+  },
+  pacingTypingMs: {
+    env: 'PACING_TYPING_MS',
+    describe: 'With pacing: how long the company shows "typing…" to the recipient before a text (0: never)',
+    expected: 'milliseconds, 0 or more',
+    fallback: () => 1_000,
+    parse: integerIn(0, 60 * 1000)
+  },
+  pacingQueueMax: {
+    env: 'PACING_QUEUE_MAX',
+    describe: 'With pacing: sends one company may have waiting; beyond it (or beyond SEND_TIMEOUT_MS of wait) a send gets RATE_LIMITED',
+    expected: 'an integer from 1 to 100000',
+    fallback: () => 100,
+    parse: integerIn(1, 100_000)
+  },
+  apiRateLimitMax: {
+    env: 'API_RATE_LIMIT_MAX',
+    describe: 'Requests one API key (x-api-key header) or IP may make to the HTTP API per window (429 beyond)',
+    expected: 'an integer from 1 to 10000000',
+    fallback: () => 600,
+    parse: integerIn(1, 10_000_000)
+  },
+  apiRateLimitWindowMs: {
+    env: 'API_RATE_LIMIT_WINDOW_MS',
+    describe: 'Window of API_RATE_LIMIT_MAX',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
+  },
+  defaultCompanyId: {
+    env: 'DEFAULT_COMPANY_ID',
+    describe: 'Company the old POST /api/whatsapp/reaction uses when its body has no companyId (unset: companyId is required)',
+    expected: '1-64 characters of [A-Za-z0-9_-]',
+    fallback: () => undefined,
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
 } satisfies { [K in keyof Config]: Setting<Config[K]> }
 
 /** Reads the environment into a Config; throws ConfigError for the first bad value. */

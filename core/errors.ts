@@ -6,6 +6,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.INVALID_PHONE]: 400,
   [ErrorCode.NOT_FOUND]: 404,
   [ErrorCode.RATE_LIMITED]: 429,
+  [ErrorCode.IN_PROGRESS]: 409,
+  [ErrorCode.OUTCOME_UNKNOWN]: 409,
   [ErrorCode.FENCED]: 409,
   [ErrorCode.NOT_CONNECTED]: 503,
   [ErrorCode.UNAVAILABLE]: 503,
@@ -19,14 +21,16 @@ export class GatewayError extends Error {
   readonly statusCode: number
   readonly details: ErrorDetail[] | undefined
   readonly retryAfter: number | undefined
+  readonly accepted: boolean | undefined
 
-  constructor (code: string, message: string, extra: { details?: ErrorDetail[], retryAfter?: number, cause?: unknown } = {}) {
+  constructor (code: string, message: string, extra: { details?: ErrorDetail[], retryAfter?: number, accepted?: boolean, cause?: unknown } = {}) {
     super(message, { cause: extra.cause })
     this.name = 'GatewayError'
     this.code = code
     this.statusCode = STATUS_BY_CODE[code] ?? 500
     this.details = extra.details
     this.retryAfter = extra.retryAfter
+    this.accepted = extra.accepted
   }
 }
 
@@ -62,7 +66,8 @@ export function toErrorReply (err: unknown): ErrorReply {
         code: err.code,
         message: err.message,
         ...(err.details ? { details: err.details } : {}),
-        ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {})
+        ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}),
+        ...(err.accepted !== undefined ? { accepted: err.accepted } : {})
       }
     }
   }

@@ -25,7 +25,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
     MEMBERS_BUCKET: settings.membersBucket,
     LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool'
+    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions'
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')

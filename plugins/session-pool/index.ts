@@ -10,7 +10,6 @@ import {
   LogoutReply, SendReply, SendRequest, SessionStatus, SessionsList, Subjects, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from '../../core/errors.ts'
-import { withDeadline } from '../../core/deadline.ts'
 import { claimedEpochs, desiredOnline } from '../ownership/sessions.ts'
 import { authMigrations, WhatsappAuth, WhatsappAuthSchema, WhatsappKey, WhatsappKeySchema } from './auth-store.ts'
 import { pairingMigrations, requestPairing } from './pairing.ts'
@@ -19,6 +18,8 @@ import type { StopOutcome } from './session.ts'
 import { TestWhatsApp } from './test-socket.ts'
 import { baileysFactory } from './baileys-adapter.ts'
 import type { SocketFactory } from './socket-port.ts'
+import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from './idempotency.ts'
+import { Outbound } from './outbound.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
 export const migrations = [...authMigrations, ...pairingMigrations]
@@ -31,12 +32,19 @@ const LIST_STATUS_TIMEOUT_MS = 1_000
 /** RFC 6455 close code for a server-side failure. */
 const WS_INTERNAL_ERROR = 1011
 
+/** NATS header a client may set instead of `idempotencyKey` (the JetStream de-duplication header, reused). */
+const NATS_MSG_ID = 'Nats-Msg-Id'
+/** HTTP header a client may set instead of `idempotencyKey`. */
+const IDEMPOTENCY_HEADER = 'idempotency-key'
+
 const EmptyPayload = Type.Object({})
 const HolderInitialize = Type.Object({ restart: Type.Boolean() })
 
 declare module 'fastify' {
   interface FastifyInstance {
     sessionPool: SessionPool
+    /** The one way a message leaves a company's connection (idempotency, policies, deadline). */
+    outbound: Outbound
     /** With WA_TRANSPORT=test: the in-process WhatsApp the sessions connect to. */
     testWhatsApp: TestWhatsApp | undefined
   }
@@ -76,6 +84,13 @@ export default fp(async (app) => {
   })
   app.decorate('sessionPool', pool)
   ownership.useConnector(pool)
+  const idempotencyKv = await bus.openKv(config.idempotencyBucket, { ttlMs: IDEMPOTENCY_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
+  app.decorate('outbound', new Outbound({
+    pool,
+    idempotency: new IdempotencyStore(idempotencyKv, config.replicaId, app.log),
+    sendTimeoutMs: config.sendTimeoutMs,
+    log: app.log
+  }))
 
   registerHolderCommands(app, pool)
   registerAnyReplicaHandlers(app)
@@ -99,22 +114,25 @@ function registerHolderCommands (app: FastifyInstance, pool: SessionPool) {
   const sendValidator = Compile(SendRequest)
   const initializeValidator = Compile(HolderInitialize)
 
-  ownership.registerCommand('send', async (companyId, payload): Promise<SendReply> => {
+  ownership.registerCommand('send', async (companyId, payload, context): Promise<SendReply> => {
     const request = validated<SendRequest>(sendValidator, payload)
     const e164 = app.phone.normalize(request.phone)
-    const socket = requireSession(pool, companyId).socket
-    if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${companyId}`)
-    let sent
-    try {
-      sent = await withDeadline(socket.sendText(app.phone.toJid(e164), request.message, { quoted: request.options?.quoted }), config.sendTimeoutMs, 'send timed out')
-    } catch (err) {
-      if ((err as Error).message === 'send timed out') {
-        throw new GatewayError(ErrorCode.TIMEOUT, `WhatsApp did not accept the message within ${config.sendTimeoutMs} ms; it may still be delivered`)
-      }
-      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, { cause: err })
-    }
-    pool.get(companyId)?.touch()
-    return { success: true, companyId, phone: e164, messageId: sent.messageId, timestamp: new Date(sent.timestamp * 1000).toISOString() }
+    const jid = app.phone.toJid(e164)
+    return app.outbound.deliver({
+      companyId,
+      kind: 'text',
+      recipient: e164,
+      idempotencyKey: idempotencyKeyOf(request.idempotencyKey, context.headers),
+      deliver: (socket) => socket.sendText(jid, request.message, { quoted: request.options?.quoted })
+    }, (sent, queuedMs) => ({
+      success: true as const,
+      companyId,
+      phone: e164,
+      messageId: sent.messageId,
+      timestamp: new Date(sent.timestamp * 1000).toISOString(),
+      accepted: true as const,
+      ...(queuedMs > 0 ? { queuedMs } : {})
+    }))
   })
 
   ownership.registerCommand('status', async (companyId, _payload, _context, lease): Promise<SessionStatus> => {
@@ -144,6 +162,17 @@ function registerHolderCommands (app: FastifyInstance, pool: SessionPool) {
     if (request.restart || ['stopped', 'breaker_open', 'reconnecting'].includes(requireSession(pool, companyId).state)) await pool.restart(companyId)
     return { success: true, snapshot: pool.get(companyId)?.snapshot() ?? null }
   })
+}
+
+/** The client's idempotency key: the body's field, else the NATS message id. */
+export function idempotencyKeyOf (fromBody: string | undefined, headers: { get: (key: string) => string } | undefined): string | undefined {
+  return fromBody ?? (headers?.get(NATS_MSG_ID) || undefined)
+}
+
+/** Over HTTP the key may come as an `Idempotency-Key` header; it travels to the holder as the NATS message id. */
+export function idempotencyHeaders (request: { headers: Record<string, unknown> }): { headers: Record<string, string> } | undefined {
+  const key = request.headers[IDEMPOTENCY_HEADER]
+  return typeof key === 'string' && key.length > 0 ? { headers: { [NATS_MSG_ID]: key } } : undefined
 }
 
 async function wipeAuth (app: FastifyInstance, companyId: string) {
@@ -280,9 +309,9 @@ async function registerRoutes (app: FastifyInstance) {
     schema: {
       tags, summary: 'Send a text message through the company\'s WhatsApp (never creates a session)',
       params: CompanyParams, body: SendRequest,
-      response: { 200: SendReply, 400: ErrorReply, 503: ErrorReply, 504: ErrorReply }
+      response: { 200: SendReply, 400: ErrorReply, 409: ErrorReply, 429: ErrorReply, 503: ErrorReply, 504: ErrorReply }
     }
-  }, (request) => app.bus.request<SendReply>(Subjects.command(request.params.companyId, 'send'), request.body))
+  }, (request) => app.bus.request<SendReply>(Subjects.command(request.params.companyId, 'send'), request.body, idempotencyHeaders(request)))
 
   routes.get('/api/whatsapp/events', {
     websocket: true,

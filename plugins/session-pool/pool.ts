@@ -21,12 +21,20 @@ export interface PoolOptions {
  * The sessions this replica holds. It is the ownership connector: a won lease opens a session, a
  * lost or released one stops it. Nothing else creates a session: sending never does.
  */
+export type SessionEventListener = (companyId: string, type: string, data: Record<string, unknown>) => void
+
 export class SessionPool implements Connector {
   readonly #options: PoolOptions
   readonly #sessions = new Map<string, Session>()
+  readonly #listeners: SessionEventListener[] = []
 
   constructor (options: PoolOptions) {
     this.#options = options
+  }
+
+  /** In-process listeners for the events of the sessions held here (other plugins react to inbound messages). */
+  onEvent (listener: SessionEventListener): void {
+    this.#listeners.push(listener)
   }
 
   get (companyId: string): Session | undefined {
@@ -53,7 +61,16 @@ export class SessionPool implements Connector {
       config,
       log: log.child({ companyId }),
       pairingPhone,
-      emit: (type, data, options) => this.#options.publish(companyId, lease.epoch, type, data, options?.eventId),
+      emit: (type, data, options) => {
+        this.#options.publish(companyId, lease.epoch, type, data, options?.eventId)
+        for (const listener of this.#listeners) {
+          try {
+            listener(companyId, type, data)
+          } catch (err) {
+            log.error({ err, companyId, type }, 'a session event listener failed')
+          }
+        }
+      },
       onOutcome: (outcome) => {
         if (this.#sessions.get(companyId) === session) this.#sessions.delete(companyId)
         this.#options.onOutcome(companyId, outcome)

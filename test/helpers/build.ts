@@ -38,9 +38,13 @@ export async function testConfig (t: Test, overrides: Partial<Config> = {}): Pro
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),
-    membersBucket: overrides.membersBucket ?? uniqueName('members')
+    membersBucket: overrides.membersBucket ?? uniqueName('members'),
+    idempotencyBucket: overrides.idempotencyBucket ?? uniqueName('idempotency'),
+    rateBucket: overrides.rateBucket ?? uniqueName('rates')
   })
   if (!overrides.leaseBucket) dropBucketsAfter(t, config.natsUrl!, [config.leaseBucket, config.membersBucket])
+  if (!overrides.idempotencyBucket) dropBucketsAfter(t, config.natsUrl!, [config.idempotencyBucket])
+  if (!overrides.rateBucket) dropBucketsAfter(t, config.natsUrl!, [config.rateBucket])
   return config
 }
 

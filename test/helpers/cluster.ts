@@ -14,6 +14,8 @@ export interface ClusterSettings {
   databaseUrl: string
   leaseBucket: string
   membersBucket: string
+  idempotencyBucket: string
+  rateBucket: string
   leaseTtlMs: number
 }
 
@@ -24,10 +26,12 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
     databaseUrl: await createTestDatabase(t),
     leaseBucket: uniqueName('leases'),
     membersBucket: uniqueName('members'),
+    idempotencyBucket: uniqueName('idempotency'),
+    rateBucket: uniqueName('rates'),
     leaseTtlMs: TEST_LEASE_TTL_MS,
     ...overrides
   }
-  dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket])
+  dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket, settings.idempotencyBucket, settings.rateBucket])
   return settings
 }
 
@@ -39,7 +43,7 @@ export interface Replica {
 }
 
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
-export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool'] }
+export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions'] }
 
 export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = OWNERSHIP_ONLY): Promise<Replica> {
   const config = await testConfig(t, { ...settings, ...overrides })

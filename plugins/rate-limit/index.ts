@@ -1,0 +1,107 @@
+import fp from 'fastify-plugin'
+import apiRateLimit from '@fastify/rate-limit'
+import type { FastifyRequest } from 'fastify'
+import { ErrorCode } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import type { OutboundItem } from '../session-pool/outbound.ts'
+import type { WaSocket } from '../session-pool/socket-port.ts'
+import { Budgets, type Taken } from './budgets.ts'
+import { Pacing } from './pacing.ts'
+import { TokenBucket } from './token-bucket.ts'
+
+const MINUTE_MS = 60_000
+/** The state of a budget refills within a minute; an hour of KV retention is ample. */
+const RATE_STATE_TTL_MS = 60 * MINUTE_MS
+/** Probes and scrapes are never limited. */
+const UNLIMITED_PATHS = ['/healthz', '/readyz', '/metrics']
+const API_KEY_HEADER = 'x-api-key'
+
+export interface MessagingLimits {
+  /** Sends waiting in each company's pacing queue (empty without pacing). */
+  queueDepths: () => Map<string, number>
+  /** Requests refused by the WhatsApp budgets since start, by limit. */
+  refused: { messages: number, reactions: number, queue: number }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    messagingLimits: MessagingLimits
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * WhatsApp budgets (messages per company, reactions per recipient) as token buckets on the holder,
+ * with their state in KV so a failover keeps them; optional anti-ban pacing; and, apart from those,
+ * a limit on the public HTTP API per API key or IP.
+ */
+export default fp(async (app) => {
+  const { config, bus } = app
+  const kv = await bus.openKv(config.rateBucket, { ttlMs: RATE_STATE_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
+  const budgets = new Budgets(kv, {
+    messages: new TokenBucket(config.messagesPerMinute, MINUTE_MS),
+    reactions: new TokenBucket(config.reactionsPerMinutePerRecipient, MINUTE_MS)
+  }, app.log)
+  const pacing = config.pacingEnabled
+    ? new Pacing({ minIntervalMs: config.pacingMinIntervalMs, jitterMs: config.pacingJitterMs, queueMax: config.pacingQueueMax })
+    : undefined
+  const refused = { messages: 0, reactions: 0, queue: 0 }
+  app.decorate('messagingLimits', { queueDepths: () => pacing?.depths() ?? new Map(), refused })
+
+  const overBudget = (item: OutboundItem, taken: Exclude<Taken, { taken: true }>) => {
+    refused[taken.limit]++
+    const what = taken.limit === 'messages'
+      ? `company ${item.companyId} may send ${config.messagesPerMinute} messages per minute`
+      : `company ${item.companyId} may send ${config.reactionsPerMinutePerRecipient} reactions per minute to ${item.recipient}`
+    const retryAfter = Math.max(1, Math.ceil(taken.retryAfterMs / 1000))
+    return new GatewayError(ErrorCode.RATE_LIMITED, `${what}; retry in ${retryAfter} s`, { retryAfter, accepted: false })
+  }
+
+  app.outbound.use({
+    admit: async (item: OutboundItem, socket: WaSocket, deadline: number) => {
+      const epoch = app.sessionPool.get(item.companyId)?.epoch ?? 0
+      let waited = 0
+      if (pacing) {
+        try {
+          waited += await pacing.wait(item.companyId, deadline)
+        } catch (err) {
+          refused.queue++
+          throw err
+        }
+      }
+      let taken = await budgets.take(item.companyId, epoch, item.kind, item.recipient)
+      // Paced sends wait for their token when it comes before the deadline; unpaced ones are refused.
+      while (!taken.taken) {
+        if (!pacing || performance.now() + taken.retryAfterMs > deadline) throw overBudget(item, taken)
+        await sleep(taken.retryAfterMs)
+        waited += taken.retryAfterMs
+        taken = await budgets.take(item.companyId, epoch, item.kind, item.recipient)
+      }
+      if (pacing && item.kind === 'text' && config.pacingTypingMs > 0 && performance.now() + config.pacingTypingMs < deadline) {
+        await socket.setPresence('composing', app.phone.toJid(item.recipient)).catch((err: unknown) => app.log.debug({ err }, 'typing presence not sent'))
+        await sleep(config.pacingTypingMs)
+        waited += config.pacingTypingMs
+      }
+      return waited
+    }
+  })
+  app.addHook('onClose', () => budgets.flush())
+
+  await app.register(apiRateLimit, {
+    global: false,
+    max: config.apiRateLimitMax,
+    timeWindow: config.apiRateLimitWindowMs
+  })
+  const apiKeyOrIp = (request: FastifyRequest) => {
+    const key = request.headers[API_KEY_HEADER]
+    return typeof key === 'string' && key.length > 0 ? `key:${key}` : `ip:${request.ip}`
+  }
+  app.addHook('onRequest', app.rateLimit({
+    keyGenerator: apiKeyOrIp,
+    allowList: (request) => UNLIMITED_PATHS.includes(request.url.split('?')[0]),
+    errorResponseBuilder: (_request, context) => new GatewayError(ErrorCode.RATE_LIMITED,
+      `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this API key or IP; retry in ${context.after}`,
+      { retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) })
+  }))
+}, { name: 'rate-limit', dependencies: ['config', 'bus', 'phone', 'session-pool'] })

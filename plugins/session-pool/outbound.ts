@@ -1,0 +1,128 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { ErrorCode } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { IdempotencyStore } from './idempotency.ts'
+import type { SessionPool } from './pool.ts'
+import type { SentMessage, WaSocket } from './socket-port.ts'
+
+const DEADLINE = Symbol('deadline')
+
+export type OutboundKind = 'text' | 'reaction'
+
+/** One message on its way out of a company's connection. */
+export interface OutboundItem {
+  companyId: string
+  kind: OutboundKind
+  /** E.164 digits of the chat. */
+  recipient: string
+  /** The client's idempotency key (body field or Nats-Msg-Id). */
+  idempotencyKey?: string
+  deliver: (socket: WaSocket) => Promise<SentMessage>
+}
+
+/**
+ * A rule every outbound message passes before it is written (the rate-limit plugin's budgets and
+ * pacing). It resolves when the item may go, after any wait, with the time waited; or throws
+ * (RATE_LIMITED). `deadline` is the performance.now() by which the send must have been handed over.
+ */
+export interface OutboundPolicy {
+  admit: (item: OutboundItem, socket: WaSocket, deadline: number) => Promise<number>
+}
+
+export interface OutboundOptions {
+  pool: SessionPool
+  idempotency: IdempotencyStore
+  sendTimeoutMs: number
+  log: FastifyBaseLogger
+}
+
+/** The reply of a delivered item, as the caller built it, plus the duplicate marker. */
+export type Delivered<R> = R & { duplicate?: true }
+
+/**
+ * The one way a message leaves: an idempotency check, every policy, then the socket under the send
+ * deadline. A send that times out says whether WhatsApp took it; with an idempotency key its late
+ * outcome is still recorded, so a retry with the same key learns it instead of sending twice.
+ */
+export class Outbound {
+  readonly #options: OutboundOptions
+  readonly #policies: OutboundPolicy[] = []
+
+  constructor (options: OutboundOptions) {
+    this.#options = options
+  }
+
+  use (policy: OutboundPolicy): void {
+    this.#policies.push(policy)
+  }
+
+  async deliver<R extends object> (item: OutboundItem, reply: (sent: SentMessage, queuedMs: number) => R): Promise<Delivered<R>> {
+    const { idempotency, log } = this.#options
+    const key = item.idempotencyKey === undefined ? undefined : IdempotencyStore.keyOf(item.companyId, item.kind, item.idempotencyKey)
+    if (key) {
+      const begun = await idempotency.begin(key)
+      if (begun.kind === 'done') return { ...(begun.reply as R), duplicate: true }
+      if (begun.kind === 'pending') throw this.#pendingError(begun.startedAt)
+    }
+    let handedOver: Promise<SentMessage> | undefined
+    try {
+      const result = await this.#send(item, (sending) => { handedOver = sending }, reply)
+      if (key) await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
+      return result
+    } catch (err) {
+      if (key && handedOver === undefined) {
+        await idempotency.abandon(key).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, 'idempotency record not removed'))
+      } else if (key && handedOver) {
+        // Timed out after the socket took it: record whatever happens next for a retry to find.
+        handedOver.then(
+          (sent) => idempotency.complete(key, reply(sent, 0)),
+          () => idempotency.abandon(key)
+        ).catch((lateErr: unknown) => log.warn({ err: lateErr }, 'late outcome of a timed-out send not recorded'))
+      }
+      throw err
+    }
+  }
+
+  async #send<R> (item: OutboundItem, onHandover: (sending: Promise<SentMessage>) => void, reply: (sent: SentMessage, queuedMs: number) => R): Promise<R> {
+    const { pool, sendTimeoutMs } = this.#options
+    const started = performance.now()
+    const deadline = started + sendTimeoutMs
+    const socket = pool.get(item.companyId)?.socket
+    if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}`, { accepted: false })
+    let queuedMs = 0
+    for (const policy of this.#policies) queuedMs += await policy.admit(item, socket, deadline)
+    if (pool.get(item.companyId)?.socket !== socket) {
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
+    }
+    const sending = item.deliver(socket)
+    onHandover(sending)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<typeof DEADLINE>((resolve) => { timer = setTimeout(() => resolve(DEADLINE), Math.max(0, deadline - performance.now())) })
+    try {
+      const outcome = await Promise.race([sending, late])
+      if (outcome === DEADLINE) {
+        throw new GatewayError(ErrorCode.TIMEOUT,
+          `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out (retry with the same idempotency key to learn the outcome)`,
+          { accepted: false })
+      }
+      pool.get(item.companyId)?.touch()
+      return reply(outcome, Math.round(queuedMs))
+    } catch (err) {
+      if (err instanceof GatewayError) throw err
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, { cause: err, accepted: false })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #pendingError (startedAt: number): GatewayError {
+    const age = Date.now() - startedAt
+    if (age < this.#options.sendTimeoutMs) {
+      return new GatewayError(ErrorCode.IN_PROGRESS, 'an earlier request with this idempotency key is still being sent', {
+        retryAfter: Math.max(1, Math.ceil((this.#options.sendTimeoutMs - age) / 1000))
+      })
+    }
+    return new GatewayError(ErrorCode.OUTCOME_UNKNOWN,
+      'an earlier request with this idempotency key stopped mid-send (its replica went away); whether it went out is unknown. Use a new key to send again')
+  }
+}
