@@ -172,7 +172,7 @@ export class Bus {
     }
     const body: unknown = msg.json()
     if (isErrorReply(body)) {
-      throw new GatewayError(body.error.code, body.error.message, { details: body.error.details, retryAfter: body.error.retryAfter })
+      throw new GatewayError(body.error.code, body.error.message, { details: body.error.details, retryAfter: body.error.retryAfter, accepted: body.error.accepted })
     }
     return body as Reply
   }

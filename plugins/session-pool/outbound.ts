@@ -47,6 +47,8 @@ export type Delivered<R> = R & { duplicate?: true }
 export class Outbound {
   readonly #options: OutboundOptions
   readonly #policies: OutboundPolicy[] = []
+  /** Keys whose send this replica has not finished (a timed-out send may still complete). */
+  readonly #inFlight = new Set<string>()
 
   constructor (options: OutboundOptions) {
     this.#options = options
@@ -62,22 +64,28 @@ export class Outbound {
     if (key) {
       const begun = await idempotency.begin(key)
       if (begun.kind === 'done') return { ...(begun.reply as R), duplicate: true }
-      if (begun.kind === 'pending') throw this.#pendingError(begun.startedAt)
+      if (begun.kind === 'pending') throw this.#pendingError(key, begun.startedAt)
+      this.#inFlight.add(key)
     }
     let handedOver: Promise<SentMessage> | undefined
     try {
       const result = await this.#send(item, (sending) => { handedOver = sending }, reply)
-      if (key) await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
+      if (key) {
+        await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
+        this.#inFlight.delete(key)
+      }
       return result
     } catch (err) {
       if (key && handedOver === undefined) {
         await idempotency.abandon(key).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, 'idempotency record not removed'))
+        this.#inFlight.delete(key)
       } else if (key && handedOver) {
         // Timed out after the socket took it: record whatever happens next for a retry to find.
         handedOver.then(
           (sent) => idempotency.complete(key, reply(sent, 0)),
           () => idempotency.abandon(key)
         ).catch((lateErr: unknown) => log.warn({ err: lateErr }, 'late outcome of a timed-out send not recorded'))
+          .finally(() => this.#inFlight.delete(key))
       }
       throw err
     }
@@ -115,9 +123,10 @@ export class Outbound {
     }
   }
 
-  #pendingError (startedAt: number): GatewayError {
+  #pendingError (key: string, startedAt: number): GatewayError {
     const age = Date.now() - startedAt
-    if (age < this.#options.sendTimeoutMs) {
+    // Still being sent here, or recently enough elsewhere that it may be.
+    if (this.#inFlight.has(key) || age < this.#options.sendTimeoutMs) {
       return new GatewayError(ErrorCode.IN_PROGRESS, 'an earlier request with this idempotency key is still being sent', {
         retryAfter: Math.max(1, Math.ceil((this.#options.sendTimeoutMs - age) / 1000))
       })

@@ -17,6 +17,8 @@ interface Sent {
   quoted?: string
   reaction?: { messageId: string, emoji: string }
   messageId: string
+  /** performance.now() when WhatsApp took it. */
+  at: number
 }
 
 /**
@@ -27,6 +29,9 @@ interface Sent {
 export class TestWhatsApp {
   readonly options: TestWhatsAppOptions
   readonly sent = new Map<string, Sent[]>()
+  /** Presence updates per company, in order (`composing@<jid>`). */
+  readonly presences = new Map<string, string[]>()
+  readonly #stalls = new Map<string, Promise<void>>()
   readonly #live = new Map<string, TestSocket>()
   readonly #refusals = new Map<string, number>()
   readonly #ledger: LedgerPort
@@ -75,6 +80,20 @@ export class TestWhatsApp {
   /** The server closes the company's connection with `code` (428, 440, 401, 403, 500, 515, …). */
   drop (companyId: string, code: number): void {
     this.#live.get(companyId)?.close(code)
+  }
+
+  /** WhatsApp stops taking the company's messages until `release()` (a send then hangs, as on a dead link). */
+  stall (companyId: string): () => void {
+    let release!: () => void
+    this.#stalls.set(companyId, new Promise<void>((resolve) => { release = resolve }))
+    return () => {
+      this.#stalls.delete(companyId)
+      release()
+    }
+  }
+
+  async waitIfStalled (companyId: string): Promise<void> {
+    await this.#stalls.get(companyId)
   }
 
   record (companyId: string, sent: Sent): void {
@@ -219,21 +238,28 @@ export class TestSocket implements WaSocket {
 
   async sendText (jid: string, text: string, options: { quoted?: string } = {}) {
     this.#requireOpen()
+    await this.#whatsapp.waitIfStalled(this.#options.companyId)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
-    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted, messageId })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted, messageId, at: performance.now() })
     this.#later(() => this.#emit('receipts', [{ id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }]), 0)
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
   async react (jid: string, key: { id: string, fromMe: boolean }, emoji: string) {
     this.#requireOpen()
+    await this.#whatsapp.waitIfStalled(this.#options.companyId)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
-    this.#whatsapp.record(this.#options.companyId, { to: jid, reaction: { messageId: key.id, emoji }, messageId })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, reaction: { messageId: key.id, emoji }, messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
   async markRead (): Promise<void> { this.#requireOpen() }
-  async setPresence (): Promise<void> { this.#requireOpen() }
+  async setPresence (presence: string, jid?: string): Promise<void> {
+    this.#requireOpen()
+    const list = this.#whatsapp.presences.get(this.#options.companyId) ?? []
+    list.push(`${presence}@${jid ?? ''}`)
+    this.#whatsapp.presences.set(this.#options.companyId, list)
+  }
 
   async onWhatsApp (jids: string[]) {
     this.#requireOpen()

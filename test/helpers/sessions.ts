@@ -43,3 +43,13 @@ export async function recordEvents (t: Test, natsUrl: string, companyId: string)
 export function holderOf (replicas: Replica[], companyId: string): FastifyInstance | undefined {
   return replicas.find((replica) => !replica.closed && replica.app.sessionPool.get(companyId))?.app
 }
+
+/** Links a new company on `replica` with the test double (initialize, scan) and waits until it is connected. */
+export async function linkCompany (replica: { app: FastifyInstance }, companyId: string, natsUrl: string, t: Test) {
+  const events = await recordEvents(t, natsUrl, companyId)
+  const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
+  if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.body}`)
+  replica.app.testWhatsApp!.scan(companyId)
+  if (!await events.waitFor('connected', 1, 10_000)) throw new Error(`${companyId} did not connect`)
+  return events
+}
