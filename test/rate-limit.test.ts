@@ -73,7 +73,8 @@ t.test('the budget survives a failover: the new holder continues it from KV', as
 
 t.test('pacing: sends are spaced out with typing first instead of refused; the queue is bounded', async (t) => {
   const settings = await sessionCluster(t)
-  const pacing = { pacingEnabled: true, pacingMinIntervalMs: 200, pacingJitterMs: 0, pacingTypingMs: 50, pacingQueueMax: 3, messagesPerMinute: 1_000 }
+  // The first send goes at once; two more wait for their slots (0.5 s, 1 s); the queue holds two.
+  const pacing = { pacingEnabled: true, pacingMinIntervalMs: 500, pacingJitterMs: 0, pacingTypingMs: 50, pacingQueueMax: 2, messagesPerMinute: 1_000 }
   const replica = await startSessionReplica(t, settings, pacing)
   const companyId = uniqueName('salon')
   await linkCompany(replica, companyId, settings.natsUrl, t)
@@ -90,8 +91,8 @@ t.test('pacing: sends are spaced out with typing first instead of refused; the q
   t.ok(Math.max(...depths) >= 2, `queue depth observed: up to ${Math.max(...depths)}`)
   const sent = replica.app.testWhatsApp!.sent.get(companyId)!
   const gaps = sent.slice(1).map((item, index) => item.at - sent[index].at)
-  t.ok(gaps.every((gap) => gap >= 190), `spaced by the interval: ${gaps.map(Math.round).join(', ')} ms`)
-  t.ok(replies.filter((reply) => reply.statusCode === 200).some((reply) => reply.json().queuedMs >= 200), 'the reply says how long it waited')
+  t.ok(gaps.every((gap) => gap >= 490), `spaced by the interval: ${gaps.map(Math.round).join(', ')} ms`)
+  t.ok(replies.filter((reply) => reply.statusCode === 200).some((reply) => reply.json().queuedMs >= 500), 'the reply says how long it waited')
   t.equal(replica.app.testWhatsApp!.presences.get(companyId)?.filter((presence) => presence === 'composing@79001234567@s.whatsapp.net').length, 3, 'typing shown before each text')
 })
 

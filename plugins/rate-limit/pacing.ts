@@ -48,6 +48,8 @@ export class Pacing {
         : `company ${companyId}'s next pacing slot is ${Math.round(slot - now)} ms away, beyond the send deadline`, { retryAfter, accepted: false })
     }
     lane.lastSlot = slot
+    // Its slot is now: it goes at once and never waits in the queue.
+    if (slot <= now) return 0
     lane.waiting++
     try {
       await sleep(slot - now)
