@@ -14,10 +14,10 @@ const CLIENT = '79111111111'
 const STEP_MS = 15_000
 
 /**
- * The contract suite, steps 4, 6 and 7: two gateway processes with real Baileys and the auth state
+ * The contract suite, steps 4 to 7: two gateway processes with real Baileys and the auth state
  * in PostgreSQL, used over NATS (the typed client) and WebSocket, against the simulator.
  */
-t.test('send a text, receive on NATS and WebSocket, and survive SIGKILL of the holder with no 440', async (t) => {
+t.test('send a text and a reaction, receive on NATS and WebSocket, and survive SIGKILL of the holder with no 440', async (t) => {
   const { simulator, url } = await startSimulator(t)
   const settings = await sessionCluster(t)
   const nc = await connect({ servers: settings.natsUrl })
@@ -73,6 +73,18 @@ t.test('send a text, receive on NATS and WebSocket, and survive SIGKILL of the h
   t.ok(await waitFor(() => frames.some((frame) => frame.type === 'message'), STEP_MS), 'and on the WebSocket')
   t.match(frames.find((frame) => frame.type === 'message')?.data, expected)
 
+  // 5. send a reaction (to the contact's message): the contact receives it
+  const reaction = await client.react(companyId, { phone: CLIENT, emoji: '❤️', messageId: inbound.id })
+  t.ok(await waitFor(() => simulator.received(CLIENT).some((message) => message.kind === 'reaction'), STEP_MS), 'the contact received a reaction')
+  t.match(simulator.received(CLIENT).find((message) => message.kind === 'reaction'), { id: reaction.messageId, reaction: { messageId: inbound.id, emoji: '❤️', fromMe: false } }, 'on its message, with that emoji')
+
+  // The old worker's ❤️ to thanks, now a rule of the company: real Baileys sends it, the contact gets it.
+  await client.setAutoReactionRules(companyId, { enabled: true })
+  const thanks = await simulator.deliver({ from: CLIENT, to: SALON, text: 'Спасибо большое!' })
+  t.ok(await waitFor(() => simulator.received(CLIENT).some((message) => message.reaction?.messageId === thanks.id), STEP_MS), 'an automatic ❤️ on the thanks')
+  t.match(simulator.received(CLIENT).find((message) => message.reaction?.messageId === thanks.id), { kind: 'reaction', reaction: { emoji: '❤️' } })
+  await client.setAutoReactionRules(companyId, { enabled: false })
+
   // 7. SIGKILL the holder: the session resumes on the other replica, with no 440 in the simulator's log
   const { replica: holder } = await client.owner(companyId)
   const victim = replicas.get(String(holder))!
@@ -91,8 +103,8 @@ t.test('send a text, receive on NATS and WebSocket, and survive SIGKILL of the h
   t.same(simulator.log.filter((entry) => entry.kind === 'replaced'), [], 'no 440: never two connections of the device at once')
 
   const after = await client.send(companyId, { phone: CLIENT, message: 'После переезда на другую реплику' })
-  t.ok(await waitFor(() => simulator.received(CLIENT).length === 2, STEP_MS))
-  t.match(simulator.received(CLIENT)[1], { id: after.messageId, text: 'После переезда на другую реплику' }, 'sends continue from the new holder, and the contact decrypts them')
+  t.ok(await waitFor(() => simulator.received(CLIENT).length === 4, STEP_MS))
+  t.match(simulator.received(CLIENT)[3], { id: after.messageId, text: 'После переезда на другую реплику' }, 'sends continue from the new holder, and the contact decrypts them')
   t.same(simulator.log.filter((entry) => entry.kind === 'error'), [], 'no protocol error in the simulator')
 
   const survivorProcess = replicas.get(String(survivor))!
