@@ -21,9 +21,15 @@ export interface GatewayClientOptions {
  * Maps a failed NATS request to the gateway's error codes: nobody subscribed means nobody holds (or
  * serves) it, which is NOT_CONNECTED; silence past the deadline is TIMEOUT.
  */
+/** Whether a NATS request failed because nobody subscribes to the subject (for a command: no replica holds the company). */
+export function isNoResponders (err: unknown): boolean {
+  const cause = err instanceof natsErrors.RequestError ? err.cause : err
+  return cause instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())
+}
+
 export function toClientError (err: unknown, subject: string, timeoutMs: number): Error {
   const cause = err instanceof natsErrors.RequestError ? err.cause : err
-  if (cause instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
+  if (isNoResponders(err)) {
     return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`)
   }
   if (cause instanceof natsErrors.TimeoutError) {
@@ -42,11 +48,15 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
   const timeout = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS
 
   async function call<Reply> (subject: string, payload: unknown): Promise<Reply> {
-    const headers = createHeaders()
-    options.decorateHeaders?.(headers)
+    let headers: MsgHdrs | undefined
+    if (options.decorateHeaders) {
+      headers = createHeaders()
+      options.decorateHeaders(headers)
+    }
     let reply
     try {
-      reply = await nc.request(subject, JSON.stringify(payload), { timeout, headers })
+      // No headers unless there are some: an empty set still costs encoding on both ends.
+      reply = await nc.request(subject, JSON.stringify(payload), { timeout, headers: headers && headers.keys().length > 0 ? headers : undefined })
     } catch (err) {
       throw toClientError(err, subject, timeout)
     }

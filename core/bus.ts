@@ -10,6 +10,7 @@ import { jetstream, jetstreamManager, DeliverPolicy, type JetStreamClient } from
 import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
+import { StreamPublisher } from './stream-publisher.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
 const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
@@ -84,6 +85,12 @@ export class Bus {
     return headers
   }
 
+  /** Headers only when there is something to carry (a trace, or values): an empty set still costs encoding on both ends. */
+  #headersIfAny (values: Record<string, string> = {}): MsgHdrs | undefined {
+    const headers = this.headers(values)
+    return headers.keys().length > 0 ? headers : undefined
+  }
+
   handle<Request extends TSchema> (subject: string, options: HandleOptions<Request>, handler: Handler<Request>): BusSubscription {
     const validator = Compile(options.request)
     const subscription = this.#nc.subscribe(subject, {
@@ -120,11 +127,15 @@ export class Bus {
     await context.with(parent, async () => {
       let forked: EntityManager | undefined
       const orm = this.#orm
-      const log = this.#log.child({ subject: msg.subject })
+      let log: FastifyBaseLogger | undefined
+      const parentLog = this.#log
       const handlerContext: HandlerContext = {
         subject: msg.subject,
         headers: msg.headers,
-        log,
+        get log () {
+          log ??= parentLog.child({ subject: msg.subject })
+          return log
+        },
         get em () {
           forked ??= orm.em.fork()
           return forked
@@ -138,11 +149,11 @@ export class Bus {
         body = await handler(payload as Static<Request>, handlerContext)
       } catch (err) {
         failed = err
-        if (!(err instanceof GatewayError)) log.error({ err }, 'NATS handler failed')
+        if (!(err instanceof GatewayError)) handlerContext.log.error({ err }, 'NATS handler failed')
       }
       if (!msg.reply) return
       if (failed === undefined) {
-        msg.respond(JSON.stringify(body ?? { success: true }), { headers: this.headers() })
+        msg.respond(JSON.stringify(body ?? { success: true }), { headers: this.#headersIfAny() })
         return
       }
       const reply = toErrorReply(failed)
@@ -156,7 +167,7 @@ export class Bus {
 
   publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
     const values = { ...options.headers, ...(options.msgId ? { 'Nats-Msg-Id': options.msgId } : {}) }
-    this.#nc.publish(subject, JSON.stringify(payload), { headers: this.headers(values) })
+    this.#nc.publish(subject, JSON.stringify(payload), { headers: this.#headersIfAny(values) })
   }
 
   /** A request to another gateway subject; an error reply is rethrown as the GatewayError it was. */
@@ -164,7 +175,7 @@ export class Bus {
     const timeout = options.timeoutMs ?? this.#requestTimeoutMs
     let msg: Msg
     try {
-      msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: this.headers(options.headers) })
+      msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: this.#headersIfAny(options.headers) })
     } catch (err) {
       const mapped = toClientError(err, subject, timeout)
       if ('code' in mapped && typeof mapped.code === 'string') throw new GatewayError(mapped.code, mapped.message, { cause: err })
@@ -188,6 +199,7 @@ export class Bus {
   }
 
   #js: JetStreamClient | undefined
+  #publisher: StreamPublisher | undefined
 
   /**
    * Binds to (or creates) the stream that keeps events. Several deployments' replicas and tests
@@ -206,6 +218,7 @@ export class Bus {
       }
     }
     this.#js = jetstream(this.#nc, { timeout: this.#requestTimeoutMs })
+    this.#publisher ??= new StreamPublisher(this.#nc, this.#requestTimeoutMs)
   }
 
   /**
@@ -213,9 +226,8 @@ export class Bus {
    * by JetStream (a message redelivered after a failover is not published twice). Returns its sequence.
    */
   async publishDurable (subject: string, payload: unknown, options: PublishOptions & { msgId: string }): Promise<{ seq: number, duplicate: boolean }> {
-    if (!this.#js) throw new Error('ensureStream() first')
-    const ack = await this.#js.publish(subject, JSON.stringify(payload), { msgID: options.msgId, headers: this.headers(options.headers) })
-    return { seq: ack.seq, duplicate: ack.duplicate }
+    if (!this.#publisher) throw new Error('ensureStream() first')
+    return this.#publisher.publish(subject, JSON.stringify(payload), this.headers({ ...options.headers, 'Nats-Msg-Id': options.msgId }))
   }
 
   /**
@@ -273,6 +285,7 @@ export class Bus {
     this.#subscriptions.clear()
     await settlesWithin(Promise.allSettled([...this.#inFlight]), timeoutMs)
     if (this.#inFlight.size > 0) this.#log.warn({ pending: this.#inFlight.size }, 'NATS handlers still running at shutdown')
+    this.#publisher?.close()
   }
 }
 

@@ -100,6 +100,8 @@ export interface Config {
   apiRateLimitWindowMs: number
   /** Company the old `POST /api/whatsapp/reaction` uses when its body names none. */
   defaultCompanyId: string | undefined
+  /** How long an HTTP request waits for a holder while a company desired online is between holders. */
+  holderWaitMs: number
 }
 
 type Env = Record<string, string | undefined>
@@ -535,6 +537,13 @@ export const SETTINGS = {
     describe: 'Window of API_RATE_LIMIT_MAX',
     expected: 'milliseconds, a positive integer',
     fallback: () => 60_000,
+    parse: milliseconds
+  },
+  holderWaitMs: {
+    env: 'HOLDER_WAIT_MS',
+    describe: 'How long a request through a replica waits for a holder while a company desired online is between holders (a handoff); then 503 NOT_CONNECTED',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 2_000,
     parse: milliseconds
   },
   defaultCompanyId: {

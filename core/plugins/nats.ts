@@ -19,7 +19,10 @@ export default fp(async (app) => {
     servers: natsUrl.split(',').map((url) => url.trim()),
     name: replicaId,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: RECONNECT_WAIT_MS
+    reconnectTimeWait: RECONNECT_WAIT_MS,
+    // nats.js otherwise builds two Error objects (for their stack traces) on every request, and the
+    // holder makes one per event it stores: measured at ~12 % of its CPU under bench:send.
+    noAsyncTraces: true
   })
   app.log.info({ server: nc.getServer() }, 'connected to NATS')
 

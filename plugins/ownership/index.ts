@@ -1,13 +1,18 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  ClusterReply, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, Subjects, type DesiredState
+  ClusterReply, CompanyParams, DesiredChanged, ErrorCode, ErrorReply, isNoResponders, OwnerReply, Subjects, type DesiredState
 } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
 import { Ownership } from './ownership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
 import { claimedEpochs, desiredStateOf, saveDesired, SessionSchema, migrations as sessionMigrations } from './sessions.ts'
 import type { Connector } from './connector.ts'
-import type { Bus } from '../../core/bus.ts'
+import type { Bus, RequestOptions } from '../../core/bus.ts'
+
+/** Pause between asks while a company is between holders. */
+const HOLDER_RETRY_INTERVAL_MS = 50
 
 export type { Connector } from './connector.ts'
 export { fencedTransaction } from './sessions.ts'
@@ -17,6 +22,12 @@ export interface OwnershipService {
   holds: (companyId: string) => boolean
   epochOf: (companyId: string) => number | undefined
   heldCompanies: () => string[]
+  /**
+   * A command for the company's holder, from any replica. While the company is desired online but
+   * between holders (a handoff, a takeover just done) the request is retried for up to
+   * HOLDER_WAIT_MS, so a rebalance does not surface to HTTP clients as 503s.
+   */
+  requestHolder: <Reply>(companyId: string, command: string, payload: unknown, options?: RequestOptions) => Promise<Reply>
   /** Persists the desired state and tells every replica. */
   setDesired: (companyId: string, desired: DesiredState) => Promise<void>
   registerCommand: Ownership['registerCommand']
@@ -58,6 +69,19 @@ export default fp(async (app) => {
     holds: (companyId) => coordinator?.holds(companyId) ?? false,
     epochOf: (companyId) => coordinator?.epochOf(companyId),
     heldCompanies: () => coordinator?.heldCompanies() ?? [],
+    requestHolder: async <Reply>(companyId: string, command: string, payload: unknown, options?: RequestOptions): Promise<Reply> => {
+      const deadline = performance.now() + config.holderWaitMs
+      for (;;) {
+        try {
+          return await app.bus.request<Reply>(Subjects.command(companyId, command), payload, options)
+        } catch (err) {
+          const betweenHolders = err instanceof GatewayError && err.code === ErrorCode.NOT_CONNECTED &&
+            (isNoResponders(err.cause) || err.retryAfter !== undefined) && (coordinator?.desires(companyId) ?? false)
+          if (!betweenHolders || performance.now() + HOLDER_RETRY_INTERVAL_MS > deadline) throw err
+          await sleep(HOLDER_RETRY_INTERVAL_MS)
+        }
+      }
+    },
     setDesired: async (companyId, desired) => {
       await saveDesired(app.orm.em.fork(), companyId, desired)
       coordinator?.setDesired(companyId, desired === 'online')
@@ -116,7 +140,7 @@ export default fp(async (app) => {
       params: CompanyParams,
       response: { 200: OwnerReply, 400: ErrorReply, 503: ErrorReply }
     }
-  }, async (request) => app.bus.request<OwnerReply>(Subjects.command(request.params.companyId, 'owner'), {}))
+  }, async (request) => service.requestHolder<OwnerReply>(request.params.companyId, 'owner', {}))
 
   app.addHook('onReady', async () => {
     coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector })

@@ -76,6 +76,8 @@ function isWrongLastSequence (err: unknown): boolean {
 }
 
 const now = () => performance.now()
+/** What a command reaching a holder mid-handoff is told: the next holder answers within moments. */
+const HANDOFF_RETRY_AFTER_S = 0.1
 
 /**
  * Keeps exactly one live connection per company across replicas. Each company has a lease in a KV
@@ -132,6 +134,11 @@ export class Ownership {
   get #minHoldMs (): number { return this.ttlMs / 3 }
 
   /** Registers `wa.cmd.<companyId>.<name>`, answered only by the holder. */
+  /** Whether the company is desired online (some replica should hold it). */
+  desires (companyId: string): boolean {
+    return this.#desired.has(companyId)
+  }
+
   registerCommand (name: string, handler: CommandHandler): void {
     this.#commands.set(name, handler)
   }
@@ -372,7 +379,7 @@ export class Ownership {
     const name = context.subject.split('.').slice(3).join('.')
     const handler = this.#commands.get(name)
     if (!handler) throw new GatewayError(ErrorCode.NOT_FOUND, `unknown command "${name}" (known: ${[...this.#commands.keys()].join(', ')})`)
-    if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`)
+    if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`, { retryAfter: HANDOFF_RETRY_AFTER_S })
     return handler(held.companyId, payload, context, { epoch: held.epoch, since: held.value.since })
   }
 

@@ -70,7 +70,7 @@ export function normalizePhone (input: unknown, country: CountryCode): string {
  * The WhatsApp JID for a phone number or JID. Phone JIDs are normalized; LID (`@lid`) and group
  * (`@g.us`) JIDs pass through once their form is checked.
  */
-export function toJid (input: unknown, country: CountryCode): string {
+export function toJid (input: unknown, country: CountryCode, normalize: typeof normalizePhone = normalizePhone): string {
   if (typeof input === 'string') {
     const trimmed = input.trim()
     const at = trimmed.indexOf('@')
@@ -90,7 +90,7 @@ export function toJid (input: unknown, country: CountryCode): string {
       }
     }
   }
-  return `${normalizePhone(input, country)}@${PHONE_SERVER}`
+  return `${normalize(input, country)}@${PHONE_SERVER}`
 }
 
 /** Validates an optional country argument, falling back to the configured default. */

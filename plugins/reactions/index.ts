@@ -121,7 +121,7 @@ function registerRoutes (app: FastifyInstance) {
       tags, summary: 'React to a message with one emoji ("" removes the reaction); through the holder, under the reaction budgets',
       params: CompanyParams, body: ReactionRequest, response: { 200: ReactionReply, ...errors }
     }
-  }, (request) => app.bus.request<ReactionReply>(Subjects.command(request.params.companyId, 'react'), request.body, idempotencyHeaders(request)))
+  }, (request) => app.ownership.requestHolder<ReactionReply>(request.params.companyId, 'react', request.body, idempotencyHeaders(request)))
 
   routes.post('/api/whatsapp/reaction', {
     schema: {
@@ -134,7 +134,7 @@ function registerRoutes (app: FastifyInstance) {
       throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'body/companyId is required (no DEFAULT_COMPANY_ID is configured)', { details: [{ field: 'body/companyId', message: 'is required' }] })
     }
     const { phone, emoji, messageId } = request.body
-    return app.bus.request<ReactionReply>(Subjects.command(companyId, 'react'), { phone, emoji, messageId }, idempotencyHeaders(request))
+    return app.ownership.requestHolder<ReactionReply>(companyId, 'react', { phone, emoji, messageId }, idempotencyHeaders(request))
   })
 
   routes.get('/api/whatsapp/sessions/:companyId/auto-reactions', {

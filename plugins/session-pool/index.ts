@@ -296,7 +296,7 @@ async function registerRoutes (app: FastifyInstance) {
   }, async (request) => {
     const { companyId } = request.params
     try {
-      return await app.bus.request<LogoutReply>(Subjects.command(companyId, 'logout'), {})
+      return await app.ownership.requestHolder<LogoutReply>(companyId, 'logout', {})
     } catch (err) {
       if (!(err instanceof GatewayError) || err.code !== ErrorCode.NOT_CONNECTED) throw err
       await app.ownership.setDesired(companyId, 'offline')
@@ -311,7 +311,7 @@ async function registerRoutes (app: FastifyInstance) {
       params: CompanyParams, body: SendRequest,
       response: { 200: SendReply, 400: ErrorReply, 409: ErrorReply, 429: ErrorReply, 503: ErrorReply, 504: ErrorReply }
     }
-  }, (request) => app.bus.request<SendReply>(Subjects.command(request.params.companyId, 'send'), request.body, idempotencyHeaders(request)))
+  }, (request) => app.ownership.requestHolder<SendReply>(request.params.companyId, 'send', request.body, idempotencyHeaders(request)))
 
   routes.get('/api/whatsapp/events', {
     websocket: true,

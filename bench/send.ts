@@ -1,0 +1,189 @@
+/**
+ * bench:send — sends over NATS request/reply through the holder (test double, so WhatsApp costs
+ * nothing and the gateway's own path is what is measured) at concurrency 1, 16 and 64, against a
+ * bare NATS echo responder measured in the same run; and an HTTP send through a replica that does
+ * not hold the company, against a bare Fastify route. Replicas and baselines are processes of their
+ * own. The WhatsApp budgets are raised out of the way (they would refuse after 30 per minute).
+ * The last line is a JSON summary.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
+import pg from 'pg'
+import { BufferJSON, initAuthCreds } from '@whiskeysockets/baileys'
+import { createGatewayClient, Subjects } from '../contracts/index.ts'
+import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { exitOf, startReplicaProcess, type ReplicaProcess } from '../test/helpers/replica-process.ts'
+import { waitFor } from '../test/helpers/wait.ts'
+
+const CONCURRENCIES = [1, 16, 64]
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5_000)
+const WARMUP = 500
+const COMPANIES = 8
+const START_TIMEOUT_MS = 30_000
+const TARGET_RATIO = 0.5
+const TARGET_P99_MS = 5
+
+const log = (line: string) => process.stdout.write(`${line}\n`)
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
+}
+const round = (value: number, digits = 2) => Number(value.toFixed(digits))
+
+interface Run { rps: number, p50: number, p99: number, errors: number, latencies: number[] }
+/** Echo and send alternate in rounds, so a change in the machine's load hits both alike; the median round counts. */
+const ROUNDS = 3
+
+async function load (total: number, concurrency: number, work: (index: number) => Promise<unknown>): Promise<Run> {
+  let next = 0
+  let errors = 0
+  const latencies: number[] = []
+  const started = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) {
+      const index = next++
+      const at = performance.now()
+      try {
+        await work(index)
+      } catch (err) {
+        if (errors++ === 0) log(`first error: ${(err as Error).message}`)
+      }
+      latencies.push(performance.now() - at)
+    }
+  }))
+  const seconds = (performance.now() - started) / 1000
+  return { rps: total / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors, latencies }
+}
+
+/** `a` and `b` in alternating rounds: the median throughput of each, latencies over all rounds. */
+async function alternate (total: number, concurrency: number, a: (index: number) => Promise<unknown>, b: (index: number) => Promise<unknown>): Promise<[Run, Run]> {
+  const runs: [Run[], Run[]] = [[], []]
+  for (let round = 0; round < ROUNDS; round++) {
+    runs[0].push(await load(Math.ceil(total / ROUNDS), concurrency, a))
+    runs[1].push(await load(Math.ceil(total / ROUNDS), concurrency, b))
+  }
+  return runs.map((list) => {
+    const latencies = list.flatMap((run) => run.latencies)
+    return { rps: percentile(list.map((run) => run.rps), 50), p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors: list.reduce((sum, run) => sum + run.errors, 0), latencies }
+  }) as [Run, Run]
+}
+
+const nc = await connect({ servers: TEST_NATS_URL })
+const jsm = await jetstreamManager(nc)
+const client = createGatewayClient(nc, { timeoutMs: 10_000 })
+const database = uniqueName('wa_bench_send')
+const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
+await admin.connect()
+await admin.query(`create database ${database}`)
+const buckets = { LEASE_BUCKET: uniqueName('bench_leases'), MEMBERS_BUCKET: uniqueName('bench_members'), IDEMPOTENCY_BUCKET: uniqueName('bench_idem'), RATE_BUCKET: uniqueName('bench_rates') }
+const env = {
+  NATS_URL: TEST_NATS_URL,
+  DATABASE_URL: databaseUrlFor(database),
+  ...buckets,
+  WA_TRANSPORT: 'test',
+  MESSAGES_PER_MINUTE: '100000',
+  REACTIONS_PER_MINUTE_PER_RECIPIENT: '100000',
+  API_RATE_LIMIT_MAX: '10000000'
+}
+const children: ChildProcess[] = []
+const companies = Array.from({ length: COMPANIES }, (_, index) => `bench-send-${index}`)
+
+try {
+  const migrated = spawnSync(process.execPath, ['core/migrate.ts'], { env: serviceEnv(env), encoding: 'utf8' })
+  if (migrated.status !== 0) throw new Error(`migrations failed: ${migrated.stderr}${migrated.stdout}`)
+  // Linked companies: creds with an account, which the test double logs in without a QR.
+  const db = new pg.Client({ connectionString: databaseUrlFor(database) })
+  await db.connect()
+  for (const companyId of companies) {
+    const creds = { ...initAuthCreds(), me: { id: '79001234567:2@s.whatsapp.net' }, account: { details: Buffer.alloc(16), accountSignatureKey: Buffer.alloc(32), accountSignature: Buffer.alloc(64), deviceSignature: Buffer.alloc(64) } }
+    await db.query('insert into whatsapp_auth (company_id, creds, epoch) values ($1, $2::jsonb, 0)', [companyId, JSON.stringify(creds, BufferJSON.replacer)])
+    await db.query("insert into sessions (company_id, desired_state) values ($1, 'online')", [companyId])
+  }
+  await db.end()
+
+  // BENCH_CPU_PROFILE=<dir>: a CPU profile of the holder, written when it stops.
+  const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : []
+  const holder = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-holder' }, undefined, profile)
+  children.push(holder)
+  const connected = async () => (await Promise.all(companies.map((id) => client.status(id).catch(() => undefined)))).every((status) => status?.connected)
+  if (!await waitFor(connected, START_TIMEOUT_MS, 100)) throw new Error('the companies did not connect')
+
+  const echoSubject = uniqueName('bench.echo')
+  const baseline = spawn(process.execPath, ['bench/baseline-server.ts'], { env: serviceEnv({ NATS_URL: TEST_NATS_URL, ECHO_SUBJECT: echoSubject }), stdio: ['ignore', 'pipe', 'inherit'] })
+  children.push(baseline)
+  const baselineUrl = await new Promise<string>((resolve) => baseline.stdout!.on('data', (data: Buffer) => {
+    const ready = /baseline ready (\S+)/.exec(data.toString())
+    if (ready) resolve(ready[1])
+  }))
+
+  const payload = (index: number) => ({ phone: `7900${String(1_000_000 + (index % 1000)).slice(1)}1`, message: `Напоминание №${index}: завтра в 10:00` })
+  const sendOnce = (index: number) => client.send(companies[index % COMPANIES], payload(index))
+  const echoOnce = (index: number) => nc.request(echoSubject, JSON.stringify(payload(index)), { timeout: 10_000 })
+  await load(WARMUP, 16, sendOnce)
+  await load(WARMUP, 16, echoOnce)
+
+  const summary: Record<string, number> = {}
+  let errors = 0
+  for (const concurrency of CONCURRENCIES) {
+    const [echo, send] = await alternate(REQUESTS, concurrency, echoOnce, sendOnce)
+    errors += send.errors + echo.errors
+    Object.assign(summary, {
+      [`echo_rps_c${concurrency}`]: round(echo.rps, 0),
+      [`send_rps_c${concurrency}`]: round(send.rps, 0),
+      [`ratio_c${concurrency}`]: round(send.rps / echo.rps, 3),
+      [`echo_p99_ms_c${concurrency}`]: round(echo.p99),
+      [`send_p50_ms_c${concurrency}`]: round(send.p50),
+      [`send_p99_ms_c${concurrency}`]: round(send.p99)
+    })
+    log(`concurrency ${concurrency}: send ${round(send.rps, 0)}/s (p50 ${round(send.p50)} ms, p99 ${round(send.p99)} ms) = ${round(send.rps / echo.rps, 3)} × echo ${round(echo.rps, 0)}/s (p99 ${round(echo.p99)} ms); ${send.errors} errors`)
+  }
+
+  // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply.
+  const other = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-other' })
+  children.push(other)
+  // The newcomer takes some companies over (balancing); the bench sends only to those that stay.
+  const owners = async () => Promise.all(companies.map(async (id) => (await client.owner(id).catch(() => undefined))?.replica))
+  let previous = ''
+  await waitFor(async () => {
+    const now = JSON.stringify(await owners())
+    const stable = now === previous && !now.includes('null')
+    previous = now
+    return stable
+  }, START_TIMEOUT_MS, 2_000)
+  await new Promise((resolve) => setTimeout(resolve, 2_000))
+  const owned = await owners()
+  const heldByHolder = companies.filter((_id, index) => owned[index] === 'bench-holder')
+  if (heldByHolder.length === 0) throw new Error('every company moved to the second replica')
+  const post = async (url: string, body: unknown) => {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const text = await response.text()
+    if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`)
+  }
+  const httpSend = (index: number) => post(`${other.url}/api/whatsapp/sessions/${heldByHolder[index % heldByHolder.length]}/send`, payload(index))
+  const httpBare = (index: number) => post(`${baselineUrl}/echo`, payload(index))
+  await load(WARMUP, 16, httpSend)
+  await load(WARMUP, 16, httpBare)
+  const [bare, http] = await alternate(REQUESTS, 16, httpBare, httpSend)
+  errors += http.errors + bare.errors
+  Object.assign(summary, {
+    http_bare_rps_c16: round(bare.rps, 0),
+    http_send_rps_c16: round(http.rps, 0),
+    http_ratio: round(http.rps / bare.rps, 3),
+    http_send_p99_ms_c16: round(http.p99)
+  })
+  log(`HTTP at concurrency 16 through a non-holder: ${round(http.rps, 0)}/s (p99 ${round(http.p99)} ms) = ${round(http.rps / bare.rps, 3)} × a bare Fastify route ${round(bare.rps, 0)}/s; ${http.errors} errors`)
+  log(`targets: throughput ≥ ${TARGET_RATIO} × echo at c16: ${summary.ratio_c16 >= TARGET_RATIO ? 'met' : 'MISSED'}; p99 ≤ ${TARGET_P99_MS} ms at c16: ${summary.send_p99_ms_c16 <= TARGET_P99_MS ? 'met' : 'MISSED'}`)
+  summary.errors = errors
+  log(JSON.stringify({ requests: REQUESTS, companies: COMPANIES, ...summary }))
+} finally {
+  for (const child of children) {
+    const exited = exitOf(child)
+    child.kill('SIGTERM')
+    await exited
+  }
+  for (const bucket of Object.values(buckets)) await jsm.streams.delete(`KV_${bucket}`).catch(() => {})
+  await nc.drain()
+  await admin.query(`drop database if exists ${database} with (force)`)
+  await admin.end()
+}
