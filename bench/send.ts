@@ -11,7 +11,7 @@ import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { BufferJSON, initAuthCreds } from '@whiskeysockets/baileys'
-import { createGatewayClient, Subjects } from '../contracts/index.ts'
+import { createGatewayClient } from '../contracts/index.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { exitOf, startReplicaProcess, type ReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
@@ -71,7 +71,9 @@ async function alternate (total: number, concurrency: number, a: (index: number)
 
 const nc = await connect({ servers: TEST_NATS_URL })
 const jsm = await jetstreamManager(nc)
-const client = createGatewayClient(nc, { timeoutMs: 10_000 })
+const namespace = uniqueName('bench')
+const eventsStream = uniqueName('BENCH_EVENTS')
+const client = createGatewayClient(nc, { timeoutMs: 10_000, namespace })
 const database = uniqueName('wa_bench_send')
 const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
 await admin.connect()
@@ -82,6 +84,8 @@ const env = {
   DATABASE_URL: databaseUrlFor(database),
   ...buckets,
   WA_TRANSPORT: 'test',
+  NATS_NAMESPACE: namespace,
+  EVENTS_STREAM: eventsStream,
   MESSAGES_PER_MINUTE: '100000',
   REACTIONS_PER_MINUTE_PER_RECIPIENT: '100000',
   API_RATE_LIMIT_MAX: '10000000'
@@ -182,7 +186,7 @@ try {
     child.kill('SIGTERM')
     await exited
   }
-  for (const bucket of Object.values(buckets)) await jsm.streams.delete(`KV_${bucket}`).catch(() => {})
+  for (const stream of [...Object.values(buckets).map((bucket) => `KV_${bucket}`), eventsStream]) await jsm.streams.delete(stream).catch(() => {})
   await nc.drain()
   await admin.query(`drop database if exists ${database} with (force)`)
   await admin.end()

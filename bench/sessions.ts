@@ -13,7 +13,7 @@ import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { createGatewayClient } from '../contracts/client.ts'
-import { Subjects } from '../contracts/subjects.ts'
+import { subjectsFor } from '../contracts/subjects.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
@@ -53,7 +53,9 @@ const simulator = new WhatsAppSimulator()
 const { url } = await simulator.start()
 const nc = await connect({ servers: TEST_NATS_URL })
 const jsm = await jetstreamManager(nc)
-const client = createGatewayClient(nc, { timeoutMs: REQUEST_TIMEOUT_MS })
+const namespace = uniqueName('bench')
+const eventsStream = uniqueName('BENCH_EVENTS')
+const client = createGatewayClient(nc, { timeoutMs: REQUEST_TIMEOUT_MS, namespace })
 const database = uniqueName('wa_bench_sessions')
 const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
 await admin.connect()
@@ -69,6 +71,8 @@ const gateway: ChildProcess = fork('bench/sessions-gateway.ts', {
     LEASE_BUCKET: leaseBucket,
     MEMBERS_BUCKET: membersBucket,
     REPLICA_ID: 'bench-gateway',
+    NATS_NAMESPACE: namespace,
+    EVENTS_STREAM: eventsStream,
     LOG_LEVEL: 'warn',
     WA_TRANSPORT: 'baileys',
     WA_WS_URL: url,
@@ -99,7 +103,7 @@ const baseline = await measure()
 log(`gateway with no session: RSS ${round(baseline.rss / MB, 1)} MB, heap ${round(baseline.heapUsed / MB, 1)} MB`)
 
 const connectedAt = new Map<string, number>()
-nc.subscribe(Subjects.event('*', 'connected'), { callback: (_err, msg) => { connectedAt.set(msg.subject.split('.')[2], performance.now()) } })
+nc.subscribe(subjectsFor(namespace).event('*', 'connected'), { callback: (_err, msg) => { connectedAt.set(msg.subject.split('.')[2], performance.now()) } })
 await nc.flush()
 
 const companies: { id: string, phone: string }[] = []
@@ -178,7 +182,7 @@ const stopped = new Promise((resolve) => gateway.once('exit', resolve))
 gateway.send({ type: 'stop' })
 await stopped
 await simulator.stop()
-for (const stream of [`KV_${leaseBucket}`, `KV_${membersBucket}`]) await jsm.streams.delete(stream).catch(() => {})
+for (const stream of [`KV_${leaseBucket}`, `KV_${membersBucket}`, eventsStream]) await jsm.streams.delete(stream).catch(() => {})
 await nc.drain()
 await admin.query(`drop database if exists ${database} with (force)`)
 await admin.end()

@@ -1,7 +1,7 @@
 import type { NatsConnection, MsgHdrs } from '@nats-io/nats-core'
 import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
-import { Subjects } from './subjects.ts'
+import { subjectsFor } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
 import type {
   AutoReactionRules, AutoReactionRulesReply, InitializeReply, InitializeRequest, LogoutReply, ReactionReply, ReactionRequest,
@@ -13,6 +13,8 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 
 export interface GatewayClientOptions {
   timeoutMs?: number
+  /** The gateway deployment's NATS_NAMESPACE (default `wa`). */
+  namespace?: string
   /** Called before every request, e.g. to inject `traceparent`. */
   decorateHeaders?: (headers: MsgHdrs) => void
 }
@@ -46,6 +48,7 @@ export function isErrorReply (value: unknown): value is ErrorReply {
 /** A typed NATS client for the gateway's operations, for other services to import. */
 export function createGatewayClient (nc: NatsConnection, options: GatewayClientOptions = {}) {
   const timeout = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS
+  const subjects = subjectsFor(options.namespace)
 
   async function call<Reply> (subject: string, payload: unknown): Promise<Reply> {
     let headers: MsgHdrs | undefined
@@ -69,19 +72,19 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
 
   return {
     normalizePhone: (phone: string, country?: string) =>
-      call<NormalizePhoneReply>(Subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
+      call<NormalizePhoneReply>(subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
     /** Sends through the replica holding the company; NOT_CONNECTED at once when none does. */
-    send: (companyId: string, request: SendRequest) => call<SendReply>(Subjects.command(companyId, 'send'), request),
+    send: (companyId: string, request: SendRequest) => call<SendReply>(subjects.command(companyId, 'send'), request),
     /** Reacts to a message through the holder; `emoji: ''` removes the reaction. */
-    react: (companyId: string, request: ReactionRequest) => call<ReactionReply>(Subjects.command(companyId, 'react'), request),
-    autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(Subjects.autoReactionRules(companyId, 'get'), {}),
-    setAutoReactionRules: (companyId: string, rules: AutoReactionRules) => call<AutoReactionRulesReply>(Subjects.autoReactionRules(companyId, 'set'), rules),
-    status: (companyId: string) => call<SessionStatus>(Subjects.command(companyId, 'status'), {}),
-    logout: (companyId: string) => call<LogoutReply>(Subjects.command(companyId, 'logout'), {}),
-    owner: (companyId: string) => call<OwnerReply>(Subjects.command(companyId, 'owner'), {}),
+    react: (companyId: string, request: ReactionRequest) => call<ReactionReply>(subjects.command(companyId, 'react'), request),
+    autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'get'), {}),
+    setAutoReactionRules: (companyId: string, rules: AutoReactionRules) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'set'), rules),
+    status: (companyId: string) => call<SessionStatus>(subjects.command(companyId, 'status'), {}),
+    logout: (companyId: string) => call<LogoutReply>(subjects.command(companyId, 'logout'), {}),
+    owner: (companyId: string) => call<OwnerReply>(subjects.command(companyId, 'owner'), {}),
     /** Any replica answers: marks the company online and returns its QR, pairing code or connection. */
-    initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(Subjects.initialize(companyId), request),
-    listSessions: () => call<SessionsList>(Subjects.sessionsList, {})
+    initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(subjects.initialize(companyId), request),
+    listSessions: () => call<SessionsList>(subjects.sessionsList, {})
   }
 }
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js'
+import { DEFAULT_NAMESPACE } from '../contracts/subjects.ts'
 
 /** Thrown when the environment cannot be turned into a valid configuration; names the variable and the form expected. */
 export class ConfigError extends Error {
@@ -102,6 +103,8 @@ export interface Config {
   defaultCompanyId: string | undefined
   /** How long an HTTP request waits for a holder while a company desired online is between holders. */
   holderWaitMs: number
+  /** First token of every subject (`wa`): one per deployment sharing a NATS account. */
+  natsNamespace: string
 }
 
 type Env = Record<string, string | undefined>
@@ -429,9 +432,9 @@ export const SETTINGS = {
   },
   eventsStream: {
     env: 'EVENTS_STREAM',
-    describe: 'JetStream stream keeping the events (wa.evt.>) for replay and deduplication',
+    describe: 'JetStream stream keeping the events (<namespace>.evt.>) for replay and deduplication (default: WA_EVENTS, or <NAMESPACE>_EVENTS)',
     expected: 'a stream name of [A-Za-z0-9_-]',
-    fallback: () => 'WA_EVENTS',
+    fallback: (env: Env) => env.NATS_NAMESPACE && env.NATS_NAMESPACE !== DEFAULT_NAMESPACE ? `${env.NATS_NAMESPACE.toUpperCase()}_EVENTS` : 'WA_EVENTS',
     parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
   },
   eventsDuplicateWindowMs: {
@@ -538,6 +541,13 @@ export const SETTINGS = {
     expected: 'milliseconds, a positive integer',
     fallback: () => 60_000,
     parse: milliseconds
+  },
+  natsNamespace: {
+    env: 'NATS_NAMESPACE',
+    describe: 'First token of every subject; deployments sharing a NATS account (staging and production, parallel tests) each need their own',
+    expected: '1-64 characters of [A-Za-z0-9_-]',
+    fallback: () => DEFAULT_NAMESPACE,
+    parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
   },
   holderWaitMs: {
     env: 'HOLDER_WAIT_MS',

@@ -22,7 +22,7 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
   const settings = await sessionCluster(t)
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc, { timeoutMs: STEP_MS })
+  const client = createGatewayClient(nc, { timeoutMs: STEP_MS, namespace: settings.natsNamespace })
   const env = {
     NATS_URL: settings.natsUrl,
     DATABASE_URL: settings.databaseUrl,
@@ -33,7 +33,11 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
     WA_WS_URL: url,
     WA_VERSION: TEST_WA_VERSION.join('.'),
     WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex,
-    RECONNECT_BASE_MS: '50'
+    RECONNECT_BASE_MS: '50',
+    NATS_NAMESPACE: settings.natsNamespace,
+    EVENTS_STREAM: settings.eventsStream,
+    IDEMPOTENCY_BUCKET: settings.idempotencyBucket,
+    RATE_BUCKET: settings.rateBucket
   }
   const replicas = new Map<string, ReplicaProcess>()
   for (const id of [uniqueName('gw-a'), uniqueName('gw-b')]) {
@@ -42,7 +46,7 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
     replicas.set(id, replica)
   }
   const companyId = uniqueName('salon')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
 
   const init = await client.initialize(companyId)
   t.equal(init.status, 'qr', 'initialize over NATS shows a QR')

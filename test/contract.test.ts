@@ -25,7 +25,7 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
     waCertPublicKey: simulator.identity.publicKeyHex
   }
   const companyId = uniqueName('salon')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const first = await startSessionReplica(t, settings, baileys)
 
   // 1. initialize, and receive the qr event

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import pg from 'pg'
-import { Subjects } from '../contracts/index.ts'
+import { subjectsFor } from '../contracts/index.ts'
 import { clusterSettings, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
 import { serveLedger } from './helpers/ledger-server.ts'
 import { uniqueName } from './helpers/services.ts'
@@ -25,7 +25,8 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
     MEMBERS_BUCKET: settings.membersBucket,
     LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions'
+    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions',
+    NATS_NAMESPACE: settings.natsNamespace
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')
@@ -39,7 +40,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   await db.connect()
   for (const id of ids) {
     await db.query("insert into sessions (company_id, desired_state) values ($1, 'online')", [id])
-    nc.publish(Subjects.desiredChanged, JSON.stringify({ companyId: id, desired: 'online' }))
+    nc.publish(subjectsFor(settings.natsNamespace).desiredChanged, JSON.stringify({ companyId: id, desired: 'online' }))
   }
   await db.end()
 

@@ -57,7 +57,7 @@ t.test('two replicas racing for 100 companies: each held by exactly one, split w
   t.same(overlapsFor(ids), [], 'zero overlaps')
 
   // Commands reach the holder in one hop, from anywhere: over NATS, and over HTTP on either replica.
-  const reply = await a.app.nats.request(Subjects.command(ids[0], 'owner'), '{}', { timeout: 2000 })
+  const reply = await a.app.nats.request(a.app.subjects.command(ids[0], 'owner'), '{}', { timeout: 2000 })
   t.equal(reply.json<{ replica: string }>().replica, inProcessLedger.holderOf(ids[0]))
   for (const replica of [a, b]) {
     const overHttp = await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${ids[0]}/owner` })
@@ -75,12 +75,12 @@ t.test('a company nobody holds answers NOT_CONNECTED at once', async (t) => {
   const settings = await clusterSettings(t)
   const a = await startReplica(t, settings)
   const started = Date.now()
-  const err = await a.app.bus.request(Subjects.command(uniqueName('nobody'), 'owner'), {}).catch((error: unknown) => error)
+  const err = await a.app.bus.request(a.app.subjects.command(uniqueName('nobody'), 'owner'), {}).catch((error: unknown) => error)
   t.match(err, { code: 'NOT_CONNECTED' })
   t.ok(Date.now() - started < 500, 'no waiting for a timeout')
   const overHttp = await a.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${uniqueName('nobody')}/owner` })
   t.equal(overHttp.statusCode, 503)
-  t.match(overHttp.json(), { success: false, error: { code: 'NOT_CONNECTED', message: /no gateway replica answers wa\.cmd\./ } })
+  t.match(overHttp.json(), { success: false, error: { code: 'NOT_CONNECTED', message: /no gateway replica answers \w+\.cmd\./ } })
   for (const bad of ['a.b', '*', '..%2Fx', '%5Bobject%20Object%5D', 'x'.repeat(65)]) {
     const refused = await a.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${bad}/owner` })
     t.equal(refused.statusCode, 400, `companyId ${decodeURIComponent(bad).slice(0, 20)} is refused`)
@@ -195,7 +195,7 @@ t.test('a desired-state event about a company this cluster does not have is igno
   const settings = await clusterSettings(t)
   const a = await startReplica(t, settings)
   const foreign = uniqueName('foreign')
-  a.app.bus.publish(Subjects.desiredChanged, { companyId: foreign, desired: 'online' })
+  a.app.bus.publish(a.app.subjects.desiredChanged, { companyId: foreign, desired: 'online' })
   const [own] = companies(1)
   await a.app.ownership.setDesired(own, 'online')
   t.ok(await waitFor(() => a.app.ownership.holds(own), SETTLE_TIMEOUT_MS), 'its own company is held')
@@ -214,7 +214,7 @@ t.test('every change of holder is published as owner_changed, with the epoch in 
   const { connect } = await import('@nats-io/transport-node')
   const listener = await connect({ servers: settings.natsUrl })
   t.teardown(() => listener.close())
-  const subscription = listener.subscribe(Subjects.event(id, 'owner_changed'), {
+  const subscription = listener.subscribe(a.app.subjects.event(id, 'owner_changed'), {
     callback: (_err, msg) => {
       const event = msg.json<{ data: { holder: string | null, reason: string, epoch: number }, epoch: number }>()
       events.push({ ...event, header: msg.headers?.get('Wa-Epoch') })

@@ -90,7 +90,7 @@ t.test('DEFAULT_COUNTRY changes how national numbers are read', async (t) => {
 
 t.test('the same answer through the decorator, HTTP and NATS', async (t) => {
   const app = await build(t)
-  const client = createGatewayClient(app.nats)
+  const client = createGatewayClient(app.nats, { namespace: app.config.natsNamespace })
   const inputs: [string, string | undefined][] = [
     ['89001234567', undefined], ['+44 7911 123456', undefined], ['07911 123456', 'GB'], ['9001234567', undefined],
     ['123', undefined], ['abc', undefined], ['+999 1234567890', undefined], ['89001234567', 'XX']
@@ -140,9 +140,9 @@ t.test('malformed requests get a validation error naming the field', async (t) =
   t.equal(badCountry.statusCode, 400)
   t.match(badCountry.json().error, { code: 'VALIDATION_ERROR', details: [{ field: 'querystring/country' }] })
 
-  const notJson = await app.nats.request('wa.phone.normalize', '{not json', { timeout: 2000 })
+  const notJson = await app.nats.request(app.subjects.phoneNormalize, '{not json', { timeout: 2000 })
   t.match(notJson.json(), { success: false, error: { code: 'BAD_REQUEST', message: 'payload is not valid JSON' } })
   t.equal(notJson.headers?.get('Nats-Service-Error-Code'), '400')
-  const wrongType = await app.nats.request('wa.phone.normalize', JSON.stringify({ phone: 79001234567 }), { timeout: 2000 })
+  const wrongType = await app.nats.request(app.subjects.phoneNormalize, JSON.stringify({ phone: 79001234567 }), { timeout: 2000 })
   t.match(wrongType.json(), { success: false, error: { code: 'VALIDATION_ERROR', details: [{ field: 'payload/phone', message: 'must be string' }] } })
 })

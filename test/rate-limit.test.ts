@@ -28,7 +28,7 @@ t.test('budgets: 429 with Retry-After over HTTP, RATE_LIMITED with retryAfter ov
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings, { messagesPerMinute: 4, reactionsPerMinutePerRecipient: 2 })
   const companyId = uniqueName('salon')
-  await linkCompany(replica, companyId, settings.natsUrl, t)
+  await linkCompany(replica, companyId, settings, t)
   const send = (phone = '79001234567') => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone, message: 'Напоминание' } })
   const react = (phone: string) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone, emoji: '❤️', messageId: uniqueName('m') } })
 
@@ -49,7 +49,7 @@ t.test('budgets: 429 with Retry-After over HTTP, RATE_LIMITED with retryAfter ov
 
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  await t.rejects(createGatewayClient(nc).send(companyId, { phone: '79001234567', message: 'x' }), { code: 'RATE_LIMITED', retryAfter: Number, accepted: false }, 'the NATS client gets the code and retryAfter')
+  await t.rejects(createGatewayClient(nc, { namespace: settings.natsNamespace }).send(companyId, { phone: '79001234567', message: 'x' }), { code: 'RATE_LIMITED', retryAfter: Number, accepted: false }, 'the NATS client gets the code and retryAfter')
   t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.length, 4, 'exactly the budget went out')
   t.match(replica.app.messagingLimits.refused, { messages: 2, reactions: 1 })
 })
@@ -59,11 +59,11 @@ t.test('the budget survives a failover: the new holder continues it from KV', as
   const limits = { messagesPerMinute: 3 }
   const first = await startSessionReplica(t, settings, limits)
   const companyId = uniqueName('salon')
-  const events = await linkCompany(first, companyId, settings.natsUrl, t)
+  const events = await linkCompany(first, companyId, settings, t)
   const second = await startSessionReplica(t, settings, limits)
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc)
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
   for (let i = 0; i < 3; i++) await client.send(companyId, { phone: '79001234567', message: `№${i}` })
   const holder = (await client.owner(companyId)).replica === first.id ? first : second
   await holder.close()
@@ -77,7 +77,7 @@ t.test('pacing: sends are spaced out with typing first instead of refused; the q
   const pacing = { pacingEnabled: true, pacingMinIntervalMs: 500, pacingJitterMs: 0, pacingTypingMs: 50, pacingQueueMax: 2, messagesPerMinute: 1_000 }
   const replica = await startSessionReplica(t, settings, pacing)
   const companyId = uniqueName('salon')
-  await linkCompany(replica, companyId, settings.natsUrl, t)
+  await linkCompany(replica, companyId, settings, t)
   const send = (n: number) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: `№${n}` } })
 
   const depths: number[] = []

@@ -43,7 +43,7 @@ t.test('reactions over HTTP, the old route and NATS reach the contact through th
   const holder = await startSessionReplica(t, settings)
   const other = await startSessionReplica(t, settings, { defaultCompanyId: undefined })
   const companyId = uniqueName('salon')
-  const events = await linkCompany(holder, companyId, settings.natsUrl, t)
+  const events = await linkCompany(holder, companyId, settings, t)
   t.ok(events)
   const sent = () => holder.app.testWhatsApp!.sent.get(companyId) ?? []
 
@@ -61,7 +61,7 @@ t.test('reactions over HTTP, the old route and NATS reach the contact through th
 
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc)
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
   t.match(await client.react(companyId, { phone: '79001234567', emoji: '👨‍👩‍👧', messageId: 'MSG-4' }), { success: true, emoji: '👨‍👩‍👧' }, 'NATS wa.cmd.<id>.react')
   t.match(await client.react(companyId, { phone: '79001234567', emoji: '', messageId: 'MSG-4' }), { success: true, emoji: '' }, 'an empty emoji removes the reaction')
   t.match(sent().at(-1), { reaction: { messageId: 'MSG-4', emoji: '' } })
@@ -87,7 +87,7 @@ t.test('the opt-in ❤️ to thanks: once per message, only when enabled, with t
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings)
   const companyId = uniqueName('salon')
-  await linkCompany(replica, companyId, settings.natsUrl, t)
+  await linkCompany(replica, companyId, settings, t)
   const whatsapp = replica.app.testWhatsApp!
   const reactions = () => (whatsapp.sent.get(companyId) ?? []).filter((sent) => sent.reaction)
 
@@ -111,7 +111,7 @@ t.test('the opt-in ❤️ to thanks: once per message, only when enabled, with t
   t.equal(bad.statusCode, 400, 'the rule\'s emoji is checked too')
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc)
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
   const custom = await client.setAutoReactionRules(companyId, { enabled: true, emoji: '🙏', patterns: ['thanks'], exclusions: [] })
   t.match(custom, { rules: { enabled: true, emoji: '🙏', patterns: ['thanks'] } }, 'rules over NATS')
   const english = whatsapp.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'Thanks!' })

@@ -9,11 +9,11 @@ t.test('an idempotency key (body, Nats-Msg-Id, Idempotency-Key header) returns t
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings)
   const companyId = uniqueName('salon')
-  await linkCompany(replica, companyId, settings.natsUrl, t)
+  await linkCompany(replica, companyId, settings, t)
   const sent = () => replica.app.testWhatsApp!.sent.get(companyId) ?? []
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc)
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
 
   const first = await client.send(companyId, { phone: '79001234567', message: 'Запись подтверждена', idempotencyKey: 'booking-42-confirm' })
   const again = await client.send(companyId, { phone: '79001234567', message: 'Запись подтверждена', idempotencyKey: 'booking-42-confirm' })
@@ -25,7 +25,7 @@ t.test('an idempotency key (body, Nats-Msg-Id, Idempotency-Key header) returns t
   const request = async (key: string) => {
     const headers = natsHeaders()
     headers.set('Nats-Msg-Id', key)
-    return (await nc.request(Subjects.command(companyId, 'send'), JSON.stringify({ phone: '79001234567', message: 'по заголовку' }), { headers, timeout: 5_000 })).json<{ messageId: string, duplicate?: boolean }>()
+    return (await nc.request(replica.app.subjects.command(companyId, 'send'), JSON.stringify({ phone: '79001234567', message: 'по заголовку' }), { headers, timeout: 5_000 })).json<{ messageId: string, duplicate?: boolean }>()
   }
   const byHeader = await request('nats-key-1')
   t.match(await request('nats-key-1'), { messageId: byHeader.messageId, duplicate: true }, 'Nats-Msg-Id works the same')
@@ -48,11 +48,11 @@ t.test('a repeat after a failover still returns the first result (the record is 
   const settings = await sessionCluster(t)
   const first = await startSessionReplica(t, settings)
   const companyId = uniqueName('salon')
-  const events = await linkCompany(first, companyId, settings.natsUrl, t)
+  const events = await linkCompany(first, companyId, settings, t)
   const second = await startSessionReplica(t, settings)
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  const client = createGatewayClient(nc)
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
   const original = await client.send(companyId, { phone: '79001234567', message: 'до переезда', idempotencyKey: 'move-1' })
   const holder = (await client.owner(companyId)).replica === first.id ? first : second
   const survivor = holder === first ? second : first
@@ -67,7 +67,7 @@ t.test('a send that WhatsApp does not take in time fails with TIMEOUT and accept
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings, { sendTimeoutMs: 300 })
   const companyId = uniqueName('salon')
-  await linkCompany(replica, companyId, settings.natsUrl, t)
+  await linkCompany(replica, companyId, settings, t)
   const release = replica.app.testWhatsApp!.stall(companyId)
   const started = Date.now()
   const stuck = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' } })

@@ -12,7 +12,7 @@ const SETTLE_MS = 10_000
 t.test('initialize → QR → scan → connected → send reaches the contact; restart resumes without a QR', async (t) => {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('salon')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const first = await startSessionReplica(t, settings)
 
   const init = await first.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
@@ -81,7 +81,7 @@ t.test('bad input gets clear 4xx errors; sending never creates a session', async
 async function linkedCompany (t: Test) {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('co')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const replica = await startSessionReplica(t, settings)
   await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   replica.app.testWhatsApp!.scan(companyId)
@@ -144,7 +144,7 @@ t.test('transient closes past the attempt limit end with reconnect_failed', asyn
 t.test('a request sent to a replica that does not hold the company is served by the holder', async (t) => {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('co')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const replicas = [await startSessionReplica(t, settings), await startSessionReplica(t, settings)]
   await replicas[0].app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   t.ok(await waitFor(() => holderOf(replicas, companyId) !== undefined, SETTLE_MS))
@@ -159,7 +159,7 @@ t.test('a request sent to a replica that does not hold the company is served by 
   t.equal(status.holder, holder.config.replicaId)
 
   // Other services use the typed client from contracts/.
-  const client = createGatewayClient(other.app.nats)
+  const client = createGatewayClient(other.app.nats, { namespace: settings.natsNamespace })
   t.match(await client.send(companyId, { phone: '79001234567', message: 'через NATS' }), { success: true, companyId, phone: '79001234567', messageId: String })
   t.match(await client.status(companyId), { connected: true, holder: holder.config.replicaId })
   await t.rejects(client.send(uniqueName('nobody'), { phone: '79001234567', message: 'x' }), { name: 'GatewayClientError', code: 'NOT_CONNECTED' })
@@ -203,7 +203,7 @@ t.test('WebSocket events: live, and replayed with ?since=', async (t) => {
 t.test('a phone number in initialize asks for a pairing code instead of a QR', async (t) => {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('pair')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const replica = await startSessionReplica(t, settings)
   const response = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { phoneNumber: '8 900 123-45-67' } })
   t.equal(response.statusCode, 200)
@@ -222,7 +222,7 @@ t.test('a phone number in initialize asks for a pairing code instead of a QR', a
 t.test('QR references running out while unpaired (408) stop the session until a new initialize', async (t) => {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('qr')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const replica = await startSessionReplica(t, settings)
   Object.assign(replica.app.testWhatsApp!.options, { qrIntervalMs: 300, qrRefs: 3 })
   await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
@@ -237,7 +237,7 @@ t.test('QR references running out while unpaired (408) stop the session until a 
 t.test('the circuit breaker opens after repeated failures and holds off reconnects', async (t) => {
   const settings = await sessionCluster(t)
   const companyId = uniqueName('breaker')
-  const events = await recordEvents(t, settings.natsUrl, companyId)
+  const events = await recordEvents(t, settings, companyId)
   const replica = await startSessionReplica(t, settings, { breakerThreshold: 3, reconnectMaxAttempts: 10, breakerCooldownMs: 60_000 })
   await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   replica.app.testWhatsApp!.scan(companyId)
@@ -259,7 +259,7 @@ t.test('an inbound message redelivered (e.g. after a failover) is stored once', 
   replica.app.testWhatsApp!.deliver(companyId, { id: 'WAMSG-1', from: '79001234567@s.whatsapp.net', text: 'раз' })
   replica.app.testWhatsApp!.deliver(companyId, { id: 'WAMSG-2', from: '79001234567@s.whatsapp.net', text: 'два' })
   const stored: string[] = []
-  const follower = await replica.app.bus.follow(replica.app.config.eventsStream, `wa.evt.${companyId}.message`, 0, (_seq, data) => {
+  const follower = await replica.app.bus.follow(replica.app.config.eventsStream, replica.app.subjects.event(companyId, 'message'), 0, (_seq, data) => {
     stored.push((data as { data: { messageId: string } }).data.messageId)
   })
   t.teardown(() => follower.stop())
@@ -272,11 +272,11 @@ t.test('NATS control subjects: any replica lists sessions and initializes', asyn
   const settings = await sessionCluster(t)
   const companyId = uniqueName('ctl')
   const replica = await startSessionReplica(t, settings)
-  const init = await replica.app.bus.request<{ status: string, qr: string }>(`wa.ctl.${companyId}.initialize`, {})
+  const init = await replica.app.bus.request<{ status: string, qr: string }>(replica.app.subjects.initialize(companyId), {})
   t.match(init, { success: true, companyId, status: 'qr', qr: /^https:\/\/wa\.me\// })
-  const list = await replica.app.bus.request<{ sessions: { companyId: string, desired: string, holder: string | null }[] }>('wa.ctl.sessions.list', {})
+  const list = await replica.app.bus.request<{ sessions: { companyId: string, desired: string, holder: string | null }[] }>(replica.app.subjects.sessionsList, {})
   t.match(list.sessions.find((session) => session.companyId === companyId), { desired: 'online', holder: replica.id })
-  const bad = await replica.app.bus.request(`wa.ctl.${companyId}.initialize`, { phoneNumber: 42 }).catch((err: unknown) => err)
+  const bad = await replica.app.bus.request(replica.app.subjects.initialize(companyId), { phoneNumber: 42 }).catch((err: unknown) => err)
   t.match(bad, { code: 'VALIDATION_ERROR' })
 })
 

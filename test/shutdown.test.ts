@@ -19,7 +19,7 @@ t.test('closing the app leaves no open handles behind', async (t) => {
   const before = resourceCounts()
   const app = await build(t)
   await app.inject({ method: 'GET', url: '/readyz' })
-  await app.nats.request('wa.phone.normalize', JSON.stringify({ phone: '89001234567' }), { timeout: 2000 })
+  await app.nats.request(app.subjects.phoneNormalize, JSON.stringify({ phone: '89001234567' }), { timeout: 2000 })
   t.ok(Object.keys(resourceCounts()).length > 0)
   await app.close()
   // Socket teardown finishes on the next turns of the loop.

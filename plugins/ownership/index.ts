@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  ClusterReply, CompanyParams, DesiredChanged, ErrorCode, ErrorReply, isNoResponders, OwnerReply, Subjects, type DesiredState
+  ClusterReply, CompanyParams, DesiredChanged, ErrorCode, ErrorReply, isNoResponders, OwnerReply, type DesiredState
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { Ownership } from './ownership.ts'
@@ -73,7 +73,7 @@ export default fp(async (app) => {
       const deadline = performance.now() + config.holderWaitMs
       for (;;) {
         try {
-          return await app.bus.request<Reply>(Subjects.command(companyId, command), payload, options)
+          return await app.bus.request<Reply>(app.subjects.command(companyId, command), payload, options)
         } catch (err) {
           const betweenHolders = err instanceof GatewayError && err.code === ErrorCode.NOT_CONNECTED &&
             (isNoResponders(err.cause) || err.retryAfter !== undefined) && (coordinator?.desires(companyId) ?? false)
@@ -85,7 +85,7 @@ export default fp(async (app) => {
     setDesired: async (companyId, desired) => {
       await saveDesired(app.orm.em.fork(), companyId, desired)
       coordinator?.setDesired(companyId, desired === 'online')
-      app.bus.publish(Subjects.desiredChanged, { companyId, desired })
+      app.bus.publish(app.subjects.desiredChanged, { companyId, desired })
     },
     registerCommand: (name, handler) => {
       if (coordinator) coordinator.registerCommand(name, handler)
@@ -110,7 +110,7 @@ export default fp(async (app) => {
 
   // The event is only a hint to look again: the database this replica uses decides. Another
   // deployment on the same NATS account (or a parallel test) may publish about companies it never had.
-  const desiredSubscription = app.bus.handle(Subjects.desiredChanged, { request: DesiredChanged }, async (change, context) => {
+  const desiredSubscription = app.bus.handle(app.subjects.desiredChanged, { request: DesiredChanged }, async (change, context) => {
     const desired = await desiredStateOf(context.em, change.companyId)
     coordinator?.setDesired(change.companyId, desired === 'online')
   })
@@ -143,7 +143,7 @@ export default fp(async (app) => {
   }, async (request) => service.requestHolder<OwnerReply>(request.params.companyId, 'owner', {}))
 
   app.addHook('onReady', async () => {
-    coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector })
+    coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector, subjects: app.subjects })
     for (const [name, handler] of pendingCommands) coordinator.registerCommand(name, handler)
     await coordinator.start()
   })

@@ -7,7 +7,7 @@ import { Type } from 'typebox'
 import type { MikroORM } from '@mikro-orm/postgresql'
 import { supportsExpiryMarkers, type Bus, type BusSubscription, type HandlerContext } from '../../core/bus.ts'
 import type { Config } from '../../core/config.ts'
-import { ErrorCode, Headers, Subjects, type OwnerChanged } from '../../contracts/index.ts'
+import { ErrorCode, Headers, subjectsFor, type OwnerChanged, type SubjectSet } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { assignPreferredOwners } from './assignment.ts'
@@ -93,6 +93,7 @@ export class Ownership {
   readonly #orm: MikroORM
   readonly #log: FastifyBaseLogger
   readonly #connector: Connector
+  readonly #subjects: SubjectSet
   readonly #commands = new Map<string, CommandHandler>()
   readonly #held = new Map<string, HeldLease>()
   readonly #acquiring = new Set<string>()
@@ -114,7 +115,8 @@ export class Ownership {
   #watchers: { stop: () => void }[] = []
   #stopping = false
 
-  constructor (options: { config: Config, bus: Bus, orm: MikroORM, log: FastifyBaseLogger, connector: Connector }) {
+  constructor (options: { config: Config, bus: Bus, orm: MikroORM, log: FastifyBaseLogger, connector: Connector, subjects?: SubjectSet }) {
+    this.#subjects = options.subjects ?? subjectsFor(options.config.natsNamespace)
     this.#config = options.config
     this.replica = options.config.replicaId
     this.#bus = options.bus
@@ -369,7 +371,7 @@ export class Ownership {
       await this.#connector.disconnect(companyId, 'lease ended while connecting')
       return
     }
-    held.subscription = this.#bus.handle(Subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#runCommand(held, payload, context))
+    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#runCommand(held, payload, context))
     this.stats.acquisitions++
     this.#publishOwnerChange(held, { holder: this.replica, epoch, reason: 'acquired' })
     this.#log.info({ companyId, epoch }, 'holding company')
@@ -481,7 +483,7 @@ export class Ownership {
 
   #publishOwnerChange (held: HeldLease, data: OwnerChanged): void {
     try {
-      this.#bus.publish(Subjects.event(held.companyId, 'owner_changed'), {
+      this.#bus.publish(this.#subjects.event(held.companyId, 'owner_changed'), {
         type: 'owner_changed',
         companyId: held.companyId,
         timestamp: new Date().toISOString(),

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { CountryCode } from 'libphonenumber-js'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, ErrorReply, NormalizePhoneReply, NormalizePhoneRequest, Subjects
+  ANY_REPLICA_QUEUE, ErrorReply, NormalizePhoneReply, NormalizePhoneRequest
 } from '../../contracts/index.ts'
 import { countryOrDefault, normalizePhone, toJid } from './phone.ts'
 
@@ -61,7 +61,7 @@ export default fp(async (app) => {
     }
   }, async (request) => answer(request.query))
 
-  const subscription = app.bus.handle(Subjects.phoneNormalize, { request: NormalizePhoneRequest, queue: ANY_REPLICA_QUEUE },
+  const subscription = app.bus.handle(app.subjects.phoneNormalize, { request: NormalizePhoneRequest, queue: ANY_REPLICA_QUEUE },
     async (request) => answer(request))
   app.addHook('onClose', () => subscription.close())
 }, { name: 'phone', dependencies: ['config', 'bus'] })

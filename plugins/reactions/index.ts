@@ -5,7 +5,7 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import {
   ANY_REPLICA_QUEUE, AutoReactionRules, AutoReactionRulesReply, CompanyParams, ErrorCode, ErrorReply, LegacyReactionRequest,
-  ReactionReply, ReactionRequest, Subjects
+  ReactionReply, ReactionRequest
 } from '../../contracts/index.ts'
 import { GatewayError, validationError } from '../../core/errors.ts'
 import { idempotencyHeaders, idempotencyKeyOf } from '../session-pool/index.ts'
@@ -53,11 +53,11 @@ export default fp(async (app) => {
     })
   })
 
-  const rulesGet = app.bus.handle(Subjects.autoReactionRules('*', 'get'), { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, async (_payload, context) => {
+  const rulesGet = app.bus.handle(app.subjects.autoReactionRules('*', 'get'), { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, async (_payload, context) => {
     const companyId = companyOf(context.subject)
     return rulesReply(companyId, await rulesOf(context.em, companyId))
   })
-  const rulesSet = app.bus.handle(Subjects.autoReactionRules('*', 'set'), { request: AutoReactionRules, queue: ANY_REPLICA_QUEUE }, async (rules, context) => {
+  const rulesSet = app.bus.handle(app.subjects.autoReactionRules('*', 'set'), { request: AutoReactionRules, queue: ANY_REPLICA_QUEUE }, async (rules, context) => {
     const companyId = companyOf(context.subject)
     return setRules(context.em, companyId, rules)
   })

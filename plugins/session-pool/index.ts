@@ -7,7 +7,7 @@ import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import {
   ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, EventsQuery, Headers, InitializeReply, InitializeRequest,
-  LogoutReply, SendReply, SendRequest, SessionStatus, SessionsList, Subjects, type EventEnvelope
+  LogoutReply, SendReply, SendRequest, SessionStatus, SessionsList, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from '../../core/errors.ts'
 import { claimedEpochs, desiredOnline } from '../ownership/sessions.ts'
@@ -55,7 +55,7 @@ const FINAL_OUTCOMES = new Set<StopOutcome>(['connection_replaced', 'logged_out'
 
 export default fp(async (app) => {
   const { config, bus, ownership } = app
-  await bus.ensureStream(config.eventsStream, ['wa.evt.>'], { duplicateWindowMs: config.eventsDuplicateWindowMs, maxAgeMs: EVENTS_MAX_AGE_MS })
+  await bus.ensureStream(config.eventsStream, [app.subjects.allEvents], { duplicateWindowMs: config.eventsDuplicateWindowMs, maxAgeMs: EVENTS_MAX_AGE_MS })
 
   const testWhatsApp = config.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
   const factory: SocketFactory = testWhatsApp
@@ -65,7 +65,7 @@ export default fp(async (app) => {
 
   const publish = (companyId: string, epoch: number, type: string, data: Record<string, unknown>, eventId?: string) => {
     const event: EventEnvelope = { type, companyId, timestamp: new Date().toISOString(), replica: config.replicaId, epoch, data }
-    bus.publishDurable(Subjects.event(companyId, type), event, {
+    bus.publishDurable(app.subjects.event(companyId, type), event, {
       msgId: eventId ?? `${type}:${companyId}:${randomUUID()}`,
       headers: { [Headers.epoch]: String(epoch), [Headers.replica]: config.replicaId }
     }).catch((err: unknown) => app.log.error({ err, companyId, type }, 'event could not be stored'))
@@ -186,13 +186,13 @@ async function initialize (app: FastifyInstance, companyId: string, request: Ini
   const { bus, ownership, config } = app
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
-  const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => Subjects.event(companyId, type)), config.initializeTimeoutMs)
+  const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), config.initializeTimeoutMs)
   await waiting.ready
   await ownership.setDesired(companyId, 'online')
 
   // Already held: the holder shows what it has, restarting the session when the linking mode changed.
   const fromHolder = await bus.request<{ snapshot: { status: InitializeReply['status'], data: Record<string, unknown> } | null }>(
-    Subjects.command(companyId, 'initialize'), { restart: pairingPhone !== undefined }).catch(() => undefined)
+    app.subjects.command(companyId, 'initialize'), { restart: pairingPhone !== undefined }).catch(() => undefined)
   const found = fromHolder?.snapshot ?? await waiting.next.then((event) => {
     if (!event) return null
     const type = event.subject.split('.').at(-1)!
@@ -213,7 +213,7 @@ async function initialize (app: FastifyInstance, companyId: string, request: Ini
 
 async function status (app: FastifyInstance, companyId: string, timeoutMs?: number): Promise<SessionStatus> {
   try {
-    return await app.bus.request<SessionStatus>(Subjects.command(companyId, 'status'), {}, { timeoutMs })
+    return await app.bus.request<SessionStatus>(app.subjects.command(companyId, 'status'), {}, { timeoutMs })
   } catch (err) {
     if (!(err instanceof GatewayError) || err.code !== ErrorCode.NOT_CONNECTED) throw err
     return {
@@ -248,8 +248,8 @@ async function listSessions (app: FastifyInstance): Promise<SessionsList> {
 
 /** `wa.ctl.*`: any replica answers, through a queue group. */
 function registerAnyReplicaHandlers (app: FastifyInstance) {
-  const list = app.bus.handle(Subjects.sessionsList, { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
-  const init = app.bus.handle(Subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE }, async (request, context) => {
+  const list = app.bus.handle(app.subjects.sessionsList, { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
+  const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE }, async (request, context) => {
     const companyId = context.subject.split('.')[2]
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(companyId)) throw new GatewayError(ErrorCode.VALIDATION_ERROR, `companyId "${companyId}" must be 1-64 characters of [A-Za-z0-9_-]`)
     return initialize(app, companyId, request)
@@ -320,7 +320,7 @@ async function registerRoutes (app: FastifyInstance) {
     const { companyId, since } = request.query as EventsQuery
     let follower
     try {
-      follower = await app.bus.follow(app.config.eventsStream, Subjects.event(companyId, '>'), since, (seq, data) => {
+      follower = await app.bus.follow(app.config.eventsStream, app.subjects.event(companyId, '>'), since, (seq, data) => {
         socket.send(JSON.stringify({ ...(data as object), seq }))
       })
     } catch (err) {

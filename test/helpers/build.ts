@@ -13,6 +13,16 @@ export interface BuildOptions {
   features?: FeatureModule[]
 }
 
+/** Removes the streams a test made on the shared NATS server. */
+export function dropStreamsAfter (t: Test, natsUrl: string, streams: string[]): void {
+  t.teardown(async () => {
+    const nc = await connect({ servers: natsUrl })
+    const jsm = await jetstreamManager(nc)
+    for (const stream of streams) await jsm.streams.delete(stream).catch(() => {})
+    await nc.close()
+  })
+}
+
 /** Removes the KV buckets a test made on the shared NATS server. */
 export function dropBucketsAfter (t: Test, natsUrl: string, buckets: string[]): void {
   t.teardown(async () => {
@@ -40,8 +50,12 @@ export async function testConfig (t: Test, overrides: Partial<Config> = {}): Pro
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),
     membersBucket: overrides.membersBucket ?? uniqueName('members'),
     idempotencyBucket: overrides.idempotencyBucket ?? uniqueName('idempotency'),
-    rateBucket: overrides.rateBucket ?? uniqueName('rates')
+    rateBucket: overrides.rateBucket ?? uniqueName('rates'),
+    // A namespace of its own: replicas of tests running in parallel never answer each other.
+    natsNamespace: overrides.natsNamespace ?? uniqueName('wa'),
+    eventsStream: overrides.eventsStream ?? uniqueName('EVENTS')
   })
+  if (!overrides.eventsStream) dropStreamsAfter(t, config.natsUrl!, [config.eventsStream])
   if (!overrides.leaseBucket) dropBucketsAfter(t, config.natsUrl!, [config.leaseBucket, config.membersBucket])
   if (!overrides.idempotencyBucket) dropBucketsAfter(t, config.natsUrl!, [config.idempotencyBucket])
   if (!overrides.rateBucket) dropBucketsAfter(t, config.natsUrl!, [config.rateBucket])

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../core/app.ts'
 import type { Config } from '../../core/config.ts'
 import { features } from '../../plugins/index.ts'
-import { dropBucketsAfter, testConfig } from './build.ts'
+import { dropBucketsAfter, dropStreamsAfter, testConfig } from './build.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 import type { LedgerEntry } from '../../plugins/ownership/test-transport.ts'
 
@@ -17,6 +17,9 @@ export interface ClusterSettings {
   idempotencyBucket: string
   rateBucket: string
   leaseTtlMs: number
+  /** The cluster's subject namespace and events stream (NATS_NAMESPACE, EVENTS_STREAM). */
+  natsNamespace: string
+  eventsStream: string
 }
 
 /** Settings that put several replicas in one cluster: one database, one pair of buckets. */
@@ -29,8 +32,11 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
     idempotencyBucket: uniqueName('idempotency'),
     rateBucket: uniqueName('rates'),
     leaseTtlMs: TEST_LEASE_TTL_MS,
+    natsNamespace: uniqueName('wa'),
+    eventsStream: uniqueName('EVENTS'),
     ...overrides
   }
+  dropStreamsAfter(t, settings.natsUrl, [settings.eventsStream])
   dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket, settings.idempotencyBucket, settings.rateBucket])
   return settings
 }

@@ -2,7 +2,7 @@ import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from '@nats-io/transport-node'
 import type { Config } from '../../core/config.ts'
-import { Subjects, type EventEnvelope } from '../../contracts/index.ts'
+import { subjectsFor, type EventEnvelope } from '../../contracts/index.ts'
 import { clusterSettings, startReplica, type ClusterSettings, type Replica } from './cluster.ts'
 import { waitFor } from './wait.ts'
 
@@ -26,11 +26,11 @@ export function startSessionReplica (t: Test, settings: ClusterSettings, overrid
 }
 
 /** Records every event of one company from the moment it is called, over a connection of its own. */
-export async function recordEvents (t: Test, natsUrl: string, companyId: string) {
-  const nc = await connect({ servers: natsUrl })
+export async function recordEvents (t: Test, cluster: { natsUrl: string, natsNamespace: string }, companyId: string) {
+  const nc = await connect({ servers: cluster.natsUrl })
   t.teardown(() => nc.close())
   const events: EventEnvelope[] = []
-  nc.subscribe(Subjects.event(companyId, ">"), { callback: (_err, msg) => { events.push(msg.json<EventEnvelope>()) } })
+  nc.subscribe(subjectsFor(cluster.natsNamespace).event(companyId, '>'), { callback: (_err, msg) => { events.push(msg.json<EventEnvelope>()) } })
   await nc.flush()
   return {
     events,
@@ -45,8 +45,8 @@ export function holderOf (replicas: Replica[], companyId: string): FastifyInstan
 }
 
 /** Links a new company on `replica` with the test double (initialize, scan) and waits until it is connected. */
-export async function linkCompany (replica: { app: FastifyInstance }, companyId: string, natsUrl: string, t: Test) {
-  const events = await recordEvents(t, natsUrl, companyId)
+export async function linkCompany (replica: { app: FastifyInstance }, companyId: string, cluster: { natsUrl: string, natsNamespace: string }, t: Test) {
+  const events = await recordEvents(t, cluster, companyId)
   const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.body}`)
   replica.app.testWhatsApp!.scan(companyId)
