@@ -27,6 +27,8 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     autoReactionRules: (companyId: string, operation: 'get' | 'set') => `${namespace}.ctl.${companyId}.auto-reactions.${operation}`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.ctl.desired.changed`,
+    /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */
+    metricsCollect: `${namespace}.ctl.metrics.collect`,
     /** Every event of the deployment, as the events stream keeps them. */
     allEvents: `${namespace}.evt.>`
   } as const

@@ -170,6 +170,30 @@ export class Bus {
     this.#nc.publish(subject, JSON.stringify(payload), { headers: this.#headersIfAny(values) })
   }
 
+  /**
+   * Scatter-gather: asks every subscriber of `subject` (every replica) and collects the replies that
+   * come within `maxWaitMs`, or until `expected` have. It never fails for silence: the caller sees who answered.
+   */
+  async gather<Reply> (subject: string, payload: unknown, options: { maxWaitMs: number, expected?: number }): Promise<Reply[]> {
+    const replies: Reply[] = []
+    try {
+      const stream = await this.#nc.requestMany(subject, JSON.stringify(payload), {
+        strategy: options.expected === undefined ? 'timer' : 'count',
+        maxWait: options.maxWaitMs,
+        ...(options.expected === undefined ? {} : { maxMessages: options.expected }),
+        headers: this.#headersIfAny()
+      })
+      for await (const msg of stream) {
+        const body: unknown = msg.json()
+        if (!isErrorReply(body)) replies.push(body as Reply)
+      }
+    } catch (err) {
+      // No responders or a timeout in 'count' mode: what arrived is the answer.
+      this.#log.debug({ err, subject }, 'gather ended early')
+    }
+    return replies
+  }
+
   /** A request to another gateway subject; an error reply is rethrown as the GatewayError it was. */
   async request<Reply> (subject: string, payload: unknown, options: RequestOptions = {}): Promise<Reply> {
     const timeout = options.timeoutMs ?? this.#requestTimeoutMs

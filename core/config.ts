@@ -105,6 +105,12 @@ export interface Config {
   holderWaitMs: number
   /** First token of every subject (`wa`): one per deployment sharing a NATS account. */
   natsNamespace: string
+  /** A `company` label on per-company metrics, for at most this many companies (the rest are `other`); 0: no label. */
+  metricsCompanyLabels: number
+  /** How long the cluster-wide JSON metrics wait for the replicas' answers. */
+  metricsGatherTimeoutMs: number
+  /** A held session unhealthy this long emits health_check_failed (passive: nothing reconnects). */
+  healthFailedAfterMs: number
 }
 
 type Env = Record<string, string | undefined>
@@ -548,6 +554,27 @@ export const SETTINGS = {
     expected: '1-64 characters of [A-Za-z0-9_-]',
     fallback: () => DEFAULT_NAMESPACE,
     parse: (raw: string) => (TOKEN_PATTERN.test(raw) ? raw : undefined)
+  },
+  metricsCompanyLabels: {
+    env: 'METRICS_COMPANY_LABELS',
+    describe: 'Put a company label on per-company Prometheus metrics for at most this many companies (later ones are counted as "other"); 0 turns the label off',
+    expected: 'an integer from 0 to 100000',
+    fallback: () => 0,
+    parse: integerIn(0, 100_000)
+  },
+  metricsGatherTimeoutMs: {
+    env: 'METRICS_GATHER_TIMEOUT_MS',
+    describe: 'How long GET /api/whatsapp/metrics waits for the other replicas; the reply names those that did not answer',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 1_000,
+    parse: milliseconds
+  },
+  healthFailedAfterMs: {
+    env: 'HEALTH_FAILED_AFTER_MS',
+    describe: 'A held session that stays unhealthy (not connected) this long emits health_check_failed; it never triggers a reconnect',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
   },
   holderWaitMs: {
     env: 'HOLDER_WAIT_MS',

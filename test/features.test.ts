@@ -51,7 +51,7 @@ t.test('the app registers features in dependency order after the core plugins', 
 })
 
 t.test('a feature disabled by config is not loaded, and its routes are gone', async (t) => {
-  const app = await build(t, { config: { disabledPlugins: ['reactions', 'rate-limit', 'session-pool', 'phone'] } })
+  const app = await build(t, { config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'phone'] } })
   t.notOk(app.hasDecorator('phone'))
   const response = await app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567' })
   t.equal(response.statusCode, 404)

@@ -25,7 +25,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
     MEMBERS_BUCKET: settings.membersBucket,
     LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions',
+    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions,metrics',
     NATS_NAMESPACE: settings.natsNamespace
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)

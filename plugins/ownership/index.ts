@@ -31,6 +31,8 @@ export interface OwnershipService {
   /** Persists the desired state and tells every replica. */
   setDesired: (companyId: string, desired: DesiredState) => Promise<void>
   registerCommand: Ownership['registerCommand']
+  /** Told when this replica starts holding a company, with how long it had no holder (metrics). */
+  onAcquired: Ownership['onAcquired']
   /** Replaces the transport before start (the session pool plugs in its WhatsApp connections). */
   useConnector: (connector: Connector) => void
   readonly stats: Ownership['stats']
@@ -63,6 +65,7 @@ export default fp(async (app) => {
   let connector: Connector = testTransport(config.replicaId, ledger)
   let coordinator: Ownership | undefined
   const pendingCommands: Parameters<Ownership['registerCommand']>[] = []
+  const pendingAcquired: Parameters<Ownership['onAcquired']>[0][] = []
 
   const service: OwnershipService = {
     replica: config.replicaId,
@@ -91,6 +94,10 @@ export default fp(async (app) => {
       if (coordinator) coordinator.registerCommand(name, handler)
       else pendingCommands.push([name, handler])
     },
+    onAcquired: (listener) => {
+      if (coordinator) coordinator.onAcquired(listener)
+      else pendingAcquired.push(listener)
+    },
     useConnector: (next) => {
       if (coordinator) throw new Error('useConnector must be called before the app is ready')
       connector = next
@@ -114,6 +121,8 @@ export default fp(async (app) => {
     const desired = await desiredStateOf(context.em, change.companyId)
     coordinator?.setDesired(change.companyId, desired === 'online')
   })
+
+  app.addReadinessCheck('leases', async () => { await service.coordinator.checkLeases() })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {
     schema: {
@@ -145,6 +154,7 @@ export default fp(async (app) => {
   app.addHook('onReady', async () => {
     coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector, subjects: app.subjects })
     for (const [name, handler] of pendingCommands) coordinator.registerCommand(name, handler)
+    for (const listener of pendingAcquired) coordinator.onAcquired(listener)
     await coordinator.start()
   })
   app.addHook('onClose', async () => {

@@ -95,6 +95,7 @@ export class Ownership {
   readonly #connector: Connector
   readonly #subjects: SubjectSet
   readonly #commands = new Map<string, CommandHandler>()
+  readonly #acquiredListeners: ((companyId: string, takeoverMs: number | undefined) => void)[] = []
   readonly #held = new Map<string, HeldLease>()
   readonly #acquiring = new Set<string>()
   readonly #leases = new Map<string, ObservedLease>()
@@ -136,6 +137,19 @@ export class Ownership {
   get #minHoldMs (): number { return this.ttlMs / 3 }
 
   /** Registers `wa.cmd.<companyId>.<name>`, answered only by the holder. */
+  /** Called when this replica starts holding a company; `takeoverMs` is how long it had been without a holder, when known. */
+  onAcquired (listener: (companyId: string, takeoverMs: number | undefined) => void): void {
+    this.#acquiredListeners.push(listener)
+  }
+
+  /** For readiness: the lease bucket answers, and this replica's membership is current. */
+  async checkLeases (): Promise<void> {
+    if (!this.#leaseKv) throw new Error('ownership has not started')
+    await this.#leaseKv.status()
+    const self = this.#members.get(this.replica)
+    if (!self || self.seenAt + this.ttlMs < now()) throw new Error('this replica\'s membership heartbeat is not current')
+  }
+
   /** Whether the company is desired online (some replica should hold it). */
   desires (companyId: string): boolean {
     return this.#desired.has(companyId)
@@ -331,6 +345,8 @@ export class Ownership {
 
   async #acquire (companyId: string): Promise<void> {
     this.#acquiring.add(companyId)
+    // When the company became unowned (a deleted or expired lease), for the takeover time.
+    const unownedSince = this.#unownedSince.get(companyId)
     const value: LeaseValue = { replica: this.replica, nonce: randomUUID(), since: new Date().toISOString() }
     const sentAt = now()
     let epoch: number
@@ -373,6 +389,8 @@ export class Ownership {
     }
     held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#runCommand(held, payload, context))
     this.stats.acquisitions++
+    const takeoverMs = unownedSince === undefined ? undefined : now() - unownedSince
+    for (const listener of this.#acquiredListeners) listener(companyId, takeoverMs)
     this.#publishOwnerChange(held, { holder: this.replica, epoch, reason: 'acquired' })
     this.#log.info({ companyId, epoch }, 'holding company')
   }

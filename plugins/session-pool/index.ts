@@ -37,6 +37,10 @@ const NATS_MSG_ID = 'Nats-Msg-Id'
 /** HTTP header a client may set instead of `idempotencyKey`. */
 const IDEMPOTENCY_HEADER = 'idempotency-key'
 
+/** Health is looked at this often relative to the threshold, so a report comes at most a quarter late. */
+const HEALTH_CHECKS_PER_THRESHOLD = 4
+const HEALTH_CHECK_MIN_INTERVAL_MS = 250
+
 const EmptyPayload = Type.Object({})
 const HolderInitialize = Type.Object({ restart: Type.Boolean() })
 
@@ -91,6 +95,11 @@ export default fp(async (app) => {
     sendTimeoutMs: config.sendTimeoutMs,
     log: app.log
   }))
+
+  // Passive health: reports sessions that stay unhealthy; never reconnects anything.
+  const healthTimer = setInterval(() => { for (const session of pool.all()) session.checkHealth(config.healthFailedAfterMs) }, Math.max(HEALTH_CHECK_MIN_INTERVAL_MS, config.healthFailedAfterMs / HEALTH_CHECKS_PER_THRESHOLD))
+  healthTimer.unref()
+  app.addHook('onClose', async () => { clearInterval(healthTimer) })
 
   registerHolderCommands(app, pool)
   registerAnyReplicaHandlers(app)
@@ -285,8 +294,17 @@ async function registerRoutes (app: FastifyInstance) {
   routes.get('/api/whatsapp/sessions/:companyId/health', {
     schema: { tags, summary: '200 when the session is connected, 503 when not (passive: never reconnects)', params: CompanyParams }
   }, async (request, reply) => {
-    const current = await status(app, request.params.companyId)
-    const body = { success: current.health.healthy, companyId: current.companyId, healthy: current.health.healthy, phoneNumber: current.health.phoneNumber, status: current.status }
+    const [current, readiness] = await Promise.all([status(app, request.params.companyId), app.checkReadiness()])
+    const body = {
+      success: current.health.healthy,
+      companyId: current.companyId,
+      healthy: current.health.healthy,
+      phoneNumber: current.health.phoneNumber,
+      status: current.status,
+      lease: { holder: current.holder, epoch: current.epoch },
+      // The replica that answered: its own NATS, PostgreSQL and lease-bucket checks.
+      replica: { id: app.config.replicaId, ready: readiness.ready, checks: readiness.checks }
+    }
     if (current.health.healthy) return body
     return reply.code(503).send({ ...body, error: { code: ErrorCode.NOT_CONNECTED, message: `company ${current.companyId} is ${current.status}` } })
   })

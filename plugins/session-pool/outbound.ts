@@ -9,6 +9,8 @@ const DEADLINE = Symbol('deadline')
 
 export type OutboundKind = 'text' | 'reaction'
 
+export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown }) => void
+
 /** One message on its way out of a company's connection. */
 export interface OutboundItem {
   companyId: string
@@ -47,6 +49,7 @@ export type Delivered<R> = R & { duplicate?: true }
 export class Outbound {
   readonly #options: OutboundOptions
   readonly #policies: OutboundPolicy[] = []
+  readonly #listeners: OutboundListener[] = []
   /** Keys whose send this replica has not finished (a timed-out send may still complete). */
   readonly #inFlight = new Set<string>()
 
@@ -56,6 +59,16 @@ export class Outbound {
 
   use (policy: OutboundPolicy): void {
     this.#policies.push(policy)
+  }
+
+  /** Told of every attempt's outcome (metrics). Duplicates answered from the idempotency record are not attempts. */
+  onOutcome (listener: OutboundListener): void {
+    this.#listeners.push(listener)
+  }
+
+  #report (item: OutboundItem, startedAt: number, error?: unknown): void {
+    const outcome = { durationMs: performance.now() - startedAt, error }
+    for (const listener of this.#listeners) listener(item, outcome)
   }
 
   async deliver<R extends object> (item: OutboundItem, reply: (sent: SentMessage, queuedMs: number) => R): Promise<Delivered<R>> {
@@ -68,14 +81,17 @@ export class Outbound {
       this.#inFlight.add(key)
     }
     let handedOver: Promise<SentMessage> | undefined
+    const startedAt = performance.now()
     try {
       const result = await this.#send(item, (sending) => { handedOver = sending }, reply)
+      this.#report(item, startedAt)
       if (key) {
         await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
         this.#inFlight.delete(key)
       }
       return result
     } catch (err) {
+      this.#report(item, startedAt, err)
       if (key && handedOver === undefined) {
         await idempotency.abandon(key).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, 'idempotency record not removed'))
         this.#inFlight.delete(key)

@@ -41,6 +41,11 @@ export class SessionPool implements Connector {
     return this.#sessions.get(companyId)
   }
 
+  /** Every session held here. */
+  all (): Session[] {
+    return [...this.#sessions.values()]
+  }
+
   get size (): number {
     return this.#sessions.size
   }

@@ -68,6 +68,9 @@ export class Session {
   #breakerOpenUntil = 0
   #timer: NodeJS.Timeout | undefined
   #lastActivity = 0
+  /** Since when the session has not been open (performance.now()); undefined while open. */
+  #unhealthySince: number | undefined = performance.now()
+  #unhealthyReported = false
   #qrCodes = 0
   #pairingRequested = false
   #lastQr: Record<string, unknown> | undefined
@@ -82,6 +85,18 @@ export class Session {
   get state (): SessionState { return this.#state }
   get socket (): WaSocket | undefined { return this.#state === 'open' ? this.#socket : undefined }
   get healthy (): boolean { return this.#state === 'open' }
+
+  /**
+   * Passive health: when the session has been unhealthy longer than `thresholdMs`, it emits
+   * health_check_failed once for that stretch. It never reconnects (that is the lifecycle's job).
+   */
+  checkHealth (thresholdMs: number): void {
+    if (this.#state === 'stopped' || this.#unhealthySince === undefined || this.#unhealthyReported) return
+    const unhealthyMs = performance.now() - this.#unhealthySince
+    if (unhealthyMs < thresholdMs) return
+    this.#unhealthyReported = true
+    this.#options.emit('health_check_failed', { state: this.#state, unhealthyForMs: Math.round(unhealthyMs), reconnectAttempts: this.#reconnectAttempts })
+  }
 
   status (): SessionStatus {
     const me = this.#options.auth.creds.me?.id
@@ -126,6 +141,7 @@ export class Session {
     if (this.#stopping) return
     const { auth, factory, companyId, log } = this.#options
     this.#state = 'connecting'
+    this.#unhealthySince ??= performance.now()
     const socket = factory({ companyId, auth: { creds: auth.creds, keys: auth.keys }, log })
     this.#socket = socket
     socket.on('connection', (update) => { void this.#onConnection(socket, update) })
@@ -166,6 +182,8 @@ export class Session {
     }
     if (update.connection === 'open') {
       this.#state = 'open'
+      this.#unhealthySince = undefined
+      this.#unhealthyReported = false
       this.#reconnectAttempts = 0
       this.touch()
       emit('connected', { phoneNumber: this.status().phoneNumber, isNewLogin: update.isNewLogin ?? false })
@@ -216,6 +234,7 @@ export class Session {
       this.#failures = []
       this.#breakerOpenUntil = now + config.breakerCooldownMs
       this.#state = 'breaker_open'
+      this.#unhealthySince ??= performance.now()
       emit('error', { code: code ?? null, reason: 'circuit_open', retryAt: new Date(this.#breakerOpenUntil).toISOString() })
       this.#schedule(config.breakerCooldownMs)
       return
@@ -229,6 +248,7 @@ export class Session {
     const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
     this.#reconnectAttempts++
     this.#state = 'reconnecting'
+    this.#unhealthySince ??= performance.now()
     this.#schedule(delay)
   }
 

@@ -49,7 +49,7 @@ export interface Replica {
 }
 
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
-export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions'] }
+export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions', 'metrics'] }
 
 export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = OWNERSHIP_ONLY): Promise<Replica> {
   const config = await testConfig(t, { ...settings, ...overrides })

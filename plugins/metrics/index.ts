@@ -1,0 +1,206 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { ErrorCode, MetricsReply, type ReplicaMetrics } from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+
+const SECONDS = 1000
+/** Takeover after a crash takes about the lease TTL (15 s by default); a handoff, milliseconds. */
+const TAKEOVER_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60]
+/** From the test double's fraction of a millisecond to WhatsApp's seconds. */
+const SEND_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15]
+const OTHER_COMPANIES = 'other'
+const EmptyPayload = Type.Object({})
+
+/** What this replica counts for the old JSON shape. */
+interface LocalCounts {
+  failedReconnects: number
+  messagesSent: number
+  messagesReceived: number
+  qrCodesGenerated: number
+  errors: number
+  lastError: { message: string, at: string } | null
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The replica's Prometheus registry. */
+    metricsRegistry: Registry
+  }
+}
+
+/**
+ * Prometheus metrics at `GET /metrics` (the old system's names and the new ones), and the old JSON
+ * at `GET /api/whatsapp/metrics`, summed over every replica by a NATS scatter-gather.
+ */
+export default fp(async (app) => {
+  const { config } = app
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  app.decorate('metricsRegistry', registry)
+
+  // A company label only while its cardinality stays under the configured bound.
+  const labelled = new Set<string>()
+  const withCompany = config.metricsCompanyLabels > 0
+  const companyLabel = (companyId: string): Record<string, string> => {
+    if (!withCompany) return {}
+    if (labelled.has(companyId) || labelled.size < config.metricsCompanyLabels) {
+      labelled.add(companyId)
+      return { company: companyId }
+    }
+    return { company: OTHER_COMPANIES }
+  }
+  const companyLabels = withCompany ? ['company'] : []
+  const local: LocalCounts = { failedReconnects: 0, messagesSent: 0, messagesReceived: 0, qrCodesGenerated: 0, errors: 0, lastError: null }
+  const noteError = (message: string) => {
+    local.errors++
+    local.lastError = { message, at: new Date().toISOString() }
+  }
+
+  const sessionsStarted = new Counter({ name: 'whatsapp_sessions_total', help: 'Sessions this replica started holding', registers: [registry] })
+  new Gauge({
+    name: 'whatsapp_sessions', help: 'Sessions held by this replica, by state', labelNames: ['state'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const session of app.sessionPool.all()) this.inc({ state: session.state })
+    }
+  })
+  new Gauge({
+    name: 'whatsapp_active_connections', help: 'Held sessions with an open WhatsApp connection', labelNames: companyLabels, registers: [registry],
+    collect () {
+      this.reset()
+      if (!withCompany) this.set(app.sessionPool.all().filter((session) => session.status().connected).length)
+      else for (const session of app.sessionPool.all()) if (session.status().connected) this.inc(companyLabel(session.companyId))
+    }
+  })
+  new Gauge({
+    name: 'whatsapp_reconnect_attempts', help: 'Reconnect attempts in progress, summed over the held sessions', registers: [registry],
+    collect () { this.set(app.sessionPool.all().reduce((sum, session) => sum + session.status().reconnectAttempts, 0)) }
+  })
+  const sent = new Counter({ name: 'whatsapp_messages_sent_total', help: 'Messages WhatsApp took, texts and reactions', labelNames: ['kind', ...companyLabels], registers: [registry] })
+  const reactions = new Counter({ name: 'whatsapp_reactions_sent_total', help: 'Reactions WhatsApp took', registers: [registry] })
+  const received = new Counter({ name: 'whatsapp_messages_received_total', help: 'Inbound messages', labelNames: companyLabels, registers: [registry] })
+  const errors = new Counter({ name: 'whatsapp_errors_total', help: 'Errors: session errors and failed sends (budgets apart)', labelNames: ['source'], registers: [registry] })
+  const qrCodes = new Counter({ name: 'whatsapp_qr_codes_generated_total', help: 'QR codes shown for linking', registers: [registry] })
+  const failedReconnects = new Counter({ name: 'whatsapp_reconnects_failed_total', help: 'Sessions that gave up reconnecting', registers: [registry] })
+  const healthFailures = new Counter({ name: 'whatsapp_health_check_failures_total', help: 'Held sessions that stayed unhealthy past HEALTH_FAILED_AFTER_MS', registers: [registry] })
+  const sendDuration = new Histogram({ name: 'whatsapp_send_duration_seconds', help: 'Time from a send reaching the holder to WhatsApp taking it (budgets and pacing included)', labelNames: ['kind'], buckets: SEND_BUCKETS_S, registers: [registry] })
+  const takeover = new Histogram({ name: 'whatsapp_takeover_duration_seconds', help: 'Time a company spent without a holder before this replica took it', buckets: TAKEOVER_BUCKETS_S, registers: [registry] })
+
+  // Counts kept elsewhere are added as deltas at scrape time.
+  const deltaCounter = (name: string, help: string, read: () => Record<string, number>, labelName?: string) => {
+    const last = new Map<string, number>()
+    return new Counter({
+      name, help, labelNames: labelName ? [labelName] : [], registers: [registry],
+      collect () {
+        for (const [label, value] of Object.entries(read())) {
+          const delta = value - (last.get(label) ?? 0)
+          last.set(label, value)
+          if (delta > 0) this.inc(labelName ? { [labelName]: label } : {}, delta)
+        }
+      }
+    })
+  }
+  deltaCounter('whatsapp_rate_limited_total', 'Sends refused by the WhatsApp budgets or the pacing queue', () => (app.hasDecorator('messagingLimits') ? { ...app.messagingLimits.refused } : {}), 'limit')
+  deltaCounter('whatsapp_lease_acquisitions_total', 'Company leases this replica acquired', () => ({ all: app.ownership.stats.acquisitions }))
+  deltaCounter('whatsapp_lease_losses_total', 'Company leases this replica lost or fenced itself from (not handed off)', () => ({ all: app.ownership.stats.losses + app.ownership.stats.fences }))
+  new Gauge({
+    name: 'whatsapp_pacing_queue_depth', help: 'Sends waiting in the pacing queues', labelNames: companyLabels, registers: [registry],
+    collect () {
+      this.reset()
+      const depths = app.hasDecorator('messagingLimits') ? app.messagingLimits.queueDepths() : new Map<string, number>()
+      if (!withCompany) this.set([...depths.values()].reduce((sum, depth) => sum + depth, 0))
+      else for (const [companyId, depth] of depths) this.inc(companyLabel(companyId), depth)
+    }
+  })
+
+  app.ownership.onAcquired((_companyId, takeoverMs) => {
+    sessionsStarted.inc()
+    if (takeoverMs !== undefined) takeover.observe(takeoverMs / SECONDS)
+  })
+  app.sessionPool.onEvent((companyId, type, data) => {
+    if (type === 'message') {
+      received.inc(companyLabel(companyId))
+      local.messagesReceived++
+    } else if (type === 'qr') {
+      qrCodes.inc()
+      local.qrCodesGenerated++
+    } else if (type === 'reconnect_failed') {
+      failedReconnects.inc()
+      local.failedReconnects++
+    } else if (type === 'health_check_failed') {
+      healthFailures.inc()
+    } else if (type === 'error') {
+      errors.inc({ source: 'session' })
+      noteError(`${companyId}: ${String(data.message ?? data.reason ?? 'session error')}`)
+    }
+  })
+  app.outbound.onOutcome((item, outcome) => {
+    if (outcome.error === undefined) {
+      sent.inc({ kind: item.kind, ...companyLabel(item.companyId) })
+      if (item.kind === 'reaction') reactions.inc()
+      sendDuration.observe({ kind: item.kind }, outcome.durationMs / SECONDS)
+      local.messagesSent++
+      return
+    }
+    if (outcome.error instanceof GatewayError && outcome.error.code === ErrorCode.RATE_LIMITED) return
+    errors.inc({ source: 'send' })
+    noteError(`${item.companyId}: ${(outcome.error as Error).message}`)
+  })
+
+  const mine = (): ReplicaMetrics => replicaMetrics(app, local)
+  const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyPayload }, async () => mine())
+  app.addHook('onClose', () => collect.close())
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('content-type', registry.contentType)
+    return registry.metrics()
+  })
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/metrics', {
+    schema: { tags: ['metrics'], summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)', response: { 200: MetricsReply } }
+  }, () => clusterMetrics(app))
+}, { name: 'metrics', dependencies: ['config', 'bus', 'ownership', 'session-pool'] })
+
+function replicaMetrics (app: FastifyInstance, local: LocalCounts): ReplicaMetrics {
+  const sessions = app.sessionPool.all()
+  const connected = sessions.filter((session) => session.status().connected).length
+  return {
+    replica: app.config.replicaId,
+    metrics: { totalSessions: sessions.length, activeConnections: connected, ...local },
+    sessions: { total: sessions.length, connected, disconnected: sessions.length - connected }
+  }
+}
+
+async function clusterMetrics (app: FastifyInstance): Promise<MetricsReply> {
+  const members = app.ownership.coordinator.view().members.filter((member) => member.alive).map((member) => member.replica)
+  const expected = new Set([...members, app.config.replicaId])
+  const answers = await app.bus.gather<ReplicaMetrics>(app.subjects.metricsCollect, {}, { maxWaitMs: app.config.metricsGatherTimeoutMs, expected: expected.size })
+  const replicas = answers.filter((answer, index) => answers.findIndex((other) => other.replica === answer.replica) === index).sort((a, b) => a.replica.localeCompare(b.replica))
+  const sum = (pick: (replica: ReplicaMetrics) => number) => replicas.reduce((total, replica) => total + pick(replica), 0)
+  const lastError = replicas.map((replica) => replica.metrics.lastError).filter((error) => error !== null).sort((a, b) => b.at.localeCompare(a.at))[0] ?? null
+  const missing = [...expected].filter((replica) => !replicas.some((answer) => answer.replica === replica)).sort()
+  return {
+    success: true,
+    metrics: {
+      totalSessions: sum((replica) => replica.metrics.totalSessions),
+      activeConnections: sum((replica) => replica.metrics.activeConnections),
+      failedReconnects: sum((replica) => replica.metrics.failedReconnects),
+      messagesSent: sum((replica) => replica.metrics.messagesSent),
+      messagesReceived: sum((replica) => replica.metrics.messagesReceived),
+      qrCodesGenerated: sum((replica) => replica.metrics.qrCodesGenerated),
+      errors: sum((replica) => replica.metrics.errors),
+      lastError
+    },
+    sessions: {
+      total: sum((replica) => replica.sessions.total),
+      connected: sum((replica) => replica.sessions.connected),
+      disconnected: sum((replica) => replica.sessions.disconnected)
+    },
+    timestamp: new Date().toISOString(),
+    replicas,
+    missing,
+    complete: missing.length === 0
+  }
+}
