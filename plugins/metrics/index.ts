@@ -13,6 +13,7 @@ const TAKEOVER_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60]
 const SEND_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15]
 const OTHER_COMPANIES = 'other'
 const EmptyPayload = Type.Object({})
+const DUPLICATE_TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 /** What this replica counts for the old JSON shape. */
 interface LocalCounts {
@@ -39,6 +40,9 @@ export default fp(async (app) => {
   const { config } = app
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  // prom-client also names these gauges `…_total`, which the Prometheus conventions (and promtool)
+  // keep for counters; the same values stay under their names without the suffix.
+  for (const name of DUPLICATE_TOTAL_GAUGES) registry.removeSingleMetric(name)
   app.decorate('metricsRegistry', registry)
 
   // A company label only while its cardinality stays under the configured bound.

@@ -1,0 +1,120 @@
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { uniqueName } from './helpers/services.ts'
+import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
+import { waitFor } from './helpers/wait.ts'
+
+/** The value of one sample line (`name{labels} value`) of a Prometheus exposition. */
+function sample (text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(labels ? `${name}{${labels}}` : `${name} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+/** promtool's verdict on an exposition (Debian's prometheus package; .ci/run installs it). */
+function promtool (text: string): { status: number | null, output: string } {
+  const run = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })
+  if (run.error) throw new Error(`promtool is not installed (apt-get install prometheus): ${run.error.message}`)
+  return { status: run.status, output: `${run.stdout}${run.stderr}` }
+}
+
+t.test('/metrics passes promtool and counts sessions, sends, reactions, receipts, budgets and leases', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { messagesPerMinute: 3 })
+  const companyId = uniqueName('salon')
+  await linkCompany(replica, companyId, settings, t)
+  const send = (message: string) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message } })
+  t.equal((await send('раз')).statusCode, 200)
+  t.equal((await send('два')).statusCode, 200)
+  t.equal((await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone: '79001234567', emoji: '❤️', messageId: 'IN-1' } })).statusCode, 200)
+  t.equal((await send('три')).statusCode, 429, 'over the budget')
+  replica.app.testWhatsApp!.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'Добрый день' })
+
+  let text = ''
+  t.ok(await waitFor(async () => {
+    text = (await replica.app.inject({ method: 'GET', url: '/metrics' })).body
+    return sample(text, 'whatsapp_messages_received_total') === 1
+  }, 5_000), 'the inbound message is counted')
+  const response = await replica.app.inject({ method: 'GET', url: '/metrics' })
+  t.match(response.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  const check = promtool(text)
+  t.equal(check.status, 0, `promtool check metrics: ${check.output.trim() || 'clean'}`)
+  t.equal(check.output.trim(), '', 'no lint findings')
+
+  t.equal(sample(text, 'whatsapp_messages_sent_total', 'kind="text"'), 2)
+  t.equal(sample(text, 'whatsapp_messages_sent_total', 'kind="reaction"'), 1)
+  t.equal(sample(text, 'whatsapp_reactions_sent_total'), 1)
+  t.equal(sample(text, 'whatsapp_send_duration_seconds_count', 'kind="text"'), 2, 'send latency histogram')
+  t.equal(sample(text, 'whatsapp_rate_limited_total', 'limit="messages"'), 1)
+  t.equal(sample(text, 'whatsapp_active_connections'), 1)
+  t.equal(sample(text, 'whatsapp_sessions', 'state="open"'), 1)
+  t.equal(sample(text, 'whatsapp_sessions_total'), 1)
+  t.equal(sample(text, 'whatsapp_qr_codes_generated_total'), 1)
+  t.equal(sample(text, 'whatsapp_lease_acquisitions_total'), 1)
+  t.equal(sample(text, 'whatsapp_lease_losses_total'), 0, 'no lease lost')
+  t.equal(sample(text, 'whatsapp_reconnect_attempts'), 0)
+  t.equal(sample(text, 'whatsapp_pacing_queue_depth'), 0)
+  t.ok((sample(text, 'process_cpu_seconds_total') ?? 0) > 0, 'process metrics')
+  t.ok(text.includes('# TYPE whatsapp_takeover_duration_seconds histogram'), 'takeover histogram')
+  t.equal((await replica.app.inject({ method: 'GET', url: '/metrics' })).statusCode, 200, 'scraping again is fine')
+})
+
+t.test('the old JSON metrics are summed over every replica; one that does not answer is named, not waited for', async (t) => {
+  const settings = await sessionCluster(t)
+  const a = await startSessionReplica(t, settings)
+  const b = await startSessionReplica(t, settings)
+  const first = uniqueName('salon')
+  await linkCompany(a, first, settings, t)
+  const second = uniqueName('salon')
+  await linkCompany(b, second, settings, t)
+  for (const [replica, companyId] of [[a, first], [b, second]] as const) {
+    const holder = replica.app.ownership.holds(companyId) ? replica : replica === a ? b : a
+    t.equal((await holder.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'привет' } })).statusCode, 200)
+  }
+  const json = (await a.app.inject({ method: 'GET', url: '/api/whatsapp/metrics' })).json()
+  t.match(json, {
+    success: true,
+    metrics: { totalSessions: 2, activeConnections: 2, messagesSent: 2, qrCodesGenerated: 2, messagesReceived: 0, errors: 0, failedReconnects: 0, lastError: null },
+    sessions: { total: 2, connected: 2, disconnected: 0 },
+    timestamp: String,
+    missing: [],
+    complete: true
+  }, 'the old shape, over both replicas')
+  t.same(json.replicas.map((replica: { replica: string }) => replica.replica).sort(), [a.id, b.id].sort(), 'with each replica\'s own figures')
+
+  // A member without the metrics plugin never answers: the reply names it within the deadline.
+  const silent = await startSessionReplica(t, settings, { disabledPlugins: ['metrics'], metricsGatherTimeoutMs: 300 })
+  t.ok(await waitFor(() => a.app.ownership.coordinator.view().members.some((member) => member.replica === silent.id && member.alive), 5_000))
+  const started = Date.now()
+  const partial = (await a.app.inject({ method: 'GET', url: '/api/whatsapp/metrics' })).json()
+  t.ok(Date.now() - started < 2_500, `answered in ${Date.now() - started} ms`)
+  t.match(partial, { complete: false, missing: [silent.id] })
+})
+
+t.test('a company label only while there are few enough companies (METRICS_COMPANY_LABELS)', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { metricsCompanyLabels: 1 })
+  const [one, two] = [uniqueName('salon'), uniqueName('salon')]
+  for (const companyId of [one, two]) {
+    await linkCompany(replica, companyId, settings, t)
+    await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'x' } })
+  }
+  const text = (await replica.app.inject({ method: 'GET', url: '/metrics' })).body
+  t.equal(sample(text, 'whatsapp_messages_sent_total', `kind="text",company="${one}"`), 1, 'the first company has its label')
+  t.equal(sample(text, 'whatsapp_messages_sent_total', 'kind="text",company="other"'), 1, 'the rest are "other"')
+  t.equal(promtool(text).status, 0)
+})
+
+t.test('a held session that stays unhealthy emits health_check_failed once, and nothing reconnects it', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { healthFailedAfterMs: 300 })
+  const companyId = uniqueName('salon')
+  const events = await (await import('./helpers/sessions.ts')).recordEvents(t, settings, companyId)
+  await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
+  t.ok(await events.waitFor('health_check_failed', 1, 5_000), 'a session waiting for its QR to be scanned is unhealthy')
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.equal(events.types().filter((type) => type === 'health_check_failed').length, 1, 'reported once for the stretch')
+  t.match(events.events.find((event) => event.type === 'health_check_failed')?.data, { state: 'qr', unhealthyForMs: Number })
+  const health = await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/health` })
+  t.equal(health.statusCode, 503)
+  t.match(health.json(), { healthy: false, status: 'qr', lease: { holder: replica.id, epoch: Number }, replica: { id: replica.id, ready: true, checks: { nats: { ok: true }, postgres: { ok: true }, leases: { ok: true } } } })
+})
