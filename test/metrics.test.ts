@@ -118,3 +118,30 @@ t.test('a held session that stays unhealthy emits health_check_failed once, and 
   t.equal(health.statusCode, 503)
   t.match(health.json(), { healthy: false, status: 'qr', lease: { holder: replica.id, epoch: Number }, replica: { id: replica.id, ready: true, checks: { nats: { ok: true }, postgres: { ok: true }, leases: { ok: true } } } })
 })
+
+t.test('the Grafana dashboard queries only metrics the gateway exports, in valid PromQL', async (t) => {
+  const { readFile, writeFile, mkdtemp } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dashboard = JSON.parse(await readFile(new URL('../deploy/grafana/wa-gateway.json', import.meta.url), 'utf8')) as { panels: { title: string, targets: { expr: string }[] }[] }
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings)
+  await linkCompany(replica, uniqueName('salon'), settings, t)
+  const text = (await replica.app.inject({ method: 'GET', url: '/metrics' })).body
+  const exported = new Set<string>()
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    exported.add(name)
+    if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(name + suffix)
+  }
+  const expressions = dashboard.panels.flatMap((panel) => panel.targets.map((target) => ({ panel: panel.title, expr: target.expr })))
+  t.ok(expressions.length >= 12, `${expressions.length} queries`)
+  for (const { panel, expr } of expressions) {
+    for (const [name] of expr.matchAll(/\b(?:whatsapp|process|nodejs)_[a-z0-9_]+\b/g)) t.ok(exported.has(name), `${panel}: ${name} is exported`)
+  }
+  // promtool checks PromQL through recording rules; Grafana's variables are given plain values.
+  const dir = await mkdtemp(join(tmpdir(), 'wa-dashboard-'))
+  const rules = `groups:\n  - name: dashboard\n    rules:\n${expressions.map(({ expr }, index) => `      - record: dashboard:query_${index}\n        expr: '${expr.replaceAll('$job', '.*').replaceAll("'", "''")}'`).join('\n')}\n`
+  await writeFile(join(dir, 'rules.yml'), rules)
+  const check = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.yml')], { encoding: 'utf8' })
+  t.equal(check.status, 0, `promtool check rules: ${(check.stdout + check.stderr).trim().split('\n').at(-1)}`)
+})
