@@ -1,6 +1,6 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core'
 import { headers as createHeaders } from '@nats-io/nats-core'
-import { context, propagation, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { context, propagation, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
 import type { TSchema, Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
@@ -11,6 +11,7 @@ import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
 import { StreamPublisher } from './stream-publisher.ts'
+import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
 const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
@@ -70,11 +71,19 @@ export class Bus {
   readonly #subscriptions = new Set<Subscription>()
   readonly #inFlight = new Set<Promise<void>>()
 
-  constructor (options: { nc: NatsConnection, orm: MikroORM, log: FastifyBaseLogger, requestTimeoutMs: number }) {
+  readonly #replica: string
+
+  constructor (options: { nc: NatsConnection, orm: MikroORM, log: FastifyBaseLogger, requestTimeoutMs: number, replica?: string }) {
+    this.#replica = options.replica ?? ''
     this.#nc = options.nc
     this.#orm = options.orm
     this.#log = options.log
     this.#requestTimeoutMs = options.requestTimeoutMs
+  }
+
+  /** Span attributes of a NATS operation (OpenTelemetry messaging conventions, plus the replica). */
+  #attributes (subject: string, operation: string): Record<string, string> {
+    return { 'messaging.system': 'nats', 'messaging.destination.name': subject, 'messaging.operation.name': operation, 'wa.replica': this.#replica }
   }
 
   /** Headers for an outgoing message: the given values plus the active W3C trace context. */
@@ -124,7 +133,7 @@ export class Bus {
 
   async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
     const parent = propagation.extract(context.active(), msg.headers, headerGetter)
-    await context.with(parent, async () => {
+    await context.with(parent, () => inSpan('nats.handle', SpanKind.SERVER, this.#attributes(msg.subject, 'process'), async (span) => {
       let forked: EntityManager | undefined
       const orm = this.#orm
       let log: FastifyBaseLogger | undefined
@@ -149,6 +158,7 @@ export class Bus {
         body = await handler(payload as Static<Request>, handlerContext)
       } catch (err) {
         failed = err
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
         if (!(err instanceof GatewayError)) handlerContext.log.error({ err }, 'NATS handler failed')
       }
       if (!msg.reply) return
@@ -162,12 +172,19 @@ export class Bus {
         [SERVICE_ERROR_CODE_HEADER]: String(failed instanceof GatewayError ? failed.statusCode : 500)
       })
       msg.respond(JSON.stringify(reply), { headers })
-    })
+    }))
   }
 
   publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
     const values = { ...options.headers, ...(options.msgId ? { 'Nats-Msg-Id': options.msgId } : {}) }
-    this.#nc.publish(subject, JSON.stringify(payload), { headers: this.#headersIfAny(values) })
+    const span = trace.getTracer(TRACER_NAME).startSpan('nats.publish', { kind: SpanKind.PRODUCER, attributes: this.#attributes(subject, 'publish') })
+    try {
+      context.with(trace.setSpan(context.active(), span), () => {
+        this.#nc.publish(subject, JSON.stringify(payload), { headers: this.#headersIfAny(values) })
+      })
+    } finally {
+      span.end()
+    }
   }
 
   /**
@@ -196,6 +213,10 @@ export class Bus {
 
   /** A request to another gateway subject; an error reply is rethrown as the GatewayError it was. */
   async request<Reply> (subject: string, payload: unknown, options: RequestOptions = {}): Promise<Reply> {
+    return inSpan('nats.request', SpanKind.CLIENT, this.#attributes(subject, 'send'), () => this.#request<Reply>(subject, payload, options))
+  }
+
+  async #request<Reply> (subject: string, payload: unknown, options: RequestOptions): Promise<Reply> {
     const timeout = options.timeoutMs ?? this.#requestTimeoutMs
     let msg: Msg
     try {
@@ -250,8 +271,10 @@ export class Bus {
    * by JetStream (a message redelivered after a failover is not published twice). Returns its sequence.
    */
   async publishDurable (subject: string, payload: unknown, options: PublishOptions & { msgId: string }): Promise<{ seq: number, duplicate: boolean }> {
-    if (!this.#publisher) throw new Error('ensureStream() first')
-    return this.#publisher.publish(subject, JSON.stringify(payload), this.headers({ ...options.headers, 'Nats-Msg-Id': options.msgId }))
+    const publisher = this.#publisher
+    if (!publisher) throw new Error('ensureStream() first')
+    return inSpan('nats.publish', SpanKind.PRODUCER, this.#attributes(subject, 'publish'), () =>
+      publisher.publish(subject, JSON.stringify(payload), this.headers({ ...options.headers, 'Nats-Msg-Id': options.msgId })))
   }
 
   /**

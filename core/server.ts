@@ -7,6 +7,7 @@ import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
 import { startSandbox } from '../simulator/sandbox.ts'
 import { features } from '../plugins/index.ts'
+import { telemetryHandle } from './telemetry-handle.ts'
 
 const EXIT_BAD_CONFIG = 2
 
@@ -35,6 +36,7 @@ async function main (): Promise<void> {
       } finally {
         await embedded.stop()
         await sandbox?.stop()
+        await telemetryHandle.shutdown?.().catch((err: unknown) => log.warn({ err }, 'the last spans could not be exported'))
       }
     })()
     return closing

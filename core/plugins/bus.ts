@@ -11,7 +11,7 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  const bus = new Bus({ nc: app.nats, orm: app.orm, log: app.log, requestTimeoutMs: app.config.natsRequestTimeoutMs })
+  const bus = new Bus({ nc: app.nats, orm: app.orm, log: app.log, requestTimeoutMs: app.config.natsRequestTimeoutMs, replica: app.config.replicaId })
   app.decorate('bus', bus)
   app.decorate('subjects', subjectsFor(app.config.natsNamespace))
   // Runs before the NATS plugin drains the connection: handlers finish and reply first.

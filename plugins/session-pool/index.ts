@@ -96,6 +96,15 @@ export default fp(async (app) => {
     log: app.log
   }))
 
+  // Every message WhatsApp took is an event too (in the sender's trace): other services see sends they did not make.
+  app.outbound.onOutcome((item, outcome) => {
+    if (outcome.error !== undefined || !outcome.sent) return
+    const session = pool.get(item.companyId)
+    publish(item.companyId, session?.epoch ?? 0, 'message_sent', {
+      messageId: outcome.sent.messageId, phone: item.recipient, kind: item.kind, timestamp: new Date(outcome.sent.timestamp * 1000).toISOString()
+    }, `sent:${item.companyId}:${outcome.sent.messageId}`)
+  })
+
   // Passive health: reports sessions that stay unhealthy; never reconnects anything.
   const healthTimer = setInterval(() => { for (const session of pool.all()) session.checkHealth(config.healthFailedAfterMs) }, Math.max(HEALTH_CHECK_MIN_INTERVAL_MS, config.healthFailedAfterMs / HEALTH_CHECKS_PER_THRESHOLD))
   healthTimer.unref()

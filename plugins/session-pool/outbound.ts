@@ -1,4 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
+import { TRACER_NAME } from '../../core/tracing.ts'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { IdempotencyStore } from './idempotency.ts'
@@ -9,7 +11,7 @@ const DEADLINE = Symbol('deadline')
 
 export type OutboundKind = 'text' | 'reaction'
 
-export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown }) => void
+export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown, sent?: SentMessage }) => void
 
 /** One message on its way out of a company's connection. */
 export interface OutboundItem {
@@ -66,8 +68,8 @@ export class Outbound {
     this.#listeners.push(listener)
   }
 
-  #report (item: OutboundItem, startedAt: number, error?: unknown): void {
-    const outcome = { durationMs: performance.now() - startedAt, error }
+  #report (item: OutboundItem, startedAt: number, error?: unknown, sent?: SentMessage): void {
+    const outcome = { durationMs: performance.now() - startedAt, error, sent }
     for (const listener of this.#listeners) listener(item, outcome)
   }
 
@@ -83,8 +85,12 @@ export class Outbound {
     let handedOver: Promise<SentMessage> | undefined
     const startedAt = performance.now()
     try {
-      const result = await this.#send(item, (sending) => { handedOver = sending }, reply)
-      this.#report(item, startedAt)
+      let sent: SentMessage | undefined
+      const result = await this.#send(item, (sending) => { handedOver = sending }, (message, queuedMs) => {
+        sent = message
+        return reply(message, queuedMs)
+      })
+      this.#report(item, startedAt, undefined, sent)
       if (key) {
         await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
         this.#inFlight.delete(key)
@@ -118,7 +124,20 @@ export class Outbound {
     if (pool.get(item.companyId)?.socket !== socket) {
       throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
     }
-    const sending = item.deliver(socket)
+    // The span of WhatsApp taking the message ends when it does, even after the deadline.
+    const span = trace.getTracer(TRACER_NAME).startSpan('whatsapp.send', {
+      kind: SpanKind.CLIENT,
+      attributes: { 'wa.company': item.companyId, 'wa.kind': item.kind, 'wa.queued_ms': Math.round(queuedMs) }
+    })
+    const sending = context.with(trace.setSpan(context.active(), span), () => item.deliver(socket))
+    sending.then((sent) => {
+      span.setAttribute('wa.message_id', sent.messageId)
+      span.end()
+    }, (err: unknown) => {
+      span.recordException(err as Error)
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
+      span.end()
+    })
     onHandover(sending)
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<typeof DEADLINE>((resolve) => { timer = setTimeout(() => resolve(DEADLINE), Math.max(0, deadline - performance.now())) })
