@@ -10,11 +10,17 @@ import type {
 import type { OwnerReply } from './cluster.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
+const HOLDER_RETRY_INTERVAL_MS = 50
 
 export interface GatewayClientOptions {
   timeoutMs?: number
   /** The gateway deployment's NATS_NAMESPACE (default `wa`). */
   namespace?: string
+  /**
+   * How long a command waits for a holder when nobody answers (a handoff between replicas takes
+   * tens of milliseconds). Default 0: NOT_CONNECTED at once, as for a company nobody holds.
+   */
+  holderWaitMs?: number
   /** Called before every request, e.g. to inject `traceparent`. */
   decorateHeaders?: (headers: MsgHdrs) => void
 }
@@ -32,7 +38,7 @@ export function isNoResponders (err: unknown): boolean {
 export function toClientError (err: unknown, subject: string, timeoutMs: number): Error {
   const cause = err instanceof natsErrors.RequestError ? err.cause : err
   if (isNoResponders(err)) {
-    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`)
+    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`, undefined, { noResponders: true })
   }
   if (cause instanceof natsErrors.TimeoutError) {
     return new GatewayClientError(ErrorCode.TIMEOUT, `${subject} did not answer within ${timeoutMs} ms`)
@@ -49,6 +55,20 @@ export function isErrorReply (value: unknown): value is ErrorReply {
 export function createGatewayClient (nc: NatsConnection, options: GatewayClientOptions = {}) {
   const timeout = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS
   const subjects = subjectsFor(options.namespace)
+
+  /** A holder command: with `holderWaitMs`, asked again while nobody holds the company. */
+  async function command<Reply> (companyId: string, name: string, payload: unknown): Promise<Reply> {
+    const deadline = Date.now() + (options.holderWaitMs ?? 0)
+    for (;;) {
+      try {
+        return await call<Reply>(subjects.command(companyId, name), payload)
+      } catch (err) {
+        const betweenHolders = err instanceof GatewayClientError && err.code === ErrorCode.NOT_CONNECTED && (err.noResponders || err.retryAfter !== undefined)
+        if (!betweenHolders || Date.now() + HOLDER_RETRY_INTERVAL_MS > deadline) throw err
+        await new Promise((resolve) => setTimeout(resolve, HOLDER_RETRY_INTERVAL_MS))
+      }
+    }
+  }
 
   async function call<Reply> (subject: string, payload: unknown): Promise<Reply> {
     let headers: MsgHdrs | undefined
@@ -74,14 +94,14 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     normalizePhone: (phone: string, country?: string) =>
       call<NormalizePhoneReply>(subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
     /** Sends through the replica holding the company; NOT_CONNECTED at once when none does. */
-    send: (companyId: string, request: SendRequest) => call<SendReply>(subjects.command(companyId, 'send'), request),
+    send: (companyId: string, request: SendRequest) => command<SendReply>(companyId, 'send', request),
     /** Reacts to a message through the holder; `emoji: ''` removes the reaction. */
-    react: (companyId: string, request: ReactionRequest) => call<ReactionReply>(subjects.command(companyId, 'react'), request),
+    react: (companyId: string, request: ReactionRequest) => command<ReactionReply>(companyId, 'react', request),
     autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'get'), {}),
     setAutoReactionRules: (companyId: string, rules: AutoReactionRules) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'set'), rules),
-    status: (companyId: string) => call<SessionStatus>(subjects.command(companyId, 'status'), {}),
-    logout: (companyId: string) => call<LogoutReply>(subjects.command(companyId, 'logout'), {}),
-    owner: (companyId: string) => call<OwnerReply>(subjects.command(companyId, 'owner'), {}),
+    status: (companyId: string) => command<SessionStatus>(companyId, 'status', {}),
+    logout: (companyId: string) => command<LogoutReply>(companyId, 'logout', {}),
+    owner: (companyId: string) => command<OwnerReply>(companyId, 'owner', {}),
     /** Any replica answers: marks the company online and returns its QR, pairing code or connection. */
     initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(subjects.initialize(companyId), request),
     listSessions: () => call<SessionsList>(subjects.sessionsList, {})

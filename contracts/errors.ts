@@ -52,13 +52,16 @@ export class GatewayClientError extends Error {
   readonly retryAfter: number | undefined
   /** For a failed send: whether WhatsApp took the message. */
   readonly accepted: boolean | undefined
+  /** Nobody answered the subject (for a command: no replica holds the company right now). */
+  readonly noResponders: boolean
 
-  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean } = {}) {
+  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean, noResponders?: boolean } = {}) {
     super(message)
     this.name = 'GatewayClientError'
     this.code = code
     this.details = details
     this.retryAfter = extra.retryAfter
     this.accepted = extra.accepted
+    this.noResponders = extra.noResponders ?? false
   }
 }

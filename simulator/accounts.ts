@@ -41,6 +41,8 @@ export class Account {
   readonly phoneDevice = new SignalDevice()
   readonly received: ReceivedMessage[] = []
   readonly receipts: DeviceReceipt[] = []
+  /** Linked devices (numbers) the account has: messages to it go to them, or wait while they are offline. */
+  readonly knownDevices = new Set<number>()
   readonly phone: string
   /** Whether the number is on WhatsApp. */
   readonly registered: boolean

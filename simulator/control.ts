@@ -69,7 +69,7 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
     }
   }, async (request, reply) => {
     const sent = await simulator.deliver({ from: request.params.phone, ...request.body })
-    if (sent.devices === 0) return reply.code(404).send(notFound(`no linked device of ${request.body.to} is connected`))
+    if (sent.devices === 0 && sent.queued === 0) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
     return { success: true, ...sent }
   })
 

@@ -72,6 +72,11 @@ interface CodeRequest {
   settle?: (outcome: PairingCodeOutcome) => void
 }
 
+/** An inbound message waiting for an offline device. */
+type QueuedMessage = InboundOptions & { id: string, at: number }
+/** What WhatsApp keeps for an offline device: contacts' messages, and receipts for what it sent. */
+type Kept = { message: QueuedMessage } | { node: BinaryNode }
+
 export type PairingCodeOutcome =
   | { linked: true, device: string }
   | { linked: false, reason: 'no-request' | 'wrong-code' | 'timeout' }
@@ -95,6 +100,8 @@ export class WhatsAppSimulator {
   readonly #devices = new Map<string, Connection>()
   /** Unlinked connections waiting for a scan, by the QR references they were offered. */
   readonly #waitingForScan = new Map<string, Connection>()
+  /** Messages kept for linked devices that were offline, by device (`<user>:<device>`). */
+  readonly #offline = new Map<string, Kept[]>()
   /** Pairing-code requests by the reference the server gave them. */
   readonly #codeRequests = new Map<string, CodeRequest>()
 
@@ -200,9 +207,19 @@ export class WhatsAppSimulator {
     connection.device = device
     this.#devices.set(name, connection)
     const account = this.directory.account(device.user)
+    account.knownDevices.add(device.device)
     connection.send({ tag: 'success', attrs: { t: unixNow(), lid: `${account.lid}:${device.device}@lid` } })
-    connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: '0' } }] })
     this.#record('login', name)
+    const waiting = this.#offline.get(name) ?? []
+    this.#offline.delete(name)
+    void (async () => {
+      for (const kept of waiting) {
+        if ('message' in kept) await this.#sendInbound(connection, kept.message, true)
+        else connection.send({ ...kept.node, attrs: { ...kept.node.attrs, offline: '1' } })
+      }
+      connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: String(waiting.length) } }] })
+      if (waiting.length > 0) this.#record('inbound', `${waiting.length} kept messages handed to ${name}`)
+    })().catch((err: unknown) => this.#record('error', `offline messages for ${name}: ${(err as Error).message}`))
   }
 
   /** Answers the queries a client needs answered (login, device lists, pre-key bundles), and any other iq with an empty result. */
@@ -276,8 +293,13 @@ export class WhatsAppSimulator {
     connection.send({ tag: 'ack', attrs: { class: 'message', id, from: node.attrs.to, t: unixNow() } })
     if (delivered.size === 0) return
     setTimeout(() => {
-      if (connection.socket.readyState !== connection.socket.OPEN) return
-      for (const phone of delivered) connection.send({ tag: 'receipt', attrs: { id, from: userJid(phone), t: unixNow() } })
+      for (const phone of delivered) {
+        const receipt: BinaryNode = { tag: 'receipt', attrs: { id, from: userJid(phone), t: unixNow() } }
+        // The sending device went offline meanwhile (a handoff): it gets the receipt when it is back.
+        const live = this.#devices.get(deviceName(sender))
+        if (live) live.send(receipt)
+        else this.#keep(deviceName(sender), { node: receipt })
+      }
     }, DELIVERY_RECEIPT_DELAY_MS).unref()
   }
 
@@ -307,31 +329,56 @@ export class WhatsAppSimulator {
    * message, encrypted when the device has opened a Signal session with the contact, otherwise as
    * plaintext. Returns the message id and how many devices it reached.
    */
-  async deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number }> {
+  async deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number }> {
     const id = options.id ?? randomBytes(8).toString('hex').toUpperCase()
-    const contact = this.directory.account(options.from)
-    const bytes = Buffer.from(proto.Message.encode({ conversation: options.text }).finish())
+    const message: QueuedMessage = { ...options, id, at: Math.floor(Date.now() / 1000) }
     let devices = 0
     let encrypted = 0
-    for (const connection of this.#devices.values()) {
-      if (connection.device?.user !== options.to) continue
-      let payload: BinaryNode
-      if (contact.phoneDevice.hasSession(connection.device)) {
-        const { type, ciphertext } = await contact.phoneDevice.encrypt(connection.device, writeRandomPadMax16(bytes))
-        payload = { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
-        encrypted++
+    let queued = 0
+    const account = this.directory.account(options.to)
+    for (const device of account.knownDevices) {
+      const connection = this.#devices.get(deviceName({ user: options.to, device }))
+      if (connection?.device) {
+        if (await this.#sendInbound(connection, message)) encrypted++
+        devices++
       } else {
-        payload = { tag: 'plaintext', attrs: {}, content: bytes }
+        // WhatsApp keeps messages for a linked device that is offline and hands them over when it logs in.
+        this.#keep(deviceName({ user: options.to, device }), { message })
+        queued++
       }
-      connection.send({
-        tag: 'message',
-        attrs: { from: userJid(contact.phone), id, t: unixNow(), type: 'text', ...(options.pushName ? { notify: options.pushName } : {}) },
-        content: [payload]
-      })
-      devices++
     }
-    this.#record('inbound', `${options.from} → ${options.to} ${id} (${devices} devices)`)
-    return { id, devices, encrypted }
+    this.#record('inbound', `${options.from} → ${options.to} ${id} (${devices} devices, ${queued} queued)`)
+    return { id, devices, encrypted, queued }
+  }
+
+  #keep (device: string, kept: Kept): void {
+    this.#offline.set(device, [...(this.#offline.get(device) ?? []), kept])
+  }
+
+  /** One inbound message to one live device; true when it went Signal-encrypted. */
+  async #sendInbound (connection: Connection, message: QueuedMessage, offline = false): Promise<boolean> {
+    const contact = this.directory.account(message.from)
+    const device = connection.device!
+    const bytes = Buffer.from(proto.Message.encode({ conversation: message.text }).finish())
+    let payload: BinaryNode
+    let encrypted = false
+    if (contact.phoneDevice.hasSession(device)) {
+      const { type, ciphertext } = await contact.phoneDevice.encrypt(device, writeRandomPadMax16(bytes))
+      payload = { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
+      encrypted = true
+    } else {
+      payload = { tag: 'plaintext', attrs: {}, content: bytes }
+    }
+    connection.send({
+      tag: 'message',
+      attrs: {
+        from: userJid(contact.phone), id: message.id, t: String(message.at), type: 'text',
+        ...(message.pushName ? { notify: message.pushName } : {}),
+        ...(offline ? { offline: '1' } : {})
+      },
+      content: [payload]
+    })
+    return encrypted
   }
 
   /** The contact `phone` reads messages it received from `to`'s devices: they get a read receipt. */
@@ -386,6 +433,7 @@ export class WhatsAppSimulator {
     const details = proto.ADVSignedDeviceIdentity.encode({ details: deviceDetails, accountSignatureKey: account.accountKey.public, accountSignature }).finish()
     const hmac = hmacSign(details, advSecret)
     const device = keyIndex + 1
+    account.knownDevices.add(device)
     waiting.send({
       tag: 'iq',
       attrs: { from: S_WHATSAPP_NET, type: 'set', id: randomBytes(8).toString('hex') },
@@ -480,6 +528,9 @@ export class WhatsAppSimulator {
     const live = this.#devices.get(device)
     if (!live) return false
     this.#devices.delete(device)
+    const [user, number] = device.split(':')
+    this.directory.account(user).knownDevices.delete(Number(number))
+    this.#offline.delete(device)
     live.send({ tag: 'failure', attrs: { reason: '401' } })
     live.socket.close()
     this.#record('logged-out', device)

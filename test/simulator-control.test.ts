@@ -49,7 +49,7 @@ t.test('the control API sends as a contact, shows what a contact received and re
   t.equal(write.statusCode, 200)
   t.match(write.json(), { success: true, id: /^[0-9A-F]{16}$/, devices: 1 })
   t.ok(await waitFor(() => inbound.includes('Можно на завтра?'), 10_000), 'the linked device got it')
-  t.equal((await control.inject({ method: 'POST', url: '/contacts/79111111111/messages', payload: { to: '79005550000', text: 'x' } })).statusCode, 404, 'nobody linked to that number')
+  t.equal((await control.inject({ method: 'POST', url: '/contacts/79111111111/messages', payload: { to: '79005550000', text: 'x' } })).statusCode, 404, 'no device linked to that number')
   t.equal((await control.inject({ method: 'POST', url: '/contacts/79111111111/messages', payload: { to: '79001234567', text: '' } })).statusCode, 400, 'empty text refused')
   t.equal((await control.inject({ method: 'POST', url: '/contacts/+7911/messages', payload: { to: '79001234567', text: 'x' } })).statusCode, 400, 'phone validated')
 

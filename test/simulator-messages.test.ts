@@ -60,9 +60,25 @@ t.test('a contact writes back: plaintext before any session, Signal-encrypted on
   await socket.markRead(jid(CLIENT), [second.id])
   t.ok(await waitFor(() => simulator.account(CLIENT).receipts.some((receipt) => receipt.messageId === second.id && receipt.type === 'read'), STEP_MS), 'read receipt reached the contact')
   t.ok(simulator.account(CLIENT).receipts.some((receipt) => receipt.messageId === first.id && receipt.type === 'delivered'), 'and a delivery receipt for the first')
-  t.equal((await simulator.deliver({ from: CLIENT, to: '79009999999', text: 'никого' })).devices, 0, 'an account with no live device receives nothing')
+  t.match(await simulator.deliver({ from: CLIENT, to: '79009999999', text: 'никого' }), { devices: 0, queued: 0 }, 'an account with no linked device receives nothing')
   t.same(simulator.log.filter((entry) => entry.kind === 'error'), [], 'no protocol error')
   await socket.end()
+})
+
+t.test('messages to a linked device that is offline are kept and handed over when it logs in again', async (t) => {
+  const { simulator, link, connect } = await startSimulator(t)
+  const linked = await link(SALON)
+  await linked.socket.end()
+  t.ok(await waitFor(() => simulator.liveDevices().length === 0, STEP_MS), 'the device is offline')
+  const kept = await simulator.deliver({ from: CLIENT, to: SALON, text: 'Вы тут?' })
+  t.match(kept, { devices: 0, queued: 1 }, 'kept for the offline device')
+  const again = connect(linked.creds, linked.keys)
+  const inbound: InboundMessage[] = []
+  again.socket.on('messages', (batch) => inbound.push(...batch))
+  t.ok(await waitFor(() => inbound.length === 1, STEP_MS), 'handed over at login')
+  t.match(inbound[0], { id: kept.id, text: 'Вы тут?', from: jid(CLIENT) })
+  t.ok(await waitFor(() => again.updates.some((update) => update.connection === 'open'), STEP_MS))
+  await again.socket.end()
 })
 
 t.test('linking by pairing code: a wrong code is refused, the right one links, and the device logs in', async (t) => {

@@ -82,6 +82,9 @@ class KeyCache implements CacheStore {
   flushAll (): void { this.#entries.clear() }
 }
 
+/** A chat with a person (by phone number or LID), not a group, broadcast or newsletter. */
+const PERSON_CHAT = /@(s\.whatsapp\.net|lid)$/
+
 const STATUS: Record<number, Receipt['status']> = {
   [proto.WebMessageInfo.Status.ERROR]: 'error',
   [proto.WebMessageInfo.Status.SERVER_ACK]: 'server',
@@ -156,10 +159,15 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
       .filter((message) => message.key.fromMe && message.key.id && message.status && message.status >= proto.WebMessageInfo.Status.DELIVERY_ACK && STATUS[message.status])
       .map((message) => ({ id: message.key.id!, to: message.key.remoteJid ?? '', status: STATUS[message.status!], timestamp: Math.floor(Date.now() / 1000) }))
     if (acknowledged.length > 0) emit('receipts', acknowledged)
-    if (type !== 'notify') return
+    // Messages kept by WhatsApp while the device was offline (a failover, a restart) arrive as
+    // 'append', like notifications and our own sends: contacts' real messages are taken from them too.
+    const offline = type === 'append'
+    if (type !== 'notify' && !offline) return
     const inbound: InboundMessage[] = messages
       .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
+      .filter((message) => !offline || (message.message && !message.messageStubType && PERSON_CHAT.test(message.key.remoteJid!)))
       .map((message) => ({
+        ...(offline ? { offline: true } : {}),
         id: message.key.id!,
         from: message.key.remoteJid!,
         fromAlt: message.key.remoteJidAlt ?? undefined,

@@ -8,6 +8,9 @@ import type { SessionPool } from './pool.ts'
 import type { SentMessage, WaSocket } from './socket-port.ts'
 
 const DEADLINE = Symbol('deadline')
+/** Session states that end by themselves, soon; a send refused in them is told when to retry. */
+const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
+const RECONNECTING_RETRY_AFTER_S = 1
 
 export type OutboundKind = 'text' | 'reaction'
 
@@ -117,8 +120,15 @@ export class Outbound {
     const { pool, sendTimeoutMs } = this.#options
     const started = performance.now()
     const deadline = started + sendTimeoutMs
-    const socket = pool.get(item.companyId)?.socket
-    if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}`, { accepted: false })
+    const session = pool.get(item.companyId)
+    const socket = session?.socket
+    if (!socket) {
+      // Connecting or reconnecting passes: say when to try again. A session waiting for a QR scan does not.
+      const transient = session !== undefined && TRANSIENT_STATES.has(session.state)
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}${transient ? ` (${session.state})` : ''}`, {
+        accepted: false, ...(transient ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
+      })
+    }
     let queuedMs = 0
     for (const policy of this.#policies) queuedMs += await policy.admit(item, socket, deadline)
     if (pool.get(item.companyId)?.socket !== socket) {
@@ -152,7 +162,11 @@ export class Outbound {
       return reply(outcome, Math.round(queuedMs))
     } catch (err) {
       if (err instanceof GatewayError) throw err
-      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, { cause: err, accepted: false })
+      // The connection closed under the send (a handoff, a reconnect): not sent, and worth another try.
+      const closedUnder = pool.get(item.companyId)?.socket !== socket
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, {
+        cause: err, accepted: false, ...(closedUnder ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
+      })
     } finally {
       clearTimeout(timer)
     }

@@ -286,7 +286,8 @@ export class Session {
         lid,
         pushName: message.pushName ?? null,
         text: message.text ?? null,
-        timestamp: new Date(message.timestamp * 1000).toISOString()
+        timestamp: new Date(message.timestamp * 1000).toISOString(),
+        offline: message.offline ?? false
       }, { eventId: `message:${this.companyId}:${message.id}` })
     }
   }

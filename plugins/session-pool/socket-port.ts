@@ -21,6 +21,8 @@ export interface InboundMessage {
   text?: string
   /** Unix seconds. */
   timestamp: number
+  /** WhatsApp kept it while this device was offline and handed it over at login. */
+  offline?: boolean
 }
 
 export interface Receipt {
