@@ -9,6 +9,7 @@ import {
 } from '../../contracts/index.ts'
 import { GatewayError, validationError } from '../../core/errors.ts'
 import { idempotencyHeaders, idempotencyKeyOf } from '../session-pool/index.ts'
+import { deliveryFields } from '../session-pool/outbound.ts'
 import { isSingleEmoji } from './emoji.ts'
 import { gratitudeTest } from './gratitude.ts'
 import { AutoReactionRuleSchema, ruleMigrations, rulesOf, saveRules, type EffectiveRules } from './rules.ts'
@@ -90,17 +91,7 @@ async function react (app: FastifyInstance, companyId: string, request: Reaction
     recipient: e164,
     idempotencyKey,
     deliver: (socket) => socket.react(jid, { id: request.messageId, fromMe }, request.emoji)
-  }, (sent, queuedMs) => ({
-    success: true as const,
-    companyId,
-    phone: e164,
-    messageId: sent.messageId,
-    timestamp: new Date(sent.timestamp * 1000).toISOString(),
-    accepted: true as const,
-    emoji: request.emoji,
-    reactedTo: request.messageId,
-    ...(queuedMs > 0 ? { queuedMs } : {})
-  }))
+  }, (sent, queuedMs) => ({ ...deliveryFields(companyId, e164, sent, queuedMs), emoji: request.emoji, reactedTo: request.messageId }))
 }
 
 /** On the holder, for each inbound message: the company's emoji when it thanks, once per message. */

@@ -19,7 +19,7 @@ import { TestWhatsApp } from './test-socket.ts'
 import { baileysFactory } from './baileys-adapter.ts'
 import type { SocketFactory } from './socket-port.ts'
 import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from './idempotency.ts'
-import { Outbound } from './outbound.ts'
+import { deliveryFields, Outbound } from './outbound.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
 export const migrations = [...authMigrations, ...pairingMigrations]
@@ -142,15 +142,7 @@ function registerHolderCommands (app: FastifyInstance, pool: SessionPool) {
       recipient: e164,
       idempotencyKey: idempotencyKeyOf(request.idempotencyKey, context.headers),
       deliver: (socket) => socket.sendText(jid, request.message, { quoted: request.options?.quoted })
-    }, (sent, queuedMs) => ({
-      success: true as const,
-      companyId,
-      phone: e164,
-      messageId: sent.messageId,
-      timestamp: new Date(sent.timestamp * 1000).toISOString(),
-      accepted: true as const,
-      ...(queuedMs > 0 ? { queuedMs } : {})
-    }))
+    }, (sent, queuedMs) => deliveryFields(companyId, e164, sent, queuedMs))
   })
 
   ownership.registerCommand('status', async (companyId, _payload, _context, lease): Promise<SessionStatus> => {

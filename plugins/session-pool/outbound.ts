@@ -43,6 +43,19 @@ export interface OutboundOptions {
   log: FastifyBaseLogger
 }
 
+/** The fields every delivery reply has (send and reaction alike), in the contracts' shape. */
+export function deliveryFields (companyId: string, phone: string, sent: SentMessage, queuedMs: number) {
+  return {
+    success: true as const,
+    companyId,
+    phone,
+    messageId: sent.messageId,
+    timestamp: new Date(sent.timestamp * 1000).toISOString(),
+    accepted: true as const,
+    ...(queuedMs > 0 ? { queuedMs } : {})
+  }
+}
+
 /** The reply of a delivered item, as the caller built it, plus the duplicate marker. */
 export type Delivered<R> = R & { duplicate?: true }
 
