@@ -105,6 +105,8 @@ export interface Config {
   holderWaitMs: number
   /** First token of every subject (`wa`): one per deployment sharing a NATS account. */
   natsNamespace: string
+  /** Log every HTTP request and response (Fastify's request logging). */
+  logRequests: boolean
   /** A `company` label on per-company metrics, for at most this many companies (the rest are `other`); 0: no label. */
   metricsCompanyLabels: number
   /** How long the cluster-wide JSON metrics wait for the replicas' answers. */
@@ -547,6 +549,13 @@ export const SETTINGS = {
     expected: 'milliseconds, a positive integer',
     fallback: () => 60_000,
     parse: milliseconds
+  },
+  logRequests: {
+    env: 'LOG_REQUESTS',
+    describe: 'Log every HTTP request and its response at info level (off: only failures are logged)',
+    expected: '1 | 0 | true | false',
+    fallback: () => false,
+    parse: flag
   },
   natsNamespace: {
     env: 'NATS_NAMESPACE',
