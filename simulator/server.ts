@@ -51,6 +51,8 @@ interface Connection {
   socket: WebSocket
   send: (node: BinaryNode) => void
   device?: { user: string, device: number }
+  /** Inbound messages sent on this connection and not yet acknowledged by the device. */
+  unacked: Map<string, QueuedMessage>
 }
 
 export interface InboundOptions {
@@ -138,7 +140,7 @@ export class WhatsAppSimulator {
   #serve (socket: WebSocket): void {
     const noise = new NoiseServer(this.identity)
     const reader = new FrameReader()
-    const connection: Connection = { socket, send: (node) => socket.send(frame(noise.encryptFrame(encodeBinaryNode(node)))) }
+    const connection: Connection = { socket, send: (node) => socket.send(frame(noise.encryptFrame(encodeBinaryNode(node)))), unacked: new Map() }
     let introSeen = false
     let helloAnswered = false
     // Frames are handled one at a time, in order: Signal sessions depend on it.
@@ -172,6 +174,7 @@ export class WhatsAppSimulator {
         else if (node.tag === 'iq') this.#answerIq(connection, node)
         else if (node.tag === 'message') await this.#relay(connection, node)
         else if (node.tag === 'receipt') this.#receiptFromDevice(connection, node)
+        else if (node.tag === 'ack' && node.attrs.class === 'message') connection.unacked.delete(node.attrs.id)
       }
     }
     socket.on('message', (data: Buffer) => {
@@ -182,6 +185,8 @@ export class WhatsAppSimulator {
     })
     socket.on('close', () => {
       this.#record('closed', connection.device ? deviceName(connection.device) : '')
+      // WhatsApp forgets a message only once the device acknowledged it: what was not, comes again at the next login.
+      if (connection.device) for (const message of connection.unacked.values()) this.#keep(deviceName(connection.device), { message })
       for (const [device, live] of this.#devices) if (live === connection) this.#devices.delete(device)
       this.#stopWaiting(connection)
       for (const [ref, request] of this.#codeRequests) if (request.connection === connection) this.#codeRequests.delete(ref)
@@ -357,6 +362,7 @@ export class WhatsAppSimulator {
 
   /** One inbound message to one live device; true when it went Signal-encrypted. */
   async #sendInbound (connection: Connection, message: QueuedMessage, offline = false): Promise<boolean> {
+    connection.unacked.set(message.id, message)
     const contact = this.directory.account(message.from)
     const device = connection.device!
     const bytes = Buffer.from(proto.Message.encode({ conversation: message.text }).finish())

@@ -81,6 +81,20 @@ t.test('messages to a linked device that is offline are kept and handed over whe
   await again.socket.end()
 })
 
+t.test('a message the device did not acknowledge before its connection broke comes again at the next login', async (t) => {
+  const { simulator, link, connect } = await startSimulator(t)
+  const linked = await link(SALON)
+  const sent = simulator.deliver({ from: CLIENT, to: SALON, text: 'Перезвоните мне' })
+  t.ok(simulator.drop(linked.device), 'the connection breaks at once')
+  const { id } = await sent
+  const again = connect(linked.creds, linked.keys)
+  const inbound: InboundMessage[] = []
+  again.socket.on('messages', (batch) => inbound.push(...batch))
+  t.ok(await waitFor(() => inbound.some((message) => message.id === id), STEP_MS), 'delivered after the reconnect')
+  t.ok(await waitFor(() => again.updates.some((update) => update.connection === 'open'), STEP_MS))
+  await again.socket.end()
+})
+
 t.test('linking by pairing code: a wrong code is refused, the right one links, and the device logs in', async (t) => {
   const { simulator, connect } = await startSimulator(t)
   const creds = initAuthCreds()
