@@ -53,6 +53,8 @@ interface Connection {
   device?: { user: string, device: number }
   /** Inbound messages sent on this connection and not yet acknowledged by the device. */
   unacked: Map<string, QueuedMessage>
+  /** Receipts sent on this connection and not yet acknowledged (by `receipt:<id>:<type>`). */
+  unackedReceipts: Map<string, BinaryNode>
 }
 
 export interface InboundOptions {
@@ -83,6 +85,7 @@ export type PairingCodeOutcome =
   | { linked: true, device: string }
   | { linked: false, reason: 'no-request' | 'wrong-code' | 'timeout' }
 
+const receiptKey = (id: string | undefined, type: string | undefined) => `${id ?? ''}:${type ?? 'delivery'}`
 const unixNow = () => String(Math.floor(Date.now() / 1000))
 const deviceName = (device: { user: string, device: number }) => `${device.user}:${device.device}`
 const userJid = (user: string) => `${user}@s.whatsapp.net`
@@ -140,7 +143,7 @@ export class WhatsAppSimulator {
   #serve (socket: WebSocket): void {
     const noise = new NoiseServer(this.identity)
     const reader = new FrameReader()
-    const connection: Connection = { socket, send: (node) => socket.send(frame(noise.encryptFrame(encodeBinaryNode(node)))), unacked: new Map() }
+    const connection: Connection = { socket, send: (node) => socket.send(frame(noise.encryptFrame(encodeBinaryNode(node)))), unacked: new Map(), unackedReceipts: new Map() }
     let introSeen = false
     let helloAnswered = false
     // Frames are handled one at a time, in order: Signal sessions depend on it.
@@ -175,6 +178,7 @@ export class WhatsAppSimulator {
         else if (node.tag === 'message') await this.#relay(connection, node)
         else if (node.tag === 'receipt') this.#receiptFromDevice(connection, node)
         else if (node.tag === 'ack' && node.attrs.class === 'message') connection.unacked.delete(node.attrs.id)
+        else if (node.tag === 'ack' && node.attrs.class === 'receipt') connection.unackedReceipts.delete(receiptKey(node.attrs.id, node.attrs.type))
       }
     }
     socket.on('message', (data: Buffer) => {
@@ -186,7 +190,10 @@ export class WhatsAppSimulator {
     socket.on('close', () => {
       this.#record('closed', connection.device ? deviceName(connection.device) : '')
       // WhatsApp forgets a message only once the device acknowledged it: what was not, comes again at the next login.
-      if (connection.device) for (const message of connection.unacked.values()) this.#keep(deviceName(connection.device), { message })
+      if (connection.device) {
+        for (const message of connection.unacked.values()) this.#keep(deviceName(connection.device), { message })
+        for (const node of connection.unackedReceipts.values()) this.#keep(deviceName(connection.device), { node })
+      }
       for (const [device, live] of this.#devices) if (live === connection) this.#devices.delete(device)
       this.#stopWaiting(connection)
       for (const [ref, request] of this.#codeRequests) if (request.connection === connection) this.#codeRequests.delete(ref)
@@ -220,7 +227,7 @@ export class WhatsAppSimulator {
     void (async () => {
       for (const kept of waiting) {
         if ('message' in kept) await this.#sendInbound(connection, kept.message, true)
-        else connection.send({ ...kept.node, attrs: { ...kept.node.attrs, offline: '1' } })
+        else this.#sendReceipt(connection, { ...kept.node, attrs: { ...kept.node.attrs, offline: '1' } })
       }
       connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: String(waiting.length) } }] })
       if (waiting.length > 0) this.#record('inbound', `${waiting.length} kept messages handed to ${name}`)
@@ -302,7 +309,7 @@ export class WhatsAppSimulator {
         const receipt: BinaryNode = { tag: 'receipt', attrs: { id, from: userJid(phone), t: unixNow() } }
         // The sending device went offline meanwhile (a handoff): it gets the receipt when it is back.
         const live = this.#devices.get(deviceName(sender))
-        if (live) live.send(receipt)
+        if (live) this.#sendReceipt(live, receipt)
         else this.#keep(deviceName(sender), { node: receipt })
       }
     }, DELIVERY_RECEIPT_DELAY_MS).unref()
@@ -356,6 +363,12 @@ export class WhatsAppSimulator {
     return { id, devices, encrypted, queued }
   }
 
+  /** A receipt, kept until the device acknowledges it (like a message). */
+  #sendReceipt (connection: Connection, receipt: BinaryNode): void {
+    connection.unackedReceipts.set(receiptKey(receipt.attrs.id, receipt.attrs.type), receipt)
+    connection.send(receipt)
+  }
+
   #keep (device: string, kept: Kept): void {
     this.#offline.set(device, [...(this.#offline.get(device) ?? []), kept])
   }
@@ -392,7 +405,7 @@ export class WhatsAppSimulator {
     let devices = 0
     for (const connection of this.#devices.values()) {
       if (connection.device?.user !== to) continue
-      for (const id of messageIds) connection.send({ tag: 'receipt', attrs: { id, from: userJid(phone), type: 'read', t: unixNow() } })
+      for (const id of messageIds) this.#sendReceipt(connection, { tag: 'receipt', attrs: { id, from: userJid(phone), type: 'read', t: unixNow() } })
       devices++
     }
     return devices
