@@ -13,7 +13,7 @@ import pg from 'pg'
 import { BufferJSON, initAuthCreds } from '@whiskeysockets/baileys'
 import { createGatewayClient } from '../contracts/index.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { exitOf, startReplicaProcess, type ReplicaProcess } from '../test/helpers/replica-process.ts'
+import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 
 const CONCURRENCIES = [1, 16, 64]

@@ -9,10 +9,12 @@ export async function settlesWithin (promise: Promise<unknown>, ms: number): Pro
   }
 }
 
-/** The promise's outcome, or a rejection with `message` once `ms` has passed. */
-export async function withDeadline<T> (promise: Promise<T>, ms: number, message: string): Promise<T> {
+/** The promise's outcome, or a rejection with `failure` (a message, or the error itself) once `ms` has passed. */
+export async function withDeadline<T> (promise: Promise<T>, ms: number, failure: string | (() => Error)): Promise<T> {
   let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(typeof failure === 'string' ? new Error(failure) : failure()), Math.max(0, ms))
+  })
   try {
     return await Promise.race([promise, late])
   } finally {

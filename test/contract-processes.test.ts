@@ -2,7 +2,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { connect } from '@nats-io/transport-node'
 import { createGatewayClient } from '../contracts/client.ts'
-import { TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
+import { clusterEnv, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
 import { exitOf, startReplicaProcess, type ReplicaProcess } from './helpers/replica-process.ts'
 import { uniqueName } from './helpers/services.ts'
 import { recordEvents, sessionCluster } from './helpers/sessions.ts'
@@ -25,20 +25,12 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
   // The second replica may take the company over (balancing) at any point: commands wait through a handoff.
   const client = createGatewayClient(nc, { timeoutMs: STEP_MS, namespace: settings.natsNamespace, holderWaitMs: STEP_MS })
   const env = {
-    NATS_URL: settings.natsUrl,
-    DATABASE_URL: settings.databaseUrl,
-    LEASE_BUCKET: settings.leaseBucket,
-    MEMBERS_BUCKET: settings.membersBucket,
-    LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
+    ...clusterEnv(settings),
     WA_TRANSPORT: 'baileys',
     WA_WS_URL: url,
     WA_VERSION: TEST_WA_VERSION.join('.'),
     WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex,
-    RECONNECT_BASE_MS: '50',
-    NATS_NAMESPACE: settings.natsNamespace,
-    EVENTS_STREAM: settings.eventsStream,
-    IDEMPOTENCY_BUCKET: settings.idempotencyBucket,
-    RATE_BUCKET: settings.rateBucket
+    RECONNECT_BASE_MS: '50'
   }
   const replicas = new Map<string, ReplicaProcess>()
   for (const id of [uniqueName('gw-a'), uniqueName('gw-b')]) {

@@ -2,7 +2,7 @@ import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import pg from 'pg'
 import { subjectsFor } from '../contracts/index.ts'
-import { clusterSettings, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
+import { clusterEnv, clusterSettings, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
 import { serveLedger } from './helpers/ledger-server.ts'
 import { uniqueName } from './helpers/services.ts'
 import { exitOf, startReplicaProcess } from './helpers/replica-process.ts'
@@ -19,14 +19,9 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   const { ledger, stop } = serveLedger(nc, ledgerSubject)
   t.teardown(stop)
   const env = {
-    NATS_URL: settings.natsUrl,
-    DATABASE_URL: settings.databaseUrl,
-    LEASE_BUCKET: settings.leaseBucket,
-    MEMBERS_BUCKET: settings.membersBucket,
-    LEASE_TTL_MS: String(TEST_LEASE_TTL_MS),
+    ...clusterEnv(settings),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions,metrics',
-    NATS_NAMESPACE: settings.natsNamespace
+    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions,metrics'
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')

@@ -1,5 +1,4 @@
 import t from 'tap'
-import { Subjects } from '../contracts/index.ts'
 import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
 import { fencedTransaction } from '../plugins/ownership/index.ts'
 import { clusterSettings, longestGaps, OWNERSHIP_ONLY, startReplica, TEST_LEASE_TTL_MS, type Replica } from './helpers/cluster.ts'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { headers as natsHeaders } from '@nats-io/nats-core'
-import { createGatewayClient, Subjects } from '../contracts/index.ts'
+import { createGatewayClient } from '../contracts/index.ts'
 import { uniqueName } from './helpers/services.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 

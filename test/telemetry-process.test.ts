@@ -4,6 +4,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exitOf, startReplicaProcess } from './helpers/replica-process.ts'
 import { sessionCluster } from './helpers/sessions.ts'
+import { clusterEnv } from './helpers/cluster.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -34,14 +35,7 @@ t.test('npm start\'s --import ./core/telemetry.ts exports HTTP, NATS and Postgre
   const settings = await sessionCluster(t)
   const otlp = await collector(t)
   const replica = await startReplicaProcess({
-    NATS_URL: settings.natsUrl,
-    DATABASE_URL: settings.databaseUrl,
-    LEASE_BUCKET: settings.leaseBucket,
-    MEMBERS_BUCKET: settings.membersBucket,
-    IDEMPOTENCY_BUCKET: settings.idempotencyBucket,
-    RATE_BUCKET: settings.rateBucket,
-    NATS_NAMESPACE: settings.natsNamespace,
-    EVENTS_STREAM: settings.eventsStream,
+    ...clusterEnv(settings),
     WA_TRANSPORT: 'test',
     OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',

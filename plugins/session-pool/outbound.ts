@@ -1,13 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import { TRACER_NAME } from '../../core/tracing.ts'
+import { withDeadline } from '../../core/deadline.ts'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { IdempotencyStore } from './idempotency.ts'
 import type { SessionPool } from './pool.ts'
 import type { SentMessage, WaSocket } from './socket-port.ts'
 
-const DEADLINE = Symbol('deadline')
 /** Session states that end by themselves, soon; a send refused in them is told when to retry. */
 const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
 const RECONNECTING_RETRY_AFTER_S = 1
@@ -101,11 +101,8 @@ export class Outbound {
     let handedOver: Promise<SentMessage> | undefined
     const startedAt = performance.now()
     try {
-      let sent: SentMessage | undefined
-      const result = await this.#send(item, (sending) => { handedOver = sending }, (message, queuedMs) => {
-        sent = message
-        return reply(message, queuedMs)
-      })
+      const { sent, queuedMs } = await this.#send(item, (sending) => { handedOver = sending })
+      const result = reply(sent, queuedMs)
       this.#report(item, startedAt, undefined, sent)
       if (key) {
         await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
@@ -129,7 +126,7 @@ export class Outbound {
     }
   }
 
-  async #send<R> (item: OutboundItem, onHandover: (sending: Promise<SentMessage>) => void, reply: (sent: SentMessage, queuedMs: number) => R): Promise<R> {
+  async #send (item: OutboundItem, onHandover: (sending: Promise<SentMessage>) => void): Promise<{ sent: SentMessage, queuedMs: number }> {
     const { pool, sendTimeoutMs } = this.#options
     const started = performance.now()
     const deadline = started + sendTimeoutMs
@@ -162,17 +159,12 @@ export class Outbound {
       span.end()
     })
     onHandover(sending)
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<typeof DEADLINE>((resolve) => { timer = setTimeout(() => resolve(DEADLINE), Math.max(0, deadline - performance.now())) })
     try {
-      const outcome = await Promise.race([sending, late])
-      if (outcome === DEADLINE) {
-        throw new GatewayError(ErrorCode.TIMEOUT,
-          `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out (retry with the same idempotency key to learn the outcome)`,
-          { accepted: false })
-      }
+      const sent = await withDeadline(sending, deadline - performance.now(), () => new GatewayError(ErrorCode.TIMEOUT,
+        `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out (retry with the same idempotency key to learn the outcome)`,
+        { accepted: false }))
       pool.get(item.companyId)?.touch()
-      return reply(outcome, Math.round(queuedMs))
+      return { sent, queuedMs: Math.round(queuedMs) }
     } catch (err) {
       if (err instanceof GatewayError) throw err
       // The connection closed under the send (a handoff, a reconnect): not sent, and worth another try.
@@ -180,8 +172,6 @@ export class Outbound {
       throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, {
         cause: err, accepted: false, ...(closedUnder ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
       })
-    } finally {
-      clearTimeout(timer)
     }
   }
 

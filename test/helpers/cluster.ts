@@ -41,6 +41,21 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
   return settings
 }
 
+/** The environment that puts a replica process (core/server.ts) in the cluster, as `startReplica` does in-process. */
+export function clusterEnv (settings: ClusterSettings): Record<string, string> {
+  return {
+    NATS_URL: settings.natsUrl,
+    DATABASE_URL: settings.databaseUrl,
+    LEASE_BUCKET: settings.leaseBucket,
+    MEMBERS_BUCKET: settings.membersBucket,
+    IDEMPOTENCY_BUCKET: settings.idempotencyBucket,
+    RATE_BUCKET: settings.rateBucket,
+    LEASE_TTL_MS: String(settings.leaseTtlMs),
+    NATS_NAMESPACE: settings.natsNamespace,
+    EVENTS_STREAM: settings.eventsStream
+  }
+}
+
 export interface Replica {
   app: FastifyInstance
   id: string
