@@ -7,8 +7,8 @@ import {
   ANY_REPLICA_QUEUE, AutoReactionRules, AutoReactionRulesReply, CompanyParams, ErrorCode, ErrorReply, LegacyReactionRequest,
   ReactionReply, ReactionRequest
 } from '../../contracts/index.ts'
-import { GatewayError, validationError } from '../../core/errors.ts'
-import { idempotencyHeaders, idempotencyKeyOf } from '../session-pool/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { companyOfSubject, idempotencyHeaders, idempotencyKeyOf, validated } from '../session-pool/index.ts'
 import { deliveryFields } from '../session-pool/outbound.ts'
 import { isSingleEmoji } from './emoji.ts'
 import { gratitudeTest } from './gratitude.ts'
@@ -42,8 +42,8 @@ export default fp(async (app) => {
   const reactValidator = Compile(ReactionRequest)
 
   app.ownership.registerCommand('react', async (companyId, payload, context): Promise<ReactionReply> => {
-    if (!reactValidator.Check(payload)) throw validationError(reactValidator.Errors(payload), 'payload')
-    return react(app, companyId, payload, idempotencyKeyOf(payload.idempotencyKey, context.headers))
+    const request = validated<ReactionRequest>(reactValidator, payload)
+    return react(app, companyId, request, idempotencyKeyOf(request.idempotencyKey, context.headers))
   })
 
   app.sessionPool.onEvent((companyId, type, data) => {
@@ -55,23 +55,17 @@ export default fp(async (app) => {
   })
 
   const rulesGet = app.bus.handle(app.subjects.autoReactionRules('*', 'get'), { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, async (_payload, context) => {
-    const companyId = companyOf(context.subject)
+    const companyId = companyOfSubject(context.subject)
     return rulesReply(companyId, await rulesOf(context.em, companyId))
   })
   const rulesSet = app.bus.handle(app.subjects.autoReactionRules('*', 'set'), { request: AutoReactionRules, queue: ANY_REPLICA_QUEUE }, async (rules, context) => {
-    const companyId = companyOf(context.subject)
+    const companyId = companyOfSubject(context.subject)
     return setRules(context.em, companyId, rules)
   })
   app.addHook('onClose', async () => { await Promise.all([rulesGet.close(), rulesSet.close()]) })
 
   registerRoutes(app)
 }, { name: 'reactions', dependencies: ['config', 'bus', 'db', 'phone', 'ownership', 'session-pool', 'rate-limit'] })
-
-function companyOf (subject: string): string {
-  const companyId = subject.split('.')[2]
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(companyId)) throw new GatewayError(ErrorCode.VALIDATION_ERROR, `companyId "${companyId}" must be 1-64 characters of [A-Za-z0-9_-]`)
-  return companyId
-}
 
 async function setRules (em: Parameters<typeof rulesOf>[0], companyId: string, rules: AutoReactionRules): Promise<AutoReactionRulesReply> {
   if (rules.emoji !== undefined) checkEmoji(rules.emoji, 'emoji', false)

@@ -6,7 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { Compile } from 'typebox/compile'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, EventsQuery, Headers, InitializeReply, InitializeRequest,
+  ANY_REPLICA_QUEUE, COMPANY_ID_PATTERN, CompanyParams, ErrorCode, ErrorReply, EventsQuery, Headers, InitializeReply, InitializeRequest,
   LogoutReply, SendReply, SendRequest, SessionStatus, SessionsList, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError, toErrorReply, validationError } from '../../core/errors.ts'
@@ -121,7 +121,7 @@ function requireSession (pool: SessionPool, companyId: string) {
   return session
 }
 
-function validated<T> (validator: { Check: (value: unknown) => boolean, Errors: (value: unknown) => Parameters<typeof validationError>[0] }, payload: unknown): T {
+export function validated<T> (validator: { Check: (value: unknown) => boolean, Errors: (value: unknown) => Parameters<typeof validationError>[0] }, payload: unknown): T {
   if (!validator.Check(payload)) throw validationError(validator.Errors(payload), 'payload')
   return payload as T
 }
@@ -172,6 +172,15 @@ function registerHolderCommands (app: FastifyInstance, pool: SessionPool) {
     if (request.restart || ['stopped', 'breaker_open', 'reconnecting'].includes(requireSession(pool, companyId).state)) await pool.restart(companyId)
     return { success: true, snapshot: pool.get(companyId)?.snapshot() ?? null }
   })
+}
+
+const COMPANY_ID = new RegExp(COMPANY_ID_PATTERN)
+
+/** The company a `<namespace>.ctl.<companyId>.…` subject names, checked like every companyId. */
+export function companyOfSubject (subject: string): string {
+  const companyId = subject.split('.')[2]
+  if (!COMPANY_ID.test(companyId)) throw new GatewayError(ErrorCode.VALIDATION_ERROR, `companyId "${companyId}" must be 1-64 characters of [A-Za-z0-9_-]`)
+  return companyId
 }
 
 /** The client's idempotency key: the body's field, else the NATS message id. */
@@ -260,9 +269,7 @@ async function listSessions (app: FastifyInstance): Promise<SessionsList> {
 function registerAnyReplicaHandlers (app: FastifyInstance) {
   const list = app.bus.handle(app.subjects.sessionsList, { request: EmptyPayload, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
   const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE }, async (request, context) => {
-    const companyId = context.subject.split('.')[2]
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(companyId)) throw new GatewayError(ErrorCode.VALIDATION_ERROR, `companyId "${companyId}" must be 1-64 characters of [A-Za-z0-9_-]`)
-    return initialize(app, companyId, request)
+    return initialize(app, companyOfSubject(context.subject), request)
   })
   app.addHook('onClose', async () => {
     await Promise.all([list.close(), init.close()])
