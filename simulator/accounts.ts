@@ -11,6 +11,20 @@ export function lidOf (phone: string): string {
   return String(LID_SPACE + (hash % (9n * LID_SPACE)))
 }
 
+/** The phone (primary device) of every account. */
+export const PHONE_DEVICE = 0
+
+/** One device of an account: its phone (PHONE_DEVICE) or a linked device. */
+export interface DeviceAddress {
+  user: string
+  device: number
+}
+
+/** How the simulator names a device in its log, its maps and its control API. */
+export const deviceName = (device: DeviceAddress) => `${device.user}:${device.device}`
+/** The JID of the account with this phone number. */
+export const userJid = (user: string) => `${user}@s.whatsapp.net`
+
 /** What a contact's phone received and decrypted. */
 export interface ReceivedMessage {
   id: string

@@ -1,0 +1,135 @@
+import { proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
+import { deviceName, userJid, type Directory } from './accounts.ts'
+import type { Connection } from './connections.ts'
+import type { Recorder } from './log.ts'
+
+export interface InboundOptions {
+  /** The contact's phone number (digits). */
+  from: string
+  /** The account (phone number) whose linked devices receive it. */
+  to: string
+  text: string
+  id?: string
+  pushName?: string
+}
+
+/** A contact's message for a linked device, with the id and time (Unix seconds) WhatsApp gave it. */
+export type InboundMessage = InboundOptions & { id: string, at: number }
+/** What WhatsApp keeps for an offline device: contacts' messages, and receipts for what it sent. */
+export type Kept = { message: InboundMessage } | { node: BinaryNode }
+
+/** What a connection was sent and its device has not acknowledged yet. */
+interface Unacknowledged {
+  messages: Map<string, InboundMessage>
+  /** By `<id>:<type>`, as the device's ack names a receipt. */
+  receipts: Map<string, BinaryNode>
+}
+
+const receiptKey = (id: string | undefined, type: string | undefined) => `${id ?? ''}:${type ?? 'delivery'}`
+
+/**
+ * What WhatsApp holds for linked devices: contacts' messages and receipts go to a device's live
+ * connection and are forgotten only once the device acknowledges them; what a device did not get
+ * (it was offline, or its connection broke first) is kept and handed over at its next login.
+ */
+export class Mailbox {
+  /** By device (`<user>:<device>`). */
+  readonly #kept = new Map<string, Kept[]>()
+  readonly #unacknowledged = new WeakMap<Connection, Unacknowledged>()
+  readonly #directory: Directory
+  readonly #record: Recorder
+
+  constructor (directory: Directory, record: Recorder) {
+    this.#directory = directory
+    this.#record = record
+  }
+
+  keep (device: string, kept: Kept): void {
+    this.#kept.set(device, [...(this.#kept.get(device) ?? []), kept])
+  }
+
+  /** The device was unlinked: what was kept for it is dropped. */
+  discard (device: string): void {
+    this.#kept.delete(device)
+  }
+
+  /** One contact's message to one live device; true when it went Signal-encrypted. */
+  async sendMessage (connection: Connection, message: InboundMessage, offline = false): Promise<boolean> {
+    this.#unacknowledgedOf(connection).messages.set(message.id, message)
+    const contact = this.#directory.account(message.from)
+    const device = connection.device!
+    const bytes = Buffer.from(proto.Message.encode({ conversation: message.text }).finish())
+    let payload: BinaryNode
+    let encrypted = false
+    // Encrypted only on a session the device opened by writing to the contact first (see PROTOCOL.md § 9).
+    if (contact.phoneDevice.hasSession(device)) {
+      const { type, ciphertext } = await contact.phoneDevice.encrypt(device, writeRandomPadMax16(bytes))
+      payload = { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
+      encrypted = true
+    } else {
+      payload = { tag: 'plaintext', attrs: {}, content: bytes }
+    }
+    connection.send({
+      tag: 'message',
+      attrs: {
+        from: userJid(contact.phone),
+        id: message.id,
+        t: String(message.at),
+        type: 'text',
+        ...(message.pushName ? { notify: message.pushName } : {}),
+        ...(offline ? { offline: '1' } : {})
+      },
+      content: [payload]
+    })
+    return encrypted
+  }
+
+  /** A receipt for what the device sent, kept until the device acknowledges it (like a message). */
+  sendReceipt (connection: Connection, receipt: BinaryNode): void {
+    this.#unacknowledgedOf(connection).receipts.set(receiptKey(receipt.attrs.id, receipt.attrs.type), receipt)
+    connection.send(receipt)
+  }
+
+  /** The device's `<ack>` of a message or a receipt: WhatsApp forgets it. */
+  acknowledged (connection: Connection, ack: BinaryNode): void {
+    const unacknowledged = this.#unacknowledged.get(connection)
+    if (ack.attrs.class === 'message') unacknowledged?.messages.delete(ack.attrs.id)
+    else if (ack.attrs.class === 'receipt') unacknowledged?.receipts.delete(receiptKey(ack.attrs.id, ack.attrs.type))
+  }
+
+  /** The connection closed: what its device did not acknowledge comes again at the next login. */
+  closed (connection: Connection): void {
+    const unacknowledged = this.#unacknowledged.get(connection)
+    if (!connection.device || !unacknowledged) return
+    for (const message of unacknowledged.messages.values()) this.keep(deviceName(connection.device), { message })
+    for (const node of unacknowledged.receipts.values()) this.keep(deviceName(connection.device), { node })
+  }
+
+  /** The device logged in on `connection`: it gets what was kept for it, marked offline, then how many (`<ib><offline>`). */
+  handOver (connection: Connection): void {
+    const name = deviceName(connection.device!)
+    const waiting = this.#kept.get(name) ?? []
+    this.#kept.delete(name)
+    this.#sendKept(connection, name, waiting).catch((err: unknown) => {
+      this.#record('error', `offline messages for ${name}: ${(err as Error).message}`)
+    })
+  }
+
+  async #sendKept (connection: Connection, name: string, waiting: Kept[]): Promise<void> {
+    for (const kept of waiting) {
+      if ('message' in kept) await this.sendMessage(connection, kept.message, true)
+      else this.sendReceipt(connection, { ...kept.node, attrs: { ...kept.node.attrs, offline: '1' } })
+    }
+    connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: String(waiting.length) } }] })
+    if (waiting.length > 0) this.#record('inbound', `${waiting.length} kept messages handed to ${name}`)
+  }
+
+  #unacknowledgedOf (connection: Connection): Unacknowledged {
+    let unacknowledged = this.#unacknowledged.get(connection)
+    if (!unacknowledged) {
+      unacknowledged = { messages: new Map(), receipts: new Map() }
+      this.#unacknowledged.set(connection, unacknowledged)
+    }
+    return unacknowledged
+  }
+}
