@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import type { Test } from 'tap'
 
-/** The shared services every developer machine and CI run (see README); overridable for other setups. */
+/**
+ * The services CI runs (see README); overridable for other setups. When nothing answers at one of them,
+ * `npm test` (test/run.ts) starts one for the run and sets the variable for tap, so the test files, and the
+ * gateway processes they spawn with NATS_URL/DATABASE_URL taken from these, all use that one.
+ */
 export const TEST_NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222'
 export const TEST_ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
