@@ -78,7 +78,7 @@ function maxDeviationPct (counts: Record<string, number>): number {
 }
 
 try {
-  const migrated = spawnSync(process.execPath, ['core/migrate.ts'], { env: serviceEnv(env), encoding: 'utf8' })
+  const migrated = spawnSync(process.execPath, ['plugins/migrate.ts'], { env: serviceEnv(env), encoding: 'utf8' })
   if (migrated.status !== 0) throw new Error(`migrations failed: ${migrated.stderr}${migrated.stdout}`)
   const db = new pg.Client({ connectionString: databaseUrl })
   await db.connect()

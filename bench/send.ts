@@ -94,7 +94,7 @@ const children: ChildProcess[] = []
 const companies = Array.from({ length: COMPANIES }, (_, index) => `bench-send-${index}`)
 
 try {
-  const migrated = spawnSync(process.execPath, ['core/migrate.ts'], { env: serviceEnv(env), encoding: 'utf8' })
+  const migrated = spawnSync(process.execPath, ['plugins/migrate.ts'], { env: serviceEnv(env), encoding: 'utf8' })
   if (migrated.status !== 0) throw new Error(`migrations failed: ${migrated.stderr}${migrated.stdout}`)
   // Linked companies: creds with an account, which the test double logs in without a QR.
   const db = new pg.Client({ connectionString: databaseUrlFor(database) })

@@ -3,16 +3,15 @@
  * the gateway's), answering `measure` over IPC with its memory after two full collections.
  */
 import fp from 'fastify-plugin'
-import { loadConfig } from '../core/config.ts'
 import app, { createServer } from '../core/app.ts'
-import { features } from '../plugins/index.ts'
+import { loadGatewayConfig, plugins } from '../plugins/index.ts'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (!gc || !process.send) throw new Error('run through bench/sessions.ts (needs --expose-gc and an IPC channel)')
 
-const config = loadConfig()
+const config = loadGatewayConfig()
 const fastify = createServer(config)
-await fastify.register(fp(app, { name: 'wa-gateway' }), { config, features })
+await fastify.register(fp(app, { name: 'wa-gateway' }), { config, plugins })
 await fastify.listen({ host: '127.0.0.1', port: 0 })
 
 process.on('message', async (message: { type: string }) => {

@@ -105,7 +105,9 @@ const baseline = await measure()
 log(`gateway with no session: RSS ${round(baseline.rss / MB, 1)} MB, heap ${round(baseline.heapUsed / MB, 1)} MB`)
 
 const connectedAt = new Map<string, number>()
-nc.subscribe(subjectsFor(namespace).event('*', 'connected'), { callback: (_err, msg) => { connectedAt.set(msg.subject.split('.')[2], performance.now()) } })
+nc.subscribe(subjectsFor(namespace).event('*', 'connected'), {
+  callback: (_err, msg) => { connectedAt.set(msg.subject.split('.')[2], performance.now()) }
+})
 await nc.flush()
 
 const companies: { id: string, phone: string }[] = []
@@ -113,6 +115,11 @@ const linkTimes: number[] = []
 let linkFailures = 0
 const phoneOf = (index: number) => String(79_000_000_000 + index)
 const contactOf = (company: number, contact: number) => String(79_500_000_000 + company * CONTACTS_PER_COMPANY + contact)
+/** Messages all the contacts of all the companies have received so far. */
+const receivedByContacts = () => companies.reduce((sum, _company, index) => {
+  const contacts = Array.from({ length: CONTACTS_PER_COMPANY }, (_, contact) => simulator.received(contactOf(index, contact)).length)
+  return sum + contacts.reduce((a, b) => a + b, 0)
+}, 0)
 
 async function link (index: number) {
   const id = `bench-${index}`
@@ -141,17 +148,22 @@ for (const target of STEPS) {
   // First message from each company to each of its contacts: device lists and Signal sessions are set up.
   await throughput(companies.length * CONTACTS_PER_COMPANY, SEND_CONCURRENCY, (index) => {
     const company = Math.floor(index / CONTACTS_PER_COMPANY)
-    return client.send(companies[company].id, { phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: 'Здравствуйте! Это первая запись.' })
+    return client.send(companies[company].id, {
+      phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: 'Здравствуйте! Это первая запись.'
+    })
   })
   const memory = await measure()
   const live = memory.sessions
-  const echo = await throughput(SENDS, SEND_CONCURRENCY, () => nc.request(echoSubject, '{"phone":"79500000000","message":"x"}', { timeout: REQUEST_TIMEOUT_MS }))
-  const receivedBefore = companies.reduce((sum, _company, index) => sum + Array.from({ length: CONTACTS_PER_COMPANY }, (_, contact) => simulator.received(contactOf(index, contact)).length).reduce((a, b) => a + b, 0), 0)
+  const echo = await throughput(SENDS, SEND_CONCURRENCY,
+    () => nc.request(echoSubject, '{"phone":"79500000000","message":"x"}', { timeout: REQUEST_TIMEOUT_MS }))
+  const receivedBefore = receivedByContacts()
   const sends = await throughput(SENDS, SEND_CONCURRENCY, (index) => {
     const company = index % companies.length
-    return client.send(companies[company].id, { phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: `Напоминание №${index}: завтра в 10:00` })
+    return client.send(companies[company].id, {
+      phone: contactOf(company, index % CONTACTS_PER_COMPANY), message: `Напоминание №${index}: завтра в 10:00`
+    })
   })
-  const deliveredAll = await waitFor(() => companies.reduce((sum, _company, index) => sum + Array.from({ length: CONTACTS_PER_COMPANY }, (_, contact) => simulator.received(contactOf(index, contact)).length).reduce((a, b) => a + b, 0), 0) - receivedBefore === SENDS - sends.errors, STEP_TIMEOUT_MS)
+  const deliveredAll = await waitFor(() => receivedByContacts() - receivedBefore === SENDS - sends.errors, STEP_TIMEOUT_MS)
   const run = {
     sessions: live,
     rss_mb: round(memory.rss / MB, 1),
@@ -175,8 +187,10 @@ for (const target of STEPS) {
   }
   runs.push(run)
   previous = memory
-  log(`${live} sessions: RSS ${run.rss_mb} MB (${run.rss_mb_per_session} MB/session over the baseline), heap ${run.heap_mb} MB (${run.heap_mb_per_session} MB/session); ` +
-    `${run.rss_mb_per_added_session} MB RSS per session added in this step; link p50/p99 ${run.link_p50_ms}/${run.link_p99_ms} ms; send ${run.send_rps}/s at concurrency ${SEND_CONCURRENCY} = ${run.send_ratio_to_echo} × a bare NATS echo (${run.echo_rps}/s), ` +
+  log(`${live} sessions: RSS ${run.rss_mb} MB (${run.rss_mb_per_session} MB/session over the baseline), ` +
+    `heap ${run.heap_mb} MB (${run.heap_mb_per_session} MB/session); ` +
+    `${run.rss_mb_per_added_session} MB RSS per session added in this step; link p50/p99 ${run.link_p50_ms}/${run.link_p99_ms} ms; ` +
+    `send ${run.send_rps}/s at concurrency ${SEND_CONCURRENCY} = ${run.send_ratio_to_echo} × a bare NATS echo (${run.echo_rps}/s), ` +
     `${sends.errors} errors, every message decrypted by its contact: ${deliveredAll}`)
 }
 

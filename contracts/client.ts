@@ -1,5 +1,6 @@
 import type { NatsConnection, MsgHdrs } from '@nats-io/nats-core'
 import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
 import { subjectsFor } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
@@ -25,30 +26,60 @@ export interface GatewayClientOptions {
   decorateHeaders?: (headers: MsgHdrs) => void
 }
 
-/**
- * Maps a failed NATS request to the gateway's error codes: nobody subscribed means nobody holds (or
- * serves) it, which is NOT_CONNECTED; silence past the deadline is TIMEOUT.
- */
 /** Whether a NATS request failed because nobody subscribes to the subject (for a command: no replica holds the company). */
-export function isNoResponders (err: unknown): boolean {
+function isNoResponders (err: unknown): boolean {
   const cause = err instanceof natsErrors.RequestError ? err.cause : err
   return cause instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())
 }
 
-export function toClientError (err: unknown, subject: string, timeoutMs: number): Error {
+/**
+ * Maps a failed NATS request to the gateway's error codes: nobody subscribed means nobody holds (or
+ * serves) it, which is NOT_CONNECTED; silence past the deadline is TIMEOUT. Undefined for other failures.
+ */
+export function requestFailure (err: unknown, subject: string, timeoutMs: number): GatewayClientError | undefined {
   const cause = err instanceof natsErrors.RequestError ? err.cause : err
   if (isNoResponders(err)) {
-    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`, undefined, { noResponders: true })
+    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`, undefined, { noResponders: true, cause: err })
   }
   if (cause instanceof natsErrors.TimeoutError) {
-    return new GatewayClientError(ErrorCode.TIMEOUT, `${subject} did not answer within ${timeoutMs} ms`)
+    return new GatewayClientError(ErrorCode.TIMEOUT, `${subject} did not answer within ${timeoutMs} ms`, undefined, { cause: err })
   }
-  return err instanceof Error ? err : new Error(String(err))
+  return undefined
 }
 
 export function isErrorReply (value: unknown): value is ErrorReply {
   return typeof value === 'object' && value !== null && (value as { success?: unknown }).success === false &&
     typeof (value as { error?: unknown }).error === 'object'
+}
+
+/** The exception an error reply stands for: the one place a reply becomes an error again. */
+export function errorOfReply (reply: ErrorReply): GatewayClientError {
+  const { code, message, details, retryAfter, accepted } = reply.error
+  return new GatewayClientError(code, message, details, { retryAfter, accepted })
+}
+
+/**
+ * Whether a command failed only because the company is between holders: nobody answered, or the
+ * old holder said it is handing off (a retryAfter on NOT_CONNECTED). The next holder answers soon.
+ */
+export function isBetweenHolders (err: unknown): boolean {
+  return err instanceof GatewayClientError && err.code === ErrorCode.NOT_CONNECTED && (err.noResponders || err.retryAfter !== undefined)
+}
+
+/**
+ * Runs `attempt` again while the company is between holders, for up to `waitMs` (a handoff takes
+ * tens of milliseconds). `stillWanted` can stop early, e.g. when nobody should hold the company.
+ */
+export async function retryBetweenHolders<Reply> (attempt: () => Promise<Reply>, waitMs: number, stillWanted: () => boolean = () => true): Promise<Reply> {
+  const deadline = performance.now() + waitMs
+  for (;;) {
+    try {
+      return await attempt()
+    } catch (err) {
+      if (!isBetweenHolders(err) || !stillWanted() || performance.now() + HOLDER_RETRY_INTERVAL_MS > deadline) throw err
+      await sleep(HOLDER_RETRY_INTERVAL_MS)
+    }
+  }
 }
 
 /** A typed NATS client for the gateway's operations, for other services to import. */
@@ -57,17 +88,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
   const subjects = subjectsFor(options.namespace)
 
   /** A holder command: with `holderWaitMs`, asked again while nobody holds the company. */
-  async function command<Reply> (companyId: string, name: string, payload: unknown): Promise<Reply> {
-    const deadline = Date.now() + (options.holderWaitMs ?? 0)
-    for (;;) {
-      try {
-        return await call<Reply>(subjects.command(companyId, name), payload)
-      } catch (err) {
-        const betweenHolders = err instanceof GatewayClientError && err.code === ErrorCode.NOT_CONNECTED && (err.noResponders || err.retryAfter !== undefined)
-        if (!betweenHolders || Date.now() + HOLDER_RETRY_INTERVAL_MS > deadline) throw err
-        await new Promise((resolve) => setTimeout(resolve, HOLDER_RETRY_INTERVAL_MS))
-      }
-    }
+  function command<Reply> (companyId: string, name: string, payload: unknown): Promise<Reply> {
+    return retryBetweenHolders(() => call<Reply>(subjects.command(companyId, name), payload), options.holderWaitMs ?? 0)
   }
 
   async function call<Reply> (subject: string, payload: unknown): Promise<Reply> {
@@ -81,12 +103,10 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
       // No headers unless there are some: an empty set still costs encoding on both ends.
       reply = await nc.request(subject, JSON.stringify(payload), { timeout, headers: headers && headers.keys().length > 0 ? headers : undefined })
     } catch (err) {
-      throw toClientError(err, subject, timeout)
+      throw requestFailure(err, subject, timeout) ?? err
     }
     const body: unknown = reply.json()
-    if (isErrorReply(body)) {
-      throw new GatewayClientError(body.error.code, body.error.message, body.error.details, { retryAfter: body.error.retryAfter, accepted: body.error.accepted })
-    }
+    if (isErrorReply(body)) throw errorOfReply(body)
     return body as Reply
   }
 

@@ -39,7 +39,7 @@ export const ClusterReply = Type.Object({
 })
 export type ClusterReply = Static<typeof ClusterReply>
 
-/** `wa.evt.<companyId>.owner_changed` data. */
+/** `<namespace>.evt.<companyId>.owner_changed` data. */
 export const OwnerChanged = Type.Object({
   holder: Type.Union([Type.String(), Type.Null()]),
   epoch: Type.Union([Type.Number(), Type.Null()]),

@@ -5,11 +5,23 @@ import { Type, type Static } from 'typebox'
  * or whitespace.
  */
 export const COMPANY_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
-export const CompanyId = Type.String({ pattern: COMPANY_ID_PATTERN, description: '1-64 characters of [A-Za-z0-9_-]' })
+/** The company-id rule in words, for every message that refuses one. */
+export const COMPANY_ID_RULE = '1-64 characters of [A-Za-z0-9_-]'
+export const CompanyId = Type.String({ pattern: COMPANY_ID_PATTERN, description: COMPANY_ID_RULE })
 export type CompanyId = Static<typeof CompanyId>
 
-/** What every event on `wa.evt.<companyId>.<type>` looks like, on NATS and on the WebSocket. */
+const COMPANY_ID = new RegExp(COMPANY_ID_PATTERN)
+
+export function isCompanyId (value: unknown): value is CompanyId {
+  return typeof value === 'string' && COMPANY_ID.test(value)
+}
+
+/** The payload of a request that takes no parameters. */
+export const EmptyRequest = Type.Object({})
+
+/** What every event on `<namespace>.evt.<companyId>.<type>` looks like, on NATS and on the WebSocket. */
 export const EventEnvelope = Type.Object({
+  id: Type.String({ description: 'Stable id of the event (its Nats-Msg-Id): a redelivered event keeps it, so consumers can deduplicate' }),
   type: Type.String(),
   companyId: CompanyId,
   timestamp: Type.String({ description: 'ISO 8601 time the event was produced' }),

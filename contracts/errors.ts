@@ -55,8 +55,8 @@ export class GatewayClientError extends Error {
   /** Nobody answered the subject (for a command: no replica holds the company right now). */
   readonly noResponders: boolean
 
-  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean, noResponders?: boolean } = {}) {
-    super(message)
+  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}) {
+    super(message, { cause: extra.cause })
     this.name = 'GatewayClientError'
     this.code = code
     this.details = details

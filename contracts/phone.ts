@@ -12,3 +12,8 @@ export const NormalizePhoneReply = Type.Object({
   jid: Type.String({ description: 'The WhatsApp JID' })
 })
 export type NormalizePhoneReply = Static<typeof NormalizePhoneReply>
+
+/** The user part of a JID without its device: `79001234567:12@s.whatsapp.net` → `79001234567`. */
+export function userOfJid (jid: string): string {
+  return jid.split('@')[0].split(':')[0]
+}

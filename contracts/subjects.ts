@@ -1,6 +1,8 @@
+import { isCompanyId } from './common.ts'
+
 /**
  * Every NATS subject the gateway serves or publishes. Dispatch is by token:
- * `<namespace>.<area>.<...>`, so a subscriber can take a whole area with `wa.<area>.>`.
+ * `<namespace>.<area>.<...>`, so a subscriber can take a whole area with `<namespace>.<area>.>`.
  */
 
 /** The namespace of the default deployment. */
@@ -42,8 +44,28 @@ export const Subjects = subjectsFor()
 /** Queue group shared by every replica for subjects any replica may answer. */
 export const ANY_REPLICA_QUEUE = 'wa-gateway'
 
-/** Headers the holder puts on what it publishes. */
-export const Headers = {
+/** Control subjects that are not about one company: `<namespace>.ctl.<one of these>.…`. */
+const DEPLOYMENT_CONTROL_TOKENS = new Set(['sessions', 'desired', 'metrics'])
+/** Areas whose third token is a company id. */
+const COMPANY_AREAS = new Set(['cmd', 'evt', 'ctl'])
+
+/** The company a `<namespace>.{cmd|evt|ctl}.<companyId>.…` subject names, or undefined when it names none (or an invalid one). */
+export function companyOfSubject (subject: string): string | undefined {
+  const [, area, third] = subject.split('.')
+  if (!COMPANY_AREAS.has(area) || DEPLOYMENT_CONTROL_TOKENS.has(third) || !isCompanyId(third)) return undefined
+  return third
+}
+
+/** A subject with its company written as `{companyId}`: how spans and logs group the same operation of every company. */
+export function subjectPattern (subject: string): string {
+  if (companyOfSubject(subject) === undefined) return subject
+  const tokens = subject.split('.')
+  tokens[2] = '{companyId}'
+  return tokens.join('.')
+}
+
+/** Headers the holder puts on what it publishes (named apart from the Fetch API's global `Headers`). */
+export const GatewayHeaders = {
   epoch: 'Wa-Epoch',
   replica: 'Wa-Replica'
 } as const

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import Fastify from 'fastify'
+import Fastify, { LogController } from 'fastify'
 import fp from 'fastify-plugin'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
-import { resolveFeatures, type FeatureModule } from './features.ts'
+import { resolvePlugins, type PluginModule } from './plugin-set.ts'
+import { pickSettings } from './settings.ts'
 import configPlugin from './plugins/config.ts'
 import errorsPlugin from './plugins/errors.ts'
 import docsPlugin from './plugins/docs.ts'
@@ -11,27 +12,33 @@ import healthPlugin from './plugins/health.ts'
 import natsPlugin from './plugins/nats.ts'
 import dbPlugin from './plugins/db.ts'
 import busPlugin from './plugins/bus.ts'
+import eventsPlugin from './plugins/events.ts'
 
 export interface AppOptions {
+  /** The flat configuration loadConfig made: the core's settings and every plugin's. */
   config: Config
-  features: FeatureModule[]
+  plugins: PluginModule[]
 }
 
-/** The whole service as one plugin: core plugins first, then the enabled features in dependency order. */
+/** The whole service as one plugin: core plugins first, then the enabled plugins in dependency order, each with its settings. */
 export default async function app (fastify: FastifyInstance, options: AppOptions) {
-  const features = resolveFeatures(options.features, options.config.disabledPlugins)
+  const plugins = resolvePlugins(options.plugins, options.config.disabledPlugins)
   await fastify.register(configPlugin, { config: options.config })
   await fastify.register(errorsPlugin)
   await fastify.register(docsPlugin)
   await fastify.register(healthPlugin)
   await fastify.register(natsPlugin)
   await fastify.register(dbPlugin, {
-    entities: features.flatMap((feature) => feature.module.entities ?? []),
-    migrations: features.flatMap((feature) => feature.module.migrations ?? [])
+    entities: plugins.flatMap((plugin) => plugin.module.entities ?? []),
+    migrations: plugins.flatMap((plugin) => plugin.module.migrations ?? [])
   })
   await fastify.register(busPlugin)
-  for (const feature of features) await fastify.register(feature.module.default)
-  fastify.log.info({ features: features.map((feature) => feature.name) }, 'feature plugins loaded')
+  await fastify.register(eventsPlugin)
+  for (const plugin of plugins) {
+    const settings = plugin.module.settings ? pickSettings(plugin.module.settings, options.config) : {}
+    await fastify.register(plugin.module.default, settings)
+  }
+  fastify.log.info({ plugins: plugins.map((plugin) => plugin.name) }, 'plugins loaded')
 }
 
 /** Server options shared by the server file and the tests' build helper. */
@@ -40,7 +47,7 @@ function serverOptions (config: Config): FastifyServerOptions {
     logger: { level: config.logLevel, base: { replica: config.replicaId } },
     // Two log lines per request cost the HTTP path a fifth of its throughput (bench:send); traces
     // and metrics cover requests, so they are logged only when asked for.
-    disableRequestLogging: !config.logRequests,
+    logController: new LogController({ disableRequestLogging: !config.logRequests }),
     // Keep-alive sockets would otherwise hold a graceful shutdown open until they time out.
     forceCloseConnections: true,
     return503OnClosing: true
@@ -52,7 +59,7 @@ export function createServer (config: Config) {
   return Fastify(serverOptions(config)).setValidatorCompiler(TypeBoxValidatorCompiler)
 }
 
-/** Builds a ready app; only core/server.ts makes it listen. */
+/** Builds a ready app; only the server entry makes it listen. */
 export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   const fastify = createServer(options.config)
   try {

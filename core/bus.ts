@@ -1,32 +1,23 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core'
-import { headers as createHeaders } from '@nats-io/nats-core'
-import { context, propagation, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { context, SpanStatusCode, trace } from '@opentelemetry/api'
 import type { TSchema, Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
-import { Kvm, type KV } from '@nats-io/kv'
-import { jetstream, jetstreamManager, DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream'
-import { ErrorCode, isErrorReply, toClientError } from '../contracts/index.ts'
-import { GatewayError, toErrorReply, validationError } from './errors.ts'
+import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorReply, requestFailure } from '../contracts/index.ts'
+import { assertValid, GatewayError, toErrorReply } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
-import { StreamPublisher } from './stream-publisher.ts'
+import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
 import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
 const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
 const SERVICE_ERROR_CODE_HEADER = 'Nats-Service-Error-Code'
 
-const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
-  keys: (carrier) => (carrier ? [...carrier.keys()] : []),
-  get: (carrier, key) => carrier?.get(key) || undefined
-}
-const headerSetter: TextMapSetter<MsgHdrs> = {
-  set: (carrier, key, value) => carrier.set(key, value)
-}
-
 export interface HandlerContext {
   subject: string
+  /** The company the subject names (`<namespace>.{cmd|ctl}.<companyId>.…`); VALIDATION_ERROR when it names none. */
+  readonly companyId: string
   headers: MsgHdrs | undefined
   log: FastifyBaseLogger
   /** This message's own EntityManager, forked on first use. */
@@ -50,8 +41,6 @@ export interface BusSubscription {
 
 export interface PublishOptions {
   headers?: Record<string, string>
-  /** Lets JetStream drop a duplicate of this event (its `Nats-Msg-Id`). */
-  msgId?: string
 }
 
 export interface RequestOptions {
@@ -60,8 +49,9 @@ export interface RequestOptions {
 }
 
 /**
- * The only way plugins touch NATS. Handlers get validated payloads and their own EntityManager;
- * replies and errors have one shape; every outgoing message carries the active trace context.
+ * Request/reply and plain publishing over NATS. Handlers get validated payloads and their own
+ * EntityManager; replies and errors have one shape; every outgoing message carries the active
+ * trace context. Durable events go through core/events.ts, KV buckets through core/nats/kv.ts.
  */
 export class Bus {
   readonly #nc: NatsConnection
@@ -81,23 +71,10 @@ export class Bus {
     this.#requestTimeoutMs = options.requestTimeoutMs
   }
 
-  /** Span attributes of a NATS operation (OpenTelemetry messaging conventions, plus the replica). */
-  #attributes (subject: string, operation: string): Record<string, string> {
-    return { 'messaging.system': 'nats', 'messaging.destination.name': subject, 'messaging.operation.name': operation, 'wa.replica': this.#replica }
-  }
-
-  /** Headers for an outgoing message: the given values plus the active W3C trace context. */
-  headers (values: Record<string, string> = {}): MsgHdrs {
-    const headers = createHeaders()
-    for (const [key, value] of Object.entries(values)) headers.set(key, value)
-    propagation.inject(context.active(), headers, headerSetter)
-    return headers
-  }
-
-  /** Headers only when there is something to carry (a trace, or values): an empty set still costs encoding on both ends. */
-  #headersIfAny (values: Record<string, string> = {}): MsgHdrs | undefined {
-    const headers = this.headers(values)
-    return headers.keys().length > 0 ? headers : undefined
+  /** Runs `work` in a span named by OpenTelemetry's messaging conventions (`send <ns>.cmd.{companyId}.send`). */
+  #inSpan<T> (subject: string, operation: MessagingOperation, kind: SpanKind, work: () => Promise<T>): Promise<T> {
+    const span = messagingSpan(subject, operation, this.#replica)
+    return inSpan(span.name, kind, span.attributes, work)
   }
 
   handle<Request extends TSchema> (subject: string, options: HandleOptions<Request>, handler: Handler<Request>): BusSubscription {
@@ -132,14 +109,21 @@ export class Bus {
   }
 
   async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
-    const parent = propagation.extract(context.active(), msg.headers, headerGetter)
-    await context.with(parent, () => inSpan('nats.handle', SpanKind.SERVER, this.#attributes(msg.subject, 'process'), async (span) => {
+    const described = messagingSpan(msg.subject, 'process', this.#replica)
+    await context.with(traceContextOf(msg.headers), () => inSpan(described.name, SpanKind.SERVER, described.attributes, async (span) => {
       let forked: EntityManager | undefined
       const orm = this.#orm
       let log: FastifyBaseLogger | undefined
       const parentLog = this.#log
       const handlerContext: HandlerContext = {
         subject: msg.subject,
+        get companyId () {
+          const companyId = companyOfSubject(msg.subject)
+          if (companyId === undefined) {
+            throw new GatewayError(ErrorCode.VALIDATION_ERROR, `the subject ${msg.subject} names no company (${COMPANY_ID_RULE})`)
+          }
+          return companyId
+        },
         headers: msg.headers,
         get log () {
           log ??= parentLog.child({ subject: msg.subject })
@@ -153,9 +137,7 @@ export class Bus {
       let body: unknown
       let failed: unknown
       try {
-        const payload = decodePayload(msg)
-        if (!validator.Check(payload)) throw validationError(validator.Errors(payload), 'payload')
-        body = await handler(payload as Static<Request>, handlerContext)
+        body = await handler(assertValid(validator, decodePayload(msg), 'payload'), handlerContext)
       } catch (err) {
         failed = err
         span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
@@ -163,11 +145,11 @@ export class Bus {
       }
       if (!msg.reply) return
       if (failed === undefined) {
-        msg.respond(JSON.stringify(body ?? { success: true }), { headers: this.#headersIfAny() })
+        msg.respond(JSON.stringify(body ?? { success: true }), { headers: tracedHeadersIfAny() })
         return
       }
       const reply = toErrorReply(failed)
-      const headers = this.headers({
+      const headers = tracedHeaders({
         [SERVICE_ERROR_HEADER]: reply.error.message,
         [SERVICE_ERROR_CODE_HEADER]: String(failed instanceof GatewayError ? failed.statusCode : 500)
       })
@@ -175,12 +157,13 @@ export class Bus {
     }))
   }
 
+  /** A fire-and-forget message to whoever listens now (no stream keeps it). */
   publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
-    const values = { ...options.headers, ...(options.msgId ? { 'Nats-Msg-Id': options.msgId } : {}) }
-    const span = trace.getTracer(TRACER_NAME).startSpan('nats.publish', { kind: SpanKind.PRODUCER, attributes: this.#attributes(subject, 'publish') })
+    const described = messagingSpan(subject, 'publish', this.#replica)
+    const span = trace.getTracer(TRACER_NAME).startSpan(described.name, { kind: SpanKind.PRODUCER, attributes: described.attributes })
     try {
       context.with(trace.setSpan(context.active(), span), () => {
-        this.#nc.publish(subject, JSON.stringify(payload), { headers: this.#headersIfAny(values) })
+        this.#nc.publish(subject, JSON.stringify(payload), { headers: tracedHeadersIfAny(options.headers) })
       })
     } finally {
       span.end()
@@ -198,7 +181,7 @@ export class Bus {
         strategy: options.expected === undefined ? 'timer' : 'count',
         maxWait: options.maxWaitMs,
         ...(options.expected === undefined ? {} : { maxMessages: options.expected }),
-        headers: this.#headersIfAny()
+        headers: tracedHeadersIfAny()
       })
       for await (const msg of stream) {
         const body: unknown = msg.json()
@@ -213,91 +196,21 @@ export class Bus {
 
   /** A request to another gateway subject; an error reply is rethrown as the GatewayError it was. */
   async request<Reply> (subject: string, payload: unknown, options: RequestOptions = {}): Promise<Reply> {
-    return inSpan('nats.request', SpanKind.CLIENT, this.#attributes(subject, 'send'), () => this.#request<Reply>(subject, payload, options))
+    return this.#inSpan(subject, 'send', SpanKind.CLIENT, () => this.#request<Reply>(subject, payload, options))
   }
 
   async #request<Reply> (subject: string, payload: unknown, options: RequestOptions): Promise<Reply> {
     const timeout = options.timeoutMs ?? this.#requestTimeoutMs
     let msg: Msg
     try {
-      msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: this.#headersIfAny(options.headers) })
+      msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: tracedHeadersIfAny(options.headers) })
     } catch (err) {
-      const mapped = toClientError(err, subject, timeout)
-      if ('code' in mapped && typeof mapped.code === 'string') throw new GatewayError(mapped.code, mapped.message, { cause: err })
-      throw new GatewayError(ErrorCode.UNAVAILABLE, `NATS request to ${subject} failed: ${mapped.message}`, { cause: err })
+      const failure = requestFailure(err, subject, timeout)
+      throw failure ? GatewayError.from(failure) : new GatewayError(ErrorCode.UNAVAILABLE, `NATS request to ${subject} failed: ${(err as Error).message}`, { cause: err })
     }
     const body: unknown = msg.json()
-    if (isErrorReply(body)) {
-      throw new GatewayError(body.error.code, body.error.message, { details: body.error.details, retryAfter: body.error.retryAfter, accepted: body.error.accepted })
-    }
+    if (isErrorReply(body)) throw GatewayError.from(errorOfReply(body))
     return body as Reply
-  }
-
-  /**
-   * Opens (creating if needed) a JetStream KV bucket. Its operations time out after `timeoutMs`,
-   * so a lease renewal cannot hang past its usefulness.
-   */
-  async openKv (bucket: string, options: { ttlMs: number, history?: number, timeoutMs: number, expiryMarkers?: boolean }): Promise<KV> {
-    const kvm = new Kvm(jetstream(this.#nc, { timeout: options.timeoutMs }))
-    const markers = options.expiryMarkers === true && supportsExpiryMarkers(this.#nc.info?.version)
-    return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs, ...(markers ? { markerTTL: options.ttlMs } : {}) })
-  }
-
-  #js: JetStreamClient | undefined
-  #publisher: StreamPublisher | undefined
-
-  /**
-   * Binds to (or creates) the stream that keeps events. Several deployments' replicas and tests
-   * share one stream on `subjects`: JetStream refuses two streams with overlapping subjects.
-   */
-  async ensureStream (name: string, subjects: string[], options: { duplicateWindowMs: number, maxAgeMs: number }): Promise<void> {
-    const jsm = await jetstreamManager(this.#nc)
-    try {
-      await jsm.streams.info(name)
-    } catch {
-      try {
-        await jsm.streams.add({ name, subjects, duplicate_window: options.duplicateWindowMs * 1_000_000, max_age: options.maxAgeMs * 1_000_000 })
-      } catch (err) {
-        // Another replica created it first.
-        await jsm.streams.info(name).catch(() => { throw err })
-      }
-    }
-    this.#js = jetstream(this.#nc, { timeout: this.#requestTimeoutMs })
-    this.#publisher ??= new StreamPublisher(this.#nc, this.#requestTimeoutMs)
-  }
-
-  /**
-   * Publishes an event into the stream; a repeat of `msgId` inside the duplicate window is dropped
-   * by JetStream (a message redelivered after a failover is not published twice). Returns its sequence.
-   */
-  async publishDurable (subject: string, payload: unknown, options: PublishOptions & { msgId: string }): Promise<{ seq: number, duplicate: boolean }> {
-    const publisher = this.#publisher
-    if (!publisher) throw new Error('ensureStream() first')
-    return inSpan('nats.publish', SpanKind.PRODUCER, this.#attributes(subject, 'publish'), () =>
-      publisher.publish(subject, JSON.stringify(payload), this.headers({ ...options.headers, 'Nats-Msg-Id': options.msgId })))
-  }
-
-  /**
-   * Reads a stream's messages on `filter`, from sequence `since + 1` (or only new ones), in order,
-   * until `stop()` is called. For WebSocket subscribers, who reconnect with the last seq they saw.
-   */
-  async follow (stream: string, filter: string, since: number | undefined, onMessage: (seq: number, data: unknown) => void): Promise<{ stop: () => void, after: number }> {
-    const js = this.#js ?? jetstream(this.#nc, { timeout: this.#requestTimeoutMs })
-    // "Only new" is fixed now, not when the consumer starts, so nothing in between is lost.
-    const after = since ?? (await (await jetstreamManager(this.#nc)).streams.info(stream)).state.last_seq
-    // A single filter as a string becomes `filter_subject`, which NATS 2.9 understands (arrays need 2.10).
-    const consumer = await js.consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
-    const messages = await consumer.consume()
-    void (async () => {
-      for await (const message of messages) {
-        try {
-          onMessage(message.seq, message.json())
-        } catch (err) {
-          this.#log.warn({ err }, 'event follower failed on a message')
-        }
-      }
-    })()
-    return { stop: () => { void messages.close() }, after }
   }
 
   /**
@@ -332,20 +245,11 @@ export class Bus {
     this.#subscriptions.clear()
     await settlesWithin(Promise.allSettled([...this.#inFlight]), timeoutMs)
     if (this.#inFlight.size > 0) this.#log.warn({ pending: this.#inFlight.size }, 'NATS handlers still running at shutdown')
-    this.#publisher?.close()
   }
 }
 
-/**
- * Limit markers (a delete marker when a key expires by max age) arrived in nats-server 2.11.2.
- * Older servers silently ignore the option, so it is only asked for when the server reports it.
- */
-export function supportsExpiryMarkers (version: string | undefined): boolean {
-  const [major = 0, minor = 0, patch = 0] = (version ?? '').split(/[.-]/).map((part) => Number.parseInt(part, 10) || 0)
-  return major > 2 || (major === 2 && (minor > 11 || (minor === 11 && patch >= 2)))
-}
-
-function decodePayload (msg: Msg): unknown {
+/** A message's JSON payload; an empty one is `{}`. */
+export function decodePayload (msg: Msg): unknown {
   if (msg.data.length === 0) return {}
   try {
     return msg.json()

@@ -1,4 +1,4 @@
-import { ErrorCode, type ErrorDetail, type ErrorReply } from '../contracts/index.ts'
+import { ErrorCode, GatewayClientError, type ErrorDetail, type ErrorReply } from '../contracts/index.ts'
 
 const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.VALIDATION_ERROR]: 400,
@@ -15,22 +15,23 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.INTERNAL_ERROR]: 500
 }
 
-/** The error every module throws for an expected failure; the HTTP and NATS layers render it the same way. */
-export class GatewayError extends Error {
-  readonly code: string
+/**
+ * The error every module throws for an expected failure; the HTTP and NATS layers render it the same
+ * way. It is the typed client's error with an HTTP status, so one predicate (contracts'
+ * `isBetweenHolders`) reads both.
+ */
+export class GatewayError extends GatewayClientError {
   readonly statusCode: number
-  readonly details: ErrorDetail[] | undefined
-  readonly retryAfter: number | undefined
-  readonly accepted: boolean | undefined
 
-  constructor (code: string, message: string, extra: { details?: ErrorDetail[], retryAfter?: number, accepted?: boolean, cause?: unknown } = {}) {
-    super(message, { cause: extra.cause })
+  constructor (code: string, message: string, extra: { details?: ErrorDetail[], retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}) {
+    super(code, message, extra.details, extra)
     this.name = 'GatewayError'
-    this.code = code
     this.statusCode = STATUS_BY_CODE[code] ?? 500
-    this.details = extra.details
-    this.retryAfter = extra.retryAfter
-    this.accepted = extra.accepted
+  }
+
+  /** The same failure, as thrown on this side of a NATS request. */
+  static from (err: GatewayClientError): GatewayError {
+    return new GatewayError(err.code, err.message, { details: err.details, retryAfter: err.retryAfter, accepted: err.accepted, noResponders: err.noResponders, cause: err.cause })
   }
 }
 
@@ -55,6 +56,12 @@ export function validationError (issues: readonly ValidationIssue[], part: strin
   })
   const message = details.map((detail) => `${detail.field} ${detail.message}`).join('; ') || `${part} is invalid`
   return new GatewayError(ErrorCode.VALIDATION_ERROR, message, { details })
+}
+
+/** `value` as its schema's type (a compiled TypeBox check), or VALIDATION_ERROR naming each bad field under `part` (payload, …). */
+export function assertValid<T> (check: { Check: (value: unknown) => value is T, Errors: (value: unknown) => Iterable<ValidationIssue> }, value: unknown, part: string): T {
+  if (!check.Check(value)) throw validationError([...check.Errors(value)], part)
+  return value
 }
 
 /** The one rendering of any error as the wire shape; unexpected errors never leak their message. */

@@ -1,21 +1,29 @@
 import fp from 'fastify-plugin'
 import closeWithGrace from 'close-with-grace'
-import pino from 'pino'
+import pino, { type Logger } from 'pino'
 import { ConfigError, loadConfig, type Config } from './config.ts'
 import app, { createServer } from './app.ts'
 import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
-import { startSandbox } from '../simulator/sandbox.ts'
-import { features } from '../plugins/index.ts'
+import type { PluginModule } from './plugin-set.ts'
 import { telemetryHandle } from './telemetry-handle.ts'
 
 const EXIT_BAD_CONFIG = 2
 
-/** The one file that listens: embedded services if needed, the app, then graceful shutdown. */
-async function main (): Promise<void> {
+/** Something started before the app that changes its configuration (WA_SANDBOX's simulator). */
+export type Prelude = (config: Config, log: Logger) => Promise<{ config: Config, stop: () => Promise<void> }>
+
+export interface ServeOptions {
+  plugins: PluginModule[]
+  /** With WA_SANDBOX on: starts the sandbox. Loaded only then, so production never loads simulator code. */
+  sandbox?: () => Promise<Prelude>
+}
+
+/** What the entry file runs: configuration, embedded services if needed, the app, then graceful shutdown. */
+export async function serve (options: ServeOptions): Promise<void> {
   let config: Config
   try {
-    config = loadConfig()
+    config = loadConfig(process.env, options.plugins)
   } catch (err) {
     if (err instanceof ConfigError) {
       pino().fatal(`invalid configuration: ${err.message}`)
@@ -24,7 +32,7 @@ async function main (): Promise<void> {
     throw err
   }
   const log = createLogger(config)
-  const sandbox = config.waSandbox ? await startSandbox(config, log) : undefined
+  const sandbox = config.waSandbox && options.sandbox ? await (await options.sandbox())(config, log) : undefined
   const embedded = await startEmbeddedServices(sandbox?.config ?? config, log)
   const fastify = createServer(embedded.config)
 
@@ -49,7 +57,7 @@ async function main (): Promise<void> {
   })
 
   try {
-    await fastify.register(fp(app, { name: 'wa-gateway' }), { config: embedded.config, features })
+    await fastify.register(fp(app, { name: 'wa-gateway' }), { config: embedded.config, plugins: options.plugins })
     await fastify.listen({ host: config.httpHost, port: config.httpPort })
   } catch (err) {
     log.fatal({ err }, 'start-up failed')
@@ -57,5 +65,3 @@ async function main (): Promise<void> {
     process.exitCode = 1
   }
 }
-
-await main()

@@ -1,5 +1,5 @@
 /**
- * OpenTelemetry, loaded before the app (`node --import ./core/telemetry.ts core/server.ts`), so the
+ * OpenTelemetry, loaded before the app (`node --import ./core/telemetry.ts plugins/server.ts`), so the
  * instrumentations see Fastify and pg as they load. Configured only by the standard OTEL_*
  * variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, …); without an exporter set, it
  * starts nothing and tracing stays off.

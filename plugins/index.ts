@@ -1,4 +1,6 @@
-import type { FeatureModule } from '../core/features.ts'
+import type { PluginModule } from '../core/plugin-set.ts'
+import { loadConfig, type Config } from '../core/config.ts'
+import type { Env } from '../core/settings.ts'
 import * as phone from './phone/index.ts'
 import * as ownership from './ownership/index.ts'
 import * as sessionPool from './session-pool/index.ts'
@@ -6,5 +8,17 @@ import * as rateLimit from './rate-limit/index.ts'
 import * as reactions from './reactions/index.ts'
 import * as metrics from './metrics/index.ts'
 
-/** Every feature plugin; the core orders them by their declared dependencies and skips disabled ones. */
-export const features: FeatureModule[] = [phone, ownership, sessionPool, rateLimit, reactions, metrics]
+/**
+ * The composition root: every plugin of the gateway. The core orders them by their declared
+ * dependencies, skips disabled ones and hands each its own settings.
+ */
+export const plugins: PluginModule[] = [phone, ownership, sessionPool, rateLimit, reactions, metrics]
+
+/** The whole configuration of this composition: the core's settings and every plugin's. */
+export type GatewayConfig = Config & phone.PhoneOptions & ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
+  rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions
+
+/** Reads and validates the environment for this composition (tests and tools call it with their own env). */
+export function loadGatewayConfig (env: Env = process.env): GatewayConfig {
+  return loadConfig(env, plugins) as GatewayConfig
+}

@@ -16,14 +16,15 @@ export async function startSandbox (config: Config, log: Logger): Promise<{ conf
   const control = controlApi(simulator)
   const controlUrl = await control.listen({ host: '127.0.0.1', port: config.sandboxControlPort })
   log.warn({ simulator: url, control: controlUrl }, 'WA_SANDBOX: connecting to a WhatsApp simulator, not to WhatsApp; scan QR codes with POST /scan on the control API')
+  // The session-pool plugin's settings, pointed at the simulator.
+  const sessionPoolSettings = {
+    waTransport: 'baileys',
+    waWsUrl: url,
+    waCertPublicKey: simulator.identity.publicKeyHex,
+    waVersion: (config as { waVersion?: unknown }).waVersion ?? SANDBOX_WA_VERSION
+  }
   return {
-    config: {
-      ...config,
-      waTransport: 'baileys',
-      waWsUrl: url,
-      waCertPublicKey: simulator.identity.publicKeyHex,
-      waVersion: config.waVersion ?? SANDBOX_WA_VERSION
-    },
+    config: { ...config, ...sessionPoolSettings },
     stop: async () => {
       await control.close()
       await simulator.stop()

@@ -51,7 +51,7 @@ t.test('rendezvous ranking is stable and total', async (t) => {
 })
 
 t.test('expiry markers are asked for only from servers that have them (2.11.2+)', async (t) => {
-  const { supportsExpiryMarkers } = await import('../core/bus.ts')
+  const { supportsExpiryMarkers } = await import('../core/nats/kv.ts')
   for (const version of ['2.9.10', '2.10.22', '2.11.0', '2.11.1', undefined, '']) t.notOk(supportsExpiryMarkers(version), `${version} has none`)
   for (const version of ['2.11.2', '2.11.10', '2.12.0', '3.0.0', '2.11.3-beta']) t.ok(supportsExpiryMarkers(version), `${version} has them`)
 })

@@ -32,7 +32,8 @@ t.test('real Baileys, pointed at a local server that hangs up, reports connectin
   await socket.end()
 })
 
-t.test('Baileys\' expected noise (the 515 after a link, the disabled history sync) is logged at debug; real problems keep their level', async (t) => {
+t.test('Baileys\' expected noise (the 515 after a link, the disabled history sync) is logged at debug; ' +
+  'real problems keep their level', async (t) => {
   const lines: { level: number, msg: string }[] = []
   const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
   const logger = baileysLogger(log as never).child({ module: 'baileys' })

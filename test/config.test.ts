@@ -1,7 +1,12 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { serviceEnv } from './helpers/services.ts'
-import { loadConfig, SETTINGS } from '../core/config.ts'
+import { CORE_SETTINGS, loadConfig as loadCoreConfig } from '../core/config.ts'
+import type { SettingsTable } from '../core/settings.ts'
+import { loadGatewayConfig as loadConfig, plugins } from '../plugins/index.ts'
+
+/** Every table: the core's and each plugin's. */
+const SETTINGS: SettingsTable = Object.assign({}, CORE_SETTINGS, ...plugins.map((plugin) => plugin.settings ?? {}))
 
 t.test('defaults apply when nothing is set', async (t) => {
   const config = loadConfig({})
@@ -71,7 +76,7 @@ t.test('every setting has a variable name, a description and an expected form', 
 })
 
 t.test('the server refuses to start on a bad value, naming the variable', async (t) => {
-  const result = spawnSync(process.execPath, ['core/server.ts'], {
+  const result = spawnSync(process.execPath, ['plugins/server.ts'], {
     env: serviceEnv({ HTTP_PORT: 'not-a-port' }),
     encoding: 'utf8',
     timeout: 20_000
@@ -91,4 +96,23 @@ t.test('the sandbox is refused in production', async (t) => {
   t.equal(loadConfig({}).waSandbox, false)
   t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX: 'true' }), { name: 'ConfigError', variable: 'WA_SANDBOX', message: /unset when NODE_ENV=production/ })
   t.throws(() => loadConfig({ WA_SANDBOX: 'yes' }), { name: 'ConfigError', variable: 'WA_SANDBOX' })
+})
+
+t.test('a plugin declares its own settings; two tables claiming one variable is refused at start', async (t) => {
+  t.notOk('messagesPerMinute' in loadCoreConfig({}), 'the core alone knows no plugin setting')
+  t.equal(loadConfig({ MESSAGES_PER_MINUTE: '7' }).messagesPerMinute, 7, 'the composition reads every plugin\'s table')
+  const twice = { settings: { again: { ...CORE_SETTINGS.httpPort } } }
+  t.throws(() => loadCoreConfig({}, [twice]), /declared twice/)
+})
+
+t.test('a production start loads no simulator code (the sandbox is imported only with WA_SANDBOX)', async (t) => {
+  const result = spawnSync(process.execPath, ['--import', './test/helpers/record-modules.ts', 'plugins/server.ts'], {
+    env: serviceEnv({ HTTP_PORT: 'not-a-port' }),
+    encoding: 'utf8',
+    timeout: 20_000
+  })
+  t.equal(result.status, 2)
+  const loaded = /LOADED (.*)/.exec(result.stderr)?.[1].split(' ') ?? []
+  t.ok(loaded.some((url) => url.includes('/plugins/session-pool/')), 'the plugins were loaded')
+  t.same(loaded.filter((url) => url.includes('/simulator/')), [], 'no module of simulator/')
 })

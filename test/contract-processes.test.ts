@@ -40,7 +40,8 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
   }
   // Both replicas settled as members first, so the company's first holder is its preferred one.
   t.ok(await waitFor(async () => {
-    const views = await Promise.all([...replicas.values()].map(async (replica) => (await (await fetch(`${replica.url}/api/whatsapp/cluster`)).json()) as { members: { alive: boolean }[] }))
+    const views = await Promise.all([...replicas.values()].map(async (replica) =>
+      (await (await fetch(`${replica.url}/api/whatsapp/cluster`)).json()) as { members: { alive: boolean }[] }))
     return views.every((view) => view.members.filter((member) => member.alive).length === replicas.size)
   }, STEP_MS), 'both replicas see each other')
   await new Promise((resolve) => setTimeout(resolve, TEST_LEASE_TTL_MS))
@@ -78,14 +79,27 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
 
   // 5. send a reaction (to the contact's message): the contact receives it
   const reaction = await client.react(companyId, { phone: CLIENT, emoji: '❤️', messageId: inbound.id })
-  t.ok(await waitFor(() => simulator.received(CLIENT).some((message) => message.kind === 'reaction'), STEP_MS), 'the contact received a reaction')
-  t.match(simulator.received(CLIENT).find((message) => message.kind === 'reaction'), { id: reaction.messageId, reaction: { messageId: inbound.id, emoji: '❤️', fromMe: false } }, 'on its message, with that emoji')
+  t.ok(
+    await waitFor(() => simulator.received(CLIENT).some((message) => message.kind === 'reaction'), STEP_MS),
+    'the contact received a reaction'
+  )
+  t.match(
+    simulator.received(CLIENT).find((message) => message.kind === 'reaction'),
+    { id: reaction.messageId, reaction: { messageId: inbound.id, emoji: '❤️', fromMe: false } },
+    'on its message, with that emoji'
+  )
 
   // The old worker's ❤️ to thanks, now a rule of the company: real Baileys sends it, the contact gets it.
   await client.setAutoReactionRules(companyId, { enabled: true })
   const thanks = await simulator.deliver({ from: CLIENT, to: SALON, text: 'Спасибо большое!' })
-  t.ok(await waitFor(() => simulator.received(CLIENT).some((message) => message.reaction?.messageId === thanks.id), STEP_MS), 'an automatic ❤️ on the thanks')
-  t.match(simulator.received(CLIENT).find((message) => message.reaction?.messageId === thanks.id), { kind: 'reaction', reaction: { emoji: '❤️' } })
+  t.ok(
+    await waitFor(() => simulator.received(CLIENT).some((message) => message.reaction?.messageId === thanks.id), STEP_MS),
+    'an automatic ❤️ on the thanks'
+  )
+  t.match(
+    simulator.received(CLIENT).find((message) => message.reaction?.messageId === thanks.id),
+    { kind: 'reaction', reaction: { emoji: '❤️' } }
+  )
   await client.setAutoReactionRules(companyId, { enabled: false })
 
   // 7. SIGKILL the holder: the session resumes on the other replica, with no 440 in the simulator's log
@@ -108,7 +122,11 @@ t.test('send a text and a reaction, receive on NATS and WebSocket, and survive S
   const after = await client.send(companyId, { phone: CLIENT, message: 'После переезда на другую реплику' })
   // Found by id: a thanks delivered again after a handoff may have earned its own ❤️ in between.
   t.ok(await waitFor(() => simulator.received(CLIENT).some((message) => message.id === after.messageId), STEP_MS))
-  t.match(simulator.received(CLIENT).find((message) => message.id === after.messageId), { kind: 'text', text: 'После переезда на другую реплику' }, 'sends continue from the new holder, and the contact decrypts them')
+  t.match(
+    simulator.received(CLIENT).find((message) => message.id === after.messageId),
+    { kind: 'text', text: 'После переезда на другую реплику' },
+    'sends continue from the new holder, and the contact decrypts them'
+  )
   t.same(simulator.log.filter((entry) => entry.kind === 'error'), [], 'no protocol error in the simulator')
 
   const survivorProcess = replicas.get(String(survivor))!

@@ -11,7 +11,8 @@ const SETTLE_MS = 15_000
  * The contract suite: the real gateway, with real Baileys (7.0.0-rc14) and the auth state in
  * PostgreSQL, against the simulator. Steps 1-3 and 8 of issue 5; 4-7 need the simulator to handle messages.
  */
-t.test('initialize → QR → scan → connected; a restarted replica resumes from PostgreSQL without a QR; logout from the phone wipes it', async (t) => {
+t.test('initialize → QR → scan → connected; a restarted replica resumes from PostgreSQL without a QR; ' +
+  'logout from the phone wipes it', async (t) => {
   const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
   t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
   const simulator = new WhatsAppSimulator()
@@ -39,7 +40,8 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
   t.ok(await events.waitFor('connected', 1, SETTLE_MS), 'connected')
   const status = (await first.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
   t.match(status, { connected: true, holder: first.id, health: { phoneNumber: '79001234567@s.whatsapp.net' } })
-  const stored = await first.app.orm.em.fork().execute<{ me: string }>("select creds->'me'->>'id' as me from whatsapp_auth where company_id = ?", [companyId], 'get')
+  const stored = await first.app.orm.em.fork().execute<{ me: string }>(
+    "select creds->'me'->>'id' as me from whatsapp_auth where company_id = ?", [companyId], 'get')
   t.match(stored?.me, /^79001234567:\d+@s\.whatsapp\.net$/, 'creds of the linked device are in PostgreSQL')
 
   // 3. restart the replica: it reconnects without a QR, from the creds in PostgreSQL
@@ -48,7 +50,8 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
   const second = await startSessionReplica(t, settings, baileys)
   t.ok(await events.waitFor('connected', 2, SETTLE_MS), 'connected again after the restart')
   t.equal(events.types().filter((type) => type === 'qr').length, qrs, 'without a QR')
-  t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(), { connected: true, holder: second.id })
+  t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(),
+    { connected: true, holder: second.id })
   t.equal(simulator.log.filter((entry) => entry.kind === 'login').length, 2, 'the simulator saw two logins of the linked device')
   t.equal(simulator.log.filter((entry) => entry.kind === 'replaced').length, 0, 'and never two connections at once (no 440)')
 
@@ -56,7 +59,9 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
   const [device] = simulator.liveDevices()
   t.ok(simulator.logout(device), 'the phone removed the linked device')
   t.ok(await events.waitFor('logout', 1, SETTLE_MS), 'logout event')
-  const authRows = async () => (await second.app.orm.em.fork().execute<{ n: number }>('select (select count(*) from whatsapp_auth where company_id = ?) + (select count(*) from whatsapp_keys where company_id = ?) as n', [companyId, companyId], 'get')).n
+  const authRows = async () => (await second.app.orm.em.fork().execute<{ n: number }>(
+    'select (select count(*) from whatsapp_auth where company_id = ?) + (select count(*) from whatsapp_keys where company_id = ?) as n',
+    [companyId, companyId], 'get')).n
   t.ok(await waitFor(async () => Number(await authRows()) === 0, SETTLE_MS), 'creds and keys wiped')
   t.ok(await waitFor(() => !second.app.ownership.holds(companyId), SETTLE_MS), 'the company is offline until it is initialized again')
   await second.close()

@@ -83,7 +83,12 @@ t.test('the old JSON metrics are summed over every replica; one that does not an
 
   // A member without the metrics plugin never answers: the reply names it within the deadline.
   const silent = await startSessionReplica(t, settings, { disabledPlugins: ['metrics'], metricsGatherTimeoutMs: 300 })
-  t.ok(await waitFor(() => a.app.ownership.coordinator.view().members.some((member) => member.replica === silent.id && member.alive), 5_000))
+  t.ok(
+    await waitFor(
+      () => a.app.ownership.members().some((member) => member.replica === silent.id && member.alive),
+      5_000
+    )
+  )
   const started = Date.now()
   const partial = (await a.app.inject({ method: 'GET', url: '/api/whatsapp/metrics' })).json()
   t.ok(Date.now() - started < 2_500, `answered in ${Date.now() - started} ms`)
@@ -144,4 +149,26 @@ t.test('the Grafana dashboard queries only metrics the gateway exports, in valid
   await writeFile(join(dir, 'rules.yml'), rules)
   const check = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.yml')], { encoding: 'utf8' })
   t.equal(check.status, 0, `promtool check rules: ${(check.stdout + check.stderr).trim().split('\n').at(-1)}`)
+})
+
+t.test('a fresh replica exports every documented metric, at 0 for known labels, before any event', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings)
+  const text = (await replica.app.inject({ method: 'GET', url: '/metrics' })).body
+  const { readFile } = await import('node:fs/promises')
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+  const documented = [...new Set([...readme.matchAll(/`(whatsapp_[a-z_]+)/g)].map((match) => match[1]))]
+    // Table names of the auth state, not metrics.
+    .filter((name) => !['whatsapp_auth', 'whatsapp_keys'].includes(name))
+  t.ok(documented.length >= 15, `${documented.length} metric names in README`)
+  for (const name of documented) t.match(text, new RegExp(`^${name}(_bucket|_count|_sum)?[{ ]`, 'm'), `${name} is exported`)
+  t.equal(sample(text, 'whatsapp_messages_sent_total', 'kind="text"'), 0)
+  t.equal(sample(text, 'whatsapp_messages_sent_total', 'kind="reaction"'), 0)
+  t.equal(sample(text, 'whatsapp_errors_total', 'source="send"'), 0)
+  t.equal(sample(text, 'whatsapp_rate_limited_total', 'limit="messages"'), 0)
+  t.equal(sample(text, 'whatsapp_sessions', 'state="open"'), 0)
+  t.equal(sample(text, 'whatsapp_send_duration_seconds_count', 'kind="text"'), 0)
+  t.equal(sample(text, 'whatsapp_lease_acquisitions_total'), 0)
+  const check = promtool(text)
+  t.equal(check.status, 0, check.output)
 })

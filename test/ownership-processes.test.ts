@@ -49,8 +49,12 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   victim.kill('SIGKILL')
   // WhatsApp sees the dead process's sockets drop.
   ledger.dropReplica(victimId)
-  t.ok(await waitFor(() => victims.every((id) => ledger.holderOf(id) === survivorId), TEST_LEASE_TTL_MS + 5_000, 20), 'the survivor holds them all')
-  const takeovers = victims.map((id) => ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= killedAt)!.at - killedAt)
+  t.ok(
+    await waitFor(() => victims.every((id) => ledger.holderOf(id) === survivorId), TEST_LEASE_TTL_MS + 5_000, 20),
+    'the survivor holds them all'
+  )
+  const takeovers = victims.map((id) =>
+    ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= killedAt)!.at - killedAt)
   const worst = Math.max(...takeovers)
   t.ok(worst <= TEST_LEASE_TTL_MS + 1_000, `slowest takeover ${worst} ms (TTL ${TEST_LEASE_TTL_MS} ms)`)
   t.same(ledger.overlaps, [], 'zero overlaps')

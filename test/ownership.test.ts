@@ -185,8 +185,12 @@ t.test('on this NATS 2.9 server the lease bucket is created without limit marker
   const info = await (await jetstreamManager(a.app.nats)).streams.info(`KV_${settings.leaseBucket}`)
   const version = a.app.bus.serverVersion() ?? ''
   t.match(version, /^\d+\.\d+\.\d+/)
-  const { supportsExpiryMarkers } = await import('../core/bus.ts')
-  t.equal(Boolean(info.config.subject_delete_marker_ttl), supportsExpiryMarkers(version), `server ${version}: markers ${supportsExpiryMarkers(version) ? 'on' : 'off'}`)
+  const { supportsExpiryMarkers } = await import('../core/nats/kv.ts')
+  t.equal(
+    Boolean(info.config.subject_delete_marker_ttl),
+    supportsExpiryMarkers(version),
+    `server ${version}: markers ${supportsExpiryMarkers(version) ? 'on' : 'off'}`
+  )
   t.equal(info.config.max_age, settings.leaseTtlMs * 1_000_000, 'the bucket TTL is the lease TTL')
 })
 

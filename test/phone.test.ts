@@ -134,7 +134,11 @@ t.test('malformed requests get a validation error naming the field', async (t) =
   t.equal(missing.statusCode, 400)
   t.same(missing.json(), {
     success: false,
-    error: { code: 'VALIDATION_ERROR', message: 'querystring/phone is required', details: [{ field: 'querystring/phone', message: 'is required' }] }
+    error: {
+      code: 'VALIDATION_ERROR',
+      message: 'querystring/phone is required',
+      details: [{ field: 'querystring/phone', message: 'is required' }]
+    }
   })
   const badCountry = await app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567&country=RUS' })
   t.equal(badCountry.statusCode, 400)
@@ -144,5 +148,8 @@ t.test('malformed requests get a validation error naming the field', async (t) =
   t.match(notJson.json(), { success: false, error: { code: 'BAD_REQUEST', message: 'payload is not valid JSON' } })
   t.equal(notJson.headers?.get('Nats-Service-Error-Code'), '400')
   const wrongType = await app.nats.request(app.subjects.phoneNormalize, JSON.stringify({ phone: 79001234567 }), { timeout: 2000 })
-  t.match(wrongType.json(), { success: false, error: { code: 'VALIDATION_ERROR', details: [{ field: 'payload/phone', message: 'must be string' }] } })
+  t.match(wrongType.json(), {
+    success: false,
+    error: { code: 'VALIDATION_ERROR', details: [{ field: 'payload/phone', message: 'must be string' }] }
+  })
 })

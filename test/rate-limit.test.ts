@@ -29,14 +29,32 @@ t.test('budgets: 429 with Retry-After over HTTP, RATE_LIMITED with retryAfter ov
   const replica = await startSessionReplica(t, settings, { messagesPerMinute: 4, reactionsPerMinutePerRecipient: 2 })
   const companyId = uniqueName('salon')
   await linkCompany(replica, companyId, settings, t)
-  const send = (phone = '79001234567') => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone, message: 'Напоминание' } })
-  const react = (phone: string) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone, emoji: '❤️', messageId: uniqueName('m') } })
+  const send = (phone = '79001234567') =>
+    replica.app.inject({
+      method: 'POST',
+      url: `/api/whatsapp/sessions/${companyId}/send`,
+      payload: { phone, message: 'Напоминание' }
+    })
+  const react = (phone: string) =>
+    replica.app.inject({
+      method: 'POST',
+      url: `/api/whatsapp/sessions/${companyId}/reaction`,
+      payload: { phone, emoji: '❤️', messageId: uniqueName('m') }
+    })
 
   t.equal((await react('79001111111')).statusCode, 200)
   t.equal((await react('79001111111')).statusCode, 200)
   const third = await react('79001111111')
   t.equal(third.statusCode, 429, 'a third reaction to the same phone within the minute')
-  t.match(third.json(), { success: false, error: { code: 'RATE_LIMITED', message: /2 reactions per minute to 79001111111/, retryAfter: Number, accepted: false } })
+  t.match(third.json(), {
+    success: false,
+    error: {
+      code: 'RATE_LIMITED',
+      message: /2 reactions per minute to 79001111111/,
+      retryAfter: Number,
+      accepted: false
+    }
+  })
   t.ok(Number(third.headers['retry-after']) >= 1, `Retry-After: ${third.headers['retry-after']}`)
   t.equal((await react('79002222222')).statusCode, 200, 'another recipient has its own reaction budget')
 
@@ -49,7 +67,12 @@ t.test('budgets: 429 with Retry-After over HTTP, RATE_LIMITED with retryAfter ov
 
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
-  await t.rejects(createGatewayClient(nc, { namespace: settings.natsNamespace }).send(companyId, { phone: '79001234567', message: 'x' }), { code: 'RATE_LIMITED', retryAfter: Number, accepted: false }, 'the NATS client gets the code and retryAfter')
+  const natsClient = createGatewayClient(nc, { namespace: settings.natsNamespace })
+  await t.rejects(
+    natsClient.send(companyId, { phone: '79001234567', message: 'x' }),
+    { code: 'RATE_LIMITED', retryAfter: Number, accepted: false },
+    'the NATS client gets the code and retryAfter'
+  )
   t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.length, 4, 'exactly the budget went out')
   t.match(replica.app.messagingLimits.refused, { messages: 2, reactions: 1 })
 })
@@ -68,17 +91,33 @@ t.test('the budget survives a failover: the new holder continues it from KV', as
   const holder = (await client.owner(companyId)).replica === first.id ? first : second
   await holder.close()
   t.ok(await events.waitFor('connected', 2, 15_000), 'the other replica took the company over')
-  await t.rejects(client.send(companyId, { phone: '79001234567', message: 'one too many' }), { code: 'RATE_LIMITED' }, 'and the company\'s budget is still spent')
+  await t.rejects(
+    client.send(companyId, { phone: '79001234567', message: 'one too many' }),
+    { code: 'RATE_LIMITED' },
+    'and the company\'s budget is still spent'
+  )
 })
 
 t.test('pacing: sends are spaced out with typing first instead of refused; the queue is bounded', async (t) => {
   const settings = await sessionCluster(t)
   // The first send goes at once; two more wait for their slots (0.5 s, 1 s); the queue holds two.
-  const pacing = { pacingEnabled: true, pacingMinIntervalMs: 500, pacingJitterMs: 0, pacingTypingMs: 50, pacingQueueMax: 2, messagesPerMinute: 1_000 }
+  const pacing = {
+    pacingEnabled: true,
+    pacingMinIntervalMs: 500,
+    pacingJitterMs: 0,
+    pacingTypingMs: 50,
+    pacingQueueMax: 2,
+    messagesPerMinute: 1_000
+  }
   const replica = await startSessionReplica(t, settings, pacing)
   const companyId = uniqueName('salon')
   await linkCompany(replica, companyId, settings, t)
-  const send = (n: number) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: `№${n}` } })
+  const send = (n: number) =>
+    replica.app.inject({
+      method: 'POST',
+      url: `/api/whatsapp/sessions/${companyId}/send`,
+      payload: { phone: '79001234567', message: `№${n}` }
+    })
 
   const depths: number[] = []
   const sampler = setInterval(() => depths.push(replica.app.messagingLimits.queueDepths().get(companyId) ?? 0), 20)
@@ -92,20 +131,27 @@ t.test('pacing: sends are spaced out with typing first instead of refused; the q
   const sent = replica.app.testWhatsApp!.sent.get(companyId)!
   const gaps = sent.slice(1).map((item, index) => item.at - sent[index].at)
   t.ok(gaps.every((gap) => gap >= 490), `spaced by the interval: ${gaps.map(Math.round).join(', ')} ms`)
-  t.ok(replies.filter((reply) => reply.statusCode === 200).some((reply) => reply.json().queuedMs >= 500), 'the reply says how long it waited')
-  t.equal(replica.app.testWhatsApp!.presences.get(companyId)?.filter((presence) => presence === 'composing@79001234567@s.whatsapp.net').length, 3, 'typing shown before each text')
+  t.ok(
+    replies.filter((reply) => reply.statusCode === 200).some((reply) => reply.json().queuedMs >= 500),
+    'the reply says how long it waited'
+  )
+  const presences = replica.app.testWhatsApp!.presences.get(companyId)
+  t.equal(presences?.filter((presence) => presence === 'composing@79001234567@s.whatsapp.net').length, 3, 'typing shown before each text')
 })
 
 t.test('the public API is limited per API key or IP, apart from the WhatsApp budgets; probes never are', async (t) => {
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings, { apiRateLimitMax: 3, apiRateLimitWindowMs: MINUTE })
-  const get = (headers: Record<string, string> = {}) => replica.app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567', headers })
+  const get = (headers: Record<string, string> = {}) =>
+    replica.app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567', headers })
   for (let i = 0; i < 3; i++) t.equal((await get()).statusCode, 200)
   const limited = await get()
   t.equal(limited.statusCode, 429)
   t.match(limited.json(), { success: false, error: { code: 'RATE_LIMITED', message: /API limit: 3 requests/, retryAfter: Number } })
   t.ok(Number(limited.headers['retry-after']) >= 1, 'Retry-After header')
   t.equal((await get({ 'x-api-key': 'booking-bot' })).statusCode, 200, 'an API key has its own budget')
-  for (let i = 0; i < 5; i++) t.equal((await replica.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'health probes are not limited')
+  for (let i = 0; i < 5; i++) {
+    t.equal((await replica.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'health probes are not limited')
+  }
   t.ok(await waitFor(() => true, 1))
 })

@@ -27,7 +27,8 @@ t.test('thanks are recognised in Russian and English; replies to thanks, refusal
   for (const text of yes) t.ok(thanks(text), `thanks: ${text}`)
   const no = [
     ['Не за что', 'a reply to thanks'], ['Нет, спасибо', 'a refusal'], ['спасибо, не надо', 'a refusal'], ['No thanks', 'a refusal'],
-    ['Благодаря пробкам опоздаю на 10 минут', '"due to"'], ['Записаться можно на завтра?', 'a request'], ['typing…', '"ty" only as a whole word'],
+    ['Благодаря пробкам опоздаю на 10 минут', '"due to"'], ['Записаться можно на завтра?', 'a request'],
+    ['typing…', '"ty" only as a whole word'],
     ['спасательный круг', 'a word that starts like спасибо but is not it'], ['', 'empty'], ['👍', 'an emoji alone'],
     [`${'очень '.repeat(MAX_GRATITUDE_WORDS)}спасибо`, `longer than ${MAX_GRATITUDE_WORDS} words: about something else`],
     ['Thanks for nothing', 'sarcasm']
@@ -47,25 +48,57 @@ t.test('reactions over HTTP, the old route and NATS reach the contact through th
   t.ok(events)
   const sent = () => holder.app.testWhatsApp!.sent.get(companyId) ?? []
 
-  const viaHttp = await other.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone: '+7 900 123-45-67', emoji: '❤️', messageId: 'MSG-1' } })
+  const viaHttp = await other.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/reaction`,
+    payload: { phone: '+7 900 123-45-67', emoji: '❤️', messageId: 'MSG-1' }
+  })
   t.equal(viaHttp.statusCode, 200, 'through a replica that does not hold the company')
-  t.match(viaHttp.json(), { success: true, companyId, phone: '79001234567', emoji: '❤️', reactedTo: 'MSG-1', accepted: true, messageId: /^3EB0/ })
+  t.match(viaHttp.json(), {
+    success: true,
+    companyId,
+    phone: '79001234567',
+    emoji: '❤️',
+    reactedTo: 'MSG-1',
+    accepted: true,
+    messageId: /^3EB0/
+  })
   t.match(sent().at(-1), { to: '79001234567@s.whatsapp.net', reaction: { messageId: 'MSG-1', emoji: '❤️' } })
 
-  const legacy = await other.app.inject({ method: 'POST', url: '/api/whatsapp/reaction', payload: { phone: '89001234567', emoji: '👍🏽', messageId: 'MSG-2', companyId } })
+  const legacy = await other.app.inject({
+    method: 'POST',
+    url: '/api/whatsapp/reaction',
+    payload: { phone: '89001234567', emoji: '👍🏽', messageId: 'MSG-2', companyId }
+  })
   t.equal(legacy.statusCode, 200, 'the old route is still served')
   t.match(sent().at(-1), { reaction: { messageId: 'MSG-2', emoji: '👍🏽' } })
-  const noCompany = await other.app.inject({ method: 'POST', url: '/api/whatsapp/reaction', payload: { phone: '89001234567', emoji: '👍', messageId: 'MSG-3' } })
+  const noCompany = await other.app.inject({
+    method: 'POST',
+    url: '/api/whatsapp/reaction',
+    payload: { phone: '89001234567', emoji: '👍', messageId: 'MSG-3' }
+  })
   t.equal(noCompany.statusCode, 400)
   t.match(noCompany.json(), { error: { code: 'VALIDATION_ERROR', message: /companyId is required/ } })
 
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
   const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
-  t.match(await client.react(companyId, { phone: '79001234567', emoji: '👨‍👩‍👧', messageId: 'MSG-4' }), { success: true, emoji: '👨‍👩‍👧' }, 'NATS wa.cmd.<id>.react')
-  t.match(await client.react(companyId, { phone: '79001234567', emoji: '', messageId: 'MSG-4' }), { success: true, emoji: '' }, 'an empty emoji removes the reaction')
+  t.match(
+    await client.react(companyId, { phone: '79001234567', emoji: '👨‍👩‍👧', messageId: 'MSG-4' }),
+    { success: true, emoji: '👨‍👩‍👧' },
+    'NATS wa.cmd.<id>.react'
+  )
+  t.match(
+    await client.react(companyId, { phone: '79001234567', emoji: '', messageId: 'MSG-4' }),
+    { success: true, emoji: '' },
+    'an empty emoji removes the reaction'
+  )
   t.match(sent().at(-1), { reaction: { messageId: 'MSG-4', emoji: '' } })
-  t.match(await client.react(companyId, { phone: '79001234567', emoji: '🔥', messageId: 'OWN-1', fromMe: true }), { success: true }, 'reacting to our own message')
+  t.match(
+    await client.react(companyId, { phone: '79001234567', emoji: '🔥', messageId: 'OWN-1', fromMe: true }),
+    { success: true },
+    'reacting to our own message'
+  )
 
   const before = sent().length
   for (const [payload, field] of [
@@ -77,9 +110,16 @@ t.test('reactions over HTTP, the old route and NATS reach the contact through th
   ] as const) {
     const response = await other.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload })
     t.equal(response.statusCode, 400, `bad ${field} → 400`)
-    t.match(response.json(), { success: false, error: { code: /VALIDATION_ERROR|INVALID_PHONE/, message: new RegExp(field === 'phone' ? 'phone|number' : field) } })
+    t.match(response.json(), {
+      success: false,
+      error: { code: /VALIDATION_ERROR|INVALID_PHONE/, message: new RegExp(field === 'phone' ? 'phone|number' : field) }
+    })
   }
-  await t.rejects(client.react(companyId, { phone: '79001234567', emoji: 'ok', messageId: 'M' }), { code: 'VALIDATION_ERROR' }, 'NATS gets the same error with a code')
+  await t.rejects(
+    client.react(companyId, { phone: '79001234567', emoji: 'ok', messageId: 'M' }),
+    { code: 'VALIDATION_ERROR' },
+    'NATS gets the same error with a code'
+  )
   t.equal(sent().length, before, 'nothing was sent for bad input')
 })
 
@@ -92,12 +132,20 @@ t.test('the opt-in ❤️ to thanks: once per message, only when enabled, with t
   const reactions = () => (whatsapp.sent.get(companyId) ?? []).filter((sent) => sent.reaction)
 
   const off = await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/auto-reactions` })
-  t.match(off.json(), { success: true, rules: { enabled: false, emoji: '❤️', patterns: DEFAULT_GRATITUDE } }, 'off by default, with the defaults shown')
+  t.match(
+    off.json(),
+    { success: true, rules: { enabled: false, emoji: '❤️', patterns: DEFAULT_GRATITUDE } },
+    'off by default, with the defaults shown'
+  )
   const ignored = whatsapp.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'Спасибо!' })
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.same(reactions(), [], `no reaction to ${ignored} while off`)
 
-  const on = await replica.app.inject({ method: 'PUT', url: `/api/whatsapp/sessions/${companyId}/auto-reactions`, payload: { enabled: true } })
+  const on = await replica.app.inject({
+    method: 'PUT',
+    url: `/api/whatsapp/sessions/${companyId}/auto-reactions`,
+    payload: { enabled: true }
+  })
   t.equal(on.statusCode, 200)
   const thanked = whatsapp.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'Спасибо большое, всё супер!' })
   t.ok(await waitFor(() => reactions().length === 1, 5_000), 'a reaction to thanks')
@@ -107,7 +155,11 @@ t.test('the opt-in ❤️ to thanks: once per message, only when enabled, with t
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal(reactions().length, 1, 'the same message delivered again gets no second reaction, a question gets none')
 
-  const bad = await replica.app.inject({ method: 'PUT', url: `/api/whatsapp/sessions/${companyId}/auto-reactions`, payload: { enabled: true, emoji: 'heart' } })
+  const bad = await replica.app.inject({
+    method: 'PUT',
+    url: `/api/whatsapp/sessions/${companyId}/auto-reactions`,
+    payload: { enabled: true, emoji: 'heart' }
+  })
   t.equal(bad.statusCode, 400, 'the rule\'s emoji is checked too')
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())

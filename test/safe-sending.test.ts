@@ -25,12 +25,19 @@ t.test('an idempotency key (body, Nats-Msg-Id, Idempotency-Key header) returns t
   const request = async (key: string) => {
     const headers = natsHeaders()
     headers.set('Nats-Msg-Id', key)
-    return (await nc.request(replica.app.subjects.command(companyId, 'send'), JSON.stringify({ phone: '79001234567', message: 'по заголовку' }), { headers, timeout: 5_000 })).json<{ messageId: string, duplicate?: boolean }>()
+    const payload = JSON.stringify({ phone: '79001234567', message: 'по заголовку' })
+    const reply = await nc.request(replica.app.subjects.command(companyId, 'send'), payload, { headers, timeout: 5_000 })
+    return reply.json<{ messageId: string, duplicate?: boolean }>()
   }
   const byHeader = await request('nats-key-1')
   t.match(await request('nats-key-1'), { messageId: byHeader.messageId, duplicate: true }, 'Nats-Msg-Id works the same')
 
-  const http = () => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, headers: { 'idempotency-key': 'http-key-1' }, payload: { phone: '79001234567', message: 'по HTTP' } })
+  const http = () => replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    headers: { 'idempotency-key': 'http-key-1' },
+    payload: { phone: '79001234567', message: 'по HTTP' }
+  })
   const firstHttp = (await http()).json()
   t.match((await http()).json(), { messageId: firstHttp.messageId, duplicate: true }, 'and so does the Idempotency-Key HTTP header')
 
@@ -39,9 +46,11 @@ t.test('an idempotency key (body, Nats-Msg-Id, Idempotency-Key header) returns t
   t.match(await client.react(companyId, reaction), { messageId: firstReaction.messageId, duplicate: true }, 'reactions too')
   t.equal(sent().length, 4, 'four sends in all: one per key')
 
-  const burst = await Promise.allSettled(Array.from({ length: 6 }, () => client.send(companyId, { phone: '79001234567', message: 'одновременно', idempotencyKey: 'burst' })))
+  const burst = await Promise.allSettled(Array.from({ length: 6 },
+    () => client.send(companyId, { phone: '79001234567', message: 'одновременно', idempotencyKey: 'burst' })))
   t.equal(sent().filter((item) => item.text === 'одновременно').length, 1, 'six concurrent repeats send once')
-  t.ok(burst.every((result) => result.status === 'fulfilled' || (result.reason as { code?: string }).code === 'IN_PROGRESS'), 'the others get the first result or IN_PROGRESS')
+  t.ok(burst.every((result) => result.status === 'fulfilled' || (result.reason as { code?: string }).code === 'IN_PROGRESS'),
+    'the others get the first result or IN_PROGRESS')
 })
 
 t.test('a repeat after a failover still returns the first result (the record is in KV)', async (t) => {
@@ -60,30 +69,49 @@ t.test('a repeat after a failover still returns the first result (the record is 
   t.ok(await events.waitFor('connected', 2, 15_000), 'taken over')
   const repeat = await client.send(companyId, { phone: '79001234567', message: 'до переезда', idempotencyKey: 'move-1' })
   t.match(repeat, { messageId: original.messageId, duplicate: true })
-  t.notOk((survivor.app.testWhatsApp!.sent.get(companyId) ?? []).some((item) => item.text === 'до переезда'), 'the new holder did not send it again')
+  t.notOk((survivor.app.testWhatsApp!.sent.get(companyId) ?? []).some((item) => item.text === 'до переезда'),
+    'the new holder did not send it again')
 })
 
-t.test('a send that WhatsApp does not take in time fails with TIMEOUT and accepted: false; a retry with the key learns the late outcome', async (t) => {
+t.test('a send that WhatsApp does not take in time fails with TIMEOUT and accepted: false; ' +
+  'a retry with the key learns the late outcome', async (t) => {
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings, { sendTimeoutMs: 300 })
   const companyId = uniqueName('salon')
   await linkCompany(replica, companyId, settings, t)
   const release = replica.app.testWhatsApp!.stall(companyId)
   const started = Date.now()
-  const stuck = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' } })
+  const stuck = await replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' }
+  })
   t.ok(Date.now() - started < 2_000, `answered in ${Date.now() - started} ms instead of hanging`)
   t.equal(stuck.statusCode, 504)
   t.match(stuck.json(), { success: false, error: { code: 'TIMEOUT', accepted: false, message: /not confirmed and may still go out/ } })
-  const whileStuck = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' } })
+  const whileStuck = await replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' }
+  })
   t.equal(whileStuck.statusCode, 409, 'a repeat while it is still pending')
   t.match(whileStuck.json(), { error: { code: 'IN_PROGRESS', retryAfter: Number } })
   release()
   await new Promise((resolve) => setTimeout(resolve, 200))
-  const late = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' } })
+  const late = await replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' }
+  })
   t.equal(late.statusCode, 200)
   t.match(late.json(), { duplicate: true, accepted: true, messageId: /^3EB0/ }, 'the late outcome was recorded')
-  t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.filter((item) => item.text === 'медленно').length, 1, 'and it went out once')
+  t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.filter((item) => item.text === 'медленно').length, 1,
+    'and it went out once')
 
-  const refused = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${uniqueName('nobody')}/send`, payload: { phone: '79001234567', message: 'x', idempotencyKey: 'k' } })
+  const refused = await replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${uniqueName('nobody')}/send`,
+    payload: { phone: '79001234567', message: 'x', idempotencyKey: 'k' }
+  })
   t.match(refused.json(), { error: { code: 'NOT_CONNECTED' } }, 'no holder: NOT_CONNECTED, nothing recorded')
 })

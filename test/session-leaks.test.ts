@@ -7,7 +7,7 @@ import { PostgresAuthStore } from '../plugins/session-pool/auth-store.ts'
 import { Session } from '../plugins/session-pool/session.ts'
 import type { TestSocket } from '../plugins/session-pool/test-socket.ts'
 import type { SocketOptions } from '../plugins/session-pool/socket-port.ts'
-import { build } from './helpers/build.ts'
+import { build, configWith } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 
 const ROUNDS = 10_000
@@ -65,7 +65,7 @@ t.test(`${ROUNDS} create/remove rounds leave no listeners, timers, connections o
 
   async function round (index: number) {
     const session = new Session({
-      companyId, epoch: 1, auth, factory, config: app.config, log, emit: () => {}, onOutcome: () => {}
+      companyId, epoch: 1, auth, factory, settings: configWith({}), log, emit: () => {}, onOutcome: () => {}
     })
     session.start()
     while (session.state !== 'open') await new Promise((resolve) => setImmediate(resolve))

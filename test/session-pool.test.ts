@@ -259,8 +259,8 @@ t.test('an inbound message redelivered (e.g. after a failover) is stored once', 
   replica.app.testWhatsApp!.deliver(companyId, { id: 'WAMSG-1', from: '79001234567@s.whatsapp.net', text: 'раз' })
   replica.app.testWhatsApp!.deliver(companyId, { id: 'WAMSG-2', from: '79001234567@s.whatsapp.net', text: 'два' })
   const stored: string[] = []
-  const follower = await replica.app.bus.follow(replica.app.config.eventsStream, replica.app.subjects.event(companyId, 'message'), 0, (_seq, data) => {
-    stored.push((data as { data: { messageId: string } }).data.messageId)
+  const follower = await replica.app.events.follow(replica.app.subjects.event(companyId, 'message'), 0, (event) => {
+    stored.push(event.data.messageId as string)
   })
   t.teardown(() => follower.stop())
   t.ok(await waitFor(() => stored.includes('WAMSG-2'), SETTLE_MS))

@@ -27,9 +27,9 @@ t.test('closing the app leaves no open handles behind', async (t) => {
   t.same(resourceCounts(), before, 'same active resources as before the app was built')
 })
 
-/** Runs `node core/server.ts` and resolves once it has printed its HTTP address. */
-function startServer (env: Record<string, string>): Promise<{ child: ChildProcess, baseUrl: string }> {
-  const child = spawn(process.execPath, ['core/server.ts'], {
+/** Runs `node plugins/server.ts` and resolves once it has printed its HTTP address. */
+function startServer (env: Record<string, string>): Promise<{ child: ChildProcess, baseUrl: string, output: () => string }> {
+  const child = spawn(process.execPath, ['plugins/server.ts'], {
     env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -41,7 +41,7 @@ function startServer (env: Record<string, string>): Promise<{ child: ChildProces
       const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
       if (match) {
         clearTimeout(timer)
-        resolve({ child, baseUrl: match[1] })
+        resolve({ child, baseUrl: match[1], output: () => output })
       }
     }
     child.stdout?.on('data', onData)
@@ -77,9 +77,14 @@ function alive (pid: number): boolean {
 
 t.test('SIGTERM shuts the server down gracefully within the bounded time', async (t) => {
   const databaseUrl = await createTestDatabase(t)
-  const { child, baseUrl } = await startServer({ NATS_URL: TEST_NATS_URL, DATABASE_URL: databaseUrl, SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) })
+  const { child, baseUrl, output } = await startServer({
+    NATS_URL: TEST_NATS_URL,
+    DATABASE_URL: databaseUrl,
+    SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS)
+  })
   t.teardown(() => { child.kill('SIGKILL') })
   t.equal((await fetch(`${baseUrl}/readyz`)).status, 200)
+  t.notMatch(output(), /Deprecation|FSTDEP/, 'a clean start: no deprecation warnings')
   const started = Date.now()
   const exit = exited(child)
   child.kill('SIGTERM')

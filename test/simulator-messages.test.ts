@@ -18,28 +18,37 @@ t.test('what a linked device sends reaches the contact decrypted, exactly, with 
   const text = 'Здравствуйте! Запись на 15:00 подтверждена ✅\nАдрес: ул. Ленина, 1'
   const sent = await socket.sendText(jid(CLIENT), text)
   t.ok(await waitFor(() => simulator.received(CLIENT).length === 1, STEP_MS), 'the contact received one message')
-  t.match(simulator.received(CLIENT)[0], { id: sent.messageId, from: device, kind: 'text', text }, 'exactly that text, under the id Baileys returned')
+  t.match(simulator.received(CLIENT)[0], { id: sent.messageId, from: device, kind: 'text', text },
+    'exactly that text, under the id Baileys returned')
 
   const reaction = await socket.react(jid(CLIENT), { id: 'INBOUND-1', fromMe: false }, '❤️')
   const removal = await socket.react(jid(CLIENT), { id: 'INBOUND-1', fromMe: false }, '')
   t.ok(await waitFor(() => simulator.received(CLIENT).length === 3, STEP_MS))
-  t.match(simulator.received(CLIENT)[1], { id: reaction.messageId, kind: 'reaction', reaction: { messageId: 'INBOUND-1', emoji: '❤️', fromMe: false } }, 'the reaction, on the message it names')
-  t.match(simulator.received(CLIENT)[2], { id: removal.messageId, kind: 'reaction', reaction: { messageId: 'INBOUND-1', emoji: '' } }, 'and its removal')
+  t.match(simulator.received(CLIENT)[1], {
+    id: reaction.messageId, kind: 'reaction', reaction: { messageId: 'INBOUND-1', emoji: '❤️', fromMe: false }
+  }, 'the reaction, on the message it names')
+  t.match(simulator.received(CLIENT)[2], {
+    id: removal.messageId, kind: 'reaction', reaction: { messageId: 'INBOUND-1', emoji: '' }
+  }, 'and its removal')
 
   const others = ['79220000001', '79220000002', '79220000003', '79220000004']
   const parallel = await Promise.all(others.map((phone) => socket.sendText(jid(phone), `только для ${phone}`)))
-  t.ok(await waitFor(() => others.every((phone) => simulator.received(phone).length === 1), STEP_MS), 'parallel sends to four contacts all arrived')
-  others.forEach((phone, index) => t.match(simulator.received(phone), [{ id: parallel[index].messageId, text: `только для ${phone}` }], `${phone} got only its own message`))
+  t.ok(await waitFor(() => others.every((phone) => simulator.received(phone).length === 1), STEP_MS),
+    'parallel sends to four contacts all arrived')
+  others.forEach((phone, index) => t.match(simulator.received(phone), [{ id: parallel[index].messageId, text: `только для ${phone}` }],
+    `${phone} got only its own message`))
   t.equal(simulator.received(CLIENT).length, 3, 'and nothing more went to the first contact')
 
-  t.ok(await waitFor(() => receipts.some((receipt) => receipt.id === sent.messageId && receipt.status === 'delivered'), STEP_MS), 'delivery receipt from the contact')
+  t.ok(await waitFor(() => receipts.some((receipt) => receipt.id === sent.messageId && receipt.status === 'delivered'), STEP_MS),
+    'delivery receipt from the contact')
   t.equal(simulator.read(CLIENT, SALON, [sent.messageId]), 1, 'the contact reads it on one linked device')
   t.ok(await waitFor(() => receipts.some((receipt) => receipt.id === sent.messageId && receipt.status === 'read'), STEP_MS), 'read receipt')
   t.same(simulator.log.filter((entry) => entry.kind === 'error'), [], 'no decryption or protocol error')
   await socket.end()
 })
 
-t.test('a contact writes back: plaintext before any session, Signal-encrypted once the device opened one; the device reports reading it', async (t) => {
+t.test('a contact writes back: plaintext before any session, Signal-encrypted once the device opened one; ' +
+  'the device reports reading it', async (t) => {
   const { simulator, link } = await startSimulator(t)
   const { socket } = await link(SALON)
   const inbound: InboundMessage[] = []
@@ -58,9 +67,12 @@ t.test('a contact writes back: plaintext before any session, Signal-encrypted on
   t.match(inbound[1], { id: second.id, from: jid(CLIENT), text: 'Спасибо большое!' }, 'decrypted by Baileys')
 
   await socket.markRead(jid(CLIENT), [second.id])
-  t.ok(await waitFor(() => simulator.account(CLIENT).receipts.some((receipt) => receipt.messageId === second.id && receipt.type === 'read'), STEP_MS), 'read receipt reached the contact')
-  t.ok(simulator.account(CLIENT).receipts.some((receipt) => receipt.messageId === first.id && receipt.type === 'delivered'), 'and a delivery receipt for the first')
-  t.match(await simulator.deliver({ from: CLIENT, to: '79009999999', text: 'никого' }), { devices: 0, queued: 0 }, 'an account with no linked device receives nothing')
+  const receipts = () => simulator.account(CLIENT).receipts
+  t.ok(await waitFor(() => receipts().some((receipt) => receipt.messageId === second.id && receipt.type === 'read'), STEP_MS),
+    'read receipt reached the contact')
+  t.ok(receipts().some((receipt) => receipt.messageId === first.id && receipt.type === 'delivered'), 'and a delivery receipt for the first')
+  t.match(await simulator.deliver({ from: CLIENT, to: '79009999999', text: 'никого' }), { devices: 0, queued: 0 },
+    'an account with no linked device receives nothing')
   t.same(simulator.log.filter((entry) => entry.kind === 'error'), [], 'no protocol error')
   await socket.end()
 })
@@ -109,7 +121,8 @@ t.test('linking by pairing code: a wrong code is refused, the right one links, a
   const wrong = code === 'ZZZZZZZZ' ? 'YYYYYYYY' : 'ZZZZZZZZ'
   t.match(await simulator.enterPairingCode(SALON, wrong), { linked: false, reason: 'wrong-code' }, 'a wrong code does not link')
   const linked = await simulator.enterPairingCode(SALON, code.toLowerCase())
-  t.match(linked, { linked: true, device: new RegExp(`^${SALON}:\\d+$`) }, 'the right code links (case-insensitive, as the phone accepts it)')
+  t.match(linked, { linked: true, device: new RegExp(`^${SALON}:\\d+$`) },
+    'the right code links (case-insensitive, as the phone accepts it)')
   t.ok(await waitFor(() => linking.updates.some((update) => update.closeCode === 515), STEP_MS), 'restart requested')
   t.equal(creds.registered, true, 'the client marked itself registered')
 
@@ -135,6 +148,8 @@ t.test('creds that asked for a code but never finished are refused at login (401
 t.test('onWhatsApp answers from the simulator\'s directory', async (t) => {
   const { link } = await startSimulator(t, { notOnWhatsApp: ['79990000000'] })
   const { socket } = await link(SALON)
-  t.same(await socket.onWhatsApp([jid(CLIENT), jid('79990000000')]), [{ jid: jid(CLIENT), exists: true }, { jid: jid('79990000000'), exists: false }])
+  t.same(await socket.onWhatsApp([jid(CLIENT), jid('79990000000')]), [
+    { jid: jid(CLIENT), exists: true }, { jid: jid('79990000000'), exists: false }
+  ])
   await socket.end()
 })

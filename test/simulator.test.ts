@@ -19,9 +19,12 @@ t.test('real Baileys completes the Noise handshake with the simulator and shows 
   t.equal(noiseKey, Buffer.from(creds.noiseKey.public).toString('base64'), 'with the client\'s noise key')
   t.equal(identityKey, Buffer.from(creds.signedIdentityKey.public).toString('base64'))
   t.equal(advSecret, creds.advSecretKey)
-  t.ok(simulator.log.some((entry) => entry.kind === 'handshake' && entry.detail === 'unlinked device'), 'the simulator saw an unlinked device')
+  t.ok(simulator.log.some((entry) => entry.kind === 'handshake' && entry.detail === 'unlinked device'),
+    'the simulator saw an unlinked device')
   // The client acknowledges pair-device and shows the QR at once; the acknowledgement may land just after.
-  t.ok(await waitFor(() => simulator.log.some((entry) => entry.kind === 'recv' && entry.detail.startsWith('iq') && entry.detail.includes('"type":"result"')), 2_000), 'and its acknowledgement of pair-device, decrypted')
+  const acknowledged = () => simulator.log.some((entry) =>
+    entry.kind === 'recv' && entry.detail.startsWith('iq') && entry.detail.includes('"type":"result"'))
+  t.ok(await waitFor(acknowledged, 2_000), 'and its acknowledgement of pair-device, decrypted')
   t.notOk(simulator.log.some((entry) => entry.kind === 'error'), 'no protocol error')
   await socket.end()
 })
@@ -31,24 +34,30 @@ t.test('the simulator\'s certificate chain is signed by its root key (checked di
   // so Baileys accepts any well-formed chain. The chain is checked here with libsignal's own answer,
   // so the simulator stays correct for a Baileys that does verify.
   const require = createRequire(import.meta.url)
-  const curve = require('libsignal/src/curve.js') as { verifySignature: (key: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean }
+  const curve = require('libsignal/src/curve.js') as {
+    verifySignature: (key: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean
+  }
   const signalKey = (key: Uint8Array) => Buffer.concat([Buffer.from([5]), key])
   const simulator = new WhatsAppSimulator()
   const chain = proto.CertChain.decode(simulator.identity.certChain)
   const intermediate = proto.CertChain.NoiseCertificate.Details.decode(chain.intermediate!.details!)
   const leaf = proto.CertChain.NoiseCertificate.Details.decode(chain.leaf!.details!)
   t.equal(intermediate.issuerSerial, WA_CERT_DETAILS.SERIAL, 'issuer serial as Baileys requires')
-  t.ok(curve.verifySignature(signalKey(simulator.identity.root.public), chain.intermediate!.details!, chain.intermediate!.signature!), 'intermediate signed by the root')
+  t.ok(curve.verifySignature(signalKey(simulator.identity.root.public), chain.intermediate!.details!, chain.intermediate!.signature!),
+    'intermediate signed by the root')
   t.ok(curve.verifySignature(signalKey(intermediate.key!), chain.leaf!.details!, chain.leaf!.signature!), 'leaf signed by the intermediate')
   t.same(Buffer.from(leaf.key!), Buffer.from(simulator.identity.serverStatic.public), 'leaf carries the server\'s static key')
-  t.notOk(curve.verifySignature(signalKey(Buffer.from(WA_CERT_DETAILS.PUBLIC_KEY)), chain.intermediate!.details!, chain.intermediate!.signature!), 'and not by WhatsApp\'s key')
+  t.notOk(curve.verifySignature(signalKey(Buffer.from(WA_CERT_DETAILS.PUBLIC_KEY)), chain.intermediate!.details!,
+    chain.intermediate!.signature!), 'and not by WhatsApp\'s key')
   t.match(simulator.identity.publicKeyHex, /^[0-9a-f]{64}$/, 'its root key in the WA_CERT_PUBLIC_KEY form')
 })
 
 function linkedCreds () {
   const creds = initAuthCreds()
   creds.me = { id: '79001234567:3@s.whatsapp.net', name: 'Salon' }
-  creds.account = { details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64) }
+  creds.account = {
+    details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64)
+  }
   creds.registered = true
   return creds
 }

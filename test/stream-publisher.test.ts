@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect, headers as natsHeaders } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
-import { StreamPublisher } from '../core/stream-publisher.ts'
+import { StreamPublisher } from '../core/nats/stream-publisher.ts'
 import { TEST_NATS_URL, uniqueName } from './helpers/services.ts'
 
 const TIMEOUT_MS = 400

@@ -47,11 +47,23 @@ t.test('npm start\'s --import ./core/telemetry.ts exports HTTP, NATS and Postgre
   const owner = await fetch(`${replica.url}/api/whatsapp/sessions/${uniqueName('nobody')}/owner`)
   t.equal(owner.status, 503, 'a request that goes over NATS (nobody holds the company)')
   t.equal((await fetch(`${replica.url}/api/whatsapp/sessions`)).status, 200, 'and one that reads PostgreSQL')
-  t.ok(await waitFor(() => otlp.spans.some((span) => span.name === 'nats.request') && otlp.spans.some((span) => span.scope.includes('pg')), 10_000), 'spans arrived at the collector')
-  const http = otlp.spans.find((span) => span.scope.includes('fastify') && span.name === 'request')
-  t.ok(http, 'an HTTP span from @fastify/otel')
-  const request = otlp.spans.find((span) => span.name === 'nats.request')
-  t.equal(request?.traceId, otlp.spans.find((span) => span.scope.includes('fastify') && span.traceId === request?.traceId)?.traceId, 'the NATS request belongs to an HTTP request\'s trace')
+  t.ok(
+    await waitFor(
+      () =>
+        otlp.spans.some((span) => span.name.startsWith('send ')) && otlp.spans.some((span) => span.scope.includes('pg')),
+      10_000
+    ),
+    'spans arrived at the collector'
+  )
+  const http = otlp.spans.find((span) => span.scope.includes('fastify') && span.name === 'GET /api/whatsapp/sessions/:companyId/owner')
+  t.ok(http, 'an HTTP span from @fastify/otel, named by method and route')
+  t.notOk(otlp.spans.some((span) => span.name.includes(' -> ') || span.name === 'request'), 'no unnamed root and no span per Fastify hook')
+  const request = otlp.spans.find((span) => /^send \S+\.cmd\.\{companyId\}\.owner$/.test(span.name))
+  t.equal(
+    request?.traceId,
+    otlp.spans.find((span) => span.scope.includes('fastify') && span.traceId === request?.traceId)?.traceId,
+    'the NATS request belongs to an HTTP request\'s trace'
+  )
   t.ok(otlp.spans.every((span) => span.service === 'wa-gateway-under-test'), 'the service name from OTEL_SERVICE_NAME')
   t.notOk(otlp.spans.some((span) => span.name.includes('/healthz') || span.name.includes('/readyz')), 'probes are not traced')
 

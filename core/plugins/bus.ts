@@ -1,5 +1,7 @@
 import fp from 'fastify-plugin'
+import type { KV } from '@nats-io/kv'
 import { Bus } from '../bus.ts'
+import { openKv, type KvOptions } from '../nats/kv.ts'
 import { subjectsFor, type SubjectSet } from '../../contracts/index.ts'
 
 declare module 'fastify' {
@@ -7,6 +9,8 @@ declare module 'fastify' {
     bus: Bus
     /** This deployment's subjects (NATS_NAMESPACE). */
     subjects: SubjectSet
+    /** Opens (creating if needed) a JetStream KV bucket on this replica's connection. */
+    openKv: (bucket: string, options: KvOptions) => Promise<KV>
   }
 }
 
@@ -14,6 +18,7 @@ export default fp(async (app) => {
   const bus = new Bus({ nc: app.nats, orm: app.orm, log: app.log, requestTimeoutMs: app.config.natsRequestTimeoutMs, replica: app.config.replicaId })
   app.decorate('bus', bus)
   app.decorate('subjects', subjectsFor(app.config.natsNamespace))
+  app.decorate('openKv', (bucket: string, options: KvOptions) => openKv(app.nats, bucket, options))
   // Runs before the NATS plugin drains the connection: handlers finish and reply first.
   app.addHook('onClose', async () => {
     await bus.close(app.config.handlerDrainTimeoutMs)

@@ -5,6 +5,10 @@ import { withDeadline } from '../deadline.ts'
 export type ReadinessCheck = () => Promise<void>
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A probe or a scrape (/healthz, /readyz, /metrics): never rate limited, never traced. */
+    probe?: boolean
+  }
   interface FastifyInstance {
     /** Adds a dependency that /readyz checks; the check throws (or times out) when it is not reachable. */
     addReadinessCheck: (name: string, check: ReadinessCheck) => void
@@ -44,10 +48,12 @@ export default fp(async (app) => {
   })
 
   app.get('/healthz', {
+    config: { probe: true },
     schema: { tags: ['health'], summary: 'Liveness: the process serves HTTP', response: { 200: Type.Object({ success: Type.Boolean(), status: Type.String() }) } }
   }, async () => ({ success: true, status: 'alive' }))
 
   app.get('/readyz', {
+    config: { probe: true },
     schema: {
       tags: ['health'],
       summary: 'Readiness: 200 only while NATS and PostgreSQL answer, 503 with the reason otherwise',

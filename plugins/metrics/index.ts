@@ -1,10 +1,13 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { ErrorCode, MetricsReply, type ReplicaMetrics } from '../../contracts/index.ts'
+import { EmptyRequest, ErrorCode, MetricsReply, type ReplicaMetrics } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import type { SessionState } from '../session-pool/index.ts'
+import type { MetricsOptions } from './settings.ts'
+
+export { settings, type MetricsOptions } from './settings.ts'
 
 const SECONDS = 1000
 /** Takeover after a crash takes about the lease TTL (15 s by default); a handoff, milliseconds. */
@@ -12,7 +15,11 @@ const TAKEOVER_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60]
 /** From the test double's fraction of a millisecond to WhatsApp's seconds. */
 const SEND_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15]
 const OTHER_COMPANIES = 'other'
-const EmptyPayload = Type.Object({})
+/** Label values known in advance: their series exist at 0 from the start, so dashboards and alerts work on a fresh replica. */
+const SESSION_STATES: SessionState[] = ['connecting', 'qr', 'pairing', 'open', 'reconnecting', 'breaker_open', 'stopped']
+const MESSAGE_KINDS = ['text', 'reaction']
+const ERROR_SOURCES = ['session', 'send']
+const RATE_LIMITS = ['messages', 'reactions', 'queue']
 const DUPLICATE_TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 /** What this replica counts for the old JSON shape. */
@@ -36,8 +43,7 @@ declare module 'fastify' {
  * Prometheus metrics at `GET /metrics` (the old system's names and the new ones), and the old JSON
  * at `GET /api/whatsapp/metrics`, summed over every replica by a NATS scatter-gather.
  */
-export default fp(async (app) => {
-  const { config } = app
+export default fp<MetricsOptions>(async (app, options) => {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   // prom-client also names these gauges `…_total`, which the Prometheus conventions (and promtool)
@@ -47,10 +53,10 @@ export default fp(async (app) => {
 
   // A company label only while its cardinality stays under the configured bound.
   const labelled = new Set<string>()
-  const withCompany = config.metricsCompanyLabels > 0
+  const withCompany = options.metricsCompanyLabels > 0
   const companyLabel = (companyId: string): Record<string, string> => {
     if (!withCompany) return {}
-    if (labelled.has(companyId) || labelled.size < config.metricsCompanyLabels) {
+    if (labelled.has(companyId) || labelled.size < options.metricsCompanyLabels) {
       labelled.add(companyId)
       return { company: companyId }
     }
@@ -68,6 +74,7 @@ export default fp(async (app) => {
     name: 'whatsapp_sessions', help: 'Sessions held by this replica, by state', labelNames: ['state'], registers: [registry],
     collect () {
       this.reset()
+      for (const state of SESSION_STATES) this.set({ state }, 0)
       for (const session of app.sessionPool.all()) this.inc({ state: session.state })
     }
   })
@@ -93,12 +100,17 @@ export default fp(async (app) => {
   const sendDuration = new Histogram({ name: 'whatsapp_send_duration_seconds', help: 'Time from a send reaching the holder to WhatsApp taking it (budgets and pacing included)', labelNames: ['kind'], buckets: SEND_BUCKETS_S, registers: [registry] })
   const takeover = new Histogram({ name: 'whatsapp_takeover_duration_seconds', help: 'Time a company spent without a holder before this replica took it', buckets: TAKEOVER_BUCKETS_S, registers: [registry] })
 
+  if (!withCompany) for (const kind of MESSAGE_KINDS) sent.inc({ kind }, 0)
+  for (const kind of MESSAGE_KINDS) sendDuration.zero({ kind })
+  for (const source of ERROR_SOURCES) errors.inc({ source }, 0)
+
   // Counts kept elsewhere are added as deltas at scrape time.
   const deltaCounter = (name: string, help: string, read: () => Record<string, number>, labelName?: string) => {
     const last = new Map<string, number>()
     return new Counter({
       name, help, labelNames: labelName ? [labelName] : [], registers: [registry],
       collect () {
+        if (labelName) for (const label of Object.keys(read())) if (!last.has(label)) this.inc({ [labelName]: label }, 0)
         for (const [label, value] of Object.entries(read())) {
           const delta = value - (last.get(label) ?? 0)
           last.set(label, value)
@@ -107,7 +119,8 @@ export default fp(async (app) => {
       }
     })
   }
-  deltaCounter('whatsapp_rate_limited_total', 'Sends refused by the WhatsApp budgets or the pacing queue', () => (app.hasDecorator('messagingLimits') ? { ...app.messagingLimits.refused } : {}), 'limit')
+  const refusedByLimit = () => (app.hasDecorator('messagingLimits') ? { ...app.messagingLimits.refused } : Object.fromEntries(RATE_LIMITS.map((limit) => [limit, 0])))
+  deltaCounter('whatsapp_rate_limited_total', 'Sends refused by the WhatsApp budgets or the pacing queue', refusedByLimit, 'limit')
   deltaCounter('whatsapp_lease_acquisitions_total', 'Company leases this replica acquired', () => ({ all: app.ownership.stats.acquisitions }))
   deltaCounter('whatsapp_lease_losses_total', 'Company leases this replica lost or fenced itself from (not handed off)', () => ({ all: app.ownership.stats.losses + app.ownership.stats.fences }))
   new Gauge({
@@ -124,7 +137,7 @@ export default fp(async (app) => {
     sessionsStarted.inc()
     if (takeoverMs !== undefined) takeover.observe(takeoverMs / SECONDS)
   })
-  app.sessionPool.onEvent((companyId, type, data) => {
+  app.events.onPublished(({ companyId, type, data }) => {
     if (type === 'message') {
       received.inc(companyLabel(companyId))
       local.messagesReceived++
@@ -155,17 +168,17 @@ export default fp(async (app) => {
   })
 
   const mine = (): ReplicaMetrics => replicaMetrics(app, local)
-  const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyPayload }, async () => mine())
+  const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyRequest }, async () => mine())
   app.addHook('onClose', () => collect.close())
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: { probe: true }, schema: { hide: true } }, async (_request, reply) => {
     reply.header('content-type', registry.contentType)
     return registry.metrics()
   })
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/metrics', {
     schema: { tags: ['metrics'], summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)', response: { 200: MetricsReply } }
-  }, () => clusterMetrics(app))
-}, { name: 'metrics', dependencies: ['config', 'bus', 'ownership', 'session-pool'] })
+  }, () => clusterMetrics(app, options.metricsGatherTimeoutMs))
+}, { name: 'metrics', dependencies: ['config', 'bus', 'events', 'ownership', 'session-pool'] })
 
 function replicaMetrics (app: FastifyInstance, local: LocalCounts): ReplicaMetrics {
   const sessions = app.sessionPool.all()
@@ -177,10 +190,10 @@ function replicaMetrics (app: FastifyInstance, local: LocalCounts): ReplicaMetri
   }
 }
 
-async function clusterMetrics (app: FastifyInstance): Promise<MetricsReply> {
-  const members = app.ownership.coordinator.view().members.filter((member) => member.alive).map((member) => member.replica)
+async function clusterMetrics (app: FastifyInstance, gatherTimeoutMs: number): Promise<MetricsReply> {
+  const members = app.ownership.members().filter((member) => member.alive).map((member) => member.replica)
   const expected = new Set([...members, app.config.replicaId])
-  const answers = await app.bus.gather<ReplicaMetrics>(app.subjects.metricsCollect, {}, { maxWaitMs: app.config.metricsGatherTimeoutMs, expected: expected.size })
+  const answers = await app.bus.gather<ReplicaMetrics>(app.subjects.metricsCollect, {}, { maxWaitMs: gatherTimeoutMs, expected: expected.size })
   const replicas = answers.filter((answer, index) => answers.findIndex((other) => other.replica === answer.replica) === index).sort((a, b) => a.replica.localeCompare(b.replica))
   const sum = (pick: (replica: ReplicaMetrics) => number) => replicas.reduce((total, replica) => total + pick(replica), 0)
   const lastError = replicas.map((replica) => replica.metrics.lastError).filter((error) => error !== null).sort((a, b) => b.at.localeCompare(a.at))[0] ?? null

@@ -1,21 +1,23 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { setTimeout as sleep } from 'node:timers/promises'
+import type { EntityManager } from '@mikro-orm/postgresql'
 import {
-  ClusterReply, CompanyParams, DesiredChanged, ErrorCode, ErrorReply, isNoResponders, OwnerReply, type DesiredState
+  ClusterReply, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
 } from '../../contracts/index.ts'
-import { GatewayError } from '../../core/errors.ts'
 import { Ownership } from './ownership.ts'
+import type { MemberView } from './membership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
-import { claimedEpochs, desiredStateOf, saveDesired, SessionSchema, migrations as sessionMigrations } from './sessions.ts'
+import { claimedEpochs, desiredStateOf, knownCompanies, saveDesired, OwnershipRecordSchema, migrations as recordMigrations } from './records.ts'
 import type { Connector } from './connector.ts'
 import type { Bus, RequestOptions } from '../../core/bus.ts'
-
-/** Pause between asks while a company is between holders. */
-const HOLDER_RETRY_INTERVAL_MS = 50
+import type { OwnershipOptions } from './settings.ts'
 
 export type { Connector } from './connector.ts'
-export { fencedTransaction } from './sessions.ts'
+export type { CommandHandler, CommandLease } from './command-router.ts'
+export type { MemberView } from './membership.ts'
+export type { LedgerPort } from './test-transport.ts'
+export { fencedTransaction } from './records.ts'
+export { settings, type OwnershipOptions } from './settings.ts'
 
 export interface OwnershipService {
   readonly replica: string
@@ -30,6 +32,7 @@ export interface OwnershipService {
   requestHolder: <Reply>(companyId: string, command: string, payload: unknown, options?: RequestOptions) => Promise<Reply>
   /** Persists the desired state and tells every replica. */
   setDesired: (companyId: string, desired: DesiredState) => Promise<void>
+  /** Registers `<namespace>.cmd.<companyId>.<name>`, answered only by the holder. */
   registerCommand: Ownership['registerCommand']
   /** Told when this replica starts holding a company, with how long it had no holder (metrics). */
   onAcquired: Ownership['onAcquired']
@@ -38,8 +41,10 @@ export interface OwnershipService {
   readonly stats: Ownership['stats']
   /** With WA_TRANSPORT=test: the ledger that stands for WhatsApp's one-connection rule. */
   readonly testLedger: LedgerPort
-  /** The coordinator itself, for tests and diagnostics. */
-  readonly coordinator: Ownership
+  /** The replicas this one sees, alive or recently gone (metrics asks each one). */
+  members: () => MemberView[]
+  /** Every company desired online or ever held, with its desired state and latest claimed epoch (from PostgreSQL). */
+  knownCompanies: (em: EntityManager) => ReturnType<typeof knownCompanies>
 }
 
 declare module 'fastify' {
@@ -56,12 +61,12 @@ function natsLedgerPort (bus: Bus, subject: string): LedgerPort {
   }
 }
 
-export const entities = [SessionSchema]
-export const migrations = sessionMigrations
+export const entities = [OwnershipRecordSchema]
+export const migrations = recordMigrations
 
-export default fp(async (app) => {
+export default fp<OwnershipOptions>(async (app, options) => {
   const { config } = app
-  const ledger = config.testLedgerSubject ? natsLedgerPort(app.bus, config.testLedgerSubject) : localLedgerPort(inProcessLedger)
+  const ledger = options.testLedgerSubject ? natsLedgerPort(app.bus, options.testLedgerSubject) : localLedgerPort(inProcessLedger)
   let connector: Connector = testTransport(config.replicaId, ledger)
   let coordinator: Ownership | undefined
   const pendingCommands: Parameters<Ownership['registerCommand']>[] = []
@@ -72,19 +77,9 @@ export default fp(async (app) => {
     holds: (companyId) => coordinator?.holds(companyId) ?? false,
     epochOf: (companyId) => coordinator?.epochOf(companyId),
     heldCompanies: () => coordinator?.heldCompanies() ?? [],
-    requestHolder: async <Reply>(companyId: string, command: string, payload: unknown, options?: RequestOptions): Promise<Reply> => {
-      const deadline = performance.now() + config.holderWaitMs
-      for (;;) {
-        try {
-          return await app.bus.request<Reply>(app.subjects.command(companyId, command), payload, options)
-        } catch (err) {
-          const betweenHolders = err instanceof GatewayError && err.code === ErrorCode.NOT_CONNECTED &&
-            (isNoResponders(err.cause) || err.retryAfter !== undefined) && (coordinator?.desires(companyId) ?? false)
-          if (!betweenHolders || performance.now() + HOLDER_RETRY_INTERVAL_MS > deadline) throw err
-          await sleep(HOLDER_RETRY_INTERVAL_MS)
-        }
-      }
-    },
+    requestHolder: <Reply>(companyId: string, command: string, payload: unknown, requestOptions?: RequestOptions): Promise<Reply> =>
+      retryBetweenHolders(() => app.bus.request<Reply>(app.subjects.command(companyId, command), payload, requestOptions),
+        options.holderWaitMs, () => coordinator?.desires(companyId) ?? false),
     setDesired: async (companyId, desired) => {
       await saveDesired(app.orm.em.fork(), companyId, desired)
       coordinator?.setDesired(companyId, desired === 'online')
@@ -104,10 +99,12 @@ export default fp(async (app) => {
     },
     testLedger: ledger,
     get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
-    get coordinator () {
-      if (!coordinator) throw new Error('ownership has not started')
-      return coordinator
-    }
+    members: () => coordinator?.view().members ?? [],
+    knownCompanies: (em) => knownCompanies(em)
+  }
+  const started = () => {
+    if (!coordinator) throw new Error('ownership has not started')
+    return coordinator
   }
   app.decorate('ownership', service)
 
@@ -122,7 +119,7 @@ export default fp(async (app) => {
     coordinator?.setDesired(change.companyId, desired === 'online')
   })
 
-  app.addReadinessCheck('leases', async () => { await service.coordinator.checkLeases() })
+  app.addReadinessCheck('leases', async () => { await started().checkLeases() })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {
     schema: {
@@ -131,7 +128,7 @@ export default fp(async (app) => {
       response: { 200: ClusterReply, 503: ErrorReply }
     }
   }, async (request) => {
-    const view = service.coordinator.view()
+    const view = started().view()
     // Epochs of companies held elsewhere come from the fencing record each holder claims in PostgreSQL.
     const epochs = await claimedEpochs(request.em)
     const companies = view.companies.map((company) => ({
@@ -152,7 +149,9 @@ export default fp(async (app) => {
   }, async (request) => service.requestHolder<OwnerReply>(request.params.companyId, 'owner', {}))
 
   app.addHook('onReady', async () => {
-    coordinator = new Ownership({ config, bus: app.bus, orm: app.orm, log: app.log, connector, subjects: app.subjects })
+    coordinator = new Ownership({
+      config: options, replica: config.replicaId, bus: app.bus, events: app.events, openKv: app.openKv, orm: app.orm, log: app.log, connector, subjects: app.subjects
+    })
     for (const [name, handler] of pendingCommands) coordinator.registerCommand(name, handler)
     for (const listener of pendingAcquired) coordinator.onAcquired(listener)
     await coordinator.start()
@@ -161,4 +160,4 @@ export default fp(async (app) => {
     await desiredSubscription.close()
     await coordinator?.stop()
   })
-}, { name: 'ownership', dependencies: ['config', 'bus', 'db'] })
+}, { name: 'ownership', dependencies: ['config', 'bus', 'db', 'events'] })

@@ -3,21 +3,24 @@ import { performance } from 'node:perf_hooks'
 import type { KV, KvEntry } from '@nats-io/kv'
 import { JetStreamApiError } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
-import { Type } from 'typebox'
 import type { MikroORM } from '@mikro-orm/postgresql'
-import { supportsExpiryMarkers, type Bus, type BusSubscription, type HandlerContext } from '../../core/bus.ts'
-import type { Config } from '../../core/config.ts'
-import { ErrorCode, Headers, subjectsFor, type OwnerChanged, type SubjectSet } from '../../contracts/index.ts'
-import { GatewayError } from '../../core/errors.ts'
+import type { Bus, BusSubscription } from '../../core/bus.ts'
+import type { KvOptions } from '../../core/nats/kv.ts'
+import { supportsExpiryMarkers } from '../../core/nats/kv.ts'
+import type { Events } from '../../core/events.ts'
+import type { OwnerChanged, SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
+import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners } from './assignment.ts'
 import type { Connector } from './connector.ts'
-import { claimEpoch, desiredOnline } from './sessions.ts'
+import { Membership } from './membership.ts'
+import { watchKv } from './kv-watch.ts'
+import { claimEpoch, desiredOnline } from './records.ts'
+import type { OwnershipOptions } from './settings.ts'
 
 /** JetStream's "wrong last sequence": the compare-and-set of create/update/delete failed. */
 const WRONG_LAST_SEQUENCE = new Set([10071, 10164])
 const LEASE_PREFIX = 'company.'
-const MEMBER_PREFIX = 'member.'
 
 export interface LeaseValue {
   replica: string
@@ -49,20 +52,6 @@ interface ObservedLease {
   seenAt: number
 }
 
-interface ObservedMember {
-  startedAt: string
-  seenAt: number
-  firstSeenAt: number
-}
-
-/** The lease a command runs under: its fencing epoch and when it was acquired. */
-export interface CommandLease {
-  epoch: number
-  since: string
-}
-
-export type CommandHandler = (companyId: string, payload: unknown, context: HandlerContext, lease: CommandLease) => Promise<unknown>
-
 export interface OwnershipStats {
   acquisitions: number
   losses: number
@@ -76,8 +65,6 @@ function isWrongLastSequence (err: unknown): boolean {
 }
 
 const now = () => performance.now()
-/** What a command reaching a holder mid-handoff is told: the next holder answers within moments. */
-const HANDOFF_RETRY_AFTER_S = 0.1
 
 /**
  * Keeps exactly one live connection per company across replicas. Each company has a lease in a KV
@@ -88,13 +75,15 @@ const HANDOFF_RETRY_AFTER_S = 0.1
 export class Ownership {
   readonly replica: string
   readonly stats: OwnershipStats = { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 }
-  readonly #config: Config
+  readonly #config: OwnershipOptions
   readonly #bus: Bus
+  readonly #events: Pick<Events, 'publish'>
+  readonly #openKv: (bucket: string, options: KvOptions) => Promise<KV>
   readonly #orm: MikroORM
   readonly #log: FastifyBaseLogger
   readonly #connector: Connector
   readonly #subjects: SubjectSet
-  readonly #commands = new Map<string, CommandHandler>()
+  readonly #commands = new CommandRouter()
   readonly #acquiredListeners: ((companyId: string, takeoverMs: number | undefined) => void)[] = []
   readonly #held = new Map<string, HeldLease>()
   readonly #acquiring = new Set<string>()
@@ -102,25 +91,34 @@ export class Ownership {
   readonly #unownedSince = new Map<string, number>()
   /** Companies whose create() just failed are not tried again before this time. */
   readonly #retryAfter = new Map<string, number>()
-  readonly #members = new Map<string, ObservedMember>()
+  #membership!: Membership
   #desired = new Set<string>()
   #preferred = new Map<string, string>()
   #assignmentKey = ''
   #leaseKv!: KV
-  #memberKv!: KV
-  #memberRevision = 0
   #startedAt = 0
   #nextHandoffAt = 0
   #tickTimer?: NodeJS.Timeout
-  #heartbeatTimer?: NodeJS.Timeout
-  #watchers: { stop: () => void }[] = []
+  #leaseWatch?: { stop: () => void }
   #stopping = false
 
-  constructor (options: { config: Config, bus: Bus, orm: MikroORM, log: FastifyBaseLogger, connector: Connector, subjects?: SubjectSet }) {
-    this.#subjects = options.subjects ?? subjectsFor(options.config.natsNamespace)
+  constructor (options: {
+    config: OwnershipOptions
+    replica: string
+    bus: Bus
+    events: Pick<Events, 'publish'>
+    openKv: (bucket: string, options: KvOptions) => Promise<KV>
+    orm: MikroORM
+    log: FastifyBaseLogger
+    connector: Connector
+    subjects: SubjectSet
+  }) {
+    this.#subjects = options.subjects
     this.#config = options.config
-    this.replica = options.config.replicaId
+    this.replica = options.replica
     this.#bus = options.bus
+    this.#events = options.events
+    this.#openKv = options.openKv
     this.#orm = options.orm
     this.#log = options.log.child({ module: 'ownership' })
     this.#connector = options.connector
@@ -131,12 +129,9 @@ export class Ownership {
   get #fenceMarginMs (): number { return Math.min(this.#config.leaseFenceMarginMs, this.ttlMs / 4) }
   get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
-  /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
-  get #settleMs (): number { return this.ttlMs / 3 }
   /** A company is not handed off again sooner than this after it was acquired. */
   get #minHoldMs (): number { return this.ttlMs / 3 }
 
-  /** Registers `wa.cmd.<companyId>.<name>`, answered only by the holder. */
   /** Called when this replica starts holding a company; `takeoverMs` is how long it had been without a holder, when known. */
   onAcquired (listener: (companyId: string, takeoverMs: number | undefined) => void): void {
     this.#acquiredListeners.push(listener)
@@ -146,8 +141,7 @@ export class Ownership {
   async checkLeases (): Promise<void> {
     if (!this.#leaseKv) throw new Error('ownership has not started')
     await this.#leaseKv.status()
-    const self = this.#members.get(this.replica)
-    if (!self || self.seenAt + this.ttlMs < now()) throw new Error('this replica\'s membership heartbeat is not current')
+    this.#membership.checkSelf()
   }
 
   /** Whether the company is desired online (some replica should hold it). */
@@ -155,23 +149,25 @@ export class Ownership {
     return this.#desired.has(companyId)
   }
 
+  /** Registers `<namespace>.cmd.<companyId>.<name>`, answered only by the holder. */
   registerCommand (name: string, handler: CommandHandler): void {
-    this.#commands.set(name, handler)
+    this.#commands.register(name, handler)
   }
 
   async start (): Promise<void> {
     this.#startedAt = now()
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
     // With limit markers (2.11.2+) an expired lease arrives in the watch as a delete; on older servers its expiry is inferred on the tick.
-    this.#leaseKv = await this.#bus.openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
+    this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
     this.#log.info({ server: this.#bus.serverVersion(), expiryMarkers: supportsExpiryMarkers(this.#bus.serverVersion()) }, 'lease bucket open')
-    this.#memberKv = await this.#bus.openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
+    const memberKv = await this.#openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
+    this.#membership = new Membership({ kv: memberKv, replica: this.replica, ttlMs: this.ttlMs, log: this.#log, onChange: () => this.#refreshAssignment() })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
-    await Promise.all([
-      this.#watch(this.#memberKv, MEMBER_PREFIX, (key, entry) => this.#onMember(key, entry)),
-      this.#watch(this.#leaseKv, LEASE_PREFIX, (key, entry) => this.#onLease(key, entry))
+    const [leaseWatch] = await Promise.all([
+      watchKv(this.#leaseKv, LEASE_PREFIX, { initialWaitMs: this.ttlMs / 3, log: this.#log }, (key, entry) => this.#onLease(key, entry)),
+      this.#membership.start(this.#startedAt)
     ])
-    await this.#heartbeat()
+    this.#leaseWatch = leaseWatch
     this.#tickTimer = setInterval(() => this.#tick(), this.#tickMs)
     this.#tick()
   }
@@ -181,14 +177,14 @@ export class Ownership {
     if (this.#stopping) return
     this.#stopping = true
     clearInterval(this.#tickTimer)
-    clearTimeout(this.#heartbeatTimer)
     const handOff = (async () => {
-      if (this.#memberRevision) await this.#memberKv.delete(`${MEMBER_PREFIX}${this.replica}`).catch(() => {})
+      await this.#membership.leave()
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
     })()
     // Without NATS the releases cannot complete; the connections are closed first, and the leases expire by TTL.
     if (!await settlesWithin(handOff, this.ttlMs)) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
-    for (const watcher of this.#watchers) watcher.stop()
+    this.#leaseWatch?.stop()
+    this.#membership.stopWatching()
   }
 
   /** Follows a desired-state change (from the event or the local API). */
@@ -214,12 +210,7 @@ export class Ownership {
   /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */
   view () {
     const at = now()
-    const members = [...this.#members].map(([replica, member]) => ({
-      replica,
-      alive: member.seenAt + this.ttlMs > at,
-      startedAt: member.startedAt,
-      lastSeenMsAgo: Math.round(at - member.seenAt)
-    }))
+    const members = this.#membership.view(at)
     const companyIds = new Set([...this.#desired, ...this.#leases.keys()])
     const companies = [...companyIds].sort().map((companyId) => {
       const held = this.#held.get(companyId)
@@ -235,35 +226,6 @@ export class Ownership {
       }
     })
     return { members, companies }
-  }
-
-  async #watch (kv: KV, prefix: string, onEntry: (key: string, entry: KvEntry) => void): Promise<void> {
-    const pending = (await kv.status()).values
-    const iterator = await kv.watch({ key: `${prefix}>` })
-    this.#watchers.push({ stop: () => iterator.stop() })
-    let synced: () => void = () => {}
-    const initialSync = new Promise<void>((resolve) => { synced = resolve })
-    if (pending === 0) synced()
-    void (async () => {
-      for await (const entry of iterator) {
-        onEntry(entry.key.slice(prefix.length), entry)
-        if (!entry.isUpdate && (entry.delta ?? 0) === 0) synced()
-        if (entry.isUpdate) synced()
-      }
-    })().catch((err: unknown) => this.#log.error({ err }, 'KV watch ended'))
-    // A bucket whose only values are tombstones yields nothing initially; do not wait for ever.
-    await settlesWithin(initialSync, this.ttlMs / 3)
-  }
-
-  #onMember (replica: string, entry: KvEntry): void {
-    if (entry.operation === 'PUT') {
-      const value = entry.json<{ startedAt: string }>()
-      const known = this.#members.get(replica)
-      this.#members.set(replica, { startedAt: value.startedAt, seenAt: now(), firstSeenAt: known?.firstSeenAt ?? now() })
-    } else {
-      this.#members.delete(replica)
-    }
-    this.#refreshAssignment()
   }
 
   #onLease (companyId: string, entry: KvEntry): void {
@@ -283,27 +245,8 @@ export class Ownership {
     this.#evaluate(companyId)
   }
 
-  async #heartbeat (): Promise<void> {
-    if (this.#stopping) return
-    const key = `${MEMBER_PREFIX}${this.replica}`
-    try {
-      this.#memberRevision = await this.#memberKv.put(key, JSON.stringify({ startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString() }))
-    } catch (err) {
-      this.#log.warn({ err }, 'membership heartbeat failed')
-    }
-    this.#heartbeatTimer = setTimeout(() => void this.#heartbeat(), this.#renewIntervalMs)
-  }
-
-  #liveMembers (at: number, settledOnly: boolean): string[] {
-    const live = [...this.#members]
-      .filter(([replica, member]) => member.seenAt + this.ttlMs > at && (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
-      .map(([replica]) => replica)
-    if (!this.#stopping && !live.includes(this.replica)) live.push(this.replica)
-    return live.sort()
-  }
-
   #refreshAssignment (): void {
-    const members = this.#liveMembers(now(), true)
+    const members = this.#membership.live(now(), true)
     const companies = [...this.#desired].sort()
     const key = `${members.join(',')}|${companies.join(',')}`
     if (key === this.#assignmentKey) return
@@ -337,7 +280,7 @@ export class Ownership {
     }
     const unownedSince = this.#unownedSince.get(companyId) ?? this.#startedAt
     const preferred = this.#preferred.get(companyId)
-    const preferredAlive = preferred !== undefined && (this.#members.get(preferred)?.seenAt ?? -Infinity) + this.ttlMs > at
+    const preferredAlive = preferred !== undefined && this.#membership.isAlive(preferred, at)
     if (preferred === this.replica || !preferredAlive || at - unownedSince >= this.#config.unownedGraceMs) {
       void this.#acquire(companyId)
     }
@@ -387,20 +330,12 @@ export class Ownership {
       await this.#connector.disconnect(companyId, 'lease ended while connecting')
       return
     }
-    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#runCommand(held, payload, context))
+    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#commands.run(held, payload, context))
     this.stats.acquisitions++
     const takeoverMs = unownedSince === undefined ? undefined : now() - unownedSince
     for (const listener of this.#acquiredListeners) listener(companyId, takeoverMs)
     this.#publishOwnerChange(held, { holder: this.replica, epoch, reason: 'acquired' })
     this.#log.info({ companyId, epoch }, 'holding company')
-  }
-
-  async #runCommand (held: HeldLease, payload: unknown, context: HandlerContext): Promise<unknown> {
-    const name = context.subject.split('.').slice(3).join('.')
-    const handler = this.#commands.get(name)
-    if (!handler) throw new GatewayError(ErrorCode.NOT_FOUND, `unknown command "${name}" (known: ${[...this.#commands.keys()].join(', ')})`)
-    if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`, { retryAfter: HANDOFF_RETRY_AFTER_S })
-    return handler(held.companyId, payload, context, { epoch: held.epoch, since: held.value.since })
   }
 
   #scheduleRenewal (held: HeldLease, delayMs: number): void {
@@ -488,7 +423,7 @@ export class Ownership {
   #handOffToPreferred (): void {
     const at = now()
     if (at < this.#nextHandoffAt) return
-    const members = this.#liveMembers(at, true)
+    const members = this.#membership.live(at, true)
     const movable = [...this.#held.values()].filter((held) => {
       const preferred = this.#preferred.get(held.companyId)
       return !held.ending && held.subscription !== undefined && preferred !== undefined && preferred !== this.replica &&
@@ -500,20 +435,6 @@ export class Ownership {
   }
 
   #publishOwnerChange (held: HeldLease, data: OwnerChanged): void {
-    try {
-      this.#bus.publish(this.#subjects.event(held.companyId, 'owner_changed'), {
-        type: 'owner_changed',
-        companyId: held.companyId,
-        timestamp: new Date().toISOString(),
-        replica: this.replica,
-        epoch: held.epoch,
-        data
-      }, { headers: { [Headers.epoch]: String(held.epoch), [Headers.replica]: this.replica } })
-    } catch (err) {
-      this.#log.debug({ err }, 'owner_changed not published')
-    }
+    this.#events.publish(held.companyId, 'owner_changed', { ...data }, { epoch: held.epoch })
   }
 }
-
-/** Commands validate their own payloads; the router only needs JSON. */
-const CommandPayload = Type.Unknown()

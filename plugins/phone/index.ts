@@ -4,7 +4,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
   ANY_REPLICA_QUEUE, ErrorReply, NormalizePhoneReply, NormalizePhoneRequest
 } from '../../contracts/index.ts'
+import { BoundedMap } from '../../core/bounded-map.ts'
 import { countryOrDefault, normalizePhone, toJid } from './phone.ts'
+import type { PhoneOptions } from './settings.ts'
+
+export { settings, type PhoneOptions } from './settings.ts'
 
 export interface PhoneService {
   /** E.164 digits without `+`; throws INVALID_PHONE. */
@@ -22,23 +26,18 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async (app) => {
-  const defaultCountry: CountryCode = app.config.defaultCountry
+export default fp<PhoneOptions>(async (app, options) => {
+  const defaultCountry: CountryCode = options.defaultCountry
   // Parsing with libphonenumber was ~9 % of a holder's CPU per send; the same numbers come back
   // (reminders, replies), so answers are kept in a small LRU.
-  const normalized = new Map<string, string>()
+  const normalized = new BoundedMap<string, string>(NORMALIZED_CACHE_ENTRIES)
   const normalizeCached = (input: unknown, country: CountryCode): string => {
     if (typeof input !== 'string') return normalizePhone(input, country)
     const key = `${country}\u0000${input}`
     const known = normalized.get(key)
-    if (known !== undefined) {
-      normalized.delete(key)
-      normalized.set(key, known)
-      return known
-    }
+    if (known !== undefined) return known
     const e164 = normalizePhone(input, country)
     normalized.set(key, e164)
-    if (normalized.size > NORMALIZED_CACHE_ENTRIES) normalized.delete(normalized.keys().next().value!)
     return e164
   }
   const phone: PhoneService = {

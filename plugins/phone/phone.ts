@@ -1,5 +1,5 @@
 import { parsePhoneNumberFromString, type CountryCode, type PhoneNumber, isSupportedCountry } from 'libphonenumber-js'
-import { ErrorCode } from '../../contracts/index.ts'
+import { ErrorCode, userOfJid } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 
 /** The old system's bounds, kept: anything shorter or longer is not a subscriber number. */
@@ -28,7 +28,7 @@ function phoneFromJid (input: string): string | undefined {
   const server = input.slice(at + 1)
   if (server !== PHONE_SERVER && server !== LEGACY_PHONE_SERVER) return undefined
   // A device JID (`7900…:12@s.whatsapp.net`) names the same user.
-  return input.slice(0, at).split(':')[0]
+  return userOfJid(input)
 }
 
 function possible (parsed: PhoneNumber | undefined): parsed is PhoneNumber {

@@ -1,19 +1,20 @@
 import fp from 'fastify-plugin'
 import apiRateLimit from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import type { OutboundItem } from '../session-pool/outbound.ts'
-import type { WaSocket } from '../session-pool/socket-port.ts'
+import type { OutboundItem, WaSocket } from '../session-pool/index.ts'
 import { Budgets, type Taken } from './budgets.ts'
 import { Pacing } from './pacing.ts'
 import { TokenBucket } from './token-bucket.ts'
+import type { RateLimitOptions } from './settings.ts'
+
+export { settings, type RateLimitOptions } from './settings.ts'
 
 const MINUTE_MS = 60_000
 /** The state of a budget refills within a minute; an hour of KV retention is ample. */
 const RATE_STATE_TTL_MS = 60 * MINUTE_MS
-/** Probes and scrapes are never limited. */
-const UNLIMITED_PATHS = ['/healthz', '/readyz', '/metrics']
 const API_KEY_HEADER = 'x-api-key'
 
 export interface MessagingLimits {
@@ -29,22 +30,19 @@ declare module 'fastify' {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 /**
  * WhatsApp budgets (messages per company, reactions per recipient) as token buckets on the holder,
  * with their state in KV so a failover keeps them; optional anti-ban pacing; and, apart from those,
  * a limit on the public HTTP API per API key or IP.
  */
-export default fp(async (app) => {
-  const { config, bus } = app
-  const kv = await bus.openKv(config.rateBucket, { ttlMs: RATE_STATE_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
+export default fp<RateLimitOptions>(async (app, options) => {
+  const kv = await app.openKv(options.rateBucket, { ttlMs: RATE_STATE_TTL_MS, timeoutMs: app.config.natsRequestTimeoutMs })
   const budgets = new Budgets(kv, {
-    messages: new TokenBucket(config.messagesPerMinute, MINUTE_MS),
-    reactions: new TokenBucket(config.reactionsPerMinutePerRecipient, MINUTE_MS)
+    messages: new TokenBucket(options.messagesPerMinute, MINUTE_MS),
+    reactions: new TokenBucket(options.reactionsPerMinutePerRecipient, MINUTE_MS)
   }, app.log)
-  const pacing = config.pacingEnabled
-    ? new Pacing({ minIntervalMs: config.pacingMinIntervalMs, jitterMs: config.pacingJitterMs, queueMax: config.pacingQueueMax })
+  const pacing = options.pacingEnabled
+    ? new Pacing({ minIntervalMs: options.pacingMinIntervalMs, jitterMs: options.pacingJitterMs, queueMax: options.pacingQueueMax })
     : undefined
   const refused = { messages: 0, reactions: 0, queue: 0 }
   app.decorate('messagingLimits', { queueDepths: () => pacing?.depths() ?? new Map(), refused })
@@ -52,15 +50,14 @@ export default fp(async (app) => {
   const overBudget = (item: OutboundItem, taken: Exclude<Taken, { taken: true }>) => {
     refused[taken.limit]++
     const what = taken.limit === 'messages'
-      ? `company ${item.companyId} may send ${config.messagesPerMinute} messages per minute`
-      : `company ${item.companyId} may send ${config.reactionsPerMinutePerRecipient} reactions per minute to ${item.recipient}`
+      ? `company ${item.companyId} may send ${options.messagesPerMinute} messages per minute`
+      : `company ${item.companyId} may send ${options.reactionsPerMinutePerRecipient} reactions per minute to ${item.recipient}`
     const retryAfter = Math.max(1, Math.ceil(taken.retryAfterMs / 1000))
     return new GatewayError(ErrorCode.RATE_LIMITED, `${what}; retry in ${retryAfter} s`, { retryAfter, accepted: false })
   }
 
   app.outbound.use({
     admit: async (item: OutboundItem, socket: WaSocket, deadline: number) => {
-      const epoch = app.sessionPool.get(item.companyId)?.epoch ?? 0
       let waited = 0
       if (pacing) {
         try {
@@ -70,18 +67,18 @@ export default fp(async (app) => {
           throw err
         }
       }
-      let taken = await budgets.take(item.companyId, epoch, item.kind, item.recipient)
+      let taken = await budgets.take(item.companyId, item.epoch, item.kind, item.recipient)
       // Paced sends wait for their token when it comes before the deadline; unpaced ones are refused.
       while (!taken.taken) {
         if (!pacing || performance.now() + taken.retryAfterMs > deadline) throw overBudget(item, taken)
         await sleep(taken.retryAfterMs)
         waited += taken.retryAfterMs
-        taken = await budgets.take(item.companyId, epoch, item.kind, item.recipient)
+        taken = await budgets.take(item.companyId, item.epoch, item.kind, item.recipient)
       }
-      if (pacing && item.kind === 'text' && config.pacingTypingMs > 0 && performance.now() + config.pacingTypingMs < deadline) {
+      if (pacing && item.kind === 'text' && options.pacingTypingMs > 0 && performance.now() + options.pacingTypingMs < deadline) {
         await socket.setPresence('composing', app.phone.toJid(item.recipient)).catch((err: unknown) => app.log.debug({ err }, 'typing presence not sent'))
-        await sleep(config.pacingTypingMs)
-        waited += config.pacingTypingMs
+        await sleep(options.pacingTypingMs)
+        waited += options.pacingTypingMs
       }
       return waited
     }
@@ -90,8 +87,8 @@ export default fp(async (app) => {
 
   await app.register(apiRateLimit, {
     global: false,
-    max: config.apiRateLimitMax,
-    timeWindow: config.apiRateLimitWindowMs
+    max: options.apiRateLimitMax,
+    timeWindow: options.apiRateLimitWindowMs
   })
   const apiKeyOrIp = (request: FastifyRequest) => {
     const key = request.headers[API_KEY_HEADER]
@@ -99,7 +96,8 @@ export default fp(async (app) => {
   }
   app.addHook('onRequest', app.rateLimit({
     keyGenerator: apiKeyOrIp,
-    allowList: (request) => UNLIMITED_PATHS.includes(request.url.split('?')[0]),
+    // Probes and scrapes (routes marked `config: { probe: true }`) are never limited.
+    allowList: (request) => request.routeOptions.config.probe === true,
     errorResponseBuilder: (_request, context) => new GatewayError(ErrorCode.RATE_LIMITED,
       `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this API key or IP; retry in ${context.after}`,
       { retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) })

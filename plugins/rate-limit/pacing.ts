@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 
@@ -13,7 +14,6 @@ interface Lane {
   waiting: number
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * Anti-ban pacing: one lane per company, in which each send gets a slot at least the minimum

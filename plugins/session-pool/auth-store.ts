@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { BoundedMap } from '../../core/bounded-map.ts'
 import { defineEntity, p } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { EntityManager } from '@mikro-orm/postgresql'
@@ -63,6 +64,12 @@ export class CreateAuthState extends Migration {
 }
 
 export const authMigrations = [{ name: 'session_pool_001_auth_state', class: CreateAuthState }]
+
+/** Removes a company's creds and keys outside any lease (a logout of a company nobody holds). */
+export async function wipeAuth (em: EntityManager, companyId: string): Promise<void> {
+  await em.nativeDelete(WhatsappKey, { companyId })
+  await em.nativeDelete(WhatsappAuth, { companyId })
+}
 
 /** Absent keys remembered per company (see PostgresAuthStore.#absent). */
 const ABSENT_KEYS_REMEMBERED = 10_000
@@ -137,12 +144,10 @@ export class PostgresAuthStore {
    * numbers, sessions not yet made), which its cache does not remember; only this store writes the
    * company's keys while it holds the lease, so an absence stays true until it writes one.
    */
-  readonly #absent = new Map<string, true>()
+  readonly #absent = new BoundedMap<string, true>(ABSENT_KEYS_REMEMBERED)
 
   #rememberAbsent (key: string): void {
-    this.#absent.delete(key)
     this.#absent.set(key, true)
-    if (this.#absent.size > ABSENT_KEYS_REMEMBERED) this.#absent.delete(this.#absent.keys().next().value!)
   }
 
   // The key queries are the hottest SQL of a send (Baileys reads and writes Signal state for every

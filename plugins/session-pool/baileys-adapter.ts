@@ -2,6 +2,7 @@ import makeWASocket, {
   makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
   type CacheStore, type SignalKeyStore, type WAVersion
 } from '@whiskeysockets/baileys'
+import { BoundedMap } from '../../core/bounded-map.ts'
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
 export interface ILogger {
@@ -62,20 +63,13 @@ export function baileysLogger (log: FastifyBaseLogger): ILogger {
 
 /** A bounded in-memory cache without timers: the default NodeCache keeps an interval alive per cache. */
 class KeyCache implements CacheStore {
-  readonly #entries = new Map<string, unknown>()
+  readonly #entries = new BoundedMap<string, unknown>(KEY_CACHE_ENTRIES)
   get<T> (key: string): T | undefined {
-    const value = this.#entries.get(key)
-    if (value !== undefined) {
-      this.#entries.delete(key)
-      this.#entries.set(key, value)
-    }
-    return value as T | undefined
+    return this.#entries.get(key) as T | undefined
   }
 
   set<T> (key: string, value: T): void {
-    this.#entries.delete(key)
     this.#entries.set(key, value)
-    if (this.#entries.size > KEY_CACHE_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!)
   }
 
   del (key: string): void { this.#entries.delete(key) }

@@ -4,6 +4,7 @@ import { TRACER_NAME } from '../../core/tracing.ts'
 import { withDeadline } from '../../core/deadline.ts'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import { isoFromSeconds } from '../../core/time.ts'
 import { IdempotencyStore } from './idempotency.ts'
 import type { SessionPool } from './pool.ts'
 import type { SentMessage, WaSocket } from './socket-port.ts'
@@ -19,12 +20,15 @@ export type OutboundListener = (item: OutboundItem, outcome: { durationMs: numbe
 /** One message on its way out of a company's connection. */
 export interface OutboundItem {
   companyId: string
+  /** The fencing epoch of the lease the command runs under: budgets and events carry it. */
+  epoch: number
   kind: OutboundKind
   /** E.164 digits of the chat. */
   recipient: string
-  /** The client's idempotency key (body field or Nats-Msg-Id). */
+  /** The client's idempotency key (body field, Idempotency-Key or Nats-Msg-Id). */
   idempotencyKey?: string
-  deliver: (socket: WaSocket) => Promise<SentMessage>
+  /** Hands the message to the connection; resolves when WhatsApp took it. */
+  write: (socket: WaSocket) => Promise<SentMessage>
 }
 
 /**
@@ -50,7 +54,7 @@ export function deliveryFields (companyId: string, phone: string, sent: SentMess
     companyId,
     phone,
     messageId: sent.messageId,
-    timestamp: new Date(sent.timestamp * 1000).toISOString(),
+    timestamp: isoFromSeconds(sent.timestamp),
     accepted: true as const,
     ...(queuedMs > 0 ? { queuedMs } : {})
   }
@@ -89,7 +93,7 @@ export class Outbound {
     for (const listener of this.#listeners) listener(item, outcome)
   }
 
-  async deliver<R extends object> (item: OutboundItem, reply: (sent: SentMessage, queuedMs: number) => R): Promise<Delivered<R>> {
+  async send<R extends object> (item: OutboundItem, reply: (sent: SentMessage, queuedMs: number) => R): Promise<Delivered<R>> {
     const { idempotency, log } = this.#options
     const key = item.idempotencyKey === undefined ? undefined : IdempotencyStore.keyOf(item.companyId, item.kind, item.idempotencyKey)
     if (key) {
@@ -130,18 +134,19 @@ export class Outbound {
     const { pool, sendTimeoutMs } = this.#options
     const started = performance.now()
     const deadline = started + sendTimeoutMs
+    // Looked up once: after any wait, the same session must still have the same socket.
     const session = pool.get(item.companyId)
     const socket = session?.socket
-    if (!socket) {
+    if (!session || !socket) {
       // Connecting or reconnecting passes: say when to try again. A session waiting for a QR scan does not.
       const transient = session !== undefined && TRANSIENT_STATES.has(session.state)
-      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}${transient ? ` (${session.state})` : ''}`, {
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}${transient ? ` (${session?.state})` : ''}`, {
         accepted: false, ...(transient ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
       })
     }
     let queuedMs = 0
     for (const policy of this.#policies) queuedMs += await policy.admit(item, socket, deadline)
-    if (pool.get(item.companyId)?.socket !== socket) {
+    if (session.socket !== socket) {
       throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
     }
     // The span of WhatsApp taking the message ends when it does, even after the deadline.
@@ -149,7 +154,7 @@ export class Outbound {
       kind: SpanKind.CLIENT,
       attributes: { 'wa.company': item.companyId, 'wa.kind': item.kind, 'wa.queued_ms': Math.round(queuedMs) }
     })
-    const sending = context.with(trace.setSpan(context.active(), span), () => item.deliver(socket))
+    const sending = context.with(trace.setSpan(context.active(), span), () => item.write(socket))
     sending.then((sent) => {
       span.setAttribute('wa.message_id', sent.messageId)
       span.end()
@@ -163,12 +168,12 @@ export class Outbound {
       const sent = await withDeadline(sending, deadline - performance.now(), () => new GatewayError(ErrorCode.TIMEOUT,
         `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out (retry with the same idempotency key to learn the outcome)`,
         { accepted: false }))
-      pool.get(item.companyId)?.touch()
+      session.touch()
       return { sent, queuedMs: Math.round(queuedMs) }
     } catch (err) {
       if (err instanceof GatewayError) throw err
       // The connection closed under the send (a handoff, a reconnect): not sent, and worth another try.
-      const closedUnder = pool.get(item.companyId)?.socket !== socket
+      const closedUnder = session.socket !== socket
       throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, {
         cause: err, accepted: false, ...(closedUnder ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
       })

@@ -1,18 +1,20 @@
 import type { EntityManager } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Config } from '../../core/config.ts'
-import type { Connector } from '../ownership/connector.ts'
+import type { Events } from '../../core/events.ts'
+import type { Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
 import { pendingPairing } from './pairing.ts'
 import { Session, type StopOutcome } from './session.ts'
+import type { SessionPoolOptions } from './settings.ts'
 import type { SocketFactory } from './socket-port.ts'
 
 export interface PoolOptions {
-  config: Config
+  settings: SessionPoolOptions
   factory: SocketFactory
   em: () => EntityManager
   log: FastifyBaseLogger
-  publish: (companyId: string, epoch: number, type: string, data: Record<string, unknown>, eventId?: string) => void
+  /** Where the sessions' events go: the one event path (core/events.ts). */
+  events: Pick<Events, 'publish'>
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
@@ -21,20 +23,12 @@ export interface PoolOptions {
  * The sessions this replica holds. It is the ownership connector: a won lease opens a session, a
  * lost or released one stops it. Nothing else creates a session: sending never does.
  */
-export type SessionEventListener = (companyId: string, type: string, data: Record<string, unknown>) => void
-
 export class SessionPool implements Connector {
   readonly #options: PoolOptions
   readonly #sessions = new Map<string, Session>()
-  readonly #listeners: SessionEventListener[] = []
 
   constructor (options: PoolOptions) {
     this.#options = options
-  }
-
-  /** In-process listeners for the events of the sessions held here (other plugins react to inbound messages). */
-  onEvent (listener: SessionEventListener): void {
-    this.#listeners.push(listener)
   }
 
   get (companyId: string): Session | undefined {
@@ -51,9 +45,9 @@ export class SessionPool implements Connector {
   }
 
   async connect (companyId: string, lease: { epoch: number }): Promise<void> {
-    const { config, log, em } = this.#options
+    const { settings, log, em, events } = this.#options
     const auth = await PostgresAuthStore.open({
-      companyId, epoch: lease.epoch, em, log, attempts: config.authWriteAttempts, backoffMs: config.authWriteBackoffMs
+      companyId, epoch: lease.epoch, em, log, attempts: settings.authWriteAttempts, backoffMs: settings.authWriteBackoffMs
     })
     // An abandoned pairing attempt leaves `me` without `account`; logging in with that fails.
     if (auth.creds.me && !auth.paired) auth.resetCreds()
@@ -63,19 +57,10 @@ export class SessionPool implements Connector {
       epoch: lease.epoch,
       auth,
       factory: this.#options.factory,
-      config,
+      settings,
       log: log.child({ companyId }),
       pairingPhone,
-      emit: (type, data, options) => {
-        this.#options.publish(companyId, lease.epoch, type, data, options?.eventId)
-        for (const listener of this.#listeners) {
-          try {
-            listener(companyId, type, data)
-          } catch (err) {
-            log.error({ err, companyId, type }, 'a session event listener failed')
-          }
-        }
-      },
+      emit: (type, data, options) => { events.publish(companyId, type, data, { epoch: lease.epoch, id: options?.eventId }) },
       onOutcome: (outcome) => {
         if (this.#sessions.get(companyId) === session) this.#sessions.delete(companyId)
         this.#options.onOutcome(companyId, outcome)

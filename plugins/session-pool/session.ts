@@ -1,6 +1,8 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Config } from '../../core/config.ts'
+import { userOfJid } from '../../contracts/index.ts'
+import { isoFromSeconds } from '../../core/time.ts'
+import type { SessionPoolOptions } from './settings.ts'
 import type { PostgresAuthStore } from './auth-store.ts'
 import type { ConnectionUpdate, InboundMessage, Receipt, SocketFactory, WaSocket } from './socket-port.ts'
 
@@ -32,7 +34,7 @@ export interface SessionOptions {
   epoch: number
   auth: PostgresAuthStore
   factory: SocketFactory
-  config: Config
+  settings: SessionPoolOptions
   log: FastifyBaseLogger
   emit: Emit
   /** Called once when the session ends on its own (not when the pool stops it). */
@@ -41,7 +43,8 @@ export interface SessionOptions {
   pairingPhone?: string
 }
 
-export interface SessionStatus {
+/** The connection's own state as the holder sees it (the contracts' SessionStatus is the reply built from it). */
+export interface ConnectionStatus {
   state: SessionState
   connected: boolean
   reconnectAttempts: number
@@ -98,13 +101,13 @@ export class Session {
     this.#options.emit('health_check_failed', { state: this.#state, unhealthyForMs: Math.round(unhealthyMs), reconnectAttempts: this.#reconnectAttempts })
   }
 
-  status (): SessionStatus {
+  status (): ConnectionStatus {
     const me = this.#options.auth.creds.me?.id
     return {
       state: this.#state,
       connected: this.#state === 'open',
       reconnectAttempts: this.#reconnectAttempts,
-      phoneNumber: me ? `${me.split(':')[0].split('@')[0]}@s.whatsapp.net` : null,
+      phoneNumber: me ? `${userOfJid(me)}@s.whatsapp.net` : null,
       lastActivity: this.#lastActivity ? new Date(this.#lastActivity).toISOString() : null,
       breakerOpenUntil: this.#breakerOpenUntil > Date.now() ? new Date(this.#breakerOpenUntil).toISOString() : null,
       qrCodesGenerated: this.#qrCodes
@@ -160,7 +163,7 @@ export class Session {
         this.#state = 'pairing'
         try {
           const code = await socket.requestPairingCode(pairingPhone)
-          this.#lastPairing = { code, phoneNumber: pairingPhone, expiresAt: new Date(Date.now() + this.#options.config.pairingCodeTtlMs).toISOString() }
+          this.#lastPairing = { code, phoneNumber: pairingPhone, expiresAt: new Date(Date.now() + this.#options.settings.pairingCodeTtlMs).toISOString() }
           emit('pairing_code', this.#lastPairing)
         } catch (err) {
           emit('error', { reason: 'pairing_code_failed', message: (err as Error).message })
@@ -227,24 +230,24 @@ export class Session {
   }
 
   #retry (code: number | undefined): void {
-    const { config, emit } = this.#options
+    const { settings, emit } = this.#options
     const now = Date.now()
-    this.#failures = [...this.#failures.filter((at) => now - at < config.breakerWindowMs), now]
-    if (this.#failures.length >= config.breakerThreshold) {
+    this.#failures = [...this.#failures.filter((at) => now - at < settings.breakerWindowMs), now]
+    if (this.#failures.length >= settings.breakerThreshold) {
       this.#failures = []
-      this.#breakerOpenUntil = now + config.breakerCooldownMs
+      this.#breakerOpenUntil = now + settings.breakerCooldownMs
       this.#state = 'breaker_open'
       this.#unhealthySince ??= performance.now()
       emit('error', { code: code ?? null, reason: 'circuit_open', retryAt: new Date(this.#breakerOpenUntil).toISOString() })
-      this.#schedule(config.breakerCooldownMs)
+      this.#schedule(settings.breakerCooldownMs)
       return
     }
-    if (this.#reconnectAttempts >= config.reconnectMaxAttempts) {
+    if (this.#reconnectAttempts >= settings.reconnectMaxAttempts) {
       emit('reconnect_failed', { code: code ?? null, attempts: this.#reconnectAttempts })
       this.#end('reconnect_failed')
       return
     }
-    const base = config.reconnectBaseMs * 2 ** this.#reconnectAttempts
+    const base = settings.reconnectBaseMs * 2 ** this.#reconnectAttempts
     const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
     this.#reconnectAttempts++
     this.#state = 'reconnecting'
@@ -281,12 +284,12 @@ export class Session {
       const phoneJid = lid ? message.fromAlt ?? null : message.from
       this.#options.emit('message', {
         messageId: message.id,
-        phone: phoneJid ? phoneJid.split('@')[0].split(':')[0] : null,
+        phone: phoneJid ? userOfJid(phoneJid) : null,
         jid: phoneJid,
         lid,
         pushName: message.pushName ?? null,
         text: message.text ?? null,
-        timestamp: new Date(message.timestamp * 1000).toISOString(),
+        timestamp: isoFromSeconds(message.timestamp),
         offline: message.offline ?? false
       }, { eventId: `message:${this.companyId}:${message.id}` })
     }
@@ -294,7 +297,7 @@ export class Session {
 
   #onReceipts (receipts: Receipt[]): void {
     for (const receipt of receipts) {
-      this.#options.emit('message_status', { messageId: receipt.id, to: receipt.to, status: receipt.status, timestamp: new Date(receipt.timestamp * 1000).toISOString() },
+      this.#options.emit('message_status', { messageId: receipt.id, to: receipt.to, status: receipt.status, timestamp: isoFromSeconds(receipt.timestamp) },
         { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
     }
   }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { LedgerPort } from '../ownership/test-transport.ts'
+import type { LedgerPort } from '../ownership/index.ts'
 import type { ConnectionUpdate, InboundMessage, SocketEvents, SocketOptions, WaSocket } from './socket-port.ts'
 
 export interface TestWhatsAppOptions {

@@ -3,14 +3,18 @@ import type { FastifyInstance } from 'fastify'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { buildApp } from '../../core/app.ts'
-import { configWith, type Config } from '../../core/config.ts'
-import type { FeatureModule } from '../../core/features.ts'
-import { features as allFeatures } from '../../plugins/index.ts'
+import type { PluginModule } from '../../core/plugin-set.ts'
+import { loadGatewayConfig, plugins as allPlugins, type GatewayConfig } from '../../plugins/index.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 
 export interface BuildOptions {
-  config?: Partial<Config>
-  features?: FeatureModule[]
+  config?: Partial<GatewayConfig>
+  plugins?: PluginModule[]
+}
+
+/** A config for code that needs one without an environment (tests, tools), with overrides applied. */
+export function configWith (overrides: Partial<GatewayConfig>): GatewayConfig {
+  return { ...loadGatewayConfig({}), ...overrides }
 }
 
 /** Removes the streams a test made on the shared NATS server. */
@@ -37,13 +41,13 @@ export function dropBucketsAfter (t: Test, natsUrl: string, buckets: string[]): 
  * A test's config: the shared NATS with buckets of its own, a database of its own, a unique
  * replica id, quiet logs. Pass `databaseUrl` and bucket names to put several replicas in one cluster.
  */
-export async function testConfig (t: Test, overrides: Partial<Config> = {}): Promise<Config> {
+export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {}): Promise<GatewayConfig> {
   const config = configWith({
     natsUrl: TEST_NATS_URL,
     replicaId: uniqueName('replica'),
     httpPort: 0,
     // TEST_LOG_LEVEL=warn shows what a replica complains about while a test runs.
-    logLevel: (process.env.TEST_LOG_LEVEL ?? 'silent') as Config['logLevel'],
+    logLevel: (process.env.TEST_LOG_LEVEL ?? 'silent') as GatewayConfig['logLevel'],
     waTransport: 'test',
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
@@ -65,7 +69,7 @@ export async function testConfig (t: Test, overrides: Partial<Config> = {}): Pro
 /** Builds the app as the server does (without listening) and closes it when the test ends. */
 export async function build (t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
   const config = await testConfig(t, options.config)
-  const app = await buildApp({ config, features: options.features ?? allFeatures })
+  const app = await buildApp({ config, plugins: options.plugins ?? allPlugins })
   t.teardown(() => app.close())
   return app
 }

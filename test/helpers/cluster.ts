@@ -1,8 +1,8 @@
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../core/app.ts'
-import type { Config } from '../../core/config.ts'
-import { features } from '../../plugins/index.ts'
+import type { GatewayConfig } from '../../plugins/index.ts'
+import { plugins } from '../../plugins/index.ts'
 import { dropBucketsAfter, dropStreamsAfter, testConfig } from './build.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 import type { LedgerEntry } from '../../plugins/ownership/test-transport.ts'
@@ -41,7 +41,7 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
   return settings
 }
 
-/** The environment that puts a replica process (core/server.ts) in the cluster, as `startReplica` does in-process. */
+/** The environment that puts a replica process (plugins/server.ts) in the cluster, as `startReplica` does in-process. */
 export function clusterEnv (settings: ClusterSettings): Record<string, string> {
   return {
     NATS_URL: settings.natsUrl,
@@ -64,11 +64,11 @@ export interface Replica {
 }
 
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
-export const OWNERSHIP_ONLY: Partial<Config> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions', 'metrics'] }
+export const OWNERSHIP_ONLY: Partial<GatewayConfig> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions', 'metrics'] }
 
-export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = OWNERSHIP_ONLY): Promise<Replica> {
+export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = OWNERSHIP_ONLY): Promise<Replica> {
   const config = await testConfig(t, { ...settings, ...overrides })
-  const app = await buildApp({ config, features })
+  const app = await buildApp({ config, plugins })
   const replica: Replica = {
     app,
     id: config.replicaId,

@@ -5,9 +5,13 @@ const START_TIMEOUT_MS = 30_000
 
 export type ReplicaProcess = ChildProcess & { /** Where its HTTP server listens. */ url: string }
 
-/** Starts `node core/server.ts` as a replica process; resolves once it listens. */
-export function startReplicaProcess (env: Record<string, string>, onLog?: (line: string) => void, execArgv: string[] = []): Promise<ReplicaProcess> {
-  const child = spawn(process.execPath, [...execArgv, 'core/server.ts'], {
+/** Starts `node plugins/server.ts` as a replica process; resolves once it listens. */
+export function startReplicaProcess (
+  env: Record<string, string>,
+  onLog?: (line: string) => void,
+  execArgv: string[] = []
+): Promise<ReplicaProcess> {
+  const child = spawn(process.execPath, [...execArgv, 'plugins/server.ts'], {
     env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe']
   })

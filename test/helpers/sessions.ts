@@ -1,13 +1,13 @@
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from '@nats-io/transport-node'
-import type { Config } from '../../core/config.ts'
+import type { GatewayConfig } from '../../plugins/index.ts'
 import { subjectsFor, type EventEnvelope } from '../../contracts/index.ts'
 import { clusterSettings, startReplica, type ClusterSettings, type Replica } from './cluster.ts'
 import { waitFor } from './wait.ts'
 
 /** Fast lifecycles for tests: short backoff, a breaker that opens quickly, quick initialize. */
-export const FAST_SESSIONS: Partial<Config> = {
+export const FAST_SESSIONS: Partial<GatewayConfig> = {
   disabledPlugins: [],
   reconnectBaseMs: 50,
   reconnectMaxAttempts: 3,
@@ -21,7 +21,7 @@ export async function sessionCluster (t: Test): Promise<ClusterSettings> {
   return clusterSettings(t)
 }
 
-export function startSessionReplica (t: Test, settings: ClusterSettings, overrides: Partial<Config> = {}): Promise<Replica> {
+export function startSessionReplica (t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = {}): Promise<Replica> {
   return startReplica(t, settings, { ...FAST_SESSIONS, ...overrides })
 }
 

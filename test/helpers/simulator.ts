@@ -16,7 +16,10 @@ const LINK_TIMEOUT_MS = 10_000
 export function memoryKeys (): SignalKeyStore {
   const entries = new Map<string, unknown>()
   return {
-    get: async (type, ids) => Object.fromEntries(ids.filter((id) => entries.has(`${type}/${id}`)).map((id) => [id, entries.get(`${type}/${id}`)])) as never,
+    get: async (type, ids) =>
+      Object.fromEntries(
+        ids.filter((id) => entries.has(`${type}/${id}`)).map((id) => [id, entries.get(`${type}/${id}`)])
+      ) as never,
     set: async (changes) => {
       for (const [type, values] of Object.entries(changes)) {
         for (const [id, value] of Object.entries(values ?? {})) {
@@ -54,7 +57,9 @@ export async function startSimulator (t: Test, options: SimulatorOptions = {}) {
     const linking = connect(creds, keys)
     if (!await waitFor(() => linking.updates.some((update) => update.qr), LINK_TIMEOUT_MS)) throw new Error('no QR')
     simulator.scan(linking.updates.find((update) => update.qr)!.qr!, phone)
-    if (!await waitFor(() => linking.updates.some((update) => update.closeCode === 515), LINK_TIMEOUT_MS)) throw new Error('no restart after linking')
+    if (!await waitFor(() => linking.updates.some((update) => update.closeCode === 515), LINK_TIMEOUT_MS)) {
+      throw new Error('no restart after linking')
+    }
     const live = connect(creds, keys)
     if (!await waitFor(() => live.updates.some((update) => update.connection === 'open'), LINK_TIMEOUT_MS)) throw new Error('not open')
     return { ...live, creds, keys, device: creds.me!.id.replace(/@.*/, '') }

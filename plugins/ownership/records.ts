@@ -9,8 +9,8 @@ import { GatewayError } from '../../core/errors.ts'
  * the latest lease holder. A holder claims its epoch here before it connects; every auth-state write
  * runs through `fencedTransaction`, so a stale holder's write is refused by PostgreSQL.
  */
-export const SessionSchema = defineEntity({
-  name: 'Session',
+export const OwnershipRecordSchema = defineEntity({
+  name: 'OwnershipRecord',
   tableName: 'sessions',
   properties: {
     companyId: p.string().primary(),
@@ -22,8 +22,9 @@ export const SessionSchema = defineEntity({
   }
 })
 
-export class Session extends SessionSchema.class {}
-SessionSchema.setClass(Session)
+/** One company's row: desired state, and the epoch and replica of its latest holder (a database row, not a connection). */
+export class OwnershipRecord extends OwnershipRecordSchema.class {}
+OwnershipRecordSchema.setClass(OwnershipRecord)
 
 export class CreateSessions extends Migration {
   override async up (): Promise<void> {
@@ -45,12 +46,12 @@ export class CreateSessions extends Migration {
 export const migrations = [{ name: 'ownership_001_sessions', class: CreateSessions }]
 
 export async function desiredOnline (em: EntityManager): Promise<string[]> {
-  const rows = await em.find(Session, { desiredState: 'online' }, { fields: ['companyId'] })
+  const rows = await em.find(OwnershipRecord, { desiredState: 'online' }, { fields: ['companyId'] })
   return rows.map((row) => row.companyId)
 }
 
 export async function desiredStateOf (em: EntityManager, companyId: string): Promise<DesiredState | undefined> {
-  const row = await em.findOne(Session, { companyId })
+  const row = await em.findOne(OwnershipRecord, { companyId })
   return row?.desiredState as DesiredState | undefined
 }
 
@@ -61,8 +62,14 @@ export async function saveDesired (em: EntityManager, companyId: string, desired
     [companyId, desired], 'run')
 }
 
+/** Every company desired online or ever held, as the database knows it. */
+export async function knownCompanies (em: EntityManager): Promise<{ companyId: string, desired: DesiredState, epoch: number }[]> {
+  const rows = await em.find(OwnershipRecord, { $or: [{ desiredState: 'online' }, { epoch: { $gt: 0 } }] }, { fields: ['companyId', 'desiredState', 'epoch'], orderBy: { companyId: 'asc' } })
+  return rows.map((row) => ({ companyId: row.companyId, desired: row.desiredState as DesiredState, epoch: Number(row.epoch) }))
+}
+
 export async function claimedEpochs (em: EntityManager): Promise<Map<string, number>> {
-  const rows = await em.find(Session, { epoch: { $gt: 0 } }, { fields: ['companyId', 'epoch'] })
+  const rows = await em.find(OwnershipRecord, { epoch: { $gt: 0 } }, { fields: ['companyId', 'epoch'] })
   return new Map(rows.map((row) => [row.companyId, Number(row.epoch)]))
 }
 

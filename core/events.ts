@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto'
+import type { NatsConnection } from '@nats-io/nats-core'
+import {
+  AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient
+} from '@nats-io/jetstream'
+import type { FastifyBaseLogger } from 'fastify'
+import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
+import { StreamPublisher } from './nats/stream-publisher.ts'
+import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
+import { inSpan, SpanKind } from './tracing.ts'
+
+export interface EventsOptions {
+  nc: NatsConnection
+  subjects: SubjectSet
+  replica: string
+  /** The JetStream stream that keeps `<namespace>.evt.>`. */
+  stream: string
+  duplicateWindowMs: number
+  maxAgeMs: number
+  requestTimeoutMs: number
+  log: FastifyBaseLogger
+}
+
+export interface PublishEventOptions {
+  /** The lease epoch under which the event was produced (holders set it; 0 when none applies). */
+  epoch?: number
+  /**
+   * A stable id, when the same event may be produced twice (a message WhatsApp delivers again after
+   * a failover): JetStream drops the repeat within its duplicate window. Default: a new UUID.
+   */
+  id?: string
+}
+
+/** An event read back from the stream, with its sequence. */
+export type StoredEvent = EventEnvelope & { seq: number }
+
+export interface DurableOptions {
+  /** The durable consumer's name: a consumer that restarts with it resumes where it left off. */
+  name: string
+  /** Subject filter, e.g. `subjects.event('*', '>')` or one company's `subjects.event(id, '>')`. */
+  filter: string
+  /** How long a delivery may go unacknowledged before JetStream delivers it again. */
+  ackWaitMs?: number
+  /** Pause before a failed event is delivered again. */
+  retryDelayMs?: number
+}
+
+export interface DeliveryInfo {
+  /** How many times this event has been delivered to this consumer, this time included. */
+  deliveryCount: number
+}
+
+export type PublishedListener = (event: EventEnvelope) => void
+
+const DEFAULT_ACK_WAIT_MS = 30_000
+const DEFAULT_RETRY_DELAY_MS = 1_000
+/** JetStream takes durations in nanoseconds. */
+const NS_PER_MS = 1_000_000
+
+/**
+ * The one event path. Every event (a session's, an ownership change, any plugin's) is built here
+ * into one envelope and stored durably in the events stream, with its headers; this replica's own
+ * listeners hear it first. Readers either follow a filter from a sequence (WebSocket clients) or
+ * consume through a durable consumer with acknowledgements and redelivery (webhooks, services).
+ */
+export class Events {
+  readonly #options: EventsOptions
+  readonly #listeners: PublishedListener[] = []
+  readonly #followers = new Set<ConsumerMessages>()
+  #js: JetStreamClient | undefined
+  #publisher: StreamPublisher | undefined
+
+  constructor (options: EventsOptions) {
+    this.#options = options
+  }
+
+  get stream (): string {
+    return this.#options.stream
+  }
+
+  /**
+   * Binds to (or creates) the stream. Several deployments' replicas and tests may share a NATS
+   * server: each deployment's stream takes only its own namespace's subjects.
+   */
+  async open (): Promise<void> {
+    const { nc, stream, subjects, duplicateWindowMs, maxAgeMs, requestTimeoutMs } = this.#options
+    const jsm = await jetstreamManager(nc)
+    try {
+      await jsm.streams.info(stream)
+    } catch {
+      try {
+        await jsm.streams.add({
+          name: stream, subjects: [subjects.allEvents], duplicate_window: duplicateWindowMs * NS_PER_MS, max_age: maxAgeMs * NS_PER_MS
+        })
+      } catch (err) {
+        // Another replica created it first.
+        await jsm.streams.info(stream).catch(() => { throw err })
+      }
+    }
+    this.#js = jetstream(nc, { timeout: requestTimeoutMs })
+    this.#publisher = new StreamPublisher(nc, requestTimeoutMs)
+  }
+
+  /** In-process: every event this replica publishes, as it is published (metrics, automatic reactions). */
+  onPublished (listener: PublishedListener): void {
+    this.#listeners.push(listener)
+  }
+
+  envelope (companyId: string, type: string, data: Record<string, unknown>, options: PublishEventOptions = {}): EventEnvelope {
+    return {
+      id: options.id ?? `${type}:${companyId}:${randomUUID()}`,
+      type,
+      companyId,
+      timestamp: new Date().toISOString(),
+      replica: this.#options.replica,
+      epoch: options.epoch ?? 0,
+      data
+    }
+  }
+
+  /**
+   * Publishes an event durably and tells this replica's listeners. It never throws: a listener's
+   * failure, or a stream that does not answer, is logged (the caller's work must go on).
+   */
+  publish (companyId: string, type: string, data: Record<string, unknown>, options: PublishEventOptions = {}): EventEnvelope {
+    const event = this.envelope(companyId, type, data, options)
+    for (const listener of this.#listeners) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.#options.log.error({ err, companyId, type }, 'an event listener failed')
+      }
+    }
+    this.store(event).catch((err: unknown) => this.#options.log.error({ err, companyId, type }, 'event could not be stored'))
+    return event
+  }
+
+  /** Stores an envelope in the stream; resolves with its sequence once JetStream has it (a repeat of its id is dropped). */
+  async store (event: EventEnvelope): Promise<{ seq: number, duplicate: boolean }> {
+    const publisher = this.#publisher
+    if (!publisher) throw new Error('events: open() first')
+    const subject = this.#options.subjects.event(event.companyId, event.type)
+    const described = messagingSpan(subject, 'publish', this.#options.replica)
+    return inSpan(described.name, SpanKind.PRODUCER, described.attributes, () => publisher.publish(subject, JSON.stringify(event), tracedHeaders({
+      'Nats-Msg-Id': event.id,
+      [GatewayHeaders.epoch]: String(event.epoch ?? 0),
+      [GatewayHeaders.replica]: event.replica
+    })))
+  }
+
+  /** The sequence of the newest event in the stream (0 when empty). */
+  async lastSequence (): Promise<number> {
+    const jsm = await jetstreamManager(this.#options.nc)
+    return (await jsm.streams.info(this.#options.stream)).state.last_seq
+  }
+
+  /**
+   * Reads the events on `filter` from sequence `since + 1` (or only new ones), in order, until
+   * `stop()`. For WebSocket clients, who reconnect with the last seq they saw.
+   */
+  async follow (filter: string, since: number | undefined, onEvent: (event: StoredEvent) => void): Promise<{ stop: () => void, after: number }> {
+    const js = this.#jetstream()
+    // "Only new" is fixed now, not when the consumer starts, so nothing in between is lost.
+    const after = since ?? await this.lastSequence()
+    // A single filter as a string becomes `filter_subject`, which NATS 2.9 understands (arrays need 2.10).
+    const consumer = await js.consumers.get(this.#options.stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+    const messages = await consumer.consume()
+    this.#followers.add(messages)
+    void (async () => {
+      for await (const message of messages) {
+        try {
+          onEvent({ ...message.json<EventEnvelope>(), seq: message.seq })
+        } catch (err) {
+          this.#options.log.warn({ err }, 'event follower failed on an event')
+        }
+      }
+    })()
+    const stop = () => {
+      this.#followers.delete(messages)
+      void messages.close()
+    }
+    return { stop, after }
+  }
+
+  /**
+   * A durable subscription: events on `filter` reach `handler` one at a time, in stream order; an
+   * event is acknowledged when the handler resolves and delivered again (after `retryDelayMs`) when
+   * it throws or its replica dies before answering. Replicas consuming with the same name share the
+   * work. It starts with the events published from now on; a restarted consumer resumes where it was.
+   */
+  async consume (options: DurableOptions, handler: (event: StoredEvent, delivery: DeliveryInfo) => Promise<void>): Promise<{ stop: () => Promise<void> }> {
+    const jsm = await jetstreamManager(this.#options.nc)
+    const config = {
+      durable_name: options.name,
+      filter_subject: options.filter,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: (options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) * NS_PER_MS,
+      max_ack_pending: 1,
+      deliver_policy: DeliverPolicy.New
+    }
+    try {
+      await jsm.consumers.info(this.#options.stream, options.name)
+    } catch {
+      await jsm.consumers.add(this.#options.stream, config).catch(async (err: unknown) => {
+        // Another replica created it first.
+        await jsm.consumers.info(this.#options.stream, options.name).catch(() => { throw err })
+      })
+    }
+    const consumer = await this.#jetstream().consumers.get(this.#options.stream, options.name)
+    const messages = await consumer.consume({ max_messages: 1 })
+    const retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS
+    const done = (async () => {
+      for await (const message of messages) {
+        let event: StoredEvent
+        try {
+          event = { ...message.json<EventEnvelope>(), seq: message.seq }
+        } catch (err) {
+          // Nothing can ever handle it: acknowledged so it does not block the events behind it.
+          this.#options.log.warn({ err, seq: message.seq }, 'a stored event is not JSON; skipped')
+          message.ack()
+          continue
+        }
+        try {
+          await handler(event, { deliveryCount: message.info.deliveryCount })
+          message.ack()
+        } catch (err) {
+          this.#options.log.warn({ err, consumer: options.name, id: event.id }, 'event handler failed; it will be delivered again')
+          message.nak(retryDelayMs)
+        }
+      }
+    })()
+    return {
+      stop: async () => {
+        await messages.close()
+        await done
+      }
+    }
+  }
+
+  #jetstream (): JetStreamClient {
+    this.#js ??= jetstream(this.#options.nc, { timeout: this.#options.requestTimeoutMs })
+    return this.#js
+  }
+
+  /** Stops every follower and fails publishes still waiting for the stream. */
+  close (): void {
+    for (const messages of this.#followers) void messages.close()
+    this.#followers.clear()
+    this.#publisher?.close()
+  }
+}

@@ -1,0 +1,51 @@
+import type { MsgHdrs } from '@nats-io/nats-core'
+import { headers as createHeaders } from '@nats-io/nats-core'
+import { context, propagation, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { subjectPattern } from '../../contracts/index.ts'
+
+const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
+  keys: (carrier) => (carrier ? [...carrier.keys()] : []),
+  get: (carrier, key) => carrier?.get(key) || undefined
+}
+const headerSetter: TextMapSetter<MsgHdrs> = {
+  set: (carrier, key, value) => carrier.set(key, value)
+}
+
+/** Headers for an outgoing message: the given values plus the active W3C trace context (`traceparent`). */
+export function tracedHeaders (values: Record<string, string> = {}): MsgHdrs {
+  const headers = createHeaders()
+  for (const [key, value] of Object.entries(values)) headers.set(key, value)
+  propagation.inject(context.active(), headers, headerSetter)
+  return headers
+}
+
+/** Headers only when there is something to carry (a trace, or values): an empty set still costs encoding on both ends. */
+export function tracedHeadersIfAny (values: Record<string, string> = {}): MsgHdrs | undefined {
+  const headers = tracedHeaders(values)
+  return headers.keys().length > 0 ? headers : undefined
+}
+
+/** The trace context a received message carries, to continue its trace. */
+export function traceContextOf (headers: MsgHdrs | undefined): Context {
+  return propagation.extract(context.active(), headers, headerGetter)
+}
+
+export type MessagingOperation = 'send' | 'process' | 'publish' | 'receive'
+
+/**
+ * A NATS span's name and attributes by OpenTelemetry's messaging conventions: the operation and the
+ * subject's pattern (`send <namespace>.cmd.{companyId}.send`), so spans of every company group together.
+ */
+export function messagingSpan (subject: string, operation: MessagingOperation, replica: string) {
+  const pattern = subjectPattern(subject)
+  return {
+    name: `${operation} ${pattern}`,
+    attributes: {
+      'messaging.system': 'nats',
+      'messaging.destination.name': subject,
+      'messaging.destination.template': pattern,
+      'messaging.operation.name': operation,
+      'wa.replica': replica
+    }
+  }
+}

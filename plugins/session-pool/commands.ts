@@ -1,0 +1,97 @@
+import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import {
+  EmptyRequest, ErrorCode, LogoutReply, SendReply, SendRequest, SessionStatus
+} from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { declareHolderCommand } from './holder-command.ts'
+import { deliveryFields } from './outbound.ts'
+import type { SessionPool } from './pool.ts'
+import { wipeAuth } from './auth-store.ts'
+
+const HolderInitialize = Type.Object({ restart: Type.Boolean() })
+const HolderInitializeReply = Type.Object({ success: Type.Literal(true), snapshot: Type.Unknown() })
+
+export function requireSession (pool: SessionPool, companyId: string) {
+  const session = pool.get(companyId)
+  if (!session) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} has no session on this replica`)
+  return session
+}
+
+/** The connection's own commands, answered by the holder (`<namespace>.cmd.<companyId>.<name>`). */
+export function declareSessionCommands (app: FastifyInstance, pool: SessionPool): void {
+  const { config, ownership } = app
+
+  declareHolderCommand(app, {
+    name: 'send',
+    request: SendRequest,
+    reply: SendReply,
+    http: {
+      method: 'POST',
+      url: '/api/whatsapp/sessions/:companyId/send',
+      tags: ['sessions'],
+      summary: 'Send a text message through the company\'s WhatsApp (never creates a session)',
+      errors: [409, 429, 503, 504]
+    },
+    handle: async ({ companyId, request, lease, idempotencyKey }) => {
+      const e164 = app.phone.normalize(request.phone)
+      const jid = app.phone.toJid(e164)
+      return app.outbound.send({
+        companyId,
+        epoch: lease.epoch,
+        kind: 'text',
+        recipient: e164,
+        idempotencyKey,
+        write: (socket) => socket.sendText(jid, request.message, { quoted: request.options?.quoted })
+      }, (sent, queuedMs) => deliveryFields(companyId, e164, sent, queuedMs))
+    }
+  })
+
+  declareHolderCommand(app, {
+    name: 'status',
+    request: EmptyRequest,
+    reply: SessionStatus,
+    handle: async ({ companyId, lease }) => {
+      const status = requireSession(pool, companyId).status()
+      return {
+        success: true as const,
+        companyId,
+        connected: status.connected,
+        status: status.state,
+        reconnectAttempts: status.reconnectAttempts,
+        holder: config.replicaId,
+        epoch: lease.epoch,
+        health: { healthy: status.connected, phoneNumber: status.phoneNumber, lastActivity: status.lastActivity }
+      }
+    }
+  })
+
+  declareHolderCommand(app, {
+    name: 'logout',
+    request: EmptyRequest,
+    reply: LogoutReply,
+    handle: async ({ companyId }) => {
+      const session = requireSession(pool, companyId)
+      if (session.socket) {
+        // The socket closes with 401; the session wipes the auth state and the company goes offline.
+        await session.socket.logout()
+      } else {
+        await pool.disconnect(companyId)
+        await wipeAuth(app.orm.em.fork(), companyId)
+        await ownership.setDesired(companyId, 'offline')
+      }
+      return { success: true as const, companyId, message: 'logged out; auth state wiped' }
+    }
+  })
+
+  // Sent by initialize on any replica: the holder shows what it has, restarting when the linking mode changed.
+  declareHolderCommand(app, {
+    name: 'initialize',
+    request: HolderInitialize,
+    reply: HolderInitializeReply,
+    handle: async ({ companyId, request }) => {
+      if (request.restart || ['stopped', 'breaker_open', 'reconnecting'].includes(requireSession(pool, companyId).state)) await pool.restart(companyId)
+      return { success: true as const, snapshot: pool.get(companyId)?.snapshot() ?? null }
+    }
+  })
+}

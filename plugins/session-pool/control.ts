@@ -1,0 +1,165 @@
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import {
+  ANY_REPLICA_QUEUE, CompanyParams, EmptyRequest, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply, SessionsList,
+  SessionStatus, type EventEnvelope
+} from '../../contracts/index.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { wipeAuth } from './auth-store.ts'
+import { requestPairing } from './pairing.ts'
+
+/** A session list asks each holder for its status with this deadline, so one slow replica cannot stall it. */
+const LIST_STATUS_TIMEOUT_MS = 1_000
+const TAGS = ['sessions']
+
+/** Marks the company online and waits for the holder's first QR, pairing code or connection. */
+async function initialize (app: FastifyInstance, companyId: string, request: InitializeRequest, timeoutMs: number): Promise<InitializeReply> {
+  const { bus, ownership } = app
+  const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
+  await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
+  const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)
+  await waiting.ready
+  await ownership.setDesired(companyId, 'online')
+
+  // Already held: the holder shows what it has, restarting the session when the linking mode changed.
+  const fromHolder = await bus.request<{ snapshot: { status: InitializeReply['status'], data: Record<string, unknown> } | null }>(
+    app.subjects.command(companyId, 'initialize'), { restart: pairingPhone !== undefined }).catch(() => undefined)
+  const found = fromHolder?.snapshot ?? await waiting.next.then((event) => {
+    if (!event) return null
+    const { type, data } = event.data as EventEnvelope
+    if (type === 'error') throw new GatewayError(ErrorCode.UNAVAILABLE, `initialize failed: ${String(data.message ?? data.reason)}`)
+    return { status: type as InitializeReply['status'], data }
+  })
+  if (!found) throw new GatewayError(ErrorCode.TIMEOUT, `no QR or connection for ${companyId} within ${timeoutMs} ms`)
+  if (found.status === 'connected') return { success: true, companyId, status: 'connected', message: 'WhatsApp is connected' }
+  if (found.status === 'pairing_code') {
+    return {
+      success: true,
+      companyId,
+      status: 'pairing_code',
+      pairingCode: String(found.data.code),
+      expiresAt: String(found.data.expiresAt),
+      message: 'Enter this code in WhatsApp › Linked devices › Link with phone number'
+    }
+  }
+  return {
+    success: true,
+    companyId,
+    status: 'qr',
+    qr: String(found.data.qr),
+    qrDataUrl: String(found.data.qrDataUrl),
+    qrTerminal: String(found.data.qrTerminal),
+    message: 'Please scan the QR code with WhatsApp'
+  }
+}
+
+/** The holder's status, or "disconnected" when nobody holds the company. */
+async function status (app: FastifyInstance, companyId: string, timeoutMs?: number): Promise<SessionStatus> {
+  try {
+    return await app.bus.request<SessionStatus>(app.subjects.command(companyId, 'status'), {}, { timeoutMs })
+  } catch (err) {
+    if (!(err instanceof GatewayError) || err.code !== ErrorCode.NOT_CONNECTED) throw err
+    return {
+      success: true,
+      companyId,
+      connected: false,
+      status: 'disconnected',
+      reconnectAttempts: 0,
+      holder: null,
+      epoch: null,
+      health: { healthy: false, phoneNumber: null, lastActivity: null }
+    }
+  }
+}
+
+async function listSessions (app: FastifyInstance): Promise<SessionsList> {
+  const known = await app.ownership.knownCompanies(app.orm.em.fork())
+  const sessions = await Promise.all(known.map(async ({ companyId, desired }) => {
+    const current = await status(app, companyId, LIST_STATUS_TIMEOUT_MS).catch(() => undefined)
+    return {
+      companyId,
+      desired,
+      connected: current?.connected ?? false,
+      status: current?.status ?? 'unknown',
+      holder: current?.holder ?? null,
+      health: current === undefined ? 'unknown' : current.health.healthy ? 'healthy' : 'unhealthy'
+    }
+  }))
+  return {
+    success: true,
+    count: sessions.length,
+    sessions,
+    metrics: { totalSessions: sessions.length, activeConnections: sessions.filter((session) => session.connected).length }
+  }
+}
+
+/**
+ * Operations any replica answers (`<namespace>.ctl.…` through a queue group, and their HTTP routes):
+ * linking, the list of sessions, status with a fallback for companies nobody holds, health, logout.
+ */
+export function registerSessionControl (app: FastifyInstance, initializeTimeoutMs: number): void {
+  const list = app.bus.handle(app.subjects.sessionsList, { request: EmptyRequest, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
+  const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE },
+    (request, context) => initialize(app, context.companyId, request, initializeTimeoutMs))
+  app.addHook('onClose', async () => {
+    await Promise.all([list.close(), init.close()])
+  })
+
+  const routes = app.withTypeProvider<TypeBoxTypeProvider>()
+  routes.get('/api/whatsapp/sessions', {
+    schema: { tags: TAGS, summary: 'Every known company with its desired state, holder and status', response: { 200: SessionsList } }
+  }, () => listSessions(app))
+
+  routes.post('/api/whatsapp/sessions/:companyId/initialize', {
+    schema: {
+      tags: TAGS,
+      summary: 'Mark the company online and return its QR (or pairing code), or that it is connected',
+      params: CompanyParams,
+      body: InitializeRequest,
+      response: { 200: InitializeReply, 400: ErrorReply, 503: ErrorReply, 504: ErrorReply }
+    },
+    // The old API is called without a body; that means "link by QR".
+    preValidation: async (request) => { request.body ??= {} }
+  }, (request) => initialize(app, request.params.companyId, request.body, initializeTimeoutMs))
+
+  routes.get('/api/whatsapp/sessions/:companyId/status', {
+    schema: {
+      tags: TAGS,
+      summary: 'Status as the holder sees it; disconnected when nobody holds it',
+      params: CompanyParams,
+      response: { 200: SessionStatus, 400: ErrorReply }
+    }
+  }, (request) => status(app, request.params.companyId))
+
+  routes.get('/api/whatsapp/sessions/:companyId/health', {
+    schema: { tags: TAGS, summary: '200 when the session is connected, 503 when not (passive: never reconnects)', params: CompanyParams }
+  }, async (request, reply) => {
+    const [current, readiness] = await Promise.all([status(app, request.params.companyId), app.checkReadiness()])
+    const body = {
+      success: current.health.healthy,
+      companyId: current.companyId,
+      healthy: current.health.healthy,
+      phoneNumber: current.health.phoneNumber,
+      status: current.status,
+      lease: { holder: current.holder, epoch: current.epoch },
+      // The replica that answered: its own NATS, PostgreSQL and lease-bucket checks.
+      replica: { id: app.config.replicaId, ready: readiness.ready, checks: readiness.checks }
+    }
+    if (current.health.healthy) return body
+    return reply.code(503).send({ ...body, error: { code: ErrorCode.NOT_CONNECTED, message: `company ${current.companyId} is ${current.status}` } })
+  })
+
+  routes.delete('/api/whatsapp/sessions/:companyId', {
+    schema: { tags: TAGS, summary: 'Log out and wipe the auth state', params: CompanyParams, response: { 200: LogoutReply, 400: ErrorReply } }
+  }, async (request) => {
+    const { companyId } = request.params
+    try {
+      return await app.ownership.requestHolder<LogoutReply>(companyId, 'logout', {})
+    } catch (err) {
+      if (!(err instanceof GatewayError) || err.code !== ErrorCode.NOT_CONNECTED) throw err
+      await app.ownership.setDesired(companyId, 'offline')
+      await wipeAuth(request.em, companyId)
+      return { success: true as const, companyId, message: 'logged out; auth state wiped' }
+    }
+  })
+}

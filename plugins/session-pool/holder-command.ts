@@ -1,0 +1,82 @@
+import type { FastifyInstance, FastifyRequest, HTTPMethods } from 'fastify'
+import type { Static, TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { CompanyParams, ErrorReply } from '../../contracts/index.ts'
+import type { HandlerContext } from '../../core/bus.ts'
+import { assertValid } from '../../core/errors.ts'
+import type { CommandLease } from '../ownership/index.ts'
+
+/** NATS header a client may set instead of `idempotencyKey` (the JetStream de-duplication header, reused). */
+const NATS_MSG_ID = 'Nats-Msg-Id'
+/** HTTP header a client may set instead of `idempotencyKey`; it travels to the holder as the NATS message id. */
+const IDEMPOTENCY_HEADER = 'idempotency-key'
+
+/** What a holder command's handler is given. */
+export interface HolderCall<Request> {
+  companyId: string
+  /** The validated payload. */
+  request: Request
+  /** The lease the holder runs the command under (its fencing epoch goes on every outbound item). */
+  lease: CommandLease
+  /** The client's idempotency key: the body's `idempotencyKey`, else `Idempotency-Key` (HTTP) or `Nats-Msg-Id` (NATS). */
+  idempotencyKey: string | undefined
+  context: HandlerContext
+}
+
+/** One operation on a company's WhatsApp connection, declared once for NATS and HTTP. */
+export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
+  /** The last token of `<namespace>.cmd.<companyId>.<name>`, answered only by the holder. */
+  name: string
+  request: Request
+  reply: Reply
+  /** The HTTP route that forwards to the holder from any replica; its `:companyId` names the company. */
+  http?: {
+    method: HTTPMethods
+    url: `${string}:companyId${string}`
+    summary: string
+    tags: string[]
+    /** Error statuses the route documents besides 400. */
+    errors?: number[]
+  }
+  handle: (call: HolderCall<Static<Request>>) => Promise<Static<Reply>>
+}
+
+/** Over HTTP the idempotency key may come as a header; it travels to the holder as the NATS message id. */
+export function idempotencyHeaders (request: FastifyRequest): { headers: Record<string, string> } | undefined {
+  const key = request.headers[IDEMPOTENCY_HEADER]
+  return typeof key === 'string' && key.length > 0 ? { headers: { [NATS_MSG_ID]: key } } : undefined
+}
+
+/**
+ * Registers a holder command: its NATS subject on the holder (validated, with the company from the
+ * subject and the idempotency key from the body or header) and, when declared, its HTTP route on
+ * every replica, which forwards the request to whichever replica holds the company.
+ */
+export function declareHolderCommand<Request extends TSchema, Reply extends TSchema> (app: FastifyInstance, command: HolderCommand<Request, Reply>): void {
+  const validator = Compile(command.request)
+  app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
+    const request = assertValid(validator, payload, 'payload')
+    const fromBody = (request as { idempotencyKey?: unknown }).idempotencyKey
+    const idempotencyKey = typeof fromBody === 'string' ? fromBody : (context.headers?.get(NATS_MSG_ID) || undefined)
+    return command.handle({ companyId, request, lease, idempotencyKey, context })
+  })
+  if (!command.http) return
+  const { method, url, summary, tags, errors = [] } = command.http
+  const takesBody = method !== 'GET' && method !== 'DELETE'
+  // Typed by the schemas at run time; generic over Reply, the TypeBox provider cannot infer the handler's type.
+  app.route({
+    method,
+    url,
+    schema: {
+      tags,
+      summary,
+      params: CompanyParams,
+      ...(takesBody ? { body: command.request } : {}),
+      response: { 200: command.reply, 400: ErrorReply, ...Object.fromEntries(errors.map((status) => [status, ErrorReply])) }
+    },
+    handler: (request) => {
+      const { companyId } = request.params as CompanyParams
+      return app.ownership.requestHolder(companyId, command.name, takesBody ? request.body : {}, idempotencyHeaders(request))
+    }
+  })
+}

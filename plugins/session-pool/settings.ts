@@ -1,0 +1,123 @@
+import { defineSettings, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
+
+/** The session-pool plugin's settings; it receives their values as its options. */
+export const settings = defineSettings({
+  waTransport: {
+    env: 'WA_TRANSPORT',
+    describe: 'Where WhatsApp connections go: `baileys` (WhatsApp Web), or `test`, the in-process double that records and refuses overlapping connections',
+    expected: 'baileys | test',
+    fallback: () => 'baileys' as const,
+    parse: (raw: string) => (raw === 'test' || raw === 'baileys' ? raw : undefined)
+  },
+  waWsUrl: {
+    env: 'WA_WS_URL',
+    describe: 'WebSocket URL Baileys connects to instead of WhatsApp\'s (e.g. a simulator)',
+    expected: 'a ws:// or wss:// URL',
+    fallback: () => undefined,
+    parse: urlWithScheme(['ws', 'wss'])
+  },
+  waVersion: {
+    env: 'WA_VERSION',
+    describe: 'WhatsApp Web version Baileys announces, so start-up needs no network fetch',
+    expected: 'three numbers, e.g. 2.3000.1023223821',
+    fallback: () => undefined,
+    parse: (raw: string) => {
+      const parts = raw.split('.')
+      return parts.length === 3 && parts.every((part) => /^\d{1,12}$/.test(part)) ? parts.map(Number) as [number, number, number] : undefined
+    }
+  },
+  waCertPublicKey: {
+    env: 'WA_CERT_PUBLIC_KEY',
+    describe: 'Hex public key that signs the server certificate, replacing WhatsApp\'s (simulators only)',
+    expected: '64 hex characters (a 32-byte key)',
+    fallback: () => undefined,
+    parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined),
+    notInProduction: 'it makes Baileys trust a server that is not WhatsApp'
+  },
+  reconnectBaseMs: {
+    env: 'RECONNECT_BASE_MS',
+    describe: 'First reconnect delay after a transient close (428, 408, 503, 500); doubles each attempt, with jitter',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5_000,
+    parse: milliseconds
+  },
+  reconnectMaxAttempts: {
+    env: 'RECONNECT_MAX_ATTEMPTS',
+    describe: 'Reconnect attempts after a transient close before a reconnect_failed event',
+    expected: 'an integer from 1 to 100',
+    fallback: () => 5,
+    parse: integerIn(1, 100)
+  },
+  breakerThreshold: {
+    env: 'BREAKER_THRESHOLD',
+    describe: 'Connection failures inside BREAKER_WINDOW_MS that open a company\'s circuit breaker',
+    expected: 'an integer from 1 to 1000',
+    fallback: () => 5,
+    parse: integerIn(1, 1000)
+  },
+  breakerWindowMs: {
+    env: 'BREAKER_WINDOW_MS',
+    describe: 'Window in which connection failures are counted for the circuit breaker',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5 * 60_000,
+    parse: milliseconds
+  },
+  breakerCooldownMs: {
+    env: 'BREAKER_COOLDOWN_MS',
+    describe: 'How long an open circuit breaker keeps a company from connecting',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 5 * 60_000,
+    parse: milliseconds
+  },
+  pairingCodeTtlMs: {
+    env: 'PAIRING_CODE_TTL_MS',
+    describe: 'How long a pairing code is valid',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
+  },
+  initializeTimeoutMs: {
+    env: 'INITIALIZE_TIMEOUT_MS',
+    describe: 'How long initialize waits for the first QR, pairing code or connection',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 30_000,
+    parse: milliseconds
+  },
+  sendTimeoutMs: {
+    env: 'SEND_TIMEOUT_MS',
+    describe: 'Longest wait for WhatsApp to accept a message before the send fails with TIMEOUT',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 15_000,
+    parse: milliseconds
+  },
+  authWriteAttempts: {
+    env: 'AUTH_WRITE_ATTEMPTS',
+    describe: 'Attempts for an auth-state (creds, Signal keys) write that PostgreSQL fails; after the last the error surfaces, it is never dropped',
+    expected: 'an integer from 1 to 100',
+    fallback: () => 5,
+    parse: integerIn(1, 100)
+  },
+  authWriteBackoffMs: {
+    env: 'AUTH_WRITE_BACKOFF_MS',
+    describe: 'First pause before retrying a failed auth-state write; it doubles each attempt',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 200,
+    parse: milliseconds
+  },
+  idempotencyBucket: {
+    env: 'IDEMPOTENCY_BUCKET',
+    describe: 'JetStream KV bucket of idempotency records: a send repeated with the same key within 24 h returns the first result',
+    expected: 'a bucket name of [A-Za-z0-9_-]',
+    fallback: () => 'wa_idempotency',
+    parse: token
+  },
+  healthFailedAfterMs: {
+    env: 'HEALTH_FAILED_AFTER_MS',
+    describe: 'A held session that stays unhealthy (not connected) this long emits health_check_failed; it never triggers a reconnect',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 60_000,
+    parse: milliseconds
+  }
+})
+
+export type SessionPoolOptions = ValuesOf<typeof settings>
