@@ -54,7 +54,8 @@ const ids = Array.from({ length: COMPANIES }, (_, index) => `bench-${index}`)
 const benchIds = new Set(ids)
 const held = () => ids.filter((id) => ledger.holderOf(id) !== undefined).length
 /** Resolves once no connection has opened or closed for QUIET_MS since `since`: balancing has finished. */
-const quiet = (since: number) => waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
+const quiet = (since: number) =>
+  waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
 
 async function start (replica: string) {
   children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }))
@@ -62,7 +63,8 @@ async function start (replica: string) {
 
 /** Time from `since` until each of `companies` opened again elsewhere. */
 function takeoverTimes (companies: string[], since: number): number[] {
-  return companies.map((id) => (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
+  return companies.map((id) =>
+    (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
 }
 
 function split (): Record<string, number> {
@@ -89,7 +91,9 @@ try {
   const coldStartAt = Date.now()
   await Promise.all(Array.from({ length: REPLICAS }, (_, index) => start(`bench-r${index + 1}`)))
   const processesUpMs = Date.now() - coldStartAt
-  if (!await waitFor(() => held() === COMPANIES, SETTLE_TIMEOUT_MS, 20)) throw new Error(`only ${held()} of ${COMPANIES} held after cold start`)
+  if (!await waitFor(() => held() === COMPANIES, SETTLE_TIMEOUT_MS, 20)) {
+    throw new Error(`only ${held()} of ${COMPANIES} held after cold start`)
+  }
   const coldStartMs = Date.now() - coldStartAt
   await quiet(Date.now())
   const coldSplit = split()
@@ -110,16 +114,20 @@ try {
   children.get(victim)!.kill('SIGKILL')
   ledger.dropReplica(victim)
   children.delete(victim)
-  if (!await waitFor(() => victimCompanies.every((id) => ledger.holderOf(id) !== undefined), TTL_MS * 5, 10)) throw new Error('SIGKILL takeover did not finish')
+  if (!await waitFor(() => victimCompanies.every((id) => ledger.holderOf(id) !== undefined), TTL_MS * 5, 10)) {
+    throw new Error('SIGKILL takeover did not finish')
+  }
   const sigkill = takeoverTimes(victimCompanies, killedAt)
-  log(`SIGKILL of ${victim} (${victimCompanies.length} companies): takeover p50 ${percentile(sigkill, 50)} ms, p99 ${percentile(sigkill, 99)} ms, max ${Math.max(...sigkill)} ms`)
+  log(`SIGKILL of ${victim} (${victimCompanies.length} companies): ` +
+    `takeover p50 ${percentile(sigkill, 50)} ms, p99 ${percentile(sigkill, 99)} ms, max ${Math.max(...sigkill)} ms`)
 
   // A replacement joins and receives its share.
   const joinAt = Date.now()
   await start('bench-r4')
   await quiet(Date.now())
   const joinMoves = ledger.entries.filter((entry) => entry.kind === 'open' && entry.at >= joinAt).length
-  log(`join of bench-r4: balanced ${ledger.entries.at(-1)!.at - joinAt} ms after spawning, ${joinMoves} companies moved; split ${JSON.stringify(split())}`)
+  log(`join of bench-r4: balanced ${ledger.entries.at(-1)!.at - joinAt} ms after spawning, ` +
+    `${joinMoves} companies moved; split ${JSON.stringify(split())}`)
 
   // SIGTERM: a graceful stop hands every company off.
   const leaver = 'bench-r2'
@@ -129,9 +137,12 @@ try {
   children.get(leaver)!.kill('SIGTERM')
   const exitCode = await exited
   children.delete(leaver)
-  if (!await waitFor(() => leaverCompanies.every((id) => ledger.holderOf(id) !== undefined), TTL_MS * 5, 10)) throw new Error('SIGTERM handoff did not finish')
+  if (!await waitFor(() => leaverCompanies.every((id) => ledger.holderOf(id) !== undefined), TTL_MS * 5, 10)) {
+    throw new Error('SIGTERM handoff did not finish')
+  }
   const sigterm = takeoverTimes(leaverCompanies, termAt)
-  log(`SIGTERM of ${leaver} (${leaverCompanies.length} companies, exit ${exitCode}): handoff p50 ${percentile(sigterm, 50)} ms, p99 ${percentile(sigterm, 99)} ms, max ${Math.max(...sigterm)} ms`)
+  log(`SIGTERM of ${leaver} (${leaverCompanies.length} companies, exit ${exitCode}): ` +
+    `handoff p50 ${percentile(sigterm, 50)} ms, p99 ${percentile(sigterm, 99)} ms, max ${Math.max(...sigterm)} ms`)
 
   const sigkillP99 = percentile(sigkill, 99)
   const sigtermP99 = percentile(sigterm, 99)
@@ -154,7 +165,8 @@ try {
     sigterm_p99_vs_1s: Number((sigtermP99 / 1000).toFixed(3)),
     renew_ops_vs_3t_over_ttl: Number((renewOpsPerS / (3 * COMPANIES / (TTL_MS / 1000))).toFixed(3))
   }
-  const met = summary.sigkill_p99_vs_ttl_plus_1s <= 1 && summary.sigterm_p99_vs_1s <= 1 && summary.split_max_dev_pct <= 10 && summary.overlaps === 0
+  const met = summary.sigkill_p99_vs_ttl_plus_1s <= 1 && summary.sigterm_p99_vs_1s <= 1 &&
+    summary.split_max_dev_pct <= 10 && summary.overlaps === 0
   log(`targets: SIGKILL p99 ≤ TTL + 1 s, SIGTERM p99 ≤ 1 s, split within ±10 %, 0 overlaps — ${met ? 'all met' : 'NOT all met'}`)
   log(JSON.stringify(summary))
 } finally {

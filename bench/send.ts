@@ -57,7 +57,9 @@ async function load (total: number, concurrency: number, work: (index: number) =
 }
 
 /** `a` and `b` in alternating rounds: the median throughput of each, latencies over all rounds. */
-async function alternate (total: number, concurrency: number, a: (index: number) => Promise<unknown>, b: (index: number) => Promise<unknown>): Promise<[Run, Run]> {
+async function alternate (
+  total: number, concurrency: number, a: (index: number) => Promise<unknown>, b: (index: number) => Promise<unknown>
+): Promise<[Run, Run]> {
   const runs: [Run[], Run[]] = [[], []]
   for (let round = 0; round < ROUNDS; round++) {
     runs[0].push(await load(Math.ceil(total / ROUNDS), concurrency, a))
@@ -65,7 +67,13 @@ async function alternate (total: number, concurrency: number, a: (index: number)
   }
   return runs.map((list) => {
     const latencies = list.flatMap((run) => run.latencies)
-    return { rps: percentile(list.map((run) => run.rps), 50), p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors: list.reduce((sum, run) => sum + run.errors, 0), latencies }
+    return {
+      rps: percentile(list.map((run) => run.rps), 50),
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors: list.reduce((sum, run) => sum + run.errors, 0),
+      latencies
+    }
   }) as [Run, Run]
 }
 
@@ -78,7 +86,12 @@ const database = uniqueName('wa_bench_send')
 const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
 await admin.connect()
 await admin.query(`create database ${database}`)
-const buckets = { LEASE_BUCKET: uniqueName('bench_leases'), MEMBERS_BUCKET: uniqueName('bench_members'), IDEMPOTENCY_BUCKET: uniqueName('bench_idem'), RATE_BUCKET: uniqueName('bench_rates') }
+const buckets = {
+  LEASE_BUCKET: uniqueName('bench_leases'),
+  MEMBERS_BUCKET: uniqueName('bench_members'),
+  IDEMPOTENCY_BUCKET: uniqueName('bench_idem'),
+  RATE_BUCKET: uniqueName('bench_rates')
+}
 const env = {
   NATS_URL: TEST_NATS_URL,
   DATABASE_URL: databaseUrlFor(database),
@@ -100,8 +113,18 @@ try {
   const db = new pg.Client({ connectionString: databaseUrlFor(database) })
   await db.connect()
   for (const companyId of companies) {
-    const creds = { ...initAuthCreds(), me: { id: '79001234567:2@s.whatsapp.net' }, account: { details: Buffer.alloc(16), accountSignatureKey: Buffer.alloc(32), accountSignature: Buffer.alloc(64), deviceSignature: Buffer.alloc(64) } }
-    await db.query('insert into whatsapp_auth (company_id, creds, epoch) values ($1, $2::jsonb, 0)', [companyId, JSON.stringify(creds, BufferJSON.replacer)])
+    const creds = {
+      ...initAuthCreds(),
+      me: { id: '79001234567:2@s.whatsapp.net' },
+      account: {
+        details: Buffer.alloc(16),
+        accountSignatureKey: Buffer.alloc(32),
+        accountSignature: Buffer.alloc(64),
+        deviceSignature: Buffer.alloc(64)
+      }
+    }
+    await db.query('insert into whatsapp_auth (company_id, creds, epoch) values ($1, $2::jsonb, 0)',
+      [companyId, JSON.stringify(creds, BufferJSON.replacer)])
     await db.query("insert into sessions (company_id, desired_state) values ($1, 'online')", [companyId])
   }
   await db.end()
@@ -110,18 +133,23 @@ try {
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : []
   const holder = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-holder' }, undefined, profile)
   children.push(holder)
-  const connected = async () => (await Promise.all(companies.map((id) => client.status(id).catch(() => undefined)))).every((status) => status?.connected)
+  const connected = async () =>
+    (await Promise.all(companies.map((id) => client.status(id).catch(() => undefined)))).every((status) => status?.connected)
   if (!await waitFor(connected, START_TIMEOUT_MS, 100)) throw new Error('the companies did not connect')
 
   const echoSubject = uniqueName('bench.echo')
-  const baseline = spawn(process.execPath, ['bench/baseline-server.ts'], { env: serviceEnv({ NATS_URL: TEST_NATS_URL, ECHO_SUBJECT: echoSubject }), stdio: ['ignore', 'pipe', 'inherit'] })
+  const baseline = spawn(process.execPath, ['bench/baseline-server.ts'], {
+    env: serviceEnv({ NATS_URL: TEST_NATS_URL, ECHO_SUBJECT: echoSubject }), stdio: ['ignore', 'pipe', 'inherit']
+  })
   children.push(baseline)
   const baselineUrl = await new Promise<string>((resolve) => baseline.stdout!.on('data', (data: Buffer) => {
     const ready = /baseline ready (\S+)/.exec(data.toString())
     if (ready) resolve(ready[1])
   }))
 
-  const payload = (index: number) => ({ phone: `7900${String(1_000_000 + (index % 1000)).slice(1)}1`, message: `Напоминание №${index}: завтра в 10:00` })
+  const payload = (index: number) => ({
+    phone: `7900${String(1_000_000 + (index % 1000)).slice(1)}1`, message: `Напоминание №${index}: завтра в 10:00`
+  })
   const sendOnce = (index: number) => client.send(companies[index % COMPANIES], payload(index))
   const echoOnce = (index: number) => nc.request(echoSubject, JSON.stringify(payload(index)), { timeout: 10_000 })
   await load(WARMUP, 16, sendOnce)
@@ -140,7 +168,8 @@ try {
       [`send_p50_ms_c${concurrency}`]: round(send.p50),
       [`send_p99_ms_c${concurrency}`]: round(send.p99)
     })
-    log(`concurrency ${concurrency}: send ${round(send.rps, 0)}/s (p50 ${round(send.p50)} ms, p99 ${round(send.p99)} ms) = ${round(send.rps / echo.rps, 3)} × echo ${round(echo.rps, 0)}/s (p99 ${round(echo.p99)} ms); ${send.errors} errors`)
+    log(`concurrency ${concurrency}: send ${round(send.rps, 0)}/s (p50 ${round(send.p50)} ms, p99 ${round(send.p99)} ms) = ` +
+      `${round(send.rps / echo.rps, 3)} × echo ${round(echo.rps, 0)}/s (p99 ${round(echo.p99)} ms); ${send.errors} errors`)
   }
 
   // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply.
@@ -164,7 +193,8 @@ try {
     const text = await response.text()
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`)
   }
-  const httpSend = (index: number) => post(`${other.url}/api/whatsapp/sessions/${heldByHolder[index % heldByHolder.length]}/send`, payload(index))
+  const httpSend = (index: number) =>
+    post(`${other.url}/api/whatsapp/sessions/${heldByHolder[index % heldByHolder.length]}/send`, payload(index))
   const httpBare = (index: number) => post(`${baselineUrl}/echo`, payload(index))
   await load(WARMUP, 16, httpSend)
   await load(WARMUP, 16, httpBare)
@@ -176,8 +206,10 @@ try {
     http_ratio: round(http.rps / bare.rps, 3),
     http_send_p99_ms_c16: round(http.p99)
   })
-  log(`HTTP at concurrency 16 through a non-holder: ${round(http.rps, 0)}/s (p99 ${round(http.p99)} ms) = ${round(http.rps / bare.rps, 3)} × a bare Fastify route ${round(bare.rps, 0)}/s; ${http.errors} errors`)
-  log(`targets: throughput ≥ ${TARGET_RATIO} × echo at c16: ${summary.ratio_c16 >= TARGET_RATIO ? 'met' : 'MISSED'}; p99 ≤ ${TARGET_P99_MS} ms at c16: ${summary.send_p99_ms_c16 <= TARGET_P99_MS ? 'met' : 'MISSED'}`)
+  log(`HTTP at concurrency 16 through a non-holder: ${round(http.rps, 0)}/s (p99 ${round(http.p99)} ms) = ` +
+    `${round(http.rps / bare.rps, 3)} × a bare Fastify route ${round(bare.rps, 0)}/s; ${http.errors} errors`)
+  log(`targets: throughput ≥ ${TARGET_RATIO} × echo at c16: ${summary.ratio_c16 >= TARGET_RATIO ? 'met' : 'MISSED'}; ` +
+    `p99 ≤ ${TARGET_P99_MS} ms at c16: ${summary.send_p99_ms_c16 <= TARGET_P99_MS ? 'met' : 'MISSED'}`)
   summary.errors = errors
   log(JSON.stringify({ requests: REQUESTS, companies: COMPANIES, ...summary }))
 } finally {
@@ -186,7 +218,9 @@ try {
     child.kill('SIGTERM')
     await exited
   }
-  for (const stream of [...Object.values(buckets).map((bucket) => `KV_${bucket}`), eventsStream]) await jsm.streams.delete(stream).catch(() => {})
+  for (const stream of [...Object.values(buckets).map((bucket) => `KV_${bucket}`), eventsStream]) {
+    await jsm.streams.delete(stream).catch(() => {})
+  }
   await nc.drain()
   await admin.query(`drop database if exists ${database} with (force)`)
   await admin.end()
