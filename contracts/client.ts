@@ -39,7 +39,10 @@ function isNoResponders (err: unknown): boolean {
 export function requestFailure (err: unknown, subject: string, timeoutMs: number): GatewayClientError | undefined {
   const cause = err instanceof natsErrors.RequestError ? err.cause : err
   if (isNoResponders(err)) {
-    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`, undefined, { noResponders: true, cause: err })
+    return new GatewayClientError(ErrorCode.NOT_CONNECTED, `no gateway replica answers ${subject}`, undefined, {
+      noResponders: true,
+      cause: err
+    })
   }
   if (cause instanceof natsErrors.TimeoutError) {
     return new GatewayClientError(ErrorCode.TIMEOUT, `${subject} did not answer within ${timeoutMs} ms`, undefined, { cause: err })
@@ -70,7 +73,11 @@ export function isBetweenHolders (err: unknown): boolean {
  * Runs `attempt` again while the company is between holders, for up to `waitMs` (a handoff takes
  * tens of milliseconds). `stillWanted` can stop early, e.g. when nobody should hold the company.
  */
-export async function retryBetweenHolders<Reply> (attempt: () => Promise<Reply>, waitMs: number, stillWanted: () => boolean = () => true): Promise<Reply> {
+export async function retryBetweenHolders<Reply> (
+  attempt: () => Promise<Reply>,
+  waitMs: number,
+  stillWanted: () => boolean = () => true
+): Promise<Reply> {
   const deadline = performance.now() + waitMs
   for (;;) {
     try {
@@ -101,7 +108,10 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     let reply
     try {
       // No headers unless there are some: an empty set still costs encoding on both ends.
-      reply = await nc.request(subject, JSON.stringify(payload), { timeout, headers: headers && headers.keys().length > 0 ? headers : undefined })
+      reply = await nc.request(subject, JSON.stringify(payload), {
+        timeout,
+        headers: headers && headers.keys().length > 0 ? headers : undefined
+      })
     } catch (err) {
       throw requestFailure(err, subject, timeout) ?? err
     }
@@ -118,7 +128,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     /** Reacts to a message through the holder; `emoji: ''` removes the reaction. */
     react: (companyId: string, request: ReactionRequest) => command<ReactionReply>(companyId, 'react', request),
     autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'get'), {}),
-    setAutoReactionRules: (companyId: string, rules: AutoReactionRules) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'set'), rules),
+    setAutoReactionRules: (companyId: string, rules: AutoReactionRules) =>
+      call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'set'), rules),
     status: (companyId: string) => command<SessionStatus>(companyId, 'status', {}),
     logout: (companyId: string) => command<LogoutReply>(companyId, 'logout', {}),
     owner: (companyId: string) => command<OwnerReply>(companyId, 'owner', {}),

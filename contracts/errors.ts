@@ -55,7 +55,12 @@ export class GatewayClientError extends Error {
   /** Nobody answered the subject (for a command: no replica holds the company right now). */
   readonly noResponders: boolean
 
-  constructor (code: string, message: string, details?: ErrorDetail[], extra: { retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}) {
+  constructor (
+    code: string,
+    message: string,
+    details?: ErrorDetail[],
+    extra: { retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}
+  ) {
     super(message, { cause: extra.cause })
     this.name = 'GatewayClientError'
     this.code = code

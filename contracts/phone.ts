@@ -2,7 +2,10 @@ import { Type, type Static } from 'typebox'
 
 export const NormalizePhoneRequest = Type.Object({
   phone: Type.String({ maxLength: 64, description: 'A phone number in any common notation, or a WhatsApp JID' }),
-  country: Type.Optional(Type.String({ pattern: '^[A-Za-z]{2}$', description: 'ISO 3166-1 alpha-2 country for numbers without a country code' }))
+  country: Type.Optional(Type.String({
+    pattern: '^[A-Za-z]{2}$',
+    description: 'ISO 3166-1 alpha-2 country for numbers without a country code'
+  }))
 })
 export type NormalizePhoneRequest = Static<typeof NormalizePhoneRequest>
 

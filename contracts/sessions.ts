@@ -11,7 +11,8 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 200
 export const IdempotencyKey = Type.String({
   minLength: 1,
   maxLength: MAX_IDEMPOTENCY_KEY_LENGTH,
-  description: 'A repeat with the same key within 24 h returns the first result instead of sending again (over NATS, the Nats-Msg-Id header works too)'
+  description: 'A repeat with the same key within 24 h returns the first result instead of sending again' +
+    ' (over NATS, the Nats-Msg-Id header works too)'
 })
 
 export const SendRequest = Type.Object({
@@ -31,7 +32,9 @@ const DeliveryFields = {
   messageId: Type.String(),
   timestamp: Type.String(),
   accepted: Type.Literal(true, { description: 'WhatsApp took the message (Baileys wrote it to the connection)' }),
-  duplicate: Type.Optional(Type.Literal(true, { description: 'A repeat of an idempotency key: this is the first result, nothing was sent again' })),
+  duplicate: Type.Optional(Type.Literal(true, {
+    description: 'A repeat of an idempotency key: this is the first result, nothing was sent again'
+  })),
   queuedMs: Type.Optional(Type.Number({ description: 'Time spent in the company\'s pacing queue' }))
 }
 
@@ -65,15 +68,26 @@ export type ReactionReply = Static<typeof ReactionReply>
 export const AutoReactionRules = Type.Object({
   enabled: Type.Boolean({ description: 'React to inbound thanks' }),
   emoji: Type.Optional(Emoji),
-  patterns: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Words or phrases that express thanks (replace the defaults)' })),
-  exclusions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Phrases that mean it is not thanks (replace the defaults)' }))
+  patterns: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+    maxItems: 100,
+    description: 'Words or phrases that express thanks (replace the defaults)'
+  })),
+  exclusions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+    maxItems: 100,
+    description: 'Phrases that mean it is not thanks (replace the defaults)'
+  }))
 })
 export type AutoReactionRules = Static<typeof AutoReactionRules>
 
 export const AutoReactionRulesReply = Type.Object({
   success: Type.Literal(true),
   companyId: CompanyId,
-  rules: Type.Object({ enabled: Type.Boolean(), emoji: Type.String(), patterns: Type.Array(Type.String()), exclusions: Type.Array(Type.String()) })
+  rules: Type.Object({
+    enabled: Type.Boolean(),
+    emoji: Type.String(),
+    patterns: Type.Array(Type.String()),
+    exclusions: Type.Array(Type.String())
+  })
 })
 export type AutoReactionRulesReply = Static<typeof AutoReactionRulesReply>
 
@@ -94,7 +108,11 @@ export const SessionStatus = Type.Object({
 export type SessionStatus = Static<typeof SessionStatus>
 
 export const InitializeRequest = Type.Object({
-  phoneNumber: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Link with a pairing code for this number instead of a QR' }))
+  phoneNumber: Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: 64,
+    description: 'Link with a pairing code for this number instead of a QR'
+  }))
 })
 export type InitializeRequest = Static<typeof InitializeRequest>
 

@@ -108,7 +108,11 @@ export class Bus {
     if (!drained && !subscription.isClosed()) subscription.unsubscribe()
   }
 
-  async #dispatch<Request extends TSchema> (msg: Msg, validator: ReturnType<typeof Compile<Request>>, handler: Handler<Request>): Promise<void> {
+  async #dispatch<Request extends TSchema> (
+    msg: Msg,
+    validator: ReturnType<typeof Compile<Request>>,
+    handler: Handler<Request>
+  ): Promise<void> {
     const described = messagingSpan(msg.subject, 'process', this.#replica)
     await context.with(traceContextOf(msg.headers), () => inSpan(described.name, SpanKind.SERVER, described.attributes, async (span) => {
       let forked: EntityManager | undefined
@@ -206,7 +210,9 @@ export class Bus {
       msg = await this.#nc.request(subject, JSON.stringify(payload), { timeout, headers: tracedHeadersIfAny(options.headers) })
     } catch (err) {
       const failure = requestFailure(err, subject, timeout)
-      throw failure ? GatewayError.from(failure) : new GatewayError(ErrorCode.UNAVAILABLE, `NATS request to ${subject} failed: ${(err as Error).message}`, { cause: err })
+      throw failure
+        ? GatewayError.from(failure)
+        : new GatewayError(ErrorCode.UNAVAILABLE, `NATS request to ${subject} failed: ${(err as Error).message}`, { cause: err })
     }
     const body: unknown = msg.json()
     if (isErrorReply(body)) throw GatewayError.from(errorOfReply(body))
@@ -227,7 +233,9 @@ export class Bus {
         resolve(value)
       }
       for (const subject of subjects) {
-        subscriptions.push(this.#nc.subscribe(subject, { callback: (_err, msg) => finish({ subject: msg.subject, data: decodePayload(msg) }) }))
+        subscriptions.push(this.#nc.subscribe(subject, {
+          callback: (_err, msg) => finish({ subject: msg.subject, data: decodePayload(msg) })
+        }))
       }
       timer = setTimeout(() => finish(undefined), timeoutMs)
     })

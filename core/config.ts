@@ -133,16 +133,20 @@ export const CORE_SETTINGS = defineSettings({
   },
   natsNamespace: {
     env: 'NATS_NAMESPACE',
-    describe: 'First token of every subject; deployments sharing a NATS account (staging and production, parallel tests) each need their own',
+    describe: 'First token of every subject; deployments sharing a NATS account (staging and production, parallel tests)' +
+      ' each need their own',
     expected: '1-64 characters of [A-Za-z0-9_-]',
     fallback: () => DEFAULT_NAMESPACE,
     parse: token
   },
   eventsStream: {
     env: 'EVENTS_STREAM',
-    describe: 'JetStream stream keeping the events (<namespace>.evt.>) for replay and deduplication (default: WA_EVENTS, or <NAMESPACE>_EVENTS)',
+    describe: 'JetStream stream keeping the events (<namespace>.evt.>) for replay and deduplication' +
+      ' (default: WA_EVENTS, or <NAMESPACE>_EVENTS)',
     expected: 'a stream name of [A-Za-z0-9_-]',
-    fallback: (env: Env) => env.NATS_NAMESPACE && env.NATS_NAMESPACE !== DEFAULT_NAMESPACE ? `${env.NATS_NAMESPACE.toUpperCase()}_EVENTS` : 'WA_EVENTS',
+    fallback: (env: Env) => env.NATS_NAMESPACE && env.NATS_NAMESPACE !== DEFAULT_NAMESPACE
+      ? `${env.NATS_NAMESPACE.toUpperCase()}_EVENTS`
+      : 'WA_EVENTS',
     parse: token
   },
   eventsDuplicateWindowMs: {

@@ -23,7 +23,11 @@ const STATUS_BY_CODE: Record<string, number> = {
 export class GatewayError extends GatewayClientError {
   readonly statusCode: number
 
-  constructor (code: string, message: string, extra: { details?: ErrorDetail[], retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}) {
+  constructor (
+    code: string,
+    message: string,
+    extra: { details?: ErrorDetail[], retryAfter?: number, accepted?: boolean, noResponders?: boolean, cause?: unknown } = {}
+  ) {
     super(code, message, extra.details, extra)
     this.name = 'GatewayError'
     this.statusCode = STATUS_BY_CODE[code] ?? 500
@@ -31,7 +35,13 @@ export class GatewayError extends GatewayClientError {
 
   /** The same failure, as thrown on this side of a NATS request. */
   static from (err: GatewayClientError): GatewayError {
-    return new GatewayError(err.code, err.message, { details: err.details, retryAfter: err.retryAfter, accepted: err.accepted, noResponders: err.noResponders, cause: err.cause })
+    return new GatewayError(err.code, err.message, {
+      details: err.details,
+      retryAfter: err.retryAfter,
+      accepted: err.accepted,
+      noResponders: err.noResponders,
+      cause: err.cause
+    })
   }
 }
 
@@ -59,7 +69,11 @@ export function validationError (issues: readonly ValidationIssue[], part: strin
 }
 
 /** `value` as its schema's type (a compiled TypeBox check), or VALIDATION_ERROR naming each bad field under `part` (payload, …). */
-export function assertValid<T> (check: { Check: (value: unknown) => value is T, Errors: (value: unknown) => Iterable<ValidationIssue> }, value: unknown, part: string): T {
+export function assertValid<T> (
+  check: { Check: (value: unknown) => value is T, Errors: (value: unknown) => Iterable<ValidationIssue> },
+  value: unknown,
+  part: string
+): T {
   if (!check.Check(value)) throw validationError([...check.Errors(value)], part)
   return value
 }

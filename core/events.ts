@@ -141,11 +141,15 @@ export class Events {
     if (!publisher) throw new Error('events: open() first')
     const subject = this.#options.subjects.event(event.companyId, event.type)
     const described = messagingSpan(subject, 'publish', this.#options.replica)
-    return inSpan(described.name, SpanKind.PRODUCER, described.attributes, () => publisher.publish(subject, JSON.stringify(event), tracedHeaders({
-      'Nats-Msg-Id': event.id,
-      [GatewayHeaders.epoch]: String(event.epoch ?? 0),
-      [GatewayHeaders.replica]: event.replica
-    })))
+    return inSpan(described.name, SpanKind.PRODUCER, described.attributes, () => publisher.publish(
+      subject,
+      JSON.stringify(event),
+      tracedHeaders({
+        'Nats-Msg-Id': event.id,
+        [GatewayHeaders.epoch]: String(event.epoch ?? 0),
+        [GatewayHeaders.replica]: event.replica
+      })
+    ))
   }
 
   /** The sequence of the newest event in the stream (0 when empty). */
@@ -158,12 +162,20 @@ export class Events {
    * Reads the events on `filter` from sequence `since + 1` (or only new ones), in order, until
    * `stop()`. For WebSocket clients, who reconnect with the last seq they saw.
    */
-  async follow (filter: string, since: number | undefined, onEvent: (event: StoredEvent) => void): Promise<{ stop: () => void, after: number }> {
+  async follow (
+    filter: string,
+    since: number | undefined,
+    onEvent: (event: StoredEvent) => void
+  ): Promise<{ stop: () => void, after: number }> {
     const js = this.#jetstream()
     // "Only new" is fixed now, not when the consumer starts, so nothing in between is lost.
     const after = since ?? await this.lastSequence()
     // A single filter as a string becomes `filter_subject`, which NATS 2.9 understands (arrays need 2.10).
-    const consumer = await js.consumers.get(this.#options.stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+    const consumer = await js.consumers.get(this.#options.stream, {
+      filter_subjects: filter,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: after + 1
+    })
     const messages = await consumer.consume()
     this.#followers.add(messages)
     void (async () => {
@@ -188,7 +200,10 @@ export class Events {
    * it throws or its replica dies before answering. Replicas consuming with the same name share the
    * work. It starts with the events published from now on; a restarted consumer resumes where it was.
    */
-  async consume (options: DurableOptions, handler: (event: StoredEvent, delivery: DeliveryInfo) => Promise<void>): Promise<{ stop: () => Promise<void> }> {
+  async consume (
+    options: DurableOptions,
+    handler: (event: StoredEvent, delivery: DeliveryInfo) => Promise<void>
+  ): Promise<{ stop: () => Promise<void> }> {
     const jsm = await jetstreamManager(this.#options.nc)
     const config = {
       durable_name: options.name,

@@ -46,14 +46,17 @@ export function resolvePlugins (modules: PluginModule[], disabled: string[]): Lo
   })
   const known = new Map(all.map((plugin) => [plugin.name, plugin]))
   for (const name of disabled) {
-    if (!known.has(name)) throw new PluginSetError(`DISABLED_PLUGINS names an unknown plugin "${name}" (known: ${[...known.keys()].join(', ')})`)
+    if (!known.has(name)) {
+      throw new PluginSetError(`DISABLED_PLUGINS names an unknown plugin "${name}" (known: ${[...known.keys()].join(', ')})`)
+    }
   }
   const enabled = all.filter((plugin) => !disabled.includes(plugin.name))
   for (const plugin of enabled) {
     for (const dependency of plugin.dependencies) {
       if (CORE_PLUGINS.includes(dependency)) continue
       if (disabled.includes(dependency)) {
-        throw new PluginSetError(`plugin "${plugin.name}" needs plugin "${dependency}", which DISABLED_PLUGINS switches off; enable it or disable "${plugin.name}" too`)
+        throw new PluginSetError(`plugin "${plugin.name}" needs plugin "${dependency}", which DISABLED_PLUGINS switches off;` +
+          ` enable it or disable "${plugin.name}" too`)
       }
       if (!known.has(dependency)) throw new PluginSetError(`plugin "${plugin.name}" needs "${dependency}", which is not a known plugin`)
     }
@@ -63,7 +66,9 @@ export function resolvePlugins (modules: PluginModule[], disabled: string[]): Lo
   const state = new Map<string, 'visiting' | 'done'>()
   const visit = (plugin: LoadablePlugin, path: string[]) => {
     if (state.get(plugin.name) === 'done') return
-    if (state.get(plugin.name) === 'visiting') throw new PluginSetError(`plugins depend on each other in a circle: ${[...path, plugin.name].join(' -> ')}`)
+    if (state.get(plugin.name) === 'visiting') {
+      throw new PluginSetError(`plugins depend on each other in a circle: ${[...path, plugin.name].join(' -> ')}`)
+    }
     state.set(plugin.name, 'visiting')
     for (const dependency of plugin.dependencies) {
       const target = known.get(dependency)

@@ -28,7 +28,12 @@ export function gatewayInstrumentations () {
 }
 
 /** Runs `work` inside a new span (a child of the active one) and ends it with the outcome. */
-export async function inSpan<T> (name: string, kind: SpanKind, attributes: Record<string, string | number | boolean>, work: (span: Span) => Promise<T>): Promise<T> {
+export async function inSpan<T> (
+  name: string,
+  kind: SpanKind,
+  attributes: Record<string, string | number | boolean>,
+  work: (span: Span) => Promise<T>
+): Promise<T> {
   const span = trace.getTracer(TRACER_NAME).startSpan(name, { kind, attributes })
   try {
     return await context.with(trace.setSpan(context.active(), span), () => work(span))

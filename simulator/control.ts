@@ -39,12 +39,19 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
     schema: { params: Device, body: Type.Optional(Type.Object({ code: Type.Optional(Type.Integer({ minimum: 400, maximum: 599 })) })) },
     preValidation: async (request) => { request.body ??= {} }
   }, async (request, reply) => {
-    if (!simulator.drop(request.params.device, request.body?.code)) return reply.code(404).send(notFound(`device ${request.params.device} is not connected`))
+    if (!simulator.drop(request.params.device, request.body?.code)) {
+      return reply.code(404).send(notFound(`device ${request.params.device} is not connected`))
+    }
     return { success: true }
   })
 
   app.post('/pairing-code', {
-    schema: { body: Type.Object({ phone: Phone, code: Type.String({ pattern: '^[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}$', description: 'the 8 characters the companion shows' }) }) }
+    schema: {
+      body: Type.Object({
+        phone: Phone,
+        code: Type.String({ pattern: '^[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}$', description: 'the 8 characters the companion shows' })
+      })
+    }
   }, async (request, reply) => {
     const outcome = await simulator.enterPairingCode(request.body.phone, request.body.code.replace('-', ''))
     if (outcome.linked) return { success: true, device: outcome.device }
@@ -73,12 +80,24 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
     return { success: true, ...sent }
   })
 
-  app.get('/contacts/:phone/messages', { schema: { params: Contact } }, async (request) => ({ success: true, messages: simulator.received(request.params.phone) }))
+  app.get('/contacts/:phone/messages', { schema: { params: Contact } }, async (request) => ({
+    success: true,
+    messages: simulator.received(request.params.phone)
+  }))
 
-  app.get('/contacts/:phone/receipts', { schema: { params: Contact } }, async (request) => ({ success: true, receipts: [...simulator.account(request.params.phone).receipts] }))
+  app.get('/contacts/:phone/receipts', { schema: { params: Contact } }, async (request) => ({
+    success: true,
+    receipts: [...simulator.account(request.params.phone).receipts]
+  }))
 
   app.post('/contacts/:phone/read', {
-    schema: { params: Contact, body: Type.Object({ to: Phone, messageIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100 }) }) }
+    schema: {
+      params: Contact,
+      body: Type.Object({
+        to: Phone,
+        messageIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100 })
+      })
+    }
   }, async (request, reply) => {
     const devices = simulator.read(request.params.phone, request.body.to, request.body.messageIds)
     if (devices === 0) return reply.code(404).send(notFound(`no linked device of ${request.body.to} is connected`))

@@ -32,7 +32,11 @@ export class SimulatorIdentity {
     this.serverStatic = Curve.generateKeyPair() as KeyPair
     const intermediate = Curve.generateKeyPair() as KeyPair
     const Details = proto.CertChain.NoiseCertificate.Details
-    const intermediateDetails = Details.encode({ serial: INTERMEDIATE_SERIAL, issuerSerial: ROOT_SERIAL, key: intermediate.public }).finish()
+    const intermediateDetails = Details.encode({
+      serial: INTERMEDIATE_SERIAL,
+      issuerSerial: ROOT_SERIAL,
+      key: intermediate.public
+    }).finish()
     const leafDetails = Details.encode({ serial: LEAF_SERIAL, issuerSerial: INTERMEDIATE_SERIAL, key: this.serverStatic.public }).finish()
     this.certChain = proto.CertChain.encode({
       intermediate: { details: intermediateDetails, signature: Buffer.from(Curve.sign(root.private, intermediateDetails)) },

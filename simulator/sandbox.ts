@@ -15,7 +15,8 @@ export async function startSandbox (config: Config, log: Logger): Promise<{ conf
   const { url } = await simulator.start()
   const control = controlApi(simulator)
   const controlUrl = await control.listen({ host: '127.0.0.1', port: config.sandboxControlPort })
-  log.warn({ simulator: url, control: controlUrl }, 'WA_SANDBOX: connecting to a WhatsApp simulator, not to WhatsApp; scan QR codes with POST /scan on the control API')
+  log.warn({ simulator: url, control: controlUrl },
+    'WA_SANDBOX: connecting to a WhatsApp simulator, not to WhatsApp; scan QR codes with POST /scan on the control API')
   // The session-pool plugin's settings, pointed at the simulator.
   const sessionPoolSettings = {
     waTransport: 'baileys',

@@ -13,7 +13,11 @@ export interface EmbeddedServices {
  * Fills in NATS_URL and DATABASE_URL when they are unset by starting local servers under
  * DATA_DIR; with both set, it starts nothing. `need` leaves out a server the caller does not use.
  */
-export async function startEmbeddedServices (config: Config, log: Logger, need = { nats: true, postgres: true }): Promise<EmbeddedServices> {
+export async function startEmbeddedServices (
+  config: Config,
+  log: Logger,
+  need = { nats: true, postgres: true }
+): Promise<EmbeddedServices> {
   const stops: (() => Promise<void>)[] = []
   const stop = async () => {
     for (const stopOne of stops.reverse()) await stopOne().catch((err: unknown) => log.warn({ err }, 'stopping an embedded service failed'))

@@ -55,7 +55,10 @@ export async function startNatsServer (options: NatsServerOptions): Promise<Runn
   const tail: string[] = []
 
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`nats-server did not become ready within ${options.startTimeoutMs} ms`)), options.startTimeoutMs)
+    const timer = setTimeout(
+      () => fail(new Error(`nats-server did not become ready within ${options.startTimeoutMs} ms`)),
+      options.startTimeoutMs
+    )
     function onOutput (chunk: Buffer) {
       for (const line of chunk.toString().split('\n').filter(Boolean)) {
         tail.push(line)

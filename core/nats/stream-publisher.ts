@@ -49,8 +49,13 @@ export class StreamPublisher {
           return
         }
         const ack = msg.json<PubAck>()
-        if (ack.error) pending.reject(new Error(`the stream refused the message: ${ack.error.description ?? 'error'} (${ack.error.err_code ?? ack.error.code ?? '?'})`))
-        else pending.resolve({ seq: ack.seq ?? 0, duplicate: ack.duplicate === true })
+        if (ack.error) {
+          pending.reject(new Error(
+            `the stream refused the message: ${ack.error.description ?? 'error'} (${ack.error.err_code ?? ack.error.code ?? '?'})`
+          ))
+        } else {
+          pending.resolve({ seq: ack.seq ?? 0, duplicate: ack.duplicate === true })
+        }
       }
     })
     this.#sweep = setInterval(() => this.#expire(), SWEEP_INTERVAL_MS)

@@ -15,7 +15,13 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  const bus = new Bus({ nc: app.nats, orm: app.orm, log: app.log, requestTimeoutMs: app.config.natsRequestTimeoutMs, replica: app.config.replicaId })
+  const bus = new Bus({
+    nc: app.nats,
+    orm: app.orm,
+    log: app.log,
+    requestTimeoutMs: app.config.natsRequestTimeoutMs,
+    replica: app.config.replicaId
+  })
   app.decorate('bus', bus)
   app.decorate('subjects', subjectsFor(app.config.natsNamespace))
   app.decorate('openKv', (bucket: string, options: KvOptions) => openKv(app.nats, bucket, options))

@@ -24,6 +24,8 @@ export default fp(async (app) => {
     return reply.code(status).send(toErrorReply(known ?? err))
   })
   app.setNotFoundHandler((request, reply) => {
-    return reply.code(404).send(toErrorReply(new GatewayError(ErrorCode.NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`)))
+    return reply.code(404).send(toErrorReply(
+      new GatewayError(ErrorCode.NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`)
+    ))
   })
 }, { name: 'errors' })

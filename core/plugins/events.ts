@@ -39,7 +39,8 @@ export default fp(async (app) => {
     websocket: true,
     schema: {
       tags: ['events'],
-      summary: 'WebSocket: the company\'s events as JSON `{ id, type, companyId, seq, … }`; reconnect with `?since=<seq>` to receive what you missed',
+      summary: 'WebSocket: the company\'s events as JSON `{ id, type, companyId, seq, … }`;' +
+        ' reconnect with `?since=<seq>` to receive what you missed',
       querystring: EventsQuery
     }
   }, async (socket, request) => {

@@ -49,7 +49,11 @@ export default fp(async (app) => {
 
   app.get('/healthz', {
     config: { probe: true },
-    schema: { tags: ['health'], summary: 'Liveness: the process serves HTTP', response: { 200: Type.Object({ success: Type.Boolean(), status: Type.String() }) } }
+    schema: {
+      tags: ['health'],
+      summary: 'Liveness: the process serves HTTP',
+      response: { 200: Type.Object({ success: Type.Boolean(), status: Type.String() }) }
+    }
   }, async () => ({ success: true, status: 'alive' }))
 
   app.get('/readyz', {

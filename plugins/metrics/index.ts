@@ -69,36 +69,85 @@ export default fp<MetricsOptions>(async (app, options) => {
     local.lastError = { message, at: new Date().toISOString() }
   }
 
-  const sessionsStarted = new Counter({ name: 'whatsapp_sessions_total', help: 'Sessions this replica started holding', registers: [registry] })
+  const sessionsStarted = new Counter({
+    name: 'whatsapp_sessions_total',
+    help: 'Sessions this replica started holding',
+    registers: [registry]
+  })
+  // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
   new Gauge({
-    name: 'whatsapp_sessions', help: 'Sessions held by this replica, by state', labelNames: ['state'], registers: [registry],
+    name: 'whatsapp_sessions',
+    help: 'Sessions held by this replica, by state',
+    labelNames: ['state'],
+    registers: [registry],
     collect () {
       this.reset()
       for (const state of SESSION_STATES) this.set({ state }, 0)
       for (const session of app.sessionPool.all()) this.inc({ state: session.state })
     }
   })
+  // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
   new Gauge({
-    name: 'whatsapp_active_connections', help: 'Held sessions with an open WhatsApp connection', labelNames: companyLabels, registers: [registry],
+    name: 'whatsapp_active_connections',
+    help: 'Held sessions with an open WhatsApp connection',
+    labelNames: companyLabels,
+    registers: [registry],
     collect () {
       this.reset()
       if (!withCompany) this.set(app.sessionPool.all().filter((session) => session.status().connected).length)
       else for (const session of app.sessionPool.all()) if (session.status().connected) this.inc(companyLabel(session.companyId))
     }
   })
+  // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
   new Gauge({
-    name: 'whatsapp_reconnect_attempts', help: 'Reconnect attempts in progress, summed over the held sessions', registers: [registry],
+    name: 'whatsapp_reconnect_attempts',
+    help: 'Reconnect attempts in progress, summed over the held sessions',
+    registers: [registry],
     collect () { this.set(app.sessionPool.all().reduce((sum, session) => sum + session.status().reconnectAttempts, 0)) }
   })
-  const sent = new Counter({ name: 'whatsapp_messages_sent_total', help: 'Messages WhatsApp took, texts and reactions', labelNames: ['kind', ...companyLabels], registers: [registry] })
+  const sent = new Counter({
+    name: 'whatsapp_messages_sent_total',
+    help: 'Messages WhatsApp took, texts and reactions',
+    labelNames: ['kind', ...companyLabels],
+    registers: [registry]
+  })
   const reactions = new Counter({ name: 'whatsapp_reactions_sent_total', help: 'Reactions WhatsApp took', registers: [registry] })
-  const received = new Counter({ name: 'whatsapp_messages_received_total', help: 'Inbound messages', labelNames: companyLabels, registers: [registry] })
-  const errors = new Counter({ name: 'whatsapp_errors_total', help: 'Errors: session errors and failed sends (budgets apart)', labelNames: ['source'], registers: [registry] })
+  const received = new Counter({
+    name: 'whatsapp_messages_received_total',
+    help: 'Inbound messages',
+    labelNames: companyLabels,
+    registers: [registry]
+  })
+  const errors = new Counter({
+    name: 'whatsapp_errors_total',
+    help: 'Errors: session errors and failed sends (budgets apart)',
+    labelNames: ['source'],
+    registers: [registry]
+  })
   const qrCodes = new Counter({ name: 'whatsapp_qr_codes_generated_total', help: 'QR codes shown for linking', registers: [registry] })
-  const failedReconnects = new Counter({ name: 'whatsapp_reconnects_failed_total', help: 'Sessions that gave up reconnecting', registers: [registry] })
-  const healthFailures = new Counter({ name: 'whatsapp_health_check_failures_total', help: 'Held sessions that stayed unhealthy past HEALTH_FAILED_AFTER_MS', registers: [registry] })
-  const sendDuration = new Histogram({ name: 'whatsapp_send_duration_seconds', help: 'Time from a send reaching the holder to WhatsApp taking it (budgets and pacing included)', labelNames: ['kind'], buckets: SEND_BUCKETS_S, registers: [registry] })
-  const takeover = new Histogram({ name: 'whatsapp_takeover_duration_seconds', help: 'Time a company spent without a holder before this replica took it', buckets: TAKEOVER_BUCKETS_S, registers: [registry] })
+  const failedReconnects = new Counter({
+    name: 'whatsapp_reconnects_failed_total',
+    help: 'Sessions that gave up reconnecting',
+    registers: [registry]
+  })
+  const healthFailures = new Counter({
+    name: 'whatsapp_health_check_failures_total',
+    help: 'Held sessions that stayed unhealthy past HEALTH_FAILED_AFTER_MS',
+    registers: [registry]
+  })
+  const sendDuration = new Histogram({
+    name: 'whatsapp_send_duration_seconds',
+    help: 'Time from a send reaching the holder to WhatsApp taking it (budgets and pacing included)',
+    labelNames: ['kind'],
+    buckets: SEND_BUCKETS_S,
+    registers: [registry]
+  })
+  const takeover = new Histogram({
+    name: 'whatsapp_takeover_duration_seconds',
+    help: 'Time a company spent without a holder before this replica took it',
+    buckets: TAKEOVER_BUCKETS_S,
+    registers: [registry]
+  })
 
   if (!withCompany) for (const kind of MESSAGE_KINDS) sent.inc({ kind }, 0)
   for (const kind of MESSAGE_KINDS) sendDuration.zero({ kind })
@@ -108,7 +157,10 @@ export default fp<MetricsOptions>(async (app, options) => {
   const deltaCounter = (name: string, help: string, read: () => Record<string, number>, labelName?: string) => {
     const last = new Map<string, number>()
     return new Counter({
-      name, help, labelNames: labelName ? [labelName] : [], registers: [registry],
+      name,
+      help,
+      labelNames: labelName ? [labelName] : [],
+      registers: [registry],
       collect () {
         if (labelName) for (const label of Object.keys(read())) if (!last.has(label)) this.inc({ [labelName]: label }, 0)
         for (const [label, value] of Object.entries(read())) {
@@ -119,12 +171,20 @@ export default fp<MetricsOptions>(async (app, options) => {
       }
     })
   }
-  const refusedByLimit = () => (app.hasDecorator('messagingLimits') ? { ...app.messagingLimits.refused } : Object.fromEntries(RATE_LIMITS.map((limit) => [limit, 0])))
+  const refusedByLimit = () => (app.hasDecorator('messagingLimits')
+    ? { ...app.messagingLimits.refused }
+    : Object.fromEntries(RATE_LIMITS.map((limit) => [limit, 0])))
   deltaCounter('whatsapp_rate_limited_total', 'Sends refused by the WhatsApp budgets or the pacing queue', refusedByLimit, 'limit')
-  deltaCounter('whatsapp_lease_acquisitions_total', 'Company leases this replica acquired', () => ({ all: app.ownership.stats.acquisitions }))
-  deltaCounter('whatsapp_lease_losses_total', 'Company leases this replica lost or fenced itself from (not handed off)', () => ({ all: app.ownership.stats.losses + app.ownership.stats.fences }))
+  deltaCounter('whatsapp_lease_acquisitions_total', 'Company leases this replica acquired',
+    () => ({ all: app.ownership.stats.acquisitions }))
+  deltaCounter('whatsapp_lease_losses_total', 'Company leases this replica lost or fenced itself from (not handed off)',
+    () => ({ all: app.ownership.stats.losses + app.ownership.stats.fences }))
+  // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
   new Gauge({
-    name: 'whatsapp_pacing_queue_depth', help: 'Sends waiting in the pacing queues', labelNames: companyLabels, registers: [registry],
+    name: 'whatsapp_pacing_queue_depth',
+    help: 'Sends waiting in the pacing queues',
+    labelNames: companyLabels,
+    registers: [registry],
     collect () {
       this.reset()
       const depths = app.hasDecorator('messagingLimits') ? app.messagingLimits.queueDepths() : new Map<string, number>()
@@ -176,7 +236,11 @@ export default fp<MetricsOptions>(async (app, options) => {
     return registry.metrics()
   })
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/metrics', {
-    schema: { tags: ['metrics'], summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)', response: { 200: MetricsReply } }
+    schema: {
+      tags: ['metrics'],
+      summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)',
+      response: { 200: MetricsReply }
+    }
   }, () => clusterMetrics(app, options.metricsGatherTimeoutMs))
 }, { name: 'metrics', dependencies: ['config', 'bus', 'events', 'ownership', 'session-pool'] })
 
@@ -193,10 +257,18 @@ function replicaMetrics (app: FastifyInstance, local: LocalCounts): ReplicaMetri
 async function clusterMetrics (app: FastifyInstance, gatherTimeoutMs: number): Promise<MetricsReply> {
   const members = app.ownership.members().filter((member) => member.alive).map((member) => member.replica)
   const expected = new Set([...members, app.config.replicaId])
-  const answers = await app.bus.gather<ReplicaMetrics>(app.subjects.metricsCollect, {}, { maxWaitMs: gatherTimeoutMs, expected: expected.size })
-  const replicas = answers.filter((answer, index) => answers.findIndex((other) => other.replica === answer.replica) === index).sort((a, b) => a.replica.localeCompare(b.replica))
+  const answers = await app.bus.gather<ReplicaMetrics>(app.subjects.metricsCollect, {}, {
+    maxWaitMs: gatherTimeoutMs,
+    expected: expected.size
+  })
+  const replicas = answers
+    .filter((answer, index) => answers.findIndex((other) => other.replica === answer.replica) === index)
+    .sort((a, b) => a.replica.localeCompare(b.replica))
   const sum = (pick: (replica: ReplicaMetrics) => number) => replicas.reduce((total, replica) => total + pick(replica), 0)
-  const lastError = replicas.map((replica) => replica.metrics.lastError).filter((error) => error !== null).sort((a, b) => b.at.localeCompare(a.at))[0] ?? null
+  const lastError = replicas
+    .map((replica) => replica.metrics.lastError)
+    .filter((error) => error !== null)
+    .sort((a, b) => b.at.localeCompare(a.at))[0] ?? null
   const missing = [...expected].filter((replica) => !replicas.some((answer) => answer.replica === replica)).sort()
   return {
     success: true,

@@ -4,7 +4,8 @@ import { defineSettings, integerIn, milliseconds, type ValuesOf } from '../../co
 export const settings = defineSettings({
   metricsCompanyLabels: {
     env: 'METRICS_COMPANY_LABELS',
-    describe: 'Put a company label on per-company Prometheus metrics for at most this many companies (later ones are counted as "other"); 0 turns the label off',
+    describe: 'Put a company label on per-company Prometheus metrics for at most this many companies' +
+      ' (later ones are counted as "other"); 0 turns the label off',
     expected: 'an integer from 0 to 100000',
     fallback: () => 0,
     parse: integerIn(0, 100_000)

@@ -37,7 +37,11 @@ export class CommandRouter {
     const name = context.subject.split('.').slice(3).join('.')
     const handler = this.#handlers.get(name)
     if (!handler) throw new GatewayError(ErrorCode.NOT_FOUND, `unknown command "${name}" (known: ${[...this.#handlers.keys()].join(', ')})`)
-    if (held.ending) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`, { retryAfter: HANDOFF_RETRY_AFTER_S })
+    if (held.ending) {
+      throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${held.companyId} is being handed off`, {
+        retryAfter: HANDOFF_RETRY_AFTER_S
+      })
+    }
     return handler(held.companyId, payload, context, { epoch: held.epoch, since: held.value.since })
   }
 }

@@ -7,7 +7,9 @@ import {
 import { Ownership } from './ownership.ts'
 import type { MemberView } from './membership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
-import { claimedEpochs, desiredStateOf, knownCompanies, saveDesired, OwnershipRecordSchema, migrations as recordMigrations } from './records.ts'
+import {
+  claimedEpochs, desiredStateOf, knownCompanies, saveDesired, OwnershipRecordSchema, migrations as recordMigrations
+} from './records.ts'
 import type { Connector } from './connector.ts'
 import type { Bus, RequestOptions } from '../../core/bus.ts'
 import type { OwnershipOptions } from './settings.ts'
@@ -150,7 +152,15 @@ export default fp<OwnershipOptions>(async (app, options) => {
 
   app.addHook('onReady', async () => {
     coordinator = new Ownership({
-      config: options, replica: config.replicaId, bus: app.bus, events: app.events, openKv: app.openKv, orm: app.orm, log: app.log, connector, subjects: app.subjects
+      config: options,
+      replica: config.replicaId,
+      bus: app.bus,
+      events: app.events,
+      openKv: app.openKv,
+      orm: app.orm,
+      log: app.log,
+      connector,
+      subjects: app.subjects
     })
     for (const [name, handler] of pendingCommands) coordinator.registerCommand(name, handler)
     for (const listener of pendingAcquired) coordinator.onAcquired(listener)

@@ -48,7 +48,8 @@ export class Membership {
 
   async start (startedAt: number): Promise<void> {
     this.#startedAt = startedAt
-    this.#watch = await watchKv(this.#kv, MEMBER_PREFIX, { initialWaitMs: this.#ttlMs / 3, log: this.#log }, (replica, entry) => this.#onEntry(replica, entry))
+    this.#watch = await watchKv(this.#kv, MEMBER_PREFIX, { initialWaitMs: this.#ttlMs / 3, log: this.#log },
+      (replica, entry) => this.#onEntry(replica, entry))
     await this.#heartbeat()
   }
 
@@ -75,7 +76,8 @@ export class Membership {
   /** Live members (this replica included while it runs), sorted; `settledOnly` leaves out those seen too recently. */
   live (at: number, settledOnly: boolean): string[] {
     const live = [...this.#members]
-      .filter(([replica, member]) => member.seenAt + this.#ttlMs > at && (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
+      .filter(([replica, member]) => member.seenAt + this.#ttlMs > at &&
+        (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
       .map(([replica]) => replica)
     if (!this.#stopping && !live.includes(this.replica)) live.push(this.replica)
     return live.sort()
@@ -105,10 +107,12 @@ export class Membership {
     if (this.#stopping) return
     const key = `${MEMBER_PREFIX}${this.replica}`
     try {
-      this.#revision = await this.#kv.put(key, JSON.stringify({ startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString() }))
+      this.#revision = await this.#kv.put(key, JSON.stringify({
+        startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString()
+      }))
     } catch (err) {
       this.#log.warn({ err }, 'membership heartbeat failed')
     }
-    this.#timer = setTimeout(() => void this.#heartbeat(), this.#ttlMs / 3)
+    this.#timer = setTimeout(() => { void this.#heartbeat() }, this.#ttlMs / 3)
   }
 }

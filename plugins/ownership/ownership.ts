@@ -159,9 +159,18 @@ export class Ownership {
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
     // With limit markers (2.11.2+) an expired lease arrives in the watch as a delete; on older servers its expiry is inferred on the tick.
     this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
-    this.#log.info({ server: this.#bus.serverVersion(), expiryMarkers: supportsExpiryMarkers(this.#bus.serverVersion()) }, 'lease bucket open')
+    this.#log.info({
+      server: this.#bus.serverVersion(),
+      expiryMarkers: supportsExpiryMarkers(this.#bus.serverVersion())
+    }, 'lease bucket open')
     const memberKv = await this.#openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
-    this.#membership = new Membership({ kv: memberKv, replica: this.replica, ttlMs: this.ttlMs, log: this.#log, onChange: () => this.#refreshAssignment() })
+    this.#membership = new Membership({
+      kv: memberKv,
+      replica: this.replica,
+      ttlMs: this.ttlMs,
+      log: this.#log,
+      onChange: () => this.#refreshAssignment()
+    })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
     const [leaseWatch] = await Promise.all([
       watchKv(this.#leaseKv, LEASE_PREFIX, { initialWaitMs: this.ttlMs / 3, log: this.#log }, (key, entry) => this.#onLease(key, entry)),
@@ -330,7 +339,8 @@ export class Ownership {
       await this.#connector.disconnect(companyId, 'lease ended while connecting')
       return
     }
-    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload }, (payload, context) => this.#commands.run(held, payload, context))
+    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload },
+      (payload, context) => this.#commands.run(held, payload, context))
     this.stats.acquisitions++
     const takeoverMs = unownedSince === undefined ? undefined : now() - unownedSince
     for (const listener of this.#acquiredListeners) listener(companyId, takeoverMs)
@@ -380,7 +390,7 @@ export class Ownership {
   #armFence (held: HeldLease): void {
     clearTimeout(held.fenceTimer)
     const deadline = held.ackedSendAt + this.ttlMs - this.#fenceMarginMs
-    held.fenceTimer = setTimeout(() => void this.#fence(held, 'fenced'), Math.max(0, deadline - now()))
+    held.fenceTimer = setTimeout(() => { void this.#fence(held, 'fenced') }, Math.max(0, deadline - now()))
   }
 
   #endLease (held: HeldLease): void {

@@ -64,7 +64,10 @@ export async function saveDesired (em: EntityManager, companyId: string, desired
 
 /** Every company desired online or ever held, as the database knows it. */
 export async function knownCompanies (em: EntityManager): Promise<{ companyId: string, desired: DesiredState, epoch: number }[]> {
-  const rows = await em.find(OwnershipRecord, { $or: [{ desiredState: 'online' }, { epoch: { $gt: 0 } }] }, { fields: ['companyId', 'desiredState', 'epoch'], orderBy: { companyId: 'asc' } })
+  const rows = await em.find(OwnershipRecord, { $or: [{ desiredState: 'online' }, { epoch: { $gt: 0 } }] }, {
+    fields: ['companyId', 'desiredState', 'epoch'],
+    orderBy: { companyId: 'asc' }
+  })
   return rows.map((row) => ({ companyId: row.companyId, desired: row.desiredState as DesiredState, epoch: Number(row.epoch) }))
 }
 
@@ -88,12 +91,20 @@ export async function claimEpoch (em: EntityManager, companyId: string, epoch: n
  * whose epoch is older than the stored one gets FENCED and writes nothing. A newer holder's claim
  * waits for running fenced transactions, so none can commit after it.
  */
-export async function fencedTransaction<T> (em: EntityManager, companyId: string, epoch: number, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+export async function fencedTransaction<T> (
+  em: EntityManager,
+  companyId: string,
+  epoch: number,
+  work: (tx: EntityManager) => Promise<T>
+): Promise<T> {
   return em.transactional(async (tx) => {
-    const row = await tx.execute<{ epoch: string | number }>('select epoch from sessions where company_id = ? for share', [companyId], 'get')
+    const row = await tx.execute<{ epoch: string | number }>(
+      'select epoch from sessions where company_id = ? for share', [companyId], 'get'
+    )
     const stored = row ? Number(row.epoch) : 0
     if (stored > epoch) {
-      throw new GatewayError(ErrorCode.FENCED, `company ${companyId} is held under epoch ${stored}; a write under epoch ${epoch} is refused`)
+      throw new GatewayError(ErrorCode.FENCED,
+        `company ${companyId} is held under epoch ${stored}; a write under epoch ${epoch} is refused`)
     }
     return work(tx)
   })

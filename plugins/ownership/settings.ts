@@ -11,7 +11,8 @@ export const settings = defineSettings({
   },
   leaseFenceMarginMs: {
     env: 'LEASE_FENCE_MARGIN_MS',
-    describe: 'A holder with no acknowledged renewal closes its connection this long before the lease could expire (capped at a quarter of the TTL)',
+    describe: 'A holder with no acknowledged renewal closes its connection this long before the lease could expire' +
+      ' (capped at a quarter of the TTL)',
     expected: 'milliseconds, a positive integer',
     fallback: () => 1_500,
     parse: milliseconds
@@ -60,7 +61,8 @@ export const settings = defineSettings({
   },
   holderWaitMs: {
     env: 'HOLDER_WAIT_MS',
-    describe: 'How long a request through a replica waits for a holder while a company desired online is between holders (a handoff); then 503 NOT_CONNECTED',
+    describe: 'How long a request through a replica waits for a holder while a company desired online is between holders' +
+      ' (a handoff); then 503 NOT_CONNECTED',
     expected: 'milliseconds, a positive integer',
     fallback: () => 2_000,
     parse: milliseconds

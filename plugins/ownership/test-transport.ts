@@ -77,7 +77,9 @@ export function localLedgerPort (ledger: ConnectionLedger): LedgerPort {
 export function testTransport (replica: string, ledger: LedgerPort): Connector {
   return {
     async connect (companyId) {
-      if (!await ledger.open(companyId, replica)) throw new Error(`connection for ${companyId} refused: already open on another replica (440)`)
+      if (!await ledger.open(companyId, replica)) {
+        throw new Error(`connection for ${companyId} refused: already open on another replica (440)`)
+      }
     },
     async disconnect (companyId, reason) {
       await ledger.close(companyId, replica, reason).catch(() => {})

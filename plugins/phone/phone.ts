@@ -9,7 +9,7 @@ export const MAX_PHONE_DIGITS = 15
 const MAX_INPUT_LENGTH = 64
 
 /** Spaces, dashes, dots, slashes and brackets are how people write numbers; anything else is not a number. */
-const FORMATTING = /^\+?[\d\s\-().\/]+$/
+const FORMATTING = /^\+?[\d\s\-()./]+$/
 
 export const PHONE_SERVER = 's.whatsapp.net'
 const LEGACY_PHONE_SERVER = 'c.us'

@@ -126,7 +126,9 @@ export class Budgets {
     entry.lastWriteAt = Date.now()
     entry.dirty = false
     const now = Date.now()
-    for (const [phone, state] of Object.entries(entry.state.reactions)) if (this.#reactions.isFull(state, now)) delete entry.state.reactions[phone]
+    for (const [phone, state] of Object.entries(entry.state.reactions)) {
+      if (this.#reactions.isFull(state, now)) delete entry.state.reactions[phone]
+    }
     this.#kv.put(companyId, JSON.stringify(entry.state))
       .catch((err: unknown) => this.#log.warn({ err, companyId }, 'rate-limit state not stored; a takeover now would see an older budget'))
       .finally(() => {

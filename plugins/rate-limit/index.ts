@@ -76,7 +76,8 @@ export default fp<RateLimitOptions>(async (app, options) => {
         taken = await budgets.take(item.companyId, item.epoch, item.kind, item.recipient)
       }
       if (pacing && item.kind === 'text' && options.pacingTypingMs > 0 && performance.now() + options.pacingTypingMs < deadline) {
-        await socket.setPresence('composing', app.phone.toJid(item.recipient)).catch((err: unknown) => app.log.debug({ err }, 'typing presence not sent'))
+        await socket.setPresence('composing', app.phone.toJid(item.recipient))
+          .catch((err: unknown) => app.log.debug({ err }, 'typing presence not sent'))
         await sleep(options.pacingTypingMs)
         waited += options.pacingTypingMs
       }

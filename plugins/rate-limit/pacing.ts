@@ -14,7 +14,6 @@ interface Lane {
   waiting: number
 }
 
-
 /**
  * Anti-ban pacing: one lane per company, in which each send gets a slot at least the minimum
  * interval (plus jitter) after the one before. Bounded: a send that would wait past its deadline,
@@ -43,9 +42,13 @@ export class Pacing {
     const slot = Math.max(now, lane.lastSlot + this.#settings.minIntervalMs + this.#random() * this.#settings.jitterMs)
     if (lane.waiting >= this.#settings.queueMax || slot > deadline) {
       const retryAfter = Math.max(1, Math.ceil((slot - now) / 1000))
-      throw new GatewayError(ErrorCode.RATE_LIMITED, lane.waiting >= this.#settings.queueMax
-        ? `company ${companyId} has ${lane.waiting} sends waiting (the most the pacing queue holds)`
-        : `company ${companyId}'s next pacing slot is ${Math.round(slot - now)} ms away, beyond the send deadline`, { retryAfter, accepted: false })
+      throw new GatewayError(
+        ErrorCode.RATE_LIMITED,
+        lane.waiting >= this.#settings.queueMax
+          ? `company ${companyId} has ${lane.waiting} sends waiting (the most the pacing queue holds)`
+          : `company ${companyId}'s next pacing slot is ${Math.round(slot - now)} ms away, beyond the send deadline`,
+        { retryAfter, accepted: false }
+      )
     }
     lane.lastSlot = slot
     // Its slot is now: it goes at once and never waits in the queue.

@@ -28,7 +28,10 @@ export class TokenBucket {
   }
 
   /** Takes one token, or says how long until one is there. */
-  take (state: BucketState | undefined, now: number): { taken: true, state: BucketState } | { taken: false, state: BucketState, retryAfterMs: number } {
+  take (
+    state: BucketState | undefined,
+    now: number
+  ): { taken: true, state: BucketState } | { taken: false, state: BucketState, retryAfterMs: number } {
     const current = state ? this.refill(state, now) : this.full(now)
     if (current.tokens >= 1) return { taken: true, state: { tokens: current.tokens - 1, at: current.at } }
     return { taken: false, state: current, retryAfterMs: Math.ceil((1 - current.tokens) / this.#refillPerMs) }

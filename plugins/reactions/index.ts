@@ -23,9 +23,11 @@ const TAGS = ['reactions']
 function checkEmoji (emoji: string, field: string, allowRemoval: boolean): void {
   if (emoji === '' && allowRemoval) return
   if (!isSingleEmoji(emoji)) {
-    throw new GatewayError(ErrorCode.VALIDATION_ERROR, `${field} must be exactly one emoji (e.g. ❤️, 👍🏽, 🇷🇺)${allowRemoval ? ', or "" to remove the reaction' : ''}`, {
-      details: [{ field, message: 'is not exactly one emoji' }]
-    })
+    throw new GatewayError(
+      ErrorCode.VALIDATION_ERROR,
+      `${field} must be exactly one emoji (e.g. ❤️, 👍🏽, 🇷🇺)${allowRemoval ? ', or "" to remove the reaction' : ''}`,
+      { details: [{ field, message: 'is not exactly one emoji' }] }
+    )
   }
 }
 
@@ -78,7 +80,13 @@ async function setRules (em: Parameters<typeof rulesOf>[0], companyId: string, r
 }
 
 /** On the holder: one reaction through the outbound path. */
-async function react (app: FastifyInstance, companyId: string, epoch: number, request: ReactionRequest, idempotencyKey: string | undefined): Promise<ReactionReply> {
+async function react (
+  app: FastifyInstance,
+  companyId: string,
+  epoch: number,
+  request: ReactionRequest,
+  idempotencyKey: string | undefined
+): Promise<ReactionReply> {
   checkEmoji(request.emoji, 'emoji', true)
   const e164 = app.phone.normalize(request.phone)
   const jid = app.phone.toJid(e164)
@@ -94,10 +102,19 @@ async function react (app: FastifyInstance, companyId: string, epoch: number, re
 }
 
 /** On the holder, for each inbound message: the company's emoji when it thanks, once per message. */
-async function autoReact (app: FastifyInstance, companyId: string, epoch: number, message: { text: string, phone: string, messageId: string }): Promise<void> {
+async function autoReact (
+  app: FastifyInstance,
+  companyId: string,
+  epoch: number,
+  message: { text: string, phone: string, messageId: string }
+): Promise<void> {
   const rules = await rulesOf(app.orm.em.fork(), companyId)
   if (!rules.enabled || !gratitudeTest(rules)(message.text)) return
-  const reply = await react(app, companyId, epoch, { phone: message.phone, emoji: rules.emoji, messageId: message.messageId }, `${AUTO_REACTION_KEY}:${message.messageId}`)
+  const reply = await react(app, companyId, epoch, {
+    phone: message.phone,
+    emoji: rules.emoji,
+    messageId: message.messageId
+  }, `${AUTO_REACTION_KEY}:${message.messageId}`)
   if (!reply.duplicate) app.log.info({ companyId, messageId: message.messageId, emoji: rules.emoji }, 'reacted to thanks')
 }
 
@@ -109,26 +126,36 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
     schema: {
       tags: TAGS,
       summary: 'The old system\'s reaction route, still served: { phone, emoji, messageId, companyId }',
-      body: LegacyReactionRequest, response: { 200: ReactionReply, ...errors }
+      body: LegacyReactionRequest,
+      response: { 200: ReactionReply, ...errors }
     }
   }, (request) => {
     const companyId = request.body.companyId ?? defaultCompanyId
     if (companyId === undefined) {
-      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'body/companyId is required (no DEFAULT_COMPANY_ID is configured)', { details: [{ field: 'body/companyId', message: 'is required' }] })
+      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'body/companyId is required (no DEFAULT_COMPANY_ID is configured)', {
+        details: [{ field: 'body/companyId', message: 'is required' }]
+      })
     }
     const { phone, emoji, messageId } = request.body
     return app.ownership.requestHolder<ReactionReply>(companyId, 'react', { phone, emoji, messageId }, idempotencyHeaders(request))
   })
 
   routes.get('/api/whatsapp/sessions/:companyId/auto-reactions', {
-    schema: { tags: TAGS, summary: 'The company\'s automatic reaction to thanks (off unless enabled)', params: CompanyParams, response: { 200: AutoReactionRulesReply, 400: ErrorReply } }
+    schema: {
+      tags: TAGS,
+      summary: 'The company\'s automatic reaction to thanks (off unless enabled)',
+      params: CompanyParams,
+      response: { 200: AutoReactionRulesReply, 400: ErrorReply }
+    }
   }, async (request) => rulesReply(request.params.companyId, await rulesOf(request.em, request.params.companyId)))
 
   routes.put('/api/whatsapp/sessions/:companyId/auto-reactions', {
     schema: {
       tags: TAGS,
       summary: 'Turn the automatic reaction to thanks on or off; patterns and exclusions replace the Russian and English defaults',
-      params: CompanyParams, body: AutoReactionRules, response: { 200: AutoReactionRulesReply, 400: ErrorReply }
+      params: CompanyParams,
+      body: AutoReactionRules,
+      response: { 200: AutoReactionRulesReply, 400: ErrorReply }
     }
   }, (request) => setRules(request.em, request.params.companyId, request.body))
 }

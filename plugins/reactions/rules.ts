@@ -58,7 +58,11 @@ export async function rulesOf (em: EntityManager, companyId: string): Promise<Ef
   }
 }
 
-export async function saveRules (em: EntityManager, companyId: string, rules: { enabled: boolean, emoji?: string, patterns?: string[], exclusions?: string[] }): Promise<void> {
+export async function saveRules (
+  em: EntityManager,
+  companyId: string,
+  rules: { enabled: boolean, emoji?: string, patterns?: string[], exclusions?: string[] }
+): Promise<void> {
   await em.upsert(AutoReactionRule, {
     companyId,
     enabled: rules.enabled,

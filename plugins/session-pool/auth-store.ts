@@ -159,7 +159,8 @@ export class PostgresAuthStore {
       const wanted = ids.filter((id) => !this.#absent.has(`${type}/${id}`))
       if (wanted.length === 0) return found
       const rows = await this.#options.em().execute<{ key_id: string, value: string }[]>(
-        `select key_id, value::text as value from whatsapp_keys where company_id = ? and type = ? and key_id in (${wanted.map(() => '?').join(', ')})`,
+        'select key_id, value::text as value from whatsapp_keys where company_id = ? and type = ?' +
+          ` and key_id in (${wanted.map(() => '?').join(', ')})`,
         [this.#options.companyId, type, ...wanted], 'all')
       for (const row of rows) found[row.key_id] = revive(type, JSON.parse(row.value, BufferJSON.reviver))
       for (const id of wanted) if (!(id in found)) this.#rememberAbsent(`${type}/${id}`)

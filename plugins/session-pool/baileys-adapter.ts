@@ -35,7 +35,10 @@ export interface BaileysSettings {
  * are logged at debug level, so an operator's warnings mean something.
  */
 const EXPECTED_NOISE: { pattern: RegExp, when?: (data: unknown) => boolean }[] = [
-  { pattern: /^stream errored out$/, when: (data) => (data as { fullErrorNode?: { attrs?: { code?: string } } })?.fullErrorNode?.attrs?.code === '515' },
+  {
+    pattern: /^stream errored out$/,
+    when: (data) => (data as { fullErrorNode?: { attrs?: { code?: string } } })?.fullErrorNode?.attrs?.code === '515'
+  },
   { pattern: /DISABLING ALL SYNC BY shouldSyncHistoryMsg/ },
   { pattern: /^no name present, ignoring presence update request/ }
 ]
@@ -150,8 +153,14 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     // Baileys holds a sent message back for 100 ms and folds a delivery receipt arriving in that
     // window into it, so a fast receipt reaches us only as the status of our own 'append'.
     const acknowledged: Receipt[] = messages
-      .filter((message) => message.key.fromMe && message.key.id && message.status && message.status >= proto.WebMessageInfo.Status.DELIVERY_ACK && STATUS[message.status])
-      .map((message) => ({ id: message.key.id!, to: message.key.remoteJid ?? '', status: STATUS[message.status!], timestamp: Math.floor(Date.now() / 1000) }))
+      .filter((message) => message.key.fromMe && message.key.id && message.status &&
+        message.status >= proto.WebMessageInfo.Status.DELIVERY_ACK && STATUS[message.status])
+      .map((message) => ({
+        id: message.key.id!,
+        to: message.key.remoteJid ?? '',
+        status: STATUS[message.status!],
+        timestamp: Math.floor(Date.now() / 1000)
+      }))
     if (acknowledged.length > 0) emit('receipts', acknowledged)
     // Messages kept by WhatsApp while the device was offline (a failover, a restart) arrive as
     // 'append', like notifications and our own sends: contacts' real messages are taken from them too.
@@ -173,8 +182,14 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
   })
   sock.ev.on('messages.update', (updates) => {
     const receipts: Receipt[] = updates
-      .filter((update) => update.update.status !== undefined && update.update.status !== null && STATUS[update.update.status] && update.key.id)
-      .map((update) => ({ id: update.key.id!, to: update.key.remoteJid ?? '', status: STATUS[update.update.status!], timestamp: Math.floor(Date.now() / 1000) }))
+      .filter((update) => update.update.status !== undefined && update.update.status !== null &&
+        STATUS[update.update.status] && update.key.id)
+      .map((update) => ({
+        id: update.key.id!,
+        to: update.key.remoteJid ?? '',
+        status: STATUS[update.update.status!],
+        timestamp: Math.floor(Date.now() / 1000)
+      }))
     if (receipts.length > 0) emit('receipts', receipts)
   })
   sock.ev.on('messages.reaction', (reactions) => {
@@ -195,7 +210,9 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, options.quoted
       ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
       : undefined)),
-    react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, { react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } } })),
+    react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, {
+      react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } }
+    })),
     markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
     setPresence: async (presence, jid) => { await sock.sendPresenceUpdate(presence, jid) },
     // Baileys leaves numbers that are not on WhatsApp out of its answer; ours names every number asked.

@@ -90,7 +90,9 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
     request: HolderInitialize,
     reply: HolderInitializeReply,
     handle: async ({ companyId, request }) => {
-      if (request.restart || ['stopped', 'breaker_open', 'reconnecting'].includes(requireSession(pool, companyId).state)) await pool.restart(companyId)
+      if (request.restart || ['stopped', 'breaker_open', 'reconnecting'].includes(requireSession(pool, companyId).state)) {
+        await pool.restart(companyId)
+      }
       return { success: true as const, snapshot: pool.get(companyId)?.snapshot() ?? null }
     }
   })

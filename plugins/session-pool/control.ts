@@ -13,7 +13,12 @@ const LIST_STATUS_TIMEOUT_MS = 1_000
 const TAGS = ['sessions']
 
 /** Marks the company online and waits for the holder's first QR, pairing code or connection. */
-async function initialize (app: FastifyInstance, companyId: string, request: InitializeRequest, timeoutMs: number): Promise<InitializeReply> {
+async function initialize (
+  app: FastifyInstance,
+  companyId: string,
+  request: InitializeRequest,
+  timeoutMs: number
+): Promise<InitializeReply> {
   const { bus, ownership } = app
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
@@ -146,11 +151,19 @@ export function registerSessionControl (app: FastifyInstance, initializeTimeoutM
       replica: { id: app.config.replicaId, ready: readiness.ready, checks: readiness.checks }
     }
     if (current.health.healthy) return body
-    return reply.code(503).send({ ...body, error: { code: ErrorCode.NOT_CONNECTED, message: `company ${current.companyId} is ${current.status}` } })
+    return reply.code(503).send({
+      ...body,
+      error: { code: ErrorCode.NOT_CONNECTED, message: `company ${current.companyId} is ${current.status}` }
+    })
   })
 
   routes.delete('/api/whatsapp/sessions/:companyId', {
-    schema: { tags: TAGS, summary: 'Log out and wipe the auth state', params: CompanyParams, response: { 200: LogoutReply, 400: ErrorReply } }
+    schema: {
+      tags: TAGS,
+      summary: 'Log out and wipe the auth state',
+      params: CompanyParams,
+      response: { 200: LogoutReply, 400: ErrorReply }
+    }
   }, async (request) => {
     const { companyId } = request.params
     try {

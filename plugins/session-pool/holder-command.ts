@@ -52,7 +52,10 @@ export function idempotencyHeaders (request: FastifyRequest): { headers: Record<
  * subject and the idempotency key from the body or header) and, when declared, its HTTP route on
  * every replica, which forwards the request to whichever replica holds the company.
  */
-export function declareHolderCommand<Request extends TSchema, Reply extends TSchema> (app: FastifyInstance, command: HolderCommand<Request, Reply>): void {
+export function declareHolderCommand<Request extends TSchema, Reply extends TSchema> (
+  app: FastifyInstance,
+  command: HolderCommand<Request, Reply>
+): void {
   const validator = Compile(command.request)
   app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
     const request = assertValid(validator, payload, 'payload')

@@ -50,7 +50,9 @@ export class IdempotencyStore {
         return { kind: 'new' }
       }
       const record = entry.json<StoredRecord>()
-      return record.state === 'done' ? { kind: 'done', reply: record.reply } : { kind: 'pending', startedAt: record.startedAt, replica: record.replica }
+      return record.state === 'done'
+        ? { kind: 'done', reply: record.reply }
+        : { kind: 'pending', startedAt: record.startedAt, replica: record.replica }
     }
   }
 

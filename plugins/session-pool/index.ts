@@ -62,7 +62,8 @@ export default fp<SessionPoolOptions>(async (app, options) => {
     events,
     onOutcome: (companyId, outcome) => {
       if (!FINAL_OUTCOMES.has(outcome)) return
-      ownership.setDesired(companyId, 'offline').catch((err: unknown) => app.log.error({ err, companyId }, 'could not mark the company offline'))
+      ownership.setDesired(companyId, 'offline')
+        .catch((err: unknown) => app.log.error({ err, companyId }, 'could not mark the company offline'))
     }
   })
   app.decorate('sessionPool', pool)
@@ -85,7 +86,9 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   // Passive health: reports sessions that stay unhealthy; never reconnects anything.
   const healthIntervalMs = Math.max(HEALTH_CHECK_MIN_INTERVAL_MS, options.healthFailedAfterMs / HEALTH_CHECKS_PER_THRESHOLD)
-  const healthTimer = setInterval(() => { for (const session of pool.all()) session.checkHealth(options.healthFailedAfterMs) }, healthIntervalMs)
+  const healthTimer = setInterval(() => {
+    for (const session of pool.all()) session.checkHealth(options.healthFailedAfterMs)
+  }, healthIntervalMs)
   healthTimer.unref()
   app.addHook('onClose', async () => { clearInterval(healthTimer) })
 

@@ -109,7 +109,8 @@ export class Outbound {
       const result = reply(sent, queuedMs)
       this.#report(item, startedAt, undefined, sent)
       if (key) {
-        await idempotency.complete(key, result).catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
+        await idempotency.complete(key, result)
+          .catch((err: unknown) => log.error({ err, companyId: item.companyId }, 'idempotency record not stored; a repeat may send again'))
         this.#inFlight.delete(key)
       }
       return result
@@ -140,14 +141,17 @@ export class Outbound {
     if (!session || !socket) {
       // Connecting or reconnecting passes: say when to try again. A session waiting for a QR scan does not.
       const transient = session !== undefined && TRANSIENT_STATES.has(session.state)
-      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${item.companyId}${transient ? ` (${session?.state})` : ''}`, {
-        accepted: false, ...(transient ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {})
-      })
+      throw new GatewayError(
+        ErrorCode.NOT_CONNECTED,
+        `WhatsApp is not connected for company ${item.companyId}${transient ? ` (${session?.state})` : ''}`,
+        { accepted: false, ...(transient ? { retryAfter: RECONNECTING_RETRY_AFTER_S } : {}) }
+      )
     }
     let queuedMs = 0
     for (const policy of this.#policies) queuedMs += await policy.admit(item, socket, deadline)
     if (session.socket !== socket) {
-      throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
+      throw new GatewayError(ErrorCode.NOT_CONNECTED,
+        `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
     }
     // The span of WhatsApp taking the message ends when it does, even after the deadline.
     const span = trace.getTracer(TRACER_NAME).startSpan('whatsapp.send', {
@@ -166,7 +170,8 @@ export class Outbound {
     onHandover(sending)
     try {
       const sent = await withDeadline(sending, deadline - performance.now(), () => new GatewayError(ErrorCode.TIMEOUT,
-        `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out (retry with the same idempotency key to learn the outcome)`,
+        `WhatsApp did not take the message within ${sendTimeoutMs} ms; it was not confirmed and may still go out` +
+          ' (retry with the same idempotency key to learn the outcome)',
         { accepted: false }))
       session.touch()
       return { sent, queuedMs: Math.round(queuedMs) }
@@ -189,6 +194,7 @@ export class Outbound {
       })
     }
     return new GatewayError(ErrorCode.OUTCOME_UNKNOWN,
-      'an earlier request with this idempotency key stopped mid-send (its replica went away); whether it went out is unknown. Use a new key to send again')
+      'an earlier request with this idempotency key stopped mid-send (its replica went away); whether it went out is unknown.' +
+        ' Use a new key to send again')
   }
 }

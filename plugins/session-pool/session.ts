@@ -98,7 +98,11 @@ export class Session {
     const unhealthyMs = performance.now() - this.#unhealthySince
     if (unhealthyMs < thresholdMs) return
     this.#unhealthyReported = true
-    this.#options.emit('health_check_failed', { state: this.#state, unhealthyForMs: Math.round(unhealthyMs), reconnectAttempts: this.#reconnectAttempts })
+    this.#options.emit('health_check_failed', {
+      state: this.#state,
+      unhealthyForMs: Math.round(unhealthyMs),
+      reconnectAttempts: this.#reconnectAttempts
+    })
   }
 
   status (): ConnectionStatus {
@@ -163,7 +167,11 @@ export class Session {
         this.#state = 'pairing'
         try {
           const code = await socket.requestPairingCode(pairingPhone)
-          this.#lastPairing = { code, phoneNumber: pairingPhone, expiresAt: new Date(Date.now() + this.#options.settings.pairingCodeTtlMs).toISOString() }
+          this.#lastPairing = {
+            code,
+            phoneNumber: pairingPhone,
+            expiresAt: new Date(Date.now() + this.#options.settings.pairingCodeTtlMs).toISOString()
+          }
           emit('pairing_code', this.#lastPairing)
         } catch (err) {
           emit('error', { reason: 'pairing_code_failed', message: (err as Error).message })
@@ -297,8 +305,12 @@ export class Session {
 
   #onReceipts (receipts: Receipt[]): void {
     for (const receipt of receipts) {
-      this.#options.emit('message_status', { messageId: receipt.id, to: receipt.to, status: receipt.status, timestamp: isoFromSeconds(receipt.timestamp) },
-        { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
+      this.#options.emit('message_status', {
+        messageId: receipt.id,
+        to: receipt.to,
+        status: receipt.status,
+        timestamp: isoFromSeconds(receipt.timestamp)
+      }, { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
     }
   }
 }

@@ -4,7 +4,8 @@ import { defineSettings, integerIn, milliseconds, token, urlWithScheme, type Val
 export const settings = defineSettings({
   waTransport: {
     env: 'WA_TRANSPORT',
-    describe: 'Where WhatsApp connections go: `baileys` (WhatsApp Web), or `test`, the in-process double that records and refuses overlapping connections',
+    describe: 'Where WhatsApp connections go: `baileys` (WhatsApp Web), or `test`, the in-process double that records' +
+      ' and refuses overlapping connections',
     expected: 'baileys | test',
     fallback: () => 'baileys' as const,
     parse: (raw: string) => (raw === 'test' || raw === 'baileys' ? raw : undefined)
@@ -23,7 +24,9 @@ export const settings = defineSettings({
     fallback: () => undefined,
     parse: (raw: string) => {
       const parts = raw.split('.')
-      return parts.length === 3 && parts.every((part) => /^\d{1,12}$/.test(part)) ? parts.map(Number) as [number, number, number] : undefined
+      return parts.length === 3 && parts.every((part) => /^\d{1,12}$/.test(part))
+        ? parts.map(Number) as [number, number, number]
+        : undefined
     }
   },
   waCertPublicKey: {
@@ -92,7 +95,8 @@ export const settings = defineSettings({
   },
   authWriteAttempts: {
     env: 'AUTH_WRITE_ATTEMPTS',
-    describe: 'Attempts for an auth-state (creds, Signal keys) write that PostgreSQL fails; after the last the error surfaces, it is never dropped',
+    describe: 'Attempts for an auth-state (creds, Signal keys) write that PostgreSQL fails; after the last the error surfaces,' +
+      ' it is never dropped',
     expected: 'an integer from 1 to 100',
     fallback: () => 5,
     parse: integerIn(1, 100)

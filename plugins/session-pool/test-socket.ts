@@ -119,7 +119,7 @@ export class TestSocket implements WaSocket {
     this.#options = options
     this.#replica = replica
     this.#ledger = ledger
-    this.#later(() => void this.#connect(), 0)
+    this.#later(() => { void this.#connect() }, 0)
   }
 
   get state () { return this.#state }
@@ -208,7 +208,12 @@ export class TestSocket implements WaSocket {
     if (this.#state !== 'qr') return false
     const { creds } = this.#options.auth
     creds.me = { id: `${randomDigits(11)}:${1 + Math.floor(Math.random() * 20)}@s.whatsapp.net`, name: 'Test phone' }
-    creds.account = { details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64) }
+    creds.account = {
+      details: randomBytes(32),
+      accountSignatureKey: randomBytes(32),
+      accountSignature: randomBytes(64),
+      deviceSignature: randomBytes(64)
+    }
     creds.registered = true
     this.#emit('creds', creds)
     this.close(CLOSE.restartRequired)
@@ -241,7 +246,9 @@ export class TestSocket implements WaSocket {
     await this.#whatsapp.waitIfStalled(this.#options.companyId)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted, messageId, at: performance.now() })
-    this.#later(() => this.#emit('receipts', [{ id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }]), 0)
+    this.#later(() => this.#emit('receipts', [
+      { id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
+    ]), 0)
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
