@@ -23,7 +23,8 @@ t.test('the split stays within ±(replicas − 1) × slack of the even share', a
     const even = count / replicas
     for (const name of names) {
       const deviation = Math.abs((counts.get(name) ?? 0) - even) / even * 100
-      t.ok(deviation <= (replicas - 1) * 2 + 100 / even, `${count} on ${replicas}: ${name} has ${counts.get(name)} (${deviation.toFixed(1)} % off)`)
+      t.ok(deviation <= (replicas - 1) * 2 + 100 / even,
+        `${count} on ${replicas}: ${name} has ${counts.get(name)} (${deviation.toFixed(1)} % off)`)
     }
   }
 })
@@ -52,6 +53,8 @@ t.test('rendezvous ranking is stable and total', async (t) => {
 
 t.test('expiry markers are asked for only from servers that have them (2.11.2+)', async (t) => {
   const { supportsExpiryMarkers } = await import('../core/nats/kv.ts')
-  for (const version of ['2.9.10', '2.10.22', '2.11.0', '2.11.1', undefined, '']) t.notOk(supportsExpiryMarkers(version), `${version} has none`)
+  for (const version of ['2.9.10', '2.10.22', '2.11.0', '2.11.1', undefined, '']) {
+    t.notOk(supportsExpiryMarkers(version), `${version} has none`)
+  }
   for (const version of ['2.11.2', '2.11.10', '2.12.0', '3.0.0', '2.11.3-beta']) t.ok(supportsExpiryMarkers(version), `${version} has them`)
 })

@@ -37,7 +37,9 @@ t.test('creds and every Baileys key type round-trip through PostgreSQL', async (
   const first = await store(orm, 'acme', 7)
   t.notOk(first.paired, 'fresh creds are not paired')
   first.creds.me = { id: '79001234567:1@s.whatsapp.net', name: 'Salon' }
-  first.creds.account = { details: randomBytes(16), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64) }
+  first.creds.account = {
+    details: randomBytes(16), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64)
+  }
   await first.saveCreds()
 
   const preKey = Curve.generateKeyPair()
@@ -54,8 +56,8 @@ t.test('creds and every Baileys key type round-trip through PostgreSQL', async (
     'sender-key-memory': { 'group@g.us': { '79001234567:0@s.whatsapp.net': true } },
     'app-state-sync-key': { AAAAAB: syncKey },
     'app-state-sync-version': { regular: { version: 12, hash: randomBytes(128), indexValueMap: { abc: { valueMac: randomBytes(32) } } } },
-    'lid-mapping': { '79001234567': '123456789012345' },
-    'device-list': { '79001234567': ['0', '1'] },
+    'lid-mapping': { 79001234567: '123456789012345' },
+    'device-list': { 79001234567: ['0', '1'] },
     tctoken: { '79001234567@s.whatsapp.net': { token: randomBytes(20), timestamp: '1700000000' } },
     'identity-key': { '79001234567.0': randomBytes(33) }
   }
@@ -74,7 +76,8 @@ t.test('creds and every Baileys key type round-trip through PostgreSQL', async (
     if (type === 'app-state-sync-key') {
       const value = got[ids[0]] as proto.Message.IAppStateSyncKeyData
       t.type(value, proto.Message.AppStateSyncKeyData, 'app-state-sync-key is revived as the protobuf type')
-      t.same(Buffer.from(proto.Message.AppStateSyncKeyData.encode(value).finish()), Buffer.from(proto.Message.AppStateSyncKeyData.encode(syncKey).finish()), 'and encodes to the same bytes')
+      t.same(Buffer.from(proto.Message.AppStateSyncKeyData.encode(value).finish()),
+        Buffer.from(proto.Message.AppStateSyncKeyData.encode(syncKey).finish()), 'and encodes to the same bytes')
     } else {
       t.same(JSON.parse(JSON.stringify(got)), JSON.parse(JSON.stringify(entries)), `${type} round-trips`)
     }
@@ -104,7 +107,8 @@ t.test('a logout leaves nothing behind: writes in flight finish before the wipe,
   await auth.keys.set({ 'device-list': { 79001234567: ['0', '2'] } })
   await auth.saveCreds()
   const rows = await orm.em.fork().execute<{ n: string }[]>(
-    "select (select count(*) from whatsapp_keys where company_id = 'acme') + (select count(*) from whatsapp_auth where company_id = 'acme') as n")
+    "select (select count(*) from whatsapp_keys where company_id = 'acme') + " +
+    "(select count(*) from whatsapp_auth where company_id = 'acme') as n")
   t.equal(Number(rows[0].n), 0, 'no creds and no keys of the unlinked device')
 })
 
@@ -148,11 +152,13 @@ t.test('a write during a PostgreSQL outage is retried until it lands; one that k
   // during a second outage…
   const impatient = await store(orm, 'acme', 1, { attempts: 2 })
   await proxy.cut()
-  await t.rejects(impatient.keys.set({ 'pre-key': { 11: Curve.generateKeyPair() } }), 'during a second outage the error surfaces after its attempts')
+  await t.rejects(impatient.keys.set({ 'pre-key': { 11: Curve.generateKeyPair() } }),
+    'during a second outage the error surfaces after its attempts')
   await proxy.restore()
   // …and when the database refuses the statement itself.
   await orm.em.fork().execute('alter table whatsapp_keys rename to whatsapp_keys_away', [], 'run')
-  await t.rejects(impatient.keys.set({ 'pre-key': { 10: Curve.generateKeyPair() } }), /whatsapp_keys/, 'after its attempts the error surfaces to Baileys')
+  await t.rejects(impatient.keys.set({ 'pre-key': { 10: Curve.generateKeyPair() } }), /whatsapp_keys/,
+    'after its attempts the error surfaces to Baileys')
   await orm.em.fork().execute('alter table whatsapp_keys_away rename to whatsapp_keys', [], 'run')
   t.same(await impatient.keys.get('pre-key', ['10']), {}, 'and nothing half-written remains')
 })

@@ -61,7 +61,8 @@ for (const [variable, value, message] of bad) {
 t.test('a simulator\'s certificate key is refused in production', async (t) => {
   const key = 'ab'.repeat(32)
   t.equal(loadConfig({ WA_CERT_PUBLIC_KEY: key }).waCertPublicKey, key)
-  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_CERT_PUBLIC_KEY: key }), { variable: 'WA_CERT_PUBLIC_KEY', message: /unset when NODE_ENV=production/ })
+  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_CERT_PUBLIC_KEY: key }),
+    { variable: 'WA_CERT_PUBLIC_KEY', message: /unset when NODE_ENV=production/ })
   t.same(loadConfig({ WA_VERSION: '2.3000.1023223821' }).waVersion, [2, 3000, 1023223821])
   t.throws(() => loadConfig({ WA_VERSION: '2.3000' }), { name: 'ConfigError', variable: 'WA_VERSION' })
   t.throws(() => loadConfig({ WA_WS_URL: 'http://localhost:1' }), { name: 'ConfigError', variable: 'WA_WS_URL' })
@@ -94,7 +95,8 @@ t.test('README documents every setting', async (t) => {
 t.test('the sandbox is refused in production', async (t) => {
   t.equal(loadConfig({ WA_SANDBOX: '1' }).waSandbox, true)
   t.equal(loadConfig({}).waSandbox, false)
-  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX: 'true' }), { name: 'ConfigError', variable: 'WA_SANDBOX', message: /unset when NODE_ENV=production/ })
+  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX: 'true' }),
+    { name: 'ConfigError', variable: 'WA_SANDBOX', message: /unset when NODE_ENV=production/ })
   t.throws(() => loadConfig({ WA_SANDBOX: 'yes' }), { name: 'ConfigError', variable: 'WA_SANDBOX' })
 })
 

@@ -22,10 +22,13 @@ t.test('/metrics passes promtool and counts sessions, sends, reactions, receipts
   const replica = await startSessionReplica(t, settings, { messagesPerMinute: 3 })
   const companyId = uniqueName('salon')
   await linkCompany(replica, companyId, settings, t)
-  const send = (message: string) => replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message } })
+  const send = (message: string) =>
+    replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message } })
   t.equal((await send('раз')).statusCode, 200)
   t.equal((await send('два')).statusCode, 200)
-  t.equal((await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone: '79001234567', emoji: '❤️', messageId: 'IN-1' } })).statusCode, 200)
+  t.equal((await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/reaction`, payload: { phone: '79001234567', emoji: '❤️', messageId: 'IN-1' }
+  })).statusCode, 200)
   t.equal((await send('три')).statusCode, 429, 'over the budget')
   replica.app.testWhatsApp!.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'Добрый день' })
 
@@ -68,18 +71,30 @@ t.test('the old JSON metrics are summed over every replica; one that does not an
   await linkCompany(b, second, settings, t)
   for (const [replica, companyId] of [[a, first], [b, second]] as const) {
     const holder = replica.app.ownership.holds(companyId) ? replica : replica === a ? b : a
-    t.equal((await holder.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'привет' } })).statusCode, 200)
+    t.equal((await holder.app.inject({
+      method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'привет' }
+    })).statusCode, 200)
   }
   const json = (await a.app.inject({ method: 'GET', url: '/api/whatsapp/metrics' })).json()
   t.match(json, {
     success: true,
-    metrics: { totalSessions: 2, activeConnections: 2, messagesSent: 2, qrCodesGenerated: 2, messagesReceived: 0, errors: 0, failedReconnects: 0, lastError: null },
+    metrics: {
+      totalSessions: 2,
+      activeConnections: 2,
+      messagesSent: 2,
+      qrCodesGenerated: 2,
+      messagesReceived: 0,
+      errors: 0,
+      failedReconnects: 0,
+      lastError: null
+    },
     sessions: { total: 2, connected: 2, disconnected: 0 },
     timestamp: String,
     missing: [],
     complete: true
   }, 'the old shape, over both replicas')
-  t.same(json.replicas.map((replica: { replica: string }) => replica.replica).sort(), [a.id, b.id].sort(), 'with each replica\'s own figures')
+  t.same(json.replicas.map((replica: { replica: string }) => replica.replica).sort(), [a.id, b.id].sort(),
+    'with each replica\'s own figures')
 
   // A member without the metrics plugin never answers: the reply names it within the deadline.
   const silent = await startSessionReplica(t, settings, { disabledPlugins: ['metrics'], metricsGatherTimeoutMs: 300 })
@@ -101,7 +116,9 @@ t.test('a company label only while there are few enough companies (METRICS_COMPA
   const [one, two] = [uniqueName('salon'), uniqueName('salon')]
   for (const companyId of [one, two]) {
     await linkCompany(replica, companyId, settings, t)
-    await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'x' } })
+    await replica.app.inject({
+      method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'x' }
+    })
   }
   const text = (await replica.app.inject({ method: 'GET', url: '/metrics' })).body
   t.equal(sample(text, 'whatsapp_messages_sent_total', `kind="text",company="${one}"`), 1, 'the first company has its label')
@@ -121,14 +138,21 @@ t.test('a held session that stays unhealthy emits health_check_failed once, and 
   t.match(events.events.find((event) => event.type === 'health_check_failed')?.data, { state: 'qr', unhealthyForMs: Number })
   const health = await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/health` })
   t.equal(health.statusCode, 503)
-  t.match(health.json(), { healthy: false, status: 'qr', lease: { holder: replica.id, epoch: Number }, replica: { id: replica.id, ready: true, checks: { nats: { ok: true }, postgres: { ok: true }, leases: { ok: true } } } })
+  t.match(health.json(), {
+    healthy: false,
+    status: 'qr',
+    lease: { holder: replica.id, epoch: Number },
+    replica: { id: replica.id, ready: true, checks: { nats: { ok: true }, postgres: { ok: true }, leases: { ok: true } } }
+  })
 })
 
 t.test('the Grafana dashboard queries only metrics the gateway exports, in valid PromQL', async (t) => {
   const { readFile, writeFile, mkdtemp } = await import('node:fs/promises')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
-  const dashboard = JSON.parse(await readFile(new URL('../deploy/grafana/wa-gateway.json', import.meta.url), 'utf8')) as { panels: { title: string, targets: { expr: string }[] }[] }
+  const dashboard = JSON.parse(await readFile(new URL('../deploy/grafana/wa-gateway.json', import.meta.url), 'utf8')) as {
+    panels: { title: string, targets: { expr: string }[] }[]
+  }
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings)
   await linkCompany(replica, uniqueName('salon'), settings, t)
@@ -141,11 +165,14 @@ t.test('the Grafana dashboard queries only metrics the gateway exports, in valid
   const expressions = dashboard.panels.flatMap((panel) => panel.targets.map((target) => ({ panel: panel.title, expr: target.expr })))
   t.ok(expressions.length >= 12, `${expressions.length} queries`)
   for (const { panel, expr } of expressions) {
-    for (const [name] of expr.matchAll(/\b(?:whatsapp|process|nodejs)_[a-z0-9_]+\b/g)) t.ok(exported.has(name), `${panel}: ${name} is exported`)
+    for (const [name] of expr.matchAll(/\b(?:whatsapp|process|nodejs)_[a-z0-9_]+\b/g)) {
+      t.ok(exported.has(name), `${panel}: ${name} is exported`)
+    }
   }
   // promtool checks PromQL through recording rules; Grafana's variables are given plain values.
   const dir = await mkdtemp(join(tmpdir(), 'wa-dashboard-'))
-  const rules = `groups:\n  - name: dashboard\n    rules:\n${expressions.map(({ expr }, index) => `      - record: dashboard:query_${index}\n        expr: '${expr.replaceAll('$job', '.*').replaceAll("'", "''")}'`).join('\n')}\n`
+  const rules = `groups:\n  - name: dashboard\n    rules:\n${expressions.map(({ expr }, index) =>
+    `      - record: dashboard:query_${index}\n        expr: '${expr.replaceAll('$job', '.*').replaceAll("'", "''")}'`).join('\n')}\n`
   await writeFile(join(dir, 'rules.yml'), rules)
   const check = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.yml')], { encoding: 'utf8' })
   t.equal(check.status, 0, `promtool check rules: ${(check.stdout + check.stderr).trim().split('\n').at(-1)}`)

@@ -51,7 +51,8 @@ t.test('two replicas racing for 100 companies: each held by exactly one, split w
   for (const replica of [a, b]) {
     const share = counts.get(replica.id) ?? 0
     t.ok(share >= 40 && share <= 60, `${replica.id} holds ${share} (within ±20 % of 50)`)
-    t.same(replica.app.ownership.heldCompanies().sort(), ids.filter((id) => inProcessLedger.holderOf(id) === replica.id).sort(), 'its own view matches the connections')
+    t.same(replica.app.ownership.heldCompanies().sort(), ids.filter((id) => inProcessLedger.holderOf(id) === replica.id).sort(),
+      'its own view matches the connections')
   }
   t.same(overlapsFor(ids), [], 'zero overlaps')
 
@@ -99,7 +100,8 @@ t.test('a graceful stop hands every company over within a second', async (t) => 
   t.ok(fromA.length > 0, `${a.id} holds ${fromA.length}`)
   const stoppedAt = Date.now()
   await a.close()
-  t.ok(await waitFor(() => fromA.every((id) => inProcessLedger.holderOf(id) === b.id), 1_000, 10), 'all taken over by the other replica within 1 s')
+  t.ok(await waitFor(() => fromA.every((id) => inProcessLedger.holderOf(id) === b.id), 1_000, 10),
+    'all taken over by the other replica within 1 s')
   const gaps = longestGaps(inProcessLedger.entries.filter((entry) => entry.at >= stoppedAt), new Set(fromA))
   const worst = Math.max(...gaps.values())
   t.ok(worst < 1_000, `longest unowned time ${worst} ms`)
@@ -122,8 +124,10 @@ t.test('a replica cut off from NATS fences itself before its leases expire; the 
   const cutAt = Date.now()
   await proxy.cut()
   const other = await startReplica(t, settings)
-  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === other.id), TEST_LEASE_TTL_MS + 3_000, 20), 'the other replica holds all')
-  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && entry.replica === cutOff.id && ids.includes(entry.companyId) && entry.at >= cutAt)
+  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === other.id), TEST_LEASE_TTL_MS + 3_000, 20),
+    'the other replica holds all')
+  const closes = inProcessLedger.entries.filter((entry) =>
+    entry.kind === 'close' && entry.replica === cutOff.id && ids.includes(entry.companyId) && entry.at >= cutAt)
   t.equal(closes.length, ids.length, 'the cut-off replica closed every connection itself')
   t.same(closes.map((entry) => entry.reason).filter((reason) => reason !== 'fenced'), [], 'because it fenced itself')
   t.ok(closes.every((entry) => entry.at - cutAt < TEST_LEASE_TTL_MS), 'within the TTL of the cut')
@@ -150,7 +154,8 @@ t.test("a stale holder's auth write carrying an old epoch is refused by PostgreS
   t.ok(await waitFor(() => b.app.ownership.holds(id), SETTLE_TIMEOUT_MS), 'another replica took over')
   const newEpoch = b.app.ownership.epochOf(id)!
   t.ok(newEpoch > oldEpoch, `epoch grew from ${oldEpoch} to ${newEpoch}`)
-  await t.rejects(fencedTransaction(b.app.orm.em.fork(), id, oldEpoch, async () => 'written'), { code: 'FENCED', message: /held under epoch/ }, 'the old epoch is refused')
+  await t.rejects(fencedTransaction(b.app.orm.em.fork(), id, oldEpoch, async () => 'written'),
+    { code: 'FENCED', message: /held under epoch/ }, 'the old epoch is refused')
   t.equal(await fencedTransaction(b.app.orm.em.fork(), id, newEpoch, async () => 'written'), 'written')
   t.same(overlapsFor([id]), [], 'zero overlaps')
 })
@@ -163,14 +168,16 @@ t.test('a joining replica receives its share with no company unowned for more th
   t.ok(await waitFor(() => (holders(ids).get(a.id) ?? 0) === ids.length, SETTLE_TIMEOUT_MS), 'one replica holds all')
   const joinedAt = Date.now()
   const b = await startReplica(t, settings)
-  t.ok(await waitFor(() => Math.abs((holders(ids).get(b.id) ?? 0) - 15) <= 3, SETTLE_TIMEOUT_MS), `the newcomer got its share (${holders(ids).get(b.id) ?? 0} of 30)`)
+  t.ok(await waitFor(() => Math.abs((holders(ids).get(b.id) ?? 0) - 15) <= 3, SETTLE_TIMEOUT_MS),
+    `the newcomer got its share (${holders(ids).get(b.id) ?? 0} of 30)`)
   const gaps = longestGaps(inProcessLedger.entries.filter((entry) => entry.at >= joinedAt), new Set(ids))
   const worst = Math.max(0, ...gaps.values())
   t.ok(gaps.size > 0, `${gaps.size} companies moved`)
   t.ok(worst <= 1_000, `longest unowned time ${worst} ms`)
   t.same(overlapsFor(ids), [], 'zero overlaps')
   // No flapping: each company moves at most once, and once balanced nothing moves.
-  const opens = () => inProcessLedger.entries.filter((entry) => entry.kind === 'open' && ids.includes(entry.companyId) && entry.at >= joinedAt)
+  const opens = () =>
+    inProcessLedger.entries.filter((entry) => entry.kind === 'open' && ids.includes(entry.companyId) && entry.at >= joinedAt)
   await waitFor(() => opens().every((entry) => Date.now() - entry.at > TEST_LEASE_TTL_MS / 2), SETTLE_TIMEOUT_MS)
   const moved = opens()
   t.equal(new Set(moved.map((entry) => entry.companyId)).size, moved.length, `no company moved twice (${moved.length} moves)`)

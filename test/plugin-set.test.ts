@@ -31,7 +31,8 @@ t.test('a plugin whose dependency is disabled fails with a clear message', async
 })
 
 t.test('unknown names and circles are refused', async (t) => {
-  t.throws(() => resolvePlugins([plugin('phone', [])], ['phnoe']), { message: /DISABLED_PLUGINS names an unknown plugin "phnoe" \(known: phone\)/ })
+  t.throws(() => resolvePlugins([plugin('phone', [])], ['phnoe']),
+    { message: /DISABLED_PLUGINS names an unknown plugin "phnoe" \(known: phone\)/ })
   t.throws(() => resolvePlugins([plugin('a', ['b'])], []), { message: /plugin "a" needs "b", which is not a known plugin/ })
   t.throws(() => resolvePlugins([plugin('a', ['b']), plugin('b', ['a'])], []), { message: /circle: a -> b -> a/ })
   t.throws(() => resolvePlugins([{ default: async () => {} }], []), { message: /has no name/ })
@@ -69,7 +70,11 @@ t.test('each plugin receives its own settings as options, and only those', async
   let received: Record<string, unknown> | undefined
   const withSettings: PluginModule = {
     default: fp(async (_app: FastifyInstance, options: Record<string, unknown>) => { received = options }, { name: 'with-settings' }),
-    settings: { greeting: { env: 'GREETING', describe: 'A greeting for the test', expected: 'text', fallback: () => 'hello', parse: (raw: string) => raw } }
+    settings: {
+      greeting: {
+        env: 'GREETING', describe: 'A greeting for the test', expected: 'text', fallback: () => 'hello', parse: (raw: string) => raw
+      }
+    }
   }
   await build(t, { plugins: [withSettings], config: { greeting: 'hi' } as Record<string, unknown> })
   t.same(received, { greeting: 'hi' })

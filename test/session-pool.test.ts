@@ -27,19 +27,35 @@ t.test('initialize → QR → scan → connected → send reaches the contact; r
   t.ok(first.app.testWhatsApp!.scan(companyId), 'the phone scans the QR')
   t.ok(await events.waitFor('connected'), 'connected after the 515 restart')
   const status = await first.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })
-  t.match(status.json(), { success: true, connected: true, status: 'open', holder: first.id, health: { healthy: true, phoneNumber: /@s\.whatsapp\.net$/ } })
+  t.match(status.json(), {
+    success: true, connected: true, status: 'open', holder: first.id, health: { healthy: true, phoneNumber: /@s\.whatsapp\.net$/ }
+  })
   t.equal((await first.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/health` })).statusCode, 200)
 
-  const send = await first.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '8 (900) 123-45-67', message: 'Ждём вас завтра в 10:00' } })
+  const send = await first.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '8 (900) 123-45-67', message: 'Ждём вас завтра в 10:00' }
+  })
   t.equal(send.statusCode, 200)
   t.match(send.json(), { success: true, companyId, phone: '79001234567', messageId: /^3EB0/, timestamp: String })
-  t.same(first.app.testWhatsApp!.sent.get(companyId)?.map(({ to, text }) => ({ to, text })), [{ to: '79001234567@s.whatsapp.net', text: 'Ждём вас завтра в 10:00' }], 'the contact received exactly that text')
+  t.same(first.app.testWhatsApp!.sent.get(companyId)?.map(({ to, text }) => ({ to, text })),
+    [{ to: '79001234567@s.whatsapp.net', text: 'Ждём вас завтра в 10:00' }], 'the contact received exactly that text')
   t.ok(await events.waitFor('message_status'), 'delivery receipt published')
 
   // Inbound messages become events.
-  first.app.testWhatsApp!.deliver(companyId, { from: '123456789012345@lid', fromAlt: '79001234567@s.whatsapp.net', text: 'Спасибо!', pushName: 'Анна' })
+  first.app.testWhatsApp!.deliver(companyId, {
+    from: '123456789012345@lid', fromAlt: '79001234567@s.whatsapp.net', text: 'Спасибо!', pushName: 'Анна'
+  })
   t.ok(await events.waitFor('message'))
-  t.match(events.events.find((event) => event.type === 'message')!.data, { phone: '79001234567', jid: '79001234567@s.whatsapp.net', lid: '123456789012345@lid', text: 'Спасибо!', messageId: String, timestamp: String })
+  t.match(events.events.find((event) => event.type === 'message')!.data, {
+    phone: '79001234567',
+    jid: '79001234567@s.whatsapp.net',
+    lid: '123456789012345@lid',
+    text: 'Спасибо!',
+    messageId: String,
+    timestamp: String
+  })
 
   // A restarted replica resumes from the creds in PostgreSQL: no QR.
   const qrsBefore = events.types().filter((type) => type === 'qr').length
@@ -47,7 +63,8 @@ t.test('initialize → QR → scan → connected → send reaches the contact; r
   const second = await startSessionReplica(t, settings)
   t.ok(await events.waitFor('connected', 2, SETTLE_MS), 'connected again after the restart')
   t.equal(events.types().filter((type) => type === 'qr').length, qrsBefore, 'without a new QR')
-  t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(), { connected: true, holder: second.id })
+  t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json(),
+    { connected: true, holder: second.id })
   t.same(inProcessLedger.overlaps.filter((overlap) => overlap.companyId === companyId), [], 'zero overlaps')
 })
 
@@ -55,7 +72,9 @@ t.test('bad input gets clear 4xx errors; sending never creates a session', async
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings)
   const nobody = uniqueName('nobody')
-  const notHeld = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${nobody}/send`, payload: { phone: '79001234567', message: 'hi' } })
+  const notHeld = await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${nobody}/send`, payload: { phone: '79001234567', message: 'hi' }
+  })
   t.equal(notHeld.statusCode, 503)
   t.match(notHeld.json(), { success: false, error: { code: 'NOT_CONNECTED' } })
   t.notOk(replica.app.sessionPool.get(nobody), 'no session was created')
@@ -112,7 +131,9 @@ t.test('close code 401: auth state wiped, logout event, next initialize shows a 
   const { companyId, events, replica } = await linkedCompany(t)
   replica.app.testWhatsApp!.drop(companyId, CloseCode.loggedOut)
   t.ok(await events.waitFor('logout'))
-  t.ok(await waitFor(async () => (await replica.app.orm.em.fork().execute('select count(*)::int as n from whatsapp_auth where company_id = ?', [companyId], 'get') as { n: number }).n === 0, SETTLE_MS), 'creds wiped')
+  const credsRows = async () => (await replica.app.orm.em.fork().execute(
+    'select count(*)::int as n from whatsapp_auth where company_id = ?', [companyId], 'get') as { n: number }).n
+  t.ok(await waitFor(async () => await credsRows() === 0, SETTLE_MS), 'creds wiped')
   await waitFor(() => !replica.app.ownership.holds(companyId), SETTLE_MS)
   const again = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   t.match(again.json(), { status: 'qr' }, 'a new QR is needed')
@@ -136,7 +157,8 @@ t.test('transient closes past the attempt limit end with reconnect_failed', asyn
   whatsapp.drop(companyId, CloseCode.unavailableService)
   t.ok(await events.waitFor('reconnect_failed', 1, SETTLE_MS))
   t.match(events.events.find((event) => event.type === 'reconnect_failed')!.data, { attempts: 3 })
-  t.equal(events.events.filter((event) => event.type === 'disconnected' && event.data.code === CloseCode.unavailableService).length, 4, 'the drop and three failed attempts')
+  t.equal(events.events.filter((event) => event.type === 'disconnected' && event.data.code === CloseCode.unavailableService).length, 4,
+    'the drop and three failed attempts')
   whatsapp.refuse(companyId, undefined)
   t.ok(await waitFor(() => !replica.app.ownership.holds(companyId), SETTLE_MS), 'released')
 })
@@ -152,7 +174,9 @@ t.test('a request sent to a replica that does not hold the company is served by 
   t.ok(await events.waitFor('connected'))
   const holder = holderOf(replicas, companyId)!
   const other = replicas.find((replica) => replica.app !== holder)!
-  const send = await other.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '+44 7911 123456', message: 'hello' } })
+  const send = await other.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '+44 7911 123456', message: 'hello' }
+  })
   t.equal(send.statusCode, 200)
   t.equal(holder.testWhatsApp!.sent.get(companyId)?.at(-1)?.to, '447911123456@s.whatsapp.net', 'sent by the holder')
   const status = (await other.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
@@ -160,9 +184,11 @@ t.test('a request sent to a replica that does not hold the company is served by 
 
   // Other services use the typed client from contracts/.
   const client = createGatewayClient(other.app.nats, { namespace: settings.natsNamespace })
-  t.match(await client.send(companyId, { phone: '79001234567', message: 'через NATS' }), { success: true, companyId, phone: '79001234567', messageId: String })
+  t.match(await client.send(companyId, { phone: '79001234567', message: 'через NATS' }),
+    { success: true, companyId, phone: '79001234567', messageId: String })
   t.match(await client.status(companyId), { connected: true, holder: holder.config.replicaId })
-  await t.rejects(client.send(uniqueName('nobody'), { phone: '79001234567', message: 'x' }), { name: 'GatewayClientError', code: 'NOT_CONNECTED' })
+  await t.rejects(client.send(uniqueName('nobody'), { phone: '79001234567', message: 'x' }),
+    { name: 'GatewayClientError', code: 'NOT_CONNECTED' })
   await t.rejects(client.send(companyId, { phone: 'abc', message: 'x' }), { code: 'INVALID_PHONE' })
 
   // WebSocket on the replica that does not hold the company still sees the holder's events.
@@ -172,7 +198,8 @@ t.test('a request sent to a replica that does not hold the company is served by 
   ws.on('message', (data: Buffer) => seen.push(JSON.parse(data.toString())))
   t.ok(await waitFor(() => seen.some((event) => event.type === 'subscribed'), SETTLE_MS))
   holder.testWhatsApp!.deliver(companyId, { from: '79001234567@s.whatsapp.net', text: 'видно везде' })
-  t.ok(await waitFor(() => seen.some((event) => event.type === 'message' && event.data.text === 'видно везде'), SETTLE_MS), 'the inbound message reaches a WebSocket on the other replica')
+  t.ok(await waitFor(() => seen.some((event) => event.type === 'message' && event.data.text === 'видно везде'), SETTLE_MS),
+    'the inbound message reaches a WebSocket on the other replica')
   ws.terminate()
 })
 
@@ -195,7 +222,8 @@ t.test('WebSocket events: live, and replayed with ?since=', async (t) => {
   const again = await replica.app.injectWS(`/api/whatsapp/events?companyId=${companyId}&since=${seen.seq}`)
   const replayed: { type: string, data: { text: string } }[] = []
   again.on('message', (data: Buffer) => replayed.push(JSON.parse(data.toString())))
-  t.ok(await waitFor(() => replayed.some((event) => event.type === 'message' && event.data.text === 'второе'), SETTLE_MS), 'the missed message is replayed')
+  t.ok(await waitFor(() => replayed.some((event) => event.type === 'message' && event.data.text === 'второе'), SETTLE_MS),
+    'the missed message is replayed')
   t.notOk(replayed.some((event) => event.type === 'message' && event.data.text === 'первое'), 'what was seen is not')
   again.terminate()
 })
@@ -205,7 +233,9 @@ t.test('a phone number in initialize asks for a pairing code instead of a QR', a
   const companyId = uniqueName('pair')
   const events = await recordEvents(t, settings, companyId)
   const replica = await startSessionReplica(t, settings)
-  const response = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { phoneNumber: '8 900 123-45-67' } })
+  const response = await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { phoneNumber: '8 900 123-45-67' }
+  })
   t.equal(response.statusCode, 200)
   const body = response.json()
   t.match(body, { success: true, status: 'pairing_code', pairingCode: /^[A-Z0-9]{8}$/ })
@@ -214,7 +244,9 @@ t.test('a phone number in initialize asks for a pairing code instead of a QR', a
   t.equal(events.types().filter((type) => type === 'qr').length, 0, 'no QR event')
   t.ok(replica.app.testWhatsApp!.scan(companyId), 'the phone enters the code')
   t.ok(await events.waitFor('connected'))
-  const bad = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { phoneNumber: 'call me' } })
+  const bad = await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { phoneNumber: 'call me' }
+  })
   t.equal(bad.statusCode, 400)
   t.equal(bad.json().error.code, 'INVALID_PHONE')
 })
@@ -244,7 +276,8 @@ t.test('the circuit breaker opens after repeated failures and holds off reconnec
   t.ok(await events.waitFor('connected'))
   replica.app.testWhatsApp!.refuse(companyId, CloseCode.connectionClosed)
   replica.app.testWhatsApp!.drop(companyId, CloseCode.connectionClosed)
-  t.ok(await waitFor(() => events.events.some((event) => event.type === 'error' && event.data.reason === 'circuit_open'), SETTLE_MS), 'breaker opened')
+  t.ok(await waitFor(() => events.events.some((event) => event.type === 'error' && event.data.reason === 'circuit_open'), SETTLE_MS),
+    'breaker opened')
   const disconnects = events.types().filter((type) => type === 'disconnected').length
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal(events.types().filter((type) => type === 'disconnected').length, disconnects, 'no attempts while it is open')
@@ -274,7 +307,8 @@ t.test('NATS control subjects: any replica lists sessions and initializes', asyn
   const replica = await startSessionReplica(t, settings)
   const init = await replica.app.bus.request<{ status: string, qr: string }>(replica.app.subjects.initialize(companyId), {})
   t.match(init, { success: true, companyId, status: 'qr', qr: /^https:\/\/wa\.me\// })
-  const list = await replica.app.bus.request<{ sessions: { companyId: string, desired: string, holder: string | null }[] }>(replica.app.subjects.sessionsList, {})
+  const list = await replica.app.bus.request<{ sessions: { companyId: string, desired: string, holder: string | null }[] }>(
+    replica.app.subjects.sessionsList, {})
   t.match(list.sessions.find((session) => session.companyId === companyId), { desired: 'online', holder: replica.id })
   const bad = await replica.app.bus.request(replica.app.subjects.initialize(companyId), { phoneNumber: 42 }).catch((err: unknown) => err)
   t.match(bad, { code: 'VALIDATION_ERROR' })
@@ -282,7 +316,8 @@ t.test('NATS control subjects: any replica lists sessions and initializes', asyn
 
 t.test('DELETE logs out and wipes the auth state, whether or not a replica holds the company', async (t) => {
   const { companyId, events, replica } = await linkedCompany(t)
-  const authRows = async (id: string) => (await replica.app.orm.em.fork().execute<{ n: number }>('select count(*)::int as n from whatsapp_auth where company_id = ?', [id], 'get')).n
+  const authRows = async (id: string) => (await replica.app.orm.em.fork().execute<{ n: number }>(
+    'select count(*)::int as n from whatsapp_auth where company_id = ?', [id], 'get')).n
   t.equal(await authRows(companyId), 1, 'creds stored after linking')
   const held = await replica.app.inject({ method: 'DELETE', url: `/api/whatsapp/sessions/${companyId}` })
   t.equal(held.statusCode, 200)

@@ -17,10 +17,17 @@ async function collector (t: Test) {
     let body = ''
     request.on('data', (chunk: Buffer) => { body += chunk.toString() })
     request.on('end', () => {
-      const payload = JSON.parse(body) as { resourceSpans: { resource: { attributes: { key: string, value: { stringValue?: string } }[] }, scopeSpans: { scope: { name: string }, spans: { name: string, traceId: string }[] }[] }[] }
+      const payload = JSON.parse(body) as {
+        resourceSpans: {
+          resource: { attributes: { key: string, value: { stringValue?: string } }[] },
+          scopeSpans: { scope: { name: string }, spans: { name: string, traceId: string }[] }[]
+        }[]
+      }
       for (const resource of payload.resourceSpans) {
         const service = resource.resource.attributes.find((attribute) => attribute.key === 'service.name')?.value.stringValue ?? ''
-        for (const scope of resource.scopeSpans) for (const span of scope.spans) spans.push({ scope: scope.scope.name, name: span.name, service, traceId: span.traceId })
+        for (const scope of resource.scopeSpans) {
+          for (const span of scope.spans) spans.push({ scope: scope.scope.name, name: span.name, service, traceId: span.traceId })
+        }
       }
       response.setHeader('content-type', 'application/json')
       response.end('{}')

@@ -44,18 +44,19 @@ t.test('one trace: HTTP on replica A → NATS request → the holder B → the W
   const entry = holder === first.app ? second : first
   exporter.reset()
 
-  const response = await entry.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'трассировка' } })
+  const response = await entry.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: { phone: '79001234567', message: 'трассировка' }
+  })
   t.equal(response.statusCode, 200)
   let spans: ReadableSpan[] = []
   t.ok(await waitFor(() => {
     spans = exporter.getFinishedSpans()
-    return spans.some(
-      (span) =>
-        /^publish \S+\.evt\.\{companyId\}\.\w+$/.test(span.name) && String(span.attributes['messaging.destination.name']).endsWith('.message_sent')
-    )
+    return spans.some((span) => /^publish \S+\.evt\.\{companyId\}\.\w+$/.test(span.name) &&
+      String(span.attributes['messaging.destination.name']).endsWith('.message_sent'))
   }, 5_000), 'the message_sent event was published')
 
-  const http = spans.find((span) => span.kind === SpanKind.SERVER && span.instrumentationScope.name.includes('fastify') && String(span.attributes['http.route'] ?? span.name).includes('/send'))
+  const http = spans.find((span) => span.kind === SpanKind.SERVER && span.instrumentationScope.name.includes('fastify') &&
+    String(span.attributes['http.route'] ?? span.name).includes('/send'))
   t.ok(http, `an HTTP span on the entry replica (${spans.map((span) => span.name).join(', ')})`)
   t.equal(http!.name, 'POST /api/whatsapp/sessions/:companyId/send', 'named by method and route')
   t.notOk(spans.some((span) => span.name.includes(' -> ')), 'no span per Fastify hook')
@@ -112,7 +113,8 @@ t.test('the trace context also rides on replies and events a client can read', a
   await linkCompany(replica, companyId, settings, t)
   exporter.reset()
   const span = trace.getTracer('test').startSpan('client operation')
-  await context.with(trace.setSpan(context.active(), span), () => replica.app.bus.request(replica.app.subjects.command(companyId, 'status'), {}))
+  await context.with(trace.setSpan(context.active(), span),
+    () => replica.app.bus.request(replica.app.subjects.command(companyId, 'status'), {}))
   span.end()
   const spans = exporter.getFinishedSpans()
   const handled = spans.find(
@@ -131,7 +133,8 @@ t.test('PostgreSQL queries made while handling a request are spans of its trace'
   t.equal(response.statusCode, 200)
   const spans = exporter.getFinishedSpans()
   const http = spans.find((span) => span.kind === SpanKind.SERVER && span.instrumentationScope.name.includes('fastify'))
-  const queries = spans.filter((span) => span.instrumentationScope.name.includes('pg') && span.spanContext().traceId === http?.spanContext().traceId)
+  const queries = spans.filter((span) =>
+    span.instrumentationScope.name.includes('pg') && span.spanContext().traceId === http?.spanContext().traceId)
   t.ok(queries.length > 0, `${queries.length} database spans in the request's trace`)
   t.match(queries[0].attributes, { 'db.system.name': /postgresql/ })
 })

@@ -66,7 +66,9 @@ export interface Replica {
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
 export const OWNERSHIP_ONLY: Partial<GatewayConfig> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions', 'metrics'] }
 
-export async function startReplica (t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = OWNERSHIP_ONLY): Promise<Replica> {
+export async function startReplica (
+  t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = OWNERSHIP_ONLY
+): Promise<Replica> {
   const config = await testConfig(t, { ...settings, ...overrides })
   const app = await buildApp({ config, plugins })
   const replica: Replica = {

@@ -30,12 +30,15 @@ export async function recordEvents (t: Test, cluster: { natsUrl: string, natsNam
   const nc = await connect({ servers: cluster.natsUrl })
   t.teardown(() => nc.close())
   const events: EventEnvelope[] = []
-  nc.subscribe(subjectsFor(cluster.natsNamespace).event(companyId, '>'), { callback: (_err, msg) => { events.push(msg.json<EventEnvelope>()) } })
+  nc.subscribe(subjectsFor(cluster.natsNamespace).event(companyId, '>'), {
+    callback: (_err, msg) => { events.push(msg.json<EventEnvelope>()) }
+  })
   await nc.flush()
   return {
     events,
     types: () => events.map((event) => event.type),
-    waitFor: (type: string, count = 1, timeoutMs = 5_000) => waitFor(() => events.filter((event) => event.type === type).length >= count, timeoutMs, 10)
+    waitFor: (type: string, count = 1, timeoutMs = 5_000) =>
+      waitFor(() => events.filter((event) => event.type === type).length >= count, timeoutMs, 10)
   }
 }
 
@@ -45,7 +48,9 @@ export function holderOf (replicas: Replica[], companyId: string): FastifyInstan
 }
 
 /** Links a new company on `replica` with the test double (initialize, scan) and waits until it is connected. */
-export async function linkCompany (replica: { app: FastifyInstance }, companyId: string, cluster: { natsUrl: string, natsNamespace: string }, t: Test) {
+export async function linkCompany (
+  replica: { app: FastifyInstance }, companyId: string, cluster: { natsUrl: string, natsNamespace: string }, t: Test
+) {
   const events = await recordEvents(t, cluster, companyId)
   const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.body}`)
