@@ -101,8 +101,11 @@ const env = {
   EVENTS_STREAM: eventsStream,
   MESSAGES_PER_MINUTE: '100000',
   REACTIONS_PER_MINUTE_PER_RECIPIENT: '100000',
-  API_RATE_LIMIT_MAX: '10000000'
+  API_RATE_LIMIT_MAX: '10000000',
+  // Replicas without access control, but one (below), for the cost of checking a key.
+  AUTH_MODE: 'off'
 }
+const ADMIN_KEY = `bench-admin-${'k'.repeat(32)}`
 const children: ChildProcess[] = []
 const companies = Array.from({ length: COMPANIES }, (_, index) => `bench-send-${index}`)
 
@@ -172,9 +175,13 @@ try {
       `${round(send.rps / echo.rps, 3)} × echo ${round(echo.rps, 0)}/s (p99 ${round(echo.p99)} ms); ${send.errors} errors`)
   }
 
-  // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply.
-  const other = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-other' })
-  children.push(other)
+  // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply. A second
+  // non-holder checks an API key on every request, so the cost of access control is measured too.
+  const [other, guarded] = await Promise.all([
+    startReplicaProcess({ ...env, REPLICA_ID: 'bench-other' }),
+    startReplicaProcess({ ...env, REPLICA_ID: 'bench-guarded', AUTH_MODE: 'keys', ADMIN_API_KEY: ADMIN_KEY })
+  ])
+  children.push(other, guarded)
   // The newcomer takes some companies over (balancing); the bench sends only to those that stay.
   const owners = async () => Promise.all(companies.map(async (id) => (await client.owner(id).catch(() => undefined))?.replica))
   let previous = ''
@@ -188,11 +195,17 @@ try {
   const owned = await owners()
   const heldByHolder = companies.filter((_id, index) => owned[index] === 'bench-holder')
   if (heldByHolder.length === 0) throw new Error('every company moved to the second replica')
-  const post = async (url: string, body: unknown) => {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
+    const response = await fetch(url, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body)
+    })
     const text = await response.text()
     if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`)
+    return text
   }
+  const created = JSON.parse(await post(`${guarded.url}/api/admin/keys`, {
+    companyIds: companies, scopes: ['send'], name: 'bench'
+  }, { authorization: `Bearer ${ADMIN_KEY}` })) as { key: string }
   const httpSend = (index: number) =>
     post(`${other.url}/api/whatsapp/sessions/${heldByHolder[index % heldByHolder.length]}/send`, payload(index))
   const httpBare = (index: number) => post(`${baselineUrl}/echo`, payload(index))
@@ -200,14 +213,24 @@ try {
   await load(WARMUP, 16, httpBare)
   const [bare, http] = await alternate(REQUESTS, 16, httpBare, httpSend)
   errors += http.errors + bare.errors
+  const httpSendWithKey = (index: number) => post(`${guarded.url}/api/whatsapp/sessions/${heldByHolder[index % heldByHolder.length]}/send`,
+    payload(index), { authorization: `Bearer ${created.key}` })
+  await load(WARMUP, 16, httpSendWithKey)
+  const [open, keyed] = await alternate(REQUESTS, 16, httpSend, httpSendWithKey)
+  errors += open.errors + keyed.errors
   Object.assign(summary, {
     http_bare_rps_c16: round(bare.rps, 0),
     http_send_rps_c16: round(http.rps, 0),
     http_ratio: round(http.rps / bare.rps, 3),
-    http_send_p99_ms_c16: round(http.p99)
+    http_send_p99_ms_c16: round(http.p99),
+    http_auth_off_rps_c16: round(open.rps, 0),
+    http_auth_key_rps_c16: round(keyed.rps, 0),
+    http_auth_ratio: round(keyed.rps / open.rps, 3)
   })
   log(`HTTP at concurrency 16 through a non-holder: ${round(http.rps, 0)}/s (p99 ${round(http.p99)} ms) = ` +
     `${round(http.rps / bare.rps, 3)} × a bare Fastify route ${round(bare.rps, 0)}/s; ${http.errors} errors`)
+  log(`HTTP with an API key checked on every request: ${round(keyed.rps, 0)}/s (p99 ${round(keyed.p99)} ms) = ` +
+    `${round(keyed.rps / open.rps, 3)} × the same send with access control off ${round(open.rps, 0)}/s (target ≥ 0.95)`)
   log(`targets: throughput ≥ ${TARGET_RATIO} × echo at c16: ${summary.ratio_c16 >= TARGET_RATIO ? 'met' : 'MISSED'}; ` +
     `p99 ≤ ${TARGET_P99_MS} ms at c16: ${summary.send_p99_ms_c16 <= TARGET_P99_MS ? 'met' : 'MISSED'}`)
   summary.errors = errors

@@ -1,5 +1,5 @@
 import type { NatsConnection, MsgHdrs } from '@nats-io/nats-core'
-import { headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
+import { createInbox, headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
 import { subjectsFor } from './subjects.ts'
@@ -24,6 +24,11 @@ export interface GatewayClientOptions {
   holderWaitMs?: number
   /** Called before every request, e.g. to inject `traceparent`. */
   decorateHeaders?: (headers: MsgHdrs) => void
+  /**
+   * Where replies come back (e.g. `_INBOX_acme`), when NATS permissions let this user receive on
+   * its own inbox prefix only. Default: the connection's.
+   */
+  inboxPrefix?: string
 }
 
 /** Whether a NATS request failed because nobody subscribes to the subject (for a command: no replica holds the company). */
@@ -110,7 +115,9 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
       // No headers unless there are some: an empty set still costs encoding on both ends.
       reply = await nc.request(subject, JSON.stringify(payload), {
         timeout,
-        headers: headers && headers.keys().length > 0 ? headers : undefined
+        headers: headers && headers.keys().length > 0 ? headers : undefined,
+        // A reply subject of the caller's own prefix needs a request of its own (no shared mux).
+        ...(options.inboxPrefix ? { noMux: true, reply: createInbox(options.inboxPrefix) } : {})
       })
     } catch (err) {
       throw requestFailure(err, subject, timeout) ?? err

@@ -6,6 +6,12 @@ import { Type, type Static } from 'typebox'
  */
 export const ErrorCode = {
   VALIDATION_ERROR: 'VALIDATION_ERROR',
+  /** No credentials, or ones that are unknown, revoked, expired or badly signed. */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** The credentials are good but lack the scope the operation needs. */
+  FORBIDDEN: 'FORBIDDEN',
+  /** A deployment limit (MAX_COMPANIES) would be exceeded. */
+  LIMIT_REACHED: 'LIMIT_REACHED',
   BAD_REQUEST: 'BAD_REQUEST',
   INVALID_PHONE: 'INVALID_PHONE',
   NOT_FOUND: 'NOT_FOUND',

@@ -12,7 +12,7 @@ const Counters = {
 }
 const SessionCounts = Type.Object({ total: Type.Number(), connected: Type.Number(), disconnected: Type.Number() })
 
-/** One replica's own figures (what it answers on `<namespace>.ctl.metrics.collect`). */
+/** One replica's own figures (what it answers on `<namespace>.sys.metrics.collect`). */
 export const ReplicaMetrics = Type.Object({
   replica: Type.String(),
   metrics: Type.Object(Counters),

@@ -149,6 +149,7 @@ export type SessionsList = Static<typeof SessionsList>
 
 export const EventsQuery = Type.Object({
   companyId: CompanyId,
-  since: Type.Optional(Type.Integer({ minimum: 0, description: 'Replay every event after this stream sequence' }))
+  since: Type.Optional(Type.Integer({ minimum: 0, description: 'Replay every event after this stream sequence' })),
+  ticket: Type.Optional(Type.String({ maxLength: 128, description: 'A ticket from POST /api/whatsapp/events/ticket (browsers)' }))
 })
 export type EventsQuery = Static<typeof EventsQuery>

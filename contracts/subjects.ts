@@ -22,15 +22,17 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     /** An event about one company. */
     event: (companyId: string, type: string) => `${namespace}.evt.${companyId}.${type}`,
     /** Any replica answers (queue group): the sessions with their holder and status. */
-    sessionsList: `${namespace}.ctl.sessions.list`,
+    sessionsList: `${namespace}.sys.sessions.list`,
     /** Any replica answers (queue group): mark the company online and wait for its QR or connection. */
     initialize: (companyId: string) => `${namespace}.ctl.${companyId}.initialize`,
     /** Any replica answers (queue group): read or replace a company's auto-reaction rules. */
     autoReactionRules: (companyId: string, operation: 'get' | 'set') => `${namespace}.ctl.${companyId}.auto-reactions.${operation}`,
     /** Published when a company's desired state changes, so every replica follows it. */
-    desiredChanged: `${namespace}.ctl.desired.changed`,
+    desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */
-    metricsCollect: `${namespace}.ctl.metrics.collect`,
+    metricsCollect: `${namespace}.sys.metrics.collect`,
+    /** Published when an API key is revoked, so every replica refuses it and closes its WebSockets. */
+    keysRevoked: `${namespace}.sys.keys.revoked`,
     /** Every event of the deployment, as the events stream keeps them. */
     allEvents: `${namespace}.evt.>`
   } as const
@@ -44,15 +46,16 @@ export const Subjects = subjectsFor()
 /** Queue group shared by every replica for subjects any replica may answer. */
 export const ANY_REPLICA_QUEUE = 'wa-gateway'
 
-/** Control subjects that are not about one company: `<namespace>.ctl.<one of these>.…`. */
-const DEPLOYMENT_CONTROL_TOKENS = new Set(['sessions', 'desired', 'metrics'])
-/** Areas whose third token is a company id. */
+/**
+ * Areas whose third token is a company id. Deployment-wide operations live in `<namespace>.sys.…`,
+ * apart, so a tenant's `<namespace>.ctl.<companyId>.>` can never match one, whatever the company is called.
+ */
 const COMPANY_AREAS = new Set(['cmd', 'evt', 'ctl'])
 
 /** The company a `<namespace>.{cmd|evt|ctl}.<companyId>.…` subject names, or undefined when it names none (or an invalid one). */
 export function companyOfSubject (subject: string): string | undefined {
   const [, area, third] = subject.split('.')
-  if (!COMPANY_AREAS.has(area) || DEPLOYMENT_CONTROL_TOKENS.has(third) || !isCompanyId(third)) return undefined
+  if (!COMPANY_AREAS.has(area) || !isCompanyId(third)) return undefined
   return third
 }
 

@@ -6,6 +6,9 @@ import type { Config } from './config.ts'
 import { resolvePlugins, type PluginModule } from './plugin-set.ts'
 import { pickSettings } from './settings.ts'
 import configPlugin from './plugins/config.ts'
+import routesPlugin from './plugins/routes.ts'
+import accessPlugin from './plugins/access.ts'
+import { ApiKeySchema, keyMigrations } from './access/keys.ts'
 import errorsPlugin from './plugins/errors.ts'
 import docsPlugin from './plugins/docs.ts'
 import healthPlugin from './plugins/health.ts'
@@ -24,15 +27,17 @@ export interface AppOptions {
 export default async function app (fastify: FastifyInstance, options: AppOptions) {
   const plugins = resolvePlugins(options.plugins, options.config.disabledPlugins)
   await fastify.register(configPlugin, { config: options.config })
+  await fastify.register(routesPlugin)
   await fastify.register(errorsPlugin)
   await fastify.register(docsPlugin)
   await fastify.register(healthPlugin)
   await fastify.register(natsPlugin)
   await fastify.register(dbPlugin, {
-    entities: plugins.flatMap((plugin) => plugin.module.entities ?? []),
-    migrations: plugins.flatMap((plugin) => plugin.module.migrations ?? [])
+    entities: [ApiKeySchema, ...plugins.flatMap((plugin) => plugin.module.entities ?? [])],
+    migrations: [...keyMigrations, ...plugins.flatMap((plugin) => plugin.module.migrations ?? [])]
   })
   await fastify.register(busPlugin)
+  await fastify.register(accessPlugin)
   await fastify.register(eventsPlugin)
   for (const plugin of plugins) {
     const settings = plugin.module.settings ? pickSettings(plugin.module.settings, options.config) : {}

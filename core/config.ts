@@ -177,6 +177,131 @@ export const CORE_SETTINGS = defineSettings({
     expected: 'an integer from 0 to 65535',
     fallback: () => 3001,
     parse: integerIn(0, 65535)
+  },
+  authMode: {
+    env: 'AUTH_MODE',
+    describe: 'How requests are authenticated: `keys` (API keys and JWTs), or `off`, which lets every request act for ' +
+      'every company (local experiments)',
+    expected: 'keys | off',
+    fallback: () => 'keys' as const,
+    parse: oneOf(['keys', 'off'] as const),
+    notInProduction: 'AUTH_MODE=off opens every company to anyone who reaches the port'
+  },
+  adminApiKey: {
+    env: 'ADMIN_API_KEY',
+    describe: 'The admin key, plain or as `sha256:<hex>`. Unset outside production: generated under DATA_DIR and printed once; ' +
+      'unset in production: start-up fails',
+    expected: 'at least 32 characters, or sha256: and 64 hex characters',
+    fallback: () => undefined,
+    parse: (raw: string) => (/^sha256:[0-9a-fA-F]{64}$/.test(raw) || (!raw.startsWith('sha256:') && raw.length >= 32) ? raw : undefined)
+  },
+  authJwtJwksUrl: {
+    env: 'AUTH_JWT_JWKS_URL',
+    describe: 'JWKS of the identity provider whose JWTs are accepted (claims `companies`, `scopes`; `exp` required)',
+    expected: 'an https:// or http:// URL',
+    fallback: () => undefined,
+    parse: urlWithScheme(['https', 'http'])
+  },
+  authJwtSecret: {
+    env: 'AUTH_JWT_SECRET',
+    describe: 'Shared secret for HS256 JWTs, when there is no JWKS',
+    expected: 'at least 32 characters',
+    fallback: () => undefined,
+    parse: (raw: string) => (raw.length >= 32 ? raw : undefined)
+  },
+  authJwtIssuer: {
+    env: 'AUTH_JWT_ISSUER',
+    describe: 'The `iss` a JWT must carry',
+    expected: 'a string',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  authJwtAudience: {
+    env: 'AUTH_JWT_AUDIENCE',
+    describe: 'The `aud` a JWT must carry',
+    expected: 'a string',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  wsAllowedOrigins: {
+    env: 'WS_ALLOWED_ORIGINS',
+    describe: 'Browser origins allowed to open the events WebSocket, comma-separated (unset: any; services send no Origin)',
+    expected: 'a comma-separated list of origins, e.g. https://app.example.com',
+    fallback: () => [] as string[],
+    parse: (raw: string) => {
+      const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean)
+      return origins.every((origin) => /^https?:\/\/[^/\s]+$/.test(origin)) ? origins : undefined
+    }
+  },
+  docsEnabled: {
+    env: 'DOCS_ENABLED',
+    describe: 'Serve the OpenAPI docs at /docs (default: on, off when NODE_ENV=production)',
+    expected: '1 | 0 | true | false',
+    fallback: (env: Env) => env.NODE_ENV !== 'production',
+    parse: flag
+  },
+  natsCredsFile: {
+    env: 'NATS_CREDS_FILE',
+    describe: 'NATS credentials file (JWT and NKey seed) the gateway connects with',
+    expected: 'a path',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsNkeySeedFile: {
+    env: 'NATS_NKEY_SEED_FILE',
+    describe: 'File holding the NKey seed the gateway connects with',
+    expected: 'a path',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsUser: {
+    env: 'NATS_USER',
+    describe: 'NATS user name (with NATS_PASSWORD); credentials in NATS_URL are ignored by the client',
+    expected: 'a user name',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsPassword: {
+    env: 'NATS_PASSWORD',
+    describe: 'NATS password (with NATS_USER)',
+    expected: 'a password',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsToken: {
+    env: 'NATS_TOKEN',
+    describe: 'NATS authentication token',
+    expected: 'a token',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsTlsCaFile: {
+    env: 'NATS_TLS_CA_FILE',
+    describe: 'CA certificate that signs the NATS servers\' certificates (turns TLS on)',
+    expected: 'a path',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsTlsCertFile: {
+    env: 'NATS_TLS_CERT_FILE',
+    describe: 'Client certificate for NATS mutual TLS (with NATS_TLS_KEY_FILE)',
+    expected: 'a path',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsTlsKeyFile: {
+    env: 'NATS_TLS_KEY_FILE',
+    describe: 'Client key for NATS mutual TLS',
+    expected: 'a path',
+    fallback: () => undefined,
+    parse: (raw: string) => raw
+  },
+  natsInboxPrefix: {
+    env: 'NATS_INBOX_PREFIX',
+    describe: 'Prefix of the gateway\'s reply subjects (default `_INBOX`), so NATS permissions can give it an inbox of its own',
+    expected: 'a subject prefix of [A-Za-z0-9_-.]',
+    fallback: () => undefined,
+    parse: (raw: string) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(raw) ? raw : undefined)
   }
 })
 

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import type { NatsConnection } from '@nats-io/nats-core'
 import {
-  AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient
+  AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient
 } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
 import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
+import { jetstreamOf } from './nats/kv.ts'
 import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
 import { inSpan, SpanKind } from './tracing.ts'
 
@@ -97,7 +98,7 @@ export class Events {
         await jsm.streams.info(stream).catch(() => { throw err })
       }
     }
-    this.#js = jetstream(nc, { timeout: requestTimeoutMs })
+    this.#js = jetstreamOf(nc, requestTimeoutMs)
     this.#publisher = new StreamPublisher(nc, requestTimeoutMs)
   }
 
@@ -253,7 +254,7 @@ export class Events {
   }
 
   #jetstream (): JetStreamClient {
-    this.#js ??= jetstream(this.#options.nc, { timeout: this.#options.requestTimeoutMs })
+    this.#js ??= jetstreamOf(this.#options.nc, this.#options.requestTimeoutMs)
     return this.#js
   }
 

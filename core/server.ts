@@ -7,6 +7,7 @@ import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
 import type { PluginModule } from './plugin-set.ts'
 import { telemetryHandle } from './telemetry-handle.ts'
+import { withAdminKey } from './access/admin-key.ts'
 
 const EXIT_BAD_CONFIG = 2
 
@@ -22,8 +23,11 @@ export interface ServeOptions {
 /** What the entry file runs: configuration, embedded services if needed, the app, then graceful shutdown. */
 export async function serve (options: ServeOptions): Promise<void> {
   let config: Config
+  let log: Logger
   try {
     config = loadConfig(process.env, options.plugins)
+    log = createLogger(config)
+    config = await withAdminKey(config, log)
   } catch (err) {
     if (err instanceof ConfigError) {
       pino().fatal(`invalid configuration: ${err.message}`)
@@ -31,7 +35,6 @@ export async function serve (options: ServeOptions): Promise<void> {
     }
     throw err
   }
-  const log = createLogger(config)
   const sandbox = config.waSandbox && options.sandbox ? await (await options.sandbox())(config, log) : undefined
   const embedded = await startEmbeddedServices(sandbox?.config ?? config, log)
   const fastify = createServer(embedded.config)

@@ -118,3 +118,19 @@ t.test('a production start loads no simulator code (the sandbox is imported only
   t.ok(loaded.some((url) => url.includes('/plugins/session-pool/')), 'the plugins were loaded')
   t.same(loaded.filter((url) => url.includes('/simulator/')), [], 'no module of simulator/')
 })
+
+t.test('production refuses to start without an admin key, and refuses AUTH_MODE=off', async (t) => {
+  const run = (env: Record<string, string>) => spawnSync(process.execPath, ['plugins/server.ts'], {
+    env: serviceEnv({ NODE_ENV: 'production', HTTP_PORT: '0', ...env }), encoding: 'utf8', timeout: 20_000
+  })
+  const withoutKey = run({ ADMIN_API_KEY: '' })
+  t.equal(withoutKey.status, 2, 'exit code 2')
+  t.match(withoutKey.stdout + withoutKey.stderr, /ADMIN_API_KEY: expected set when NODE_ENV=production/)
+  t.throws(
+    () => loadConfig({ NODE_ENV: 'production', AUTH_MODE: 'off' }),
+    { variable: 'AUTH_MODE', message: /unset when NODE_ENV=production/ }
+  )
+  t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), { name: 'ConfigError', variable: 'ADMIN_API_KEY' })
+  t.equal(loadConfig({ NODE_ENV: 'production' }).docsEnabled, false, 'no /docs in production unless asked')
+  t.equal(loadConfig({}).docsEnabled, true)
+})

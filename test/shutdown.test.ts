@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build } from './helpers/build.ts'
@@ -97,13 +97,17 @@ t.test('with no NATS_URL or DATABASE_URL it starts and stops its own servers', a
   // The embedded PostgreSQL runs as the postgres user, which must be able to reach the folder.
   await chmod(dataDir, 0o755)
   t.teardown(() => rm(dataDir, { recursive: true, force: true }))
-  const { child, baseUrl } = await startServer({ DATA_DIR: dataDir, NATS_URL: '', DATABASE_URL: '' })
+  const { child, baseUrl, output } = await startServer({ DATA_DIR: dataDir, NATS_URL: '', DATABASE_URL: '' })
   t.teardown(() => { child.kill('SIGKILL') })
 
   const ready = await fetch(`${baseUrl}/readyz`)
   t.equal(ready.status, 200, '/readyz is 200 with no environment set')
   t.match(await ready.json(), { checks: { nats: { ok: true }, postgres: { ok: true } } })
-  const phone = await fetch(`${baseUrl}/api/phone/normalize?phone=89001234567`)
+  // A first run outside production generates the admin key, keeps it under DATA_DIR and prints it once.
+  const adminKey = (await readFile(join(dataDir, 'admin-key'), 'utf8')).trim()
+  t.match(output(), `curl -H 'authorization: Bearer ${adminKey}'`, 'printed with a ready-to-paste curl line')
+  t.equal((await fetch(`${baseUrl}/api/phone/normalize?phone=89001234567`)).status, 401, 'nothing without it')
+  const phone = await fetch(`${baseUrl}/api/phone/normalize?phone=89001234567`, { headers: { authorization: `Bearer ${adminKey}` } })
   t.same(await phone.json(), { success: true, e164: '79001234567', jid: '79001234567@s.whatsapp.net' })
 
   const spawned = descendants(child.pid!)

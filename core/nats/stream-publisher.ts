@@ -1,4 +1,5 @@
 import { createInbox, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core'
+import { inboxPrefixOf } from './kv.ts'
 
 /** How often outstanding publishes are checked against their deadline (one timer for all of them). */
 const SWEEP_INTERVAL_MS = 250
@@ -25,7 +26,7 @@ interface PubAck {
 export class StreamPublisher {
   readonly #nc: NatsConnection
   readonly #timeoutMs: number
-  readonly #prefix = createInbox()
+  readonly #prefix: string
   readonly #pending = new Map<string, Pending>()
   readonly #subscription: Subscription
   readonly #sweep: NodeJS.Timeout
@@ -36,6 +37,7 @@ export class StreamPublisher {
   constructor (nc: NatsConnection, timeoutMs: number) {
     this.#nc = nc
     this.#timeoutMs = timeoutMs
+    this.#prefix = createInbox(inboxPrefixOf(nc))
     this.#subscription = nc.subscribe(`${this.#prefix}.*`, {
       callback: (err, msg) => {
         if (err) return

@@ -1,9 +1,11 @@
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { EventsQuery } from '../../contracts/index.ts'
+import type { WebSocket } from 'ws'
+import { ErrorCode, EventsQuery } from '../../contracts/index.ts'
 import { Events } from '../events.ts'
-import { toErrorReply } from '../errors.ts'
+import { GatewayError, toErrorReply } from '../errors.ts'
+import { hasScope } from '../access/principal.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,6 +18,10 @@ declare module 'fastify' {
 const EVENTS_MAX_AGE_MS = 24 * 60 * 60 * 1000
 /** RFC 6455 close code for a server-side failure. */
 const WS_INTERNAL_ERROR = 1011
+/** RFC 6455 close code for a policy violation: the key behind the socket was revoked. */
+const WS_POLICY_VIOLATION = 1008
+/** Events that let whoever sees them link the company's WhatsApp: only for principals with `link`. */
+const LINKING_EVENTS = new Set(['qr', 'pairing_code'])
 
 /** The events stream, and the WebSocket that serves every plugin's events of a company. */
 export default fp(async (app) => {
@@ -34,9 +40,24 @@ export default fp(async (app) => {
   app.decorate('events', events)
   app.addHook('onClose', async () => { events.close() })
 
+  // Open sockets by the API key behind them, so a revocation closes them on every replica.
+  const socketsByKey = new Map<string, Set<WebSocket>>()
+  app.access.onRevoked((keyId) => {
+    for (const socket of socketsByKey.get(keyId) ?? []) socket.close(WS_POLICY_VIOLATION, 'key revoked')
+    socketsByKey.delete(keyId)
+  })
+
   await app.register(websocket)
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/events', {
     websocket: true,
+    config: { access: { scope: 'events', company: 'query' } },
+    // Browsers always send Origin; services usually do not. WS_ALLOWED_ORIGINS restricts the browsers.
+    onRequest: async (request) => {
+      const origin = request.headers.origin
+      if (config.wsAllowedOrigins.length > 0 && origin !== undefined && !config.wsAllowedOrigins.includes(origin)) {
+        throw new GatewayError(ErrorCode.FORBIDDEN, `origin ${origin} may not open the events WebSocket`)
+      }
+    },
     schema: {
       tags: ['events'],
       summary: 'WebSocket: the company\'s events as JSON `{ id, type, companyId, seq, … }`;' +
@@ -45,9 +66,20 @@ export default fp(async (app) => {
     }
   }, async (socket, request) => {
     const { companyId, since } = request.query
+    const principal = request.principal
+    const mayLink = principal === undefined || hasScope(principal, 'link')
+    const keyId = principal?.keyId
+    if (keyId !== undefined) {
+      const open = socketsByKey.get(keyId) ?? new Set()
+      socketsByKey.set(keyId, open.add(socket))
+      socket.on('close', () => { open.delete(socket) })
+    }
     let follower
     try {
-      follower = await events.follow(app.subjects.event(companyId, '>'), since, (event) => socket.send(JSON.stringify(event)))
+      follower = await events.follow(app.subjects.event(companyId, '>'), since, (event) => {
+        if (LINKING_EVENTS.has(event.type) && !mayLink) return
+        socket.send(JSON.stringify(event))
+      })
     } catch (err) {
       request.log.error({ err, companyId }, 'could not follow events')
       socket.send(JSON.stringify({ type: 'error', companyId, error: toErrorReply(err).error }))
@@ -58,4 +90,4 @@ export default fp(async (app) => {
     // Tells the client it is live and from which point: everything after `seq` follows.
     socket.send(JSON.stringify({ type: 'subscribed', companyId, seq: follower.after }))
   })
-}, { name: 'events', dependencies: ['config', 'nats', 'bus'] })
+}, { name: 'events', dependencies: ['config', 'nats', 'bus', 'access'] })

@@ -48,7 +48,7 @@ export default fp(async (app) => {
   })
 
   app.get('/healthz', {
-    config: { probe: true },
+    config: { probe: true, access: 'public' },
     schema: {
       tags: ['health'],
       summary: 'Liveness: the process serves HTTP',
@@ -57,7 +57,7 @@ export default fp(async (app) => {
   }, async () => ({ success: true, status: 'alive' }))
 
   app.get('/readyz', {
-    config: { probe: true },
+    config: { probe: true, access: 'public' },
     schema: {
       tags: ['health'],
       summary: 'Readiness: 200 only while NATS and PostgreSQL answer, 503 with the reason otherwise',

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { settlesWithin } from '../deadline.ts'
+import { natsCredentials } from '../nats/credentials.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,7 +16,14 @@ const RECONNECT_WAIT_MS = 500
 export default fp(async (app) => {
   const { natsUrl, replicaId } = app.config
   if (!natsUrl) throw new Error('NATS_URL is not resolved: start the embedded services before building the app')
+  const { authenticated, ...credentials } = await natsCredentials(app.config)
+  // Anyone who reaches an unauthenticated NATS can answer in place of a holder or read every command.
+  if (!authenticated && process.env.NODE_ENV === 'production') {
+    app.log.warn('NATS: the gateway connects without credentials ' +
+      '(NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_USER, NATS_TOKEN or a client certificate)')
+  }
   const nc = await connect({
+    ...credentials,
     servers: natsUrl.split(',').map((url) => url.trim()),
     name: replicaId,
     maxReconnectAttempts: -1,

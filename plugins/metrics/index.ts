@@ -6,6 +6,8 @@ import { EmptyRequest, ErrorCode, MetricsReply, type ReplicaMetrics } from '../.
 import { GatewayError } from '../../core/errors.ts'
 import type { SessionState } from '../session-pool/index.ts'
 import type { MetricsOptions } from './settings.ts'
+import { createServer } from 'node:http'
+import { hashSecret, sameDigest } from '../../core/access/secrets.ts'
 
 export { settings, type MetricsOptions } from './settings.ts'
 
@@ -231,11 +233,45 @@ export default fp<MetricsOptions>(async (app, options) => {
   const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyRequest }, async () => mine())
   app.addHook('onClose', () => collect.close())
 
-  app.get('/metrics', { config: { probe: true }, schema: { hide: true } }, async (_request, reply) => {
-    reply.header('content-type', registry.contentType)
-    return registry.metrics()
-  })
+  if (options.metricsPort !== undefined) {
+    // Its own listener, for a network only Prometheus reaches: no credentials there.
+    const exposition = createServer((request, response) => {
+      if (request.url?.split('?')[0] !== '/metrics') {
+        response.writeHead(404).end()
+        return
+      }
+      registry.metrics().then((text) => {
+        response.writeHead(200, { 'content-type': registry.contentType }).end(text)
+      }, (err: unknown) => {
+        app.log.error({ err }, 'metrics exposition failed')
+        response.writeHead(500).end()
+      })
+    })
+    await new Promise<void>((resolve, reject) => {
+      exposition.once('error', reject)
+      exposition.listen(options.metricsPort, app.config.httpHost, () => resolve())
+    })
+    app.addHook('onClose', async () => { await new Promise((resolve) => exposition.close(resolve)) })
+  } else {
+    const tokenDigest = options.metricsToken === undefined ? undefined : hashSecret(options.metricsToken)
+    app.get('/metrics', {
+      // With METRICS_TOKEN, Prometheus presents that token; without, the admin key.
+      config: { probe: true, access: tokenDigest === undefined ? { scope: 'admin' } : 'public' },
+      onRequest: async (request) => {
+        if (tokenDigest === undefined) return
+        const presented = request.headers.authorization?.replace(/^bearer /i, '') ?? ''
+        if (!sameDigest(hashSecret(presented), tokenDigest)) {
+          throw new GatewayError(ErrorCode.UNAUTHORIZED, '/metrics needs METRICS_TOKEN as a bearer token')
+        }
+      },
+      schema: { hide: true }
+    }, async (_request, reply) => {
+      reply.header('content-type', registry.contentType)
+      return registry.metrics()
+    })
+  }
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/metrics', {
+    config: { access: { scope: 'admin' } },
     schema: {
       tags: ['metrics'],
       summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)',

@@ -16,6 +16,20 @@ export const settings = defineSettings({
     expected: 'milliseconds, a positive integer',
     fallback: () => 1_000,
     parse: milliseconds
+  },
+  metricsPort: {
+    env: 'METRICS_PORT',
+    describe: 'Serve /metrics on this port of its own (for a network only Prometheus reaches) instead of the API port',
+    expected: 'an integer from 1 to 65535',
+    fallback: () => undefined,
+    parse: integerIn(1, 65535)
+  },
+  metricsToken: {
+    env: 'METRICS_TOKEN',
+    describe: 'Bearer token Prometheus sends for /metrics on the API port (unset and no METRICS_PORT: the admin key)',
+    expected: 'at least 16 characters',
+    fallback: () => undefined,
+    parse: (raw: string) => (raw.length >= 16 ? raw : undefined)
   }
 })
 

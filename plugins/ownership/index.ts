@@ -124,6 +124,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
   app.addReadinessCheck('leases', async () => { await started().checkLeases() })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {
+    config: { access: { scope: 'admin' } },
     schema: {
       tags: ['cluster'],
       summary: 'Members, the holder and epoch of every company, and how long it has been held, as this replica sees them',
@@ -142,6 +143,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
 
   // Any replica answers; the request travels over NATS to the holder, or fails at once with 503 NOT_CONNECTED.
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/owner', {
+    config: { access: { scope: 'read', company: 'params' } },
     schema: {
       tags: ['cluster'],
       summary: 'Which replica holds the company, under which epoch and since when (asked of the holder itself)',

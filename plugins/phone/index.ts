@@ -52,6 +52,7 @@ export default fp<PhoneOptions>(async (app, options) => {
   }
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/phone/normalize', {
+    config: { access: { scope: 'read' } },
     schema: {
       tags: ['phone'],
       summary: 'Normalize a phone number to E.164 digits and its WhatsApp JID',

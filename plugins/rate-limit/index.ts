@@ -15,7 +15,6 @@ export { settings, type RateLimitOptions } from './settings.ts'
 const MINUTE_MS = 60_000
 /** The state of a budget refills within a minute; an hour of KV retention is ample. */
 const RATE_STATE_TTL_MS = 60 * MINUTE_MS
-const API_KEY_HEADER = 'x-api-key'
 
 export interface MessagingLimits {
   /** Sends waiting in each company's pacing queue (empty without pacing). */
@@ -33,7 +32,7 @@ declare module 'fastify' {
 /**
  * WhatsApp budgets (messages per company, reactions per recipient) as token buckets on the holder,
  * with their state in KV so a failover keeps them; optional anti-ban pacing; and, apart from those,
- * a limit on the public HTTP API per API key or IP.
+ * a limit on the public HTTP API per credential or IP.
  */
 export default fp<RateLimitOptions>(async (app, options) => {
   const kv = await app.openKv(options.rateBucket, { ttlMs: RATE_STATE_TTL_MS, timeoutMs: app.config.natsRequestTimeoutMs })
@@ -91,16 +90,16 @@ export default fp<RateLimitOptions>(async (app, options) => {
     max: options.apiRateLimitMax,
     timeWindow: options.apiRateLimitWindowMs
   })
-  const apiKeyOrIp = (request: FastifyRequest) => {
-    const key = request.headers[API_KEY_HEADER]
-    return typeof key === 'string' && key.length > 0 ? `key:${key}` : `ip:${request.ip}`
-  }
+  // The limit runs before credentials are checked (so guessing keys is limited too): it keys on the
+  // presented credential's digest, which is one principal's, or on the IP when none is presented.
+  const credentialOrIp = (request: FastifyRequest) => (request.credential ? `credential:${request.credential.digest}` : `ip:${request.ip}`)
   app.addHook('onRequest', app.rateLimit({
-    keyGenerator: apiKeyOrIp,
+    keyGenerator: credentialOrIp,
     // Probes and scrapes (routes marked `config: { probe: true }`) are never limited.
     allowList: (request) => request.routeOptions.config.probe === true,
     errorResponseBuilder: (_request, context) => new GatewayError(ErrorCode.RATE_LIMITED,
-      `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this API key or IP; retry in ${context.after}`,
+      `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this credential or IP; ` +
+      `retry in ${context.after}`,
       { retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) })
   }))
 }, { name: 'rate-limit', dependencies: ['config', 'bus', 'phone', 'session-pool'] })

@@ -60,7 +60,7 @@ export const settings = defineSettings({
   },
   apiRateLimitMax: {
     env: 'API_RATE_LIMIT_MAX',
-    describe: 'Requests one API key (x-api-key header) or IP may make to the HTTP API per window (429 beyond)',
+    describe: 'Requests one credential (API key or token) or, without one, one IP may make to the HTTP API per window (429 beyond)',
     expected: 'an integer from 1 to 10000000',
     fallback: () => 600,
     parse: integerIn(1, 10_000_000)

@@ -47,6 +47,7 @@ export default fp<ReactionsOptions>(async (app, options) => {
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/reaction',
+      scope: 'send',
       tags: TAGS,
       summary: 'React to a message with one emoji ("" removes the reaction); through the holder, under the reaction budgets',
       errors: [409, 429, 503, 504]
@@ -123,6 +124,10 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   const errors = { 400: ErrorReply, 409: ErrorReply, 429: ErrorReply, 503: ErrorReply, 504: ErrorReply }
 
   routes.post('/api/whatsapp/reaction', {
+    // The body names the company, or DEFAULT_COMPANY_ID does: checked like any other company.
+    config: {
+      access: { scope: 'send', company: (request) => (request.body as { companyId?: string } | undefined)?.companyId ?? defaultCompanyId }
+    },
     schema: {
       tags: TAGS,
       summary: 'The old system\'s reaction route, still served: { phone, emoji, messageId, companyId }',
@@ -141,6 +146,7 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   })
 
   routes.get('/api/whatsapp/sessions/:companyId/auto-reactions', {
+    config: { access: { scope: 'rules', company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'The company\'s automatic reaction to thanks (off unless enabled)',
@@ -150,6 +156,7 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   }, async (request) => rulesReply(request.params.companyId, await rulesOf(request.em, request.params.companyId)))
 
   routes.put('/api/whatsapp/sessions/:companyId/auto-reactions', {
+    config: { access: { scope: 'rules', company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Turn the automatic reaction to thanks on or off; patterns and exclusions replace the Russian and English defaults',

@@ -29,6 +29,7 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/send',
+      scope: 'send',
       tags: ['sessions'],
       summary: 'Send a text message through the company\'s WhatsApp (never creates a session)',
       errors: [409, 429, 503, 504]

@@ -5,8 +5,21 @@ import {
   SessionStatus, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import { visibleTo, type Principal } from '../../core/access/principal.ts'
 import { wipeAuth } from './auth-store.ts'
 import { requestPairing } from './pairing.ts'
+
+export interface InitializeLimits {
+  initializeTimeoutMs: number
+  /** Companies a deployment may hold; the first initialize of one more is refused. */
+  maxCompanies: number
+}
+
+async function checkCompanyLimit (app: FastifyInstance, companyId: string, maxCompanies: number): Promise<void> {
+  const known = await app.ownership.knownCompanies(app.orm.em.fork())
+  if (known.length < maxCompanies || known.some((company) => company.companyId === companyId)) return
+  throw new GatewayError(ErrorCode.LIMIT_REACHED, `this deployment holds its maximum of ${maxCompanies} companies (MAX_COMPANIES)`)
+}
 
 /** A session list asks each holder for its status with this deadline, so one slow replica cannot stall it. */
 const LIST_STATUS_TIMEOUT_MS = 1_000
@@ -17,9 +30,11 @@ async function initialize (
   app: FastifyInstance,
   companyId: string,
   request: InitializeRequest,
-  timeoutMs: number
+  limits: InitializeLimits
 ): Promise<InitializeReply> {
   const { bus, ownership } = app
+  const timeoutMs = limits.initializeTimeoutMs
+  await checkCompanyLimit(app, companyId, limits.maxCompanies)
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
   const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)
@@ -77,8 +92,9 @@ async function status (app: FastifyInstance, companyId: string, timeoutMs?: numb
   }
 }
 
-async function listSessions (app: FastifyInstance): Promise<SessionsList> {
-  const known = await app.ownership.knownCompanies(app.orm.em.fork())
+/** The known companies with their status; over HTTP only those the caller may see. */
+async function listSessions (app: FastifyInstance, principal?: Principal): Promise<SessionsList> {
+  const known = visibleTo(principal, await app.ownership.knownCompanies(app.orm.em.fork()))
   const sessions = await Promise.all(known.map(async ({ companyId, desired }) => {
     const current = await status(app, companyId, LIST_STATUS_TIMEOUT_MS).catch(() => undefined)
     return {
@@ -102,20 +118,22 @@ async function listSessions (app: FastifyInstance): Promise<SessionsList> {
  * Operations any replica answers (`<namespace>.ctl.…` through a queue group, and their HTTP routes):
  * linking, the list of sessions, status with a fallback for companies nobody holds, health, logout.
  */
-export function registerSessionControl (app: FastifyInstance, initializeTimeoutMs: number): void {
+export function registerSessionControl (app: FastifyInstance, limits: InitializeLimits): void {
   const list = app.bus.handle(app.subjects.sessionsList, { request: EmptyRequest, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
   const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE },
-    (request, context) => initialize(app, context.companyId, request, initializeTimeoutMs))
+    (request, context) => initialize(app, context.companyId, request, limits))
   app.addHook('onClose', async () => {
     await Promise.all([list.close(), init.close()])
   })
 
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
   routes.get('/api/whatsapp/sessions', {
+    config: { access: { scope: 'read' } },
     schema: { tags: TAGS, summary: 'Every known company with its desired state, holder and status', response: { 200: SessionsList } }
-  }, () => listSessions(app))
+  }, (request) => listSessions(app, request.principal))
 
   routes.post('/api/whatsapp/sessions/:companyId/initialize', {
+    config: { access: { scope: 'link', company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Mark the company online and return its QR (or pairing code), or that it is connected',
@@ -125,9 +143,10 @@ export function registerSessionControl (app: FastifyInstance, initializeTimeoutM
     },
     // The old API is called without a body; that means "link by QR".
     preValidation: async (request) => { request.body ??= {} }
-  }, (request) => initialize(app, request.params.companyId, request.body, initializeTimeoutMs))
+  }, (request) => initialize(app, request.params.companyId, request.body, limits))
 
   routes.get('/api/whatsapp/sessions/:companyId/status', {
+    config: { access: { scope: 'read', company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Status as the holder sees it; disconnected when nobody holds it',
@@ -137,6 +156,7 @@ export function registerSessionControl (app: FastifyInstance, initializeTimeoutM
   }, (request) => status(app, request.params.companyId))
 
   routes.get('/api/whatsapp/sessions/:companyId/health', {
+    config: { access: { scope: 'read', company: 'params' } },
     schema: { tags: TAGS, summary: '200 when the session is connected, 503 when not (passive: never reconnects)', params: CompanyParams }
   }, async (request, reply) => {
     const [current, readiness] = await Promise.all([status(app, request.params.companyId), app.checkReadiness()])
@@ -158,6 +178,7 @@ export function registerSessionControl (app: FastifyInstance, initializeTimeoutM
   })
 
   routes.delete('/api/whatsapp/sessions/:companyId', {
+    config: { access: { scope: 'link', company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Log out and wipe the auth state',

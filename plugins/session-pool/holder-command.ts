@@ -1,7 +1,7 @@
-import type { FastifyInstance, FastifyRequest, HTTPMethods } from 'fastify'
+import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
-import { CompanyParams, ErrorReply } from '../../contracts/index.ts'
+import { CompanyParams, ErrorReply, type Scope } from '../../contracts/index.ts'
 import type { HandlerContext } from '../../core/bus.ts'
 import { assertValid } from '../../core/errors.ts'
 import type { CommandLease } from '../ownership/index.ts'
@@ -33,6 +33,8 @@ export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
   http?: {
     method: HTTPMethods
     url: `${string}:companyId${string}`
+    /** The scope a caller needs; the company is the route's `:companyId`. */
+    scope: Scope
     summary: string
     tags: string[]
     /** Error statuses the route documents besides 400. */
@@ -64,19 +66,24 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     return command.handle({ companyId, request, lease, idempotencyKey, context })
   })
   if (!command.http) return
-  const { method, url, summary, tags, errors = [] } = command.http
+  const { method, url, scope, summary, tags, errors = [] } = command.http
   const takesBody = method !== 'GET' && method !== 'DELETE'
-  // Typed by the schemas at run time; generic over Reply, the TypeBox provider cannot infer the handler's type.
+  // Checked by the schemas at run time; generic over Reply, the handler's type cannot be inferred from them.
+  const schema: FastifySchema = {
+    tags,
+    summary,
+    params: CompanyParams,
+    ...(takesBody ? { body: command.request } : {}),
+    response: {
+      200: command.reply,
+      ...Object.fromEntries([400, 401, 403, 404, ...errors].map((status) => [status, ErrorReply]))
+    }
+  }
   app.route({
     method,
     url,
-    schema: {
-      tags,
-      summary,
-      params: CompanyParams,
-      ...(takesBody ? { body: command.request } : {}),
-      response: { 200: command.reply, 400: ErrorReply, ...Object.fromEntries(errors.map((status) => [status, ErrorReply])) }
-    },
+    config: { access: { scope, company: 'params' } },
+    schema,
     handler: (request) => {
       const { companyId } = request.params as CompanyParams
       return app.ownership.requestHolder(companyId, command.name, takesBody ? request.body : {}, idempotencyHeaders(request))

@@ -93,5 +93,5 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   app.addHook('onClose', async () => { clearInterval(healthTimer) })
 
   declareSessionCommands(app, pool)
-  registerSessionControl(app, options.initializeTimeoutMs)
+  registerSessionControl(app, options)
 }, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership'] })

@@ -121,6 +121,13 @@ export const settings = defineSettings({
     expected: 'milliseconds, a positive integer',
     fallback: () => 60_000,
     parse: milliseconds
+  },
+  maxCompanies: {
+    env: 'MAX_COMPANIES',
+    describe: 'Companies this deployment may hold; initializing one more answers 409 LIMIT_REACHED',
+    expected: 'an integer from 1 to 1000000',
+    fallback: () => 10_000,
+    parse: integerIn(1, 1_000_000)
   }
 })
 

@@ -49,6 +49,8 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
     // TEST_LOG_LEVEL=warn shows what a replica complains about while a test runs.
     logLevel: (process.env.TEST_LOG_LEVEL ?? 'silent') as GatewayConfig['logLevel'],
     waTransport: 'test',
+    // Tests of other features call routes without credentials; test/access.test.ts turns access control on.
+    authMode: 'off',
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),

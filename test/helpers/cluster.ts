@@ -52,7 +52,9 @@ export function clusterEnv (settings: ClusterSettings): Record<string, string> {
     RATE_BUCKET: settings.rateBucket,
     LEASE_TTL_MS: String(settings.leaseTtlMs),
     NATS_NAMESPACE: settings.natsNamespace,
-    EVENTS_STREAM: settings.eventsStream
+    EVENTS_STREAM: settings.eventsStream,
+    // Processes of other features' tests are called without credentials; test/access.test.ts checks access.
+    AUTH_MODE: 'off'
   }
 }
 

@@ -1,0 +1,37 @@
+import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { SCOPES, isCompanyId, type Scope } from '../../contracts/index.ts'
+import type { Principal } from './principal.ts'
+
+export interface JwtSettings {
+  jwksUrl: string | undefined
+  secret: string | undefined
+  issuer: string | undefined
+  audience: string | undefined
+}
+
+/**
+ * Verifies tokens of the deployment's identity provider with `jose` (JWKS or an HS256 secret):
+ * signature, `exp` (required), issuer and audience. The claims `companies` (an array, or `*`) and
+ * `scopes` (an array or a space-separated string) make the principal. Undefined when none is configured.
+ */
+export function jwtVerifier (settings: JwtSettings): ((token: string) => Promise<Principal>) | undefined {
+  let key: JWTVerifyGetKey | Uint8Array
+  if (settings.jwksUrl) key = createRemoteJWKSet(new URL(settings.jwksUrl))
+  else if (settings.secret) key = new TextEncoder().encode(settings.secret)
+  else return undefined
+  const options = {
+    requiredClaims: ['exp'],
+    ...(settings.issuer ? { issuer: settings.issuer } : {}),
+    ...(settings.audience ? { audience: settings.audience } : {}),
+    ...(settings.jwksUrl ? {} : { algorithms: ['HS256'] })
+  }
+  return async (token) => {
+    const { payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options)
+    const companies = payload.companies === '*'
+      ? '*' as const
+      : Array.isArray(payload.companies) ? payload.companies.filter(isCompanyId) : []
+    const claimed = Array.isArray(payload.scopes) ? payload.scopes : typeof payload.scopes === 'string' ? payload.scopes.split(' ') : []
+    const scopes = new Set(claimed.filter((scope): scope is Scope => (SCOPES as readonly unknown[]).includes(scope)))
+    return { id: `jwt:${payload.sub ?? 'anonymous'}`, kind: 'jwt', companies, scopes }
+  }
+}

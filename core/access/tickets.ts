@@ -1,0 +1,53 @@
+import type { KV } from '@nats-io/kv'
+import type { Scope } from '../../contracts/index.ts'
+import type { Principal } from './principal.ts'
+import { hashSecret, newTicket } from './secrets.ts'
+
+/** A ticket is valid this long, and only once. */
+export const TICKET_TTL_MS = 60_000
+
+interface StoredTicket {
+  principal: string
+  keyId?: string
+  companyId: string
+  scopes: Scope[]
+  expiresAt: number
+}
+
+/**
+ * Single-use WebSocket tickets for browsers, which cannot set headers: kept in a KV bucket (any
+ * replica may be the one the browser reaches), bound to one company, and deleted on first use by a
+ * compare-and-set, so two uses race and one loses.
+ */
+export class Tickets {
+  readonly #kv: KV
+
+  constructor (kv: KV) {
+    this.#kv = kv
+  }
+
+  async issue (principal: Principal, companyId: string): Promise<{ ticket: string, expiresAt: string }> {
+    const ticket = newTicket()
+    const expiresAt = Date.now() + TICKET_TTL_MS
+    // A ticket carries what a WebSocket needs: events, and linking events only for those who may link.
+    const scopes = [...principal.scopes].filter((scope) => scope === 'events' || scope === 'link' || scope === 'admin')
+    const stored: StoredTicket = { principal: principal.id, keyId: principal.keyId, companyId, scopes, expiresAt }
+    await this.#kv.create(hashSecret(ticket), JSON.stringify(stored))
+    return { ticket, expiresAt: new Date(expiresAt).toISOString() }
+  }
+
+  /** The principal a ticket stands for, once; undefined when unknown, used or expired. */
+  async redeem (ticket: string): Promise<Principal | undefined> {
+    const key = hashSecret(ticket)
+    const entry = await this.#kv.get(key)
+    if (!entry || entry.operation !== 'PUT') return undefined
+    try {
+      await this.#kv.delete(key, { previousSeq: entry.revision })
+    } catch {
+      return undefined
+    }
+    const stored = entry.json<StoredTicket>()
+    if (stored.expiresAt < Date.now()) return undefined
+    return { id: stored.principal, kind: 'ticket', keyId: stored.keyId, companies: [stored.companyId], scopes: new Set(stored.scopes) }
+  }
+}
