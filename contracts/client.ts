@@ -6,7 +6,7 @@ import { subjectsFor } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
 import type {
   AutoReactionRules, AutoReactionRulesReply, InitializeReply, InitializeRequest, LogoutReply, ReactionReply, ReactionRequest,
-  SendReply, SendRequest, SessionsList, SessionStatus
+  SendReply, SendRequest, SessionsList, SessionsListQuery, SessionStatus
 } from './sessions.ts'
 import type { OwnerReply } from './cluster.ts'
 
@@ -142,7 +142,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     owner: (companyId: string) => command<OwnerReply>(companyId, 'owner', {}),
     /** Any replica answers: marks the company online and returns its QR, pairing code or connection. */
     initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(subjects.initialize(companyId), request),
-    listSessions: () => call<SessionsList>(subjects.sessionsList, {})
+    /** A page of the known companies (`next` names the page after it). */
+    listSessions: (page: SessionsListQuery = {}) => call<SessionsList>(subjects.sessionsList, page)
   }
 }
 

@@ -143,9 +143,17 @@ export const SessionsList = Type.Object({
     holder: Type.Union([Type.String(), Type.Null()]),
     health: Type.String({ description: 'healthy | unhealthy | unknown' })
   })),
-  metrics: Type.Object({ totalSessions: Type.Number(), activeConnections: Type.Number() })
+  metrics: Type.Object({ totalSessions: Type.Number(), activeConnections: Type.Number() }),
+  next: Type.Union([CompanyId, Type.Null()], { description: 'Pass as `after` for the next page; null on the last one' })
 })
 export type SessionsList = Static<typeof SessionsList>
+
+/** A page of the session list: up to `limit` companies (100 by default) after the company `after`. */
+export const SessionsListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  after: Type.Optional(CompanyId)
+})
+export type SessionsListQuery = Static<typeof SessionsListQuery>
 
 export const EventsQuery = Type.Object({
   companyId: CompanyId,

@@ -5,6 +5,7 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { resolvePlugins, type PluginModule } from './plugin-set.ts'
 import { pickSettings } from './settings.ts'
+import { privateLogOptions } from './log-privacy.ts'
 import configPlugin from './plugins/config.ts'
 import routesPlugin from './plugins/routes.ts'
 import accessPlugin from './plugins/access.ts'
@@ -49,12 +50,14 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
 /** Server options shared by the server file and the tests' build helper. */
 function serverOptions (config: Config): FastifyServerOptions {
   return {
-    logger: { level: config.logLevel, base: { replica: config.replicaId } },
+    logger: { level: config.logLevel, base: { replica: config.replicaId }, ...privateLogOptions },
     // Two log lines per request cost the HTTP path a fifth of its throughput (bench:send); traces
     // and metrics cover requests, so they are logged only when asked for.
     logController: new LogController({ disableRequestLogging: !config.logRequests }),
     // Keep-alive sockets would otherwise hold a graceful shutdown open until they time out.
     forceCloseConnections: true,
+    // Fastify takes a number of hops too (proxy-addr), though its type does not say so.
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
     return503OnClosing: true
   }
 }

@@ -5,7 +5,7 @@ import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorReply, requestFailure } from '../contracts/index.ts'
-import { assertValid, GatewayError, toErrorReply } from './errors.ts'
+import { assertStorable, assertValid, GatewayError, toErrorReply } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
 import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
 import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
@@ -86,7 +86,10 @@ export class Bus {
           this.#log.error({ err, subject }, 'NATS subscription failed')
           return
         }
+        // A handler's failure is answered inside; anything past that (a reply the closed connection
+        // refuses) is logged here, never left to end the process as an unhandled rejection.
         const work = this.#dispatch(msg, validator, handler)
+          .catch((err: unknown) => this.#log.error({ err, subject: msg.subject }, 'a NATS message could not be answered'))
         this.#inFlight.add(work)
         void work.finally(() => this.#inFlight.delete(work))
       }
@@ -141,7 +144,9 @@ export class Bus {
       let body: unknown
       let failed: unknown
       try {
-        body = await handler(assertValid(validator, decodePayload(msg), 'payload'), handlerContext)
+        const payload = assertValid(validator, decodePayload(msg), 'payload')
+        assertStorable(payload, 'payload')
+        body = await handler(payload, handlerContext)
       } catch (err) {
         failed = err
         span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
@@ -234,7 +239,14 @@ export class Bus {
       }
       for (const subject of subjects) {
         subscriptions.push(this.#nc.subscribe(subject, {
-          callback: (_err, msg) => finish({ subject: msg.subject, data: decodePayload(msg) })
+          callback: (_err, msg) => {
+            // A message that is not JSON is nobody's answer: skipped (a throw here would end the subscription).
+            try {
+              finish({ subject: msg.subject, data: decodePayload(msg) })
+            } catch (err) {
+              this.#log.warn({ err, subject: msg.subject }, 'a message that is not JSON was skipped')
+            }
+          }
         }))
       }
       timer = setTimeout(() => finish(undefined), timeoutMs)

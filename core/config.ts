@@ -156,6 +156,34 @@ export const CORE_SETTINGS = defineSettings({
     fallback: () => 10 * 60_000,
     parse: milliseconds
   },
+  eventsMaxAgeMs: {
+    env: 'EVENTS_MAX_AGE_MS',
+    describe: 'How long the events stream keeps events (message texts included) for replays; QR and pairing-code events go after 60 s',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 24 * 60 * 60 * 1000,
+    parse: milliseconds
+  },
+  wsMaxConnections: {
+    env: 'WS_MAX_CONNECTIONS',
+    describe: 'Events WebSockets one replica serves at once; more are refused with 503',
+    expected: 'an integer from 1 to 1000000',
+    fallback: () => 10_000,
+    parse: integerIn(1, 1_000_000)
+  },
+  wsMaxConnectionsPerCompany: {
+    env: 'WS_MAX_CONNECTIONS_PER_COMPANY',
+    describe: 'Events WebSockets of one company one replica serves at once; more are refused with 503',
+    expected: 'an integer from 1 to 100000',
+    fallback: () => 50,
+    parse: integerIn(1, 100_000)
+  },
+  wsMaxBufferedBytes: {
+    env: 'WS_MAX_BUFFERED_BYTES',
+    describe: 'Events queued for a WebSocket client that does not read; past it the socket is closed with 1013 (resume with since)',
+    expected: 'bytes, an integer from 1024 to 1073741824',
+    fallback: () => 1_048_576,
+    parse: integerIn(1_024, 1_073_741_824)
+  },
   logRequests: {
     env: 'LOG_REQUESTS',
     describe: 'Log every HTTP request and its response at info level (off: only failures are logged)',
@@ -177,6 +205,18 @@ export const CORE_SETTINGS = defineSettings({
     expected: 'an integer from 0 to 65535',
     fallback: () => 3001,
     parse: integerIn(0, 65535)
+  },
+  trustProxy: {
+    env: 'TRUST_PROXY',
+    describe: 'Behind a load balancer: trust X-Forwarded-For from it, so the API limit and logs see the client\'s IP ' +
+      '(`true`, a number of hops, or the proxies\' addresses, comma-separated)',
+    expected: 'true | false | a number of hops | IP addresses or CIDRs, comma-separated',
+    fallback: () => false as boolean | number | string,
+    parse: (raw: string): boolean | number | string | undefined => {
+      if (raw === 'true' || raw === 'false') return raw === 'true'
+      if (/^\d{1,2}$/.test(raw)) return Number(raw)
+      return /^[0-9a-fA-F.:/]+(,\s*[0-9a-fA-F.:/]+)*$/.test(raw) ? raw : undefined
+    }
   },
   authMode: {
     env: 'AUTH_MODE',

@@ -81,6 +81,37 @@ export function assertValid<T> (
   return value
 }
 
+/**
+ * PostgreSQL text cannot hold NUL (`\u0000`), and its JSON refuses lone surrogates (half of an
+ * emoji): an input carrying either anywhere is refused as VALIDATION_ERROR naming the field, instead
+ * of failing later inside a transaction.
+ */
+export function assertStorable (value: unknown, part: string): void {
+  const path = unstorablePath(value, part, 0)
+  if (path !== undefined) {
+    const message = 'must not contain the NUL character or a lone surrogate'
+    throw new GatewayError(ErrorCode.VALIDATION_ERROR, `${path} ${message}`, { details: [{ field: path, message }] })
+  }
+}
+
+function unstorable (text: string): boolean {
+  return text.includes('\u0000') || !text.isWellFormed()
+}
+
+/** Inputs nest only a few levels; deeper structures are not walked (schemas bound them anyway). */
+const MAX_WALK_DEPTH = 8
+
+function unstorablePath (value: unknown, path: string, depth: number): string | undefined {
+  if (typeof value === 'string') return unstorable(value) ? path : undefined
+  if (depth >= MAX_WALK_DEPTH || value === null || typeof value !== 'object') return undefined
+  for (const [key, item] of Object.entries(value)) {
+    if (unstorable(key)) return path
+    const found = unstorablePath(item, `${path}/${key}`, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
 /** The one rendering of any error as the wire shape; unexpected errors never leak their message. */
 export function toErrorReply (err: unknown): ErrorReply {
   if (err instanceof GatewayError) {

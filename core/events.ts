@@ -87,7 +87,9 @@ export class Events {
     const { nc, stream, subjects, duplicateWindowMs, maxAgeMs, requestTimeoutMs } = this.#options
     const jsm = await jetstreamManager(nc)
     try {
-      await jsm.streams.info(stream)
+      const info = await jsm.streams.info(stream)
+      // EVENTS_MAX_AGE_MS changed since the stream was made: the stream follows it.
+      if (info.config.max_age !== maxAgeMs * NS_PER_MS) await jsm.streams.update(stream, { max_age: maxAgeMs * NS_PER_MS })
     } catch {
       try {
         await jsm.streams.add({
@@ -157,6 +159,14 @@ export class Events {
   async lastSequence (): Promise<number> {
     const jsm = await jetstreamManager(this.#options.nc)
     return (await jsm.streams.info(this.#options.stream)).state.last_seq
+  }
+
+  /** Removes QR and pairing-code events stored before sequence `beforeSeq` (they are no longer valid). */
+  async purgeLinking (beforeSeq: number): Promise<void> {
+    const jsm = await jetstreamManager(this.#options.nc)
+    for (const type of ['qr', 'pairing_code']) {
+      await jsm.streams.purge(this.#options.stream, { filter: this.#options.subjects.event('*', type), seq: beforeSeq })
+    }
   }
 
   /**

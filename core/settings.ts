@@ -18,9 +18,19 @@ export interface Setting<T> {
   expected: string
   fallback: (env: Env) => T
   parse: (raw: string) => T | undefined
-  /** Set when the setting must stay unset in production: why (it trusts a server that is not WhatsApp, …). */
+  /** Set when the setting must stay unset in production: why. */
   notInProduction?: string
+  /** Set when production must not start without the setting: what it is. */
+  requiredInProduction?: string
+  /**
+   * Set when a value is for development and tests only (it trusts a server that is not WhatsApp,
+   * or skips WhatsApp): why, and which values. Many deployments leave NODE_ENV unset, so such a value
+   * is refused unless NODE_ENV is `development` or `test`.
+   */
+  developmentOnly?: { reason: string, applies?: (value: T) => boolean }
 }
+
+const DEVELOPMENT_ENVIRONMENTS = ['development', 'test']
 
 export type SettingsTable = Record<string, Setting<any>>
 
@@ -38,6 +48,9 @@ export function readSettings<Table extends SettingsTable> (table: Table, env: En
   for (const [key, setting] of Object.entries(table)) {
     const raw = env[setting.env]
     if (raw === undefined || raw.trim() === '') {
+      if (setting.requiredInProduction !== undefined && env.NODE_ENV === 'production') {
+        throw new ConfigError(setting.env, `set when NODE_ENV=production (${setting.requiredInProduction})`, raw ?? '')
+      }
       values[key] = setting.fallback(env)
       continue
     }
@@ -45,6 +58,10 @@ export function readSettings<Table extends SettingsTable> (table: Table, env: En
     if (value === undefined) throw new ConfigError(setting.env, setting.expected, raw)
     if (setting.notInProduction !== undefined && env.NODE_ENV === 'production') {
       throw new ConfigError(setting.env, `unset when NODE_ENV=production (${setting.notInProduction})`, raw)
+    }
+    const developmentOnly = setting.developmentOnly
+    if (developmentOnly && (developmentOnly.applies?.(value) ?? true) && !DEVELOPMENT_ENVIRONMENTS.includes(env.NODE_ENV ?? '')) {
+      throw new ConfigError(setting.env, `unset unless NODE_ENV is development or test (${developmentOnly.reason})`, raw)
     }
     values[key] = value
   }

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { testSealer } from './helpers/build.ts'
 import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { BufferJSON, Curve, proto } from '@whiskeysockets/baileys'
@@ -28,7 +29,9 @@ async function database (t: Test, url?: string) {
 }
 
 function store (orm: Awaited<ReturnType<typeof database>>, companyId: string, epoch: number, overrides: { attempts?: number } = {}) {
-  return PostgresAuthStore.open({ companyId, epoch, em: () => orm.em.fork(), log, attempts: overrides.attempts ?? 3, backoffMs: 20 })
+  return PostgresAuthStore.open({
+    companyId, epoch, em: () => orm.em.fork(), log, attempts: overrides.attempts ?? 3, backoffMs: 20, sealer: testSealer()
+  })
 }
 
 t.test('creds and every Baileys key type round-trip through PostgreSQL', async (t) => {

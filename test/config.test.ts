@@ -58,11 +58,19 @@ for (const [variable, value, message] of bad) {
   })
 }
 
-t.test('a simulator\'s certificate key is refused in production', async (t) => {
+t.test('test settings stay out of production, even with NODE_ENV unset', async (t) => {
   const key = 'ab'.repeat(32)
-  t.equal(loadConfig({ WA_CERT_PUBLIC_KEY: key }).waCertPublicKey, key)
-  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_CERT_PUBLIC_KEY: key }),
-    { variable: 'WA_CERT_PUBLIC_KEY', message: /unset when NODE_ENV=production/ })
+  for (const NODE_ENV of ['development', 'test']) {
+    t.equal(loadConfig({ NODE_ENV, WA_CERT_PUBLIC_KEY: key }).waCertPublicKey, key, `a simulator's key with NODE_ENV=${NODE_ENV}`)
+    t.equal(loadConfig({ NODE_ENV, WA_TRANSPORT: 'test' }).waTransport, 'test', `the test double with NODE_ENV=${NODE_ENV}`)
+  }
+  for (const env of [{}, { NODE_ENV: 'production' }, { NODE_ENV: 'staging' }]) {
+    t.throws(() => loadConfig({ ...env, WA_CERT_PUBLIC_KEY: key }),
+      { variable: 'WA_CERT_PUBLIC_KEY', message: /unset unless NODE_ENV is development or test/ })
+    t.throws(() => loadConfig({ ...env, WA_TRANSPORT: 'test' }),
+      { variable: 'WA_TRANSPORT', message: /unless NODE_ENV is development or test/ })
+  }
+  t.equal(loadConfig({ WA_TRANSPORT: 'baileys' }).waTransport, 'baileys', 'WhatsApp itself needs no NODE_ENV')
   t.same(loadConfig({ WA_VERSION: '2.3000.1023223821' }).waVersion, [2, 3000, 1023223821])
   t.throws(() => loadConfig({ WA_VERSION: '2.3000' }), { name: 'ConfigError', variable: 'WA_VERSION' })
   t.throws(() => loadConfig({ WA_WS_URL: 'http://localhost:1' }), { name: 'ConfigError', variable: 'WA_WS_URL' })
@@ -123,14 +131,19 @@ t.test('production refuses to start without an admin key, and refuses AUTH_MODE=
   const run = (env: Record<string, string>) => spawnSync(process.execPath, ['plugins/server.ts'], {
     env: serviceEnv({ NODE_ENV: 'production', HTTP_PORT: '0', ...env }), encoding: 'utf8', timeout: 20_000
   })
-  const withoutKey = run({ ADMIN_API_KEY: '' })
+  const sealingKey = `prod:${Buffer.alloc(32, 1).toString('base64')}`
+  const withoutKey = run({ ADMIN_API_KEY: '', AUTH_STATE_KEYS: sealingKey })
   t.equal(withoutKey.status, 2, 'exit code 2')
   t.match(withoutKey.stdout + withoutKey.stderr, /ADMIN_API_KEY: expected set when NODE_ENV=production/)
+  const withoutSealing = run({ ADMIN_API_KEY: 'x'.repeat(40), AUTH_STATE_KEYS: '' })
+  t.equal(withoutSealing.status, 2, 'no auth-state key: exit code 2')
+  t.match(withoutSealing.stdout + withoutSealing.stderr, /AUTH_STATE_KEYS: expected set when NODE_ENV=production/)
   t.throws(
     () => loadConfig({ NODE_ENV: 'production', AUTH_MODE: 'off' }),
     { variable: 'AUTH_MODE', message: /unset when NODE_ENV=production/ }
   )
   t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), { name: 'ConfigError', variable: 'ADMIN_API_KEY' })
-  t.equal(loadConfig({ NODE_ENV: 'production' }).docsEnabled, false, 'no /docs in production unless asked')
+  const production = { NODE_ENV: 'production', AUTH_STATE_KEYS: sealingKey }
+  t.equal(loadConfig(production).docsEnabled, false, 'no /docs in production unless asked')
   t.equal(loadConfig({}).docsEnabled, true)
 })

@@ -2,6 +2,7 @@ import t from 'tap'
 import { WA_CERT_DETAILS } from '@whiskeysockets/baileys'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { uniqueName } from './helpers/services.ts'
+import { testSealer } from './helpers/build.ts'
 import { waitFor } from './helpers/wait.ts'
 import { recordEvents, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 
@@ -40,9 +41,11 @@ t.test('initialize → QR → scan → connected; a restarted replica resumes fr
   t.ok(await events.waitFor('connected', 1, SETTLE_MS), 'connected')
   const status = (await first.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
   t.match(status, { connected: true, holder: first.id, health: { phoneNumber: '79001234567@s.whatsapp.net' } })
-  const stored = await first.app.orm.em.fork().execute<{ me: string }>(
-    "select creds->'me'->>'id' as me from whatsapp_auth where company_id = ?", [companyId], 'get')
-  t.match(stored?.me, /^79001234567:\d+@s\.whatsapp\.net$/, 'creds of the linked device are in PostgreSQL')
+  const stored = await first.app.orm.em.fork().execute<{ creds: unknown }>(
+    'select creds from whatsapp_auth where company_id = ?', [companyId], 'get')
+  t.match(stored?.creds, { sealed: 1 }, 'creds of the linked device are in PostgreSQL, sealed')
+  const opened = JSON.parse(testSealer().open(stored?.creds, `${companyId}/creds`)) as { me?: { id: string } }
+  t.match(opened.me?.id, /^79001234567:\d+@s\.whatsapp\.net$/, 'and they are the linked device\'s')
 
   // 3. restart the replica: it reconnects without a QR, from the creds in PostgreSQL
   const qrs = events.types().filter((type) => type === 'qr').length

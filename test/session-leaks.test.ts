@@ -7,7 +7,7 @@ import { PostgresAuthStore } from '../plugins/session-pool/auth-store.ts'
 import { Session } from '../plugins/session-pool/session.ts'
 import type { TestSocket } from '../plugins/session-pool/test-socket.ts'
 import type { SocketOptions } from '../plugins/session-pool/socket-port.ts'
-import { build, configWith } from './helpers/build.ts'
+import { build, configWith, testSealer } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 
 const ROUNDS = 10_000
@@ -43,7 +43,9 @@ t.test(`${ROUNDS} create/remove rounds leave no listeners, timers, connections o
   const app = await build(t)
   const log = pino({ level: 'silent' })
   const companyId = uniqueName('leak')
-  const auth = await PostgresAuthStore.open({ companyId, epoch: 1, em: () => app.orm.em.fork(), log, attempts: 1, backoffMs: 1 })
+  const auth = await PostgresAuthStore.open({
+    companyId, epoch: 1, em: () => app.orm.em.fork(), log, attempts: 1, backoffMs: 1, sealer: testSealer()
+  })
   auth.creds.me = { id: '79001234567:1@s.whatsapp.net' }
   auth.creds.account = {
     details: randomBytes(32), accountSignatureKey: randomBytes(32), accountSignature: randomBytes(64), deviceSignature: randomBytes(64)

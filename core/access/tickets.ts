@@ -46,8 +46,13 @@ export class Tickets {
     } catch {
       return undefined
     }
-    const stored = entry.json<StoredTicket>()
-    if (stored.expiresAt < Date.now()) return undefined
+    let stored: StoredTicket
+    try {
+      stored = entry.json<StoredTicket>()
+    } catch {
+      return undefined
+    }
+    if (typeof stored.companyId !== 'string' || !(stored.expiresAt >= Date.now())) return undefined
     return { id: stored.principal, kind: 'ticket', keyId: stored.keyId, companies: [stored.companyId], scopes: new Set(stored.scopes) }
   }
 }

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs'
-import { createHash } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { userInfo } from 'node:os'
 import type { Logger } from 'pino'
@@ -7,8 +8,23 @@ import { freePort } from './free-port.ts'
 
 const DATABASE_NAME = 'wa_gateway'
 const SUPERUSER = 'postgres'
-/** Only reachable on loopback from this host; the password guards nothing beyond that. */
-const LOCAL_PASSWORD = 'postgres'
+/** The password of data folders made before passwords were random (kept working). */
+const LEGACY_PASSWORD = 'postgres'
+
+/**
+ * The superuser's password: random, made when the data folder is initialised and kept beside it
+ * (readable by its owner only), so a well-known password never guards a database on this host.
+ */
+async function passwordFor (databaseDir: string): Promise<string> {
+  const file = `${databaseDir}.password`
+  const kept = await readFile(file, 'utf8').then((text) => text.trim(), () => undefined)
+  if (kept) return kept
+  if (existsSync(join(databaseDir, 'PG_VERSION'))) return LEGACY_PASSWORD
+  const password = randomBytes(24).toString('base64url')
+  await mkdir(dirname(file), { recursive: true })
+  await writeFile(file, `${password}\n`, { mode: 0o600 })
+  return password
+}
 
 export interface RunningPostgres {
   url: string
@@ -59,12 +75,13 @@ export async function startEmbeddedPostgres (requestedDir: string, log?: Logger)
     log?.warn({ requestedDir, databaseDir }, 'the postgres user cannot reach the data folder; keeping the embedded database elsewhere')
   }
   const port = await freePort()
+  const password = await passwordFor(databaseDir)
   const EmbeddedPostgres = await importEmbeddedPostgres()
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
     user: SUPERUSER,
-    password: LOCAL_PASSWORD,
+    password,
     persistent: true,
     createPostgresUser: asRoot,
     onLog: (message) => log?.debug({ postgres: String(message).trim() }, 'embedded postgres'),
@@ -81,7 +98,7 @@ export async function startEmbeddedPostgres (requestedDir: string, log?: Logger)
     if (!/already exists/.test(String((err as Error).message))) throw err
   }
   return {
-    url: `postgres://${SUPERUSER}:${LOCAL_PASSWORD}@127.0.0.1:${port}/${DATABASE_NAME}`,
+    url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`,
     stop: () => server.stop()
   }
 }

@@ -50,7 +50,14 @@ export class StreamPublisher {
           pending.reject(new Error(`no stream stored ${msg.subject}: no responders`))
           return
         }
-        const ack = msg.json<PubAck>()
+        let ack: PubAck
+        try {
+          ack = msg.json<PubAck>()
+        } catch (err) {
+          // Not an acknowledgement (someone published on our reply subject): fail that publish, keep listening.
+          pending.reject(new Error(`no acknowledgement: the reply on ${msg.subject} is not JSON`, { cause: err }))
+          return
+        }
         if (ack.error) {
           pending.reject(new Error(
             `the stream refused the message: ${ack.error.description ?? 'error'} (${ack.error.err_code ?? ack.error.code ?? '?'})`

@@ -11,10 +11,23 @@ const headerSetter: TextMapSetter<MsgHdrs> = {
   set: (carrier, key, value) => carrier.set(key, value)
 }
 
-/** Headers for an outgoing message: the given values plus the active W3C trace context (`traceparent`). */
+/** A header value longer than this is cut: an error message quoting a huge input must not bloat every reply. */
+const MAX_HEADER_VALUE = 1_024
+
+/**
+ * A value NATS accepts as a header: nats.js throws on CR or LF (an error message quoting the input
+ * would otherwise end the process), so control characters become spaces and long values are cut.
+ */
+export function headerSafe (value: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must go
+  const clean = value.replace(/[\u0000-\u001f\u007f]/g, ' ')
+  return clean.length > MAX_HEADER_VALUE ? `${clean.slice(0, MAX_HEADER_VALUE - 1)}…` : clean
+}
+
+/** Headers for an outgoing message: the given values (made header-safe) plus the active W3C trace context (`traceparent`). */
 export function tracedHeaders (values: Record<string, string> = {}): MsgHdrs {
   const headers = createHeaders()
-  for (const [key, value] of Object.entries(values)) headers.set(key, value)
+  for (const [key, value] of Object.entries(values)) headers.set(key, headerSafe(value))
   propagation.inject(context.active(), headers, headerSetter)
   return headers
 }

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError } from 'fastify'
 import { ErrorCode } from '../../contracts/index.ts'
-import { GatewayError, statusOf, toErrorReply, validationError } from '../errors.ts'
+import { assertStorable, GatewayError, statusOf, toErrorReply, validationError } from '../errors.ts'
 
 /** Fastify's own 4xx errors (bad JSON, wrong content type, body too large) keep their status. */
 function fromFastifyError (err: FastifyError): GatewayError | undefined {
@@ -22,6 +22,12 @@ export default fp(async (app) => {
     const status = statusOf(known ?? err)
     if (known?.retryAfter !== undefined) reply.header('Retry-After', String(Math.ceil(known.retryAfter)))
     return reply.code(status).send(toErrorReply(known ?? err))
+  })
+  // After validation and access control: text PostgreSQL could not store is refused, whichever route it reaches.
+  app.addHook('preHandler', async (request) => {
+    assertStorable(request.params, 'params')
+    assertStorable(request.query, 'querystring')
+    assertStorable(request.body, 'body')
   })
   app.setNotFoundHandler((request, reply) => {
     return reply.code(404).send(toErrorReply(

@@ -8,7 +8,8 @@ import { Ownership } from './ownership.ts'
 import type { MemberView } from './membership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
 import {
-  claimedEpochs, desiredStateOf, knownCompanies, saveDesired, OwnershipRecordSchema, migrations as recordMigrations
+  claimedEpochs, companyCount, desiredStateOf, knownCompanies, saveDesired, OwnershipRecordSchema, migrations as recordMigrations,
+  type CompanyPage
 } from './records.ts'
 import type { Connector } from './connector.ts'
 import type { Bus, RequestOptions } from '../../core/bus.ts'
@@ -18,7 +19,7 @@ export type { Connector } from './connector.ts'
 export type { CommandHandler, CommandLease } from './command-router.ts'
 export type { MemberView } from './membership.ts'
 export type { LedgerPort } from './test-transport.ts'
-export { fencedTransaction } from './records.ts'
+export { fencedTransaction, type CompanyPage } from './records.ts'
 export { settings, type OwnershipOptions } from './settings.ts'
 
 export interface OwnershipService {
@@ -45,8 +46,10 @@ export interface OwnershipService {
   readonly testLedger: LedgerPort
   /** The replicas this one sees, alive or recently gone (metrics asks each one). */
   members: () => MemberView[]
-  /** Every company desired online or ever held, with its desired state and latest claimed epoch (from PostgreSQL). */
-  knownCompanies: (em: EntityManager) => ReturnType<typeof knownCompanies>
+  /** Companies desired online or ever held, with their desired state and latest claimed epoch (from PostgreSQL), a page at a time. */
+  knownCompanies: (em: EntityManager, page?: CompanyPage) => ReturnType<typeof knownCompanies>
+  /** How many companies the deployment knows, and whether one of them is `companyId` (MAX_COMPANIES). */
+  companyCount: (em: EntityManager, companyId: string) => ReturnType<typeof companyCount>
 }
 
 declare module 'fastify' {
@@ -102,7 +105,8 @@ export default fp<OwnershipOptions>(async (app, options) => {
     testLedger: ledger,
     get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
     members: () => coordinator?.view().members ?? [],
-    knownCompanies: (em) => knownCompanies(em)
+    knownCompanies: (em, page) => knownCompanies(em, page),
+    companyCount: (em, companyId) => companyCount(em, companyId)
   }
   const started = () => {
     if (!coordinator) throw new Error('ownership has not started')

@@ -60,6 +60,16 @@ export interface OwnershipStats {
   renewals: number
 }
 
+/** A lease's value, or undefined when the key holds something else (it must not throw into a watch or renewal). */
+function leaseValueOf (entry: KvEntry): LeaseValue | undefined {
+  try {
+    const value = entry.json<Partial<LeaseValue>>()
+    return typeof value?.replica === 'string' && typeof value.nonce === 'string' ? value as LeaseValue : undefined
+  } catch {
+    return undefined
+  }
+}
+
 function isWrongLastSequence (err: unknown): boolean {
   return err instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)
 }
@@ -239,7 +249,8 @@ export class Ownership {
 
   #onLease (companyId: string, entry: KvEntry): void {
     if (entry.operation === 'PUT') {
-      const value = entry.json<LeaseValue>()
+      // A value that is not a lease (written by someone else) still occupies the key: held by nobody we know.
+      const value = leaseValueOf(entry) ?? { replica: 'unknown', nonce: `unreadable:${entry.revision}`, since: '' }
       this.#leases.set(companyId, { replica: value.replica, nonce: value.nonce, revision: entry.revision, seenAt: now() })
       this.#unownedSince.delete(companyId)
       const held = this.#held.get(companyId)
@@ -376,7 +387,7 @@ export class Ownership {
         this.#scheduleRenewal(held, this.#retryMs)
         return
       }
-      if (entry?.operation === 'PUT' && entry.json<LeaseValue>().nonce === held.value.nonce) {
+      if (entry?.operation === 'PUT' && leaseValueOf(entry)?.nonce === held.value.nonce) {
         // Our earlier, timed-out renewal did land: adopt its revision and renew again at once.
         held.revision = entry.revision
         this.#scheduleRenewal(held, 0)

@@ -62,13 +62,39 @@ export async function saveDesired (em: EntityManager, companyId: string, desired
     [companyId, desired], 'run')
 }
 
-/** Every company desired online or ever held, as the database knows it. */
-export async function knownCompanies (em: EntityManager): Promise<{ companyId: string, desired: DesiredState, epoch: number }[]> {
-  const rows = await em.find(OwnershipRecord, { $or: [{ desiredState: 'online' }, { epoch: { $gt: 0 } }] }, {
+/** A page of companies: those after `after` (by id), at most `limit`, only among `only` when given. */
+export interface CompanyPage {
+  after?: string
+  limit?: number
+  only?: readonly string[]
+}
+
+const KNOWN = { $or: [{ desiredState: 'online' }, { epoch: { $gt: 0 } }] }
+
+/** Companies desired online or ever held, as the database knows them, in id order. */
+export async function knownCompanies (
+  em: EntityManager,
+  page: CompanyPage = {}
+): Promise<{ companyId: string, desired: DesiredState, epoch: number }[]> {
+  const where = {
+    $and: [
+      KNOWN,
+      ...(page.after !== undefined ? [{ companyId: { $gt: page.after } }] : []),
+      ...(page.only !== undefined ? [{ companyId: { $in: [...page.only] } }] : [])
+    ]
+  }
+  const rows = await em.find(OwnershipRecord, where, {
     fields: ['companyId', 'desiredState', 'epoch'],
-    orderBy: { companyId: 'asc' }
+    orderBy: { companyId: 'asc' },
+    ...(page.limit !== undefined ? { limit: page.limit } : {})
   })
   return rows.map((row) => ({ companyId: row.companyId, desired: row.desiredState as DesiredState, epoch: Number(row.epoch) }))
+}
+
+/** How many companies the deployment knows, and whether `companyId` is one of them. */
+export async function companyCount (em: EntityManager, companyId: string): Promise<{ count: number, known: boolean }> {
+  const [count, known] = await Promise.all([em.count(OwnershipRecord, KNOWN), em.count(OwnershipRecord, { $and: [KNOWN, { companyId }] })])
+  return { count, known: known > 0 }
 }
 
 export async function claimedEpochs (em: EntityManager): Promise<Map<string, number>> {

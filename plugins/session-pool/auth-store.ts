@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BoundedMap } from '../../core/bounded-map.ts'
+import { credsRow, keyRow, type Sealer } from './sealing.ts'
 import { defineEntity, p } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { EntityManager } from '@mikro-orm/postgresql'
@@ -74,13 +75,14 @@ export async function wipeAuth (em: EntityManager, companyId: string): Promise<v
 /** Absent keys remembered per company (see PostgresAuthStore.#absent). */
 const ABSENT_KEYS_REMEMBERED = 10_000
 
-/** JSON as Baileys' own stores write it: Buffers become `{ type: 'Buffer', data: base64 }`. */
-function encode (value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, BufferJSON.replacer))
+/** A value as Baileys' own stores write it (Buffers as `{ type: 'Buffer', data }`), sealed for its row. */
+function sealedJson (sealer: Sealer, value: unknown, row: string): string {
+  return JSON.stringify(sealer.seal(JSON.stringify(value, BufferJSON.replacer), row))
 }
 
-function decode<T> (stored: unknown): T {
-  return JSON.parse(JSON.stringify(stored), BufferJSON.reviver) as T
+/** A stored value opened and revived (Buffers again). */
+function openedJson<T> (sealer: Sealer, stored: unknown, row: string): T {
+  return JSON.parse(sealer.open(stored, row), BufferJSON.reviver) as T
 }
 
 /** Baileys' multi-file store revives these with protobuf; a plain object would lose its Long/bytes fields. */
@@ -105,6 +107,8 @@ export interface AuthStoreOptions {
   log: FastifyBaseLogger
   attempts: number
   backoffMs: number
+  /** Seals every value before it is written, opens it when read (AES-256-GCM, AUTH_STATE_KEYS). */
+  sealer: Sealer
 }
 
 /**
@@ -126,7 +130,8 @@ export class PostgresAuthStore {
 
   static async open (options: AuthStoreOptions): Promise<PostgresAuthStore> {
     const row = await options.em().findOne(WhatsappAuth, { companyId: options.companyId })
-    return new PostgresAuthStore(options, row ? decode<AuthenticationCreds>(row.creds) : initAuthCreds())
+    const creds = row ? openedJson<AuthenticationCreds>(options.sealer, row.creds, credsRow(options.companyId)) : initAuthCreds()
+    return new PostgresAuthStore(options, creds)
   }
 
   /** Whether these creds belong to a linked device (an abandoned pairing leaves `me` without `account`). */
@@ -158,25 +163,28 @@ export class PostgresAuthStore {
       const found: { [id: string]: SignalDataTypeMap[T] } = {}
       const wanted = ids.filter((id) => !this.#absent.has(`${type}/${id}`))
       if (wanted.length === 0) return found
+      const { companyId, sealer } = this.#options
       const rows = await this.#options.em().execute<{ key_id: string, value: string }[]>(
         'select key_id, value::text as value from whatsapp_keys where company_id = ? and type = ?' +
           ` and key_id in (${wanted.map(() => '?').join(', ')})`,
         [this.#options.companyId, type, ...wanted], 'all')
-      for (const row of rows) found[row.key_id] = revive(type, JSON.parse(row.value, BufferJSON.reviver))
+      for (const row of rows) {
+        found[row.key_id] = revive(type, openedJson(sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id)))
+      }
       for (const id of wanted) if (!(id in found)) this.#rememberAbsent(`${type}/${id}`)
       return found
     },
     set: async (data: SignalDataSet) => {
       const upserts: [string, string, string][] = []
       const deletes: [string, string][] = []
+      const { companyId, sealer } = this.#options
       for (const [type, entries] of Object.entries(data)) {
         for (const [keyId, value] of Object.entries(entries ?? {})) {
           if (value === null || value === undefined) deletes.push([type, keyId])
-          else upserts.push([type, keyId, JSON.stringify(value, BufferJSON.replacer)])
+          else upserts.push([type, keyId, sealedJson(sealer, value, keyRow(companyId, type, keyId))])
         }
       }
       if (upserts.length === 0 && deletes.length === 0) return
-      const { companyId } = this.#options
       await this.#write('keys', async (tx) => {
         if (upserts.length > 0) {
           await tx.execute(
@@ -203,8 +211,8 @@ export class PostgresAuthStore {
 
   /** Saves the whole creds object (Baileys merges each update into it). */
   async saveCreds (): Promise<void> {
-    const { companyId, epoch } = this.#options
-    const creds = JSON.stringify(encode(this.creds))
+    const { companyId, epoch, sealer } = this.#options
+    const creds = sealedJson(sealer, this.creds, credsRow(companyId))
     await this.#write('creds', async (tx) => {
       const result = await tx.execute(
         `insert into whatsapp_auth (company_id, creds, epoch, updated_at) values (?, ?::jsonb, ?, now())

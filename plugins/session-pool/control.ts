@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, EmptyRequest, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply, SessionsList,
-  SessionStatus, type EventEnvelope
+  ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply, SessionsList,
+  SessionStatus, SessionsListQuery, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import { visibleTo, type Principal } from '../../core/access/principal.ts'
+import type { Principal } from '../../core/access/principal.ts'
 import { wipeAuth } from './auth-store.ts'
 import { requestPairing } from './pairing.ts'
 
@@ -16,14 +16,16 @@ export interface InitializeLimits {
 }
 
 async function checkCompanyLimit (app: FastifyInstance, companyId: string, maxCompanies: number): Promise<void> {
-  const known = await app.ownership.knownCompanies(app.orm.em.fork())
-  if (known.length < maxCompanies || known.some((company) => company.companyId === companyId)) return
+  const { count, known } = await app.ownership.companyCount(app.orm.em.fork(), companyId)
+  if (known || count < maxCompanies) return
   throw new GatewayError(ErrorCode.LIMIT_REACHED, `this deployment holds its maximum of ${maxCompanies} companies (MAX_COMPANIES)`)
 }
 
 /** A session list asks each holder for its status with this deadline, so one slow replica cannot stall it. */
 const LIST_STATUS_TIMEOUT_MS = 1_000
 const TAGS = ['sessions']
+/** Companies a page of the session list asks about (each one a request to its holder). */
+const DEFAULT_PAGE = 100
 
 /** Marks the company online and waits for the holder's first QR, pairing code or connection. */
 async function initialize (
@@ -92,9 +94,11 @@ async function status (app: FastifyInstance, companyId: string, timeoutMs?: numb
   }
 }
 
-/** The known companies with their status; over HTTP only those the caller may see. */
-async function listSessions (app: FastifyInstance, principal?: Principal): Promise<SessionsList> {
-  const known = visibleTo(principal, await app.ownership.knownCompanies(app.orm.em.fork()))
+/** A page of the known companies with their status (asking each holder); over HTTP only those the caller may see. */
+async function listSessions (app: FastifyInstance, query: SessionsListQuery, principal?: Principal): Promise<SessionsList> {
+  const limit = query.limit ?? DEFAULT_PAGE
+  const only = principal && principal.companies !== '*' ? principal.companies : undefined
+  const known = await app.ownership.knownCompanies(app.orm.em.fork(), { after: query.after, limit, only })
   const sessions = await Promise.all(known.map(async ({ companyId, desired }) => {
     const current = await status(app, companyId, LIST_STATUS_TIMEOUT_MS).catch(() => undefined)
     return {
@@ -110,7 +114,8 @@ async function listSessions (app: FastifyInstance, principal?: Principal): Promi
     success: true,
     count: sessions.length,
     sessions,
-    metrics: { totalSessions: sessions.length, activeConnections: sessions.filter((session) => session.connected).length }
+    metrics: { totalSessions: sessions.length, activeConnections: sessions.filter((session) => session.connected).length },
+    next: known.length === limit ? known[known.length - 1].companyId : null
   }
 }
 
@@ -119,7 +124,8 @@ async function listSessions (app: FastifyInstance, principal?: Principal): Promi
  * linking, the list of sessions, status with a fallback for companies nobody holds, health, logout.
  */
 export function registerSessionControl (app: FastifyInstance, limits: InitializeLimits): void {
-  const list = app.bus.handle(app.subjects.sessionsList, { request: EmptyRequest, queue: ANY_REPLICA_QUEUE }, () => listSessions(app))
+  const list = app.bus.handle(app.subjects.sessionsList, { request: SessionsListQuery, queue: ANY_REPLICA_QUEUE },
+    (query) => listSessions(app, query))
   const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE },
     (request, context) => initialize(app, context.companyId, request, limits))
   app.addHook('onClose', async () => {
@@ -129,8 +135,13 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   const routes = app.withTypeProvider<TypeBoxTypeProvider>()
   routes.get('/api/whatsapp/sessions', {
     config: { access: { scope: 'read' } },
-    schema: { tags: TAGS, summary: 'Every known company with its desired state, holder and status', response: { 200: SessionsList } }
-  }, (request) => listSessions(app, request.principal))
+    schema: {
+      tags: TAGS,
+      summary: 'Known companies with their desired state, holder and status, a page at a time (`limit`, `after`)',
+      querystring: SessionsListQuery,
+      response: { 200: SessionsList }
+    }
+  }, (request) => listSessions(app, request.query, request.principal))
 
   routes.post('/api/whatsapp/sessions/:companyId/initialize', {
     config: { access: { scope: 'link', company: 'params' } },

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
+import { Value } from 'typebox/value'
 import { CompanyParams, ErrorReply, type Scope } from '../../contracts/index.ts'
 import type { HandlerContext } from '../../core/bus.ts'
 import { assertValid } from '../../core/errors.ts'
@@ -86,7 +87,9 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     schema,
     handler: (request) => {
       const { companyId } = request.params as CompanyParams
-      return app.ownership.requestHolder(companyId, command.name, takesBody ? request.body : {}, idempotencyHeaders(request))
+      // Only the schema's fields travel to the holder.
+      const body = takesBody ? Value.Clean(command.request, structuredClone(request.body)) : {}
+      return app.ownership.requestHolder(companyId, command.name, body, idempotencyHeaders(request))
     }
   })
 }

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Events } from '../../core/events.ts'
 import type { Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
+import type { Sealer } from './sealing.ts'
 import { pendingPairing } from './pairing.ts'
 import { Session, type StopOutcome } from './session.ts'
 import type { SessionPoolOptions } from './settings.ts'
@@ -13,6 +14,8 @@ export interface PoolOptions {
   factory: SocketFactory
   em: () => EntityManager
   log: FastifyBaseLogger
+  /** Seals the auth state before it reaches PostgreSQL. */
+  sealer: Sealer
   /** Where the sessions' events go: the one event path (core/events.ts). */
   events: Pick<Events, 'publish'>
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
@@ -47,7 +50,13 @@ export class SessionPool implements Connector {
   async connect (companyId: string, lease: { epoch: number }): Promise<void> {
     const { settings, log, em, events } = this.#options
     const auth = await PostgresAuthStore.open({
-      companyId, epoch: lease.epoch, em, log, attempts: settings.authWriteAttempts, backoffMs: settings.authWriteBackoffMs
+      companyId,
+      epoch: lease.epoch,
+      em,
+      log,
+      attempts: settings.authWriteAttempts,
+      backoffMs: settings.authWriteBackoffMs,
+      sealer: this.#options.sealer
     })
     // An abandoned pairing attempt leaves `me` without `account`; logging in with that fails.
     if (auth.creds.me && !auth.paired) auth.resetCreds()

@@ -1,3 +1,4 @@
+import { parseSealingKeys, type SealingKey } from './sealing.ts'
 import { defineSettings, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
 
 /** The session-pool plugin's settings; it receives their values as its options. */
@@ -8,7 +9,8 @@ export const settings = defineSettings({
       ' and refuses overlapping connections',
     expected: 'baileys | test',
     fallback: () => 'baileys' as const,
-    parse: (raw: string) => (raw === 'test' || raw === 'baileys' ? raw : undefined)
+    parse: (raw: string) => (raw === 'test' || raw === 'baileys' ? raw : undefined),
+    developmentOnly: { reason: 'the test double is not WhatsApp', applies: (value: 'test' | 'baileys') => value === 'test' }
   },
   waWsUrl: {
     env: 'WA_WS_URL',
@@ -35,7 +37,7 @@ export const settings = defineSettings({
     expected: '64 hex characters (a 32-byte key)',
     fallback: () => undefined,
     parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined),
-    notInProduction: 'it makes Baileys trust a server that is not WhatsApp'
+    developmentOnly: { reason: 'it makes Baileys trust a server that is not WhatsApp' }
   },
   reconnectBaseMs: {
     env: 'RECONNECT_BASE_MS',
@@ -128,6 +130,15 @@ export const settings = defineSettings({
     expected: 'an integer from 1 to 1000000',
     fallback: () => 10_000,
     parse: integerIn(1, 1_000_000)
+  },
+  authStateKeys: {
+    env: 'AUTH_STATE_KEYS',
+    describe: 'Keys that seal the auth state in PostgreSQL (AES-256-GCM), `id:base64` of 32 bytes, comma-separated: the first seals, ' +
+      'all open (rotate with `npm run rotate-keys`). Unset outside production: generated under DATA_DIR',
+    expected: 'id:base64,… with ids of [A-Za-z0-9_-] and 32-byte keys',
+    fallback: () => undefined as SealingKey[] | undefined,
+    parse: parseSealingKeys,
+    requiredInProduction: 'the keys that seal Baileys\' creds and Signal keys in PostgreSQL'
   }
 })
 

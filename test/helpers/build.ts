@@ -5,12 +5,19 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { buildApp } from '../../core/app.ts'
 import type { PluginModule } from '../../core/plugin-set.ts'
 import { loadGatewayConfig, plugins as allPlugins, type GatewayConfig } from '../../plugins/index.ts'
+import { parseSealingKeys, Sealer } from '../../plugins/session-pool/index.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 
 export interface BuildOptions {
   config?: Partial<GatewayConfig>
   plugins?: PluginModule[]
 }
+
+/** The auth-state key tests seal with (AUTH_STATE_KEYS): fixed, so every replica of a test opens what another sealed. */
+export const TEST_SEALING_KEYS = parseSealingKeys(`test:${Buffer.alloc(32, 7).toString('base64')}`)!
+
+/** A sealer for tests that build an auth store themselves. */
+export const testSealer = () => new Sealer(TEST_SEALING_KEYS)
 
 /** A config for code that needs one without an environment (tests, tools), with overrides applied. */
 export function configWith (overrides: Partial<GatewayConfig>): GatewayConfig {
@@ -51,6 +58,7 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
     waTransport: 'test',
     // Tests of other features call routes without credentials; test/access.test.ts turns access control on.
     authMode: 'off',
+    authStateKeys: TEST_SEALING_KEYS,
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),

@@ -54,7 +54,8 @@ export function clusterEnv (settings: ClusterSettings): Record<string, string> {
     NATS_NAMESPACE: settings.natsNamespace,
     EVENTS_STREAM: settings.eventsStream,
     // Processes of other features' tests are called without credentials; test/access.test.ts checks access.
-    AUTH_MODE: 'off'
+    AUTH_MODE: 'off',
+    AUTH_STATE_KEYS: `test:${Buffer.alloc(32, 7).toString('base64')}`
   }
 }
 

@@ -39,9 +39,10 @@ export async function createTestDatabase (t: Test): Promise<string> {
 /**
  * The environment for a service process a test starts: tap's coverage hooks (NODE_OPTIONS) are
  * left out, since they install their own signal handlers and would change how the process exits.
+ * NODE_ENV is `test` unless given: test-only settings (WA_TRANSPORT=test, WA_CERT_PUBLIC_KEY) need it.
  */
 export function serviceEnv (extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {}
+  const env: Record<string, string> = { NODE_ENV: 'test' }
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined || key === 'NODE_OPTIONS' || key.startsWith('_TAPJS_') || key.startsWith('TAP')) continue
     env[key] = value
