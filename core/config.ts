@@ -156,6 +156,14 @@ export const CORE_SETTINGS = defineSettings({
     fallback: () => 10 * 60_000,
     parse: milliseconds
   },
+  natsReplicas: {
+    env: 'NATS_REPLICAS',
+    describe: 'Replicas of every KV bucket and of the events stream on a NATS cluster (3 survives losing a node); ' +
+      'existing ones are raised to it at start',
+    expected: 'an integer from 1 to 5',
+    fallback: () => 1,
+    parse: integerIn(1, 5)
+  },
   eventsMaxAgeMs: {
     env: 'EVENTS_MAX_AGE_MS',
     describe: 'How long the events stream keeps events (message texts included) for replays; QR and pairing-code events go after 60 s',

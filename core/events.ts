@@ -6,7 +6,7 @@ import {
 import type { FastifyBaseLogger } from 'fastify'
 import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
-import { jetstreamOf } from './nats/kv.ts'
+import { ensureReplicas, jetstreamOf } from './nats/kv.ts'
 import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
 import { inSpan, SpanKind } from './tracing.ts'
 
@@ -18,6 +18,8 @@ export interface EventsOptions {
   stream: string
   duplicateWindowMs: number
   maxAgeMs: number
+  /** Copies of the stream on a NATS cluster. */
+  replicas: number
   requestTimeoutMs: number
   log: FastifyBaseLogger
 }
@@ -84,7 +86,7 @@ export class Events {
    * server: each deployment's stream takes only its own namespace's subjects.
    */
   async open (): Promise<void> {
-    const { nc, stream, subjects, duplicateWindowMs, maxAgeMs, requestTimeoutMs } = this.#options
+    const { nc, stream, subjects, duplicateWindowMs, maxAgeMs, requestTimeoutMs, replicas } = this.#options
     const jsm = await jetstreamManager(nc)
     try {
       const info = await jsm.streams.info(stream)
@@ -93,13 +95,18 @@ export class Events {
     } catch {
       try {
         await jsm.streams.add({
-          name: stream, subjects: [subjects.allEvents], duplicate_window: duplicateWindowMs * NS_PER_MS, max_age: maxAgeMs * NS_PER_MS
+          name: stream,
+          subjects: [subjects.allEvents],
+          duplicate_window: duplicateWindowMs * NS_PER_MS,
+          max_age: maxAgeMs * NS_PER_MS,
+          num_replicas: replicas
         })
       } catch (err) {
         // Another replica created it first.
         await jsm.streams.info(stream).catch(() => { throw err })
       }
     }
+    await ensureReplicas(nc, stream, replicas)
     this.#js = jetstreamOf(nc, requestTimeoutMs)
     this.#publisher = new StreamPublisher(nc, requestTimeoutMs)
   }

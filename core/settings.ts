@@ -1,3 +1,5 @@
+import { DEFAULT_NAMESPACE } from '../contracts/index.ts'
+
 /** Thrown when the environment cannot be turned into a valid configuration; names the variable and the form expected. */
 export class ConfigError extends Error {
   readonly variable: string
@@ -71,6 +73,14 @@ export function readSettings<Table extends SettingsTable> (table: Table, env: En
 /** The part of `values` that `table` describes: what one plugin receives as its options. */
 export function pickSettings<Table extends SettingsTable> (table: Table, values: Record<string, unknown>): ValuesOf<Table> {
   return Object.fromEntries(Object.keys(table).map((key) => [key, values[key]])) as ValuesOf<Table>
+}
+
+/**
+ * The default name of something a deployment keeps in NATS (a KV bucket): prefixed with its
+ * namespace, so two deployments on one NATS account never share leases, members, budgets or records.
+ */
+export function inNamespace (env: Env, name: string): string {
+  return `${env.NATS_NAMESPACE?.trim() || DEFAULT_NAMESPACE}_${name}`
 }
 
 // Parsers shared by every table.

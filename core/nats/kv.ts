@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core'
 import { Kvm, type KV } from '@nats-io/kv'
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream'
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream'
 
 export interface KvOptions {
   /** How long a key's last value lives after its last write (the bucket's max age). */
@@ -10,6 +10,8 @@ export interface KvOptions {
   timeoutMs: number
   /** Ask for a delete marker when a key expires (only where the server has them). */
   expiryMarkers?: boolean
+  /** Copies of the bucket on a NATS cluster; an existing bucket with fewer is raised to it. */
+  replicas?: number
 }
 
 /**
@@ -30,7 +32,29 @@ export function jetstreamOf (nc: NatsConnection, timeoutMs: number): JetStreamCl
 export async function openKv (nc: NatsConnection, bucket: string, options: KvOptions): Promise<KV> {
   const kvm = new Kvm(jetstreamOf(nc, options.timeoutMs))
   const markers = options.expiryMarkers === true && supportsExpiryMarkers(nc.info?.version)
-  return kvm.create(bucket, { history: options.history ?? 1, ttl: options.ttlMs, ...(markers ? { markerTTL: options.ttlMs } : {}) })
+  const replicas = options.replicas ?? 1
+  const kv = await kvm.create(bucket, {
+    history: options.history ?? 1, ttl: options.ttlMs, replicas, ...(markers ? { markerTTL: options.ttlMs } : {})
+  })
+  await ensureReplicas(nc, `KV_${bucket}`, replicas)
+  return kv
+}
+
+/**
+ * Raises (or lowers) an existing stream's replicas to what this deployment asks for: a bucket made
+ * before NATS_REPLICAS was set lives on one node. JetStream allows the change; when the cluster
+ * cannot satisfy it (fewer nodes), start-up stops with a message saying so.
+ */
+export async function ensureReplicas (nc: NatsConnection, stream: string, replicas: number): Promise<void> {
+  const jsm = await jetstreamManager(nc)
+  const info = await jsm.streams.info(stream)
+  if (info.config.num_replicas === replicas) return
+  try {
+    await jsm.streams.update(stream, { num_replicas: replicas })
+  } catch (err) {
+    throw new Error(`${stream} has ${info.config.num_replicas} replica(s) and NATS_REPLICAS asks for ${replicas}; ` +
+      `the server refused the change: ${(err as Error).message}`, { cause: err })
+  }
 }
 
 /**

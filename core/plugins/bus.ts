@@ -24,7 +24,9 @@ export default fp(async (app) => {
   })
   app.decorate('bus', bus)
   app.decorate('subjects', subjectsFor(app.config.natsNamespace))
-  app.decorate('openKv', (bucket: string, options: KvOptions) => openKv(app.nats, bucket, options))
+  // Every bucket of the deployment has NATS_REPLICAS copies.
+  app.decorate('openKv', (bucket: string, options: KvOptions) =>
+    openKv(app.nats, bucket, { replicas: app.config.natsReplicas, ...options }))
   // Runs before the NATS plugin drains the connection: handlers finish and reply first.
   app.addHook('onClose', async () => {
     await bus.close(app.config.handlerDrainTimeoutMs)

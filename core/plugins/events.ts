@@ -39,6 +39,7 @@ export default fp(async (app) => {
     stream: config.eventsStream,
     duplicateWindowMs: config.eventsDuplicateWindowMs,
     maxAgeMs: config.eventsMaxAgeMs,
+    replicas: config.natsReplicas,
     requestTimeoutMs: config.natsRequestTimeoutMs,
     log: app.log
   })

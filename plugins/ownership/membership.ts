@@ -3,6 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { watchKv } from './kv-watch.ts'
 
 const MEMBER_PREFIX = 'member.'
+/** How soon a failed heartbeat is tried again (an election usually settles within seconds). */
+const HEARTBEAT_RETRY_MS = 250
 const now = () => performance.now()
 
 interface ObservedMember {
@@ -34,6 +36,8 @@ export class Membership {
   #timer?: NodeJS.Timeout
   #watch?: { stop: () => void }
   #stopping = false
+  /** Since when heartbeats fail (undefined while they succeed). */
+  #failingSince: number | undefined
 
   constructor (options: { kv: KV, replica: string, ttlMs: number, log: FastifyBaseLogger, onChange: () => void }) {
     this.#kv = options.kv
@@ -106,13 +110,21 @@ export class Membership {
   async #heartbeat (): Promise<void> {
     if (this.#stopping) return
     const key = `${MEMBER_PREFIX}${this.replica}`
+    let next = this.#ttlMs / 3
     try {
       this.#revision = await this.#kv.put(key, JSON.stringify({
         startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString()
       }))
+      this.#failingSince = undefined
     } catch (err) {
-      this.#log.warn({ err }, 'membership heartbeat failed')
+      // A JetStream leader election (a node lost, a bucket just made) answers "no responders" or
+      // "jetstream is not enabled" for seconds: weather, retried soon, reported once per stretch.
+      next = Math.min(next, HEARTBEAT_RETRY_MS)
+      if (this.#failingSince === undefined) {
+        this.#failingSince = now()
+        this.#log.warn({ err }, 'membership heartbeat failed; retrying')
+      }
     }
-    this.#timer = setTimeout(() => { void this.#heartbeat() }, this.#ttlMs / 3)
+    this.#timer = setTimeout(() => { void this.#heartbeat() }, next)
   }
 }

@@ -1,4 +1,4 @@
-import { defineSettings, integerIn, milliseconds, token, type ValuesOf } from '../../core/settings.ts'
+import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, type ValuesOf } from '../../core/settings.ts'
 
 /** The ownership plugin's settings; it receives their values as its options. */
 export const settings = defineSettings({
@@ -49,14 +49,14 @@ export const settings = defineSettings({
     env: 'LEASE_BUCKET',
     describe: 'JetStream KV bucket of the company leases',
     expected: 'a bucket name of [A-Za-z0-9_-]',
-    fallback: () => 'wa_leases',
+    fallback: (env: Env) => inNamespace(env, 'leases'),
     parse: token
   },
   membersBucket: {
     env: 'MEMBERS_BUCKET',
     describe: 'JetStream KV bucket of the live replicas',
     expected: 'a bucket name of [A-Za-z0-9_-]',
-    fallback: () => 'wa_members',
+    fallback: (env: Env) => inNamespace(env, 'members'),
     parse: token
   },
   holderWaitMs: {

@@ -1,4 +1,4 @@
-import { defineSettings, flag, integerIn, milliseconds, token, type ValuesOf } from '../../core/settings.ts'
+import { defineSettings, inNamespace, type Env, flag, integerIn, milliseconds, token, type ValuesOf } from '../../core/settings.ts'
 
 /** The rate-limit plugin's settings; it receives their values as its options. */
 export const settings = defineSettings({
@@ -20,7 +20,7 @@ export const settings = defineSettings({
     env: 'RATE_BUCKET',
     describe: 'JetStream KV bucket keeping each company\'s rate-limit state, so a takeover does not reset its budget',
     expected: 'a bucket name of [A-Za-z0-9_-]',
-    fallback: () => 'wa_rate_limits',
+    fallback: (env: Env) => inNamespace(env, 'rate_limits'),
     parse: token
   },
   pacingEnabled: {

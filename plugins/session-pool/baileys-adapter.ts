@@ -3,6 +3,10 @@ import makeWASocket, {
   type CacheStore, type SignalKeyStore, type WAVersion
 } from '@whiskeysockets/baileys'
 import { BoundedMap } from '../../core/bounded-map.ts'
+import { settlesWithin } from '../../core/deadline.ts'
+
+/** How long a closing WebSocket may take to finish its handshake before it is terminated. */
+const CLOSE_HANDSHAKE_MS = 2_000
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
 export interface ILogger {
@@ -222,9 +226,14 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     },
     requestPairingCode: (phoneDigits) => sock.requestPairingCode(phoneDigits),
     // Baileys' end() destroys its event emitter (every listener) itself; our handlers go with the closure.
+    // The connection counts as closed only once its WebSocket is: the lease is released after this,
+    // and WhatsApp answers a new login while the old one is still open with 440 (replaced). A peer
+    // that does not finish the closing handshake in time gets the socket terminated.
     end: async () => {
       for (const key of Object.keys(handlers) as (keyof SocketEvents)[]) delete handlers[key]
-      sock.end(undefined)
+      if (!await settlesWithin(sock.end(undefined), CLOSE_HANDSHAKE_MS)) {
+        (sock.ws as unknown as { socket?: { terminate: () => void } | null }).socket?.terminate()
+      }
     },
     logout: () => sock.logout()
   }

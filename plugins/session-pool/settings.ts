@@ -1,5 +1,5 @@
 import { parseSealingKeys, type SealingKey } from './sealing.ts'
-import { defineSettings, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
+import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
 
 /** The session-pool plugin's settings; it receives their values as its options. */
 export const settings = defineSettings({
@@ -114,7 +114,7 @@ export const settings = defineSettings({
     env: 'IDEMPOTENCY_BUCKET',
     describe: 'JetStream KV bucket of idempotency records: a send repeated with the same key within 24 h returns the first result',
     expected: 'a bucket name of [A-Za-z0-9_-]',
-    fallback: () => 'wa_idempotency',
+    fallback: (env: Env) => inNamespace(env, 'idempotency'),
     parse: token
   },
   healthFailedAfterMs: {

@@ -1,0 +1,254 @@
+/**
+ * bench:chaos — a real deployment on this machine: three nats-server nodes clustered with JetStream
+ * (NATS_REPLICAS=3), three gateway replica processes with real Baileys, one WhatsApp simulator, and
+ * PostgreSQL behind a proxy that can be cut. COMPANIES linked companies; a client sends with
+ * idempotency keys through random replicas and contacts write inbound messages, both all along; for
+ * CHAOS_SECONDS, faults one after another: SIGKILL and SIGTERM of a replica, SIGKILL of a NATS node
+ * (each restarted after a few seconds) and one PostgreSQL outage. Then it counts what the users of a
+ * gateway care about. The last line is one JSON object.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect } from '@nats-io/transport-node'
+import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import pg from 'pg'
+import { startNatsCluster } from '../core/embedded/nats-cluster.ts'
+import { WhatsAppSimulator } from '../simulator/server.ts'
+import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, uniqueName } from '../test/helpers/services.ts'
+import { startReplicaProcess, exitOf, type ReplicaProcess } from '../test/helpers/replica-process.ts'
+import { TcpProxy } from '../test/helpers/tcp-proxy.ts'
+import { waitFor } from '../test/helpers/wait.ts'
+
+const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120)
+const COMPANIES = Number(process.env.CHAOS_COMPANIES ?? 30)
+const TTL_MS = Number(process.env.LEASE_TTL_MS ?? 15_000)
+const REPLICAS = 3
+const FAULT_EVERY_MS = Number(process.env.CHAOS_FAULT_EVERY_MS ?? 10_000)
+const RESTART_AFTER_MS = 3_000
+const SEND_CONCURRENCY = 4
+const INBOUND_EVERY_MS = 250
+/** How long the client keeps retrying one send (same key) before it gives up on it. */
+const SEND_GIVE_UP_MS = TTL_MS * 3
+const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
+const WA_VERSION = '2.3000.1023223821'
+
+const log = (line: string) => process.stdout.write(`${line}\n`)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]
+
+const dir = await mkdtemp(join(tmpdir(), 'wa-chaos-'))
+const namespace = uniqueName('chaos')
+const eventsStream = `${namespace.toUpperCase()}_EVENTS`
+const database = uniqueName('wa_chaos')
+const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
+await admin.connect()
+await admin.query(`create database ${database}`)
+const dbUrl = new URL(databaseUrlFor(database))
+const proxy = new TcpProxy({ host: dbUrl.hostname, port: Number(dbUrl.port || 5432) })
+await proxy.start()
+dbUrl.hostname = '127.0.0.1'
+dbUrl.port = String(proxy.port)
+
+const cluster = await startNatsCluster({ dir })
+const simulator = new WhatsAppSimulator()
+const { url: simulatorUrl } = await simulator.start()
+
+const env = (index: number): Record<string, string> => ({
+  NODE_ENV: 'test',
+  NATS_URL: cluster.url,
+  DATABASE_URL: dbUrl.toString(),
+  NATS_REPLICAS: '3',
+  NATS_NAMESPACE: namespace,
+  EVENTS_STREAM: eventsStream,
+  LEASE_TTL_MS: String(TTL_MS),
+  REPLICA_ID: `chaos-${index + 1}`,
+  HTTP_PORT: String(BASE_PORT + index),
+  AUTH_MODE: 'off',
+  AUTH_STATE_KEYS: `chaos:${Buffer.alloc(32, 9).toString('base64')}`,
+  WA_WS_URL: simulatorUrl,
+  WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex,
+  WA_VERSION,
+  MESSAGES_PER_MINUTE: '100000',
+  API_RATE_LIMIT_MAX: '10000000',
+  LOG_LEVEL: 'warn'
+})
+
+interface Slot { index: number, process?: ReplicaProcess, fenced: number }
+const slots: Slot[] = Array.from({ length: REPLICAS }, (_, index) => ({ index, fenced: 0 }))
+const countFences = (slot: Slot) => (line: string) => { slot.fenced += (line.match(/"reason":"fenced"/g) ?? []).length }
+async function startSlot (slot: Slot): Promise<void> {
+  slot.process = await startReplicaProcess(env(slot.index), countFences(slot))
+}
+const live = () => slots.filter((slot) => slot.process && slot.process.exitCode === null && slot.process.signalCode === null)
+const urlOf = (slot: Slot) => `http://127.0.0.1:${BASE_PORT + slot.index}`
+
+const summary: Record<string, unknown> = {}
+try {
+  await Promise.all(slots.map(startSlot))
+  log(`cluster ${cluster.url}; replicas on ${BASE_PORT}-${BASE_PORT + REPLICAS - 1}; TTL ${TTL_MS} ms`)
+
+  // Link the companies, each with a phone of its own.
+  const companies = Array.from({ length: COMPANIES }, (_, index) => ({ id: `chaos-${index}`, phone: String(79_300_000_000 + index) }))
+  for (const company of companies) {
+    const response = await fetch(`${urlOf(pick(live()))}/api/whatsapp/sessions/${company.id}/initialize`, { method: 'POST' })
+    const { qr } = await response.json() as { qr?: string }
+    if (!qr || !simulator.scan(qr, company.phone)) throw new Error(`${company.id} could not be linked`)
+  }
+  const connected = async (id: string) => {
+    const response = await fetch(`${urlOf(pick(live()))}/api/whatsapp/sessions/${id}/status`).catch(() => undefined)
+    return response?.ok ? (await response.json() as { connected?: boolean }).connected === true : false
+  }
+  for (const company of companies) {
+    if (!await waitFor(() => connected(company.id), 30_000, 200)) throw new Error(`${company.id} did not connect`)
+  }
+  log(`${COMPANIES} companies linked`)
+
+  // Every inbound message the gateway publishes, as the events stream has it at the end.
+  let running = true
+  const accepted: { company: string, contact: string, text: string }[] = []
+  const unavailable = new Map<string, number>()
+  const inbound: { company: string, id: string }[] = []
+  let sendSeq = 0
+
+  const sender = async () => {
+    while (running) {
+      const company = pick(companies)
+      const n = sendSeq++
+      const contact = String(79_400_000_000 + (n % 50))
+      const text = `chaos ${company.id} ${n}`
+      const key = `chaos-${n}`
+      const started = performance.now()
+      let failingSince: number | undefined
+      while (performance.now() - started < SEND_GIVE_UP_MS) {
+        const replica = pick(live())
+        const response = replica
+          ? await fetch(`${urlOf(replica)}/api/whatsapp/sessions/${company.id}/send`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': key },
+            body: JSON.stringify({ phone: contact, message: text })
+          }).catch(() => undefined)
+          : undefined
+        const body = response ? await response.json().catch(() => undefined) as { accepted?: boolean } | undefined : undefined
+        if (response?.ok && body?.accepted) {
+          accepted.push({ company: company.id, contact, text })
+          if (failingSince !== undefined) {
+            unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
+          }
+          break
+        }
+        failingSince ??= performance.now()
+        await sleep(200)
+      }
+      await sleep(50)
+    }
+  }
+  const contactsWriting = async () => {
+    let n = 0
+    while (running) {
+      const company = pick(companies)
+      const sent = await simulator.deliver({ from: String(79_500_000_000 + (n % 20)), to: company.phone, text: `inbound ${n++}` })
+      inbound.push({ company: company.id, id: sent.id })
+      await sleep(INBOUND_EVERY_MS)
+    }
+  }
+  const workload = [...Array.from({ length: SEND_CONCURRENCY }, sender), contactsWriting()]
+
+  // Faults, one after another.
+  const faults: string[] = []
+  let postgresCut = false
+  const chaosEnds = performance.now() + SECONDS * 1_000
+  while (performance.now() < chaosEnds) {
+    await sleep(FAULT_EVERY_MS)
+    const kind = !postgresCut && performance.now() > chaosEnds - SECONDS * 500 ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats'])
+    if (kind === 'postgres') {
+      postgresCut = true
+      faults.push('postgres restart')
+      await proxy.cut()
+      await sleep(RESTART_AFTER_MS)
+      await proxy.restore()
+    } else if (kind === 'kill-nats') {
+      const node = pick(cluster.nodes)
+      faults.push(`SIGKILL ${node.name}`)
+      await node.stop(true)
+      await sleep(RESTART_AFTER_MS)
+      await node.start()
+    } else {
+      const slot = pick(live())
+      if (!slot?.process) continue
+      const signal = kind === 'kill-replica' ? 'SIGKILL' : 'SIGTERM'
+      faults.push(`${signal} chaos-${slot.index + 1}`)
+      const exited = exitOf(slot.process)
+      slot.process.kill(signal)
+      await exited
+      await sleep(RESTART_AFTER_MS)
+      await startSlot(slot)
+    }
+    log(`fault ${faults.length}: ${faults.at(-1)}`)
+  }
+
+  // Settle: let every company be held again and the last messages arrive, then stop the workload.
+  await sleep(TTL_MS + 5_000)
+  running = false
+  await Promise.all(workload)
+  await sleep(5_000)
+
+  // What the contacts received, and what the events stream holds.
+  const receivedTexts = new Map<string, number>()
+  for (const contact of new Set(accepted.map((send) => send.contact))) {
+    for (const message of simulator.received(contact)) if (message.text) receivedTexts.set(message.text, (receivedTexts.get(message.text) ?? 0) + 1)
+  }
+  const nc = await connect({ servers: cluster.url.split(',') })
+  const jsm = await jetstreamManager(nc)
+  const last = (await jsm.streams.info(eventsStream)).state.last_seq
+  const consumer = await jetstream(nc).consumers.get(eventsStream, {
+    filter_subjects: `${namespace}.evt.*.message`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 1
+  })
+  const published = new Map<string, number>()
+  if (last > 0) {
+    const messages = await consumer.fetch({ max_messages: 100_000, expires: 5_000 })
+    for await (const message of messages) {
+      const id = (message.json<{ data: { messageId?: string } }>().data.messageId) ?? ''
+      published.set(id, (published.get(id) ?? 0) + 1)
+      if (message.info.pending === 0) break
+    }
+  }
+  await nc.close()
+
+  const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length
+  const worst = [...companies.map((company) => unavailable.get(company.id) ?? 0)].sort((a, b) => a - b)
+  Object.assign(summary, {
+    seconds: SECONDS,
+    companies: COMPANIES,
+    ttl_ms: TTL_MS,
+    faults: faults.length,
+    fault_list: faults,
+    accepted_sends: accepted.length,
+    inbound_written: inbound.length,
+    overlaps: replaced,
+    lost_inbound: inbound.filter((message) => !published.has(message.id)).length,
+    duplicate_inbound_events: [...published.values()].filter((count) => count > 1).length,
+    lost_accepted_sends: accepted.filter((send) => !receivedTexts.has(send.text)).length,
+    duplicate_sends: [...receivedTexts.values()].filter((count) => count > 1).length,
+    fenced_on_nats_node_loss: slots.reduce((sum, slot) => sum + slot.fenced, 0),
+    unavailable_p99_ms: Math.round(worst[Math.min(worst.length - 1, Math.ceil(0.99 * worst.length) - 1)] ?? 0),
+    unavailable_max_ms: Math.round(worst.at(-1) ?? 0)
+  })
+} finally {
+  for (const slot of slots) {
+    if (slot.process && slot.process.exitCode === null && slot.process.signalCode === null) {
+      const exited = exitOf(slot.process)
+      slot.process.kill('SIGTERM')
+      await exited
+    }
+  }
+  await simulator.stop()
+  await cluster.stop()
+  await proxy.close()
+  await admin.query(`drop database if exists ${database} with (force)`)
+  await admin.end()
+  await rm(dir, { recursive: true, force: true })
+}
+const { fault_list: faultList, ...counts } = summary
+log(`faults: ${(faultList as string[] | undefined)?.join(', ') ?? 'none'}`)
+log(JSON.stringify(counts))
