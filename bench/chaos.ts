@@ -31,6 +31,8 @@ const INBOUND_EVERY_MS = 250
 /** How long the client keeps retrying one send (same key) before it gives up on it. */
 const SEND_GIVE_UP_MS = TTL_MS * 3
 const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
+/** A fixed sequence of faults (kill-replica, term-replica, kill-nats, postgres) for a repeatable run; random by default. */
+const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim()).filter(Boolean)
 const WA_VERSION = '2.3000.1023223821'
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
@@ -71,12 +73,17 @@ const env = (index: number): Record<string, string> => ({
   WA_VERSION,
   MESSAGES_PER_MINUTE: '100000',
   API_RATE_LIMIT_MAX: '10000000',
-  LOG_LEVEL: 'warn'
+  // Info: the replica says where it listens at that level (and fences are counted from the lines).
+  LOG_LEVEL: 'info'
 })
 
-interface Slot { index: number, process?: ReplicaProcess, fenced: number }
-const slots: Slot[] = Array.from({ length: REPLICAS }, (_, index) => ({ index, fenced: 0 }))
-const countFences = (slot: Slot) => (line: string) => { slot.fenced += (line.match(/"reason":"fenced"/g) ?? []).length }
+interface Slot { index: number, process?: ReplicaProcess, fenced: number, notStored: number }
+const slots: Slot[] = Array.from({ length: REPLICAS }, (_, index) => ({ index, fenced: 0, notStored: 0 }))
+/** What the replicas' own lines tell: fences, and events the stream never took. */
+const countFences = (slot: Slot) => (line: string) => {
+  slot.fenced += (line.match(/"reason":"fenced"/g) ?? []).length
+  slot.notStored += (line.match(/event could not be stored/g) ?? []).length
+}
 async function startSlot (slot: Slot): Promise<void> {
   slot.process = await startReplicaProcess(env(slot.index), countFences(slot))
 }
@@ -105,14 +112,16 @@ try {
   log(`${COMPANIES} companies linked`)
 
   // Every inbound message the gateway publishes, as the events stream has it at the end.
-  let running = true
+  // Read by the workload loops, cleared when the faults are over.
+  const workload$ = { running: true }
   const accepted: { company: string, contact: string, text: string }[] = []
   const unavailable = new Map<string, number>()
-  const inbound: { company: string, id: string }[] = []
+  const inbound: { company: string, id: string, at: number }[] = []
+  const benchStarted = performance.now()
   let sendSeq = 0
 
   const sender = async () => {
-    while (running) {
+    while (workload$.running) {
       const company = pick(companies)
       const n = sendSeq++
       const contact = String(79_400_000_000 + (n % 50))
@@ -145,10 +154,10 @@ try {
   }
   const contactsWriting = async () => {
     let n = 0
-    while (running) {
+    while (workload$.running) {
       const company = pick(companies)
       const sent = await simulator.deliver({ from: String(79_500_000_000 + (n % 20)), to: company.phone, text: `inbound ${n++}` })
-      inbound.push({ company: company.id, id: sent.id })
+      inbound.push({ company: company.id, id: sent.id, at: performance.now() - benchStarted })
       await sleep(INBOUND_EVERY_MS)
     }
   }
@@ -160,7 +169,11 @@ try {
   const chaosEnds = performance.now() + SECONDS * 1_000
   while (performance.now() < chaosEnds) {
     await sleep(FAULT_EVERY_MS)
-    const kind = !postgresCut && performance.now() > chaosEnds - SECONDS * 500 ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats'])
+    // One PostgreSQL outage, in the second half; otherwise a replica or a NATS node.
+    const secondHalf = performance.now() > chaosEnds - SECONDS * 500
+    const kind = FAULTS
+      ? FAULTS[faults.length % FAULTS.length]
+      : !postgresCut && secondHalf ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats'])
     if (kind === 'postgres') {
       postgresCut = true
       faults.push('postgres restart')
@@ -184,19 +197,21 @@ try {
       await sleep(RESTART_AFTER_MS)
       await startSlot(slot)
     }
-    log(`fault ${faults.length}: ${faults.at(-1)}`)
+    log(`fault ${faults.length} at +${Math.round((performance.now() - benchStarted) / 1000)} s: ${faults.at(-1)}`)
   }
 
   // Settle: let every company be held again and the last messages arrive, then stop the workload.
   await sleep(TTL_MS + 5_000)
-  running = false
+  workload$.running = false
   await Promise.all(workload)
   await sleep(5_000)
 
   // What the contacts received, and what the events stream holds.
   const receivedTexts = new Map<string, number>()
   for (const contact of new Set(accepted.map((send) => send.contact))) {
-    for (const message of simulator.received(contact)) if (message.text) receivedTexts.set(message.text, (receivedTexts.get(message.text) ?? 0) + 1)
+    for (const message of simulator.received(contact)) {
+      if (message.text) receivedTexts.set(message.text, (receivedTexts.get(message.text) ?? 0) + 1)
+    }
   }
   const nc = await connect({ servers: cluster.url.split(',') })
   const jsm = await jetstreamManager(nc)
@@ -216,6 +231,12 @@ try {
   await nc.close()
 
   const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length
+  // For each lost inbound message: when it was written and what the simulator saw of it (diagnosis).
+  const lost = inbound.filter((message) => !published.has(message.id))
+  for (const message of lost.slice(0, 5)) {
+    const seen = simulator.log.filter((entry) => entry.detail.includes(message.id)).map((entry) => `${entry.kind}: ${entry.detail}`)
+    log(`lost inbound ${message.id} of ${message.company} at +${Math.round(message.at / 1000)} s: ${seen.join(' | ') || 'nothing logged'}`)
+  }
   const worst = [...companies.map((company) => unavailable.get(company.id) ?? 0)].sort((a, b) => a - b)
   Object.assign(summary, {
     seconds: SECONDS,
@@ -231,6 +252,7 @@ try {
     lost_accepted_sends: accepted.filter((send) => !receivedTexts.has(send.text)).length,
     duplicate_sends: [...receivedTexts.values()].filter((count) => count > 1).length,
     fenced_on_nats_node_loss: slots.reduce((sum, slot) => sum + slot.fenced, 0),
+    events_not_stored: slots.reduce((sum, slot) => sum + slot.notStored, 0),
     unavailable_p99_ms: Math.round(worst[Math.min(worst.length - 1, Math.ceil(0.99 * worst.length) - 1)] ?? 0),
     unavailable_max_ms: Math.round(worst.at(-1) ?? 0)
   })

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto'
 import type { NatsConnection } from '@nats-io/nats-core'
 import {
-  AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages, type JetStreamClient
+  AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager, type ConsumerMessages, type JetStreamClient
 } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
 import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
-import { ensureReplicas, jetstreamOf } from './nats/kv.ts'
+import { duringElections, ensureReplicas, jetstreamOf } from './nats/kv.ts'
 import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
 import { inSpan, SpanKind } from './tracing.ts'
+import { settlesWithin } from './deadline.ts'
 
 export interface EventsOptions {
   nc: NatsConnection
@@ -57,6 +58,13 @@ export type PublishedListener = (event: EventEnvelope) => void
 
 const DEFAULT_ACK_WAIT_MS = 30_000
 const DEFAULT_RETRY_DELAY_MS = 1_000
+/** Creating a replicated stream takes about a second on a cluster; more under load. */
+const STREAM_SETUP_TIMEOUT_MS = 10_000
+/** How long an event the stream did not take is tried again (a JetStream election lasts 4-9 s). */
+const STORE_PATIENCE_MS = 60_000
+const STORE_RETRY_MAX_MS = 2_000
+/** At shutdown, how long events still on their way to the stream are waited for. */
+const STORE_DRAIN_MS = 3_000
 /** JetStream takes durations in nanoseconds. */
 const NS_PER_MS = 1_000_000
 
@@ -70,6 +78,9 @@ export class Events {
   readonly #options: EventsOptions
   readonly #listeners: PublishedListener[] = []
   readonly #followers = new Set<ConsumerMessages>()
+  /** Events on their way to the stream (a shutdown waits for them). */
+  readonly #storing = new Set<Promise<void>>()
+  #closing = false
   #js: JetStreamClient | undefined
   #publisher: StreamPublisher | undefined
 
@@ -87,26 +98,29 @@ export class Events {
    */
   async open (): Promise<void> {
     const { nc, stream, subjects, duplicateWindowMs, maxAgeMs, requestTimeoutMs, replicas } = this.#options
-    const jsm = await jetstreamManager(nc)
-    try {
-      const info = await jsm.streams.info(stream)
-      // EVENTS_MAX_AGE_MS changed since the stream was made: the stream follows it.
-      if (info.config.max_age !== maxAgeMs * NS_PER_MS) await jsm.streams.update(stream, { max_age: maxAgeMs * NS_PER_MS })
-    } catch {
-      try {
+    await duringElections(async () => {
+      const jsm = await jetstreamManager(nc, { timeout: Math.max(requestTimeoutMs, STREAM_SETUP_TIMEOUT_MS) })
+      const info = await jsm.streams.info(stream).catch((err: unknown) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return undefined
+        throw err
+      })
+      if (!info) {
         await jsm.streams.add({
           name: stream,
           subjects: [subjects.allEvents],
           duplicate_window: duplicateWindowMs * NS_PER_MS,
           max_age: maxAgeMs * NS_PER_MS,
           num_replicas: replicas
+        }).catch(async (err: unknown) => {
+          // Another replica created it first.
+          await jsm.streams.info(stream).catch(() => { throw err })
         })
-      } catch (err) {
-        // Another replica created it first.
-        await jsm.streams.info(stream).catch(() => { throw err })
+      } else if (info.config.max_age !== maxAgeMs * NS_PER_MS) {
+        // EVENTS_MAX_AGE_MS changed since the stream was made: the stream follows it.
+        await jsm.streams.update(stream, { max_age: maxAgeMs * NS_PER_MS })
       }
-    }
-    await ensureReplicas(nc, stream, replicas)
+      await ensureReplicas(nc, stream, replicas)
+    })
     this.#js = jetstreamOf(nc, requestTimeoutMs)
     this.#publisher = new StreamPublisher(nc, requestTimeoutMs)
   }
@@ -141,8 +155,30 @@ export class Events {
         this.#options.log.error({ err, companyId, type }, 'an event listener failed')
       }
     }
-    this.store(event).catch((err: unknown) => this.#options.log.error({ err, companyId, type }, 'event could not be stored'))
+    const storing = this.#storePersistently(event)
+    this.#storing.add(storing)
+    void storing.finally(() => this.#storing.delete(storing))
     return event
+  }
+
+  /**
+   * Stores an event, trying again while the stream cannot take it (a leader election, a NATS node
+   * lost): its id makes a repeat harmless. Given up only after STORE_PATIENCE_MS, loudly.
+   */
+  async #storePersistently (event: EventEnvelope): Promise<void> {
+    const deadline = performance.now() + STORE_PATIENCE_MS
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store(event)
+        return
+      } catch (err) {
+        if (this.#closing || performance.now() > deadline) {
+          this.#options.log.error({ err, companyId: event.companyId, type: event.type, id: event.id }, 'event could not be stored')
+          return
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(STORE_RETRY_MAX_MS, 100 * 2 ** attempt)))
+      }
+    }
   }
 
   /** Stores an envelope in the stream; resolves with its sequence once JetStream has it (a repeat of its id is dropped). */
@@ -275,10 +311,12 @@ export class Events {
     return this.#js
   }
 
-  /** Stops every follower and fails publishes still waiting for the stream. */
-  close (): void {
+  /** Stops every follower; events on their way to the stream get a moment to arrive first. */
+  async close (): Promise<void> {
     for (const messages of this.#followers) void messages.close()
     this.#followers.clear()
+    await settlesWithin(Promise.allSettled([...this.#storing]), STORE_DRAIN_MS)
+    this.#closing = true
     this.#publisher?.close()
   }
 }

@@ -18,6 +18,10 @@ export type InboundMessage = InboundOptions & { id: string, at: number }
 /** What WhatsApp keeps for an offline device: contacts' messages, and receipts for what it sent. */
 export type Kept = { message: InboundMessage } | { node: BinaryNode }
 
+/** A message refused with an error ack is sent again this many times, this long after the refusal. */
+const REDELIVERIES_AFTER_ERROR = 5
+const REDELIVERY_DELAY_MS = 1_000
+
 /** What a connection was sent and its device has not acknowledged yet. */
 interface Unacknowledged {
   messages: Map<string, InboundMessage>
@@ -36,6 +40,8 @@ export class Mailbox {
   /** By device (`<user>:<device>`). */
   readonly #kept = new Map<string, Kept[]>()
   readonly #unacknowledged = new WeakMap<Connection, Unacknowledged>()
+  /** How many times each message was refused with an error ack. */
+  readonly #refusals = new Map<string, number>()
   readonly #directory: Directory
   readonly #record: Recorder
 
@@ -90,11 +96,33 @@ export class Mailbox {
     connection.send(receipt)
   }
 
-  /** The device's `<ack>` of a message or a receipt: WhatsApp forgets it. */
+  /**
+   * The device's `<ack>` of a message or a receipt: WhatsApp forgets it. An ack carrying an `error`
+   * (the device could not process the message, e.g. its key store was unreachable) is a refusal:
+   * the message is sent again shortly, a few times, and stays kept for the next login meanwhile.
+   */
   acknowledged (connection: Connection, ack: BinaryNode): void {
     const unacknowledged = this.#unacknowledged.get(connection)
-    if (ack.attrs.class === 'message') unacknowledged?.messages.delete(ack.attrs.id)
-    else if (ack.attrs.class === 'receipt') unacknowledged?.receipts.delete(receiptKey(ack.attrs.id, ack.attrs.type))
+    if (ack.attrs.class === 'message') {
+      const message = unacknowledged?.messages.get(ack.attrs.id)
+      const attempts = (this.#refusals.get(ack.attrs.id) ?? 0) + 1
+      if (ack.attrs.error !== undefined && message && attempts <= REDELIVERIES_AFTER_ERROR) {
+        this.#refusals.set(ack.attrs.id, attempts)
+        const device = connection.device ? deviceName(connection.device) : '?'
+        this.#record('refused', `${ack.attrs.id} by ${device} (error ${ack.attrs.error}); again in 1 s`)
+        setTimeout(() => {
+          const open = connection.socket.readyState === connection.socket.OPEN
+          if (!open || !this.#unacknowledged.get(connection)?.messages.has(message.id)) return
+          this.sendMessage(connection, message)
+            .catch((err: unknown) => this.#record('error', `redelivery of ${message.id}: ${(err as Error).message}`))
+        }, REDELIVERY_DELAY_MS).unref()
+        return
+      }
+      this.#refusals.delete(ack.attrs.id)
+      unacknowledged?.messages.delete(ack.attrs.id)
+    } else if (ack.attrs.class === 'receipt') {
+      unacknowledged?.receipts.delete(receiptKey(ack.attrs.id, ack.attrs.type))
+    }
   }
 
   /** The connection closed: what its device did not acknowledge comes again at the next login. */

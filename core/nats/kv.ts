@@ -28,16 +28,40 @@ export function jetstreamOf (nc: NatsConnection, timeoutMs: number): JetStreamCl
   return jetstream(nc, { timeout: timeoutMs, ...(prefix ? { watcherPrefix: prefix } : {}) })
 }
 
-/** Opens (creating if needed) a JetStream KV bucket. */
+/** Creating a replicated bucket or stream takes about a second on a cluster; more under load. */
+const SETUP_TIMEOUT_MS = 10_000
+/** How long start-up waits for JetStream on a cluster still electing its leaders. */
+const SETUP_PATIENCE_MS = 60_000
+
+/**
+ * Runs a JetStream set-up step (make a bucket, a stream) again while the cluster is electing a
+ * leader: timeouts, "no responders" and "jetstream is not enabled" are weather, not failures.
+ */
+export async function duringElections<T> (step: () => Promise<T>, patienceMs = SETUP_PATIENCE_MS): Promise<T> {
+  const deadline = performance.now() + patienceMs
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step()
+    } catch (err) {
+      const text = `${(err as Error).name} ${(err as Error).message}`
+      const weather = /timeout|no responders|not enabled|leader|unavailable/i.test(text)
+      if (!weather || performance.now() > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)))
+    }
+  }
+}
+
+/** Opens (creating if needed) a JetStream KV bucket; its operations then time out after `timeoutMs`. */
 export async function openKv (nc: NatsConnection, bucket: string, options: KvOptions): Promise<KV> {
-  const kvm = new Kvm(jetstreamOf(nc, options.timeoutMs))
   const markers = options.expiryMarkers === true && supportsExpiryMarkers(nc.info?.version)
   const replicas = options.replicas ?? 1
-  const kv = await kvm.create(bucket, {
-    history: options.history ?? 1, ttl: options.ttlMs, replicas, ...(markers ? { markerTTL: options.ttlMs } : {})
+  await duringElections(async () => {
+    await new Kvm(jetstreamOf(nc, Math.max(options.timeoutMs, SETUP_TIMEOUT_MS))).create(bucket, {
+      history: options.history ?? 1, ttl: options.ttlMs, replicas, ...(markers ? { markerTTL: options.ttlMs } : {})
+    })
+    await ensureReplicas(nc, `KV_${bucket}`, replicas)
   })
-  await ensureReplicas(nc, `KV_${bucket}`, replicas)
-  return kv
+  return new Kvm(jetstreamOf(nc, options.timeoutMs)).open(bucket)
 }
 
 /**
@@ -46,7 +70,7 @@ export async function openKv (nc: NatsConnection, bucket: string, options: KvOpt
  * cannot satisfy it (fewer nodes), start-up stops with a message saying so.
  */
 export async function ensureReplicas (nc: NatsConnection, stream: string, replicas: number): Promise<void> {
-  const jsm = await jetstreamManager(nc)
+  const jsm = await jetstreamManager(nc, { timeout: SETUP_TIMEOUT_MS })
   const info = await jsm.streams.info(stream)
   if (info.config.num_replicas === replicas) return
   try {

@@ -45,7 +45,7 @@ export default fp(async (app) => {
   })
   await events.open()
   app.decorate('events', events)
-  app.addHook('onClose', async () => { events.close() })
+  app.addHook('onClose', () => events.close())
 
   // Open sockets by the API key behind them, so a revocation closes them on every replica.
   const socketsByKey = new Map<string, Set<WebSocket>>()

@@ -197,13 +197,14 @@ export class Ownership {
     this.#stopping = true
     clearInterval(this.#tickTimer)
     const handOff = (async () => {
-      await this.#membership.leave()
+      await this.#membership?.leave()
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
     })()
     // Without NATS the releases cannot complete; the connections are closed first, and the leases expire by TTL.
     if (!await settlesWithin(handOff, this.ttlMs)) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
     this.#leaseWatch?.stop()
-    this.#membership.stopWatching()
+    // Undefined when start() failed before it was made.
+    this.#membership?.stopWatching()
   }
 
   /** Follows a desired-state change (from the event or the local API). */

@@ -164,10 +164,12 @@ export class PostgresAuthStore {
       const wanted = ids.filter((id) => !this.#absent.has(`${type}/${id}`))
       if (wanted.length === 0) return found
       const { companyId, sealer } = this.#options
-      const rows = await this.#options.em().execute<{ key_id: string, value: string }[]>(
+      // Retried like writes: a key read failing during a short PostgreSQL outage would make Baileys
+      // refuse an inbound message it cannot decrypt.
+      const rows = await this.#retried('read keys', () => this.#options.em().execute<{ key_id: string, value: string }[]>(
         'select key_id, value::text as value from whatsapp_keys where company_id = ? and type = ?' +
           ` and key_id in (${wanted.map(() => '?').join(', ')})`,
-        [this.#options.companyId, type, ...wanted], 'all')
+        [this.#options.companyId, type, ...wanted], 'all'))
       for (const row of rows) {
         found[row.key_id] = revive(type, openedJson(sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id)))
       }
@@ -256,18 +258,23 @@ export class PostgresAuthStore {
   }
 
   async #run (what: string, work: (tx: EntityManager) => Promise<void>): Promise<void> {
-    const { companyId, epoch, attempts, backoffMs, log } = this.#options
+    const { companyId, epoch } = this.#options
+    await this.#retried(what, () => fencedTransaction(this.#options.em(), companyId, epoch, work))
+  }
+
+  /** Runs a database step again with backoff when PostgreSQL fails it (never when fenced); the last failure surfaces. */
+  async #retried<T> (what: string, step: () => Promise<T>): Promise<T> {
+    const { companyId, attempts, backoffMs, log } = this.#options
     for (let attempt = 1; ; attempt++) {
       try {
-        await fencedTransaction(this.#options.em(), companyId, epoch, work)
-        return
+        return await step()
       } catch (err) {
         if (err instanceof GatewayError && err.code === ErrorCode.FENCED) throw err
         if (attempt >= attempts) {
-          log.error({ err, companyId, what, attempt }, 'auth-state write failed; giving up and surfacing the error')
+          log.error({ err, companyId, what, attempt }, 'auth-state operation failed; giving up and surfacing the error')
           throw err
         }
-        log.warn({ err, companyId, what, attempt }, 'auth-state write failed; retrying')
+        log.warn({ err, companyId, what, attempt }, 'auth-state operation failed; retrying')
         await sleep(backoffMs * 2 ** (attempt - 1))
       }
     }
