@@ -8,6 +8,7 @@
  * gateway care about. The last line is one JSON object.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from '@nats-io/transport-node'
@@ -36,7 +37,6 @@ const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim())
 const WA_VERSION = '2.3000.1023223821'
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]
 
 const dir = await mkdtemp(join(tmpdir(), 'wa-chaos-'))

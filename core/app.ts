@@ -3,13 +3,12 @@ import Fastify, { LogController } from 'fastify'
 import fp from 'fastify-plugin'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
-import { resolvePlugins, type PluginModule } from './plugin-set.ts'
+import { resolvePlugins, schemaOf, type PluginModule } from './plugin-set.ts'
 import { pickSettings } from './settings.ts'
 import { privateLogOptions } from './log-privacy.ts'
 import configPlugin from './plugins/config.ts'
 import routesPlugin from './plugins/routes.ts'
 import accessPlugin from './plugins/access.ts'
-import { ApiKeySchema, keyMigrations } from './access/keys.ts'
 import errorsPlugin from './plugins/errors.ts'
 import docsPlugin from './plugins/docs.ts'
 import healthPlugin from './plugins/health.ts'
@@ -33,10 +32,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(docsPlugin)
   await fastify.register(healthPlugin)
   await fastify.register(natsPlugin)
-  await fastify.register(dbPlugin, {
-    entities: [ApiKeySchema, ...plugins.flatMap((plugin) => plugin.module.entities ?? [])],
-    migrations: [...keyMigrations, ...plugins.flatMap((plugin) => plugin.module.migrations ?? [])]
-  })
+  await fastify.register(dbPlugin, schemaOf(plugins))
   await fastify.register(busPlugin)
   await fastify.register(accessPlugin)
   await fastify.register(eventsPlugin)

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyPluginCallback } from 'fastify'
 import type { EntitySchema, MigrationObject } from '@mikro-orm/core'
 import type { SettingsTable } from './settings.ts'
+import { ApiKeySchema, keyMigrations } from './access/keys.ts'
 
 /**
  * What a plugin's public module (`plugins/<name>/index.ts`) exports: the fastify-plugin as default,
@@ -79,4 +80,12 @@ export function resolvePlugins (modules: PluginModule[], disabled: string[]): Lo
   }
   for (const plugin of enabled) visit(plugin, [])
   return ordered
+}
+
+/** The tables of the core and of the given plugins, as the database gets them: service, `npm run migrate` and tools alike. */
+export function schemaOf (plugins: LoadablePlugin[]): { entities: EntitySchema<any, any>[], migrations: MigrationObject[] } {
+  return {
+    entities: [ApiKeySchema, ...plugins.flatMap((plugin) => plugin.module.entities ?? [])],
+    migrations: [...keyMigrations, ...plugins.flatMap((plugin) => plugin.module.migrations ?? [])]
+  }
 }

@@ -285,3 +285,17 @@ t.test('/metrics needs METRICS_TOKEN, or the admin key when none is set', async 
   t.equal((await withoutToken.inject({ method: 'GET', url: '/metrics' })).statusCode, 401)
   t.equal((await withoutToken.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 200)
 })
+
+t.test('the API limit: a key accepted before has its own budget; made-up keys count against their IP', async (t) => {
+  // Five from this IP: creating the key and its first use (neither known yet), then three guesses.
+  const app = await build(t, { config: { ...ACCESS_ON, apiRateLimitMax: 5 } })
+  const key = await createKey(app, [uniqueName('acme')], ['read'])
+  const get = (value: string) => app.inject({
+    method: 'GET', url: '/api/phone/normalize?phone=89001234567', headers: { 'x-api-key': value }
+  })
+  t.equal((await get(key)).statusCode, 200, 'the real key, accepted')
+  const guesses = []
+  for (let i = 0; i < 4; i++) guesses.push((await get(`wak_guess_${i}`)).statusCode)
+  t.same(guesses, [401, 401, 401, 429], 'a new made-up key each time is still limited by IP')
+  t.equal((await get(key)).statusCode, 200, 'the known key is not held back by them')
+})

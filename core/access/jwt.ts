@@ -15,10 +15,12 @@ export interface JwtSettings {
  * `scopes` (an array or a space-separated string) make the principal. Undefined when none is configured.
  */
 export function jwtVerifier (settings: JwtSettings): ((token: string) => Promise<Principal>) | undefined {
-  let key: JWTVerifyGetKey | Uint8Array
+  let key: JWTVerifyGetKey
   if (settings.jwksUrl) key = createRemoteJWKSet(new URL(settings.jwksUrl))
-  else if (settings.secret) key = new TextEncoder().encode(settings.secret)
-  else return undefined
+  else if (settings.secret) {
+    const secret = new TextEncoder().encode(settings.secret)
+    key = async () => secret
+  } else return undefined
   const options = {
     requiredClaims: ['exp'],
     ...(settings.issuer ? { issuer: settings.issuer } : {}),
@@ -26,7 +28,7 @@ export function jwtVerifier (settings: JwtSettings): ((token: string) => Promise
     ...(settings.jwksUrl ? {} : { algorithms: ['HS256'] })
   }
   return async (token) => {
-    const { payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options)
+    const { payload } = await jwtVerify(token, key, options)
     const companies = payload.companies === '*'
       ? '*' as const
       : Array.isArray(payload.companies) ? payload.companies.filter(isCompanyId) : []

@@ -84,7 +84,6 @@ export class ApiKeyStore {
       revokedAt: null
     })
     await em.flush()
-    this.#lookups.delete(row.keyHash)
     return { key, info: infoOf(row) }
   }
 
@@ -100,6 +99,7 @@ export class ApiKeyStore {
     if (!row) return false
     row.revokedAt ??= new Date()
     await em.flush()
+    // Refused here at once; the other replicas forget when the revocation's broadcast reaches them.
     this.forget()
     return true
   }

@@ -24,12 +24,6 @@ export function coversCompany (principal: Principal, companyId: string): boolean
   return principal.companies === '*' || principal.companies.includes(companyId)
 }
 
-/** The companies of a list the principal may see. */
-export function visibleTo<T extends { companyId: string }> (principal: Principal | undefined, items: T[]): T[] {
-  if (!principal || principal.companies === '*') return items
-  return items.filter((item) => coversCompany(principal, item.companyId))
-}
-
 /** Everything, for every company: the admin key, and AUTH_MODE=off. */
 export function allPowerful (id: string, kind: Principal['kind']): Principal {
   return { id, kind, companies: '*', scopes: new Set(SCOPES) }

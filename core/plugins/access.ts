@@ -6,6 +6,7 @@ import {
   ApiKeyCreated, ApiKeyList, CreateApiKeyRequest, ErrorCode, ErrorReply, EventsTicketReply, EventsTicketRequest, type Scope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../errors.ts'
+import { BoundedMap } from '../bounded-map.ts'
 import { ApiKeyStore } from '../access/keys.ts'
 import { jwtVerifier } from '../access/jwt.ts'
 import { allPowerful, coversCompany, hasScope, type Principal } from '../access/principal.ts'
@@ -19,13 +20,20 @@ export type CompanySource = 'params' | 'query' | 'body' | ((request: FastifyRequ
  * Every route's access policy, declared in its `config.access`: `public`, or the scope it needs and
  * where its company comes from. A route without one stops start-up.
  */
-export type AccessPolicy = 'public' | { scope: Scope, company?: CompanySource }
+export type AccessPolicy = 'public' | {
+  scope: Scope
+  company?: CompanySource
+  /** Whether a single-use `?ticket=` may stand for a key here (the events WebSocket, which browsers open). */
+  tickets?: boolean
+}
 
 interface PresentedCredential {
   kind: 'bearer' | 'ticket'
   value: string
-  /** SHA-256 of the value: what rate limits key on before the credential is checked. */
+  /** SHA-256 of the value. */
   digest: string
+  /** Whether this credential was accepted before on this replica: the API limit then counts it apart from its IP. */
+  known: boolean
 }
 
 declare module 'fastify' {
@@ -53,6 +61,8 @@ export interface AccessService {
 }
 
 const ADMIN_TAGS = ['admin']
+/** Distinct accepted credentials remembered for the API limit. */
+const ACCEPTED_REMEMBERED = 10_000
 const KeyParams = Type.Object({ id: Type.String({ maxLength: 64 }) })
 
 function unauthorized (message: string): GatewayError {
@@ -64,15 +74,20 @@ function unknownCompany (companyId: string): GatewayError {
   return new GatewayError(ErrorCode.NOT_FOUND, `no company ${companyId}`)
 }
 
-function credentialOf (request: FastifyRequest): PresentedCredential | undefined {
+function credentialOf (request: FastifyRequest, known: (digest: string) => boolean): PresentedCredential | undefined {
   const authorization = request.headers.authorization
   const bearer = typeof authorization === 'string' && /^bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined
   const apiKey = request.headers['x-api-key']
   const value = bearer || (typeof apiKey === 'string' ? apiKey.trim() : undefined)
-  if (value) return { kind: 'bearer', value, digest: hashSecret(value) }
+  if (value) {
+    const digest = hashSecret(value)
+    return { kind: 'bearer', value, digest, known: known(digest) }
+  }
+  // A ticket sits in a URL: it opens the events WebSocket only, never an operation.
+  const policy = request.routeOptions.config.access
   const ticket = (request.query as Record<string, unknown> | undefined)?.ticket
-  if (typeof ticket === 'string' && ticket.length > 0 && request.routeOptions.config.access !== 'public') {
-    return { kind: 'ticket', value: ticket, digest: hashSecret(ticket) }
+  if (typeof ticket === 'string' && ticket.length > 0 && policy !== 'public' && policy?.tickets === true) {
+    return { kind: 'ticket', value: ticket, digest: hashSecret(ticket), known: false }
   }
   return undefined
 }
@@ -118,9 +133,13 @@ export default fp(async (app) => {
 
   app.decorateRequest('principal', undefined)
   app.decorateRequest('credential', undefined)
-  // First of all (before the API limit, which keys on the credential's digest): what is presented.
+  // Credentials accepted before on this replica, so the API limit can count a known caller apart from
+  // its IP; a made-up key each time stays under its IP's limit.
+  const accepted = new BoundedMap<string, true>(ACCEPTED_REMEMBERED)
+  // First of all (before the API limit): what is presented.
   app.addHook('onRequest', async (request) => {
-    request.credential = credentialOf(request)
+    // With AUTH_MODE=off nothing is checked, so every credential counts as its own caller.
+    request.credential = credentialOf(request, (digest) => config.authMode === 'off' || accepted.has(digest))
   })
   // After the body is parsed (a company may come from it), before it is validated: a foreign company is 404 either way.
   app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -138,6 +157,7 @@ export default fp(async (app) => {
       throw unauthorized(credential.kind === 'ticket' ? 'the ticket is unknown, used or expired' : 'the key is unknown or revoked')
     }
     request.principal = principal
+    if (credential.kind === 'bearer') accepted.set(credential.digest, true)
     if (!hasScope(principal, policy.scope)) {
       throw new GatewayError(ErrorCode.FORBIDDEN, `this credential lacks the "${policy.scope}" scope`)
     }

@@ -89,7 +89,7 @@ export default fp(async (app) => {
   await app.register(websocket, { options: { maxPayload: WS_MAX_PAYLOAD_BYTES } })
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/events', {
     websocket: true,
-    config: { access: { scope: 'events', company: 'query' } },
+    config: { access: { scope: 'events', company: 'query', tickets: true } },
     // Browsers always send Origin; services usually do not. WS_ALLOWED_ORIGINS restricts the browsers.
     onRequest: async (request) => {
       const origin = request.headers.origin
@@ -117,7 +117,7 @@ export default fp(async (app) => {
   }, async (socket, request) => {
     const { companyId, since } = request.query
     const principal = request.principal
-    const mayLink = principal === undefined || hasScope(principal, 'link')
+    const mayLink = principal !== undefined && hasScope(principal, 'link')
     const keyId = principal?.keyId
     if (keyId !== undefined) {
       const ofKey = socketsByKey.get(keyId) ?? new Set()

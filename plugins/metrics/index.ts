@@ -164,11 +164,11 @@ export default fp<MetricsOptions>(async (app, options) => {
       labelNames: labelName ? [labelName] : [],
       registers: [registry],
       collect () {
-        if (labelName) for (const label of Object.keys(read())) if (!last.has(label)) this.inc({ [labelName]: label }, 0)
         for (const [label, value] of Object.entries(read())) {
           const delta = value - (last.get(label) ?? 0)
           last.set(label, value)
-          if (delta > 0) this.inc(labelName ? { [labelName]: label } : {}, delta)
+          // An increment by 0 still makes the series, so a known label exists from the first scrape.
+          this.inc(labelName ? { [labelName]: label } : {}, Math.max(0, delta))
         }
       }
     })
@@ -259,8 +259,8 @@ export default fp<MetricsOptions>(async (app, options) => {
       config: { probe: true, access: tokenDigest === undefined ? { scope: 'admin' } : 'public' },
       onRequest: async (request) => {
         if (tokenDigest === undefined) return
-        const presented = request.headers.authorization?.replace(/^bearer /i, '') ?? ''
-        if (!sameDigest(hashSecret(presented), tokenDigest)) {
+        // The access plugin has read the presented credential already.
+        if (!sameDigest(request.credential?.digest ?? '', tokenDigest)) {
           throw new GatewayError(ErrorCode.UNAUTHORIZED, '/metrics needs METRICS_TOKEN as a bearer token')
         }
       },

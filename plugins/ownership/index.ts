@@ -104,9 +104,9 @@ export default fp<OwnershipOptions>(async (app, options) => {
     },
     testLedger: ledger,
     get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
-    members: () => coordinator?.view().members ?? [],
-    knownCompanies: (em, page) => knownCompanies(em, page),
-    companyCount: (em, companyId) => companyCount(em, companyId)
+    members: () => coordinator?.members() ?? [],
+    knownCompanies,
+    companyCount
   }
   const started = () => {
     if (!coordinator) throw new Error('ownership has not started')

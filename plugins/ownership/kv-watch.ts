@@ -5,7 +5,7 @@ import { settlesWithin } from '../../core/deadline.ts'
 /**
  * Follows every key under `prefix` (initial values, then changes) and resolves once the initial
  * values have been seen, or after `initialWaitMs` (a bucket whose only values are tombstones yields
- * nothing initially). `onEntry` must not throw: a throw would end the watch.
+ * nothing initially). An entry `onEntry` throws on is logged and skipped: a throw must never end the watch.
  */
 export async function watchKv (kv: KV, prefix: string, options: { initialWaitMs: number, log: FastifyBaseLogger },
   onEntry: (key: string, entry: KvEntry) => void): Promise<{ stop: () => void }> {

@@ -36,8 +36,8 @@ export class Membership {
   #timer?: NodeJS.Timeout
   #watch?: { stop: () => void }
   #stopping = false
-  /** Since when heartbeats fail (undefined while they succeed). */
-  #failingSince: number | undefined
+  /** Whether heartbeats are failing (reported once per stretch). */
+  #failing = false
 
   constructor (options: { kv: KV, replica: string, ttlMs: number, log: FastifyBaseLogger, onChange: () => void }) {
     this.#kv = options.kv
@@ -115,13 +115,13 @@ export class Membership {
       this.#revision = await this.#kv.put(key, JSON.stringify({
         startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString()
       }))
-      this.#failingSince = undefined
+      this.#failing = false
     } catch (err) {
       // A JetStream leader election (a node lost, a bucket just made) answers "no responders" or
       // "jetstream is not enabled" for seconds: weather, retried soon, reported once per stretch.
       next = Math.min(next, HEARTBEAT_RETRY_MS)
-      if (this.#failingSince === undefined) {
-        this.#failingSince = now()
+      if (!this.#failing) {
+        this.#failing = true
         this.#log.warn({ err }, 'membership heartbeat failed; retrying')
       }
     }

@@ -13,7 +13,7 @@ import { settlesWithin } from '../../core/deadline.ts'
 import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners } from './assignment.ts'
 import type { Connector } from './connector.ts'
-import { Membership } from './membership.ts'
+import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
 import { claimEpoch, desiredOnline } from './records.ts'
 import type { OwnershipOptions } from './settings.ts'
@@ -225,6 +225,11 @@ export class Ownership {
 
   heldCompanies (): string[] {
     return [...this.#held.values()].filter((held) => !held.ending).map((held) => held.companyId)
+  }
+
+  /** The replicas this one sees. */
+  members (): MemberView[] {
+    return this.#membership?.view() ?? []
   }
 
   /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */

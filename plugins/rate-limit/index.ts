@@ -90,9 +90,10 @@ export default fp<RateLimitOptions>(async (app, options) => {
     max: options.apiRateLimitMax,
     timeWindow: options.apiRateLimitWindowMs
   })
-  // The limit runs before credentials are checked (so guessing keys is limited too): it keys on the
-  // presented credential's digest, which is one principal's, or on the IP when none is presented.
-  const credentialOrIp = (request: FastifyRequest) => (request.credential ? `credential:${request.credential.digest}` : `ip:${request.ip}`)
+  // The limit runs before credentials are checked (so guessing keys is limited too): a credential
+  // this replica accepted before has a budget of its own, anything else counts against its IP.
+  const credentialOrIp = (request: FastifyRequest) =>
+    (request.credential?.known ? `credential:${request.credential.digest}` : `ip:${request.ip}`)
   app.addHook('onRequest', app.rateLimit({
     keyGenerator: credentialOrIp,
     // Probes and scrapes (routes marked `config: { probe: true }`) are never limited.

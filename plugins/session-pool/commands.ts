@@ -12,7 +12,16 @@ import { wipeAuth } from './auth-store.ts'
 const HolderInitialize = Type.Object({ restart: Type.Boolean() })
 const HolderInitializeReply = Type.Object({ success: Type.Literal(true), snapshot: Type.Unknown() })
 
-export function requireSession (pool: SessionPool, companyId: string) {
+/**
+ * A logout of a company without a live socket: marked offline first, so no replica connects it
+ * again, then its creds and keys are wiped.
+ */
+export async function forgetCompany (app: FastifyInstance, companyId: string): Promise<void> {
+  await app.ownership.setDesired(companyId, 'offline')
+  await wipeAuth(app.orm.em.fork(), companyId)
+}
+
+function requireSession (pool: SessionPool, companyId: string) {
   const session = pool.get(companyId)
   if (!session) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} has no session on this replica`)
   return session
@@ -20,7 +29,7 @@ export function requireSession (pool: SessionPool, companyId: string) {
 
 /** The connection's own commands, answered by the holder (`<namespace>.cmd.<companyId>.<name>`). */
 export function declareSessionCommands (app: FastifyInstance, pool: SessionPool): void {
-  const { config, ownership } = app
+  const { config } = app
 
   declareHolderCommand(app, {
     name: 'send',
@@ -78,8 +87,7 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
         await session.socket.logout()
       } else {
         await pool.disconnect(companyId)
-        await wipeAuth(app.orm.em.fork(), companyId)
-        await ownership.setDesired(companyId, 'offline')
+        await forgetCompany(app, companyId)
       }
       return { success: true as const, companyId, message: 'logged out; auth state wiped' }
     }

@@ -6,7 +6,7 @@ import {
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Principal } from '../../core/access/principal.ts'
-import { wipeAuth } from './auth-store.ts'
+import { forgetCompany } from './commands.ts'
 import { requestPairing } from './pairing.ts'
 
 export interface InitializeLimits {
@@ -202,8 +202,7 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
       return await app.ownership.requestHolder<LogoutReply>(companyId, 'logout', {})
     } catch (err) {
       if (!(err instanceof GatewayError) || err.code !== ErrorCode.NOT_CONNECTED) throw err
-      await app.ownership.setDesired(companyId, 'offline')
-      await wipeAuth(request.em, companyId)
+      await forgetCompany(app, companyId)
       return { success: true as const, companyId, message: 'logged out; auth state wiped' }
     }
   })

@@ -87,8 +87,8 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     schema,
     handler: (request) => {
       const { companyId } = request.params as CompanyParams
-      // Only the schema's fields travel to the holder.
-      const body = takesBody ? Value.Clean(command.request, structuredClone(request.body)) : {}
+      // Only the schema's fields travel to the holder (cleaned in place: the body is not used again).
+      const body = takesBody ? Value.Clean(command.request, request.body) : {}
       return app.ownership.requestHolder(companyId, command.name, body, idempotencyHeaders(request))
     }
   })

@@ -59,7 +59,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   // Baileys' creds and keys are sealed at rest; rows stored before (or under an older key) are sealed now.
   const sealer = new Sealer(await sealingKeys(options.authStateKeys, config.dataDir, app.log))
   const resealed = await resealAll(() => app.orm.em.fork(), sealer)
-  if (resealed > 0) app.log.info({ resealed, key: sealer.currentKeyId }, 'sealed stored auth state under the current key')
+  if (resealed > 0) app.log.info({ resealed, keyId: sealer.currentKeyId }, 'sealed stored auth state under the current key')
 
   const pool = new SessionPool({
     settings: options,

@@ -125,16 +125,22 @@ export async function resealAll (em: () => EntityManager, sealer: Sealer): Promi
       `select company_id, type, key_id, value from whatsapp_keys
        where not jsonb_exists(value, 'sealed') or value->>'k' <> ? limit ${BATCH}`, [sealer.currentKeyId], 'all')
     if (rows.length === 0) break
+    let updated = 0
     await em().transactional(async (tx) => {
       for (const row of rows) {
         const plain = sealer.open(row.value, keyRow(row.company_id, row.type, row.key_id))
         const value = JSON.stringify(sealer.seal(plain, keyRow(row.company_id, row.type, row.key_id)))
         // Only if unchanged meanwhile: a holder writing this key now has the newer (sealed) value.
-        await tx.execute('update whatsapp_keys set value = ?::jsonb where company_id = ? and type = ? and key_id = ? and value = ?::jsonb',
+        const result = await tx.execute(
+          'update whatsapp_keys set value = ?::jsonb where company_id = ? and type = ? and key_id = ? and value = ?::jsonb',
           [value, row.company_id, row.type, row.key_id, JSON.stringify(row.value)], 'run')
+        updated += (result as { affectedRows?: number }).affectedRows ?? 0
       }
     })
-    sealed += rows.length
+    sealed += updated
+    // Every row of the batch changed under us (a holder still sealing under an older first key): no
+    // progress to be made now; the next start or rotate-keys tries again.
+    if (updated === 0) break
   }
   const creds = await em().execute<{ company_id: string, creds: unknown }[]>(
     'select company_id, creds from whatsapp_auth where not jsonb_exists(creds, \'sealed\') or creds->>\'k\' <> ?',
