@@ -7,6 +7,7 @@
  * (each restarted after a few seconds) and one PostgreSQL outage. Then it counts what the users of a
  * gateway care about. The last line is one JSON object.
  */
+import { appendFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
@@ -34,6 +35,8 @@ const SEND_GIVE_UP_MS = TTL_MS * 3
 const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
 /** A fixed sequence of faults (kill-replica, term-replica, kill-nats, postgres) for a repeatable run; random by default. */
 const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim()).filter(Boolean)
+/** A folder to keep every replica's log lines in (diagnosis); none by default. */
+const LOG_DIR = process.env.CHAOS_LOG_DIR
 const WA_VERSION = '2.3000.1023223821'
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
@@ -83,6 +86,7 @@ const slots: Slot[] = Array.from({ length: REPLICAS }, (_, index) => ({ index, f
 const countFences = (slot: Slot) => (line: string) => {
   slot.fenced += (line.match(/"reason":"fenced"/g) ?? []).length
   slot.notStored += (line.match(/event could not be stored/g) ?? []).length
+  if (LOG_DIR) appendFileSync(join(LOG_DIR, `chaos-${slot.index + 1}.log`), line)
 }
 async function startSlot (slot: Slot): Promise<void> {
   slot.process = await startReplicaProcess(env(slot.index), countFences(slot))
@@ -119,6 +123,10 @@ try {
   const inbound: { company: string, id: string, at: number }[] = []
   const benchStarted = performance.now()
   let sendSeq = 0
+  /** Sends still refused when the client gave up on them (SEND_GIVE_UP_MS): a company stuck. */
+  let abandonedSends = 0
+  /** Sends answered OUTCOME_UNKNOWN: the replica sending them died before WhatsApp's answer. */
+  let unknownOutcomes = 0
 
   const sender = async () => {
     while (workload$.running) {
@@ -128,7 +136,11 @@ try {
       const text = `chaos ${company.id} ${n}`
       const key = `chaos-${n}`
       const started = performance.now()
+      // Unable to send: no answer, or a 5xx (no holder, a timeout). A 409 about the key is an answer
+      // from a company that is there: its earlier attempt is still in flight, or ended unknown.
       let failingSince: number | undefined
+      let lastAnswer = ''
+      let outcome: 'accepted' | 'unknown' | undefined
       while (performance.now() - started < SEND_GIVE_UP_MS) {
         const replica = pick(live())
         const response = replica
@@ -138,16 +150,30 @@ try {
             body: JSON.stringify({ phone: contact, message: text })
           }).catch(() => undefined)
           : undefined
-        const body = response ? await response.json().catch(() => undefined) as { accepted?: boolean } | undefined : undefined
-        if (response?.ok && body?.accepted) {
-          accepted.push({ company: company.id, contact, text })
-          if (failingSince !== undefined) {
-            unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
-          }
-          break
+        const body = response
+          ? await response.json().catch(() => undefined) as { accepted?: boolean, error?: { code?: string } } | undefined
+          : undefined
+        if (response?.ok && body?.accepted) outcome = 'accepted'
+        // Its replica died mid-send: whether WhatsApp took it is unknown, as the gateway says.
+        else if (body?.error?.code === 'OUTCOME_UNKNOWN') outcome = 'unknown'
+        const answered = outcome !== undefined || response?.status === 409
+        if (answered && failingSince !== undefined) {
+          unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
+          failingSince = undefined
         }
-        failingSince ??= performance.now()
+        if (outcome) break
+        if (!answered) failingSince ??= performance.now()
+        lastAnswer = `${response?.status ?? 'no answer'} ${JSON.stringify(body)}`
         await sleep(200)
+      }
+      if (outcome === 'accepted') accepted.push({ company: company.id, contact, text })
+      if (outcome === 'unknown') unknownOutcomes++
+      if (!outcome) {
+        abandonedSends++
+        log(`gave up on a send of ${company.id} at +${Math.round((performance.now() - benchStarted) / 1000)} s: ${lastAnswer}`)
+      }
+      if (failingSince !== undefined) {
+        unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
       }
       await sleep(50)
     }
@@ -245,6 +271,8 @@ try {
     faults: faults.length,
     fault_list: faults,
     accepted_sends: accepted.length,
+    abandoned_sends: abandonedSends,
+    unknown_outcome_sends: unknownOutcomes,
     inbound_written: inbound.length,
     overlaps: replaced,
     lost_inbound: inbound.filter((message) => !published.has(message.id)).length,

@@ -32,7 +32,12 @@ t.test('30 s of faults on a three-node cluster: nothing lost, nothing twice, no 
   for (const count of counts) {
     t.equal(summary[count], 0, count)
   }
-  // With six companies and faults 6 s apart, one company's longest gap can span two faults (a takeover
-  // and the rebalance when the killed replica returns); bench:chaos reports the p99 over 30 companies.
-  t.comment(`longest unavailability of a company: ${summary.unavailable_max_ms} ms (lease TTL ${TTL_MS} ms)`)
+  // No company stayed unable to send: every send the client tried was accepted in the end.
+  t.equal(summary.abandoned_sends, 0, 'abandoned_sends')
+  // A SIGKILLed holder's companies wait out its lease (up to the TTL) and then connect; with six
+  // companies and faults 6 s apart one company's longest gap may span two faults (a takeover, then the
+  // rebalance when the killed replica returns), so the bound here is two leases. bench:chaos holds
+  // the p99 over 30 companies to the TTL + 1 s.
+  t.ok(summary.unavailable_max_ms <= 2 * TTL_MS + 2_000,
+    `longest unavailability of a company: ${summary.unavailable_max_ms} ms (lease TTL ${TTL_MS} ms)`)
 })

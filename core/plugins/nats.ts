@@ -11,7 +11,7 @@ declare module 'fastify' {
 }
 
 /** Between reconnect attempts; the client retries forever so a NATS outage never ends the process. */
-const RECONNECT_WAIT_MS = 500
+export const RECONNECT_WAIT_MS = 500
 
 export default fp(async (app) => {
   const { natsUrl, replicaId } = app.config

@@ -5,6 +5,15 @@ import { watchKv } from './kv-watch.ts'
 const MEMBER_PREFIX = 'member.'
 /** How soon a failed heartbeat is tried again (an election usually settles within seconds). */
 const HEARTBEAT_RETRY_MS = 250
+
+/**
+ * Leases are renewed, and heartbeats put, this many times per TTL. A JetStream leader election on
+ * nats-server 2.9 stops writes for the shorter of two followers' random 4-9 s election timeouts
+ * (4.3-6.8 s measured by bench:elections); a gap that starts just before a renewal is survived
+ * when it is shorter than (1 − 1/RENEWALS_PER_TTL)·TTL − the fence margin: 9.75 s at the default
+ * 15 s TTL with four, 8.5 s with three.
+ */
+export const RENEWALS_PER_TTL = 4
 const now = () => performance.now()
 
 interface ObservedMember {
@@ -21,7 +30,7 @@ export interface MemberView {
 }
 
 /**
- * Which replicas are alive: each puts a heartbeat in the members bucket every third of the TTL,
+ * Which replicas are alive: each puts a heartbeat in the members bucket RENEWALS_PER_TTL times per TTL,
  * and a member not seen for a TTL counts as gone. New members settle before others hand them work.
  */
 export class Membership {
@@ -110,7 +119,7 @@ export class Membership {
   async #heartbeat (): Promise<void> {
     if (this.#stopping) return
     const key = `${MEMBER_PREFIX}${this.replica}`
-    let next = this.#ttlMs / 3
+    let next = this.#ttlMs / RENEWALS_PER_TTL
     try {
       this.#revision = await this.#kv.put(key, JSON.stringify({
         startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString()

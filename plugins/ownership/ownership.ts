@@ -13,7 +13,7 @@ import { settlesWithin } from '../../core/deadline.ts'
 import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners } from './assignment.ts'
 import type { Connector } from './connector.ts'
-import { Membership, type MemberView } from './membership.ts'
+import { Membership, RENEWALS_PER_TTL, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
 import { claimEpoch, desiredOnline } from './records.ts'
 import type { OwnershipOptions } from './settings.ts'
@@ -78,8 +78,8 @@ const now = () => performance.now()
 
 /**
  * Keeps exactly one live connection per company across replicas. Each company has a lease in a KV
- * bucket: created to acquire (its revision is the fencing epoch), compare-and-set renewed every
- * TTL/3, deleted to release. A holder that cannot get a renewal acknowledged closes its connection
+ * bucket: created to acquire (its revision is the fencing epoch), compare-and-set renewed
+ * RENEWALS_PER_TTL times per TTL, deleted to release. A holder that cannot get a renewal acknowledged closes its connection
  * before the lease can expire on the server, so no two replicas are ever connected at once.
  */
 export class Ownership {
@@ -135,7 +135,7 @@ export class Ownership {
   }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
-  get #renewIntervalMs (): number { return this.ttlMs / 3 }
+  get #renewIntervalMs (): number { return this.ttlMs / RENEWALS_PER_TTL }
   get #fenceMarginMs (): number { return Math.min(this.#config.leaseFenceMarginMs, this.ttlMs / 4) }
   get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }

@@ -4,7 +4,7 @@ import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, 
 export const settings = defineSettings({
   leaseTtlMs: {
     env: 'LEASE_TTL_MS',
-    describe: 'Lifetime of a company lease in the KV bucket without renewal (renewed every third of it)',
+    describe: 'Lifetime of a company lease in the KV bucket without renewal (renewed every quarter of it)',
     expected: 'milliseconds, an integer from 1000 to 600000',
     fallback: () => 15_000,
     parse: integerIn(1_000, 600_000)
