@@ -1,8 +1,12 @@
 import type { NatsConnection, MsgHdrs } from '@nats-io/nats-core'
 import { createInbox, headers as createHeaders, errors as natsErrors } from '@nats-io/nats-core'
+import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { jetstream } from '@nats-io/jetstream'
+import { Objm, type ObjectStore } from '@nats-io/obj'
+import { mediaObjectName } from './media.ts'
 import { ErrorCode, GatewayClientError, type ErrorReply } from './errors.ts'
-import { subjectsFor } from './subjects.ts'
+import { DEFAULT_NAMESPACE, subjectsFor } from './subjects.ts'
 import type { NormalizePhoneReply, NormalizePhoneRequest } from './phone.ts'
 import type {
   AutoReactionRules, AutoReactionRulesReply, InitializeReply, InitializeRequest, LogoutReply, ReactionReply, ReactionRequest,
@@ -29,6 +33,8 @@ export interface GatewayClientOptions {
    * its own inbox prefix only. Default: the connection's.
    */
   inboxPrefix?: string
+  /** The deployment's MEDIA_BUCKET (default `<namespace>_media`), for `putMedia` and `getMedia`. */
+  mediaBucket?: string
 }
 
 /** Whether a NATS request failed because nobody subscribes to the subject (for a command: no replica holds the company). */
@@ -127,6 +133,12 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     return body as Reply
   }
 
+  let store: Promise<ObjectStore> | undefined
+  const mediaStore = () => {
+    store ??= new Objm(jetstream(nc)).open(options.mediaBucket ?? `${options.namespace ?? DEFAULT_NAMESPACE}_media`)
+    return store
+  }
+
   return {
     normalizePhone: (phone: string, country?: string) =>
       call<NormalizePhoneReply>(subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
@@ -143,7 +155,25 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     /** Any replica answers: marks the company online and returns its QR, pairing code or connection. */
     initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(subjects.initialize(companyId), request),
     /** A page of the known companies (`next` names the page after it). */
-    listSessions: (page: SessionsListQuery = {}) => call<SessionsList>(subjects.sessionsList, page)
+    listSessions: (page: SessionsListQuery = {}) => call<SessionsList>(subjects.sessionsList, page),
+    /**
+     * Puts a file in the media bucket for `send` to name by `objectId` (a NATS message holds 1 MB; the
+     * bucket takes any size, in chunks). Returns the objectId.
+     */
+    putMedia: async (
+      companyId: string, data: Uint8Array | ReadableStream<Uint8Array>, objectId = randomBytes(16).toString('base64url')
+    ) => {
+      const meta = { name: mediaObjectName(companyId, objectId) }
+      const store = await mediaStore()
+      if (data instanceof Uint8Array) await store.putBlob(meta, data)
+      else await store.put(meta, data)
+      return objectId
+    },
+    /** A file from the media bucket (a received one, by the `objectId` of its `message` event), or null. */
+    getMedia: async (companyId: string, objectId: string): Promise<ReadableStream<Uint8Array> | null> => {
+      const result = await (await mediaStore()).get(mediaObjectName(companyId, objectId))
+      return result?.data ?? null
+    }
   }
 }
 

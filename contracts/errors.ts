@@ -25,7 +25,19 @@ export const ErrorCode = {
   /** A write carried a fencing epoch older than the stored one: the writer no longer holds the company. */
   FENCED: 'FENCED',
   UNAVAILABLE: 'UNAVAILABLE',
-  INTERNAL_ERROR: 'INTERNAL_ERROR'
+  INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** A file over MEDIA_MAX_BYTES or WhatsApp's limit for its kind. */
+  MEDIA_TOO_LARGE: 'MEDIA_TOO_LARGE',
+  /** The file's content is not a type its kind takes (or not the type declared). */
+  UNSUPPORTED_MEDIA: 'UNSUPPORTED_MEDIA',
+  /** A media `url` that is not http(s) or resolves to a loopback, private, link-local or metadata address. */
+  MEDIA_URL_FORBIDDEN: 'MEDIA_URL_FORBIDDEN',
+  /** A media `url` that could not be fetched (an error status, a timeout, no such host). */
+  MEDIA_UNREACHABLE: 'MEDIA_UNREACHABLE',
+  /** A voice note in a format WhatsApp does not play as one, and no ffmpeg here to convert it. */
+  MEDIA_CONVERSION_UNAVAILABLE: 'MEDIA_CONVERSION_UNAVAILABLE',
+  /** An inbound file WhatsApp no longer has and the phone did not upload again. */
+  MEDIA_UNAVAILABLE: 'MEDIA_UNAVAILABLE'
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 

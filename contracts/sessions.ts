@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { CompanyId } from './common.ts'
+import { OutboundMedia } from './media.ts'
 
 /** The old system's limit, kept. */
 export const MAX_MESSAGE_LENGTH = 4096
@@ -17,7 +18,8 @@ export const IdempotencyKey = Type.String({
 
 export const SendRequest = Type.Object({
   phone: Type.String({ minLength: 1, maxLength: 64, description: 'Recipient phone (any notation) or JID' }),
-  message: Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH }),
+  message: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH, description: 'The text (or `media`)' })),
+  media: Type.Optional(OutboundMedia),
   idempotencyKey: Type.Optional(IdempotencyKey),
   options: Type.Optional(Type.Object({
     quoted: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'Id of the message to quote' }))

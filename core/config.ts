@@ -207,6 +207,15 @@ export const CORE_SETTINGS = defineSettings({
     parse: flag,
     notInProduction: 'the sandbox is a fake WhatsApp'
   },
+  waSandboxUrl: {
+    env: 'WA_SANDBOX_URL',
+    describe: 'With WA_SANDBOX: the control API of a simulator shared by several replicas (`npm run simulator`), ' +
+      'instead of one embedded per process',
+    expected: 'an http(s) URL',
+    fallback: () => undefined as string | undefined,
+    parse: urlWithScheme(['http', 'https']),
+    notInProduction: 'the sandbox is a fake WhatsApp'
+  },
   sandboxControlPort: {
     env: 'SANDBOX_CONTROL_PORT',
     describe: 'With WA_SANDBOX: port of the simulator\'s control API (scan a QR, log a device out, …)',

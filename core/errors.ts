@@ -15,7 +15,13 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.NOT_CONNECTED]: 503,
   [ErrorCode.UNAVAILABLE]: 503,
   [ErrorCode.TIMEOUT]: 504,
-  [ErrorCode.INTERNAL_ERROR]: 500
+  [ErrorCode.INTERNAL_ERROR]: 500,
+  [ErrorCode.MEDIA_TOO_LARGE]: 413,
+  [ErrorCode.UNSUPPORTED_MEDIA]: 415,
+  [ErrorCode.MEDIA_URL_FORBIDDEN]: 400,
+  [ErrorCode.MEDIA_UNREACHABLE]: 422,
+  [ErrorCode.MEDIA_CONVERSION_UNAVAILABLE]: 422,
+  [ErrorCode.MEDIA_UNAVAILABLE]: 404
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { MediaKind } from './media.ts'
 import { createHash } from 'node:crypto'
 import { Curve, jidDecode } from '@whiskeysockets/baileys'
 import { SignalDevice } from './signal.ts'
@@ -31,10 +32,27 @@ export interface ReceivedMessage {
   /** The sending device (`<user>:<device>`). */
   from: string
   at: number
-  kind: 'text' | 'reaction' | 'other'
+  kind: 'text' | 'reaction' | 'media' | 'other'
   text?: string
+  /** For media: what the contact's phone decrypted and checked (MAC, hashes, length), or why it could not. */
+  media?: ReceivedMedia
   /** For a reaction: the message reacted to and the emoji ('' removes a reaction). */
   reaction?: { messageId: string, emoji: string, fromMe: boolean }
+}
+
+export interface ReceivedMedia {
+  kind: MediaKind
+  mimetype?: string
+  /** Bytes of the decrypted file. */
+  size?: number
+  /** Hex SHA-256 of the decrypted file. */
+  sha256?: string
+  fileName?: string
+  caption?: string
+  ptt?: boolean
+  seconds?: number
+  /** Why the file could not be fetched or did not match the message (absent when it did). */
+  error?: string
 }
 
 /** A receipt a linked device sent for a message it got from this contact. */
@@ -61,6 +79,8 @@ export class Account {
   /** Whether the number is on WhatsApp. */
   readonly registered: boolean
   linkedDevices = 0
+  /** Whether the phone answers its linked devices' requests to upload old media again. */
+  reuploadsMedia = true
 
   constructor (phone: string, registered: boolean) {
     this.phone = phone

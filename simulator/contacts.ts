@@ -1,8 +1,12 @@
+import { createDecipheriv, createHash } from 'node:crypto'
 import { getBinaryNodeChild, getBinaryNodeChildren, proto, unpadRandomMax16, type BinaryNode } from '@whiskeysockets/baileys'
-import { deviceName, PHONE_DEVICE, userJid, type Directory, type ReceivedMessage } from './accounts.ts'
+import { deviceName, PHONE_DEVICE, userJid, type Directory, type ReceivedMedia, type ReceivedMessage } from './accounts.ts'
 import type { Connection, LinkedDevices } from './connections.ts'
 import type { Recorder } from './log.ts'
-import type { InboundMessage, InboundOptions, Mailbox } from './mailbox.ts'
+import type { ContactMedia, InboundMessage, InboundOptions, Mailbox } from './mailbox.ts'
+import {
+  decryptMedia, encryptMedia, MEDIA_KINDS, MESSAGE_FIELD, mediaRetryKey, mediaRetryNotification, type MediaKind, type MediaServer
+} from './media.ts'
 import type { CiphertextType } from './signal.ts'
 import { stanzaId, unixNow, unixSeconds } from './stanzas.ts'
 
@@ -12,6 +16,14 @@ import { stanzaId, unixNow, unixSeconds } from './stanzas.ts'
  */
 const DELIVERY_RECEIPT_DELAY_MS = 50
 
+/** A media message's file as the phones on both ends know it: what a re-upload needs. */
+interface KnownMedia {
+  kind: MediaKind
+  mediaKey: Uint8Array
+  body: Buffer
+  directPath: string
+}
+
 /**
  * The contacts' phones: they decrypt and record what linked devices send them and report delivery,
  * write to accounts, and read what they got. Their messages and receipts go through the mailbox.
@@ -20,12 +32,16 @@ export class Contacts {
   readonly #directory: Directory
   readonly #devices: LinkedDevices
   readonly #mailbox: Mailbox
+  readonly #media: MediaServer
   readonly #record: Recorder
+  /** By message id: media sent or received by the simulated phones. */
+  readonly #knownMedia = new Map<string, KnownMedia>()
 
-  constructor (directory: Directory, devices: LinkedDevices, mailbox: Mailbox, record: Recorder) {
+  constructor (directory: Directory, devices: LinkedDevices, mailbox: Mailbox, media: MediaServer, record: Recorder) {
     this.#directory = directory
     this.#devices = devices
     this.#mailbox = mailbox
+    this.#media = media
     this.#record = record
   }
 
@@ -47,7 +63,7 @@ export class Contacts {
         const message = proto.Message.decode(unpadRandomMax16(padded))
         // The sender's own phone gets a copy of what it sent (a device-sent message); only contacts record it.
         if (resolved.account.phone === sender.user) continue
-        resolved.account.received.push(describe(id, deviceName(sender), message))
+        resolved.account.received.push(describe(id, deviceName(sender), message, (kind, content) => this.#openMedia(id, kind, content)))
         delivered.add(resolved.account.phone)
         this.#record('message', `${deviceName(sender)} → ${resolved.account.phone} ${id}`)
       } catch (err) {
@@ -88,7 +104,14 @@ export class Contacts {
    */
   async deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number }> {
     const id = options.id ?? stanzaId().toUpperCase()
-    const message: InboundMessage = { ...options, id, at: unixSeconds() }
+    const { media, ...rest } = options
+    const message: InboundMessage = {
+      ...rest,
+      id,
+      at: unixSeconds(),
+      content: media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' },
+      ...(media ? { mediaKind: media.kind } : {})
+    }
     let devices = 0
     let encrypted = 0
     let queued = 0
@@ -108,6 +131,93 @@ export class Contacts {
     return { id, devices, encrypted, queued }
   }
 
+  /**
+   * A linked device could not download a media message (404/410) and asks the account's phone to
+   * upload it again (`<receipt type="server-error">` with `<rmr>`). The phone uploads the same
+   * encrypted file under a new direct path and answers with a sealed `mediaretry` notification; a
+   * phone that has no copy answers NOT_FOUND; one that does not re-upload (offline) never answers.
+   */
+  mediaRetry (connection: Connection, node: BinaryNode): void {
+    const device = connection.device
+    const messageId = node.attrs.id ?? ''
+    const rmr = getBinaryNodeChild(node, 'rmr')
+    if (!device || !rmr) return
+    const account = this.#directory.account(device.user)
+    if (!account.reuploadsMedia) {
+      this.#record('media', `re-upload of ${messageId} asked by ${deviceName(device)}: the phone does not answer`)
+      return
+    }
+    const known = this.#knownMedia.get(messageId)
+    if (!known || !requestOpens(node, messageId, known.mediaKey)) {
+      this.#record('media', `re-upload of ${messageId} asked by ${deviceName(device)}: not found`)
+      connection.send(mediaRetryNotification({ messageId, from: userJid(account.phone), rmr, mediaKey: new Uint8Array(32) }))
+      return
+    }
+    known.directPath = this.#media.host(known.body).directPath
+    this.#record('media', `re-upload of ${messageId} for ${deviceName(device)} → ${known.directPath.split('?')[0]}`)
+    connection.send(mediaRetryNotification({
+      messageId, from: userJid(account.phone), rmr, mediaKey: known.mediaKey, directPath: known.directPath
+    }))
+  }
+
+  /** The media server drops the file of a media message (410 Gone) until a phone uploads it again. */
+  expireMedia (messageId: string): boolean {
+    const known = this.#knownMedia.get(messageId)
+    return known !== undefined && this.#media.expire(known.directPath)
+  }
+
+  /** The contact's phone encrypts and uploads a file, and builds the message that points to it. */
+  #uploadAsPhone (id: string, media: ContactMedia, caption: string | undefined): proto.IMessage {
+    const encrypted = encryptMedia(media.data, media.kind)
+    const { directPath, url } = this.#media.host(encrypted.body)
+    this.#knownMedia.set(id, { kind: media.kind, mediaKey: encrypted.mediaKey, body: encrypted.body, directPath })
+    if (media.expired) this.#media.expire(directPath)
+    const common = {
+      url,
+      directPath,
+      mediaKey: encrypted.mediaKey,
+      fileEncSha256: encrypted.fileEncSha256,
+      fileSha256: encrypted.fileSha256,
+      fileLength: encrypted.fileLength,
+      mimetype: media.mimetype,
+      mediaKeyTimestamp: unixSeconds()
+    }
+    switch (media.kind) {
+      case 'image': return { imageMessage: { ...common, caption } }
+      case 'video': return { videoMessage: { ...common, caption, seconds: media.seconds } }
+      case 'audio': return { audioMessage: { ...common, ptt: media.ptt ?? false, seconds: media.seconds } }
+      case 'document': return { documentMessage: { ...common, caption, fileName: media.fileName ?? 'file' } }
+      case 'sticker': return { stickerMessage: common }
+    }
+  }
+
+  /** A contact's phone fetches a media message's file from the media server and opens it as WhatsApp would. */
+  #openMedia (id: string, kind: MediaKind, content: MediaContent): ReceivedMedia {
+    const described: ReceivedMedia = {
+      kind,
+      ...(content.mimetype ? { mimetype: content.mimetype } : {}),
+      ...(content.fileName ? { fileName: content.fileName } : {}),
+      ...(content.caption ? { caption: content.caption } : {}),
+      ...(content.ptt ? { ptt: true } : {}),
+      ...(content.seconds ? { seconds: content.seconds } : {})
+    }
+    const location = content.directPath ?? content.url
+    const body = location ? this.#media.file(location) : undefined
+    if (!body || !content.mediaKey || !location) return { ...described, error: 'the file is not on the media server' }
+    try {
+      const plain = decryptMedia(body, kind, {
+        mediaKey: content.mediaKey,
+        fileEncSha256: content.fileEncSha256,
+        fileSha256: content.fileSha256,
+        fileLength: content.fileLength == null ? null : Number(content.fileLength)
+      })
+      this.#knownMedia.set(id, { kind, mediaKey: content.mediaKey, body, directPath: location })
+      return { ...described, size: plain.length, sha256: createHash('sha256').update(plain).digest('hex') }
+    } catch (err) {
+      return { ...described, error: (err as Error).message }
+    }
+  }
+
   /** The contact `phone` reads messages it received from `to`'s devices: they get a read receipt. */
   read (phone: string, to: string, messageIds: string[]): number {
     let devices = 0
@@ -121,9 +231,51 @@ export class Contacts {
   }
 }
 
+/** The fields every media message has (imageMessage, audioMessage, …), as far as a recipient reads them. */
+type MediaContent = {
+  url?: string | null
+  directPath?: string | null
+  mediaKey?: Uint8Array | null
+  fileEncSha256?: Uint8Array | null
+  fileSha256?: Uint8Array | null
+  fileLength?: number | Long | null
+  mimetype?: string | null
+  caption?: string | null
+  fileName?: string | null
+  ptt?: boolean | null
+  seconds?: number | null
+}
+type Long = { toNumber: () => number }
+
+/**
+ * Whether a re-upload request is sealed with the message's media key: the device proves it has the
+ * message (`<encrypt>`: AES-256-GCM of ServerErrorReceipt{stanzaId}, the message id as additional data).
+ */
+function requestOpens (node: BinaryNode, messageId: string, mediaKey: Uint8Array): boolean {
+  const encrypt = getBinaryNodeChild(node, 'encrypt')
+  const sealed = getBinaryNodeChild(encrypt, 'enc_p')?.content
+  const iv = getBinaryNodeChild(encrypt, 'enc_iv')?.content
+  if (!(sealed instanceof Uint8Array) || !(iv instanceof Uint8Array) || sealed.length < 16) return false
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', mediaRetryKey(mediaKey), iv)
+    decipher.setAAD(Buffer.from(messageId))
+    decipher.setAuthTag(Buffer.from(sealed.subarray(sealed.length - 16)))
+    const plain = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()])
+    return proto.ServerErrorReceipt.decode(plain).stanzaId === messageId
+  } catch {
+    return false
+  }
+}
+
 /** What a contact's phone records of a message it decrypted. */
-function describe (id: string, from: string, message: proto.IMessage): ReceivedMessage {
+function describe (
+  id: string, from: string, message: proto.IMessage, openMedia: (kind: MediaKind, content: MediaContent) => ReceivedMedia
+): ReceivedMessage {
   const at = Date.now()
+  for (const kind of MEDIA_KINDS) {
+    const content = message[MESSAGE_FIELD[kind]] as MediaContent | null | undefined
+    if (content) return { id, from, at, kind: 'media', media: openMedia(kind, content) }
+  }
   const text = message.conversation ?? message.extendedTextMessage?.text
   if (typeof text === 'string') return { id, from, at, kind: 'text', text }
   const reaction = message.reactionMessage

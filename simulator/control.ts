@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { WhatsAppSimulator } from './server.ts'
+import { MEDIA_KINDS } from './media.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -15,6 +16,10 @@ const notFound = (what: string) => ({ success: false, error: { code: 'NOT_FOUND'
  */
 export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   const app = Fastify({ logger: false }).setValidatorCompiler(TypeBoxValidatorCompiler).withTypeProvider<TypeBoxTypeProvider>()
+
+  // What a gateway needs to connect to this simulator from elsewhere (WA_SANDBOX_URL): its
+  // certificate's root key and the port its WebSocket listens on, on the same host as this API.
+  app.get('/identity', async () => ({ success: true, publicKey: simulator.identity.publicKeyHex, wsPort: simulator.port }))
 
   app.get('/devices', async () => ({ success: true, devices: simulator.liveDevices(), waitingForScan: simulator.waitingForScan() }))
 
@@ -69,15 +74,50 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
       params: Contact,
       body: Type.Object({
         to: Phone,
-        text: Type.String({ minLength: 1, maxLength: 65536 }),
+        /** The text, or a media message's caption. */
+        text: Type.Optional(Type.String({ minLength: 1, maxLength: 65536 })),
+        media: Type.Optional(Type.Object({
+          kind: Type.Union(MEDIA_KINDS.map((kind) => Type.Literal(kind))),
+          data: Type.String({ description: 'the file, base64', minLength: 1 }),
+          mimetype: Type.String({ minLength: 3, maxLength: 255 }),
+          fileName: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+          ptt: Type.Optional(Type.Boolean()),
+          seconds: Type.Optional(Type.Integer({ minimum: 0 })),
+          expired: Type.Optional(Type.Boolean({ description: 'already dropped by the media server: the device must ask for a re-upload' }))
+        })),
         pushName: Type.Optional(Type.String({ maxLength: 64 })),
         id: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z]{4,64}$' }))
       })
-    }
+    },
+    bodyLimit: 128 * 1024 * 1024
   }, async (request, reply) => {
-    const sent = await simulator.deliver({ from: request.params.phone, ...request.body })
+    const { media, ...rest } = request.body
+    if (!rest.text && !media) return reply.code(400).send({ success: false, error: { code: 'BAD_REQUEST', message: 'text or media' } })
+    const sent = await simulator.deliver({
+      from: request.params.phone,
+      ...rest,
+      ...(media ? { media: { ...media, data: Buffer.from(media.data, 'base64') } } : {})
+    })
     if (sent.devices === 0 && sent.queued === 0) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
     return { success: true, ...sent }
+  })
+
+  // WhatsApp's servers drop old media: the message's file answers 410 until a phone uploads it again.
+  app.post('/media/:messageId/expire', {
+    schema: { params: Type.Object({ messageId: Type.String({ pattern: '^[0-9A-Za-z]{4,64}$' }) }) }
+  }, async (request, reply) => {
+    if (!simulator.expireMedia(request.params.messageId)) {
+      return reply.code(404).send(notFound(`no media message ${request.params.messageId}`))
+    }
+    return { success: true }
+  })
+
+  // Whether the phone answers its linked devices' requests to upload old media again (an offline phone never does).
+  app.post('/accounts/:phone/media-reuploads', {
+    schema: { params: Contact, body: Type.Object({ enabled: Type.Boolean() }) }
+  }, async (request) => {
+    simulator.account(request.params.phone).reuploadsMedia = request.body.enabled
+    return { success: true }
   })
 
   app.get('/contacts/:phone/messages', { schema: { params: Contact } }, async (request) => ({

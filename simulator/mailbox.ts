@@ -1,4 +1,5 @@
 import { proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
+import type { MediaKind } from './media.ts'
 import { deviceName, userJid, type Directory } from './accounts.ts'
 import type { Connection } from './connections.ts'
 import type { Recorder } from './log.ts'
@@ -8,13 +9,30 @@ export interface InboundOptions {
   from: string
   /** The account (phone number) whose linked devices receive it. */
   to: string
-  text: string
+  /** A text message, or the caption of `media`. */
+  text?: string
+  /** A file the contact's phone encrypts, uploads and sends. */
+  media?: ContactMedia
   id?: string
   pushName?: string
 }
 
-/** A contact's message for a linked device, with the id and time (Unix seconds) WhatsApp gave it. */
-export type InboundMessage = InboundOptions & { id: string, at: number }
+export interface ContactMedia {
+  kind: MediaKind
+  data: Buffer
+  mimetype: string
+  fileName?: string
+  ptt?: boolean
+  seconds?: number
+  /** The media server has already dropped the file (an old message): the device must ask the phone for it again. */
+  expired?: boolean
+}
+
+/**
+ * A contact's message for a linked device, with the id and time (Unix seconds) WhatsApp gave it,
+ * and its content as the phone encoded it.
+ */
+export type InboundMessage = Omit<InboundOptions, 'media'> & { id: string, at: number, content: proto.IMessage, mediaKind?: MediaKind }
 /** What WhatsApp keeps for an offline device: contacts' messages, and receipts for what it sent. */
 export type Kept = { message: InboundMessage } | { node: BinaryNode }
 
@@ -64,13 +82,15 @@ export class Mailbox {
     this.#unacknowledgedOf(connection).messages.set(message.id, message)
     const contact = this.#directory.account(message.from)
     const device = connection.device!
-    const bytes = Buffer.from(proto.Message.encode({ conversation: message.text }).finish())
+    const bytes = Buffer.from(proto.Message.encode(message.content).finish())
+    // WhatsApp marks media on the stanza and on each <enc>, as clients do when they send it.
+    const media = message.mediaKind ? (message.content.audioMessage?.ptt ? 'ptt' : message.mediaKind) : undefined
     let payload: BinaryNode
     let encrypted = false
     // Encrypted only on a session the device opened by writing to the contact first (see PROTOCOL.md § 9).
     if (contact.phoneDevice.hasSession(device)) {
       const { type, ciphertext } = await contact.phoneDevice.encrypt(device, writeRandomPadMax16(bytes))
-      payload = { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
+      payload = { tag: 'enc', attrs: { v: '2', type, ...(media ? { mediatype: media } : {}) }, content: ciphertext }
       encrypted = true
     } else {
       payload = { tag: 'plaintext', attrs: {}, content: bytes }
@@ -81,7 +101,7 @@ export class Mailbox {
         from: userJid(contact.phone),
         id: message.id,
         t: String(message.at),
-        type: 'text',
+        type: media ? 'media' : 'text',
         ...(message.pushName ? { notify: message.pushName } : {}),
         ...(offline ? { offline: '1' } : {})
       },

@@ -1,6 +1,7 @@
 import { getBinaryNodeChild, getBinaryNodeChildren, jidDecode, type BinaryNode } from '@whiskeysockets/baileys'
 import { PHONE_DEVICE, userJid, type Directory } from './accounts.ts'
 import type { Connection } from './connections.ts'
+import type { MediaServer } from './media.ts'
 import { iqResult } from './stanzas.ts'
 
 /** Answered to the pre-key count query: above Baileys' minimum (5), so a fresh login uploads none. */
@@ -13,10 +14,11 @@ const DEFAULT_PRIVACY: BinaryNode[] = [
 ].map(([name, value]) => ({ tag: 'category', attrs: { name, value } }))
 
 /**
- * Answers the queries a client needs answered (login, device lists, pre-key bundles, privacy), and
+ * Answers the queries a client needs answered (login, device lists, pre-key bundles, privacy, media
+ * connection), and
  * any other iq with an empty result.
  */
-export function answerIq (connection: Connection, iq: BinaryNode, directory: Directory): void {
+export function answerIq (connection: Connection, iq: BinaryNode, directory: Directory, media: MediaServer): void {
   if (iq.attrs.type !== 'get' && iq.attrs.type !== 'set') return
   const child = Array.isArray(iq.content) ? iq.content[0] : undefined
   const result = iqResult(iq)
@@ -25,6 +27,8 @@ export function answerIq (connection: Connection, iq: BinaryNode, directory: Dir
   if (xmlns === 'encrypt' && child?.tag === 'digest') result.content = [{ tag: 'digest', attrs: {} }]
   if (xmlns === 'encrypt' && child?.tag === 'key') result.content = [{ tag: 'list', attrs: {}, content: preKeyBundles(child, directory) }]
   if (xmlns === 'usync' && child?.tag === 'usync') result.content = [usync(connection, child, directory)]
+  // Asked before a client's first upload: the media hosts and the upload token.
+  if (xmlns === 'w:m' && child?.tag === 'media_conn') result.content = [media.mediaConn()]
   if (xmlns === 'privacy' && child?.tag === 'privacy') result.content = [{ tag: 'privacy', attrs: {}, content: DEFAULT_PRIVACY }]
   connection.send(result)
 }

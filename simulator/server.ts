@@ -8,6 +8,7 @@ import { Linking, type PairingCodeOutcome } from './linking.ts'
 import type { Recorder, SimulatorLogEntry } from './log.ts'
 import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
+import { MediaServer } from './media.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -20,6 +21,10 @@ export interface SimulatorOptions {
   identity?: SimulatorIdentity
   /** Phone numbers that are not on WhatsApp (every other number is). */
   notOnWhatsApp?: string[]
+  /** The media server's HTTPS port (0: any free one). */
+  mediaPort?: number
+  /** The host clients reach the media server by (in URLs): 127.0.0.1 unless it runs behind another name. */
+  mediaPublicHost?: string
 }
 
 /**
@@ -37,6 +42,8 @@ export class WhatsAppSimulator {
   readonly #linking: Linking
   readonly #mailbox: Mailbox
   readonly #contacts: Contacts
+  /** WhatsApp's media servers (HTTPS): uploads, downloads, expiry. */
+  readonly media: MediaServer
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -46,7 +53,8 @@ export class WhatsAppSimulator {
     this.#devices = new LinkedDevices(this.directory, record)
     this.#linking = new Linking(this.directory, record, options)
     this.#mailbox = new Mailbox(this.directory, record)
-    this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, record)
+    this.media = new MediaServer(record, { publicHost: options.mediaPublicHost })
+    this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, this.media, record)
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -57,14 +65,21 @@ export class WhatsAppSimulator {
     })
     server.on('connection', (socket) => this.#serve(socket))
     this.#server = server
+    await this.media.start(this.#options.host ?? '127.0.0.1', this.#options.mediaPort ?? 0)
     const { port } = server.address() as { port: number }
     return { url: `ws://127.0.0.1:${port}/ws/chat`, port }
+  }
+
+  /** The WebSocket port Baileys connects to, once started. */
+  get port (): number | undefined {
+    return (this.#server?.address() as { port: number } | null | undefined)?.port
   }
 
   async stop (): Promise<void> {
     const server = this.#server
     this.#server = undefined
     if (!server) return
+    await this.media.stop()
     for (const client of server.clients) client.terminate()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
@@ -81,6 +96,11 @@ export class WhatsAppSimulator {
   /** The contact `phone` reads messages it received from `to`'s devices: they get a read receipt. */
   read (phone: string, to: string, messageIds: string[]): number {
     return this.#contacts.read(phone, to, messageIds)
+  }
+
+  /** WhatsApp's servers drop the file of a media message (its downloads answer 410) until a phone uploads it again. */
+  expireMedia (messageId: string): boolean {
+    return this.#contacts.expireMedia(messageId)
   }
 
   /** What the contact `phone` received, in order. */
@@ -169,7 +189,9 @@ export class WhatsAppSimulator {
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
     const firstChild = Array.isArray(node.content) ? node.content[0] : undefined
     if (node.tag === 'iq' && firstChild?.tag === 'link_code_companion_reg') this.#linking.codeExchange(connection, node, firstChild)
-    else if (node.tag === 'iq') answerIq(connection, node, this.directory)
+    else if (node.tag === 'iq') answerIq(connection, node, this.directory, this.media)
+    // A device asks its phone to upload old media again (its download got 404/410).
+    else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)
     else if (node.tag === 'receipt') this.#contacts.receiptFromDevice(connection, node)
     else if (node.tag === 'ack') this.#mailbox.acknowledged(connection, node)
     return undefined

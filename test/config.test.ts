@@ -106,6 +106,9 @@ t.test('the sandbox is refused in production', async (t) => {
   t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX: 'true' }),
     { name: 'ConfigError', variable: 'WA_SANDBOX', message: /unset when NODE_ENV=production/ })
   t.throws(() => loadConfig({ WA_SANDBOX: 'yes' }), { name: 'ConfigError', variable: 'WA_SANDBOX' })
+  t.equal(loadConfig({ WA_SANDBOX: '1', WA_SANDBOX_URL: 'http://simulator:3100' }).waSandboxUrl, 'http://simulator:3100')
+  t.throws(() => loadConfig({ WA_SANDBOX_URL: 'simulator:3100' }), { name: 'ConfigError', variable: 'WA_SANDBOX_URL' })
+  t.throws(() => loadConfig({ NODE_ENV: 'production', WA_SANDBOX_URL: 'http://simulator:3100' }), { name: 'ConfigError', variable: 'WA_SANDBOX_URL' })
 })
 
 t.test('a plugin declares its own settings; two tables claiming one variable is refused at start', async (t) => {

@@ -97,7 +97,9 @@ t.test('deploy/nats: the gateway works as its user; a tenant reaches only its ow
       leaseBucket: uniqueName('leases'),
       membersBucket: uniqueName('members'),
       idempotencyBucket: uniqueName('idempotency'),
-      rateBucket: uniqueName('rates')
+      rateBucket: uniqueName('rates'),
+      // The bucket users.conf grants the backend.
+      mediaBucket: 'wa_media'
     }
   })
 
@@ -118,6 +120,18 @@ t.test('deploy/nats: the gateway works as its user; a tenant reaches only its ow
   const messages = await consumer.consume()
   void (async () => { for await (const message of messages) seen.push(message.json<EventEnvelope>()) })()
   t.teardown(() => { void messages.close() })
+
+  // The backend puts a file in the media bucket and sends it by objectId, and reads it back.
+  const photo = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]), Buffer.from('JFIF\u0000'), Buffer.alloc(600_000, 3)])
+  const objectId = await backend.putMedia('acme', photo)
+  t.match(await backend.send('acme', { phone: '79001234567', media: { kind: 'image', objectId } }), { accepted: true }, 'by objectId')
+  const back = await backend.getMedia('acme', objectId)
+  t.equal(Buffer.from(await new Response(back).arrayBuffer()).length, photo.length, 'the backend reads the bucket')
+  // A tenant sends a small file inline; the bucket is not its to use.
+  t.match(await acme.send('acme', { phone: '79001234567', media: { kind: 'image', data: photo.subarray(0, 20_000).toString('base64') } }),
+    { accepted: true }, 'the tenant sends by data')
+  t.ok(await refused(acmeNc, () => createGatewayClient(acmeNc, { inboxPrefix: '_INBOX_acme', timeoutMs: 2_000 }).putMedia('acme', photo)),
+    'the tenant cannot use the media bucket')
 
   const sent = await acme.send('acme', { phone: '79001234567', message: 'from the tenant' })
   t.equal(sent.accepted, true, 'the tenant sends for its own company')

@@ -72,7 +72,15 @@ t.test(`${ROUNDS} create/remove rounds leave no listeners, timers, connections o
 
   async function round (index: number) {
     const session = new Session({
-      companyId, epoch: 1, auth, factory, settings: configWith({}), log, emit: () => {}, onOutcome: () => {}
+      companyId,
+      epoch: 1,
+      auth,
+      factory,
+      settings: configWith({}),
+      log,
+      emit: () => {},
+      onOutcome: () => {},
+      saveMedia: async () => { throw new Error('this test receives no media') }
     })
     session.start()
     while (session.state !== 'open') await new Promise((resolve) => setImmediate(resolve))

@@ -79,7 +79,8 @@ t.test('bad input gets clear 4xx errors; sending never creates a session', async
   t.match(notHeld.json(), { success: false, error: { code: 'NOT_CONNECTED' } })
   t.notOk(replica.app.sessionPool.get(nobody), 'no session was created')
   for (const [payload, field] of [
-    [{ phone: '79001234567' }, 'body/message'],
+    // Neither `message` nor `media`: the send rule names the field.
+    [{ phone: '79001234567' }, '/message'],
     [{ phone: '79001234567', message: 'x'.repeat(4097) }, 'body/message'],
     [{ phone: '', message: 'hi' }, 'body/phone'],
     [{ phone: 79001234567, message: 'hi' }, 'body/phone']

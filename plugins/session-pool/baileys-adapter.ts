@@ -1,7 +1,10 @@
+import type { Readable } from 'node:stream'
 import makeWASocket, {
-  makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
-  type CacheStore, type SignalKeyStore, type WAVersion
+  downloadMediaMessage, makeCacheableSignalKeyStore, normalizeMessageContent, proto, WA_CERT_DETAILS,
+  type AnyMessageContent, type CacheStore, type SignalKeyStore, type WAMessage, type WAVersion
 } from '@whiskeysockets/baileys'
+import { MEDIA_KINDS, type MediaKind } from '../../contracts/index.ts'
+import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 
@@ -19,7 +22,9 @@ export interface ILogger {
   error: (data: unknown, message?: string) => void
 }
 import type { FastifyBaseLogger } from 'fastify'
-import type { InboundMessage, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket } from './socket-port.ts'
+import type {
+  InboundMediaRef, InboundMessage, OutboundFile, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket
+} from './socket-port.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
 const KEY_CACHE_ENTRIES = 5_000
@@ -31,6 +36,8 @@ export interface BaileysSettings {
   version?: WAVersion
   /** Hex public key the server's certificate chain must be signed by (not WhatsApp's): never in production. */
   certPublicKeyHex?: string
+  /** How long a download waits for the phone to upload a file again (Baileys' own wait has no end). */
+  reuploadTimeoutMs?: number
 }
 
 /**
@@ -98,6 +105,53 @@ function textOf (message: proto.IMessage | null | undefined): string | undefined
   return message?.conversation ?? message?.extendedTextMessage?.text ?? undefined
 }
 
+/** Media messages kept per socket for their downloads (and a re-upload request, which needs the message). */
+const RECENT_MEDIA_MESSAGES = 1_000
+
+const MEDIA_FIELD: Record<MediaKind, 'imageMessage' | 'videoMessage' | 'audioMessage' | 'documentMessage' | 'stickerMessage'> = {
+  image: 'imageMessage', video: 'videoMessage', audio: 'audioMessage', document: 'documentMessage', sticker: 'stickerMessage'
+}
+
+/** What a media message says of its file (the message itself may be wrapped: ephemeral, view-once). */
+function mediaOf (message: proto.IMessage | null | undefined): InboundMediaRef | undefined {
+  const content = normalizeMessageContent(message)
+  for (const kind of MEDIA_KINDS) {
+    const media = content?.[MEDIA_FIELD[kind]] as (proto.Message.IAudioMessage & proto.Message.IDocumentMessage) | null | undefined
+    if (!media) continue
+    return {
+      kind,
+      ...(media.mimetype ? { mimetype: media.mimetype } : {}),
+      ...(media.fileName ? { fileName: media.fileName } : {}),
+      ...(media.caption ? { caption: media.caption } : {}),
+      ...(media.seconds ? { seconds: media.seconds } : {}),
+      ...(media.ptt ? { ptt: true } : {}),
+      ...(media.fileSha256?.length ? { sha256: Buffer.from(media.fileSha256).toString('hex') } : {})
+    }
+  }
+  return undefined
+}
+
+/** A file as Baileys' sendMessage takes it, streamed (Baileys encrypts it to a temporary file, then uploads). */
+function contentOf (file: OutboundFile): AnyMessageContent {
+  const source = { stream: file.stream }
+  switch (file.kind) {
+    case 'image': return { image: source, mimetype: file.mimetype, ...(file.caption ? { caption: file.caption } : {}) }
+    case 'video': return { video: source, mimetype: file.mimetype, ...(file.caption ? { caption: file.caption } : {}) }
+    case 'audio': return { audio: source, mimetype: file.mimetype, ptt: file.ptt === true }
+    case 'sticker': return { sticker: source, mimetype: file.mimetype }
+    case 'document': return {
+      document: source, mimetype: file.mimetype, fileName: file.fileName ?? 'file', ...(file.caption ? { caption: file.caption } : {})
+    }
+  }
+}
+
+/** WhatsApp's media server no longer has the file: the phone must upload it again. */
+function isGone (err: unknown): boolean {
+  // Baileys 7.0.0-rc14 checks `error.status` for this, but its error carries `output.statusCode`.
+  const status = (err as { output?: { statusCode?: number } } | undefined)?.output?.statusCode
+  return status === 404 || status === 410
+}
+
 function closeCodeOf (error: unknown): number | undefined {
   return (error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode
 }
@@ -135,11 +189,12 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       shouldSyncHistoryMessage: () => false,
       printQRInTerminal: false
     })
-    return adapt(sock)
+    return adapt(sock, settings.reuploadTimeoutMs ?? 30_000)
   }
 }
 
-function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
+function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number): WaSocket {
+  const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
   const handlers: { [K in keyof SocketEvents]?: ((payload: SocketEvents[K]) => void)[] } = {}
   const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
     for (const handler of handlers[event] ?? []) handler(payload)
@@ -173,8 +228,14 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     const inbound: InboundMessage[] = messages
       .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
       .filter((message) => !offline || (message.message && !message.messageStubType && PERSON_CHAT.test(message.key.remoteJid!)))
-      .map((message) => ({
+      .map((message) => {
+        const media = mediaOf(message.message)
+        if (media) recentMedia.set(message.key.id!, message)
+        return { message, media }
+      })
+      .map(({ message, media }) => ({
         ...(offline ? { offline: true } : {}),
+        ...(media ? { media } : {}),
         id: message.key.id!,
         from: message.key.remoteJid!,
         fromAlt: message.key.remoteJidAlt ?? undefined,
@@ -214,6 +275,25 @@ function adapt (sock: ReturnType<typeof makeWASocket>): WaSocket {
     sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, options.quoted
       ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
       : undefined)),
+    sendMedia: async (jid, file, options = {}) => sent(await sock.sendMessage(jid, contentOf(file), options.quoted
+      ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
+      : undefined)),
+    downloadMedia: async (messageId) => {
+      const message = recentMedia.get(messageId)
+      if (!message) throw new Error(`message ${messageId} is not a recent media message of this connection`)
+      const download = (from: WAMessage) => downloadMediaMessage(from, 'stream', {}) as Promise<Readable>
+      try {
+        return await download(message)
+      } catch (err) {
+        if (!isGone(err)) throw err
+        // The re-uploaded file's URL is built on this socket's media host, known once it asked for one.
+        await sock.refreshMediaConn(false)
+        const updated = await withDeadline(sock.updateMediaMessage(message), reuploadTimeoutMs,
+          () => new Error(`WhatsApp no longer has the file and the phone did not upload it again within ${reuploadTimeoutMs} ms`))
+        recentMedia.set(messageId, updated)
+        return await download(updated)
+      }
+    },
     react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, {
       react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } }
     })),

@@ -40,7 +40,15 @@ export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
     tags: string[]
     /** Error statuses the route documents besides 400. */
     errors?: number[]
+    /** Also takes `multipart/form-data`: turns the form into the JSON body (before it is validated). */
+    multipart?: (request: FastifyRequest, companyId: string) => Promise<unknown>
   }
+  /**
+   * Work on the validated request before the holder handles it, on the replica that received it
+   * (HTTP: before forwarding, so large inputs never cross NATS; NATS: on the holder). It must be
+   * idempotent: a forwarded request is prepared again on the holder.
+   */
+  prepare?: (companyId: string, request: Static<Request>) => Promise<Static<Request>>
   handle: (call: HolderCall<Static<Request>>) => Promise<Static<Reply>>
 }
 
@@ -61,13 +69,14 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
 ): void {
   const validator = Compile(command.request)
   app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
-    const request = assertValid(validator, payload, 'payload')
+    const valid = assertValid(validator, payload, 'payload')
+    const request = command.prepare ? await command.prepare(companyId, valid) : valid
     const fromBody = (request as { idempotencyKey?: unknown }).idempotencyKey
     const idempotencyKey = typeof fromBody === 'string' ? fromBody : (context.headers?.get(NATS_MSG_ID) || undefined)
     return command.handle({ companyId, request, lease, idempotencyKey, context })
   })
   if (!command.http) return
-  const { method, url, scope, summary, tags, errors = [] } = command.http
+  const { method, url, scope, summary, tags, errors = [], multipart } = command.http
   const takesBody = method !== 'GET' && method !== 'DELETE'
   // Checked by the schemas at run time; generic over Reply, the handler's type cannot be inferred from them.
   const schema: FastifySchema = {
@@ -85,10 +94,19 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     url,
     config: { access: { scope, company: 'params' } },
     schema,
-    handler: (request) => {
+    ...(multipart
+      ? {
+          // After access control (onRequest), before validation: the form becomes the JSON body.
+          preValidation: async (request: FastifyRequest) => {
+            if (request.isMultipart()) request.body = await multipart(request, (request.params as CompanyParams).companyId)
+          }
+        }
+      : {}),
+    handler: async (request) => {
       const { companyId } = request.params as CompanyParams
       // Only the schema's fields travel to the holder (cleaned in place: the body is not used again).
-      const body = takesBody ? Value.Clean(command.request, request.body) : {}
+      const cleaned = takesBody ? Value.Clean(command.request, request.body) as Static<Request> : {}
+      const body = takesBody && command.prepare ? await command.prepare(companyId, cleaned as Static<Request>) : cleaned
       return app.ownership.requestHolder(companyId, command.name, body, idempotencyHeaders(request))
     }
   })

@@ -53,7 +53,12 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   const testWhatsApp = options.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
   const factory: SocketFactory = testWhatsApp
     ? testWhatsApp.factory(config.replicaId)
-    : baileysFactory({ wsUrl: options.waWsUrl, version: options.waVersion, certPublicKeyHex: options.waCertPublicKey })
+    : baileysFactory({
+      wsUrl: options.waWsUrl,
+      version: options.waVersion,
+      certPublicKeyHex: options.waCertPublicKey,
+      reuploadTimeoutMs: options.mediaReuploadTimeoutMs
+    })
   app.decorate('testWhatsApp', testWhatsApp)
 
   // Baileys' creds and keys are sealed at rest; rows stored before (or under an older key) are sealed now.
@@ -68,6 +73,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
     em: () => app.orm.em.fork(),
     log: app.log,
     events,
+    media: app.media,
     onOutcome: (companyId, outcome) => {
       if (!FINAL_OUTCOMES.has(outcome)) return
       ownership.setDesired(companyId, 'offline')
@@ -102,4 +108,4 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   declareSessionCommands(app, pool)
   registerSessionControl(app, options)
-}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership'] })
+}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'media'] })

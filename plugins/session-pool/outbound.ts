@@ -13,7 +13,7 @@ import type { SentMessage, WaSocket } from './socket-port.ts'
 const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
 const RECONNECTING_RETRY_AFTER_S = 1
 
-export type OutboundKind = 'text' | 'reaction'
+export type OutboundKind = 'text' | 'media' | 'reaction'
 
 export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown, sent?: SentMessage }) => void
 

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Events } from '../../core/events.ts'
+import type { Media } from '../media/index.ts'
 import type { Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
 import type { Sealer } from './sealing.ts'
@@ -18,6 +19,8 @@ export interface PoolOptions {
   sealer: Sealer
   /** Where the sessions' events go: the one event path (core/events.ts). */
   events: Pick<Events, 'publish'>
+  /** Where received files go. */
+  media: Pick<Media, 'save'>
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
@@ -70,6 +73,7 @@ export class SessionPool implements Connector {
       log: log.child({ companyId }),
       pairingPhone,
       emit: (type, data, options) => { events.publish(companyId, type, data, { epoch: lease.epoch, id: options?.eventId }) },
+      saveMedia: (id, source, meta) => this.#options.media.save(id, source, meta),
       onOutcome: (outcome) => {
         if (this.#sessions.get(companyId) === session) this.#sessions.delete(companyId)
         this.#options.onOutcome(companyId, outcome)

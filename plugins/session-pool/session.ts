@@ -1,6 +1,7 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
-import { userOfJid } from '../../contracts/index.ts'
+import { ErrorCode, userOfJid, type InboundMedia, type UnavailableMedia } from '../../contracts/index.ts'
+import type { Media } from '../media/index.ts'
 import { isoFromSeconds } from '../../core/time.ts'
 import type { SessionPoolOptions } from './settings.ts'
 import type { PostgresAuthStore } from './auth-store.ts'
@@ -37,6 +38,8 @@ export interface SessionOptions {
   settings: SessionPoolOptions
   log: FastifyBaseLogger
   emit: Emit
+  /** Where received files go (the media bucket). */
+  saveMedia: Media['save']
   /** Called once when the session ends on its own (not when the pool stops it). */
   onOutcome: (outcome: StopOutcome) => void
   /** E.164 digits: link with a pairing code instead of a QR. */
@@ -64,6 +67,8 @@ export class Session {
   readonly epoch: number
   readonly #options: SessionOptions
   #socket: WaSocket | undefined
+  /** Inbound messages being published, in order (a media message waits for its file). */
+  #inbound: Promise<void> = Promise.resolve()
   #state: SessionState = 'connecting'
   #stopping = false
   #reconnectAttempts = 0
@@ -285,12 +290,24 @@ export class Session {
     }
   }
 
+  /**
+   * Inbound messages are published one after another in the order WhatsApp delivered them; a media
+   * message waits for its file to be in the media bucket, so its event can name it.
+   */
   #onMessages (messages: InboundMessage[]): void {
     this.touch()
+    this.#inbound = this.#inbound.then(() => this.#publishMessages(messages)).catch((err: unknown) => {
+      this.#options.log.error({ err, companyId: this.companyId }, 'inbound messages could not be published')
+    })
+  }
+
+  async #publishMessages (messages: InboundMessage[]): Promise<void> {
     for (const message of messages) {
       const lid = message.from.endsWith('@lid') ? message.from : null
       const phoneJid = lid ? message.fromAlt ?? null : message.from
+      const media = message.media ? await this.#fetchMedia(message) : undefined
       this.#options.emit('message', {
+        ...(media ? { media } : {}),
         messageId: message.id,
         phone: phoneJid ? userOfJid(phoneJid) : null,
         jid: phoneJid,
@@ -300,6 +317,32 @@ export class Session {
         timestamp: isoFromSeconds(message.timestamp),
         offline: message.offline ?? false
       }, { eventId: `message:${this.companyId}:${message.id}` })
+    }
+  }
+
+  /** Downloads a received file into the media bucket; one that cannot be had is described with why. */
+  async #fetchMedia (message: InboundMessage): Promise<InboundMedia | UnavailableMedia> {
+    const ref = message.media!
+    const described = {
+      kind: ref.kind,
+      ...(ref.fileName ? { fileName: ref.fileName } : {}),
+      ...(ref.caption ? { caption: ref.caption } : {}),
+      ...(ref.seconds ? { seconds: ref.seconds } : {}),
+      ...(ref.ptt ? { ptt: true } : {})
+    }
+    const mimetype = ref.mimetype ?? 'application/octet-stream'
+    try {
+      const socket = this.#socket
+      if (!socket) throw new Error('the connection closed before the file was fetched')
+      const stored = await this.#options.saveMedia(this.companyId, await socket.downloadMedia(message.id), {
+        kind: ref.kind, mimetype, ...(ref.fileName ? { fileName: ref.fileName } : {})
+      })
+      // Baileys checks neither the MAC nor the hashes of what it downloads; the declared SHA-256 is checked here.
+      if (ref.sha256 && ref.sha256 !== stored.sha256) throw new Error('the file does not match the SHA-256 its message declares')
+      return { ...described, mimetype, size: stored.size, sha256: stored.sha256, objectId: stored.objectId }
+    } catch (err) {
+      this.#options.log.warn({ err, companyId: this.companyId, messageId: message.id }, 'a received file could not be fetched')
+      return { ...described, mimetype, error: { code: ErrorCode.MEDIA_UNAVAILABLE, message: (err as Error).message } }
     }
   }
 

@@ -39,6 +39,13 @@ export const settings = defineSettings({
     parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined),
     developmentOnly: { reason: 'it makes Baileys trust a server that is not WhatsApp' }
   },
+  mediaReuploadTimeoutMs: {
+    env: 'MEDIA_REUPLOAD_TIMEOUT_MS',
+    describe: 'How long the holder waits for the phone to upload again a received file WhatsApp no longer has',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => 30_000,
+    parse: milliseconds
+  },
   reconnectBaseMs: {
     env: 'RECONNECT_BASE_MS',
     describe: 'First reconnect delay after a transient close (428, 408, 503, 500); doubles each attempt, with jitter',

@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream'
 import type { AuthenticationCreds, SignalKeyStore } from '@whiskeysockets/baileys'
+import type { MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
 
 /** What a session needs of a WhatsApp connection; the Baileys adapter and the test double both provide it. */
@@ -23,6 +25,29 @@ export interface InboundMessage {
   timestamp: number
   /** WhatsApp kept it while this device was offline and handed it over at login. */
   offline?: boolean
+  /** A media message: what it says of its file, which `downloadMedia(id)` fetches. */
+  media?: InboundMediaRef
+}
+
+export interface InboundMediaRef {
+  kind: MediaKind
+  mimetype?: string
+  fileName?: string
+  caption?: string
+  seconds?: number
+  ptt?: boolean
+  /** Hex SHA-256 of the file, as the sender declared it. */
+  sha256?: string
+}
+
+/** A file to send, read as it goes out. */
+export interface OutboundFile {
+  kind: MediaKind
+  stream: Readable
+  mimetype: string
+  fileName?: string
+  caption?: string
+  ptt?: boolean
 }
 
 export interface Receipt {
@@ -56,6 +81,12 @@ export interface SentMessage {
 export interface WaSocket {
   on: <K extends keyof SocketEvents>(event: K, listener: (payload: SocketEvents[K]) => void) => void
   sendText: (jid: string, text: string, options?: { quoted?: string }) => Promise<SentMessage>
+  sendMedia: (jid: string, file: OutboundFile, options?: { quoted?: string }) => Promise<SentMessage>
+  /**
+   * The file of a recent media message, decrypted, as a stream. When WhatsApp's media server no
+   * longer has it (404/410), the phone is asked to upload it again first.
+   */
+  downloadMedia: (messageId: string) => Promise<Readable>
   react: (jid: string, key: { id: string, fromMe: boolean }, emoji: string) => Promise<SentMessage>
   markRead: (jid: string, messageIds: string[]) => Promise<void>
   setPresence: (presence: 'available' | 'unavailable' | 'composing' | 'paused', jid?: string) => Promise<void>

@@ -1,6 +1,7 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
 import type { LedgerPort } from '../ownership/index.ts'
-import type { ConnectionUpdate, InboundMessage, SocketEvents, SocketOptions, WaSocket } from './socket-port.ts'
+import type { ConnectionUpdate, InboundMessage, OutboundFile, SocketEvents, SocketOptions, WaSocket } from './socket-port.ts'
 
 export interface TestWhatsAppOptions {
   /** Time between QR references, and how many are offered before the socket closes with 408. */
@@ -16,6 +17,8 @@ interface Sent {
   text?: string
   quoted?: string
   reaction?: { messageId: string, emoji: string }
+  /** A media message: its kind and type, and the size and hex SHA-256 of the file read from its stream. */
+  media?: { kind: string, mimetype: string, size: number, sha256: string, caption?: string, ptt?: boolean }
   messageId: string
   /** performance.now() when WhatsApp took it. */
   at: number
@@ -250,6 +253,34 @@ export class TestSocket implements WaSocket {
       { id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
     ]), 0)
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+  }
+
+  async sendMedia (jid: string, file: OutboundFile, options: { quoted?: string } = {}) {
+    this.#requireOpen()
+    await this.#whatsapp.waitIfStalled(this.#options.companyId)
+    const hash = createHash('sha256')
+    let size = 0
+    for await (const chunk of file.stream) {
+      hash.update(chunk as Buffer)
+      size += (chunk as Buffer).length
+    }
+    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    const media = {
+      kind: file.kind,
+      mimetype: file.mimetype,
+      size,
+      sha256: hash.digest('hex'),
+      ...(file.caption ? { caption: file.caption } : {}),
+      ...(file.ptt ? { ptt: true } : {})
+    }
+    this.#whatsapp.record(this.#options.companyId, { to: jid, media, quoted: options.quoted, messageId, at: performance.now() })
+    return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+  }
+
+  /** The test transport carries no inbound media: the simulator and real Baileys test that path. */
+  async downloadMedia (): Promise<Readable> {
+    this.#requireOpen()
+    throw new Error('the test transport has no media server')
   }
 
   async react (jid: string, key: { id: string, fromMe: boolean }, emoji: string) {

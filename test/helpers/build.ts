@@ -65,6 +65,7 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
     membersBucket: overrides.membersBucket ?? uniqueName('members'),
     idempotencyBucket: overrides.idempotencyBucket ?? uniqueName('idempotency'),
     rateBucket: overrides.rateBucket ?? uniqueName('rates'),
+    mediaBucket: overrides.mediaBucket ?? uniqueName('media'),
     // A namespace of its own: replicas of tests running in parallel never answer each other.
     natsNamespace: overrides.natsNamespace ?? uniqueName('wa'),
     eventsStream: overrides.eventsStream ?? uniqueName('EVENTS')
@@ -73,6 +74,7 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
   if (!overrides.leaseBucket) dropBucketsAfter(t, config.natsUrl!, [config.leaseBucket, config.membersBucket])
   if (!overrides.idempotencyBucket) dropBucketsAfter(t, config.natsUrl!, [config.idempotencyBucket])
   if (!overrides.rateBucket) dropBucketsAfter(t, config.natsUrl!, [config.rateBucket])
+  if (!overrides.mediaBucket) dropStreamsAfter(t, config.natsUrl!, [`OBJ_${config.mediaBucket}`])
   return config
 }
 

@@ -16,6 +16,7 @@ export interface ClusterSettings {
   membersBucket: string
   idempotencyBucket: string
   rateBucket: string
+  mediaBucket: string
   leaseTtlMs: number
   /** The cluster's subject namespace and events stream (NATS_NAMESPACE, EVENTS_STREAM). */
   natsNamespace: string
@@ -31,12 +32,13 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
     membersBucket: uniqueName('members'),
     idempotencyBucket: uniqueName('idempotency'),
     rateBucket: uniqueName('rates'),
+    mediaBucket: uniqueName('media'),
     leaseTtlMs: TEST_LEASE_TTL_MS,
     natsNamespace: uniqueName('wa'),
     eventsStream: uniqueName('EVENTS'),
     ...overrides
   }
-  dropStreamsAfter(t, settings.natsUrl, [settings.eventsStream])
+  dropStreamsAfter(t, settings.natsUrl, [settings.eventsStream, `OBJ_${settings.mediaBucket}`])
   dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket, settings.idempotencyBucket, settings.rateBucket])
   return settings
 }
@@ -50,6 +52,7 @@ export function clusterEnv (settings: ClusterSettings): Record<string, string> {
     MEMBERS_BUCKET: settings.membersBucket,
     IDEMPOTENCY_BUCKET: settings.idempotencyBucket,
     RATE_BUCKET: settings.rateBucket,
+    MEDIA_BUCKET: settings.mediaBucket,
     LEASE_TTL_MS: String(settings.leaseTtlMs),
     NATS_NAMESPACE: settings.natsNamespace,
     EVENTS_STREAM: settings.eventsStream,

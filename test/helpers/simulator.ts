@@ -4,6 +4,7 @@ import { initAuthCreds, WA_CERT_DETAILS, type AuthenticationCreds, type SignalKe
 import { baileysFactory } from '../../plugins/session-pool/baileys-adapter.ts'
 import type { ConnectionUpdate, WaSocket } from '../../plugins/session-pool/socket-port.ts'
 import { WhatsAppSimulator, type SimulatorOptions } from '../../simulator/server.ts'
+import { trustSimulatorCa } from '../../simulator/media.ts'
 import { waitFor } from './wait.ts'
 
 /** The WhatsApp Web version test clients announce (the simulator accepts any). */
@@ -35,13 +36,17 @@ export function memoryKeys (): SignalKeyStore {
  * A simulator of this test's own, and a Baileys factory that trusts it. Baileys' trusted key is a
  * process-wide value; it is put back when the test ends.
  */
-export async function startSimulator (t: Test, options: SimulatorOptions = {}) {
+export async function startSimulator (t: Test, options: SimulatorOptions & { reuploadTimeoutMs?: number } = {}) {
+  // Its media server's certificate comes from the simulator's own CA (simulator/tls).
+  trustSimulatorCa()
   const originalKey = WA_CERT_DETAILS.PUBLIC_KEY
   t.teardown(() => { WA_CERT_DETAILS.PUBLIC_KEY = originalKey })
   const simulator = new WhatsAppSimulator(options)
   const { url } = await simulator.start()
   t.teardown(() => simulator.stop())
-  const factory = baileysFactory({ wsUrl: url, version: TEST_WA_VERSION, certPublicKeyHex: simulator.identity.publicKeyHex })
+  const factory = baileysFactory({
+    wsUrl: url, version: TEST_WA_VERSION, certPublicKeyHex: simulator.identity.publicKeyHex, reuploadTimeoutMs: options.reuploadTimeoutMs
+  })
   /** A Baileys socket on the simulator, with every connection update it reports; ended with the test. */
   const connect = (creds: AuthenticationCreds, keys: SignalKeyStore = NO_KEYS): { socket: WaSocket, updates: ConnectionUpdate[] } => {
     const socket = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
