@@ -122,6 +122,8 @@ try {
   const unavailable = new Map<string, number>()
   const inbound: { company: string, id: string, at: number }[] = []
   const benchStarted = performance.now()
+  /** The wall clock at benchStarted: the simulator's log is in Date.now() time. */
+  const benchEpoch = Date.now()
   let sendSeq = 0
   /** Sends still refused when the client gave up on them (SEND_GIVE_UP_MS): a company stuck. */
   let abandonedSends = 0
@@ -260,7 +262,13 @@ try {
   // For each lost inbound message: when it was written and what the simulator saw of it (diagnosis).
   const lost = inbound.filter((message) => !published.has(message.id))
   for (const message of lost.slice(0, 5)) {
-    const seen = simulator.log.filter((entry) => entry.detail.includes(message.id)).map((entry) => `${entry.kind}: ${entry.detail}`)
+    const company = companies.find((candidate) => candidate.id === message.company)!
+    const writtenAt = benchEpoch + message.at
+    const seen = simulator.log
+      .filter((entry) => entry.detail.includes(message.id) ||
+        (['login', 'closed', 'replaced'].includes(entry.kind) && entry.detail.includes(company.phone) && entry.at >= writtenAt - 2_000))
+      .slice(0, 12)
+      .map((entry) => `${entry.kind}@+${entry.at - writtenAt}ms: ${entry.detail.slice(0, 80)}`)
     log(`lost inbound ${message.id} of ${message.company} at +${Math.round(message.at / 1000)} s: ${seen.join(' | ') || 'nothing logged'}`)
   }
   const worst = [...companies.map((company) => unavailable.get(company.id) ?? 0)].sort((a, b) => a - b)

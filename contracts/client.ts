@@ -13,6 +13,9 @@ import type {
   SendReply, SendRequest, SessionsList, SessionsListQuery, SessionStatus
 } from './sessions.ts'
 import type { OwnerReply } from './cluster.ts'
+import type {
+  ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
+} from './conversations.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 const HOLDER_RETRY_INTERVAL_MS = 50
@@ -156,6 +159,20 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     initialize: (companyId: string, request: InitializeRequest = {}) => call<InitializeReply>(subjects.initialize(companyId), request),
     /** A page of the known companies (`next` names the page after it). */
     listSessions: (page: SessionsListQuery = {}) => call<SessionsList>(subjects.sessionsList, page),
+    /** Marks messages of a chat read (the contact gets read receipts). */
+    read: (companyId: string, request: ReadRequest) => command<ChatReply>(companyId, 'read', request),
+    /** Typing, recording or paused in a chat; available or unavailable for the account. */
+    presence: (companyId: string, request: PresenceRequest) => command<ChatReply>(companyId, 'presence', request),
+    /** Whether each phone (up to 50) is on WhatsApp, with its JID and LID (under the company's number-check budget). */
+    checkNumbers: (companyId: string, phones: string[]) => command<NumberCheckReply>(companyId, 'check-numbers', { phones }),
+    /** Edits a text the company sent (within WhatsApp's 15 minutes). */
+    edit: (companyId: string, request: EditRequest) => command<SendReply>(companyId, 'edit', request),
+    /** Deletes a message the company sent, for everyone. */
+    deleteMessage: (companyId: string, request: DeleteRequest) => command<SendReply>(companyId, 'delete', request),
+    /** A page of the message history, newest first (any replica answers). */
+    messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
+    /** One message and its delivery state. */
+    message: (companyId: string, messageId: string) => call<MessageReply>(subjects.messages(companyId, 'get'), { messageId }),
     /**
      * Puts a file in the media bucket for `send` to name by `objectId` (a NATS message holds 1 MB; the
      * bucket takes any size, in chunks). Returns the objectId.

@@ -36,6 +36,8 @@ export const ErrorCode = {
   MEDIA_UNREACHABLE: 'MEDIA_UNREACHABLE',
   /** A voice note in a format WhatsApp does not play as one, and no ffmpeg here to convert it. */
   MEDIA_CONVERSION_UNAVAILABLE: 'MEDIA_CONVERSION_UNAVAILABLE',
+  /** An edit or a deletion WhatsApp would refuse: not a message this company sent, not a text, or past WhatsApp's window. */
+  NOT_EDITABLE: 'NOT_EDITABLE',
   /** An inbound file WhatsApp no longer has and the phone did not upload again. */
   MEDIA_UNAVAILABLE: 'MEDIA_UNAVAILABLE'
 } as const

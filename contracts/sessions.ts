@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { CompanyId } from './common.ts'
 import { OutboundMedia } from './media.ts'
+import { ContactCard, Location } from './content.ts'
 
 /** The old system's limit, kept. */
 export const MAX_MESSAGE_LENGTH = 4096
@@ -20,9 +21,18 @@ export const SendRequest = Type.Object({
   phone: Type.String({ minLength: 1, maxLength: 64, description: 'Recipient phone (any notation) or JID' }),
   message: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH, description: 'The text (or `media`)' })),
   media: Type.Optional(OutboundMedia),
+  location: Type.Optional(Location),
+  contact: Type.Optional(ContactCard),
+  quotedMessageId: Type.Optional(Type.String({
+    minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'Reply to this message (one the gateway has seen in this chat)'
+  })),
   idempotencyKey: Type.Optional(IdempotencyKey),
   options: Type.Optional(Type.Object({
-    quoted: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'Id of the message to quote' }))
+    quoted: Type.Optional(Type.String({
+      minLength: 1,
+      maxLength: MAX_MESSAGE_ID_LENGTH,
+      description: 'The same as `quotedMessageId` (kept)'
+    }))
   }))
 })
 export type SendRequest = Static<typeof SendRequest>
@@ -30,7 +40,7 @@ export type SendRequest = Static<typeof SendRequest>
 const DeliveryFields = {
   success: Type.Literal(true),
   companyId: CompanyId,
-  phone: Type.String({ description: 'E.164 digits the message went to' }),
+  phone: Type.String({ description: 'E.164 digits the message went to (the LID JID for a contact known only by LID)' }),
   messageId: Type.String(),
   timestamp: Type.String(),
   accepted: Type.Literal(true, { description: 'WhatsApp took the message (Baileys wrote it to the connection)' }),

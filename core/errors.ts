@@ -21,7 +21,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.MEDIA_URL_FORBIDDEN]: 400,
   [ErrorCode.MEDIA_UNREACHABLE]: 422,
   [ErrorCode.MEDIA_CONVERSION_UNAVAILABLE]: 422,
-  [ErrorCode.MEDIA_UNAVAILABLE]: 404
+  [ErrorCode.MEDIA_UNAVAILABLE]: 404,
+  [ErrorCode.NOT_EDITABLE]: 409
 }
 
 /**

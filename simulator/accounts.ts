@@ -32,8 +32,15 @@ export interface ReceivedMessage {
   /** The sending device (`<user>:<device>`). */
   from: string
   at: number
-  kind: 'text' | 'reaction' | 'media' | 'other'
+  kind: 'text' | 'reaction' | 'media' | 'location' | 'contact' | 'other'
   text?: string
+  /** The message it replies to. */
+  quotedMessageId?: string
+  location?: { latitude: number, longitude: number, name?: string, address?: string }
+  contact?: { name: string, vcard: string }
+  /** The sender edited it later (its text is the new one) or deleted it for everyone. */
+  edited?: boolean
+  deleted?: boolean
   /** For media: what the contact's phone decrypted and checked (MAC, hashes, length), or why it could not. */
   media?: ReceivedMedia
   /** For a reaction: the message reacted to and the emoji ('' removes a reaction). */
@@ -81,6 +88,12 @@ export class Account {
   linkedDevices = 0
   /** Whether the phone answers its linked devices' requests to upload old media again. */
   reuploadsMedia = true
+  /** Set: WhatsApp refuses messages to this contact with this code (463: no privacy token, a restricted sender). */
+  refusal: string | undefined
+  /** What linked devices showed this contact: typing, recording, paused (chat states). */
+  readonly presences: { from: string, state: string, at: number }[] = []
+  /** The account's own availability, as its linked devices last announced it. */
+  availability: 'available' | 'unavailable' | undefined
 
   constructor (phone: string, registered: boolean) {
     this.phone = phone

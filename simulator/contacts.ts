@@ -54,6 +54,15 @@ export class Contacts {
     if (!sender) return
     const id = node.attrs.id
     const delivered = new Set<string>()
+    // WhatsApp refuses what a contact may not be sent (error 463 and the like): acked with the error, delivered to nobody.
+    const refusal = getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')
+      .map((to) => this.#directory.resolve(to.attrs.jid ?? '')?.account)
+      .find((account) => account && account.phone !== sender.user && account.refusal)?.refusal
+    if (refusal) {
+      this.#record('refused', `${id} from ${deviceName(sender)}: error ${refusal}`)
+      connection.send({ tag: 'ack', attrs: { class: 'message', id, from: node.attrs.to, t: unixNow(), error: refusal } })
+      return
+    }
     for (const to of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
       const enc = getBinaryNodeChild(to, 'enc')
       const resolved = this.#directory.resolve(to.attrs.jid ?? '')
@@ -63,6 +72,11 @@ export class Contacts {
         const message = proto.Message.decode(unpadRandomMax16(padded))
         // The sender's own phone gets a copy of what it sent (a device-sent message); only contacts record it.
         if (resolved.account.phone === sender.user) continue
+        // An edit or a deletion for everyone changes a message the contact already has.
+        if (applyProtocolMessage(resolved.account.received, message)) {
+          delivered.add(resolved.account.phone)
+          continue
+        }
         resolved.account.received.push(describe(id, deviceName(sender), message, (kind, content) => this.#openMedia(id, kind, content)))
         delivered.add(resolved.account.phone)
         this.#record('message', `${deviceName(sender)} → ${resolved.account.phone} ${id}`)
@@ -81,6 +95,21 @@ export class Contacts {
         else this.#mailbox.keep(deviceName(sender), { node: receipt })
       }
     }, DELIVERY_RECEIPT_DELAY_MS).unref()
+  }
+
+  /** A linked device shows a contact that its user is typing, recording or paused (`<chatstate>`). */
+  chatState (connection: Connection, node: BinaryNode): void {
+    const resolved = this.#directory.resolve(node.attrs.to ?? '')
+    const state = Array.isArray(node.content) ? node.content[0] : undefined
+    if (!resolved || !connection.device || !state) return
+    const kind = state.tag === 'composing' && state.attrs.media === 'audio' ? 'recording' : state.tag
+    resolved.account.presences.push({ from: deviceName(connection.device), state: kind, at: Date.now() })
+  }
+
+  /** A linked device announces its account available or unavailable (`<presence type>`). */
+  presence (connection: Connection, node: BinaryNode): void {
+    if (!connection.device || (node.attrs.type !== 'available' && node.attrs.type !== 'unavailable')) return
+    this.#directory.account(connection.device.user).availability = node.attrs.type
   }
 
   /** A linked device reports that it got (or read) a contact's message. */
@@ -267,17 +296,58 @@ function requestOpens (node: BinaryNode, messageId: string, mediaKey: Uint8Array
   }
 }
 
+/**
+ * An edit (MESSAGE_EDIT) or a deletion for everyone (REVOKE) of a message the contact has: applied
+ * to it; true when the message was one of those.
+ */
+function applyProtocolMessage (received: ReceivedMessage[], message: proto.IMessage): boolean {
+  const protocol = message.protocolMessage
+  if (!protocol?.key?.id) return false
+  const target = received.find((entry) => entry.id === protocol.key!.id)
+  if (protocol.type === proto.Message.ProtocolMessage.Type.MESSAGE_EDIT) {
+    const text = protocol.editedMessage?.conversation ?? protocol.editedMessage?.extendedTextMessage?.text
+    if (target && typeof text === 'string') Object.assign(target, { text, edited: true })
+    return true
+  }
+  if (protocol.type === proto.Message.ProtocolMessage.Type.REVOKE) {
+    if (target) Object.assign(target, { deleted: true, text: undefined })
+    return true
+  }
+  return false
+}
+
 /** What a contact's phone records of a message it decrypted. */
 function describe (
   id: string, from: string, message: proto.IMessage, openMedia: (kind: MediaKind, content: MediaContent) => ReceivedMedia
 ): ReceivedMessage {
   const at = Date.now()
+  const context = message.extendedTextMessage?.contextInfo ?? message.imageMessage?.contextInfo ?? message.locationMessage?.contextInfo ??
+    message.contactMessage?.contextInfo ?? message.documentMessage?.contextInfo
+  const quoted = context?.stanzaId ? { quotedMessageId: context.stanzaId } : {}
   for (const kind of MEDIA_KINDS) {
     const content = message[MESSAGE_FIELD[kind]] as MediaContent | null | undefined
-    if (content) return { id, from, at, kind: 'media', media: openMedia(kind, content) }
+    if (content) return { id, from, at, kind: 'media', media: openMedia(kind, content), ...quoted }
   }
   const text = message.conversation ?? message.extendedTextMessage?.text
-  if (typeof text === 'string') return { id, from, at, kind: 'text', text }
+  if (typeof text === 'string') return { id, from, at, kind: 'text', text, ...quoted }
+  const location = message.locationMessage
+  if (location) {
+    return {
+      id,
+      from,
+      at,
+      kind: 'location',
+      ...quoted,
+      location: {
+        latitude: location.degreesLatitude ?? 0,
+        longitude: location.degreesLongitude ?? 0,
+        ...(location.name ? { name: location.name } : {}),
+        ...(location.address ? { address: location.address } : {})
+      }
+    }
+  }
+  const contact = message.contactMessage ?? message.contactsArrayMessage?.contacts?.[0]
+  if (contact) return { id, from, at, kind: 'contact', contact: { name: contact.displayName ?? '', vcard: contact.vcard ?? '' }, ...quoted }
   const reaction = message.reactionMessage
   if (reaction) {
     const reacted = { messageId: reaction.key?.id ?? '', emoji: reaction.text ?? '', fromMe: Boolean(reaction.key?.fromMe) }

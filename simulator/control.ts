@@ -86,7 +86,8 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
           expired: Type.Optional(Type.Boolean({ description: 'already dropped by the media server: the device must ask for a re-upload' }))
         })),
         pushName: Type.Optional(Type.String({ maxLength: 64 })),
-        id: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z]{4,64}$' }))
+        id: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z]{4,64}$' })),
+        byLid: Type.Optional(Type.Boolean({ description: 'write from the contact\'s LID, its phone not given (a LID-addressed chat)' }))
       })
     },
     bodyLimit: 128 * 1024 * 1024
@@ -118,6 +119,30 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   }, async (request) => {
     simulator.account(request.params.phone).reuploadsMedia = request.body.enabled
     return { success: true }
+  })
+
+  // WhatsApp refuses messages to this contact with the code (463: no privacy token, a restricted sender); null stops it.
+  app.post('/contacts/:phone/refusal', {
+    schema: { params: Contact, body: Type.Object({ code: Type.Union([Type.String({ pattern: '^\\d{3}$' }), Type.Null()]) }) }
+  }, async (request) => {
+    simulator.account(request.params.phone).refusal = request.body.code ?? undefined
+    return { success: true }
+  })
+
+  app.get('/contacts/:phone/presences', { schema: { params: Contact } }, async (request) => ({
+    success: true,
+    presences: simulator.account(request.params.phone).presences
+  }))
+
+  app.get('/accounts/:phone', { schema: { params: Contact } }, async (request) => {
+    const account = simulator.account(request.params.phone)
+    return {
+      success: true,
+      phone: account.phone,
+      lid: `${account.lid}@lid`,
+      registered: account.registered,
+      availability: account.availability ?? null
+    }
   })
 
   app.get('/contacts/:phone/messages', { schema: { params: Contact } }, async (request) => ({

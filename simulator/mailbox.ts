@@ -15,6 +15,8 @@ export interface InboundOptions {
   media?: ContactMedia
   id?: string
   pushName?: string
+  /** The contact writes as WhatsApp's LID-addressed chats do: from `<lid>@lid`, its phone not given. */
+  byLid?: boolean
 }
 
 export interface ContactMedia {
@@ -98,7 +100,7 @@ export class Mailbox {
     connection.send({
       tag: 'message',
       attrs: {
-        from: userJid(contact.phone),
+        from: message.byLid ? `${contact.lid}@lid` : userJid(contact.phone),
         id: message.id,
         t: String(message.at),
         type: media ? 'media' : 'text',

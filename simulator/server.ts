@@ -193,6 +193,8 @@ export class WhatsAppSimulator {
     // A device asks its phone to upload old media again (its download got 404/410).
     else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)
     else if (node.tag === 'receipt') this.#contacts.receiptFromDevice(connection, node)
+    else if (node.tag === 'chatstate') this.#contacts.chatState(connection, node)
+    else if (node.tag === 'presence') this.#contacts.presence(connection, node)
     else if (node.tag === 'ack') this.#mailbox.acknowledged(connection, node)
     return undefined
   }

@@ -1,47 +1,13 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { connect } from '@nats-io/transport-node'
-import { Objm } from '@nats-io/obj'
-import { jetstream } from '@nats-io/jetstream'
 import { createGatewayClient, mediaObjectName, MEDIA_KINDS, type EventEnvelope } from '../contracts/index.ts'
-import type { GatewayConfig } from '../plugins/index.ts'
 import { isPublicAddress } from '../plugins/media/url-fetch.ts'
 import { filesOfEveryKind, jpeg, mp4, oggOpus, sha256Hex, wav } from './helpers/media-files.ts'
 import { uniqueName } from './helpers/services.ts'
-import { recordEvents, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
-import { startSimulator } from './helpers/simulator.ts'
+import { COMPANY_PHONE, CONTACT, linkedGateway } from './helpers/linked-gateway.ts'
 import { waitFor } from './helpers/wait.ts'
-
-const COMPANY_PHONE = '79001230101'
-const CONTACT = '79111230102'
-
-/** One gateway replica with real Baileys on the simulator, and one linked company. */
-async function linkedGateway (t: Test, overrides: Partial<GatewayConfig> = {}) {
-  const { simulator, url } = await startSimulator(t)
-  const settings = await sessionCluster(t)
-  const replica = await startSessionReplica(t, settings, {
-    waTransport: 'baileys',
-    waWsUrl: url,
-    waVersion: [2, 3000, 1023223821],
-    waCertPublicKey: simulator.identity.publicKeyHex,
-    ...overrides
-  })
-  const companyId = uniqueName('salon')
-  const events = await recordEvents(t, settings, companyId)
-  const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
-  simulator.scan(init.json().qr, COMPANY_PHONE)
-  if (!await events.waitFor('connected', 1, 15_000)) throw new Error('not connected')
-  const nc = await connect({ servers: settings.natsUrl })
-  t.teardown(() => nc.close())
-  const bucket = await new Objm(jetstream(nc)).open(settings.mediaBucket)
-  const objects = async () => (await bucket.list()).filter((info) => info.name.startsWith(`${companyId}/`) && !info.deleted).length
-  const send = (payload: unknown) => replica.app.inject({
-    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/send`, payload: payload as Record<string, unknown>
-  })
-  const received = () => simulator.received(CONTACT)
-  return { simulator, replica, companyId, events, bucket, objects, send, received, settings }
-}
 
 /** A multipart body as a browser's FormData makes it. */
 async function multipartOf (fields: Record<string, string>, file?: { data: Buffer, name: string, type: string }, fileFirst = false) {

@@ -80,7 +80,8 @@ t.test(`${ROUNDS} create/remove rounds leave no listeners, timers, connections o
       log,
       emit: () => {},
       onOutcome: () => {},
-      saveMedia: async () => { throw new Error('this test receives no media') }
+      saveMedia: async () => { throw new Error('this test receives no media') },
+      contacts: { phoneOfLid: async () => undefined, learnLid: async () => {} }
     })
     session.start()
     while (session.state !== 'open') await new Promise((resolve) => setImmediate(resolve))

@@ -126,6 +126,12 @@ export default fp<MetricsOptions>(async (app, options) => {
     labelNames: ['source'],
     registers: [registry]
   })
+  const deliveryFailures = new Counter({
+    name: 'whatsapp_delivery_failures_total',
+    help: 'Messages WhatsApp took and then refused (their state went to failed), by WhatsApp\'s code',
+    labelNames: ['reason'],
+    registers: [registry]
+  })
   const qrCodes = new Counter({ name: 'whatsapp_qr_codes_generated_total', help: 'QR codes shown for linking', registers: [registry] })
   const failedReconnects = new Counter({
     name: 'whatsapp_reconnects_failed_total',
@@ -203,6 +209,8 @@ export default fp<MetricsOptions>(async (app, options) => {
     if (type === 'message') {
       received.inc(companyLabel(companyId))
       local.messagesReceived++
+    } else if (type === 'message_status' && data.state === 'failed') {
+      deliveryFailures.inc({ reason: String((data.failure as { code?: string } | undefined)?.code ?? 'unknown') })
     } else if (type === 'qr') {
       qrCodes.inc()
       local.qrCodesGenerated++

@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BucketState, TokenBucket } from './token-bucket.ts'
 
-export type BudgetKind = 'text' | 'media' | 'reaction'
+export type BudgetKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction'
 
 interface Stored {
   messages?: BucketState

@@ -11,6 +11,7 @@ import { TokenBucket } from './token-bucket.ts'
 import type { RateLimitOptions } from './settings.ts'
 
 export { settings, type RateLimitOptions } from './settings.ts'
+export { TokenBucket, type BucketState } from './token-bucket.ts'
 
 const MINUTE_MS = 60_000
 /** The state of a budget refills within a minute; an hour of KV retention is ample. */

@@ -23,7 +23,7 @@ export interface ILogger {
 }
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  InboundMediaRef, InboundMessage, OutboundFile, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket
+  InboundMediaRef, InboundMessage, OutboundContent, OutboundFile, Quoted, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket
 } from './socket-port.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
@@ -145,6 +145,54 @@ function contentOf (file: OutboundFile): AnyMessageContent {
   }
 }
 
+/** Baileys' `quoted`: the message replied to, as far as WhatsApp shows it (its text, when known). */
+function quotedOf (jid: string, quoted: Quoted | undefined): { quoted: WAMessage } | undefined {
+  if (!quoted) return undefined
+  return { quoted: { key: { remoteJid: jid, id: quoted.id, fromMe: quoted.fromMe }, message: { conversation: quoted.text ?? '' } } }
+}
+
+function baileysContentOf (jid: string, content: OutboundContent): AnyMessageContent {
+  if ('location' in content) {
+    const { latitude, longitude, name, address } = content.location
+    return {
+      location: {
+        degreesLatitude: latitude,
+        degreesLongitude: longitude,
+        ...(name ? { name } : {}),
+        ...(address ? { address } : {})
+      }
+    }
+  }
+  if ('contact' in content) {
+    const { name, vcard } = content.contact
+    return { contacts: { displayName: name, contacts: [{ displayName: name, vcard }] } }
+  }
+  if ('edit' in content) return { edit: { remoteJid: jid, id: content.edit.messageId, fromMe: true }, text: content.edit.text }
+  return { delete: { remoteJid: jid, id: content.delete.messageId, fromMe: true } }
+}
+
+/** The non-media content of an inbound message the gateway describes: a location, a contact card, what it replies to. */
+function detailsOf (message: proto.IMessage | null | undefined): Pick<InboundMessage, 'location' | 'contact' | 'quotedMessageId'> {
+  const content = normalizeMessageContent(message)
+  const location = content?.locationMessage
+  const contact = content?.contactMessage ?? content?.contactsArrayMessage?.contacts?.[0]
+  const context = content?.extendedTextMessage?.contextInfo ?? content?.imageMessage?.contextInfo ?? content?.locationMessage?.contextInfo
+  return {
+    ...(location && typeof location.degreesLatitude === 'number' && typeof location.degreesLongitude === 'number'
+      ? {
+          location: {
+            latitude: location.degreesLatitude,
+            longitude: location.degreesLongitude,
+            ...(location.name ? { name: location.name } : {}),
+            ...(location.address ? { address: location.address } : {})
+          }
+        }
+      : {}),
+    ...(contact?.vcard ? { contact: { name: contact.displayName ?? '', vcard: contact.vcard } } : {}),
+    ...(context?.stanzaId ? { quotedMessageId: context.stanzaId } : {})
+  }
+}
+
 /** WhatsApp's media server no longer has the file: the phone must upload it again. */
 function isGone (err: unknown): boolean {
   // Baileys 7.0.0-rc14 checks `error.status` for this, but its error carries `output.statusCode`.
@@ -236,6 +284,7 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
       .map(({ message, media }) => ({
         ...(offline ? { offline: true } : {}),
         ...(media ? { media } : {}),
+        ...detailsOf(message.message),
         id: message.key.id!,
         from: message.key.remoteJid!,
         fromAlt: message.key.remoteJidAlt ?? undefined,
@@ -249,13 +298,23 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
     const receipts: Receipt[] = updates
       .filter((update) => update.update.status !== undefined && update.update.status !== null &&
         STATUS[update.update.status] && update.key.id)
-      .map((update) => ({
-        id: update.key.id!,
-        to: update.key.remoteJid ?? '',
-        status: STATUS[update.update.status!],
-        timestamp: Math.floor(Date.now() / 1000)
-      }))
+      .map((update) => {
+        // A refusal (an <ack error="463">) carries WhatsApp's code as the stub parameter.
+        const code = update.update.status === proto.WebMessageInfo.Status.ERROR ? update.update.messageStubParameters?.[0] : undefined
+        return {
+          id: update.key.id!,
+          to: update.key.remoteJid ?? '',
+          status: STATUS[update.update.status!],
+          timestamp: Math.floor(Date.now() / 1000),
+          ...(code ? { code } : {})
+        }
+      })
     if (receipts.length > 0) emit('receipts', receipts)
+  })
+  sock.ev.on('lid-mapping.update', (mapping) => {
+    const pairs = (Array.isArray(mapping) ? mapping : [mapping]) as { lid?: string, pn?: string }[]
+    const lids = pairs.filter((pair) => pair.lid && pair.pn).map((pair) => ({ lid: pair.lid!, phone: pair.pn! }))
+    if (lids.length > 0) emit('lids', lids)
   })
   sock.ev.on('messages.reaction', (reactions) => {
     emit('reactions', reactions.filter((reaction) => reaction.key.id).map((reaction) => ({
@@ -272,12 +331,10 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
   })
   return {
     on: (event, listener) => { (handlers[event] ??= [] as never[]).push(listener as never) },
-    sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, options.quoted
-      ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
-      : undefined)),
-    sendMedia: async (jid, file, options = {}) => sent(await sock.sendMessage(jid, contentOf(file), options.quoted
-      ? { quoted: { key: { remoteJid: jid, id: options.quoted, fromMe: false }, message: { conversation: '' } } }
-      : undefined)),
+    sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, quotedOf(jid, options.quoted))),
+    sendMedia: async (jid, file, options = {}) => sent(await sock.sendMessage(jid, contentOf(file), quotedOf(jid, options.quoted))),
+    sendContent: async (jid, content, options = {}) =>
+      sent(await sock.sendMessage(jid, baileysContentOf(jid, content), quotedOf(jid, options.quoted))),
     downloadMedia: async (messageId) => {
       const message = recentMedia.get(messageId)
       if (!message) throw new Error(`message ${messageId} is not a recent media message of this connection`)
@@ -298,11 +355,25 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
       react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } }
     })),
     markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
-    setPresence: async (presence, jid) => { await sock.sendPresenceUpdate(presence, jid) },
+    setPresence: async (presence, jid) => {
+      // Baileys announces availability under the account's push name and skips it without one (it
+      // comes with the app-state sync the gateway does not run): the number stands in for it.
+      const me = sock.authState.creds.me
+      if (me && !me.name && (presence === 'available' || presence === 'unavailable')) me.name = me.id.split(/[:@]/)[0]
+      await sock.sendPresenceUpdate(presence, jid)
+    },
     // Baileys leaves numbers that are not on WhatsApp out of its answer; ours names every number asked.
     onWhatsApp: async (jids) => {
       const found = new Set(((await sock.onWhatsApp(...jids)) ?? []).filter((entry) => entry.exists).map((entry) => entry.jid))
-      return jids.map((jid) => ({ jid, exists: found.has(jid) }))
+      return Promise.all(jids.map(async (jid) => {
+        if (!found.has(jid)) return { jid, exists: false }
+        const lid = await sock.signalRepository.lidMapping.getLIDForPN(jid).catch(() => null)
+        return { jid, exists: true, ...(lid ? { lid: lid.replace(/:\d+@/, '@') } : {}) }
+      }))
+    },
+    phoneOfLid: async (lid) => {
+      const phone = await sock.signalRepository.lidMapping.getPNForLID(lid).catch(() => null)
+      return phone ? phone.replace(/:\d+@/, '@') : undefined
     },
     requestPairingCode: (phoneDigits) => sock.requestPairingCode(phoneDigits),
     // Baileys' end() destroys its event emitter (every listener) itself; our handlers go with the closure.

@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import {
-  EmptyRequest, ErrorCode, LogoutReply, SendReply, SendRequest, SessionStatus
+  EmptyRequest, ErrorCode, LogoutReply, SessionStatus
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { declareHolderCommand } from './holder-command.ts'
-import { deliveryFields } from './outbound.ts'
+import { declareSendCommand } from './send-command.ts'
+import { declareChatCommands } from './chat-commands.ts'
 import type { SessionPool } from './pool.ts'
 import { wipeAuth } from './auth-store.ts'
 
@@ -21,7 +22,7 @@ export async function forgetCompany (app: FastifyInstance, companyId: string): P
   await wipeAuth(app.orm.em.fork(), companyId)
 }
 
-function requireSession (pool: SessionPool, companyId: string) {
+export function requireSession (pool: SessionPool, companyId: string) {
   const session = pool.get(companyId)
   if (!session) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} has no session on this replica`)
   return session
@@ -31,65 +32,8 @@ function requireSession (pool: SessionPool, companyId: string) {
 export function declareSessionCommands (app: FastifyInstance, pool: SessionPool): void {
   const { config } = app
 
-  declareHolderCommand(app, {
-    name: 'send',
-    request: SendRequest,
-    reply: SendReply,
-    http: {
-      method: 'POST',
-      url: '/api/whatsapp/sessions/:companyId/send',
-      scope: 'send',
-      tags: ['sessions'],
-      summary: 'Send a text or a file (image, video, audio or voice note, document, sticker) through the company\'s WhatsApp' +
-        ' (never creates a session). A file comes by `media.url`, `media.data` (base64), `media.objectId` (in MEDIA_BUCKET),' +
-        ' or as `multipart/form-data`: the fields `phone`, `kind`, `caption`, `mimetype`, `fileName`, `ptt`, `idempotencyKey`,' +
-        ' then one part named `file`',
-      errors: [409, 413, 415, 422, 429, 503, 504],
-      multipart: (request, companyId) => app.media.sendBodyFromMultipart(request, companyId)
-    },
-    // A file is fetched, checked and stored where the request arrives; only its objectId travels on.
-    prepare: async (companyId, request) => {
-      if ((request.message === undefined) === (request.media === undefined)) {
-        throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'a send takes exactly one of `message` and `media`', {
-          details: [{ field: '/message', message: 'give `message` (a text) or `media` (a file), not both' }]
-        })
-      }
-      if (!request.media) return request
-      app.phone.normalize(request.phone)
-      const staged = await app.media.stage(companyId, request.media)
-      return {
-        ...request,
-        media: {
-          kind: staged.kind,
-          objectId: staged.objectId,
-          mimetype: staged.mimetype,
-          ...(staged.fileName ? { fileName: staged.fileName } : {}),
-          ...(staged.caption ? { caption: staged.caption } : {}),
-          ...(staged.ptt ? { ptt: true } : {})
-        }
-      }
-    },
-    handle: async ({ companyId, request, lease, idempotencyKey }) => {
-      const e164 = app.phone.normalize(request.phone)
-      const jid = app.phone.toJid(e164)
-      const quoted = request.options?.quoted
-      const { media, message } = request
-      return app.outbound.send({
-        companyId,
-        epoch: lease.epoch,
-        kind: media ? 'media' : 'text',
-        recipient: e164,
-        idempotencyKey,
-        write: media
-          ? async (socket) => {
-            const opened = await app.media.open(companyId, media.objectId!)
-            if (!opened) throw new GatewayError(ErrorCode.NOT_FOUND, `the file ${media.objectId} left the media bucket before it was sent`)
-            return socket.sendMedia(jid, { ...media, mimetype: media.mimetype ?? opened.media.mimetype, stream: opened.stream }, { quoted })
-          }
-          : (socket) => socket.sendText(jid, message!, { quoted })
-      }, (sent, queuedMs) => deliveryFields(companyId, e164, sent, queuedMs))
-    }
-  })
+  declareSendCommand(app)
+  declareChatCommands(app, pool)
 
   declareHolderCommand(app, {
     name: 'status',

@@ -74,6 +74,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
     log: app.log,
     events,
     media: app.media,
+    contacts: app.conversations,
     onOutcome: (companyId, outcome) => {
       if (!FINAL_OUTCOMES.has(outcome)) return
       ownership.setDesired(companyId, 'offline')
@@ -94,7 +95,11 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   app.outbound.onOutcome((item, outcome) => {
     if (outcome.error !== undefined || !outcome.sent) return
     events.publish(item.companyId, 'message_sent', {
-      messageId: outcome.sent.messageId, phone: item.recipient, kind: item.kind, timestamp: isoFromSeconds(outcome.sent.timestamp)
+      messageId: outcome.sent.messageId,
+      phone: item.recipient,
+      kind: item.kind,
+      timestamp: isoFromSeconds(outcome.sent.timestamp),
+      ...item.details
     }, { epoch: item.epoch, id: `sent:${item.companyId}:${outcome.sent.messageId}` })
   })
 
@@ -108,4 +113,4 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   declareSessionCommands(app, pool)
   registerSessionControl(app, options)
-}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'media'] })
+}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'media', 'conversations'] })

@@ -13,7 +13,7 @@ import type { SentMessage, WaSocket } from './socket-port.ts'
 const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
 const RECONNECTING_RETRY_AFTER_S = 1
 
-export type OutboundKind = 'text' | 'media' | 'reaction'
+export type OutboundKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction'
 
 export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown, sent?: SentMessage }) => void
 
@@ -29,6 +29,8 @@ export interface OutboundItem {
   idempotencyKey?: string
   /** Hands the message to the connection; resolves when WhatsApp took it. */
   write: (socket: WaSocket) => Promise<SentMessage>
+  /** What the `message_sent` event (and so the history) says of it besides its kind: text, media, quoted message, LID. */
+  details?: Record<string, unknown>
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Events } from '../../core/events.ts'
+import type { Conversations } from '../conversations/index.ts'
 import type { Media } from '../media/index.ts'
 import type { Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
@@ -21,6 +22,8 @@ export interface PoolOptions {
   events: Pick<Events, 'publish'>
   /** Where received files go. */
   media: Pick<Media, 'save'>
+  /** Who contacts are, by phone and by LID. */
+  contacts: Pick<Conversations, 'phoneOfLid' | 'learnLid'>
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
@@ -74,6 +77,7 @@ export class SessionPool implements Connector {
       pairingPhone,
       emit: (type, data, options) => { events.publish(companyId, type, data, { epoch: lease.epoch, id: options?.eventId }) },
       saveMedia: (id, source, meta) => this.#options.media.save(id, source, meta),
+      contacts: this.#options.contacts,
       onOutcome: (outcome) => {
         if (this.#sessions.get(companyId) === session) this.#sessions.delete(companyId)
         this.#options.onOutcome(companyId, outcome)

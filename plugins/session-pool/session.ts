@@ -1,6 +1,8 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
-import { ErrorCode, userOfJid, type InboundMedia, type UnavailableMedia } from '../../contracts/index.ts'
+import { advances, ErrorCode, userOfJid, type DeliveryState, type InboundMedia, type UnavailableMedia } from '../../contracts/index.ts'
+import { BoundedMap } from '../../core/bounded-map.ts'
+import type { Conversations } from '../conversations/index.ts'
 import type { Media } from '../media/index.ts'
 import { isoFromSeconds } from '../../core/time.ts'
 import type { SessionPoolOptions } from './settings.ts'
@@ -28,6 +30,23 @@ export type StopOutcome = 'connection_replaced' | 'logged_out' | 'forbidden' | '
 
 export type SessionState = 'connecting' | 'qr' | 'pairing' | 'open' | 'reconnecting' | 'breaker_open' | 'stopped'
 
+/** Recent outbound messages whose delivery state a session remembers. */
+const RECENT_STATES = 10_000
+
+const STATE_OF_RECEIPT: Record<Receipt['status'], DeliveryState> = {
+  server: 'server_ack', delivered: 'delivered', read: 'read', played: 'played', error: 'failed'
+}
+
+/** Why WhatsApp refused a message, by its code. */
+export function refusalOf (code: string | undefined): { code: string, message: string } {
+  const known: Record<string, string> = {
+    463: 'WhatsApp refused the message (463): the account may not start this chat now (restricted, or no privacy token for the contact)',
+    479: 'WhatsApp refused the message (479): the server rejected its addressing (a stale device session)'
+  }
+  const value = code ?? 'unknown'
+  return { code: value, message: known[value] ?? `WhatsApp refused the message (${value})` }
+}
+
 export type Emit = (type: string, data: Record<string, unknown>, options?: { eventId?: string }) => void
 
 export interface SessionOptions {
@@ -40,6 +59,8 @@ export interface SessionOptions {
   emit: Emit
   /** Where received files go (the media bucket). */
   saveMedia: Media['save']
+  /** Who contacts are, by phone and by LID. */
+  contacts: Pick<Conversations, 'phoneOfLid' | 'learnLid'>
   /** Called once when the session ends on its own (not when the pool stops it). */
   onOutcome: (outcome: StopOutcome) => void
   /** E.164 digits: link with a pairing code instead of a QR. */
@@ -69,6 +90,8 @@ export class Session {
   #socket: WaSocket | undefined
   /** Inbound messages being published, in order (a media message waits for its file). */
   #inbound: Promise<void> = Promise.resolve()
+  /** The delivery state of recent outbound messages: a `message_status` event only ever moves one forward. */
+  readonly #states = new BoundedMap<string, DeliveryState>(RECENT_STATES)
   #state: SessionState = 'connecting'
   #stopping = false
   #reconnectAttempts = 0
@@ -160,6 +183,12 @@ export class Session {
     socket.on('creds', () => { void this.#saveCreds() })
     socket.on('messages', (messages) => this.#onMessages(messages))
     socket.on('receipts', (receipts) => this.#onReceipts(receipts))
+    socket.on('lids', (mappings) => {
+      for (const { lid, phone } of mappings) {
+        this.#options.contacts.learnLid(this.companyId, lid, userOfJid(phone))
+          .catch((err: unknown) => this.#options.log.warn({ err, companyId: this.companyId }, 'a LID mapping was not stored'))
+      }
+    })
   }
 
   async #onConnection (socket: WaSocket, update: ConnectionUpdate): Promise<void> {
@@ -303,11 +332,18 @@ export class Session {
 
   async #publishMessages (messages: InboundMessage[]): Promise<void> {
     for (const message of messages) {
-      const lid = message.from.endsWith('@lid') ? message.from : null
-      const phoneJid = lid ? message.fromAlt ?? null : message.from
+      const lid = message.from.endsWith('@lid') ? message.from : message.fromAlt?.endsWith('@lid') ? message.fromAlt : null
+      const phoneJid = message.from.endsWith('@lid') ? message.fromAlt ?? await this.#phoneJidOf(message.from) : message.from
+      if (lid && phoneJid) {
+        this.#options.contacts.learnLid(this.companyId, lid, userOfJid(phoneJid))
+          .catch((err: unknown) => this.#options.log.warn({ err, companyId: this.companyId }, 'a LID mapping was not stored'))
+      }
       const media = message.media ? await this.#fetchMedia(message) : undefined
       this.#options.emit('message', {
         ...(media ? { media } : {}),
+        ...(message.location ? { location: message.location } : {}),
+        ...(message.contact ? { contact: message.contact } : {}),
+        ...(message.quotedMessageId ? { quotedMessageId: message.quotedMessageId } : {}),
         messageId: message.id,
         phone: phoneJid ? userOfJid(phoneJid) : null,
         jid: phoneJid,
@@ -318,6 +354,13 @@ export class Session {
         offline: message.offline ?? false
       }, { eventId: `message:${this.companyId}:${message.id}` })
     }
+  }
+
+  /** A contact known by LID: the phone JID the history or the connection learned for it, if any. */
+  async #phoneJidOf (lid: string): Promise<string | null> {
+    const phone = await this.#options.contacts.phoneOfLid(this.companyId, lid).catch(() => undefined)
+    if (phone) return `${phone}@s.whatsapp.net`
+    return await this.#socket?.phoneOfLid(lid).catch(() => undefined) ?? null
   }
 
   /** Downloads a received file into the media bucket; one that cannot be had is described with why. */
@@ -346,12 +389,19 @@ export class Session {
     }
   }
 
+  /** Receipts move a message's delivery state forward; one that would move it back (or repeat it) is not an event. */
   #onReceipts (receipts: Receipt[]): void {
     for (const receipt of receipts) {
+      const state = STATE_OF_RECEIPT[receipt.status]
+      if (!advances(this.#states.get(receipt.id), state)) continue
+      this.#states.set(receipt.id, state)
+      const failure = state === 'failed' ? refusalOf(receipt.code) : undefined
       this.#options.emit('message_status', {
         messageId: receipt.id,
         to: receipt.to,
         status: receipt.status,
+        state,
+        ...(failure ? { failure } : {}),
         timestamp: isoFromSeconds(receipt.timestamp)
       }, { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
     }

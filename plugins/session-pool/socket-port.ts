@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { AuthenticationCreds, SignalKeyStore } from '@whiskeysockets/baileys'
-import type { MediaKind } from '../../contracts/index.ts'
+import type { ContactCard, Location, MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
 
 /** What a session needs of a WhatsApp connection; the Baileys adapter and the test double both provide it. */
@@ -27,6 +27,10 @@ export interface InboundMessage {
   offline?: boolean
   /** A media message: what it says of its file, which `downloadMedia(id)` fetches. */
   media?: InboundMediaRef
+  location?: Location
+  contact?: { name: string, vcard: string }
+  /** The message it replies to. */
+  quotedMessageId?: string
 }
 
 export interface InboundMediaRef {
@@ -55,7 +59,30 @@ export interface Receipt {
   to: string
   status: 'server' | 'delivered' | 'read' | 'played' | 'error'
   timestamp: number
+  /** For `error`: WhatsApp's refusal code (463, …). */
+  code?: string
 }
+
+/** A contact's phone JID and LID, as WhatsApp told the connection they belong together. */
+export interface LidMapping {
+  lid: string
+  phone: string
+}
+
+/** A message to quote: its id, whose it is, and its text when known (WhatsApp shows it in the reply). */
+export interface Quoted {
+  id: string
+  fromMe: boolean
+  text?: string
+}
+
+/** What else a connection sends besides texts, media and reactions. */
+export type OutboundContent =
+  | { location: Location }
+  | { contact: { name: string, vcard: string } }
+  | { edit: { messageId: string, text: string } }
+  | { delete: { messageId: string } }
+export type { ContactCard }
 
 export interface InboundReaction {
   messageId: string
@@ -70,6 +97,7 @@ export interface SocketEvents {
   messages: InboundMessage[]
   receipts: Receipt[]
   reactions: InboundReaction[]
+  lids: LidMapping[]
 }
 
 export interface SentMessage {
@@ -80,8 +108,9 @@ export interface SentMessage {
 
 export interface WaSocket {
   on: <K extends keyof SocketEvents>(event: K, listener: (payload: SocketEvents[K]) => void) => void
-  sendText: (jid: string, text: string, options?: { quoted?: string }) => Promise<SentMessage>
-  sendMedia: (jid: string, file: OutboundFile, options?: { quoted?: string }) => Promise<SentMessage>
+  sendText: (jid: string, text: string, options?: { quoted?: Quoted }) => Promise<SentMessage>
+  sendMedia: (jid: string, file: OutboundFile, options?: { quoted?: Quoted }) => Promise<SentMessage>
+  sendContent: (jid: string, content: OutboundContent, options?: { quoted?: Quoted }) => Promise<SentMessage>
   /**
    * The file of a recent media message, decrypted, as a stream. When WhatsApp's media server no
    * longer has it (404/410), the phone is asked to upload it again first.
@@ -89,8 +118,11 @@ export interface WaSocket {
   downloadMedia: (messageId: string) => Promise<Readable>
   react: (jid: string, key: { id: string, fromMe: boolean }, emoji: string) => Promise<SentMessage>
   markRead: (jid: string, messageIds: string[]) => Promise<void>
-  setPresence: (presence: 'available' | 'unavailable' | 'composing' | 'paused', jid?: string) => Promise<void>
-  onWhatsApp: (jids: string[]) => Promise<{ jid: string, exists: boolean }[]>
+  setPresence: (presence: 'available' | 'unavailable' | 'composing' | 'recording' | 'paused', jid?: string) => Promise<void>
+  /** Whether each phone JID is on WhatsApp, with its LID when WhatsApp gives one. */
+  onWhatsApp: (jids: string[]) => Promise<{ jid: string, exists: boolean, lid?: string }[]>
+  /** The phone JID WhatsApp gave for a LID (what the connection learned), if any. */
+  phoneOfLid: (lid: string) => Promise<string | undefined>
   /** E.164 digits without `+`; the socket must be waiting for a QR. */
   requestPairingCode: (phoneDigits: string) => Promise<string>
   /** Closes without a close event and removes every listener. */

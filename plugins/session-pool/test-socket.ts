@@ -1,7 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { LedgerPort } from '../ownership/index.ts'
-import type { ConnectionUpdate, InboundMessage, OutboundFile, SocketEvents, SocketOptions, WaSocket } from './socket-port.ts'
+import type {
+  ConnectionUpdate, InboundMessage, OutboundContent, OutboundFile, Quoted, SocketEvents, SocketOptions, WaSocket
+} from './socket-port.ts'
 
 export interface TestWhatsAppOptions {
   /** Time between QR references, and how many are offered before the socket closes with 408. */
@@ -19,6 +21,8 @@ interface Sent {
   reaction?: { messageId: string, emoji: string }
   /** A media message: its kind and type, and the size and hex SHA-256 of the file read from its stream. */
   media?: { kind: string, mimetype: string, size: number, sha256: string, caption?: string, ptt?: boolean }
+  /** A location, a contact card, an edit or a deletion. */
+  content?: OutboundContent
   messageId: string
   /** performance.now() when WhatsApp took it. */
   at: number
@@ -244,18 +248,28 @@ export class TestSocket implements WaSocket {
     if (this.#state !== 'open') throw Object.assign(new Error('Connection Closed'), { output: { statusCode: 428 } })
   }
 
-  async sendText (jid: string, text: string, options: { quoted?: string } = {}) {
+  async sendText (jid: string, text: string, options: { quoted?: Quoted } = {}) {
     this.#requireOpen()
     await this.#whatsapp.waitIfStalled(this.#options.companyId)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
-    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted, messageId, at: performance.now() })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted?.id, messageId, at: performance.now() })
     this.#later(() => this.#emit('receipts', [
       { id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
     ]), 0)
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
-  async sendMedia (jid: string, file: OutboundFile, options: { quoted?: string } = {}) {
+  async sendContent (jid: string, content: OutboundContent, options: { quoted?: Quoted } = {}) {
+    this.#requireOpen()
+    await this.#whatsapp.waitIfStalled(this.#options.companyId)
+    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    this.#whatsapp.record(this.#options.companyId, { to: jid, content, quoted: options.quoted?.id, messageId, at: performance.now() })
+    return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+  }
+
+  async phoneOfLid (): Promise<string | undefined> { return undefined }
+
+  async sendMedia (jid: string, file: OutboundFile, options: { quoted?: Quoted } = {}) {
     this.#requireOpen()
     await this.#whatsapp.waitIfStalled(this.#options.companyId)
     const hash = createHash('sha256')
@@ -273,7 +287,7 @@ export class TestSocket implements WaSocket {
       ...(file.caption ? { caption: file.caption } : {}),
       ...(file.ptt ? { ptt: true } : {})
     }
-    this.#whatsapp.record(this.#options.companyId, { to: jid, media, quoted: options.quoted, messageId, at: performance.now() })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, media, quoted: options.quoted?.id, messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 

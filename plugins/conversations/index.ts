@@ -1,0 +1,321 @@
+import fp from 'fastify-plugin'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import {
+  ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, MessageParams, MessageReply, MessageRequest, MessagesPage, MessagesQuery,
+  userOfJid, type DeliveryState, type MessageRecord
+} from '../../contracts/index.ts'
+import { BoundedMap } from '../../core/bounded-map.ts'
+import { GatewayError } from '../../core/errors.ts'
+import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
+import type { ConversationsOptions } from './settings.ts'
+import { ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type NewMessage } from './store.ts'
+
+export { settings, type ConversationsOptions } from './settings.ts'
+export const entities = [MessageSchema, ContactIdentitySchema]
+export const migrations = conversationMigrations
+
+/** What the history knows of a message a send quotes, edits or deletes. */
+export interface KnownMessage {
+  messageId: string
+  direction: 'in' | 'out'
+  kind: string
+  text: string | null
+  sentAt: number
+}
+
+/** The conversations plugin's public face. */
+export interface Conversations {
+  message: (companyId: string, messageId: string) => Promise<MessageRecord | undefined>
+  /** Who a contact is: their phone (E.164 digits) for a LID JID, learned from WhatsApp. */
+  phoneOfLid: (companyId: string, lid: string) => Promise<string | undefined>
+  lidOfPhone: (companyId: string, phone: string) => Promise<string | undefined>
+  learnLid: (companyId: string, lid: string, phone: string) => Promise<void>
+  /** A number check's cached answer, if fresh. */
+  cachedCheck: (companyId: string, phone: string) => { exists: boolean, lid: string | null } | undefined
+  rememberCheck: (companyId: string, phone: string, answer: { exists: boolean, lid: string | null }) => void
+  /** Takes `count` checks from the company's budget (NUMBER_CHECKS_PER_MINUTE), or throws RATE_LIMITED. */
+  admitChecks: (companyId: string, count: number) => void
+  markEdited: (companyId: string, messageId: string, text: string) => Promise<void>
+  markDeleted: (companyId: string, messageId: string) => Promise<void>
+  /** Waits until what was published so far is in the history (tests, shutdown). */
+  flush: () => Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    conversations: Conversations
+  }
+}
+
+const FLUSH_EVERY_MS = 50
+const MAX_BATCH = 500
+const RETENTION_SWEEP_MS = 3_600_000
+const CHECK_CACHE_ENTRIES = 50_000
+const MINUTE_MS = 60_000
+
+/** The delivery state a `message_status` event reports. */
+const STATE_OF: Record<string, DeliveryState> = {
+  server: 'server_ack',
+  delivered: 'delivered',
+  read: 'read',
+  played: 'played',
+  error: 'failed'
+}
+
+/**
+ * Recent messages in and out, in PostgreSQL: their text and details, what they reply to, their
+ * delivery state (forward only), and who each contact is by phone and by LID. The holder writes
+ * what it publishes (batched); any replica reads.
+ */
+export default fp<ConversationsOptions>(async (app, options) => {
+  const store = new ConversationStore(() => app.orm.em.fork())
+  const checks = new BoundedMap<string, { exists: boolean, lid: string | null, at: number }>(CHECK_CACHE_ENTRIES)
+  const checkBudget = new TokenBucket(options.numberChecksPerMinute, MINUTE_MS)
+  const budgets = new BoundedMap<string, BucketState>(CHECK_CACHE_ENTRIES)
+  /** Edits and deletions sent lately, whose receipts are not about a message of the history. */
+  const protocolMessages = new BoundedMap<string, true>(CHECK_CACHE_ENTRIES)
+  /** `<companyId>/<lid>` → phone, as last stored: the same mapping again writes nothing. */
+  const lids = new BoundedMap<string, string>(CHECK_CACHE_ENTRIES)
+
+  // The holder's writes, in the order it published: inserts batched, state changes after them.
+  type Pending = { insert: NewMessage } | {
+    advance: {
+      companyId: string,
+      messageId: string,
+      state: DeliveryState,
+      failure: { code: string, message: string } | null,
+      phone: string | null,
+      lid: string | null
+    }
+  } |
+  { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } }
+  const pending: Pending[] = []
+  let flushing: Promise<void> = Promise.resolve()
+  const flushNow = async () => {
+    while (pending.length > 0) {
+      const batch = pending.splice(0, MAX_BATCH)
+      const inserts = batch.flatMap((item) => ('insert' in item ? [item.insert] : []))
+      try {
+        await store.insert(inserts)
+        for (const item of batch) {
+          if ('advance' in item) {
+            const { companyId, messageId, state, failure, phone, lid } = item.advance
+            await store.advance(companyId, messageId, state, failure, { phone, lid })
+          } else if ('lid' in item) {
+            await store.learnLid(item.lid.companyId, item.lid.lid, item.lid.phone)
+          } else if ('forget' in item) {
+            await store.forgetPlaceholder(item.forget.companyId, item.forget.messageId)
+          }
+        }
+      } catch (err) {
+        app.log.error({ err, messages: batch.length }, 'message history not written')
+      }
+    }
+  }
+  const flush = () => {
+    flushing = flushing.then(flushNow)
+    return flushing
+  }
+  const timer = setInterval(() => { if (pending.length > 0) void flush() }, FLUSH_EVERY_MS)
+  timer.unref()
+  const sweep = setInterval(() => {
+    store.forgetOlderThan(options.messageRetentionDays)
+      .catch((err: unknown) => app.log.warn({ err }, 'old messages not deleted'))
+  }, RETENTION_SWEEP_MS)
+  sweep.unref()
+  app.addHook('onClose', async () => {
+    clearInterval(timer)
+    clearInterval(sweep)
+    await flush()
+  })
+
+  app.events.onPublished((event) => {
+    const data = event.data as Record<string, unknown>
+    const companyId = event.companyId
+    const text = (value: unknown) => (typeof value === 'string' ? value : null)
+    const messageId = text(data.messageId)
+    if (!messageId) return
+    if (event.type === 'message') {
+      const phone = text(data.phone)
+      const lid = text(data.lid)
+      pending.push({
+        insert: {
+          companyId,
+          messageId,
+          direction: 'in',
+          phone,
+          lid,
+          kind: kindOf(data),
+          text: text(data.text),
+          details: detailsOf(data),
+          quotedMessageId: text(data.quotedMessageId),
+          state: null,
+          // The time the holder published it (ms): the history's order. WhatsApp's own is in seconds.
+          sentAt: dateOf(event.timestamp)
+        }
+      })
+      if (phone && lid && lids.get(`${companyId}/${lid}`) !== phone) {
+        lids.set(`${companyId}/${lid}`, phone)
+        pending.push({ lid: { companyId, lid, phone } })
+      }
+    } else if (event.type === 'message_sent') {
+      // An edit or a deletion is a change to another message (markEdited, markDeleted), not a message of its own;
+      // its receipts are not kept either (one may have come first and made a placeholder).
+      if (data.kind === 'edit' || data.kind === 'delete') {
+        protocolMessages.set(`${companyId}/${messageId}`, true)
+        pending.push({ forget: { companyId, messageId } })
+        return
+      }
+      pending.push({
+        insert: {
+          companyId,
+          messageId,
+          direction: 'out',
+          phone: text(data.phone),
+          lid: text(data.lid),
+          kind: text(data.kind) ?? 'text',
+          text: text(data.text),
+          details: detailsOf(data),
+          quotedMessageId: text(data.quotedMessageId),
+          state: 'accepted',
+          sentAt: dateOf(event.timestamp)
+        }
+      })
+    } else if (event.type === 'message_status') {
+      if (protocolMessages.get(`${companyId}/${messageId}`)) return
+      const state = (text(data.state) ?? STATE_OF[text(data.status) ?? '']) as DeliveryState | undefined
+      if (!state) return
+      const failure = data.failure as { code: string, message: string } | undefined
+      const to = text(data.to) ?? ''
+      pending.push({
+        advance: {
+          companyId,
+          messageId,
+          state,
+          failure: failure ?? null,
+          phone: to.endsWith('@s.whatsapp.net') ? userOfJid(to) : null,
+          lid: to.endsWith('@lid') ? to : null
+        }
+      })
+    }
+  })
+
+  const conversations: Conversations = {
+    // What this replica published so far is in the history first: a reply may quote a message just received.
+    message: async (companyId, messageId) => {
+      await flush()
+      return store.get(companyId, messageId)
+    },
+    phoneOfLid: async (companyId, lid) => lids.get(`${companyId}/${lid}`) ?? await store.phoneOfLid(companyId, lid),
+    lidOfPhone: (companyId, phone) => store.lidOfPhone(companyId, phone),
+    learnLid: async (companyId, lid, phone) => {
+      if (lids.get(`${companyId}/${lid}`) === phone) return
+      lids.set(`${companyId}/${lid}`, phone)
+      pending.push({ lid: { companyId, lid, phone } })
+      await flush()
+    },
+    cachedCheck: (companyId, phone) => {
+      const known = checks.get(`${companyId}/${phone}`)
+      return known && Date.now() - known.at < options.numberCheckCacheMs ? { exists: known.exists, lid: known.lid } : undefined
+    },
+    rememberCheck: (companyId, phone, answer) => { checks.set(`${companyId}/${phone}`, { ...answer, at: Date.now() }) },
+    admitChecks: (companyId, count) => {
+      let state = budgets.get(companyId)
+      for (let i = 0; i < count; i++) {
+        const taken = checkBudget.take(state, Date.now())
+        if (!taken.taken) {
+          throw new GatewayError(ErrorCode.RATE_LIMITED,
+            `number checks are limited to ${options.numberChecksPerMinute} per minute per company (bulk checks get accounts restricted)`,
+            { retryAfter: Math.ceil((taken.retryAfterMs * (count - i)) / 1000) })
+        }
+        state = taken.state
+      }
+      if (state) budgets.set(companyId, state)
+    },
+    markEdited: async (companyId, messageId, text) => { await flush(); await store.markEdited(companyId, messageId, text) },
+    markDeleted: async (companyId, messageId) => { await flush(); await store.markDeleted(companyId, messageId) },
+    flush
+  }
+  app.decorate('conversations', conversations)
+
+  const page = async (companyId: string, query: MessagesQuery): Promise<MessagesPage> => {
+    await flush()
+    const limit = query.limit ?? 50
+    let contact: { phone?: string | null, lid?: string | null } = {}
+    if (query.chat) {
+      const lid = query.chat.endsWith('@lid') ? query.chat : undefined
+      const phone = lid ? await store.phoneOfLid(companyId, lid) ?? null : app.phone.normalize(query.chat)
+      contact = { phone, lid: lid ?? (phone ? await store.lidOfPhone(companyId, phone) ?? null : null) }
+    }
+    const messages = await store.page(companyId, { ...contact, before: cursorOf(query.before), limit: limit + 1 })
+    const more = messages.length > limit
+    const shown = messages.slice(0, limit)
+    const last = shown.at(-1)
+    return {
+      success: true,
+      companyId,
+      messages: shown,
+      next: more && last ? `${Date.parse(last.timestamp)}:${last.messageId}` : null
+    }
+  }
+  const one = async (companyId: string, messageId: string): Promise<MessageReply> => {
+    await flush()
+    const message = await store.get(companyId, messageId)
+    if (!message) throw new GatewayError(ErrorCode.NOT_FOUND, `no message ${messageId} in the history of ${companyId}`)
+    return { success: true, companyId, message }
+  }
+
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages', {
+    config: { access: { scope: 'read', company: 'params' } },
+    schema: {
+      tags: ['messages'],
+      summary: 'Recent messages in and out, newest first (of one contact with `chat`: by phone or LID alike), with delivery states',
+      params: CompanyParams,
+      querystring: MessagesQuery,
+      response: { 200: MessagesPage, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+    }
+  }, async (request) => page(request.params.companyId, request.query))
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages/:messageId', {
+    config: { access: { scope: 'read', company: 'params' } },
+    schema: {
+      tags: ['messages'],
+      summary: 'One message and its delivery state (accepted, server_ack, delivered, read, played, or failed with its reason)',
+      params: MessageParams,
+      response: { 200: MessageReply, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+    }
+  }, async (request) => one(request.params.companyId, request.params.messageId))
+
+  const listing = app.bus.handle(app.subjects.messages('*', 'list'), { request: MessagesQuery, queue: ANY_REPLICA_QUEUE },
+    (query, context) => page(context.companyId, query))
+  const getting = app.bus.handle(app.subjects.messages('*', 'get'), { request: MessageRequest, queue: ANY_REPLICA_QUEUE },
+    (request, context) => one(context.companyId, request.messageId))
+  app.addHook('onClose', async () => { await Promise.all([listing.close(), getting.close()]) })
+}, { name: 'conversations', dependencies: ['config', 'bus', 'db', 'events', 'phone'] })
+
+function kindOf (data: Record<string, unknown>): string {
+  if (data.media) return 'media'
+  if (data.location) return 'location'
+  if (data.contact) return 'contact'
+  return typeof data.text === 'string' ? 'text' : 'other'
+}
+
+function detailsOf (data: Record<string, unknown>): Record<string, unknown> | null {
+  const present = ['media', 'location', 'contact'].filter((key) => data[key] !== undefined)
+  const details = Object.fromEntries(present.map((key) => [key, data[key]]))
+  return Object.keys(details).length > 0 ? details : null
+}
+
+function dateOf (value: unknown): Date {
+  const parsed = typeof value === 'string' ? Date.parse(value) : NaN
+  return Number.isFinite(parsed) ? new Date(parsed) : new Date()
+}
+
+/** `before`: the `next` of a page (`<ms>:<messageId>`), or an ISO time. */
+function cursorOf (before: string | undefined): { at: Date, id: string } | undefined {
+  if (!before) return undefined
+  const [ms, ...id] = before.split(':')
+  if (/^\d+$/.test(ms) && id.length > 0) return { at: new Date(Number(ms)), id: id.join(':') }
+  const at = Date.parse(before)
+  if (!Number.isFinite(at)) throw new GatewayError(ErrorCode.VALIDATION_ERROR, '`before` is the `next` of a page or an ISO time')
+  return { at: new Date(at), id: '\uffff' }
+}

@@ -1,0 +1,252 @@
+import { defineEntity, p, type EntityManager } from '@mikro-orm/core'
+import { Migration } from '@mikro-orm/migrations'
+import type { DeliveryState, MessageRecord } from '../../contracts/index.ts'
+
+/** One message in or out of a company's WhatsApp, as the history keeps it. */
+export const MessageSchema = defineEntity({
+  name: 'ConversationMessage',
+  tableName: 'whatsapp_messages',
+  properties: {
+    companyId: p.string().primary(),
+    messageId: p.string().primary(),
+    direction: p.string(),
+    phone: p.string().nullable(),
+    lid: p.string().nullable(),
+    kind: p.string(),
+    text: p.text().nullable(),
+    details: p.json<Record<string, unknown>>().nullable(),
+    quotedMessageId: p.string().nullable(),
+    state: p.string().nullable(),
+    failure: p.json<{ code: string, message: string }>().nullable(),
+    edited: p.boolean(),
+    deleted: p.boolean(),
+    sentAt: p.datetime(),
+    updatedAt: p.datetime()
+  }
+})
+
+/** A contact's phone and LID, as WhatsApp told this company they belong together. */
+export const ContactIdentitySchema = defineEntity({
+  name: 'ContactIdentity',
+  tableName: 'whatsapp_contacts',
+  properties: {
+    companyId: p.string().primary(),
+    lid: p.string().primary(),
+    phone: p.string(),
+    updatedAt: p.datetime()
+  }
+})
+
+export class CreateConversations extends Migration {
+  override async up (): Promise<void> {
+    this.addSql(`create table if not exists whatsapp_messages (
+      company_id varchar(64) not null,
+      message_id varchar(128) not null,
+      direction varchar(3) not null,
+      phone varchar(32),
+      lid varchar(80),
+      kind varchar(16) not null,
+      text text,
+      details jsonb,
+      quoted_message_id varchar(128),
+      state varchar(16),
+      failure jsonb,
+      edited boolean not null default false,
+      deleted boolean not null default false,
+      sent_at timestamptz not null,
+      updated_at timestamptz not null default now(),
+      primary key (company_id, message_id)
+    )`)
+    this.addSql('create index if not exists whatsapp_messages_by_time on whatsapp_messages (company_id, sent_at desc, message_id desc)')
+    this.addSql('create index if not exists whatsapp_messages_by_phone on whatsapp_messages (company_id, phone, sent_at desc)')
+    this.addSql('create index if not exists whatsapp_messages_by_lid on whatsapp_messages (company_id, lid, sent_at desc)')
+    this.addSql(`create table if not exists whatsapp_contacts (
+      company_id varchar(64) not null,
+      lid varchar(80) not null,
+      phone varchar(32) not null,
+      updated_at timestamptz not null default now(),
+      primary key (company_id, lid)
+    )`)
+    this.addSql('create index if not exists whatsapp_contacts_by_phone on whatsapp_contacts (company_id, phone)')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop table if exists whatsapp_messages')
+    this.addSql('drop table if exists whatsapp_contacts')
+  }
+}
+
+export const conversationMigrations = [{ name: 'conversations_001_messages_and_contacts', class: CreateConversations }]
+
+/** A row to add (or, for one already there, to complete: a later event may know the LID or the text). */
+export interface NewMessage {
+  companyId: string
+  messageId: string
+  direction: 'in' | 'out'
+  phone: string | null
+  lid: string | null
+  kind: string
+  text: string | null
+  details: Record<string, unknown> | null
+  quotedMessageId: string | null
+  state: DeliveryState | null
+  sentAt: Date
+}
+
+/** The SQL rank of a state, so an update only ever moves a message forward (contracts' `advances`). */
+const RANK = `case state when 'accepted' then 0 when 'server_ack' then 1 when 'delivered' then 2
+  when 'read' then 3 when 'played' then 4 when 'failed' then 5 else -1 end`
+const rankOf = (state: DeliveryState) => ({ accepted: 0, server_ack: 1, delivered: 2, read: 3, played: 4, failed: 5 })[state]
+
+type Row = {
+  message_id: string,
+  direction: 'in' | 'out',
+  phone: string | null,
+  lid: string | null,
+  kind: string,
+  text: string | null,
+  details: Record<string, unknown> | null,
+  quoted_message_id: string | null,
+  state: DeliveryState | null,
+  failure: { code: string, message: string } | null,
+  edited: boolean,
+  deleted: boolean,
+  sent_at: Date,
+  updated_at: Date
+}
+
+export function recordOf (row: Row): MessageRecord {
+  return {
+    messageId: row.message_id,
+    direction: row.direction,
+    phone: row.phone,
+    lid: row.lid,
+    kind: row.kind,
+    text: row.deleted ? null : row.text,
+    ...(row.details ?? {}),
+    quotedMessageId: row.quoted_message_id,
+    state: row.state,
+    failure: row.failure,
+    edited: row.edited,
+    deleted: row.deleted,
+    timestamp: new Date(row.sent_at).toISOString(),
+    updatedAt: new Date(row.updated_at).toISOString()
+  }
+}
+
+/** The history's SQL: batched inserts, forward-only states, pages by time. */
+export class ConversationStore {
+  readonly #em: () => EntityManager
+
+  constructor (em: () => EntityManager) {
+    this.#em = em
+  }
+
+  async insert (rows: NewMessage[]): Promise<void> {
+    if (rows.length === 0) return
+    const values = rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
+    const params = rows.flatMap((row) => [
+      row.companyId, row.messageId, row.direction, row.phone, row.lid, row.kind, row.text,
+      row.details === null ? null : JSON.stringify(row.details), row.quotedMessageId, row.state, row.sentAt
+    ])
+    // A row already there (a redelivery, a receipt that came first) keeps what it knew and learns the rest.
+    await this.#em().getConnection().execute(`insert into whatsapp_messages
+      (company_id, message_id, direction, phone, lid, kind, text, details, quoted_message_id, state, sent_at, updated_at)
+      values ${values}
+      on conflict (company_id, message_id) do update set
+        phone = coalesce(whatsapp_messages.phone, excluded.phone),
+        lid = coalesce(whatsapp_messages.lid, excluded.lid),
+        text = coalesce(whatsapp_messages.text, excluded.text),
+        details = coalesce(whatsapp_messages.details, excluded.details),
+        kind = case when whatsapp_messages.kind = 'other' then excluded.kind else whatsapp_messages.kind end,
+        quoted_message_id = coalesce(whatsapp_messages.quoted_message_id, excluded.quoted_message_id)`, params)
+  }
+
+  /** Moves an outbound message's state forward; a receipt for a message not recorded yet makes its row. */
+  async advance (companyId: string, messageId: string, state: DeliveryState, failure: { code: string, message: string } | null,
+    chat: { phone: string | null, lid: string | null }): Promise<void> {
+    const connection = this.#em().getConnection()
+    const updated = await connection.execute(`update whatsapp_messages set state = ?, failure = ?, updated_at = now()
+      where company_id = ? and message_id = ? and ${RANK} < ? and (state is distinct from 'failed')
+        and not (? = 'failed' and ${RANK} >= 2)`,
+    [state, failure === null ? null : JSON.stringify(failure), companyId, messageId, rankOf(state), state], 'run')
+    if ((updated as { affectedRows?: number }).affectedRows === 0) {
+      await connection.execute(`insert into whatsapp_messages (company_id, message_id, direction, phone, lid, kind, state, failure, sent_at)
+        values (?, ?, 'out', ?, ?, 'other', ?, ?, now()) on conflict do nothing`,
+      [companyId, messageId, chat.phone, chat.lid, state, failure === null ? null : JSON.stringify(failure)])
+    }
+  }
+
+  /** A placeholder a receipt made for what turned out to be an edit or a deletion (not a message of its own). */
+  async forgetPlaceholder (companyId: string, messageId: string): Promise<void> {
+    await this.#em().getConnection().execute(
+      "delete from whatsapp_messages where company_id = ? and message_id = ? and kind = 'other' and text is null", [companyId, messageId])
+  }
+
+  async markEdited (companyId: string, messageId: string, text: string): Promise<void> {
+    await this.#em().getConnection().execute(
+      'update whatsapp_messages set text = ?, edited = true, updated_at = now() where company_id = ? and message_id = ?',
+      [text, companyId, messageId])
+  }
+
+  async markDeleted (companyId: string, messageId: string): Promise<void> {
+    await this.#em().getConnection().execute(
+      'update whatsapp_messages set deleted = true, updated_at = now() where company_id = ? and message_id = ?', [companyId, messageId])
+  }
+
+  async get (companyId: string, messageId: string): Promise<MessageRecord | undefined> {
+    const rows = await this.#em().getConnection().execute<Row[]>(
+      'select * from whatsapp_messages where company_id = ? and message_id = ?', [companyId, messageId])
+    return rows[0] ? recordOf(rows[0]) : undefined
+  }
+
+  /** A page, newest first, of the company's messages (of one contact: by phone and by LID alike). */
+  async page (
+    companyId: string,
+    options: { phone?: string | null, lid?: string | null, before?: { at: Date, id: string }, limit: number }
+  ) {
+    const where = ['company_id = ?']
+    const params: unknown[] = [companyId]
+    if (options.phone !== undefined || options.lid !== undefined) {
+      // One contact, whichever of its names a message was recorded under.
+      const names = [['phone', options.phone], ['lid', options.lid]].filter(([, value]) => value)
+      where.push(names.length > 0 ? `(${names.map(([column]) => `${column} = ?`).join(' or ')})` : 'false')
+      params.push(...names.map(([, value]) => value))
+    }
+    if (options.before) {
+      where.push('(sent_at, message_id) < (?, ?)')
+      params.push(options.before.at, options.before.id)
+    }
+    params.push(options.limit)
+    const rows = await this.#em().getConnection().execute<Row[]>(
+      `select * from whatsapp_messages where ${where.join(' and ')} order by sent_at desc, message_id desc limit ?`, params)
+    return rows.map(recordOf)
+  }
+
+  async learnLid (companyId: string, lid: string, phone: string): Promise<void> {
+    const connection = this.#em().getConnection()
+    await connection.execute(`insert into whatsapp_contacts (company_id, lid, phone, updated_at) values (?, ?, ?, now())
+      on conflict (company_id, lid) do update set phone = excluded.phone, updated_at = now()`, [companyId, lid, phone])
+    // Messages recorded while only one of the two was known now carry both: one contact, not two.
+    await connection.execute(`update whatsapp_messages set phone = coalesce(phone, ?), lid = coalesce(lid, ?)
+      where company_id = ? and (lid = ? or phone = ?) and (phone is null or lid is null)`, [phone, lid, companyId, lid, phone])
+  }
+
+  async phoneOfLid (companyId: string, lid: string): Promise<string | undefined> {
+    const rows = await this.#em().getConnection().execute<{ phone: string }[]>(
+      'select phone from whatsapp_contacts where company_id = ? and lid = ?', [companyId, lid])
+    return rows[0]?.phone
+  }
+
+  async lidOfPhone (companyId: string, phone: string): Promise<string | undefined> {
+    const rows = await this.#em().getConnection().execute<{ lid: string }[]>(
+      'select lid from whatsapp_contacts where company_id = ? and phone = ? order by updated_at desc limit 1', [companyId, phone])
+    return rows[0]?.lid
+  }
+
+  async forgetOlderThan (days: number): Promise<number> {
+    const result = await this.#em().getConnection().execute(
+      'delete from whatsapp_messages where sent_at < now() - (? || \' days\')::interval', [String(days)], 'run')
+    return (result as { affectedRows?: number }).affectedRows ?? 0
+  }
+}
