@@ -77,7 +77,7 @@ const env = (index: number): Record<string, string> => ({
   MESSAGES_PER_MINUTE: '100000',
   API_RATE_LIMIT_MAX: '10000000',
   // Info: the replica says where it listens at that level (and fences are counted from the lines).
-  LOG_LEVEL: 'info'
+  LOG_LEVEL: process.env.CHAOS_REPLICA_LOG_LEVEL ?? 'info'
 })
 
 interface Slot { index: number, process?: ReplicaProcess, fenced: number, notStored: number }

@@ -6,7 +6,9 @@ import { waitFor } from './helpers/wait.ts'
 import type { StoredEvent } from '../core/events.ts'
 
 /** The core alone: events need no plugin. */
-const CORE_ONLY = { config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'ownership', 'phone'] } }
+const CORE_ONLY = {
+  config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'ownership', 'phone'] }
+}
 
 async function received (app: FastifyInstance, companyId: string) {
   const events: StoredEvent[] = []

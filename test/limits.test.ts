@@ -6,7 +6,7 @@ import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
 /** The core alone: these limits need no plugin. */
-const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'ownership', 'phone']
+const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'ownership', 'phone']
 
 async function listening (app: Awaited<ReturnType<typeof build>>) {
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -171,7 +171,7 @@ t.test('bad media input: a 4xx with the error shape, nothing sent, nothing store
     t.match(response.json(), { success: false, error: { code, message: String } }, name)
   }
   const both = await gateway.send({ phone: CONTACT, message: 'hi', media: { kind: 'image', data: photo.toString('base64') } })
-  t.match(both.json(), { error: { code: 'VALIDATION_ERROR', message: /exactly one of `message` and `media`/ } })
+  t.match(both.json(), { error: { code: 'VALIDATION_ERROR', message: /exactly one of `message`, `media`/ } })
   const neither = await gateway.send({ phone: CONTACT })
   t.equal(neither.statusCode, 400)
 

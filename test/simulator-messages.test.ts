@@ -1,4 +1,5 @@
 import t from 'tap'
+import { lidOf } from '../simulator/accounts.ts'
 import { initAuthCreds } from '@whiskeysockets/baileys'
 import type { InboundMessage, Receipt } from '../plugins/session-pool/socket-port.ts'
 import { memoryKeys, startSimulator } from './helpers/simulator.ts'
@@ -145,11 +146,11 @@ t.test('creds that asked for a code but never finished are refused at login (401
   t.equal(again.updates.find((update) => update.connection === 'close')!.closeCode, 401)
 })
 
-t.test('onWhatsApp answers from the simulator\'s directory', async (t) => {
+t.test('onWhatsApp answers from the simulator\'s directory, with the LID of a number on WhatsApp', async (t) => {
   const { link } = await startSimulator(t, { notOnWhatsApp: ['79990000000'] })
   const { socket } = await link(SALON)
   t.same(await socket.onWhatsApp([jid(CLIENT), jid('79990000000')]), [
-    { jid: jid(CLIENT), exists: true }, { jid: jid('79990000000'), exists: false }
+    { jid: jid(CLIENT), exists: true, lid: `${lidOf(CLIENT)}@lid` }, { jid: jid('79990000000'), exists: false }
   ])
   await socket.end()
 })

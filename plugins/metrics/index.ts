@@ -19,7 +19,9 @@ const SEND_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 const OTHER_COMPANIES = 'other'
 /** Label values known in advance: their series exist at 0 from the start, so dashboards and alerts work on a fresh replica. */
 const SESSION_STATES: SessionState[] = ['connecting', 'qr', 'pairing', 'open', 'reconnecting', 'breaker_open', 'stopped']
-const MESSAGE_KINDS = ['text', 'reaction']
+const MESSAGE_KINDS = ['text', 'media', 'location', 'contact', 'edit', 'delete', 'reaction']
+/** WhatsApp's refusal codes known by name (plugins/session-pool/session.ts refusalOf). */
+const KNOWN_REFUSALS = ['463', '479']
 const ERROR_SOURCES = ['session', 'send']
 const RATE_LIMITS = ['messages', 'reactions', 'queue']
 const DUPLICATE_TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
@@ -160,6 +162,7 @@ export default fp<MetricsOptions>(async (app, options) => {
   if (!withCompany) for (const kind of MESSAGE_KINDS) sent.inc({ kind }, 0)
   for (const kind of MESSAGE_KINDS) sendDuration.zero({ kind })
   for (const source of ERROR_SOURCES) errors.inc({ source }, 0)
+  for (const reason of KNOWN_REFUSALS) deliveryFailures.inc({ reason }, 0)
 
   // Counts kept elsewhere are added as deltas at scrape time.
   const deltaCounter = (name: string, help: string, read: () => Record<string, number>, labelName?: string) => {

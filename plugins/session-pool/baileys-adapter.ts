@@ -237,11 +237,11 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       shouldSyncHistoryMessage: () => false,
       printQRInTerminal: false
     })
-    return adapt(sock, settings.reuploadTimeoutMs ?? 30_000)
+    return adapt(sock, settings.reuploadTimeoutMs ?? 30_000, options.log)
   }
 }
 
-function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number): WaSocket {
+function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number, log: FastifyBaseLogger): WaSocket {
   const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
   const handlers: { [K in keyof SocketEvents]?: ((payload: SocketEvents[K]) => void)[] } = {}
   const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
@@ -292,6 +292,8 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
         text: textOf(message.message),
         timestamp: Number(message.messageTimestamp ?? Math.floor(Date.now() / 1000))
       }))
+    const received = messages.map((message) => message.key.id)
+    log.debug({ type, received, inbound: inbound.map((message) => message.id) }, 'messages.upsert')
     if (inbound.length > 0) emit('messages', inbound)
   })
   sock.ev.on('messages.update', (updates) => {

@@ -339,6 +339,7 @@ export class Session {
           .catch((err: unknown) => this.#options.log.warn({ err, companyId: this.companyId }, 'a LID mapping was not stored'))
       }
       const media = message.media ? await this.#fetchMedia(message) : undefined
+      this.#options.log.debug({ companyId: this.companyId, messageId: message.id, offline: message.offline ?? false }, 'inbound message')
       this.#options.emit('message', {
         ...(media ? { media } : {}),
         ...(message.location ? { location: message.location } : {}),
