@@ -243,19 +243,41 @@ try {
   }
   const nc = await connect({ servers: cluster.url.split(',') })
   const jsm = await jetstreamManager(nc)
-  const last = (await jsm.streams.info(eventsStream)).state.last_seq
-  const consumer = await jetstream(nc).consumers.get(eventsStream, {
-    filter_subjects: `${namespace}.evt.*.message`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: 1
-  })
+  // Read back every inbound message event the stream holds, in batches from sequence 1, until the
+  // consumer says nothing is pending: a single large fetch can end early on a cluster that has just
+  // re-elected its leaders, and would count what it did not read as lost.
   const published = new Map<string, number>()
-  if (last > 0) {
-    const messages = await consumer.fetch({ max_messages: 100_000, expires: 5_000 })
-    for await (const message of messages) {
-      const id = (message.json<{ data: { messageId?: string } }>().data.messageId) ?? ''
-      published.set(id, (published.get(id) ?? 0) + 1)
-      if (message.info.pending === 0) break
+  let nextSeq = 1
+  let complete = (await jsm.streams.info(eventsStream)).state.last_seq === 0
+  const readUntil = performance.now() + 120_000
+  while (!complete && performance.now() < readUntil) {
+    const consumer = await jetstream(nc).consumers.get(eventsStream, {
+      filter_subjects: `${namespace}.evt.*.message`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: nextSeq
+    }).catch(() => undefined)
+    if (!consumer) {
+      await sleep(500)
+      continue
+    }
+    try {
+      const messages = await consumer.fetch({ max_messages: 1_000, expires: 5_000 })
+      let read = 0
+      for await (const message of messages) {
+        read++
+        const id = (message.json<{ data: { messageId?: string } }>().data.messageId) ?? ''
+        published.set(id, (published.get(id) ?? 0) + 1)
+        nextSeq = message.seq + 1
+        if (message.info.pending === 0) {
+          complete = true
+          break
+        }
+      }
+      // Nothing more matched after the last batch (it ended exactly at a batch's end).
+      if (read === 0 && nextSeq > 1) complete = true
+    } catch (err) {
+      log(`reading the events stream: ${(err as Error).message}; again from ${nextSeq}`)
     }
   }
+  if (!complete) throw new Error(`the events stream could not be read to its end (stopped before sequence ${nextSeq})`)
   await nc.close()
 
   const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length

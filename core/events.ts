@@ -47,11 +47,17 @@ export interface DurableOptions {
   ackWaitMs?: number
   /** Pause before a failed event is delivered again. */
   retryDelayMs?: number
+  /** Where a consumer made now starts: after this stream sequence, or at this time (default: new events only). */
+  start?: { afterSeq: number } | { time: Date }
 }
 
 export interface DeliveryInfo {
   /** How many times this event has been delivered to this consumer, this time included. */
   deliveryCount: number
+  /** Tells JetStream the event is still being worked on (its ack wait starts again): for handlers that retry at length. */
+  working: () => void
+  /** Aborted when the consumer stops: a handler waiting between retries gives the event back. */
+  signal: AbortSignal
 }
 
 export type PublishedListener = (event: EventEnvelope) => void
@@ -265,7 +271,11 @@ export class Events {
       ack_policy: AckPolicy.Explicit,
       ack_wait: (options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) * NS_PER_MS,
       max_ack_pending: 1,
-      deliver_policy: DeliverPolicy.New
+      ...(options.start === undefined
+        ? { deliver_policy: DeliverPolicy.New }
+        : 'afterSeq' in options.start
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.start.afterSeq + 1 }
+          : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: options.start.time.toISOString() })
     }
     try {
       await jsm.consumers.info(this.#options.stream, options.name)
@@ -278,6 +288,7 @@ export class Events {
     const consumer = await this.#jetstream().consumers.get(this.#options.stream, options.name)
     const messages = await consumer.consume({ max_messages: 1 })
     const retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS
+    const stopping = new AbortController()
     const done = (async () => {
       for await (const message of messages) {
         let event: StoredEvent
@@ -290,9 +301,14 @@ export class Events {
           continue
         }
         try {
-          await handler(event, { deliveryCount: message.info.deliveryCount })
+          await handler(event, { deliveryCount: message.info.deliveryCount, working: () => message.working(), signal: stopping.signal })
           message.ack()
         } catch (err) {
+          if (stopping.signal.aborted) {
+            // Given back at once: whichever replica consumes next delivers it.
+            message.nak()
+            continue
+          }
           this.#options.log.warn({ err, consumer: options.name, id: event.id }, 'event handler failed; it will be delivered again')
           message.nak(retryDelayMs)
         }
@@ -300,10 +316,26 @@ export class Events {
     })()
     return {
       stop: async () => {
+        stopping.abort()
         await messages.close()
         await done
       }
     }
+  }
+
+  /** Removes a durable consumer (to start it again elsewhere in the stream: a replay); none is no error. */
+  async deleteConsumer (name: string): Promise<void> {
+    const jsm = await jetstreamManager(this.#options.nc)
+    await jsm.consumers.delete(this.#options.stream, name).catch((err: unknown) => {
+      if (!/not found/i.test((err as Error).message)) throw err
+    })
+  }
+
+  /** Events a durable consumer has yet to deliver (its backlog), or undefined when it does not exist. */
+  async backlogOf (name: string): Promise<number | undefined> {
+    const jsm = await jetstreamManager(this.#options.nc)
+    const info = await jsm.consumers.info(this.#options.stream, name).catch(() => undefined)
+    return info === undefined ? undefined : info.num_pending + info.num_ack_pending
   }
 
   #jetstream (): JetStreamClient {

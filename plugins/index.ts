@@ -9,16 +9,17 @@ import * as reactions from './reactions/index.ts'
 import * as metrics from './metrics/index.ts'
 import * as media from './media/index.ts'
 import * as conversations from './conversations/index.ts'
+import * as webhooks from './webhooks/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
  * dependencies, skips disabled ones and hands each its own settings.
  */
-export const plugins: PluginModule[] = [phone, media, conversations, ownership, sessionPool, rateLimit, reactions, metrics]
+export const plugins: PluginModule[] = [phone, media, conversations, ownership, sessionPool, rateLimit, reactions, metrics, webhooks]
 
 /** The whole configuration of this composition: the core's settings and every plugin's. */
 export type GatewayConfig = Config & phone.PhoneOptions & media.MediaOptions & conversations.ConversationsOptions &
-  ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
+  webhooks.WebhooksOptions & ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
   rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions
 
 /** Reads and validates the environment for this composition (tests and tools call it with their own env). */

@@ -12,6 +12,8 @@ import { hashSecret, sameDigest } from '../../core/access/secrets.ts'
 export { settings, type MetricsOptions } from './settings.ts'
 
 const SECONDS = 1000
+/** How often the webhooks' backlogs are read from JetStream for the gauge. */
+const BACKLOG_REFRESH_MS = 5_000
 /** Takeover after a crash takes about the lease TTL (15 s by default); a handoff, milliseconds. */
 const TAKEOVER_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60]
 /** From the test double's fraction of a millisecond to WhatsApp's seconds. */
@@ -134,6 +136,47 @@ export default fp<MetricsOptions>(async (app, options) => {
     labelNames: ['reason'],
     registers: [registry]
   })
+  const webhookAttempts = new Counter({
+    name: 'whatsapp_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, failed and retried, dead_letter)',
+    labelNames: ['outcome'],
+    registers: [registry]
+  })
+  const webhookLatency = new Histogram({
+    name: 'whatsapp_webhook_delivery_duration_seconds',
+    help: 'Time a webhook receiver took to answer a delivery',
+    buckets: SEND_BUCKETS_S,
+    registers: [registry]
+  })
+  const backlogs = new Map<string, number>()
+  new Gauge({ // eslint-disable-line no-new -- registered with the registry, read at scrape time
+    name: 'whatsapp_webhook_backlog',
+    help: 'Events the webhooks running on this replica have yet to deliver (a webhook\'s own: GET …/webhooks/:id)',
+    registers: [registry],
+    collect () {
+      this.set([...backlogs.values()].reduce((sum, backlog) => sum + backlog, 0))
+    }
+  })
+  for (const outcome of ['delivered', 'failed', 'dead_letter']) webhookAttempts.inc({ outcome }, 0)
+  // Webhooks are optional: followed once every plugin is loaded, when they are there.
+  let followingWebhooks = false
+  app.addHook('onReady', async () => {
+    if (!app.hasDecorator('webhooks')) return
+    followingWebhooks = true
+    app.webhooks.onAttempt((attempt) => {
+      webhookAttempts.inc({ outcome: attempt.outcome })
+      if (attempt.outcome !== 'dead_letter') webhookLatency.observe(attempt.latencyMs / SECONDS)
+    })
+  })
+  const refreshBacklogs = setInterval(() => {
+    if (!followingWebhooks) return
+    app.webhooks.backlogs().then((current) => {
+      backlogs.clear()
+      for (const [id, backlog] of current) backlogs.set(id, backlog)
+    }, () => {})
+  }, BACKLOG_REFRESH_MS)
+  refreshBacklogs.unref()
+  app.addHook('onClose', async () => { clearInterval(refreshBacklogs) })
   const qrCodes = new Counter({ name: 'whatsapp_qr_codes_generated_total', help: 'QR codes shown for linking', registers: [registry] })
   const failedReconnects = new Counter({
     name: 'whatsapp_reconnects_failed_total',

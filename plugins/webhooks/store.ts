@@ -1,0 +1,272 @@
+import { defineEntity, p, type EntityManager } from '@mikro-orm/core'
+import { Migration } from '@mikro-orm/migrations'
+
+/** A webhook: a company's (or, with no company, the deployment's) URL that receives its events. */
+export const WebhookSchema = defineEntity({
+  name: 'Webhook',
+  tableName: 'webhooks',
+  properties: {
+    id: p.string().primary(),
+    companyId: p.string().nullable(),
+    url: p.text(),
+    events: p.json<string[]>().nullable(),
+    secret: p.string(),
+    paused: p.boolean(),
+    pausedReason: p.text().nullable(),
+    failingSince: p.datetime().nullable(),
+    replayedAt: p.datetime().nullable(),
+    createdAt: p.datetime(),
+    updatedAt: p.datetime()
+  }
+})
+
+export const WebhookDeliverySchema = defineEntity({
+  name: 'WebhookDelivery',
+  tableName: 'webhook_deliveries',
+  properties: {
+    id: p.bigint().primary().autoincrement(),
+    webhookId: p.string(),
+    eventId: p.string(),
+    seq: p.bigint(),
+    attempt: p.integer(),
+    status: p.integer().nullable(),
+    latencyMs: p.integer(),
+    error: p.text().nullable(),
+    at: p.datetime()
+  }
+})
+
+export const WebhookDeadLetterSchema = defineEntity({
+  name: 'WebhookDeadLetter',
+  tableName: 'webhook_dead_letters',
+  properties: {
+    webhookId: p.string().primary(),
+    eventId: p.string().primary(),
+    seq: p.bigint(),
+    type: p.string(),
+    companyId: p.string(),
+    reason: p.text(),
+    at: p.datetime()
+  }
+})
+
+export class CreateWebhooks extends Migration {
+  override async up (): Promise<void> {
+    this.addSql(`create table if not exists webhooks (
+      id varchar(40) primary key,
+      company_id varchar(64),
+      url text not null,
+      events jsonb,
+      secret varchar(128) not null,
+      paused boolean not null default false,
+      paused_reason text,
+      failing_since timestamptz,
+      replayed_at timestamptz,
+      created_at timestamptz not null default now(),
+      updated_at timestamptz not null default now()
+    )`)
+    this.addSql('create index if not exists webhooks_by_company on webhooks (company_id)')
+    this.addSql(`create table if not exists webhook_deliveries (
+      id bigserial primary key,
+      webhook_id varchar(40) not null,
+      event_id varchar(200) not null,
+      seq bigint not null,
+      attempt integer not null,
+      status integer,
+      latency_ms integer not null,
+      error text,
+      at timestamptz not null default now()
+    )`)
+    this.addSql('create index if not exists webhook_deliveries_by_webhook on webhook_deliveries (webhook_id, id desc)')
+    this.addSql(`create table if not exists webhook_dead_letters (
+      webhook_id varchar(40) not null,
+      event_id varchar(200) not null,
+      seq bigint not null,
+      type varchar(64) not null,
+      company_id varchar(64) not null,
+      reason text not null,
+      at timestamptz not null default now(),
+      primary key (webhook_id, event_id)
+    )`)
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop table if exists webhook_dead_letters')
+    this.addSql('drop table if exists webhook_deliveries')
+    this.addSql('drop table if exists webhooks')
+  }
+}
+
+export const webhookMigrations = [{ name: 'webhooks_001_webhooks', class: CreateWebhooks }]
+
+export interface WebhookRow {
+  id: string
+  companyId: string | null
+  url: string
+  events: string[] | null
+  secret: string
+  paused: boolean
+  pausedReason: string | null
+  failingSince: Date | null
+  /** When its events were last replayed: they are retried for WEBHOOK_MAX_AGE from then. */
+  replayedAt: Date | null
+  createdAt: Date
+  updatedAt: Date
+}
+
+type Raw = {
+  id: string,
+  company_id: string | null,
+  url: string,
+  events: string[] | null,
+  secret: string,
+  paused: boolean,
+  paused_reason: string | null,
+  failing_since: Date | null,
+  replayed_at: Date | null,
+  created_at: Date,
+  updated_at: Date
+}
+const rowOf = (raw: Raw): WebhookRow => ({
+  id: raw.id,
+  companyId: raw.company_id,
+  url: raw.url,
+  events: raw.events,
+  secret: raw.secret,
+  paused: raw.paused,
+  pausedReason: raw.paused_reason,
+  failingSince: raw.failing_since ? new Date(raw.failing_since) : null,
+  replayedAt: raw.replayed_at ? new Date(raw.replayed_at) : null,
+  createdAt: new Date(raw.created_at),
+  updatedAt: new Date(raw.updated_at)
+})
+
+export interface AttemptRow {
+  webhookId: string
+  eventId: string
+  seq: number
+  attempt: number
+  status: number | null
+  latencyMs: number
+  error: string | null
+}
+
+export type DeliveryRow = {
+  event_id: string, seq: string, attempt: number, status: number | null, latency_ms: number, error: string | null, at: Date
+}
+export type DeadLetterRow = { event_id: string, seq: string, type: string, company_id: string, reason: string, at: Date }
+
+/** Delivery attempts kept per webhook (the newest). */
+const DELIVERIES_KEPT = 1_000
+
+/** The webhooks' SQL. */
+export class WebhookStore {
+  readonly #em: () => EntityManager
+
+  constructor (em: () => EntityManager) {
+    this.#em = em
+  }
+
+  get #db () { return this.#em().getConnection() }
+
+  async create (
+    row: Omit<WebhookRow, 'createdAt' | 'updatedAt' | 'paused' | 'pausedReason' | 'failingSince' | 'replayedAt'>
+  ): Promise<WebhookRow> {
+    const [raw] = await this.#db.execute<Raw[]>(`insert into webhooks (id, company_id, url, events, secret)
+      values (?, ?, ?, ?, ?) returning *`, [row.id, row.companyId, row.url,
+      row.events === null ? null : JSON.stringify(row.events), row.secret])
+    return rowOf(raw)
+  }
+
+  async get (id: string): Promise<WebhookRow | undefined> {
+    const [raw] = await this.#db.execute<Raw[]>('select * from webhooks where id = ?', [id])
+    return raw ? rowOf(raw) : undefined
+  }
+
+  /** A company's webhooks, or (null) the deployment-wide ones. */
+  async list (companyId: string | null): Promise<WebhookRow[]> {
+    const raws = companyId === null
+      ? await this.#db.execute<Raw[]>('select * from webhooks where company_id is null order by created_at')
+      : await this.#db.execute<Raw[]>('select * from webhooks where company_id = ? order by created_at', [companyId])
+    return raws.map(rowOf)
+  }
+
+  async all (): Promise<WebhookRow[]> {
+    return (await this.#db.execute<Raw[]>('select * from webhooks')).map(rowOf)
+  }
+
+  async update (id: string, change: { url?: string, events?: string[] | null, paused?: boolean, pausedReason?: string | null }) {
+    const sets: string[] = []
+    const params: unknown[] = []
+    if (change.url !== undefined) { sets.push('url = ?'); params.push(change.url) }
+    if (change.events !== undefined) { sets.push('events = ?'); params.push(change.events === null ? null : JSON.stringify(change.events)) }
+    if (change.paused !== undefined) {
+      sets.push('paused = ?', 'paused_reason = ?')
+      params.push(change.paused, change.paused ? change.pausedReason ?? 'paused' : null)
+      if (!change.paused) sets.push('failing_since = null')
+    }
+    if (sets.length === 0) return this.get(id)
+    const [raw] = await this.#db.execute<Raw[]>(`update webhooks set ${sets.join(', ')}, updated_at = now() where id = ? returning *`,
+      [...params, id])
+    return raw ? rowOf(raw) : undefined
+  }
+
+  async markReplayed (id: string): Promise<WebhookRow | undefined> {
+    const [raw] = await this.#db.execute<Raw[]>('update webhooks set replayed_at = now(), updated_at = now() where id = ? returning *',
+      [id])
+    return raw ? rowOf(raw) : undefined
+  }
+
+  async delete (id: string): Promise<boolean> {
+    const result = await this.#db.execute('delete from webhooks where id = ?', [id], 'run')
+    await this.#db.execute('delete from webhook_deliveries where webhook_id = ?', [id])
+    await this.#db.execute('delete from webhook_dead_letters where webhook_id = ?', [id])
+    return ((result as { affectedRows?: number }).affectedRows ?? 0) > 0
+  }
+
+  /** Failing since when (set on the first failure after a success), or null after a success. */
+  async noteOutcome (id: string, ok: boolean): Promise<Date | null> {
+    const [raw] = await this.#db.execute<{ failing_since: Date | null }[]>(ok
+      ? 'update webhooks set failing_since = null where id = ? and failing_since is not null returning failing_since'
+      : 'update webhooks set failing_since = coalesce(failing_since, now()) where id = ? returning failing_since', [id])
+    return raw?.failing_since ? new Date(raw.failing_since) : null
+  }
+
+  /** Attempts logged in one statement (the plugin batches them). */
+  async logAttempts (attempts: AttemptRow[]): Promise<void> {
+    if (attempts.length === 0) return
+    await this.#db.execute(`insert into webhook_deliveries (webhook_id, event_id, seq, attempt, status, latency_ms, error)
+      values ${attempts.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, attempts.flatMap((attempt) => [
+      attempt.webhookId, attempt.eventId, attempt.seq, attempt.attempt, attempt.status, Math.round(attempt.latencyMs), attempt.error
+    ]))
+  }
+
+  async pruneDeliveries (): Promise<void> {
+    await this.#db.execute(`delete from webhook_deliveries d using (
+      select id from (select id, row_number() over (partition by webhook_id order by id desc) as n from webhook_deliveries) ranked
+      where n > ?) old where d.id = old.id`, [DELIVERIES_KEPT])
+  }
+
+  async deliveries (webhookId: string, limit: number): Promise<DeliveryRow[]> {
+    return this.#db.execute<DeliveryRow[]>('select * from webhook_deliveries where webhook_id = ? order by id desc limit ?',
+      [webhookId, limit])
+  }
+
+  async deadLetter (letter: {
+    webhookId: string,
+    eventId: string,
+    seq: number,
+    type: string,
+    companyId: string,
+    reason: string
+  }) {
+    await this.#db.execute(`insert into webhook_dead_letters (webhook_id, event_id, seq, type, company_id, reason)
+      values (?, ?, ?, ?, ?, ?) on conflict do nothing`, [letter.webhookId, letter.eventId, letter.seq, letter.type,
+      letter.companyId, letter.reason])
+  }
+
+  async deadLetters (webhookId: string, limit: number): Promise<DeadLetterRow[]> {
+    return this.#db.execute<DeadLetterRow[]>('select * from webhook_dead_letters where webhook_id = ? order by seq desc limit ?',
+      [webhookId, limit])
+  }
+}

@@ -1,0 +1,193 @@
+import t from 'tap'
+import { connect } from '@nats-io/transport-node'
+import { headers as natsHeaders } from '@nats-io/nats-core'
+import { jetstream } from '@nats-io/jetstream'
+import type { EventEnvelope } from '../contracts/index.ts'
+import { clusterEnv, clusterSettings, startReplica } from './helpers/cluster.ts'
+import { startReplicaProcess, exitOf } from './helpers/replica-process.ts'
+import { uniqueName } from './helpers/services.ts'
+import { startReceiver } from './helpers/webhook-receiver.ts'
+import { startSimulator } from './helpers/simulator.ts'
+import { recordEvents, startSessionReplica } from './helpers/sessions.ts'
+import { waitFor } from './helpers/wait.ts'
+
+const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookTimeoutMs: 1_000, webhookRetryBaseMs: 100 }
+
+/** Events as the gateway stores them, written straight to the stream (a backlog without WhatsApp). */
+async function publishEvents (natsUrl: string, namespace: string, companyId: string, count: number): Promise<string[]> {
+  const nc = await connect({ servers: natsUrl })
+  const js = jetstream(nc)
+  const ids: string[] = []
+  for (let i = 0; i < count; i++) {
+    const id = `test:${companyId}:${i}:${uniqueName('e')}`
+    const event: EventEnvelope = {
+      id,
+      type: 'message_status',
+      companyId,
+      timestamp: new Date().toISOString(),
+      replica: 'test',
+      epoch: 1,
+      data: { n: i }
+    }
+    const headers = natsHeaders()
+    headers.set('Nats-Msg-Id', id)
+    await js.publish(`${namespace}.evt.${companyId}.message_status`, JSON.stringify(event), { headers })
+    ids.push(id)
+  }
+  await nc.close()
+  return ids
+}
+
+t.test('every event of a sandbox flow reaches a company webhook, signed, in stream order', async (t) => {
+  const { simulator, url } = await startSimulator(t)
+  const settings = await clusterSettings(t)
+  const replica = await startSessionReplica(t, settings, {
+    ...FAST_WEBHOOKS,
+    waTransport: 'baileys',
+    waWsUrl: url,
+    waVersion: [2, 3000, 1023223821],
+    waCertPublicKey: simulator.identity.publicKeyHex
+  })
+  const { app } = replica
+  const companyId = uniqueName('salon')
+  const receiver = await startReceiver(t)
+  const created = await app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/webhooks`, payload: { url: receiver.url } })
+  t.equal(created.statusCode, 200, created.body)
+  const { webhook, secret } = created.json() as { webhook: { id: string }, secret: string }
+  t.match(secret, /^whsec_/)
+  receiver.useSecret(secret)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+
+  const events = await recordEvents(t, settings, companyId)
+  const init = await app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
+  simulator.scan(init.json().qr, '79001230201')
+  t.ok(await events.waitFor('connected', 1, 15_000))
+  const sent = await app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '79111230202', message: 'Привет' }
+  })
+  t.equal(sent.statusCode, 200)
+  const inbound = await simulator.deliver({ from: '79111230202', to: '79001230201', text: 'Спасибо!' })
+  t.ok(await events.waitFor('message', 1, 10_000))
+  const reaction = await app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/reaction`,
+    payload: { phone: '79111230202', emoji: '❤️', messageId: inbound.id }
+  })
+  t.equal(reaction.statusCode, 200)
+  t.ok(await events.waitFor('message_sent', 2, 10_000))
+  await new Promise((resolve) => setTimeout(resolve, 500))
+
+  const published = events.events.map((event) => event.id)
+  t.ok(await waitFor(() => published.every((id) => receiver.accepted.some((got) => got.id === id)), 10_000),
+    `all ${published.length} events delivered (${receiver.accepted.length} accepted)`)
+  t.ok(receiver.attempts.every((attempt) => attempt.verified), 'every delivery carries a valid Standard Webhooks signature')
+  const seqs = receiver.accepted.map((got) => got.seq)
+  t.same(seqs, [...seqs].sort((a, b) => a - b), 'in stream order')
+  const log = await app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/webhooks/${webhook.id}/deliveries` })
+  t.match(log.json(), { deliveries: [{ status: 204, attempt: 1 }] })
+})
+
+t.test('a failing receiver: retried with backoff and Retry-After, delivered once it recovers; too old, dead-lettered and replayable',
+  async (t) => {
+    const settings = await clusterSettings(t)
+    const replica = await startReplica(t, settings, { ...FAST_WEBHOOKS, webhookMaxAgeMs: 4_000 })
+    const { app } = replica
+    const companyId = uniqueName('salon')
+    const receiver = await startReceiver(t)
+    const created = await app.inject({
+      method: 'POST',
+      url: `/api/whatsapp/sessions/${companyId}/webhooks`,
+      payload: { url: receiver.url }
+    })
+    const { webhook, secret } = created.json() as { webhook: { id: string }, secret: string }
+    receiver.useSecret(secret)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+
+    receiver.answer([{ status: 500 }, { status: 429, retryAfterS: 1 }, 'hang'])
+    const [first] = await publishEvents(settings.natsUrl, settings.natsNamespace, companyId, 1)
+    t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === first), 10_000), 'delivered once the receiver recovered')
+    const tries = receiver.attempts.filter((attempt) => attempt.id === first)
+    t.equal(tries.length, 4, '500, 429, a timeout, then 2xx')
+    t.ok(tries[2].at - tries[1].at >= 900, `Retry-After: 1 honoured (${tries[2].at - tries[1].at} ms)`)
+    const deliveriesUrl = `/api/whatsapp/sessions/${companyId}/webhooks/${webhook.id}/deliveries`
+    const deliveries = (await app.inject({ method: 'GET', url: deliveriesUrl })).json() as
+      { deliveries: { status: number | null, attempt: number, error: string | null }[] }
+    t.same(deliveries.deliveries.map((attempt) => attempt.status).reverse(), [500, 429, null, 204])
+    const one = await app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/webhooks/${webhook.id}` })
+    t.match(one.json(), { webhook: { id: webhook.id, backlog: 0, paused: false } }, 'nothing left to deliver')
+
+    // A receiver down for longer than WEBHOOK_MAX_AGE: the event goes to the dead letters; a replay delivers it.
+    receiver.answer(Array.from({ length: 100 }, () => ({ status: 503 })))
+    const [second] = await publishEvents(settings.natsUrl, settings.natsNamespace, companyId, 1)
+    const deadLetters = async () => ((await app.inject({ method: 'GET', url: deliveriesUrl })).json() as
+      { deadLetters: { eventId: string, seq: number }[] }).deadLetters
+    t.ok(await waitFor(async () => (await deadLetters()).some((letter) => letter.eventId === second), 15_000),
+      'dead-lettered after WEBHOOK_MAX_AGE')
+    const { seq } = (await deadLetters()).find((letter) => letter.eventId === second)!
+    receiver.answer([])
+    const replayed = await app.inject({
+      method: 'POST',
+      url: `/api/whatsapp/sessions/${companyId}/webhooks/${webhook.id}/replay`,
+      payload: { since: seq - 1 }
+    })
+    t.equal(replayed.statusCode, 200, replayed.body)
+    t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === second), 10_000), 'delivered by the replay')
+  })
+
+t.test('bad webhook input: a 4xx with the error shape, nothing stored', async (t) => {
+  const settings = await clusterSettings(t)
+  const replica = await startReplica(t, settings, { webhookAllowPrivate: false })
+  const { app } = replica
+  const companyId = uniqueName('salon')
+  const url = `/api/whatsapp/sessions/${companyId}/webhooks`
+  for (const [payload, field] of [
+    [{ url: 'ftp://example.com/hook' }, '/url'],
+    [{ url: 'http://127.0.0.1:9/hook' }, '/url'],
+    [{ url: 'http://169.254.169.254/latest' }, '/url'],
+    [{ url: 'https://example.com/hook', events: ['message', 'no_such_event'] }, '/events'],
+    [{ url: 'https://example.com/hook', secret: 'not-a-secret' }, 'body/secret']
+  ] as const) {
+    const response = await app.inject({ method: 'POST', url, payload })
+    t.equal(response.statusCode, 400, JSON.stringify(payload))
+    t.match(response.json(), { success: false, error: { code: 'VALIDATION_ERROR', details: [{ field }] } })
+  }
+  t.same((await app.inject({ method: 'GET', url })).json(), { success: true, webhooks: [] }, 'nothing stored')
+  const foreign = await app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${uniqueName('other')}/webhooks/wh_${'0'.repeat(32)}` })
+  t.equal(foreign.statusCode, 404)
+})
+
+t.test('SIGKILL of the replica delivering a backlog: every event still arrives, redeliveries keep their id', {
+  timeout: 120_000
+}, async (t) => {
+  const settings = await clusterSettings(t)
+  const env = { ...clusterEnv(settings), WEBHOOK_ALLOW_PRIVATE: '1', WEBHOOK_TIMEOUT_MS: '1000', DISABLED_PLUGINS: 'reactions,metrics' }
+  const first = await startReplicaProcess({ ...env, REPLICA_ID: uniqueName('wh-a') })
+  t.teardown(() => { first.kill('SIGKILL') })
+  const companyId = uniqueName('salon')
+  const receiver = await startReceiver(t, { delayMs: 30 })
+  const created = await fetch(`${first.url}/api/whatsapp/sessions/${companyId}/webhooks`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: receiver.url })
+  })
+  const { secret } = await created.json() as { secret: string }
+  receiver.useSecret(secret)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const ids = await publishEvents(settings.natsUrl, settings.natsNamespace, companyId, 200)
+  t.ok(await waitFor(() => receiver.accepted.length >= 20, 20_000), 'the first replica is delivering')
+  const second = await startReplicaProcess({ ...env, REPLICA_ID: uniqueName('wh-b') })
+  t.teardown(() => { second.kill('SIGKILL') })
+  const exited = exitOf(first)
+  first.kill('SIGKILL')
+  await exited
+  const deliveredBeforeKill = receiver.accepted.length
+  const arrived = await waitFor(() => ids.every((id) => receiver.accepted.some((got) => got.id === id)), 60_000)
+  const distinct = new Set(receiver.accepted.map((got) => got.id)).size
+  t.ok(arrived, `every event arrived (${distinct} of ${ids.length}; ${deliveredBeforeKill} before the kill)`)
+  const duplicates = receiver.accepted.length - new Set(receiver.accepted.map((got) => got.id)).size
+  t.ok(duplicates <= 1, `${duplicates} redelivered with the same id`)
+  // In order: each event after the one before it, a redelivery repeating at most the one just before.
+  const seqs = receiver.accepted.map((got) => got.seq)
+  t.ok(seqs.every((seq, index) => index === 0 || seq >= seqs[index - 1] || seqs.indexOf(seq) < index),
+    `in stream order: ${seqs.slice(0, 5).join(',')}…`)
+})
