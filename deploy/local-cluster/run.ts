@@ -63,14 +63,13 @@ try {
     const { WhatsAppSimulator } = await import('../../simulator/server.ts')
     const { controlApi } = await import('../../simulator/control.ts')
     const simulator = new WhatsAppSimulator()
-    const { url } = await simulator.start()
+    await simulator.start()
     const control = controlApi(simulator)
     await control.listen({ host: '127.0.0.1', port: CONTROL_PORT })
     stops.push(async () => { await control.close(); await simulator.stop() })
-    // One simulator for every replica: a device's one-connection rule spans the whole cluster.
-    Object.assign(sandboxEnv, {
-      NODE_ENV: 'development', WA_WS_URL: url, WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex, WA_VERSION: '2.3000.1023223821'
-    })
+    // One simulator for every replica, as WhatsApp is one: they join it by its control API (its key,
+    // its ports, and the CA its media server's certificate comes from), as `npm run simulator` users do.
+    Object.assign(sandboxEnv, { NODE_ENV: 'development', WA_SANDBOX: '1', WA_SANDBOX_URL: `http://127.0.0.1:${CONTROL_PORT}` })
   }
 
   for (let index = 0; index < REPLICAS; index++) {
