@@ -52,6 +52,8 @@ const MAX_BATCH = 500
 const RETENTION_SWEEP_MS = 3_600_000
 const CHECK_CACHE_ENTRIES = 50_000
 const MINUTE_MS = 60_000
+/** A phone with no LID known is looked up in PostgreSQL again after this (another replica may have learned it). */
+const NO_LID_RECHECK_MS = 60_000
 
 /** The delivery state a `message_status` event reports. */
 const STATE_OF: Record<string, DeliveryState> = {
@@ -76,6 +78,15 @@ export default fp<ConversationsOptions>(async (app, options) => {
   const protocolMessages = new BoundedMap<string, true>(CHECK_CACHE_ENTRIES)
   /** `<companyId>/<lid>` → phone, as last stored: the same mapping again writes nothing. */
   const lids = new BoundedMap<string, string>(CHECK_CACHE_ENTRIES)
+  /**
+   * `<companyId>/<phone>` → its LID, or null for none known when it was looked up: every send to a
+   * phone asks, and PostgreSQL is asked again for an unknown one only after NO_LID_RECHECK_MS.
+   */
+  const lidsByPhone = new BoundedMap<string, { lid: string | null, at: number }>(CHECK_CACHE_ENTRIES)
+  const remember = (companyId: string, lid: string, phone: string) => {
+    lids.set(`${companyId}/${lid}`, phone)
+    lidsByPhone.set(`${companyId}/${phone}`, { lid, at: Date.now() })
+  }
 
   // The holder's writes, in the order it published: inserts batched, state changes after them.
   type Pending = { insert: NewMessage } | {
@@ -155,7 +166,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
         }
       })
       if (phone && lid && lids.get(`${companyId}/${lid}`) !== phone) {
-        lids.set(`${companyId}/${lid}`, phone)
+        remember(companyId, lid, phone)
         pending.push({ lid: { companyId, lid, phone } })
       }
     } else if (event.type === 'message_sent') {
@@ -207,10 +218,17 @@ export default fp<ConversationsOptions>(async (app, options) => {
       return store.get(companyId, messageId)
     },
     phoneOfLid: async (companyId, lid) => lids.get(`${companyId}/${lid}`) ?? await store.phoneOfLid(companyId, lid),
-    lidOfPhone: (companyId, phone) => store.lidOfPhone(companyId, phone),
+    lidOfPhone: async (companyId, phone) => {
+      const key = `${companyId}/${phone}`
+      const known = lidsByPhone.get(key)
+      if (known && (known.lid !== null || Date.now() - known.at < NO_LID_RECHECK_MS)) return known.lid ?? undefined
+      const lid = await store.lidOfPhone(companyId, phone) ?? null
+      lidsByPhone.set(key, { lid, at: Date.now() })
+      return lid ?? undefined
+    },
     learnLid: async (companyId, lid, phone) => {
       if (lids.get(`${companyId}/${lid}`) === phone) return
-      lids.set(`${companyId}/${lid}`, phone)
+      remember(companyId, lid, phone)
       pending.push({ lid: { companyId, lid, phone } })
       await flush()
     },
