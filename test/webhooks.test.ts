@@ -191,3 +191,32 @@ t.test('SIGKILL of the replica delivering a backlog: every event still arrives, 
   t.ok(seqs.every((seq, index) => index === 0 || seq >= seqs[index - 1] || seqs.indexOf(seq) < index),
     `in stream order: ${seqs.slice(0, 5).join(',')}…`)
 })
+
+t.test('a webhook failing for WEBHOOK_DISABLE_AFTER is paused, says so in an event, and resumes on request', async (t) => {
+  const settings = await clusterSettings(t)
+  const replica = await startReplica(t, settings, { ...FAST_WEBHOOKS, webhookDisableAfterMs: 1_500 })
+  const { app } = replica
+  const companyId = uniqueName('salon')
+  const receiver = await startReceiver(t)
+  const created = await app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/webhooks`, payload: { url: receiver.url } })
+  const { webhook, secret } = created.json() as { webhook: { id: string }, secret: string }
+  receiver.useSecret(secret)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const events = await recordEvents(t, settings, companyId)
+  receiver.answer(Array.from({ length: 1_000 }, () => ({ status: 503 })))
+  const [stuck] = await publishEvents(settings.natsUrl, settings.natsNamespace, companyId, 1)
+  const webhookUrl = `/api/whatsapp/sessions/${companyId}/webhooks/${webhook.id}`
+  const view = async () => ((await app.inject({ method: 'GET', url: webhookUrl })).json() as
+    { webhook: { paused: boolean, pausedReason: string | null } }).webhook
+  t.ok(await waitFor(async () => (await view()).paused, 10_000), 'paused')
+  t.match(await view(), { pausedReason: /failing since/ })
+  t.ok(await events.waitFor('webhook_paused', 1, 5_000), 'a webhook_paused event')
+  const attemptsWhenPaused = receiver.attempts.length
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+  t.equal(receiver.attempts.length, attemptsWhenPaused, 'no delivery while paused')
+
+  receiver.answer([])
+  const resumed = await app.inject({ method: 'PATCH', url: webhookUrl, payload: { paused: false } })
+  t.match(resumed.json(), { webhook: { paused: false, failingSince: null } })
+  t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === stuck), 10_000), 'the waiting event is delivered after the resume')
+})
