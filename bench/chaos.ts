@@ -33,7 +33,7 @@ const INBOUND_EVERY_MS = 250
 /** How long the client keeps retrying one send (same key) before it gives up on it. */
 const SEND_GIVE_UP_MS = TTL_MS * 3
 const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
-/** A fixed sequence of faults (kill-replica, term-replica, kill-nats, postgres) for a repeatable run; random by default. */
+/** A fixed sequence of faults (kill-replica, term-replica, kill-nats[:<node>], postgres) for a repeatable run; random by default. */
 const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim()).filter(Boolean)
 /** A folder to keep every replica's log lines in (diagnosis); none by default. */
 const LOG_DIR = process.env.CHAOS_LOG_DIR
@@ -208,8 +208,10 @@ try {
       await proxy.cut()
       await sleep(RESTART_AFTER_MS)
       await proxy.restore()
-    } else if (kind === 'kill-nats') {
-      const node = pick(cluster.nodes)
+    } else if (kind.startsWith('kill-nats')) {
+      // `kill-nats:n2` names the node; `kill-nats` picks one.
+      const named = kind.split(':')[1]
+      const node = cluster.nodes.find((candidate) => candidate.name === named) ?? pick(cluster.nodes)
       faults.push(`SIGKILL ${node.name}`)
       await node.stop(true)
       await sleep(RESTART_AFTER_MS)
@@ -278,6 +280,9 @@ try {
     }
   }
   if (!complete) throw new Error(`the events stream could not be read to its end (stopped before sequence ${nextSeq})`)
+  const streamState = (await jsm.streams.info(eventsStream, { deleted_details: true } as never)).state
+  log(`events stream: first seq ${streamState.first_seq}, last ${streamState.last_seq}, ${streamState.messages} messages, ` +
+    `${streamState.num_deleted ?? 0} deleted${streamState.deleted?.length ? ` (e.g. ${streamState.deleted.slice(0, 10).join(',')})` : ''}`)
   await nc.close()
 
   const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length
