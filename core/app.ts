@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify, { LogController } from 'fastify'
+import { SETUP_PATIENCE_MS } from './nats/kv.ts'
 import fp from 'fastify-plugin'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
@@ -44,6 +45,9 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
 }
 
 /** Server options shared by the server file and the tests' build helper. */
+/** Beyond the elections' patience: the rest of a plugin's start (its migrations, a first read). */
+const PLUGIN_TIMEOUT_MARGIN_MS = 15_000
+
 function serverOptions (config: Config): FastifyServerOptions {
   return {
     logger: { level: config.logLevel, base: { replica: config.replicaId }, ...privateLogOptions },
@@ -54,7 +58,10 @@ function serverOptions (config: Config): FastifyServerOptions {
     forceCloseConnections: true,
     // Fastify takes a number of hops too (proxy-addr), though its type does not say so.
     trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
-    return503OnClosing: true
+    return503OnClosing: true,
+    // A plugin that makes JetStream buckets waits out leader elections for up to SETUP_PATIENCE_MS
+    // (replicas of a new cluster all start at once); Fastify's own 10 s would end the start first.
+    pluginTimeout: SETUP_PATIENCE_MS + PLUGIN_TIMEOUT_MARGIN_MS
   }
 }
 

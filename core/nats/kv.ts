@@ -31,7 +31,7 @@ export function jetstreamOf (nc: NatsConnection, timeoutMs: number): JetStreamCl
 /** Creating a replicated bucket or stream takes about a second on a cluster; more under load. */
 const SETUP_TIMEOUT_MS = 10_000
 /** How long start-up waits for JetStream on a cluster still electing its leaders. */
-const SETUP_PATIENCE_MS = 60_000
+export const SETUP_PATIENCE_MS = 60_000
 
 /**
  * Runs a JetStream set-up step (make a bucket, a stream) again while the cluster is electing a
