@@ -71,6 +71,8 @@ const STORE_PATIENCE_MS = 60_000
 const STORE_RETRY_MAX_MS = 2_000
 /** At shutdown, how long events still on their way to the stream are waited for. */
 const STORE_DRAIN_MS = 3_000
+/** Linking events deleted per sweep at most (the next sweep takes the rest). */
+const LINKING_SWEEP_MAX = 10_000
 /** JetStream takes durations in nanoseconds. */
 const NS_PER_MS = 1_000_000
 
@@ -212,10 +214,25 @@ export class Events {
 
   /** Removes QR and pairing-code events stored before sequence `beforeSeq` (they are no longer valid). */
   async purgeLinking (beforeSeq: number): Promise<void> {
+    // Message by message, not with a filtered purge: on nats-server 2.9 a filtered purge on an R3
+    // stream whose nodes are being killed and restarted cut the stream's head (every event below
+    // the sequence, not only the linking ones: bench:chaos found it, first_seq 2191 after a run).
     const jsm = await jetstreamManager(this.#options.nc)
+    const { subjects, stream } = this.#options
+    const due: number[] = []
+    // One subject per consumer: several filters need nats-server 2.10.
     for (const type of ['qr', 'pairing_code']) {
-      await jsm.streams.purge(this.#options.stream, { filter: this.#options.subjects.event('*', type), seq: beforeSeq })
+      const consumer = await this.#jetstream().consumers.get(stream, {
+        filter_subjects: subjects.event('*', type), deliver_policy: DeliverPolicy.All
+      })
+      const messages = await consumer.fetch({ max_messages: LINKING_SWEEP_MAX, expires: 1_000 })
+      for await (const message of messages) {
+        if (message.seq < beforeSeq) due.push(message.seq)
+        if (message.seq >= beforeSeq || message.info.pending === 0) break
+      }
+      await messages.close()
     }
+    for (const seq of due) await jsm.streams.deleteMessage(stream, seq, false).catch(() => {})
   }
 
   /**
