@@ -77,7 +77,14 @@ export class SafeRequestError extends Error {
  * the connection is pinned to the checked address so a second DNS answer cannot differ); a connect
  * timeout and the caller's total deadline. Redirects are the caller's to follow (or not).
  */
-export async function safeRequest (url: string, options: SafeRequestOptions): Promise<IncomingMessage> {
+/**
+ * The target a URL names, checked: http(s), and (unless `allowPrivate`) every address its host
+ * resolves to public. Throws SafeRequestError saying why not. Callers that store a URL (webhooks)
+ * check it with this when it is given; safeRequest checks it again at each request.
+ */
+export async function checkTarget (
+  url: string, allowPrivate: boolean
+): Promise<{ parsed: URL, addresses: { address: string, family: number }[] }> {
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -94,10 +101,15 @@ export async function safeRequest (url: string, options: SafeRequestOptions): Pr
   } catch {
     throw new SafeRequestError('unreachable', `its host ${host} does not resolve`)
   }
-  if (!options.allowPrivate) {
+  if (!allowPrivate) {
     const inside = addresses.find((entry) => !isPublicAddress(entry.address))
     if (inside) throw new SafeRequestError('forbidden', `its host resolves to ${inside.address}, which is not a public address`)
   }
+  return { parsed, addresses }
+}
+
+export async function safeRequest (url: string, options: SafeRequestOptions): Promise<IncomingMessage> {
+  const { parsed, addresses } = await checkTarget(url, options.allowPrivate)
   const [pinned] = addresses
   const send = parsed.protocol === 'https:' ? httpsRequest : httpRequest
   const { signal } = options

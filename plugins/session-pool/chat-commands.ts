@@ -8,6 +8,7 @@ import { requireSession } from './commands.ts'
 import { declareHolderCommand } from './holder-command.ts'
 import { deliveryFields } from './outbound.ts'
 import type { SessionPool } from './pool.ts'
+import type { OutboundContent } from './socket-port.ts'
 
 /** WhatsApp lets a sender edit a text for 15 minutes and delete a message for everyone for about two days. */
 const EDIT_WINDOW_MS = 15 * 60_000
@@ -35,6 +36,20 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     const socket = requireSession(pool, companyId).socket
     if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp is not connected for company ${companyId}`, { retryAfter: 1 })
     return socket
+  }
+
+  /** An edit or a deletion of a message this company sent: checked against the history, sent like a message, then recorded. */
+  const changeOwnMessage = async (
+    action: 'edit' | 'delete', companyId: string, request: { phone: string, messageId: string }, epoch: number,
+    idempotencyKey: string | undefined, content: OutboundContent, record: () => Promise<void>
+  ) => {
+    const chat = await chatOf(app, companyId, request.phone)
+    await ownMessage(app, companyId, request.messageId, action)
+    const reply = await app.outbound.send({
+      companyId, epoch, kind: action, recipient: chat.recipient, idempotencyKey, write: (socket) => socket.sendContent(chat.jid, content)
+    }, (sent, queuedMs) => deliveryFields(companyId, chat.phone ?? chat.jid, sent, queuedMs))
+    await record()
+    return reply
   }
 
   declareHolderCommand(app, {
@@ -130,20 +145,9 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
       summary: 'Edit a text this company sent (within WhatsApp\'s 15 minutes); the contact sees the new text, marked edited',
       errors: [404, 409, 429, 503, 504]
     },
-    handle: async ({ companyId, request, lease, idempotencyKey }) => {
-      const chat = await chatOf(app, companyId, request.phone)
-      await ownMessage(app, companyId, request.messageId, 'edit')
-      const reply = await app.outbound.send({
-        companyId,
-        epoch: lease.epoch,
-        kind: 'edit',
-        recipient: chat.recipient,
-        idempotencyKey,
-        write: (socket) => socket.sendContent(chat.jid, { edit: { messageId: request.messageId, text: request.text } })
-      }, (sent, queuedMs) => deliveryFields(companyId, chat.phone ?? chat.jid, sent, queuedMs))
-      await app.conversations.markEdited(companyId, request.messageId, request.text)
-      return reply
-    }
+    handle: ({ companyId, request, lease, idempotencyKey }) => changeOwnMessage('edit', companyId, request, lease.epoch, idempotencyKey,
+      { edit: { messageId: request.messageId, text: request.text } },
+      () => app.conversations.markEdited(companyId, request.messageId, request.text))
   })
 
   declareHolderCommand(app, {
@@ -158,19 +162,8 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
       summary: 'Delete a message this company sent, for everyone (within about two days)',
       errors: [404, 409, 429, 503, 504]
     },
-    handle: async ({ companyId, request, lease, idempotencyKey }) => {
-      const chat = await chatOf(app, companyId, request.phone)
-      await ownMessage(app, companyId, request.messageId, 'delete')
-      const reply = await app.outbound.send({
-        companyId,
-        epoch: lease.epoch,
-        kind: 'delete',
-        recipient: chat.recipient,
-        idempotencyKey,
-        write: (socket) => socket.sendContent(chat.jid, { delete: { messageId: request.messageId } })
-      }, (sent, queuedMs) => deliveryFields(companyId, chat.phone ?? chat.jid, sent, queuedMs))
-      await app.conversations.markDeleted(companyId, request.messageId)
-      return reply
-    }
+    handle: ({ companyId, request, lease, idempotencyKey }) => changeOwnMessage('delete', companyId, request, lease.epoch, idempotencyKey,
+      { delete: { messageId: request.messageId } },
+      () => app.conversations.markDeleted(companyId, request.messageId))
   })
 }

@@ -9,8 +9,7 @@ import {
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { DeliveryInfo, StoredEvent } from '../../core/events.ts'
-import { isPublicAddress } from '../../core/net/safe-request.ts'
-import { lookup } from 'node:dns/promises'
+import { checkTarget, SafeRequestError } from '../../core/net/safe-request.ts'
 import { backoffMs, deliver, newSecret } from './delivery.ts'
 import type { WebhooksOptions } from './settings.ts'
 import {
@@ -212,19 +211,14 @@ export default fp<WebhooksOptions>(async (app, options) => {
   // --- the API ----------------------------------------------------------------------------------
 
   const checkUrl = async (url: string) => {
-    let parsed: URL
     try {
-      parsed = new URL(url)
-    } catch {
-      throw invalid('/url', 'not a URL')
+      await checkTarget(url, options.webhookAllowPrivate)
+    } catch (err) {
+      if (!(err instanceof SafeRequestError)) throw err
+      throw invalid('/url', err.reason === 'forbidden' && !/http or https|not a URL/.test(err.message)
+        ? `${err.message} (WEBHOOK_ALLOW_PRIVATE)`
+        : err.message)
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw invalid('/url', `must be http or https, not ${parsed.protocol}`)
-    if (options.webhookAllowPrivate) return
-    const host = parsed.hostname.replace(/^\[|\]$/g, '')
-    const addresses = await lookup(host, { all: true }).catch(() => [])
-    if (addresses.length === 0) throw invalid('/url', `its host ${host} does not resolve`)
-    const inside = addresses.find((entry) => !isPublicAddress(entry.address))
-    if (inside) throw invalid('/url', `its host resolves to ${inside.address}, which is not a public address (WEBHOOK_ALLOW_PRIVATE)`)
   }
   const checkEvents = (events: string[] | null | undefined) => {
     const unknown = (events ?? []).filter((type) => !(EVENT_TYPES as readonly string[]).includes(type))
