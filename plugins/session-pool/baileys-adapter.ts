@@ -1,12 +1,39 @@
 import type { Readable } from 'node:stream'
 import makeWASocket, {
-  downloadMediaMessage, makeCacheableSignalKeyStore, normalizeMessageContent, proto, WA_CERT_DETAILS,
-  type AnyMessageContent, type CacheStore, type SignalKeyStore, type WAMessage, type WAVersion
+  downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, normalizeMessageContent, proto, WA_CERT_DETAILS,
+  type AnyMessageContent, type CacheStore, type MiscMessageGenerationOptions, type SignalKeyStore, type WAMessage, type WAVersion
 } from '@whiskeysockets/baileys'
 import { MEDIA_KINDS, type MediaKind } from '../../contracts/index.ts'
 import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
+
+/**
+ * A write of Signal keys failed (fenced by a newer lease epoch, or PostgreSQL down after the store's
+ * own retries). Baileys stores a send's keys when its transaction commits, after the message went out:
+ * a send that fails with this was sent.
+ */
+class KeysNotStored extends Error {
+  constructor (cause: unknown) {
+    super(`Signal keys were not stored: ${(cause as Error).message}`, { cause })
+    this.name = 'KeysNotStored'
+  }
+}
+
+/** The auth store's keys, with a failed write told apart from every other failure. */
+function markingFailedWrites (keys: SignalKeyStore): SignalKeyStore {
+  return {
+    get: (type, ids) => keys.get(type, ids),
+    set: async (data) => {
+      try {
+        await keys.set(data)
+      } catch (err) {
+        throw new KeysNotStored(err)
+      }
+    },
+    ...(keys.clear ? { clear: () => keys.clear!() } : {})
+  }
+}
 
 /** How long a closing WebSocket may take to finish its handshake before it is terminated. */
 const CLOSE_HANDSHAKE_MS = 2_000
@@ -38,6 +65,8 @@ export interface BaileysSettings {
   certPublicKeyHex?: string
   /** How long a download waits for the phone to upload a file again (Baileys' own wait has no end). */
   reuploadTimeoutMs?: number
+  /** How long each QR code lives before the next (Baileys' default: 60 s, then 20 s). */
+  qrRotateMs?: number
 }
 
 /**
@@ -218,7 +247,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     const logger = baileysLogger(options.log.child({ module: 'baileys' }))
     let keys = caches.get(options.auth.keys)
     if (!keys) {
-      keys = makeCacheableSignalKeyStore(options.auth.keys, logger as never, new KeyCache())
+      keys = makeCacheableSignalKeyStore(markingFailedWrites(options.auth.keys), logger as never, new KeyCache())
       caches.set(options.auth.keys, keys)
     }
     const sock = makeWASocket({
@@ -226,6 +255,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       logger: logger as never,
       ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
       ...(settings.version ? { version: settings.version } : {}),
+      ...(settings.qrRotateMs ? { qrTimeout: settings.qrRotateMs } : {}),
       markOnlineOnConnect: false,
       // The gateway needs none of the optional queries after login (props, blocklist, privacy). Each
       // is also a 60 s timer that Baileys' end() leaves armed if no reply came (end() drops the
@@ -235,6 +265,9 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       // The gateway keeps no chat history. Waiting for the history sync after a fresh link would also
       // hold every event in Baileys' buffer for up to 20 s, folding delivery receipts into the sends.
       shouldSyncHistoryMessage: () => false,
+      // The auth store retries database failures itself and never a fenced write: Baileys' own ten
+      // commit attempts 3 s apart would only hold a send's answer for half a minute.
+      transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
     return adapt(sock, settings.reuploadTimeoutMs ?? 30_000, options.log)
@@ -331,12 +364,23 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
     messageId: result?.key?.id ?? '',
     timestamp: Number(result?.messageTimestamp ?? Math.floor(Date.now() / 1000))
   })
+  // Every send under an id chosen here: when its keys cannot be stored after it went out, it is still
+  // reported as sent, under that id, so a retry with the same idempotency key does not send it twice.
+  const send = async (jid: string, content: AnyMessageContent, options: MiscMessageGenerationOptions = {}) => {
+    const messageId = generateMessageIDV2(sock.user?.id)
+    try {
+      return sent(await sock.sendMessage(jid, content, { ...options, messageId }))
+    } catch (err) {
+      if (!(err instanceof KeysNotStored)) throw err
+      log.error({ err, messageId }, 'a message went out but its Signal keys were not stored (fenced, or the database failed)')
+      return { messageId, timestamp: Math.floor(Date.now() / 1000) }
+    }
+  }
   return {
     on: (event, listener) => { (handlers[event] ??= [] as never[]).push(listener as never) },
-    sendText: async (jid, text, options = {}) => sent(await sock.sendMessage(jid, { text }, quotedOf(jid, options.quoted))),
-    sendMedia: async (jid, file, options = {}) => sent(await sock.sendMessage(jid, contentOf(file), quotedOf(jid, options.quoted))),
-    sendContent: async (jid, content, options = {}) =>
-      sent(await sock.sendMessage(jid, baileysContentOf(jid, content), quotedOf(jid, options.quoted))),
+    sendText: (jid, text, options = {}) => send(jid, { text }, quotedOf(jid, options.quoted)),
+    sendMedia: (jid, file, options = {}) => send(jid, contentOf(file), quotedOf(jid, options.quoted)),
+    sendContent: (jid, content, options = {}) => send(jid, baileysContentOf(jid, content), quotedOf(jid, options.quoted)),
     downloadMedia: async (messageId) => {
       const message = recentMedia.get(messageId)
       if (!message) throw new Error(`message ${messageId} is not a recent media message of this connection`)
@@ -353,9 +397,7 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
         return await download(updated)
       }
     },
-    react: async (jid, key, emoji) => sent(await sock.sendMessage(jid, {
-      react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } }
-    })),
+    react: (jid, key, emoji) => send(jid, { react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } } }),
     markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
     setPresence: async (presence, jid) => {
       // Baileys announces availability under the account's push name and skips it without one (it
