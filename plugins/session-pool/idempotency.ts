@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 
@@ -6,7 +6,7 @@ import type { FastifyBaseLogger } from 'fastify'
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
 
 type StoredRecord =
-  | { state: 'pending', startedAt: number, replica: string }
+  | { state: 'pending', startedAt: number, replica: string, attempt?: string }
   | { state: 'done', reply: unknown }
 
 export type Begun =
@@ -37,7 +37,10 @@ export class IdempotencyStore {
   }
 
   async begin (key: string): Promise<Begun> {
-    const pending: StoredRecord = { state: 'pending', startedAt: Date.now(), replica: this.#replica }
+    // The attempt's own id: a create whose answer was lost (a JetStream election) but which was
+    // stored is recognized as this attempt's, not taken for an earlier request's.
+    const attempt = randomUUID()
+    const pending: StoredRecord = { state: 'pending', startedAt: Date.now(), replica: this.#replica, attempt }
     try {
       await this.#kv.create(key, JSON.stringify(pending))
       return { kind: 'new' }
@@ -50,6 +53,7 @@ export class IdempotencyStore {
         return { kind: 'new' }
       }
       const record = entry.json<StoredRecord>()
+      if (record.state === 'pending' && record.attempt === attempt) return { kind: 'new' }
       return record.state === 'done'
         ? { kind: 'done', reply: record.reply }
         : { kind: 'pending', startedAt: record.startedAt, replica: record.replica }

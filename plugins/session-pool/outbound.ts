@@ -100,6 +100,7 @@ export class Outbound {
     const key = item.idempotencyKey === undefined ? undefined : IdempotencyStore.keyOf(item.companyId, item.kind, item.idempotencyKey)
     if (key) {
       const begun = await idempotency.begin(key)
+      log.debug({ companyId: item.companyId, idempotencyKey: item.idempotencyKey, begun: begun.kind }, 'idempotency record begun')
       if (begun.kind === 'done') return { ...(begun.reply as R), duplicate: true }
       if (begun.kind === 'pending') throw this.#pendingError(key, begun.startedAt)
       this.#inFlight.add(key)
@@ -119,13 +120,19 @@ export class Outbound {
     } catch (err) {
       this.#report(item, startedAt, err)
       if (key && handedOver === undefined) {
+        log.debug({ err, companyId: item.companyId, idempotencyKey: item.idempotencyKey },
+          'send not handed to the socket; idempotency record abandoned')
         await idempotency.abandon(key).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, 'idempotency record not removed'))
         this.#inFlight.delete(key)
       } else if (key && handedOver) {
         // Timed out after the socket took it: record whatever happens next for a retry to find.
         handedOver.then(
           (sent) => idempotency.complete(key, reply(sent, 0)),
-          () => idempotency.abandon(key)
+          (lateErr: unknown) => {
+            log.debug({ err: lateErr, companyId: item.companyId, idempotencyKey: item.idempotencyKey },
+              'timed-out send failed; idempotency record abandoned')
+            return idempotency.abandon(key)
+          }
         ).catch((lateErr: unknown) => log.warn({ err: lateErr }, 'late outcome of a timed-out send not recorded'))
           .finally(() => this.#inFlight.delete(key))
       }
