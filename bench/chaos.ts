@@ -238,10 +238,22 @@ try {
 
   // What the contacts received, and what the events stream holds.
   const receivedTexts = new Map<string, number>()
+  const receivedCopies = new Map<string, { contact: string, id: string, from: string, at: number }[]>()
   for (const contact of new Set(accepted.map((send) => send.contact))) {
     for (const message of simulator.received(contact)) {
-      if (message.text) receivedTexts.set(message.text, (receivedTexts.get(message.text) ?? 0) + 1)
+      if (!message.text) continue
+      receivedTexts.set(message.text, (receivedTexts.get(message.text) ?? 0) + 1)
+      const copy = { contact, id: message.id, from: message.from, at: message.at }
+      receivedCopies.set(message.text, [...receivedCopies.get(message.text) ?? [], copy])
     }
+  }
+  // For each send received twice: its copies (one message id: a resend; two ids: two sends) and what was logged of them.
+  for (const [text, copies] of [...receivedCopies].filter(([, copies]) => copies.length > 1).slice(0, 5)) {
+    const logged = simulator.log
+      .filter((entry) => copies.some((copy) => entry.detail.includes(copy.id)))
+      .map((entry) => `${entry.kind}@+${Math.round((entry.at - benchEpoch) / 1000)}s: ${entry.detail.slice(0, 100)}`)
+    const described = copies.map((copy) => `${copy.id} from ${copy.from} at +${Math.round((copy.at - benchEpoch) / 1000)} s`)
+    log(`received twice: "${text}": ${described.join('; ')} | ${logged.join(' | ')}`)
   }
   const nc = await connect({ servers: cluster.url.split(',') })
   const jsm = await jetstreamManager(nc)
@@ -249,6 +261,8 @@ try {
   // consumer says nothing is pending: a single large fetch can end early on a cluster that has just
   // re-elected its leaders, and would count what it did not read as lost.
   const published = new Map<string, number>()
+  /** Each stored copy of an inbound message event (diagnosis of duplicates). */
+  const copiesOf = new Map<string, string[]>()
   let nextSeq = 1
   let complete = (await jsm.streams.info(eventsStream)).state.last_seq === 0
   const readUntil = performance.now() + 120_000
@@ -265,8 +279,11 @@ try {
       let read = 0
       for await (const message of messages) {
         read++
-        const id = (message.json<{ data: { messageId?: string } }>().data.messageId) ?? ''
+        const event = message.json<{ id: string, replica: string, epoch?: number, timestamp: string, data: { messageId?: string } }>()
+        const id = event.data.messageId ?? ''
         published.set(id, (published.get(id) ?? 0) + 1)
+        const copy = `seq ${message.seq} ${event.replica}/${event.epoch ?? '-'} ${event.timestamp.slice(11, 23)} id ${event.id}`
+        copiesOf.set(id, [...copiesOf.get(id) ?? [], copy])
         nextSeq = message.seq + 1
         if (message.info.pending === 0) {
           complete = true
@@ -283,6 +300,12 @@ try {
   const streamState = (await jsm.streams.info(eventsStream, { deleted_details: true } as never)).state
   log(`events stream: first seq ${streamState.first_seq}, last ${streamState.last_seq}, ${streamState.messages} messages, ` +
     `${streamState.num_deleted ?? 0} deleted${streamState.deleted?.length ? ` (e.g. ${streamState.deleted.slice(0, 10).join(',')})` : ''}`)
+  for (const [id, copies] of [...copiesOf].filter(([, copies]) => copies.length > 1).slice(0, 5)) {
+    log(`inbound ${id} stored ${copies.length} times: ${copies.join(' | ')}`)
+  }
+  const streamInfo = await jsm.streams.info(eventsStream)
+  log(`events stream: duplicate window ${Math.round(streamInfo.config.duplicate_window / 1e9)} s, leader ${streamInfo.cluster?.leader}, ` +
+    `replicas ${(streamInfo.cluster?.replicas ?? []).map((replica) => `${replica.name}${replica.current ? '' : ' (behind)'}`).join(',')}`)
   await nc.close()
 
   const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length
