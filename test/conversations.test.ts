@@ -52,6 +52,8 @@ t.test('replies, edits, deletions, locations and contact cards reach the contact
   const api = `/api/whatsapp/sessions/${gateway.companyId}`
   const inbound = await gateway.simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Можно на 15:00?' })
   t.ok(await gateway.events.waitFor('message', 1, 10_000))
+  // Its id is the message's own, so the copy WhatsApp delivers again after a takeover is deduplicated by the stream.
+  t.equal(gateway.events.events.find((event) => event.type === 'message')?.id, `message:${gateway.companyId}:${inbound.id}`)
 
   const reply = await gateway.send({ phone: CONTACT, message: 'Да, записала', quotedMessageId: inbound.id })
   t.equal(reply.statusCode, 200, reply.body)
