@@ -50,3 +50,15 @@ export const EventsTicketReply = Type.Object({
   expiresAt: Type.String()
 })
 export type EventsTicketReply = Static<typeof EventsTicketReply>
+
+/** Who a credential acts as: what the dashboard asks first, and a quick check of a key. */
+export const WhoAmIReply = Type.Object({
+  success: Type.Literal(true),
+  principal: Type.Object({
+    id: Type.String({ description: '`admin`, `key:<id>`, `jwt:<sub>` or `local` (AUTH_MODE=off)' }),
+    kind: Type.String(),
+    companies: Type.Union([Type.Literal('*'), Type.Array(CompanyId)], { description: '`*`: every company' }),
+    scopes: Type.Array(Type.String())
+  })
+})
+export type WhoAmIReply = Static<typeof WhoAmIReply>

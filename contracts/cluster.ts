@@ -35,7 +35,13 @@ export const ClusterReply = Type.Object({
     preferred: Type.Union([Type.String(), Type.Null()]),
     epoch: Type.Union([Type.Number(), Type.Null()]),
     heldForMs: Type.Union([Type.Number(), Type.Null()])
-  }))
+  })),
+  changes: Type.Array(Type.Object({
+    companyId: CompanyId,
+    from: Type.Union([Type.String(), Type.Null()]),
+    to: Type.Union([Type.String(), Type.Null()]),
+    at: Type.String()
+  }), { description: 'Recent changes of holder this replica saw, newest first (up to 50)' })
 })
 export type ClusterReply = Static<typeof ClusterReply>
 

@@ -103,6 +103,16 @@ export const AutoReactionRulesReply = Type.Object({
 })
 export type AutoReactionRulesReply = Static<typeof AutoReactionRulesReply>
 
+/** The last thing that went wrong with a company's connection. */
+export const SessionProblem = Type.Object({
+  reason: Type.String({
+    description: 'an error reason (forbidden, qr_expired, circuit_open, …), disconnected, reconnect_failed, connection_replaced or logout'
+  }),
+  code: Type.Union([Type.Number(), Type.Null()], { description: "WhatsApp's close code, when there was one" }),
+  at: Type.String()
+})
+export type SessionProblem = Static<typeof SessionProblem>
+
 export const SessionStatus = Type.Object({
   success: Type.Literal(true),
   companyId: CompanyId,
@@ -115,7 +125,8 @@ export const SessionStatus = Type.Object({
     healthy: Type.Boolean(),
     phoneNumber: Type.Union([Type.String(), Type.Null()]),
     lastActivity: Type.Union([Type.String(), Type.Null()])
-  })
+  }),
+  lastError: Type.Optional(Type.Union([SessionProblem, Type.Null()], { description: 'Since the holder took the company' }))
 })
 export type SessionStatus = Static<typeof SessionStatus>
 
@@ -153,12 +164,27 @@ export const SessionsList = Type.Object({
     connected: Type.Boolean(),
     status: Type.String(),
     holder: Type.Union([Type.String(), Type.Null()]),
-    health: Type.String({ description: 'healthy | unhealthy | unknown' })
+    epoch: Type.Union([Type.Number(), Type.Null()]),
+    health: Type.String({ description: 'healthy | unhealthy | unknown' }),
+    phoneNumber: Type.Union([Type.String(), Type.Null()], { description: 'The linked phone, as the holder knows it' }),
+    lastActivity: Type.Union([Type.String(), Type.Null()]),
+    lastError: Type.Union([SessionProblem, Type.Null()])
   })),
   metrics: Type.Object({ totalSessions: Type.Number(), activeConnections: Type.Number() }),
   next: Type.Union([CompanyId, Type.Null()], { description: 'Pass as `after` for the next page; null on the last one' })
 })
 export type SessionsList = Static<typeof SessionsList>
+
+export const BudgetReply = Type.Object({
+  success: Type.Literal(true),
+  companyId: CompanyId,
+  messages: Type.Object({
+    left: Type.Integer({ description: 'Messages (of any kind, reactions included) the company may send now' }),
+    perMinute: Type.Integer({ description: 'The budget, refilled evenly over a minute' })
+  }),
+  reactionsPerMinutePerRecipient: Type.Integer()
+})
+export type BudgetReply = Static<typeof BudgetReply>
 
 /** A page of the session list: up to `limit` companies (100 by default) after the company `after`. */
 export const SessionsListQuery = Type.Object({

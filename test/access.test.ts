@@ -105,6 +105,14 @@ t.test('keys: created once, listed without the key, stored as a hash, revoked', 
 
   const status = () => app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status`, headers: { 'x-api-key': key } })
   t.equal((await status()).statusCode, 200)
+  const whoami = await app.inject({ method: 'GET', url: '/api/whoami', headers: { authorization: `Bearer ${key}` } })
+  t.same(whoami.json(), { success: true, principal: { id: `key:${id}`, kind: 'key', companies: [companyId], scopes: ['send', 'read'] } },
+    'a key says who it acts as')
+  const adminWhoami = await app.inject({ method: 'GET', url: '/api/whoami', headers: { authorization: `Bearer ${ADMIN}` } })
+  t.match(adminWhoami.json(), { principal: { id: 'admin', kind: 'admin', companies: '*' } })
+  const unknownWhoami = await app.inject({ method: 'GET', url: '/api/whoami', headers: { authorization: 'Bearer wak_not-a-key' } })
+  t.match(unknownWhoami, { statusCode: 401 })
+  t.match(unknownWhoami.json(), { success: false, error: { code: 'UNAUTHORIZED', message: 'the key is unknown or revoked' } })
   const badRequests = [
     { companyIds: [companyId], scopes: ['admin'], name: 'x' },
     { companyIds: ['a.b'], scopes: ['send'], name: 'x' },

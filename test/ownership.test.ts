@@ -69,6 +69,10 @@ t.test('two replicas racing for 100 companies: each held by exactly one, split w
   const company = view.json().companies.find((entry: { companyId: string }) => entry.companyId === ids[0])
   t.match(company, { desired: 'online', holder: inProcessLedger.holderOf(ids[0]), epoch: Number })
   t.equal(view.json().members.filter((member: { alive: boolean }) => member.alive).length, 2)
+  const changes = view.json().changes as { companyId: string, from: string | null, to: string | null, at: string }[]
+  t.equal(changes.length, 50, 'the 50 most recent changes of holder (100 acquisitions, then the balancing)')
+  t.ok(changes.every((change) => ids.includes(change.companyId) && [a.id, b.id, null].includes(change.to)), 'of these companies, to these replicas')
+  t.same(changes.map((change) => change.at), changes.map((change) => change.at).sort().reverse(), 'newest first')
 })
 
 t.test('a company nobody holds answers NOT_CONNECTED at once', async (t) => {

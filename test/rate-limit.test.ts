@@ -87,7 +87,14 @@ t.test('the budget survives a failover: the new holder continues it from KV', as
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
   const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
+  const budgetOn = async (replica: typeof first) =>
+    (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/budget` })).json()
+  t.match(await budgetOn(first), { success: true, companyId, messages: { left: 3, perMinute: 3 } }, 'a full budget')
   for (let i = 0; i < 3; i++) await client.send(companyId, { phone: '79001234567', message: `№${i}` })
+  // The holder answers from memory, the other replica from KV (written within STATE_WRITE_INTERVAL_MS).
+  for (const replica of [first, second]) {
+    t.ok(await waitFor(async () => (await budgetOn(replica)).messages.left === 0, 2_000), `${replica.id} shows the budget spent`)
+  }
   const holder = (await client.owner(companyId)).replica === first.id ? first : second
   await holder.close()
   t.ok(await events.waitFor('connected', 2, 15_000), 'the other replica took the company over')

@@ -113,9 +113,22 @@ t.test('close codes: 515 reconnects at once, 428 backs off and reconnects', asyn
   const { companyId, events, replica } = await linkedCompany(t)
   replica.app.testWhatsApp!.drop(companyId, CloseCode.restartRequired)
   t.ok(await events.waitFor('connected', 2), '515: connected again')
+  const status = async () => (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/status` })).json()
+  t.equal((await status()).lastError, null, 'the restart after linking (515) is no error')
   replica.app.testWhatsApp!.drop(companyId, CloseCode.connectionClosed)
   t.ok(await events.waitFor('connected', 3), '428: connected again after backoff')
   t.equal(replica.app.sessionPool.get(companyId)?.status().reconnectAttempts, 0, 'attempts reset once open')
+  t.match((await status()).lastError, { reason: 'disconnected', code: CloseCode.connectionClosed, at: String }, 'the drop is its last error')
+  const listed = (await replica.app.inject({ method: 'GET', url: '/api/whatsapp/sessions' })).json()
+    .sessions.find((session: { companyId: string }) => session.companyId === companyId)
+  t.match(listed, {
+    connected: true,
+    holder: replica.id,
+    epoch: Number,
+    phoneNumber: /@s\.whatsapp\.net$/,
+    lastActivity: String,
+    lastError: { reason: 'disconnected', code: CloseCode.connectionClosed }
+  }, 'the list carries the holder\'s epoch, the phone, activity and the last error')
 })
 
 t.test('close code 440: no reconnect, the company goes offline and its lease is released', async (t) => {

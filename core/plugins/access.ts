@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import {
-  ApiKeyCreated, ApiKeyList, CreateApiKeyRequest, ErrorCode, ErrorReply, EventsTicketReply, EventsTicketRequest, type Scope
+  ApiKeyCreated, ApiKeyList, CreateApiKeyRequest, ErrorCode, ErrorReply, EventsTicketReply, EventsTicketRequest, WhoAmIReply, type Scope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../errors.ts'
 import { BoundedMap } from '../bounded-map.ts'
@@ -215,6 +215,18 @@ export default fp(async (app) => {
     if (!await keys.revoke(request.params.id)) throw new GatewayError(ErrorCode.NOT_FOUND, `no key ${request.params.id}`)
     app.bus.publish(app.subjects.keysRevoked, { keyId: request.params.id })
     return { success: true, id: request.params.id, revoked: true }
+  })
+  routesTyped.get('/api/whoami', {
+    config: { access: { scope: 'read' } },
+    schema: {
+      tags: ['access'],
+      summary: 'Who the credential acts as: its companies (`*` for all) and scopes',
+      response: { 200: WhoAmIReply, 401: ErrorReply, 403: ErrorReply }
+    }
+  }, async (request) => {
+    const { id, kind, companies, scopes } = request.principal!
+    const covered = companies === '*' ? '*' as const : [...companies]
+    return { success: true as const, principal: { id, kind, companies: covered, scopes: [...scopes] } }
   })
   routesTyped.post('/api/whatsapp/events/ticket', {
     config: { access: { scope: 'events', company: 'body' } },

@@ -142,7 +142,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
       ...company,
       epoch: company.epoch ?? (company.holder ? epochs.get(company.companyId) ?? null : null)
     }))
-    return { success: true as const, replica: config.replicaId, members: view.members, companies }
+    return { success: true as const, replica: config.replicaId, members: view.members, companies, changes: started().changes() }
   })
 
   // Any replica answers; the request travels over NATS to the holder, or fails at once with 503 NOT_CONNECTED.

@@ -60,6 +60,18 @@ export interface OwnershipStats {
   renewals: number
 }
 
+/** Ownership changes kept for the cluster view. */
+const CHANGES_KEPT = 50
+
+export interface OwnershipChange {
+  companyId: string
+  /** The replica that held it before, null when nobody did. */
+  from: string | null
+  /** The replica that holds it now, null when nobody does. */
+  to: string | null
+  at: string
+}
+
 /** A lease's value, or undefined when the key holds something else (it must not throw into a watch or renewal). */
 function leaseValueOf (entry: KvEntry): LeaseValue | undefined {
   try {
@@ -99,6 +111,8 @@ export class Ownership {
   readonly #acquiring = new Set<string>()
   readonly #leases = new Map<string, ObservedLease>()
   readonly #unownedSince = new Map<string, number>()
+  /** Changes of holder this replica saw in the lease bucket, newest last (GET /api/whatsapp/cluster). */
+  readonly #changes: OwnershipChange[] = []
   /** Companies whose create() just failed are not tried again before this time. */
   readonly #retryAfter = new Map<string, number>()
   #membership!: Membership
@@ -107,6 +121,8 @@ export class Ownership {
   #assignmentKey = ''
   #leaseKv!: KV
   #startedAt = 0
+  /** The wall clock at start, to compare with a lease's `since`. */
+  #startedWall = 0
   #nextHandoffAt = 0
   #tickTimer?: NodeJS.Timeout
   #leaseWatch?: { stop: () => void }
@@ -166,6 +182,7 @@ export class Ownership {
 
   async start (): Promise<void> {
     this.#startedAt = now()
+    this.#startedWall = Date.now()
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
     // With limit markers (2.11.2+) an expired lease arrives in the watch as a delete; on older servers its expiry is inferred on the tick.
     this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
@@ -253,16 +270,32 @@ export class Ownership {
     return { members, companies }
   }
 
+  /** Recent changes of holder, newest first. */
+  changes (): OwnershipChange[] {
+    return this.#changes.toReversed()
+  }
+
+  #noteChange (companyId: string, from: string | null, to: string | null): void {
+    this.#changes.push({ companyId, from, to, at: new Date().toISOString() })
+    if (this.#changes.length > CHANGES_KEPT) this.#changes.shift()
+  }
+
   #onLease (companyId: string, entry: KvEntry): void {
+    const previous = this.#leases.get(companyId)
     if (entry.operation === 'PUT') {
       // A value that is not a lease (written by someone else) still occupies the key: held by nobody we know.
       const value = leaseValueOf(entry) ?? { replica: 'unknown', nonce: `unreadable:${entry.revision}`, since: '' }
+      // A renewal keeps the nonce; a lease taken before this replica started is no change it saw.
+      if (previous ? previous.nonce !== value.nonce : Date.parse(value.since) >= this.#startedWall) {
+        this.#noteChange(companyId, previous?.replica ?? null, value.replica)
+      }
       this.#leases.set(companyId, { replica: value.replica, nonce: value.nonce, revision: entry.revision, seenAt: now() })
       this.#unownedSince.delete(companyId)
       const held = this.#held.get(companyId)
       if (held && value.nonce !== held.value.nonce && !held.ending) void this.#fence(held, 'lost')
       return
     }
+    if (previous) this.#noteChange(companyId, previous.replica, null)
     this.#leases.delete(companyId)
     this.#unownedSince.set(companyId, now())
     const held = this.#held.get(companyId)

@@ -63,6 +63,19 @@ export class Budgets {
     return { taken: true }
   }
 
+  /**
+   * Messages the company may send now: from this replica's state when it holds the company, else from
+   * the stored state (at most STATE_WRITE_INTERVAL_MS behind its holder's).
+   */
+  async messagesLeft (companyId: string, now = Date.now()): Promise<number> {
+    let state = this.#entries.get(companyId)?.state.messages
+    if (!this.#entries.has(companyId)) {
+      const stored = await this.#kv.get(companyId)
+      if (stored && stored.operation === 'PUT') state = stored.json<Partial<Stored>>().messages
+    }
+    return Math.floor(state ? this.#messages.refill(state, now).tokens : this.#messages.capacity)
+  }
+
   /** Writes what is pending now and waits for every write (shutdown, handoff). */
   async flush (): Promise<void> {
     for (const [companyId, entry] of this.#entries) {

@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import apiRateLimit from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ErrorCode } from '../../contracts/index.ts'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { BudgetReply, CompanyParams, ErrorCode, ErrorReply } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { OutboundItem, WaSocket } from '../session-pool/index.ts'
 import { Budgets, type Taken } from './budgets.ts'
@@ -85,6 +86,21 @@ export default fp<RateLimitOptions>(async (app, options) => {
     }
   })
   app.addHook('onClose', () => budgets.flush())
+
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/budget', {
+    config: { access: { scope: 'read', company: 'params' } },
+    schema: {
+      tags: ['sessions'],
+      summary: 'What the company may still send now under its WhatsApp budget',
+      params: CompanyParams,
+      response: { 200: BudgetReply, 400: ErrorReply, 404: ErrorReply }
+    }
+  }, async (request) => ({
+    success: true as const,
+    companyId: request.params.companyId,
+    messages: { left: await budgets.messagesLeft(request.params.companyId), perMinute: options.messagesPerMinute },
+    reactionsPerMinutePerRecipient: options.reactionsPerMinutePerRecipient
+  }))
 
   await app.register(apiRateLimit, {
     global: false,

@@ -49,7 +49,8 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
         reconnectAttempts: status.reconnectAttempts,
         holder: config.replicaId,
         epoch: lease.epoch,
-        health: { healthy: status.connected, phoneNumber: status.phoneNumber, lastActivity: status.lastActivity }
+        health: { healthy: status.connected, phoneNumber: status.phoneNumber, lastActivity: status.lastActivity },
+        lastError: status.lastError
       }
     }
   })

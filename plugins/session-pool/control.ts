@@ -107,7 +107,11 @@ async function listSessions (app: FastifyInstance, query: SessionsListQuery, pri
       connected: current?.connected ?? false,
       status: current?.status ?? 'unknown',
       holder: current?.holder ?? null,
-      health: current === undefined ? 'unknown' : current.health.healthy ? 'healthy' : 'unhealthy'
+      epoch: current?.epoch ?? null,
+      health: current === undefined ? 'unknown' : current.health.healthy ? 'healthy' : 'unhealthy',
+      phoneNumber: current?.health.phoneNumber ?? null,
+      lastActivity: current?.health.lastActivity ?? null,
+      lastError: current?.lastError ?? null
     }
   }))
   return {

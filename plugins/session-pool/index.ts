@@ -57,7 +57,8 @@ export default fp<SessionPoolOptions>(async (app, options) => {
       wsUrl: options.waWsUrl,
       version: options.waVersion,
       certPublicKeyHex: options.waCertPublicKey,
-      reuploadTimeoutMs: options.mediaReuploadTimeoutMs
+      reuploadTimeoutMs: options.mediaReuploadTimeoutMs,
+      qrRotateMs: options.qrRotateMs
     })
   app.decorate('testWhatsApp', testWhatsApp)
 

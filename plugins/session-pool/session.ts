@@ -76,6 +76,25 @@ export interface ConnectionStatus {
   lastActivity: string | null
   breakerOpenUntil: string | null
   qrCodesGenerated: number
+  /** The last thing that went wrong with the connection (a refusal, a drop, a failed reconnect), for people watching. */
+  lastError: SessionProblem | null
+}
+
+export interface SessionProblem {
+  /** The event that reported it: error (its reason), disconnected, reconnect_failed, connection_replaced, logout. */
+  reason: string
+  /** WhatsApp's close code, when there was one. */
+  code: number | null
+  at: string
+}
+
+/** Events that tell of a problem, and how to name it; a disconnect for the restart after linking (515) is none. */
+function problemOf (type: string, data: Record<string, unknown>): Omit<SessionProblem, 'at'> | undefined {
+  const code = typeof data.code === 'number' ? data.code : null
+  if (type === 'error') return { reason: String(data.reason ?? 'error'), code }
+  if (type === 'disconnected') return code === CloseCode.restartRequired ? undefined : { reason: 'disconnected', code }
+  if (['reconnect_failed', 'connection_replaced', 'logout'].includes(type)) return { reason: type, code }
+  return undefined
 }
 
 /**
@@ -107,8 +126,18 @@ export class Session {
   #lastQr: Record<string, unknown> | undefined
   #lastPairing: Record<string, unknown> | undefined
 
+  #lastError: SessionProblem | null = null
+
   constructor (options: SessionOptions) {
-    this.#options = options
+    const emit = options.emit
+    this.#options = {
+      ...options,
+      emit: (type, data, emitOptions) => {
+        const problem = problemOf(type, data)
+        if (problem) this.#lastError = { ...problem, at: new Date().toISOString() }
+        emit(type, data, emitOptions)
+      }
+    }
     this.companyId = options.companyId
     this.epoch = options.epoch
   }
@@ -142,7 +171,8 @@ export class Session {
       phoneNumber: me ? `${userOfJid(me)}@s.whatsapp.net` : null,
       lastActivity: this.#lastActivity ? new Date(this.#lastActivity).toISOString() : null,
       breakerOpenUntil: this.#breakerOpenUntil > Date.now() ? new Date(this.#breakerOpenUntil).toISOString() : null,
-      qrCodesGenerated: this.#qrCodes
+      qrCodesGenerated: this.#qrCodes,
+      lastError: this.#lastError
     }
   }
 

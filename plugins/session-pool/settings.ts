@@ -39,6 +39,14 @@ export const settings = defineSettings({
     parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined),
     developmentOnly: { reason: 'it makes Baileys trust a server that is not WhatsApp' }
   },
+  qrRotateMs: {
+    env: 'QR_ROTATE_MS',
+    describe: 'How long each QR code is shown before the next one (Baileys\' qrTimeout); unset: 60 s for the first, 20 s after,' +
+      ' as WhatsApp Web does. Each new code is a `qr` event; the dashboard follows them',
+    expected: 'milliseconds, a positive integer',
+    fallback: () => undefined,
+    parse: milliseconds
+  },
   mediaReuploadTimeoutMs: {
     env: 'MEDIA_REUPLOAD_TIMEOUT_MS',
     describe: 'How long the holder waits for the phone to upload again a received file WhatsApp no longer has',
