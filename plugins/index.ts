@@ -10,12 +10,15 @@ import * as metrics from './metrics/index.ts'
 import * as media from './media/index.ts'
 import * as conversations from './conversations/index.ts'
 import * as webhooks from './webhooks/index.ts'
+import * as dashboard from './dashboard/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
  * dependencies, skips disabled ones and hands each its own settings.
  */
-export const plugins: PluginModule[] = [phone, media, conversations, ownership, sessionPool, rateLimit, reactions, metrics, webhooks]
+export const plugins: PluginModule[] = [
+  phone, media, conversations, ownership, sessionPool, rateLimit, reactions, metrics, webhooks, dashboard
+]
 
 /** The whole configuration of this composition: the core's settings and every plugin's. */
 export type GatewayConfig = Config & phone.PhoneOptions & media.MediaOptions & conversations.ConversationsOptions &

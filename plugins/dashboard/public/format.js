@@ -1,0 +1,75 @@
+// How the dashboard words things: pure functions, no DOM.
+
+/** A phone as `+7900***4567`: its first and last four digits, the rule the gateway's logs mask phones by. */
+export function maskPhone (phoneOrJid) {
+  if (!phoneOrJid) return '—'
+  const digits = String(phoneOrJid).split('@')[0].split(':')[0].replace(/\D/g, '')
+  if (digits.length <= 8) return `+${'*'.repeat(Math.max(0, digits.length - 2))}${digits.slice(-2)}`
+  return `+${digits.slice(0, 4)}***${digits.slice(-4)}`
+}
+
+/** "12 s ago", "5 min ago", "3 h ago", "2 d ago"; "—" for nothing. */
+export function ago (iso, now = Date.now()) {
+  if (!iso) return '—'
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000))
+  if (seconds < 60) return `${seconds} s ago`
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`
+  return `${Math.floor(seconds / 86_400)} d ago`
+}
+
+/** Seconds until `iso`, never below 0. */
+export function secondsUntil (iso, now = Date.now()) {
+  return Math.max(0, Math.ceil((Date.parse(iso) - now) / 1000))
+}
+
+/** A session's state in words and a tone for its badge: ok, wait, bad or off. */
+export function stateOf (session) {
+  if (session.connected) return { label: 'Connected', tone: 'ok' }
+  switch (session.status) {
+    case 'qr': return { label: 'Waiting for QR scan', tone: 'wait' }
+    case 'pairing': return { label: 'Waiting for pairing code', tone: 'wait' }
+    case 'connecting': return { label: 'Connecting', tone: 'wait' }
+    case 'reconnecting': return { label: 'Reconnecting', tone: 'wait' }
+    case 'breaker_open': return { label: 'Paused after failures', tone: 'bad' }
+    case 'stopped': return { label: 'Stopped', tone: 'bad' }
+    case 'new': return { label: 'Not linked yet', tone: 'off' }
+    case 'unknown': return { label: 'Holder not answering', tone: 'bad' }
+  }
+  return session.desired === 'offline' ? { label: 'Offline', tone: 'off' } : { label: 'Disconnected', tone: 'bad' }
+}
+
+/** Which filter a state belongs to. */
+export function stateGroup (session) {
+  const { tone } = stateOf(session)
+  return tone === 'ok' ? 'connected' : tone === 'wait' ? 'linking' : tone === 'off' ? 'offline' : 'problem'
+}
+
+/** A last error as one line: its reason, WhatsApp's code, and when. */
+export function problemText (problem, now = Date.now()) {
+  if (!problem) return '—'
+  return `${problem.reason.replaceAll('_', ' ')}${problem.code === null ? '' : ` (${problem.code})`}, ${ago(problem.at, now)}`
+}
+
+/** One line for an event in the live feed. */
+export function describeEvent (event) {
+  const data = event.data ?? {}
+  switch (event.type) {
+    case 'message': {
+      const from = data.pushName ? `${data.pushName} (${maskPhone(data.phone)})` : maskPhone(data.phone ?? data.lid)
+      const content = data.text ?? (data.media ? `[${data.media.kind}]` : data.location ? '[location]' : data.contact ? '[contact]' : '')
+      return `${from}: ${content}`
+    }
+    case 'message_sent': return `sent to ${maskPhone(data.phone)}: ${data.text ?? `[${data.kind}]`}`
+    case 'message_status': return `message ${data.messageId} is ${data.status ?? data.state}`
+    case 'reaction':
+      return `${maskPhone(data.phone)} reacted ${data.emoji || '(removed)'} to ${data.messageId ?? data.reactedTo ?? 'a message'}`
+    case 'connected': return `connected as ${maskPhone(data.phoneNumber)}`
+    case 'disconnected': return `disconnected${data.code ? ` (${data.code})` : ''}`
+    case 'qr': return 'a new QR code'
+    case 'pairing_code': return 'a pairing code'
+    case 'owner_changed': return `now held by ${data.holder ?? 'nobody'} (${data.reason})`
+    case 'error': return `error: ${String(data.reason ?? data.message ?? '').replaceAll('_', ' ')}`
+  }
+  return JSON.stringify(data).slice(0, 120)
+}
