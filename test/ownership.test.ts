@@ -71,7 +71,9 @@ t.test('two replicas racing for 100 companies: each held by exactly one, split w
   t.equal(view.json().members.filter((member: { alive: boolean }) => member.alive).length, 2)
   const changes = view.json().changes as { companyId: string, from: string | null, to: string | null, at: string }[]
   t.equal(changes.length, 50, 'the 50 most recent changes of holder (100 acquisitions, then the balancing)')
-  t.ok(changes.every((change) => ids.includes(change.companyId) && [a.id, b.id, null].includes(change.to)), 'of these companies, to these replicas')
+  const known = (change: { companyId: string, to: string | null }) =>
+    ids.includes(change.companyId) && [a.id, b.id, null].includes(change.to)
+  t.ok(changes.every(known), 'of these companies, to these replicas')
   t.same(changes.map((change) => change.at), changes.map((change) => change.at).sort().reverse(), 'newest first')
 })
 

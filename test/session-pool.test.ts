@@ -118,7 +118,8 @@ t.test('close codes: 515 reconnects at once, 428 backs off and reconnects', asyn
   replica.app.testWhatsApp!.drop(companyId, CloseCode.connectionClosed)
   t.ok(await events.waitFor('connected', 3), '428: connected again after backoff')
   t.equal(replica.app.sessionPool.get(companyId)?.status().reconnectAttempts, 0, 'attempts reset once open')
-  t.match((await status()).lastError, { reason: 'disconnected', code: CloseCode.connectionClosed, at: String }, 'the drop is its last error')
+  t.match((await status()).lastError, { reason: 'disconnected', code: CloseCode.connectionClosed, at: String },
+    'the drop is its last error')
   const listed = (await replica.app.inject({ method: 'GET', url: '/api/whatsapp/sessions' })).json()
     .sessions.find((session: { companyId: string }) => session.companyId === companyId)
   t.match(listed, {
