@@ -1,11 +1,13 @@
 /**
  * bench:failover — 3 replica processes, 200 companies, the test transport's connection ledger.
- * Measures cold start, takeover after SIGKILL and after SIGTERM, the split, overlaps, and the KV
- * writes spent on renewals. Times are reported against the lease TTL measured in the same run
- * (the baseline a takeover cannot beat). The last line is a JSON summary.
+ * Measures cold start, takeover after SIGKILL and after SIGTERM, the split, overlaps, the KV writes
+ * spent on renewals and each replica's memory. Times are reported against the lease TTL measured in
+ * the same run (the baseline a takeover cannot beat). The last line is a JSON summary.
+ * bench:scale (bench/scale.ts) runs it with 10,000 companies on 5 replicas.
  */
 import type { ChildProcess } from 'node:child_process'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
@@ -15,13 +17,15 @@ import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
 
-const REPLICAS = 3
+const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 3)
 const COMPANIES = Number(process.env.BENCH_COMPANIES ?? 200)
 const TTL_MS = Number(process.env.BENCH_TTL_MS ?? 3_000)
-const SETTLE_TIMEOUT_MS = 60_000
+const SETTLE_TIMEOUT_MS = Number(process.env.BENCH_SETTLE_TIMEOUT_MS ?? 60_000)
 /** Balancing waits a third of the TTL for a newcomer to settle, then moves a batch per interval: a TTL without moves means it is done. */
 const QUIET_MS = TTL_MS
 const RENEWAL_WINDOW_MS = 5_000
+/** BENCH_CPU_PROFILE=<dir>: every replica writes a CPU profile there when it stops (gracefully, at the end). */
+const PROFILE_DIR = process.env.BENCH_CPU_PROFILE
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
 const percentile = (values: number[], p: number) => {
@@ -61,13 +65,22 @@ const quiet = (since: number) =>
   waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
 
 async function start (replica: string) {
-  children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }))
+  const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []
+  children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }, undefined, profiling))
 }
 
 /** Time from `since` until each of `companies` opened again elsewhere. */
 function takeoverTimes (companies: string[], since: number): number[] {
   return companies.map((id) =>
     (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
+}
+
+/** Resident memory of each live replica process, in MB (Linux /proc). */
+function rssOf (): number[] {
+  return [...children.values()].map((child) => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024
+  })
 }
 
 function split (): Record<string, number> {
@@ -98,6 +111,11 @@ try {
     throw new Error(`only ${held()} of ${COMPANIES} held after cold start`)
   }
   const coldStartMs = Date.now() - coldStartAt
+  // How holding grew: companies held (first opens) at each tenth of the cold start, from spawning.
+  const firstOpens = [...new Map(ledger.entries.filter((entry) => entry.kind === 'open').reverse()
+    .map((entry) => [entry.companyId, entry.at])).values()]
+  const tenths = Array.from({ length: 10 }, (_, index) => firstOpens.filter((at) => at - coldStartAt <= (index + 1) * coldStartMs / 10).length)
+  log(`held at each tenth of the cold start: ${tenths.join(', ')}`)
   await quiet(Date.now())
   const coldSplit = split()
   log(`cold start: all ${COMPANIES} held ${coldStartMs} ms after spawning (processes listening after ${processesUpMs} ms)`)
@@ -110,6 +128,8 @@ try {
   const renewOpsPerS = ((await jsm.streams.info(stream)).state.last_seq - before) / ((Date.now() - windowStart) / 1000)
   const expectedRenewOpsPerS = RENEWALS_PER_TTL * COMPANIES / (TTL_MS / 1000)
   log(`renewals: ${renewOpsPerS.toFixed(1)} KV writes/s in steady state (${RENEWALS_PER_TTL}T/TTL = ${expectedRenewOpsPerS.toFixed(1)})`)
+  const rss = rssOf()
+  log(`memory: ${rss.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} RSS per replica holding ${(COMPANIES / REPLICAS).toFixed(0)} companies on average`)
 
   // SIGKILL: the process dies; WhatsApp sees its sockets drop; the others must wait out the TTL.
   const victim = 'bench-r1'
@@ -127,10 +147,11 @@ try {
 
   // A replacement joins and receives its share.
   const joinAt = Date.now()
-  await start('bench-r4')
+  const joiner = `bench-r${REPLICAS + 1}`
+  await start(joiner)
   await quiet(Date.now())
   const joinMoves = ledger.entries.filter((entry) => entry.kind === 'open' && entry.at >= joinAt).length
-  log(`join of bench-r4: balanced ${ledger.entries.at(-1)!.at - joinAt} ms after spawning, ` +
+  log(`join of ${joiner}: balanced ${ledger.entries.at(-1)!.at - joinAt} ms after spawning, ` +
     `${joinMoves} companies moved; split ${JSON.stringify(split())}`)
 
   // SIGTERM: a graceful stop hands every company off.
@@ -163,18 +184,24 @@ try {
     sigterm_p99_ms: sigtermP99,
     sigterm_max_ms: Math.max(...sigterm),
     overlaps: ledger.overlaps.length,
-    renew_ops_per_s: Number(renewOpsPerS.toFixed(1)),
+    renew_writes_per_s: Number(renewOpsPerS.toFixed(1)),
+    rss_mb_per_replica: Number((rss.reduce((sum, mb) => sum + mb, 0) / rss.length).toFixed(1)),
     // Ratios against this run's own baselines: ≤ 1 meets the target.
     sigkill_p99_vs_ttl_plus_1s: Number((sigkillP99 / (TTL_MS + 1000)).toFixed(3)),
     sigterm_p99_vs_1s: Number((sigtermP99 / 1000).toFixed(3)),
-    renew_ops_vs_expected: Number((renewOpsPerS / expectedRenewOpsPerS).toFixed(3))
+    renew_writes_vs_expected: Number((renewOpsPerS / expectedRenewOpsPerS).toFixed(3))
   }
   const met = summary.sigkill_p99_vs_ttl_plus_1s <= 1 && summary.sigterm_p99_vs_1s <= 1 &&
     summary.split_max_dev_pct <= 10 && summary.overlaps === 0
   log(`targets: SIGKILL p99 ≤ TTL + 1 s, SIGTERM p99 ≤ 1 s, split within ±10 %, 0 overlaps — ${met ? 'all met' : 'NOT all met'}`)
   log(JSON.stringify(summary))
 } finally {
-  for (const child of children.values()) child.kill('SIGKILL')
+  // A profile is written only by a process that ends on its own.
+  await Promise.all([...children.values()].map((child) => {
+    const exited = exitOf(child)
+    child.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL')
+    return exited
+  }))
   stopLedger()
   for (const bucket of [leaseBucket, membersBucket]) await jsm.streams.delete(`KV_${bucket}`).catch(() => {})
   await nc.close()

@@ -5,7 +5,9 @@
  *   against the same process with no session (the baseline, measured first in the same run);
  * - link time: initialize → QR → scan → `connected` event, per company;
  * - send throughput over NATS request/reply through the holder, against a bare NATS echo responder
- *   measured in the same run at the same concurrency.
+ *   measured in the same run at the same concurrency;
+ * - idle memory: the RSS of `npm start` as a user runs it (node --import ./core/telemetry.ts
+ *   plugins/server.ts) against external NATS and PostgreSQL, holding no company, once settled.
  * The WhatsApp budgets are raised out of the way. The last line is a JSON summary.
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -17,6 +19,9 @@ import { subjectsFor } from '../contracts/subjects.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
 const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 10)
@@ -27,6 +32,8 @@ const WA_VERSION = '2.3000.1023223821'
 const STEP_TIMEOUT_MS = 120_000
 const REQUEST_TIMEOUT_MS = 30_000
 const MB = 1024 * 1024
+/** After start, the idle process is left this long before its memory is read (start-up work settles). */
+const IDLE_SETTLE_MS = 10_000
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
 const percentile = (values: number[], p: number) => {
@@ -99,6 +106,33 @@ const measure = async () => {
   gateway.send({ type: 'measure' })
   return answer
 }
+
+/** `npm start` against the test services, holding nothing: its resident memory once settled, in MB. */
+async function idleRssMb (): Promise<number> {
+  const idleDatabase = uniqueName('wa_bench_idle')
+  const idleNamespace = uniqueName('idle')
+  await admin.query(`create database ${idleDatabase}`)
+  const child = await startReplicaProcess({
+    NATS_URL: TEST_NATS_URL,
+    DATABASE_URL: databaseUrlFor(idleDatabase),
+    NATS_NAMESPACE: idleNamespace,
+    EVENTS_STREAM: `${idleNamespace.toUpperCase()}_EVENTS`,
+    ADMIN_API_KEY: `bench-idle-${'k'.repeat(32)}`
+  }, undefined, ['--import', './core/telemetry.ts'])
+  try {
+    await sleep(IDLE_SETTLE_MS)
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024
+  } finally {
+    child.kill('SIGTERM')
+    await exitOf(child)
+    for await (const stream of jsm.streams.list()) {
+      if (stream.config.name.toLowerCase().includes(idleNamespace.toLowerCase())) await jsm.streams.delete(stream.config.name)
+    }
+    await admin.query(`drop database if exists ${idleDatabase} with (force)`)
+  }
+}
+const idleRss = await idleRssMb()
+log(`npm start, idle (external NATS and PostgreSQL, no company): RSS ${round(idleRss, 1)} MB`)
 
 await fromGateway('ready')
 const baseline = await measure()
@@ -203,4 +237,4 @@ await nc.drain()
 await admin.query(`drop database if exists ${database} with (force)`)
 await admin.end()
 const last = runs.at(-1)!
-log(JSON.stringify({ ...last, link_failures: linkFailures, runs }))
+log(JSON.stringify({ ...last, idle_rss_mb: round(idleRss, 1), link_failures: linkFailures, runs }))

@@ -2,10 +2,8 @@
  * OpenTelemetry, loaded before the app (`node --import ./core/telemetry.ts plugins/server.ts`), so the
  * instrumentations see Fastify and pg as they load. Configured only by the standard OTEL_*
  * variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, …); without an exporter set, it
- * starts nothing and tracing stays off.
+ * starts nothing and tracing stays off, and the SDK is not even loaded (it is ~50 MB of a process).
  */
-import { NodeSDK } from '@opentelemetry/sdk-node'
-import { gatewayInstrumentations } from './tracing.ts'
 import { telemetryHandle } from './telemetry-handle.ts'
 
 const env = process.env
@@ -18,6 +16,10 @@ if (exporterWanted && env.OTEL_SDK_DISABLED !== 'true') {
   // Only traces: the gateway's metrics are Prometheus (/metrics), its logs pino.
   env.OTEL_METRICS_EXPORTER ??= 'none'
   env.OTEL_LOGS_EXPORTER ??= 'none'
+  const [{ NodeSDK }, { gatewayInstrumentations }] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('./instrumentations.ts')
+  ])
   const sdk = new NodeSDK({ instrumentations: gatewayInstrumentations() })
   sdk.start()
   telemetryHandle.shutdown = () => sdk.shutdown()

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assignPreferredOwners, rankReplicas } from '../plugins/ownership/assignment.ts'
+import { assignPreferredOwners, rankReplicas, RendezvousScores } from '../plugins/ownership/assignment.ts'
 
 const companies = (count: number) => Array.from({ length: count }, (_, index) => `company-${index}`)
 
@@ -57,4 +57,12 @@ t.test('expiry markers are asked for only from servers that have them (2.11.2+)'
     t.notOk(supportsExpiryMarkers(version), `${version} has none`)
   }
   for (const version of ['2.11.2', '2.11.10', '2.12.0', '3.0.0', '2.11.3-beta']) t.ok(supportsExpiryMarkers(version), `${version} has them`)
+})
+
+t.test('remembered scores give the same assignment as fresh ones, through member changes', async (t) => {
+  const ids = companies(2_000)
+  const remembered = new RendezvousScores()
+  for (const replicas of [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'c'], ['a', 'c', 'd', 'e']]) {
+    t.same([...assignPreferredOwners(ids, replicas, 2, remembered)], [...assignPreferredOwners(ids, replicas, 2)], replicas.join(','))
+  }
 })

@@ -4,7 +4,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
-import { gatewayInstrumentations } from '../core/tracing.ts'
+import { gatewayInstrumentations } from '../core/instrumentations.ts'
 
 // What core/telemetry.ts sets up with the SDK, with spans kept in memory: in place before any app is built.
 const exporter = new InMemorySpanExporter()

@@ -11,7 +11,7 @@ import type { Events } from '../../core/events.ts'
 import type { OwnerChanged, SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
-import { assignPreferredOwners } from './assignment.ts'
+import { assignPreferredOwners, RendezvousScores } from './assignment.ts'
 import type { Connector } from './connector.ts'
 import { Membership, RENEWALS_PER_TTL, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
@@ -119,6 +119,9 @@ export class Ownership {
   #desired = new Set<string>()
   #preferred = new Map<string, string>()
   #assignmentKey = ''
+  /** Bumped whenever the desired set changes: the assignment is recomputed only when it or the members change. */
+  #desiredVersion = 0
+  readonly #scores = new RendezvousScores()
   #leaseKv!: KV
   #startedAt = 0
   /** The wall clock at start, to compare with a lease's `since`. */
@@ -199,6 +202,7 @@ export class Ownership {
       onChange: () => this.#refreshAssignment()
     })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
+    this.#desiredVersion++
     const [leaseWatch] = await Promise.all([
       watchKv(this.#leaseKv, LEASE_PREFIX, { initialWaitMs: this.ttlMs / 3, log: this.#log }, (key, entry) => this.#onLease(key, entry)),
       this.#membership.start(this.#startedAt)
@@ -226,8 +230,11 @@ export class Ownership {
 
   /** Follows a desired-state change (from the event or the local API). */
   setDesired (companyId: string, online: boolean): void {
-    if (online) this.#desired.add(companyId)
-    else this.#desired.delete(companyId)
+    if (online !== this.#desired.has(companyId)) {
+      if (online) this.#desired.add(companyId)
+      else this.#desired.delete(companyId)
+      this.#desiredVersion++
+    }
     this.#tick()
   }
 
@@ -306,11 +313,12 @@ export class Ownership {
 
   #refreshAssignment (): void {
     const members = this.#membership.live(now(), true)
-    const companies = [...this.#desired].sort()
-    const key = `${members.join(',')}|${companies.join(',')}`
+    // Heartbeats and ticks call this several times a second; with 10,000 companies sorting and
+    // joining them each time was measurable, so the desired set is named by its version.
+    const key = `${members.join(',')}|${this.#desiredVersion}`
     if (key === this.#assignmentKey) return
     this.#assignmentKey = key
-    this.#preferred = assignPreferredOwners(companies, members, this.#config.balanceSlackPct)
+    this.#preferred = assignPreferredOwners([...this.#desired].sort(), members, this.#config.balanceSlackPct, this.#scores)
   }
 
   #tick (): void {

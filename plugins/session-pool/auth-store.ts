@@ -1,13 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { credsRow, keyRow, type Sealer } from './sealing.ts'
+import { loadBaileys, type Baileys } from './baileys.ts'
 import { defineEntity, p } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { EntityManager } from '@mikro-orm/postgresql'
-import {
-  BufferJSON, initAuthCreds, proto,
-  type AuthenticationCreds, type SignalDataSet, type SignalDataTypeMap, type SignalKeyStore
-} from '@whiskeysockets/baileys'
+import type { AuthenticationCreds, SignalDataSet, SignalDataTypeMap, SignalKeyStore } from '@whiskeysockets/baileys'
 import type { FastifyBaseLogger } from 'fastify'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
@@ -76,19 +74,19 @@ export async function wipeAuth (em: EntityManager, companyId: string): Promise<v
 const ABSENT_KEYS_REMEMBERED = 10_000
 
 /** A value as Baileys' own stores write it (Buffers as `{ type: 'Buffer', data }`), sealed for its row. */
-function sealedJson (sealer: Sealer, value: unknown, row: string): string {
-  return JSON.stringify(sealer.seal(JSON.stringify(value, BufferJSON.replacer), row))
+function sealedJson (baileys: Baileys, sealer: Sealer, value: unknown, row: string): string {
+  return JSON.stringify(sealer.seal(JSON.stringify(value, baileys.BufferJSON.replacer), row))
 }
 
 /** A stored value opened and revived (Buffers again). */
-function openedJson<T> (sealer: Sealer, stored: unknown, row: string): T {
-  return JSON.parse(sealer.open(stored, row), BufferJSON.reviver) as T
+function openedJson<T> (baileys: Baileys, sealer: Sealer, stored: unknown, row: string): T {
+  return JSON.parse(sealer.open(stored, row), baileys.BufferJSON.reviver) as T
 }
 
 /** Baileys' multi-file store revives these with protobuf; a plain object would lose its Long/bytes fields. */
-function revive<T extends keyof SignalDataTypeMap> (type: T, value: unknown): SignalDataTypeMap[T] {
-  if (type === 'app-state-sync-key') return proto.Message.AppStateSyncKeyData.fromObject(value as object) as unknown as SignalDataTypeMap[T]
-  return value as SignalDataTypeMap[T]
+function revive<T extends keyof SignalDataTypeMap> (baileys: Baileys, type: T, value: unknown): SignalDataTypeMap[T] {
+  if (type !== 'app-state-sync-key') return value as SignalDataTypeMap[T]
+  return baileys.proto.Message.AppStateSyncKeyData.fromObject(value as object) as unknown as SignalDataTypeMap[T]
 }
 
 /** Baileys' SignalKeyStore, with the promises this store always returns. */
@@ -118,20 +116,24 @@ export interface AuthStoreOptions {
  */
 export class PostgresAuthStore {
   readonly #options: AuthStoreOptions
+  readonly #baileys: Baileys
   creds: AuthenticationCreds
   /** Set by a logout: the device no longer exists, so late writes from its socket are dropped. */
   #wiped = false
   readonly #inFlight = new Set<Promise<void>>()
 
-  private constructor (options: AuthStoreOptions, creds: AuthenticationCreds) {
+  private constructor (options: AuthStoreOptions, baileys: Baileys, creds: AuthenticationCreds) {
     this.#options = options
+    this.#baileys = baileys
     this.creds = creds
   }
 
   static async open (options: AuthStoreOptions): Promise<PostgresAuthStore> {
-    const row = await options.em().findOne(WhatsappAuth, { companyId: options.companyId })
-    const creds = row ? openedJson<AuthenticationCreds>(options.sealer, row.creds, credsRow(options.companyId)) : initAuthCreds()
-    return new PostgresAuthStore(options, creds)
+    const [baileys, row] = await Promise.all([loadBaileys(), options.em().findOne(WhatsappAuth, { companyId: options.companyId })])
+    const creds = row
+      ? openedJson<AuthenticationCreds>(baileys, options.sealer, row.creds, credsRow(options.companyId))
+      : baileys.initAuthCreds()
+    return new PostgresAuthStore(options, baileys, creds)
   }
 
   /** Whether these creds belong to a linked device (an abandoned pairing leaves `me` without `account`). */
@@ -141,7 +143,7 @@ export class PostgresAuthStore {
 
   /** Starts over with fresh creds (e.g. after an abandoned pairing attempt); not yet saved. */
   resetCreds (): void {
-    this.creds = initAuthCreds()
+    this.creds = this.#baileys.initAuthCreds()
   }
 
   /**
@@ -171,7 +173,7 @@ export class PostgresAuthStore {
           ` and key_id in (${wanted.map(() => '?').join(', ')})`,
         [this.#options.companyId, type, ...wanted], 'all'))
       for (const row of rows) {
-        found[row.key_id] = revive(type, openedJson(sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id)))
+        found[row.key_id] = revive(this.#baileys, type, openedJson(this.#baileys, sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id)))
       }
       for (const id of wanted) if (!(id in found)) this.#rememberAbsent(`${type}/${id}`)
       return found
@@ -183,7 +185,7 @@ export class PostgresAuthStore {
       for (const [type, entries] of Object.entries(data)) {
         for (const [keyId, value] of Object.entries(entries ?? {})) {
           if (value === null || value === undefined) deletes.push([type, keyId])
-          else upserts.push([type, keyId, sealedJson(sealer, value, keyRow(companyId, type, keyId))])
+          else upserts.push([type, keyId, sealedJson(this.#baileys, sealer, value, keyRow(companyId, type, keyId))])
         }
       }
       if (upserts.length === 0 && deletes.length === 0) return
@@ -214,7 +216,7 @@ export class PostgresAuthStore {
   /** Saves the whole creds object (Baileys merges each update into it). */
   async saveCreds (): Promise<void> {
     const { companyId, epoch, sealer } = this.#options
-    const creds = sealedJson(sealer, this.creds, credsRow(companyId))
+    const creds = sealedJson(this.#baileys, sealer, this.creds, credsRow(companyId))
     await this.#write('creds', async (tx) => {
       const result = await tx.execute(
         `insert into whatsapp_auth (company_id, creds, epoch, updated_at) values (?, ?::jsonb, ?, now())
@@ -240,7 +242,7 @@ export class PostgresAuthStore {
       await tx.nativeDelete(WhatsappKey, { companyId })
       await tx.nativeDelete(WhatsappAuth, { companyId })
     })
-    this.creds = initAuthCreds()
+    this.creds = this.#baileys.initAuthCreds()
   }
 
   async #write (what: string, work: (tx: EntityManager) => Promise<void>): Promise<void> {

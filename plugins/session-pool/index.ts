@@ -4,7 +4,6 @@ import { pairingMigrations } from './pairing.ts'
 import { SessionPool } from './pool.ts'
 import type { StopOutcome } from './session.ts'
 import { TestWhatsApp } from './test-socket.ts'
-import { baileysFactory } from './baileys-adapter.ts'
 import type { SocketFactory } from './socket-port.ts'
 import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from './idempotency.ts'
 import { Outbound } from './outbound.ts'
@@ -51,15 +50,17 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   const { config, ownership, events } = app
 
   const testWhatsApp = options.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
-  const factory: SocketFactory = testWhatsApp
+  // Baileys is loaded when the first session starts (see baileys.ts), with the adapter around it.
+  let baileysSockets: Promise<SocketFactory> | undefined
+  const loadFactory = async (): Promise<SocketFactory> => testWhatsApp
     ? testWhatsApp.factory(config.replicaId)
-    : baileysFactory({
+    : await (baileysSockets ??= import('./baileys-adapter.ts').then(({ baileysFactory }) => baileysFactory({
       wsUrl: options.waWsUrl,
       version: options.waVersion,
       certPublicKeyHex: options.waCertPublicKey,
       reuploadTimeoutMs: options.mediaReuploadTimeoutMs,
       qrRotateMs: options.qrRotateMs
-    })
+    })))
   app.decorate('testWhatsApp', testWhatsApp)
 
   // Baileys' creds and keys are sealed at rest; rows stored before (or under an older key) are sealed now.
@@ -70,7 +71,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   const pool = new SessionPool({
     settings: options,
     sealer,
-    factory,
+    loadFactory,
     em: () => app.orm.em.fork(),
     log: app.log,
     events,

@@ -13,7 +13,8 @@ import type { SocketFactory } from './socket-port.ts'
 
 export interface PoolOptions {
   settings: SessionPoolOptions
-  factory: SocketFactory
+  /** The sockets' factory, loaded when the first session starts. */
+  loadFactory: () => Promise<SocketFactory>
   em: () => EntityManager
   log: FastifyBaseLogger
   /** Seals the auth state before it reaches PostgreSQL. */
@@ -55,6 +56,7 @@ export class SessionPool implements Connector {
 
   async connect (companyId: string, lease: { epoch: number }): Promise<void> {
     const { settings, log, em, events } = this.#options
+    const factory = await this.#options.loadFactory()
     const auth = await PostgresAuthStore.open({
       companyId,
       epoch: lease.epoch,
@@ -71,7 +73,7 @@ export class SessionPool implements Connector {
       companyId,
       epoch: lease.epoch,
       auth,
-      factory: this.#options.factory,
+      factory,
       settings,
       log: log.child({ companyId }),
       pairingPhone,
