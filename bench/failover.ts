@@ -114,7 +114,8 @@ try {
   // How holding grew: companies held (first opens) at each tenth of the cold start, from spawning.
   const firstOpens = [...new Map(ledger.entries.filter((entry) => entry.kind === 'open').reverse()
     .map((entry) => [entry.companyId, entry.at])).values()]
-  const tenths = Array.from({ length: 10 }, (_, index) => firstOpens.filter((at) => at - coldStartAt <= (index + 1) * coldStartMs / 10).length)
+  const tenths = Array.from({ length: 10 }, (_, index) =>
+    firstOpens.filter((at) => at - coldStartAt <= (index + 1) * coldStartMs / 10).length)
   log(`held at each tenth of the cold start: ${tenths.join(', ')}`)
   await quiet(Date.now())
   const coldSplit = split()
@@ -129,7 +130,8 @@ try {
   const expectedRenewOpsPerS = RENEWALS_PER_TTL * COMPANIES / (TTL_MS / 1000)
   log(`renewals: ${renewOpsPerS.toFixed(1)} KV writes/s in steady state (${RENEWALS_PER_TTL}T/TTL = ${expectedRenewOpsPerS.toFixed(1)})`)
   const rss = rssOf()
-  log(`memory: ${rss.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} RSS per replica holding ${(COMPANIES / REPLICAS).toFixed(0)} companies on average`)
+  const perReplica = (COMPANIES / REPLICAS).toFixed(0)
+  log(`memory: ${rss.map((mb) => `${mb.toFixed(0)} MB`).join(', ')} RSS per replica holding ${perReplica} companies on average`)
 
   // SIGKILL: the process dies; WhatsApp sees its sockets drop; the others must wait out the TTL.
   const victim = 'bench-r1'

@@ -173,7 +173,8 @@ export class PostgresAuthStore {
           ` and key_id in (${wanted.map(() => '?').join(', ')})`,
         [this.#options.companyId, type, ...wanted], 'all'))
       for (const row of rows) {
-        found[row.key_id] = revive(this.#baileys, type, openedJson(this.#baileys, sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id)))
+        const opened = openedJson(this.#baileys, sealer, JSON.parse(row.value), keyRow(companyId, type, row.key_id))
+        found[row.key_id] = revive(this.#baileys, type, opened)
       }
       for (const id of wanted) if (!(id in found)) this.#rememberAbsent(`${type}/${id}`)
       return found
