@@ -22,6 +22,8 @@ for (const instrumentation of instrumentations) {
 const { uniqueName } = await import('./helpers/services.ts')
 const { holderOf, linkCompany, sessionCluster, startSessionReplica } = await import('./helpers/sessions.ts')
 const { waitFor } = await import('./helpers/wait.ts')
+const { TEST_LEASE_TTL_MS } = await import('./helpers/cluster.ts')
+const { setTimeout: sleep } = await import('node:timers/promises')
 
 t.teardown(async () => {
   for (const instrumentation of instrumentations) instrumentation.disable()
@@ -38,8 +40,14 @@ t.test('one trace: HTTP on replica A → NATS request → the holder B → the W
   const settings = await sessionCluster(t)
   const first = await startSessionReplica(t, settings)
   const second = await startSessionReplica(t, settings)
+  // Linked once both replicas know each other and have settled, so no balancing handoff moves it mid-test.
+  const bothLive = () => [first, second]
+    .every((replica) => replica.app.ownership.members().filter((member) => member.alive).length === 2)
+  t.ok(await waitFor(bothLive, 5_000), 'both replicas see each other')
+  await sleep(TEST_LEASE_TTL_MS / 2)
   const companyId = uniqueName('salon')
   await linkCompany(first, companyId, settings, t)
+  t.ok(await waitFor(() => holderOf([first, second], companyId) !== undefined, 5_000), 'held')
   const holder = holderOf([first, second], companyId)!
   const entry = holder === first.app ? second : first
   exporter.reset()
