@@ -46,7 +46,7 @@ t.test('one trace: HTTP on replica A → NATS request → the holder B → the W
   t.ok(await waitFor(bothLive, 5_000), 'both replicas see each other')
   await sleep(TEST_LEASE_TTL_MS / 2)
   const companyId = uniqueName('salon')
-  await linkCompany(first, companyId, settings, t)
+  await linkCompany(first, companyId, settings, t, [first, second])
   t.ok(await waitFor(() => holderOf([first, second], companyId) !== undefined, 5_000), 'held')
   const holder = holderOf([first, second], companyId)!
   const entry = holder === first.app ? second : first

@@ -47,14 +47,18 @@ export function holderOf (replicas: Replica[], companyId: string): FastifyInstan
   return replicas.find((replica) => !replica.closed && replica.app.sessionPool.get(companyId))?.app
 }
 
-/** Links a new company on `replica` with the test double (initialize, scan) and waits until it is connected. */
+/**
+ * Links a new company through `replica` with the test double (initialize, scan) and waits until it is
+ * connected. The QR is scanned on whichever of `holders` shows it (the company's holder may be another replica).
+ */
 export async function linkCompany (
-  replica: { app: FastifyInstance }, companyId: string, cluster: { natsUrl: string, natsNamespace: string }, t: Test
+  replica: { app: FastifyInstance }, companyId: string, cluster: { natsUrl: string, natsNamespace: string }, t: Test,
+  holders: { app: FastifyInstance }[] = [replica]
 ) {
   const events = await recordEvents(t, cluster, companyId)
   const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.body}`)
-  replica.app.testWhatsApp!.scan(companyId)
+  holders.some((holder) => holder.app.testWhatsApp!.scan(companyId))
   if (!await events.waitFor('connected', 1, 10_000)) throw new Error(`${companyId} did not connect`)
   return events
 }
