@@ -55,15 +55,17 @@ async function newPage (t: Test, viewport = { width: 1280, height: 900 }, bypass
   return { page, errors }
 }
 
-async function signIn (page: Page, key: string): Promise<void> {
+/** Signs in with `key`; unless it is expected to be refused, waits until the page is signed in (the key is kept). */
+async function signIn (page: Page, key: string, refused = false): Promise<void> {
   await page.goto(base)
   await page.getByLabel('API key').fill(key)
   await page.getByRole('button', { name: 'Sign in' }).click()
+  if (!refused) await page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: STEP_MS })
 }
 
 t.test('a wrong key is refused with a clear message, and nothing is shown', async (t) => {
   const { page, errors } = await newPage(t)
-  await signIn(page, 'not-a-key-of-this-gateway')
+  await signIn(page, 'not-a-key-of-this-gateway', true)
   const alert = page.getByRole('alert')
   await alert.waitFor({ timeout: STEP_MS })
   t.match(await alert.textContent(), /This key was not accepted: the key is unknown or revoked/)
