@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { uniqueName } from './helpers/services.ts'
-import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
+import { companyPreferring, linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'
 
 /** The value of one sample line (`name{labels} value`) of a Prometheus exposition. */
@@ -65,9 +65,10 @@ t.test('the old JSON metrics are summed over every replica; one that does not an
   const settings = await sessionCluster(t)
   const a = await startSessionReplica(t, settings)
   const b = await startSessionReplica(t, settings)
-  const first = uniqueName('salon')
+  // Each company prefers the replica it is linked through, so the QR is where the scan is.
+  const first = companyPreferring(a, [a, b])
   await linkCompany(a, first, settings, t)
-  const second = uniqueName('salon')
+  const second = companyPreferring(b, [a, b])
   await linkCompany(b, second, settings, t)
   for (const [replica, companyId] of [[a, first], [b, second]] as const) {
     const holder = replica.app.ownership.holds(companyId) ? replica : replica === a ? b : a

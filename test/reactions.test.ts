@@ -4,7 +4,7 @@ import { createGatewayClient } from '../contracts/index.ts'
 import { isSingleEmoji } from '../plugins/reactions/emoji.ts'
 import { DEFAULT_GRATITUDE, DEFAULT_NOT_GRATITUDE, gratitudeTest, MAX_GRATITUDE_WORDS } from '../plugins/reactions/gratitude.ts'
 import { uniqueName } from './helpers/services.ts'
-import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
+import { companyPreferring, linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'
 
 t.test('an emoji is exactly one emoji grapheme (Intl.Segmenter + Unicode emoji properties)', async (t) => {
@@ -43,7 +43,8 @@ t.test('reactions over HTTP, the old route and NATS reach the contact through th
   const settings = await sessionCluster(t)
   const holder = await startSessionReplica(t, settings)
   const other = await startSessionReplica(t, settings, { defaultCompanyId: undefined })
-  const companyId = uniqueName('salon')
+  // One that prefers `holder`: once `other` has settled, balancing would otherwise move it there.
+  const companyId = companyPreferring(holder, [holder, other])
   const events = await linkCompany(holder, companyId, settings, t)
   t.ok(events)
   const sent = () => holder.app.testWhatsApp!.sent.get(companyId) ?? []

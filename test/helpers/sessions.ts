@@ -5,6 +5,8 @@ import type { GatewayConfig } from '../../plugins/index.ts'
 import { subjectsFor, type EventEnvelope } from '../../contracts/index.ts'
 import { clusterSettings, startReplica, type ClusterSettings, type Replica } from './cluster.ts'
 import { waitFor } from './wait.ts'
+import { uniqueName } from './services.ts'
+import { rankReplicas } from '../../plugins/ownership/assignment.ts'
 
 /** Fast lifecycles for tests: short backoff, a breaker that opens quickly, quick initialize. */
 export const FAST_SESSIONS: Partial<GatewayConfig> = {
@@ -61,4 +63,15 @@ export async function linkCompany (
   holders.some((holder) => holder.app.testWhatsApp!.scan(companyId))
   if (!await events.waitFor('connected', 1, 10_000)) throw new Error(`${companyId} did not connect`)
   return events
+}
+
+/**
+ * A new company id whose preferred owner among `replicas` is `holder`: balancing never moves it from
+ * there, so a test that links it through `holder` may rely on `holder` keeping it.
+ */
+export function companyPreferring (holder: { id: string }, replicas: { id: string }[], prefix = 'salon'): string {
+  for (;;) {
+    const companyId = uniqueName(prefix)
+    if (rankReplicas(companyId, replicas.map((replica) => replica.id))[0] === holder.id) return companyId
+  }
 }
