@@ -6,6 +6,8 @@
  * - link time: initialize → QR → scan → `connected` event, per company;
  * - send throughput over NATS request/reply through the holder, against a bare NATS echo responder
  *   measured in the same run at the same concurrency;
+ * - bare Baileys linking the same number of devices against the same simulator, in the same run, as
+ *   the baseline of the gateway's link time (`link_p50_ratio`, gateway ÷ bare; the goal is ≤ 2);
  * - idle memory: the RSS of `npm start` as a user runs it (node --import ./core/telemetry.ts
  *   plugins/server.ts) against external NATS and PostgreSQL, holding no company, once settled.
  * The WhatsApp budgets are raised out of the way. The last line is a JSON summary.
@@ -14,7 +16,10 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
+import pino from 'pino'
+import makeWASocket, { initAuthCreds, WA_CERT_DETAILS, type WASocket } from '@whiskeysockets/baileys'
 import { createGatewayClient } from '../contracts/client.ts'
+import { memoryKeys } from '../test/helpers/simulator.ts'
 import { subjectsFor } from '../contracts/subjects.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
@@ -131,6 +136,59 @@ async function idleRssMb (): Promise<number> {
     await admin.query(`drop database if exists ${idleDatabase} with (force)`)
   }
 }
+/**
+ * One device linked by bare Baileys, as an application without the gateway does it: QR, scan, the
+ * restart WhatsApp asks for (515), the connection open again. Resolves with the time it took and the socket.
+ */
+function bareLink (phone: string): Promise<{ ms: number, socket: WASocket }> {
+  const creds = initAuthCreds()
+  const keys = memoryKeys()
+  const started = performance.now()
+  const open = () => makeWASocket({
+    auth: { creds, keys },
+    waWebSocketUrl: url,
+    version: WA_VERSION.split('.').map(Number) as [number, number, number],
+    logger: pino({ level: 'silent' }) as never,
+    markOnlineOnConnect: false,
+    fireInitQueries: false,
+    syncFullHistory: false,
+    shouldSyncHistoryMessage: () => false
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`bare link of ${phone} took over ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS)
+    const linking = open()
+    linking.ev.on('creds.update', (update) => Object.assign(creds, update))
+    linking.ev.on('connection.update', (update) => {
+      if (update.qr) simulator.scan(update.qr, phone)
+      if (update.connection !== 'close') return
+      const live = open()
+      live.ev.on('creds.update', (next) => Object.assign(creds, next))
+      live.ev.on('connection.update', (next) => {
+        if (next.connection !== 'open') return
+        clearTimeout(timer)
+        resolve({ ms: performance.now() - started, socket: live })
+      })
+    })
+  })
+}
+
+/** Bare Baileys links `count` devices, `LINK_CONCURRENCY` at a time: the link times' median, in ms. */
+async function bareLinkP50 (count: number): Promise<number> {
+  WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(simulator.identity.publicKeyHex, 'hex') as unknown as typeof WA_CERT_DETAILS.PUBLIC_KEY
+  const times: number[] = []
+  const sockets: WASocket[] = []
+  await throughput(count, LINK_CONCURRENCY, async (index) => {
+    const linked = await bareLink(String(79_100_000_000 + index))
+    times.push(linked.ms)
+    sockets.push(linked.socket)
+  })
+  for (const socket of sockets) socket.end(undefined)
+  return percentile(times, 50)
+}
+
+const bareP50 = await bareLinkP50(STEPS[0])
+log(`bare Baileys, ${STEPS[0]} devices linked ${LINK_CONCURRENCY} at a time: link p50 ${round(bareP50, 0)} ms`)
+
 const idleRss = await idleRssMb()
 log(`npm start, idle (external NATS and PostgreSQL, no company): RSS ${round(idleRss, 1)} MB`)
 
@@ -237,4 +295,13 @@ await nc.drain()
 await admin.query(`drop database if exists ${database} with (force)`)
 await admin.end()
 const last = runs.at(-1)!
-log(JSON.stringify({ ...last, idle_rss_mb: round(idleRss, 1), link_failures: linkFailures, runs }))
+const first = runs[0]
+log(JSON.stringify({
+  ...last,
+  idle_rss_mb: round(idleRss, 1),
+  link_p50_bare_ms: round(bareP50, 0),
+  // The gateway's link time at the first step (the same number of devices as the bare run) over bare Baileys'.
+  link_p50_ratio: round(first.link_p50_ms / bareP50),
+  link_failures: linkFailures,
+  runs
+}))
