@@ -7,13 +7,12 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { serveLedger } from '../test/helpers/ledger-server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { exitOf, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
 
@@ -75,13 +74,8 @@ function takeoverTimes (companies: string[], since: number): number[] {
     (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
 }
 
-/** Resident memory of each live replica process, in MB (Linux /proc). */
-function rssOf (): number[] {
-  return [...children.values()].map((child) => {
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024
-  })
-}
+/** Resident memory of each live replica process, in MB. */
+const rssOf = (): number[] => [...children.values()].map((child) => rssMbOf(child.pid))
 
 function split (): Record<string, number> {
   const counts: Record<string, number> = {}

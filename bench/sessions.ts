@@ -24,8 +24,7 @@ import { subjectsFor } from '../contracts/subjects.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
-import { readFileSync } from 'node:fs'
+import { exitOf, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
@@ -126,7 +125,7 @@ async function idleRssMb (): Promise<number> {
   }, undefined, ['--import', './core/telemetry.ts'])
   try {
     await sleep(IDLE_SETTLE_MS)
-    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024
+    return rssMbOf(child.pid)
   } finally {
     child.kill('SIGTERM')
     await exitOf(child)

@@ -28,10 +28,9 @@ export class RendezvousScores {
 }
 
 /** Replicas ranked by rendezvous score for one company, best first. */
-export function rankReplicas (companyId: string, replicas: readonly string[], scores?: RendezvousScores): string[] {
-  const scoreOf = (replica: string) => scores ? scores.score(companyId, replica) : rendezvousScore(companyId, replica)
+export function rankReplicas (companyId: string, replicas: readonly string[], scores = new RendezvousScores()): string[] {
   return replicas
-    .map((replica) => ({ replica, score: scoreOf(replica) }))
+    .map((replica) => ({ replica, score: scores.score(companyId, replica) }))
     .sort((a, b) => (a.score === b.score ? a.replica.localeCompare(b.replica) : a.score > b.score ? -1 : 1))
     .map(({ replica }) => replica)
 }

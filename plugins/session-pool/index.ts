@@ -51,10 +51,10 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   const testWhatsApp = options.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
   // Baileys is loaded when the first session starts (see baileys.ts), with the adapter around it.
+  const testSockets = testWhatsApp?.factory(config.replicaId)
   let baileysSockets: Promise<SocketFactory> | undefined
-  const loadFactory = async (): Promise<SocketFactory> => testWhatsApp
-    ? testWhatsApp.factory(config.replicaId)
-    : await (baileysSockets ??= import('./baileys-adapter.ts').then(({ baileysFactory }) => baileysFactory({
+  const loadFactory = async (): Promise<SocketFactory> => testSockets ??
+    await (baileysSockets ??= import('./baileys-adapter.ts').then(({ baileysFactory }) => baileysFactory({
       wsUrl: options.waWsUrl,
       version: options.waVersion,
       certPublicKeyHex: options.waCertPublicKey,

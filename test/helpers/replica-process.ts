@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { serviceEnv } from './services.ts'
 
 const START_TIMEOUT_MS = 30_000
@@ -35,6 +36,11 @@ export function startReplicaProcess (
     child.stderr?.on('data', onData)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`replica exited with ${code}\n${output}`)) })
   })
+}
+
+/** A process's resident memory, in MB (Linux /proc). */
+export function rssMbOf (pid: number | undefined): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024
 }
 
 export function exitOf (child: ChildProcess): Promise<number | null> {
