@@ -20,7 +20,7 @@ for (const instrumentation of instrumentations) {
 }
 // The app (and pg through it) loads only now, as after core/telemetry.ts: the instrumentations patch it.
 const { uniqueName } = await import('./helpers/services.ts')
-const { holderOf, linkCompany, sessionCluster, startSessionReplica } = await import('./helpers/sessions.ts')
+const { companyPreferring, holderOf, linkCompany, sessionCluster, startSessionReplica } = await import('./helpers/sessions.ts')
 const { waitFor } = await import('./helpers/wait.ts')
 const { TEST_LEASE_TTL_MS } = await import('./helpers/cluster.ts')
 const { setTimeout: sleep } = await import('node:timers/promises')
@@ -45,7 +45,7 @@ t.test('one trace: HTTP on replica A → NATS request → the holder B → the W
     .every((replica) => replica.app.ownership.members().filter((member) => member.alive).length === 2)
   t.ok(await waitFor(bothLive, 5_000), 'both replicas see each other')
   await sleep(TEST_LEASE_TTL_MS / 2)
-  const companyId = uniqueName('salon')
+  const companyId = companyPreferring(first, [first, second])
   await linkCompany(first, companyId, settings, t, [first, second])
   t.ok(await waitFor(() => holderOf([first, second], companyId) !== undefined, 5_000), 'held')
   const holder = holderOf([first, second], companyId)!

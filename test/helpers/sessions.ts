@@ -60,7 +60,9 @@ export async function linkCompany (
   const events = await recordEvents(t, cluster, companyId)
   const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
   if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.body}`)
-  holders.some((holder) => holder.app.testWhatsApp!.scan(companyId))
+  // The phone scans once a QR is on screen: the holder may still be opening its socket (or another replica took over).
+  const scanned = await waitFor(() => holders.some((holder) => holder.app.testWhatsApp!.scan(companyId)), 10_000, 20)
+  if (!scanned) throw new Error(`${companyId} never showed a QR to scan`)
   if (!await events.waitFor('connected', 1, 10_000)) throw new Error(`${companyId} did not connect`)
   return events
 }
