@@ -1,9 +1,11 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
-import { createGatewayClient, type EventEnvelope, type MessageRecord } from '../contracts/index.ts'
+import { createGatewayClient, type DeliveryState, type EventEnvelope, type MessageRecord } from '../contracts/index.ts'
 import { lidOf } from '../simulator/accounts.ts'
 import { COMPANY_PHONE, CONTACT, linkedGateway } from './helpers/linked-gateway.ts'
 import { waitFor } from './helpers/wait.ts'
+import { build } from './helpers/build.ts'
+import { ConversationStore } from '../plugins/conversations/store.ts'
 
 const NOT_ON_WHATSAPP = '79110000999'
 
@@ -209,4 +211,30 @@ t.test('a contact known only by LID can be written to and answered, and is one c
   t.ok(await gateway.events.waitFor('message', 2, 10_000))
   const second = gateway.events.events.filter((candidate) => candidate.type === 'message')[1].data as Record<string, unknown>
   t.match(second, { messageId: later.id, lid, phone: CONTACT }, 'later events carry both')
+})
+
+t.test("receipts written in one batch apply in order, each message's as one by one", async (t) => {
+  const app = await build(t)
+  const store = new ConversationStore(() => app.orm.em.fork())
+  const message = (messageId: string, state: DeliveryState) => ({
+    ...{ companyId: 'acme', messageId, direction: 'out' as const, phone: '79001234567', lid: null, kind: 'text' },
+    ...{ text: messageId, details: null, quotedMessageId: null, state, sentAt: new Date() }
+  })
+  await store.insert([message('m-read-after-failed', 'delivered'), message('m-fails', 'accepted'), message('m-stays-read', 'read')])
+  const failure = { code: '463', message: 'refused' }
+  const receipt = (messageId: string, state: DeliveryState) =>
+    ({ companyId: 'acme', messageId, state, failure: state === 'failed' ? failure : null, phone: '79001234567', lid: null })
+  await store.advance([
+    receipt('m-read-after-failed', 'failed'), receipt('m-fails', 'failed'), receipt('m-read-after-failed', 'read'),
+    receipt('m-stays-read', 'failed'),
+    receipt('m-unknown', 'server_ack'), receipt('m-unknown', 'delivered'), receipt('m-unknown', 'accepted')
+  ])
+  const stateOf = async (messageId: string) => (await store.get('acme', messageId))?.state
+  t.equal(await stateOf('m-read-after-failed'), 'read', 'a late failure does not undo delivery, and the read after it counts')
+  t.equal(await stateOf('m-fails'), 'failed', 'a message not delivered fails')
+  t.equal((await store.get('acme', 'm-fails'))?.failure?.code, '463', 'with its reason')
+  t.equal(await stateOf('m-stays-read'), 'read', 'a read message does not fail')
+  const unknown = await store.get('acme', 'm-unknown')
+  t.equal(unknown?.state, 'delivered', 'receipts for a message not recorded yet make its row, and only move it forward')
+  t.equal(unknown?.kind, 'other')
 })

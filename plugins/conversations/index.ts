@@ -8,7 +8,7 @@ import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
 import type { ConversationsOptions } from './settings.ts'
-import { ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type NewMessage } from './store.ts'
+import { ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type NewMessage, type Receipt } from './store.ts'
 
 export { settings, type ConversationsOptions } from './settings.ts'
 export const entities = [MessageSchema, ContactIdentitySchema]
@@ -89,16 +89,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
   }
 
   // The holder's writes, in the order it published: inserts batched, state changes after them.
-  type Pending = { insert: NewMessage } | {
-    advance: {
-      companyId: string,
-      messageId: string,
-      state: DeliveryState,
-      failure: { code: string, message: string } | null,
-      phone: string | null,
-      lid: string | null
-    }
-  } |
+  type Pending = { insert: NewMessage } | { advance: Receipt } |
   { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } }
   const pending: Pending[] = []
   let flushing: Promise<void> = Promise.resolve()
@@ -108,16 +99,22 @@ export default fp<ConversationsOptions>(async (app, options) => {
       const inserts = batch.flatMap((item) => ('insert' in item ? [item.insert] : []))
       try {
         await store.insert(inserts)
+        // Receipts in a row go as one batch; contacts learnt and placeholders forgotten keep their place between them.
+        let receipts: Receipt[] = []
         for (const item of batch) {
           if ('advance' in item) {
-            const { companyId, messageId, state, failure, phone, lid } = item.advance
-            await store.advance(companyId, messageId, state, failure, { phone, lid })
-          } else if ('lid' in item) {
+            receipts.push(item.advance)
+            continue
+          }
+          if (receipts.length > 0) await store.advance(receipts)
+          receipts = []
+          if ('lid' in item) {
             await store.learnLid(item.lid.companyId, item.lid.lid, item.lid.phone)
           } else if ('forget' in item) {
             await store.forgetPlaceholder(item.forget.companyId, item.forget.messageId)
           }
         }
+        if (receipts.length > 0) await store.advance(receipts)
       } catch (err) {
         app.log.error({ err, messages: batch.length }, 'message history not written')
       }

@@ -78,6 +78,29 @@ export class CreateConversations extends Migration {
 
 export const conversationMigrations = [{ name: 'conversations_001_messages_and_contacts', class: CreateConversations }]
 
+/** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
+export interface Receipt {
+  companyId: string
+  messageId: string
+  state: DeliveryState
+  failure: { code: string, message: string } | null
+  phone: string | null
+  lid: string | null
+}
+
+/** Receipts in rounds: the k-th round holds each message's k-th receipt, in their order. */
+function roundsOf (receipts: Receipt[]): Receipt[][] {
+  const rounds: Receipt[][] = []
+  const seen = new Map<string, number>()
+  for (const receipt of receipts) {
+    const key = `${receipt.companyId}/${receipt.messageId}`
+    const index = seen.get(key) ?? 0
+    seen.set(key, index + 1)
+    ;(rounds[index] ??= []).push(receipt)
+  }
+  return rounds
+}
+
 /** A row to add (or, for one already there, to complete: a later event may know the LID or the text). */
 export interface NewMessage {
   companyId: string
@@ -94,7 +117,7 @@ export interface NewMessage {
 }
 
 /** The SQL rank of a state, so an update only ever moves a message forward (contracts' `advances`). */
-const RANK = `case state when 'accepted' then 0 when 'server_ack' then 1 when 'delivered' then 2
+const RANK = `case whatsapp_messages.state when 'accepted' then 0 when 'server_ack' then 1 when 'delivered' then 2
   when 'read' then 3 when 'played' then 4 when 'failed' then 5 else -1 end`
 const rankOf = (state: DeliveryState) => ({ accepted: 0, server_ack: 1, delivered: 2, read: 3, played: 4, failed: 5 })[state]
 
@@ -162,18 +185,30 @@ export class ConversationStore {
         quoted_message_id = coalesce(whatsapp_messages.quoted_message_id, excluded.quoted_message_id)`, params)
   }
 
-  /** Moves an outbound message's state forward; a receipt for a message not recorded yet makes its row. */
-  async advance (companyId: string, messageId: string, state: DeliveryState, failure: { code: string, message: string } | null,
-    chat: { phone: string | null, lid: string | null }): Promise<void> {
+  /**
+   * Moves outbound messages' states forward, in the order given; a receipt for a message not
+   * recorded yet makes its row. One statement per round: round k takes each message's k-th receipt,
+   * so a message's receipts apply in order, as one by one (folding them first would not: `failed`
+   * then `read` must leave a delivered message read).
+   */
+  async advance (receipts: Receipt[]): Promise<void> {
     const connection = this.#em().getConnection()
-    const updated = await connection.execute(`update whatsapp_messages set state = ?, failure = ?, updated_at = now()
-      where company_id = ? and message_id = ? and ${RANK} < ? and (state is distinct from 'failed')
-        and not (? = 'failed' and ${RANK} >= 2)`,
-    [state, failure === null ? null : JSON.stringify(failure), companyId, messageId, rankOf(state), state], 'run')
-    if ((updated as { affectedRows?: number }).affectedRows === 0) {
-      await connection.execute(`insert into whatsapp_messages (company_id, message_id, direction, phone, lid, kind, state, failure, sent_at)
-        values (?, ?, 'out', ?, ?, 'other', ?, ?, now()) on conflict do nothing`,
-      [companyId, messageId, chat.phone, chat.lid, state, failure === null ? null : JSON.stringify(failure)])
+    for (const round of roundsOf(receipts)) {
+      const values = round.map(() => '(?::varchar, ?::varchar, ?::varchar, ?::jsonb, ?::int, ?::varchar, ?::varchar)').join(', ')
+      const params = round.flatMap(({ companyId, messageId, state, failure, phone, lid }) =>
+        [companyId, messageId, state, failure === null ? null : JSON.stringify(failure), rankOf(state), phone, lid])
+      // The update and the insert see one snapshot: a row there is advanced (or not) and conflicts with its placeholder.
+      await connection.execute(`with receipt (company_id, message_id, state, failure, rank, phone, lid) as (values ${values}),
+        advanced as (
+          update whatsapp_messages set state = receipt.state, failure = receipt.failure, updated_at = now()
+          from receipt
+          where whatsapp_messages.company_id = receipt.company_id and whatsapp_messages.message_id = receipt.message_id
+            and ${RANK} < receipt.rank and (whatsapp_messages.state is distinct from 'failed')
+            and not (receipt.state = 'failed' and ${RANK} >= 2)
+        )
+        insert into whatsapp_messages (company_id, message_id, direction, phone, lid, kind, state, failure, sent_at)
+          select company_id, message_id, 'out', phone, lid, 'other', state, failure, now() from receipt
+        on conflict do nothing`, params, 'run')
     }
   }
 

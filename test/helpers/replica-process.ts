@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { serviceEnv } from './services.ts'
 
 const START_TIMEOUT_MS = 30_000
@@ -41,6 +41,32 @@ export function startReplicaProcess (
 /** A process's resident memory, in MB (Linux /proc). */
 export function rssMbOf (pid: number | undefined): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux this runs on). */
+const CLOCK_TICKS_PER_S = 100
+
+/** CPU time (user and system, ms) a process has used so far (Linux /proc); 0 once it is gone. */
+export function cpuMsOf (pid: number | undefined): number {
+  try {
+    // The command name may hold spaces and parentheses: the fields after it start at the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000
+  } catch {
+    return 0
+  }
+}
+
+/** The processes of this machine running `command` (by /proc's comm, as `pgrep -x`). */
+export function pidsNamed (command: string): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === command
+    } catch {
+      return false
+    }
+  })
 }
 
 export function exitOf (child: ChildProcess): Promise<number | null> {
