@@ -7,12 +7,13 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { spawnSync } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { serveLedger } from '../test/helpers/ledger-server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { exitOf, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { cpuMsOf, exitOf, pidsNamed, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
 
@@ -74,6 +75,10 @@ function takeoverTimes (companies: string[], since: number): number[] {
     (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
 }
 
+const cpuOfAll = (command: string) => pidsNamed(command).reduce((sum, pid) => sum + cpuMsOf(pid), 0)
+/** This process: it answers the test transport's ledger for every replica. */
+const cpuOfBench = () => { const { user, system } = process.cpuUsage(); return (user + system) / 1000 }
+
 /** Resident memory of each live replica process, in MB. */
 const rssOf = (): number[] => [...children.values()].map((child) => rssMbOf(child.pid))
 
@@ -99,12 +104,22 @@ try {
 
   log(`bench:failover — ${REPLICAS} replica processes, ${COMPANIES} companies, lease TTL ${TTL_MS} ms, NATS ${TEST_NATS_URL}`)
   const coldStartAt = Date.now()
+  const cpuBefore = { nats: cpuOfAll('nats-server'), postgres: cpuOfAll('postgres'), bench: cpuOfBench() }
   await Promise.all(Array.from({ length: REPLICAS }, (_, index) => start(`bench-r${index + 1}`)))
   const processesUpMs = Date.now() - coldStartAt
   if (!await waitFor(() => held() === COMPANIES, SETTLE_TIMEOUT_MS, 20)) {
     throw new Error(`only ${held()} of ${COMPANIES} held after cold start`)
   }
   const coldStartMs = Date.now() - coldStartAt
+  // Where the cold start's CPU went (s): on a small machine their sum over its duration shows whether CPU bounds it.
+  const coldCpu = {
+    replicas: [...children.values()].reduce((sum, child) => sum + cpuMsOf(child.pid), 0) / 1000,
+    nats: (cpuOfAll('nats-server') - cpuBefore.nats) / 1000,
+    postgres: (cpuOfAll('postgres') - cpuBefore.postgres) / 1000,
+    bench: (cpuOfBench() - cpuBefore.bench) / 1000
+  }
+  log(`cold start CPU: ${Object.entries(coldCpu).map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ')} ` +
+    `in ${(coldStartMs / 1000).toFixed(1)} s on ${availableParallelism()} cores`)
   // How holding grew: companies held (first opens) at each tenth of the cold start, from spawning.
   const firstOpens = [...new Map(ledger.entries.filter((entry) => entry.kind === 'open').reverse()
     .map((entry) => [entry.companyId, entry.at])).values()]
@@ -172,6 +187,8 @@ try {
     replicas: REPLICAS,
     companies: COMPANIES,
     cold_start_ms: coldStartMs,
+    cold_start_processes_up_ms: processesUpMs,
+    ...Object.fromEntries(Object.entries(coldCpu).map(([name, seconds]) => [`cold_start_cpu_s_${name}`, Number(seconds.toFixed(1))])),
     split_max_dev_pct: Number(maxDeviationPct(coldSplit).toFixed(1)),
     sigkill_p50_ms: percentile(sigkill, 50),
     sigkill_p99_ms: sigkillP99,

@@ -94,6 +94,22 @@ t.test('the server refuses to start on a bad value, naming the variable', async 
   t.match(result.stdout + result.stderr, /HTTP_PORT: expected an integer from 0 to 65535, got \\"not-a-port\\"/)
 })
 
+t.test('the server caches its compiled modules in NODE_COMPILE_CACHE for the next start', async (t) => {
+  const { mkdtemp, readdir, rm } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const cache = await mkdtemp(join(tmpdir(), 'wa-compile-cache-'))
+  t.teardown(() => rm(cache, { recursive: true, force: true }))
+  const start = () => spawnSync(process.execPath, ['plugins/server.ts'], {
+    env: serviceEnv({ HTTP_PORT: 'not-a-port', NODE_COMPILE_CACHE: cache }), encoding: 'utf8', timeout: 20_000
+  })
+  t.equal(start().status, 2)
+  const entries = await readdir(cache, { recursive: true })
+  t.ok(entries.some((entry) => entry.includes('v24')), `a cache for this Node version (${entries.slice(0, 3).join(', ')})`)
+  t.ok(entries.length > 100, `the gateway's modules and its dependencies are cached (${entries.length} entries)`)
+  t.equal(start().status, 2, 'and a start from the cache behaves the same')
+})
+
 t.test('README documents every setting', async (t) => {
   const { readFile } = await import('node:fs/promises')
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')

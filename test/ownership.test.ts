@@ -252,3 +252,29 @@ t.test('every change of holder is published as owner_changed, with the epoch in 
   t.ok(events[2].epoch > events[0].epoch, 'the new holder has a newer epoch')
   t.same(overlapsFor([id]), [], 'zero overlaps')
 })
+
+t.test('a replica takes companies a few at a time (LEASE_ACQUIRE_CONCURRENCY): none waits out the PostgreSQL pool', async (t) => {
+  const settings = await clusterSettings(t)
+  const ids = companies(120)
+  // One PostgreSQL connection with a short wait for it: unbounded, 120 fencing epochs queued for it and
+  // the later ones timed out, giving their leases back to win them again.
+  const replica = await startReplica(t, settings, { ...OWNERSHIP_ONLY, acquireConcurrency: 3, dbPoolMax: 1, dbAcquireTimeoutMs: 300 })
+  const { ownership } = replica.app
+  let mostRunning = 0
+  let mostWaiting = 0
+  const sampler = setInterval(() => {
+    const { running, waiting } = ownership.acquisitions()
+    mostRunning = Math.max(mostRunning, running)
+    mostWaiting = Math.max(mostWaiting, waiting)
+  }, 1)
+  t.teardown(() => clearInterval(sampler))
+  await Promise.all(ids.map((id) => ownership.setDesired(id, 'online')))
+  t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'every company is held')
+  clearInterval(sampler)
+  t.ok(mostRunning <= 3, `at most 3 acquisitions at once (saw ${mostRunning})`)
+  t.ok(mostWaiting > 0, `the others waited for a turn (up to ${mostWaiting})`)
+  t.same(ownership.acquisitions(), { running: 0, waiting: 0 }, 'none left running or waiting')
+  t.equal(ownership.stats.acquisitions, ids.length, 'each company acquired once')
+  const opens = inProcessLedger.entries.filter((entry) => entry.kind === 'open' && ids.includes(entry.companyId))
+  t.equal(opens.length, ids.length, 'and connected once: no lease was given back for want of a database connection')
+})

@@ -235,6 +235,13 @@ export default fp<MetricsOptions>(async (app, options) => {
     () => ({ all: app.ownership.stats.losses + app.ownership.stats.fences }))
   // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
   new Gauge({
+    name: 'whatsapp_lease_acquisitions_waiting',
+    help: 'Companies this replica is due to take, waiting for one of its LEASE_ACQUIRE_CONCURRENCY turns (a cold start, a takeover)',
+    registers: [registry],
+    collect () { this.set(app.ownership.acquisitions().waiting) }
+  })
+  // eslint-disable-next-line no-new -- registered in `registry`; its collect() fills it at scrape time, nothing else reads it
+  new Gauge({
     name: 'whatsapp_pacing_queue_depth',
     help: 'Sends waiting in the pacing queues',
     labelNames: companyLabels,

@@ -42,6 +42,8 @@ export interface OwnershipService {
   /** Replaces the transport before start (the session pool plugs in its WhatsApp connections). */
   useConnector: (connector: Connector) => void
   readonly stats: Ownership['stats']
+  /** Acquisitions running now, and companies waiting for a turn (LEASE_ACQUIRE_CONCURRENCY). */
+  acquisitions: Ownership['acquisitions']
   /** With WA_TRANSPORT=test: the ledger that stands for WhatsApp's one-connection rule. */
   readonly testLedger: LedgerPort
   /** The replicas this one sees, alive or recently gone (metrics asks each one). */
@@ -105,6 +107,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
     testLedger: ledger,
     get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
     members: () => coordinator?.members() ?? [],
+    acquisitions: () => coordinator?.acquisitions() ?? { running: 0, waiting: 0 },
     knownCompanies,
     companyCount
   }

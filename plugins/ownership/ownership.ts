@@ -109,6 +109,10 @@ export class Ownership {
   readonly #acquiredListeners: ((companyId: string, takeoverMs: number | undefined) => void)[] = []
   readonly #held = new Map<string, HeldLease>()
   readonly #acquiring = new Set<string>()
+  /** Acquisitions running, from the lease's create until the connection is open (or given back). */
+  #acquisitionsRunning = 0
+  /** Companies to take once a running acquisition ends, in the order they became due. */
+  readonly #dueForAcquisition = new Set<string>()
   readonly #leases = new Map<string, ObservedLease>()
   readonly #unownedSince = new Map<string, number>()
   /** Changes of holder this replica saw in the lease bucket, newest last (GET /api/whatsapp/cluster). */
@@ -349,7 +353,38 @@ export class Ownership {
     const preferred = this.#preferred.get(companyId)
     const preferredAlive = preferred !== undefined && this.#membership.isAlive(preferred, at)
     if (preferred === this.replica || !preferredAlive || at - unownedSince >= this.#config.unownedGraceMs) {
-      void this.#acquire(companyId)
+      this.#startAcquisition(companyId)
+    }
+  }
+
+  /**
+   * At most `acquireConcurrency` at once. Unbounded, a cold start fired thousands: their leases were
+   * won, then their fencing epochs waited for PostgreSQL connections past the pool's timeout, and the
+   * leases were given back to be won again (bench:scale).
+   */
+  #startAcquisition (companyId: string): void {
+    if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) {
+      this.#dueForAcquisition.add(companyId)
+      return
+    }
+    this.#dueForAcquisition.delete(companyId)
+    this.#acquisitionsRunning++
+    void this.#acquire(companyId).finally(() => {
+      this.#acquisitionsRunning--
+      this.#startDueAcquisitions()
+    })
+  }
+
+  acquisitions (): { running: number, waiting: number } {
+    return { running: this.#acquisitionsRunning, waiting: this.#dueForAcquisition.size }
+  }
+
+  /** Looks again at the companies waiting for a turn, oldest first, while there is room. */
+  #startDueAcquisitions (): void {
+    for (const companyId of this.#dueForAcquisition) {
+      if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) return
+      this.#dueForAcquisition.delete(companyId)
+      this.#evaluate(companyId)
     }
   }
 

@@ -24,6 +24,14 @@ export const settings = defineSettings({
     fallback: () => 750,
     parse: milliseconds
   },
+  acquireConcurrency: {
+    env: 'LEASE_ACQUIRE_CONCURRENCY',
+    describe: 'Companies a replica takes at once (lease, fencing epoch, connection); the rest wait their turn.' +
+      ' More than its PostgreSQL pool serves only makes them wait there, past its timeout',
+    expected: 'an integer from 1 to 1000',
+    fallback: () => 16,
+    parse: integerIn(1, 1000)
+  },
   handoffBatch: {
     env: 'HANDOFF_BATCH',
     describe: 'Companies a replica hands off at once to a preferred owner that joined',
