@@ -16,6 +16,7 @@ import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uni
 import { cpuMsOf, exitOf, pidsNamed, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
+import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 3)
 const COMPANIES = Number(process.env.BENCH_COMPANIES ?? 200)
@@ -65,7 +66,7 @@ const quiet = (since: number) =>
   waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
 
 async function start (replica: string) {
-  const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []
+  const profiling = [...GATEWAY_NODE_FLAGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [])]
   children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }, undefined, profiling))
 }
 

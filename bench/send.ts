@@ -15,6 +15,7 @@ import { createGatewayClient } from '../contracts/index.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { cpuMsOf, exitOf, pidsNamed, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 
 const CONCURRENCIES = [1, 16, 64]
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5_000)
@@ -147,7 +148,8 @@ try {
   await db.end()
 
   // BENCH_CPU_PROFILE=<dir>: a CPU profile of the holder, written when it stops.
-  const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : []
+  const profiling = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : []
+  const profile = [...GATEWAY_NODE_FLAGS, ...profiling]
   const holder = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-holder' }, undefined, profile)
   children.push(holder)
   metered.holder = () => cpuMsOf(holder.pid)

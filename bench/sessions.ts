@@ -29,6 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 
 const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
 const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 10)
@@ -78,7 +79,8 @@ const leaseBucket = uniqueName('bench_leases')
 const membersBucket = uniqueName('bench_members')
 
 const gateway: ChildProcess = fork('bench/sessions-gateway.ts', {
-  execArgv: ['--expose-gc', ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [])],
+  execArgv: ['--expose-gc', ...GATEWAY_NODE_FLAGS,
+    ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [])],
   env: serviceEnv({
     NATS_URL: TEST_NATS_URL,
     DATABASE_URL: databaseUrlFor(database),
@@ -107,7 +109,18 @@ const fromGateway = <T>(type: string) => new Promise<T>((resolve, reject) => {
   gateway.on('message', onMessage)
   gateway.once('exit', (code) => reject(new Error(`the gateway exited with ${code}`)))
 })
-type Memory = { rss: number, heapUsed: number, heapTotal: number, external: number, arrayBuffers: number, sessions: number }
+type Memory = {
+  rss: number,
+  heapUsed: number,
+  heapTotal: number,
+  external: number,
+  arrayBuffers: number,
+  sessions: number,
+  /** V8 heap spaces: [size, used] in MB. */
+  spaces: Record<string, [number, number]>
+}
+const spacesOf = (memory: Memory) => Object.entries(memory.spaces).filter(([, [size]]) => size > 0)
+  .map(([name, [size, used]]) => `${name} ${used}/${size}`).join(', ')
 const measure = async () => {
   const answer = fromGateway<Memory>('memory')
   gateway.send({ type: 'measure' })
@@ -126,7 +139,7 @@ async function idleRssMb (compileCache: string): Promise<number> {
     EVENTS_STREAM: `${idleNamespace.toUpperCase()}_EVENTS`,
     ADMIN_API_KEY: `bench-idle-${'k'.repeat(32)}`,
     NODE_COMPILE_CACHE: compileCache
-  }, undefined, ['--import', './core/telemetry.ts'])
+  }, undefined, [...GATEWAY_NODE_FLAGS, '--import', './core/telemetry.ts'])
   try {
     await sleep(IDLE_SETTLE_MS)
     return rssMbOf(child.pid)
@@ -202,7 +215,15 @@ log(`npm start, idle (external NATS and PostgreSQL, no company): RSS ${round(idl
 
 await fromGateway('ready')
 const baseline = await measure()
-log(`gateway with no session: RSS ${round(baseline.rss / MB, 1)} MB, heap ${round(baseline.heapUsed / MB, 1)} MB`)
+log(`gateway with no session: RSS ${round(baseline.rss / MB, 1)} MB, heap ${round(baseline.heapUsed / MB, 1)} MB (${spacesOf(baseline)})`)
+// The WhatsApp stack is loaded with the first session and shared by all: measured on its own, it
+// separates what the first sessions pay once from what each one costs.
+const stackLoaded = fromGateway('whatsapp-loaded')
+gateway.send({ type: 'load-whatsapp' })
+await stackLoaded
+const withStack = await measure()
+log('WhatsApp stack (Baileys, libsignal, protobufs), loaded once by the first session: ' +
+  `RSS +${round((withStack.rss - baseline.rss) / MB, 1)} MB, heap +${round((withStack.heapUsed - baseline.heapUsed) / MB, 1)} MB`)
 
 const connectedAt = new Map<string, number>()
 nc.subscribe(subjectsFor(namespace).event('*', 'connected'), {
@@ -237,7 +258,7 @@ nc.subscribe(echoSubject, { callback: (_err, msg) => { msg.respond(msg.data) } }
 await nc.flush()
 
 const runs: Record<string, number>[] = []
-let previous = baseline
+let previous = withStack
 for (const target of STEPS) {
   const from = companies.length
   const linked = await throughput(target - from, LINK_CONCURRENCY, (offset) => link(from + offset).catch((err: unknown) => {
@@ -269,6 +290,7 @@ for (const target of STEPS) {
     rss_mb: round(memory.rss / MB, 1),
     heap_mb: round(memory.heapUsed / MB, 1),
     rss_mb_per_session: round((memory.rss - baseline.rss) / MB / live, 3),
+    rss_mb_per_session_over_stack: round((memory.rss - withStack.rss) / MB / live, 3),
     heap_mb_per_session: round((memory.heapUsed - baseline.heapUsed) / MB / live, 3),
     external_mb_per_session: round((memory.external - baseline.external) / MB / live, 3),
     heap_total_mb_per_session: round((memory.heapTotal - baseline.heapTotal) / MB / live, 3),
@@ -289,9 +311,11 @@ for (const target of STEPS) {
   previous = memory
   log(`${live} sessions: RSS ${run.rss_mb} MB (${run.rss_mb_per_session} MB/session over the baseline), ` +
     `heap ${run.heap_mb} MB (${run.heap_mb_per_session} MB/session); ` +
+    `${run.rss_mb_per_session_over_stack} MB RSS per session over the loaded WhatsApp stack; ` +
     `${run.rss_mb_per_added_session} MB RSS per session added in this step; link p50/p99 ${run.link_p50_ms}/${run.link_p99_ms} ms; ` +
     `send ${run.send_rps}/s at concurrency ${SEND_CONCURRENCY} = ${run.send_ratio_to_echo} × a bare NATS echo (${run.echo_rps}/s), ` +
     `${sends.errors} errors, every message decrypted by its contact: ${deliveredAll}`)
+  log(`  V8 heap spaces at ${live} sessions, used/size MB: ${spacesOf(memory)}`)
 }
 
 const stopped = new Promise((resolve) => gateway.once('exit', resolve))
@@ -307,6 +331,7 @@ const first = runs[0]
 log(JSON.stringify({
   ...last,
   idle_rss_mb: round(idleRss, 1),
+  whatsapp_stack_rss_mb: round((withStack.rss - baseline.rss) / MB, 1),
   idle_rss_mb_first_start: round(idleRssFirstStart, 1),
   link_p50_bare_ms: round(bareP50, 0),
   // The gateway's link time at the first step (the same number of devices as the bare run) over bare Baileys'.

@@ -18,3 +18,17 @@ t.test('.ci/check-deploy passes', { timeout: 180_000 }, async (t) => {
   t.equal(code, 0, 'exit code', { stdout: stdout.slice(-8000), stderr: stderr.slice(-8000) })
   t.match(stdout, /all deploy checks passed/)
 })
+
+t.test('npm start and the image run Node with the gateway\'s flags (core/node-flags.ts)', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const { GATEWAY_NODE_FLAGS } = await import('../core/node-flags.ts')
+  const start = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).scripts.start as string
+  const dockerfile = await readFile(join(ROOT, 'deploy', 'docker', 'Dockerfile'), 'utf8')
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
+  t.ok(GATEWAY_NODE_FLAGS.length > 0)
+  for (const flag of GATEWAY_NODE_FLAGS) {
+    t.match(start, ` ${flag} `, `npm start passes ${flag}`)
+    t.ok(cmd.includes(flag), `the image's CMD passes ${flag}`)
+  }
+  t.equal(cmd.at(-1), 'plugins/server.ts', 'and runs the server')
+})

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path'
 import pino from 'pino'
 import { startNatsCluster } from '../../core/embedded/nats-cluster.ts'
 import { startEmbeddedPostgres } from '../../core/embedded/postgres.ts'
+import { GATEWAY_NODE_FLAGS } from '../../core/node-flags.ts'
 
 const REPLICAS = 3
 const BASE_PORT = Number(process.env.CLUSTER_BASE_PORT ?? 3001)
@@ -73,7 +74,7 @@ try {
   }
 
   for (let index = 0; index < REPLICAS; index++) {
-    const child = spawn(process.execPath, ['--import', './core/telemetry.ts', 'plugins/server.ts'], {
+    const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, '--import', './core/telemetry.ts', 'plugins/server.ts'], {
       env: {
         ...process.env,
         WA_SANDBOX: '',
