@@ -105,7 +105,7 @@ t.test('the server caches its compiled modules in NODE_COMPILE_CACHE for the nex
   })
   t.equal(start().status, 2)
   const entries = await readdir(cache, { recursive: true })
-  t.ok(entries.some((entry) => entry.includes('v24')), `a cache for this Node version (${entries.slice(0, 3).join(', ')})`)
+  t.ok(entries.some((entry) => entry.startsWith(process.version)), `a cache for this Node version (${entries.slice(0, 3).join(', ')})`)
   t.ok(entries.length > 100, `the gateway's modules and its dependencies are cached (${entries.length} entries)`)
   t.equal(start().status, 2, 'and a start from the cache behaves the same')
 })

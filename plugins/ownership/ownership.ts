@@ -111,8 +111,11 @@ export class Ownership {
   readonly #acquiring = new Set<string>()
   /** Acquisitions running, from the lease's create until the connection is open (or given back). */
   #acquisitionsRunning = 0
-  /** Companies to take once a running acquisition ends, in the order they became due. */
-  readonly #dueForAcquisition = new Set<string>()
+  /**
+   * Companies to take once a running acquisition ends, in the order they became due: those that
+   * prefer this replica first, so that its backlog goes to it rather than to whoever has room.
+   */
+  readonly #dueForAcquisition = { preferred: new Set<string>(), others: new Set<string>() }
   readonly #leases = new Map<string, ObservedLease>()
   readonly #unownedSince = new Map<string, number>()
   /** Changes of holder this replica saw in the lease bucket, newest last (GET /api/whatsapp/cluster). */
@@ -221,6 +224,8 @@ export class Ownership {
     if (this.#stopping) return
     this.#stopping = true
     clearInterval(this.#tickTimer)
+    this.#dueForAcquisition.preferred.clear()
+    this.#dueForAcquisition.others.clear()
     const handOff = (async () => {
       await this.#membership?.leave()
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
@@ -363,28 +368,35 @@ export class Ownership {
    * leases were given back to be won again (bench:scale).
    */
   #startAcquisition (companyId: string): void {
+    const { preferred, others } = this.#dueForAcquisition
     if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) {
-      this.#dueForAcquisition.add(companyId)
+      if (this.#preferred.get(companyId) === this.replica) preferred.add(companyId)
+      else others.add(companyId)
       return
     }
-    this.#dueForAcquisition.delete(companyId)
+    preferred.delete(companyId)
+    others.delete(companyId)
     this.#acquisitionsRunning++
-    void this.#acquire(companyId).finally(() => {
-      this.#acquisitionsRunning--
-      this.#startDueAcquisitions()
-    })
+    this.#acquire(companyId)
+      .catch((err: unknown) => { this.#log.error({ err, companyId }, 'acquisition failed') })
+      .finally(() => {
+        this.#acquisitionsRunning--
+        this.#startDueAcquisitions()
+      })
   }
 
   acquisitions (): { running: number, waiting: number } {
-    return { running: this.#acquisitionsRunning, waiting: this.#dueForAcquisition.size }
+    return { running: this.#acquisitionsRunning, waiting: this.#dueForAcquisition.preferred.size + this.#dueForAcquisition.others.size }
   }
 
-  /** Looks again at the companies waiting for a turn, oldest first, while there is room. */
+  /** Looks again at the companies waiting for a turn, its own preferred first, oldest first, while there is room. */
   #startDueAcquisitions (): void {
-    for (const companyId of this.#dueForAcquisition) {
-      if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) return
-      this.#dueForAcquisition.delete(companyId)
-      this.#evaluate(companyId)
+    for (const due of [this.#dueForAcquisition.preferred, this.#dueForAcquisition.others]) {
+      for (const companyId of due) {
+        if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) return
+        due.delete(companyId)
+        this.#evaluate(companyId)
+      }
     }
   }
 
@@ -412,6 +424,11 @@ export class Ownership {
     this.#acquiring.delete(companyId)
     this.#armFence(held)
     this.#scheduleRenewal(held, this.#renewIntervalMs)
+    // Won after stop() listed what to hand off: given back now, not left to expire by TTL.
+    if (this.#stopping) {
+      await this.#release(held, 'shutdown')
+      return
+    }
 
     try {
       if (!await claimEpoch(this.#orm.em.fork(), companyId, epoch, this.replica)) throw new Error(`a newer epoch than ${epoch} is stored`)
