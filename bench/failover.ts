@@ -129,7 +129,10 @@ try {
   log(`held at each tenth of the cold start: ${tenths.join(', ')}`)
   await quiet(Date.now())
   const coldSplit = split()
-  log(`cold start: all ${COMPANIES} held ${coldStartMs} ms after spawning (processes listening after ${processesUpMs} ms)`)
+  // Connections opened beyond one per company: companies first taken by a replica they do not prefer, then handed over.
+  const coldMoves = ledger.entries.filter((entry) => entry.kind === 'open' && benchIds.has(entry.companyId)).length - COMPANIES
+  log(`cold start: all ${COMPANIES} held ${coldStartMs} ms after spawning (processes listening after ${processesUpMs} ms); ` +
+    `${coldMoves} moved to their preferred replica afterwards`)
   log(`split: ${JSON.stringify(coldSplit)}, max deviation ${maxDeviationPct(coldSplit).toFixed(1)} %`)
 
   const stream = `KV_${leaseBucket}`
@@ -191,6 +194,7 @@ try {
     cold_start_processes_up_ms: processesUpMs,
     ...Object.fromEntries(Object.entries(coldCpu).map(([name, seconds]) => [`cold_start_cpu_s_${name}`, Number(seconds.toFixed(1))])),
     split_max_dev_pct: Number(maxDeviationPct(coldSplit).toFixed(1)),
+    cold_start_moves: coldMoves,
     sigkill_p50_ms: percentile(sigkill, 50),
     sigkill_p99_ms: sigkillP99,
     sigkill_max_ms: Math.max(...sigkill),
