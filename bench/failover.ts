@@ -13,10 +13,9 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { serveLedger } from '../test/helpers/ledger-server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { cpuMsOf, exitOf, pidsNamed, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { benchNodeFlags, cpuMsOf, cpuMsOfAll, exitOf, ownCpuMs, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
-import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 3)
 const COMPANIES = Number(process.env.BENCH_COMPANIES ?? 200)
@@ -66,8 +65,7 @@ const quiet = (since: number) =>
   waitFor(() => Date.now() - Math.max(since, ledger.entries.at(-1)?.at ?? 0) > QUIET_MS && held() === COMPANIES, SETTLE_TIMEOUT_MS, 50)
 
 async function start (replica: string) {
-  const profiling = [...GATEWAY_NODE_FLAGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [])]
-  children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }, undefined, profiling))
+  children.set(replica, await startReplicaProcess({ ...env, REPLICA_ID: replica }, undefined, benchNodeFlags()))
 }
 
 /** Time from `since` until each of `companies` opened again elsewhere. */
@@ -75,10 +73,6 @@ function takeoverTimes (companies: string[], since: number): number[] {
   return companies.map((id) =>
     (ledger.entries.find((entry) => entry.kind === 'open' && entry.companyId === id && entry.at >= since)?.at ?? Infinity) - since)
 }
-
-const cpuOfAll = (command: string) => pidsNamed(command).reduce((sum, pid) => sum + cpuMsOf(pid), 0)
-/** This process: it answers the test transport's ledger for every replica. */
-const cpuOfBench = () => { const { user, system } = process.cpuUsage(); return (user + system) / 1000 }
 
 /** Resident memory of each live replica process, in MB. */
 const rssOf = (): number[] => [...children.values()].map((child) => rssMbOf(child.pid))
@@ -105,7 +99,8 @@ try {
 
   log(`bench:failover — ${REPLICAS} replica processes, ${COMPANIES} companies, lease TTL ${TTL_MS} ms, NATS ${TEST_NATS_URL}`)
   const coldStartAt = Date.now()
-  const cpuBefore = { nats: cpuOfAll('nats-server'), postgres: cpuOfAll('postgres'), bench: cpuOfBench() }
+  // `bench` is this process: it answers the test transport's ledger for every replica.
+  const cpuBefore = { nats: cpuMsOfAll('nats-server'), postgres: cpuMsOfAll('postgres'), bench: ownCpuMs() }
   await Promise.all(Array.from({ length: REPLICAS }, (_, index) => start(`bench-r${index + 1}`)))
   const processesUpMs = Date.now() - coldStartAt
   if (!await waitFor(() => held() === COMPANIES, SETTLE_TIMEOUT_MS, 20)) {
@@ -115,9 +110,9 @@ try {
   // Where the cold start's CPU went (s): on a small machine their sum over its duration shows whether CPU bounds it.
   const coldCpu = {
     replicas: [...children.values()].reduce((sum, child) => sum + cpuMsOf(child.pid), 0) / 1000,
-    nats: (cpuOfAll('nats-server') - cpuBefore.nats) / 1000,
-    postgres: (cpuOfAll('postgres') - cpuBefore.postgres) / 1000,
-    bench: (cpuOfBench() - cpuBefore.bench) / 1000
+    nats: (cpuMsOfAll('nats-server') - cpuBefore.nats) / 1000,
+    postgres: (cpuMsOfAll('postgres') - cpuBefore.postgres) / 1000,
+    bench: (ownCpuMs() - cpuBefore.bench) / 1000
   }
   log(`cold start CPU: ${Object.entries(coldCpu).map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ')} ` +
     `in ${(coldStartMs / 1000).toFixed(1)} s on ${availableParallelism()} cores`)

@@ -13,9 +13,8 @@ import pg from 'pg'
 import { BufferJSON, initAuthCreds } from '@whiskeysockets/baileys'
 import { createGatewayClient } from '../contracts/index.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { cpuMsOf, exitOf, pidsNamed, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { benchNodeFlags, cpuMsOf, cpuMsOfAll, exitOf, ownCpuMs, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 
 const CONCURRENCIES = [1, 16, 64]
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5_000)
@@ -34,9 +33,9 @@ const round = (value: number, digits = 2) => Number(value.toFixed(digits))
 
 /** The processes whose CPU time a run is charged with, by name (set once they are started). */
 const metered: Record<string, () => number> = {
-  client: () => { const { user, system } = process.cpuUsage(); return (user + system) / 1000 },
-  nats: () => pidsNamed('nats-server').reduce((sum, pid) => sum + cpuMsOf(pid), 0),
-  postgres: () => pidsNamed('postgres').reduce((sum, pid) => sum + cpuMsOf(pid), 0)
+  client: ownCpuMs,
+  nats: () => cpuMsOfAll('nats-server'),
+  postgres: () => cpuMsOfAll('postgres')
 }
 const cpuNow = () => Object.fromEntries(Object.entries(metered).map(([name, read]) => [name, read()]))
 
@@ -148,9 +147,7 @@ try {
   await db.end()
 
   // BENCH_CPU_PROFILE=<dir>: a CPU profile of the holder, written when it stops.
-  const profiling = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : []
-  const profile = [...GATEWAY_NODE_FLAGS, ...profiling]
-  const holder = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-holder' }, undefined, profile)
+  const holder = await startReplicaProcess({ ...env, REPLICA_ID: 'bench-holder' }, undefined, benchNodeFlags())
   children.push(holder)
   metered.holder = () => cpuMsOf(holder.pid)
   const connected = async () =>

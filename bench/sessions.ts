@@ -24,7 +24,7 @@ import { subjectsFor } from '../contracts/subjects.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { exitOf, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
+import { benchNodeFlags, exitOf, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -79,8 +79,7 @@ const leaseBucket = uniqueName('bench_leases')
 const membersBucket = uniqueName('bench_members')
 
 const gateway: ChildProcess = fork('bench/sessions-gateway.ts', {
-  execArgv: ['--expose-gc', ...GATEWAY_NODE_FLAGS,
-    ...(process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [])],
+  execArgv: ['--expose-gc', ...benchNodeFlags()],
   env: serviceEnv({
     NATS_URL: TEST_NATS_URL,
     DATABASE_URL: databaseUrlFor(database),
@@ -222,8 +221,9 @@ const stackLoaded = fromGateway('whatsapp-loaded')
 gateway.send({ type: 'load-whatsapp' })
 await stackLoaded
 const withStack = await measure()
+const stackRssMb = round((withStack.rss - baseline.rss) / MB, 1)
 log('WhatsApp stack (Baileys, libsignal, protobufs), loaded once by the first session: ' +
-  `RSS +${round((withStack.rss - baseline.rss) / MB, 1)} MB, heap +${round((withStack.heapUsed - baseline.heapUsed) / MB, 1)} MB`)
+  `RSS +${stackRssMb} MB, heap +${round((withStack.heapUsed - baseline.heapUsed) / MB, 1)} MB`)
 
 const connectedAt = new Map<string, number>()
 nc.subscribe(subjectsFor(namespace).event('*', 'connected'), {
@@ -331,7 +331,7 @@ const first = runs[0]
 log(JSON.stringify({
   ...last,
   idle_rss_mb: round(idleRss, 1),
-  whatsapp_stack_rss_mb: round((withStack.rss - baseline.rss) / MB, 1),
+  whatsapp_stack_rss_mb: stackRssMb,
   idle_rss_mb_first_start: round(idleRssFirstStart, 1),
   link_p50_bare_ms: round(bareP50, 0),
   // The gateway's link time at the first step (the same number of devices as the bare run) over bare Baileys'.

@@ -126,7 +126,8 @@ export class Ownership {
   #desired = new Set<string>()
   #preferred = new Map<string, string>()
   #assignmentKey = ''
-  /** When the live members last changed (and preferred owners with them): a newly preferred owner gets the grace period from then. */
+  /** The live members the assignment was made for, and when they last changed: a newly preferred owner gets the grace period from then. */
+  #assignedMembers = ''
   #assignmentChangedAt = 0
   /** Bumped whenever the desired set changes: the assignment is recomputed only when it or the members change. */
   #desiredVersion = 0
@@ -329,9 +330,12 @@ export class Ownership {
     const membersKey = members.join(',')
     const key = `${membersKey}|${this.#desiredVersion}`
     if (key === this.#assignmentKey) return
-    // Only a change of members restarts the grace: companies going online and offline happen all the time.
-    if (!this.#assignmentKey.startsWith(`${membersKey}|`)) this.#assignmentChangedAt = now()
     this.#assignmentKey = key
+    // Only a change of members restarts the grace: companies going online and offline happen all the time.
+    if (membersKey !== this.#assignedMembers) {
+      this.#assignedMembers = membersKey
+      this.#assignmentChangedAt = now()
+    }
     this.#preferred = assignPreferredOwners([...this.#desired].sort(), members, this.#config.balanceSlackPct, this.#scores)
   }
 

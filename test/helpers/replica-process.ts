@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
+import { GATEWAY_NODE_FLAGS } from '../../core/node-flags.ts'
 import { serviceEnv } from './services.ts'
 
 const START_TIMEOUT_MS = 30_000
@@ -67,6 +68,23 @@ export function pidsNamed (command: string): number[] {
       return false
     }
   })
+}
+
+/** CPU time (ms) of every process of this machine running `command` (nats-server, postgres). */
+export function cpuMsOfAll (command: string): number {
+  return pidsNamed(command).reduce((sum, pid) => sum + cpuMsOf(pid), 0)
+}
+
+/** CPU time (user and system, ms) this process has used so far. */
+export function ownCpuMs (): number {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
+}
+
+/** Node flags of a benchmark's gateway process: the gateway's own, and with BENCH_CPU_PROFILE=<dir> a CPU profile written there. */
+export function benchNodeFlags (): string[] {
+  const profileDir = process.env.BENCH_CPU_PROFILE
+  return [...GATEWAY_NODE_FLAGS, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])]
 }
 
 export function exitOf (child: ChildProcess): Promise<number | null> {
