@@ -6,7 +6,7 @@ import {
 import type { FastifyBaseLogger } from 'fastify'
 import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
-import { duringElections, ensureReplicas, jetstreamOf } from './nats/kv.ts'
+import { duringElections, ensureStreamConfig, jetstreamOf } from './nats/kv.ts'
 import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
 import { inSpan, SpanKind } from './tracing.ts'
 import { settlesWithin } from './deadline.ts'
@@ -123,11 +123,9 @@ export class Events {
           // Another replica created it first.
           await jsm.streams.info(stream).catch(() => { throw err })
         })
-      } else if (info.config.max_age !== maxAgeMs * NS_PER_MS) {
-        // EVENTS_MAX_AGE_MS changed since the stream was made: the stream follows it.
-        await jsm.streams.update(stream, { max_age: maxAgeMs * NS_PER_MS })
       }
-      await ensureReplicas(nc, stream, replicas)
+      // EVENTS_MAX_AGE_MS or NATS_REPLICAS changed since the stream was made: the stream follows them.
+      await ensureStreamConfig(nc, stream, { replicas, maxAgeMs })
     })
     this.#js = jetstreamOf(nc, requestTimeoutMs)
     this.#publisher = new StreamPublisher(nc, requestTimeoutMs)

@@ -6,6 +6,10 @@ import { ownNatsServer } from './helpers/nats-server.ts'
 import { TcpProxy } from './helpers/tcp-proxy.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { openKv } from '../core/nats/kv.ts'
+import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
 
 const SETTLE_TIMEOUT_MS = 15_000
 
@@ -191,20 +195,100 @@ t.test('a joining replica receives its share with no company unowned for more th
   t.equal(opens().length, moved.length, 'no further moves')
 })
 
-t.test('on this NATS 2.9 server the lease bucket is created without limit markers', async (t) => {
+t.test('ownership costs a heartbeat per replica, not a write per company: records change only with their holder', async (t) => {
   const settings = await clusterSettings(t)
-  const a = await startReplica(t, settings)
-  const { jetstreamManager } = await import('@nats-io/jetstream')
-  const info = await (await jetstreamManager(a.app.nats)).streams.info(`KV_${settings.leaseBucket}`)
+  const ids = companies(40)
+  const [a, b] = await Promise.all([startReplica(t, settings), startReplica(t, settings)])
+  await markOnline(a, ids)
+  t.ok(await waitFor(allHeld(ids), SETTLE_TIMEOUT_MS), 'every company is held')
+  const jsm = await jetstreamManager(a.app.nats)
+  const lastSeq = async (bucket: string) => (await jsm.streams.info(`KV_${bucket}`)).state.last_seq
+  // Balancing moves a few after the newcomer settles: measured once nothing has opened for a while.
+  const lastChange = () => inProcessLedger.entries.filter((entry) => ids.includes(entry.companyId)).at(-1)?.at ?? 0
+  await waitFor(() => Date.now() - lastChange() > TEST_LEASE_TTL_MS, SETTLE_TIMEOUT_MS)
+  const before = { records: await lastSeq(settings.leaseBucket), members: await lastSeq(settings.membersBucket) }
+  await new Promise((resolve) => setTimeout(resolve, 2 * TEST_LEASE_TTL_MS))
+  const records = await lastSeq(settings.leaseBucket) - before.records
+  const heartbeats = await lastSeq(settings.membersBucket) - before.members
+  t.equal(records, 0, 'no record of the 40 held companies was written in two TTLs')
+  t.ok(heartbeats >= 2 * RENEWALS_PER_TTL && heartbeats <= 2 * 2 * (RENEWALS_PER_TTL + 1),
+    `${heartbeats} heartbeats from 2 replicas in two TTLs (${RENEWALS_PER_TTL} per replica per TTL)`)
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+
+  const recordsInfo = await jsm.streams.info(`KV_${settings.leaseBucket}`)
+  const membersInfo = await jsm.streams.info(`KV_${settings.membersBucket}`)
+  t.equal(recordsInfo.config.max_age, 0, 'records do not expire')
+  t.equal(membersInfo.config.max_age, settings.leaseTtlMs * 1_000_000, 'a member key lives a TTL after its last heartbeat')
   const version = a.app.bus.serverVersion() ?? ''
   t.match(version, /^\d+\.\d+\.\d+/)
-  const { supportsExpiryMarkers } = await import('../core/nats/kv.ts')
-  t.equal(
-    Boolean(info.config.subject_delete_marker_ttl),
-    supportsExpiryMarkers(version),
-    `server ${version}: markers ${supportsExpiryMarkers(version) ? 'on' : 'off'}`
-  )
-  t.equal(info.config.max_age, settings.leaseTtlMs * 1_000_000, 'the bucket TTL is the lease TTL')
+  t.notOk(recordsInfo.config.subject_delete_marker_ttl, `server ${version}: no limit markers on a bucket whose values do not expire`)
+  await b.close()
+})
+
+t.test("an earlier version's lease bucket loses its TTL, and its leases are taken over once unwritten for a TTL", async (t) => {
+  const settings = await clusterSettings(t)
+  const [id] = companies(1)
+  const setup = await connect({ servers: settings.natsUrl })
+  t.teardown(() => setup.close())
+  // As the earlier version made it: values expire a TTL after their last write, and a lease names no incarnation.
+  const legacy = await openKv(setup, settings.leaseBucket, { ttlMs: 60_000, timeoutMs: 2_000 })
+  const legacyLease = { replica: 'old-version', nonce: 'n-1', since: new Date().toISOString() }
+  const legacyRevision = await legacy.put(`company.${id}`, JSON.stringify(legacyLease))
+  const a = await startReplica(t, settings)
+  const seenAt = Date.now()
+  await a.app.ownership.setDesired(id, 'online')
+  const jsm = await jetstreamManager(setup)
+  t.equal((await jsm.streams.info(`KV_${settings.leaseBucket}`)).config.max_age, 0, 'the bucket no longer expires values')
+  t.ok(await waitFor(() => a.app.ownership.holds(id), SETTLE_TIMEOUT_MS), 'the company is taken over')
+  t.ok(Date.now() - seenAt >= TEST_LEASE_TTL_MS, `not before its lease went a TTL unwritten (${Date.now() - seenAt} ms)`)
+  const record = await legacy.get(`company.${id}`)
+  t.match(record?.json(), { replica: a.id, incarnation: String, nonce: String }, 'the record now names the holder and its incarnation')
+  t.ok(record!.revision > legacyRevision, 'written by compare-and-set over the old lease')
+  t.same(overlapsFor([id]), [], 'zero overlaps')
+})
+
+t.test('a replica restarted under the same REPLICA_ID waits for its earlier incarnation to expire before it takes anything', async (t) => {
+  const settings = await clusterSettings(t)
+  const [id] = companies(1)
+  const replicaId = uniqueName('replica')
+  const setup = await connect({ servers: settings.natsUrl })
+  t.teardown(() => setup.close())
+  const members = await openKv(setup, settings.membersBucket, { ttlMs: settings.leaseTtlMs, timeoutMs: 2_000 })
+  const records = await openKv(setup, settings.leaseBucket, { timeoutMs: 2_000 })
+  // A process killed a moment ago: its key is current, and it held the company under that incarnation.
+  await members.put(`member.${replicaId}`, JSON.stringify({ startedAt: new Date().toISOString(), incarnation: 'killed' }))
+  const killedAt = Date.now()
+  const killedRecord = { replica: replicaId, incarnation: 'killed', nonce: 'n-1', since: new Date().toISOString() }
+  await records.put(`company.${id}`, JSON.stringify(killedRecord))
+  const restarted = await startReplica(t, settings, { ...OWNERSHIP_ONLY, replicaId })
+  await restarted.app.ownership.setDesired(id, 'online')
+  const ready = await restarted.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 503, 'not ready while the earlier incarnation is a member')
+  t.ok(await waitFor(() => restarted.app.ownership.holds(id), SETTLE_TIMEOUT_MS), 'then it holds the company')
+  t.ok(Date.now() - killedAt >= TEST_LEASE_TTL_MS, `not before the earlier key expired (${Date.now() - killedAt} ms)`)
+  t.notMatch((await members.get(`member.${replicaId}`))?.json(), { incarnation: 'killed' }, 'under a new incarnation')
+  t.equal((await restarted.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready')
+  t.same(overlapsFor([id]), [], 'zero overlaps')
+})
+
+t.test('a record under its own incarnation that a replica does not hold (a failed release) is cleared and taken', async (t) => {
+  const settings = await clusterSettings(t)
+  const [id] = companies(1)
+  const a = await startReplica(t, settings)
+  const setup = await connect({ servers: settings.natsUrl })
+  t.teardown(() => setup.close())
+  const members = await openKv(setup, settings.membersBucket, { ttlMs: settings.leaseTtlMs, timeoutMs: 2_000 })
+  const records = await openKv(setup, settings.leaseBucket, { timeoutMs: 2_000 })
+  t.ok(await waitFor(async () => (await members.get(`member.${a.id}`)) !== null, SETTLE_TIMEOUT_MS), 'the replica joined')
+  const { incarnation } = (await members.get(`member.${a.id}`))!.json<{ incarnation: string }>()
+  const strayRecord = { replica: a.id, incarnation, nonce: 'stray', since: new Date().toISOString() }
+  const stray = await records.put(`company.${id}`, JSON.stringify(strayRecord))
+  await a.app.ownership.setDesired(id, 'online')
+  t.ok(await waitFor(() => a.app.ownership.holds(id), SETTLE_TIMEOUT_MS), 'the company is held')
+  const record = await records.get(`company.${id}`)
+  t.notMatch(record?.json(), { nonce: 'stray' }, 'under a record of its own acquisition')
+  t.ok(a.app.ownership.epochOf(id)! > stray, 'with a newer epoch')
+  t.same(overlapsFor([id]), [], 'zero overlaps')
 })
 
 t.test('a desired-state event about a company this cluster does not have is ignored', async (t) => {
@@ -227,7 +311,6 @@ t.test('every change of holder is published as owner_changed, with the epoch in 
   const a = await startReplica(t, settings)
   const events: { data: { holder: string | null, reason: string, epoch: number }, epoch: number, header: string | undefined }[] = []
   // A connection of the test's own: the replicas' connections close with them.
-  const { connect } = await import('@nats-io/transport-node')
   const listener = await connect({ servers: settings.natsUrl })
   t.teardown(() => listener.close())
   const subscription = listener.subscribe(a.app.subjects.event(id, 'owner_changed'), {

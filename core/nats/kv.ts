@@ -3,8 +3,8 @@ import { Kvm, type KV } from '@nats-io/kv'
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream'
 
 export interface KvOptions {
-  /** How long a key's last value lives after its last write (the bucket's max age). */
-  ttlMs: number
+  /** How long a key's last value lives after its last write (the bucket's max age); without it, values stay until deleted. */
+  ttlMs?: number
   history?: number
   /** Its operations time out after this, so a lease renewal cannot hang past its usefulness. */
   timeoutMs: number
@@ -53,30 +53,38 @@ export async function duringElections<T> (step: () => Promise<T>, patienceMs = S
 
 /** Opens (creating if needed) a JetStream KV bucket; its operations then time out after `timeoutMs`. */
 export async function openKv (nc: NatsConnection, bucket: string, options: KvOptions): Promise<KV> {
-  const markers = options.expiryMarkers === true && supportsExpiryMarkers(nc.info?.version)
+  const ttlMs = options.ttlMs ?? 0
+  const markers = options.expiryMarkers === true && ttlMs > 0 && supportsExpiryMarkers(nc.info?.version)
   const replicas = options.replicas ?? 1
   await duringElections(async () => {
     await new Kvm(jetstreamOf(nc, Math.max(options.timeoutMs, SETUP_TIMEOUT_MS))).create(bucket, {
-      history: options.history ?? 1, ttl: options.ttlMs, replicas, ...(markers ? { markerTTL: options.ttlMs } : {})
+      history: options.history ?? 1, ttl: ttlMs, replicas, ...(markers ? { markerTTL: ttlMs } : {})
     })
-    await ensureReplicas(nc, `KV_${bucket}`, replicas)
+    await ensureStreamConfig(nc, `KV_${bucket}`, { replicas, maxAgeMs: ttlMs })
   })
   return new Kvm(jetstreamOf(nc, options.timeoutMs)).open(bucket)
 }
 
+const NS_PER_MS = 1_000_000
+
 /**
- * Raises (or lowers) an existing stream's replicas to what this deployment asks for: a bucket made
- * before NATS_REPLICAS was set lives on one node. JetStream allows the change; when the cluster
- * cannot satisfy it (fewer nodes), start-up stops with a message saying so.
+ * An existing stream follows what this deployment asks for. Its replicas: a bucket made before
+ * NATS_REPLICAS was set lives on one node; when the cluster cannot satisfy the change (fewer nodes),
+ * start-up stops with a message saying so. Its max age, when given (0: none): a retention setting
+ * changed, or a bucket whose values no longer expire (the lease bucket of an earlier version).
  */
-export async function ensureReplicas (nc: NatsConnection, stream: string, replicas: number): Promise<void> {
+export async function ensureStreamConfig (
+  nc: NatsConnection, stream: string, wanted: { replicas: number, maxAgeMs?: number }
+): Promise<void> {
   const jsm = await jetstreamManager(nc, { timeout: SETUP_TIMEOUT_MS })
-  const info = await jsm.streams.info(stream)
-  if (info.config.num_replicas === replicas) return
+  const { config } = await jsm.streams.info(stream)
+  const maxAge = wanted.maxAgeMs === undefined ? config.max_age : wanted.maxAgeMs * NS_PER_MS
+  if (config.max_age !== maxAge) await jsm.streams.update(stream, { max_age: maxAge })
+  if (config.num_replicas === wanted.replicas) return
   try {
-    await jsm.streams.update(stream, { num_replicas: replicas })
+    await jsm.streams.update(stream, { num_replicas: wanted.replicas })
   } catch (err) {
-    throw new Error(`${stream} has ${info.config.num_replicas} replica(s) and NATS_REPLICAS asks for ${replicas}; ` +
+    throw new Error(`${stream} has ${config.num_replicas} replica(s) and NATS_REPLICAS asks for ${wanted.replicas}; ` +
       `the server refused the change: ${(err as Error).message}`, { cause: err })
   }
 }

@@ -5,7 +5,7 @@ import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj'
 import { StorageType } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/nats-core'
 import { mediaObjectName, type MediaKind } from '../../contracts/index.ts'
-import { duringElections, ensureReplicas, jetstreamOf } from '../../core/nats/kv.ts'
+import { duringElections, ensureStreamConfig, jetstreamOf } from '../../core/nats/kv.ts'
 
 /** What the bucket keeps with a file, besides its size and SHA-256. */
 export interface StoredMeta {
@@ -50,7 +50,7 @@ export class MediaStore {
       const opened = await new Objm(jetstreamOf(nc, Math.max(options.timeoutMs, SETUP_TIMEOUT_MS))).create(bucket, {
         ttl: nanos(options.retentionMs), replicas: options.replicas, storage: StorageType.File
       })
-      await ensureReplicas(nc, `OBJ_${bucket}`, options.replicas)
+      await ensureStreamConfig(nc, `OBJ_${bucket}`, { replicas: options.replicas })
       return opened
     })
     return new MediaStore(store)

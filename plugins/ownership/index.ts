@@ -105,7 +105,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
       connector = next
     },
     testLedger: ledger,
-    get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 } },
+    get stats () { return coordinator?.stats ?? { acquisitions: 0, losses: 0, fences: 0, handoffs: 0 } },
     members: () => coordinator?.members() ?? [],
     acquisitions: () => coordinator?.acquisitions() ?? { running: 0, waiting: 0 },
     knownCompanies,

@@ -1,23 +1,32 @@
+import { randomUUID } from 'node:crypto'
 import type { KV, KvEntry } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 import { watchKv } from './kv-watch.ts'
+import { isWrongLastSequence } from './kv-errors.ts'
 
 const MEMBER_PREFIX = 'member.'
 /** How soon a failed heartbeat is tried again (an election usually settles within seconds). */
 const HEARTBEAT_RETRY_MS = 250
 
 /**
- * Leases are renewed, and heartbeats put, this many times per TTL. A JetStream leader election on
- * nats-server 2.9 stops writes for the shorter of two followers' random 4-9 s election timeouts
- * (4.3-6.8 s measured by bench:elections); a gap that starts just before a renewal is survived
- * when it is shorter than (1 − 1/RENEWALS_PER_TTL)·TTL − the fence margin: 9.75 s at the default
- * 15 s TTL with four, 8.5 s with three.
+ * Heartbeats are put this many times per TTL. A JetStream leader election on nats-server 2.9
+ * stops writes for the shorter of two followers' random 4-9 s election timeouts (4.3-6.8 s
+ * measured by bench:elections); a gap that starts just before a heartbeat is survived when it is
+ * shorter than (1 − 1/RENEWALS_PER_TTL)·TTL − the fence margin: 9.75 s at the default 15 s TTL
+ * with four, 8.5 s with three.
  */
 export const RENEWALS_PER_TTL = 4
 const now = () => performance.now()
 
+/** A member's heartbeat value. `incarnation` is new each time the replica (re)joins: its companies are held under it. */
+export interface MemberValue {
+  startedAt: string
+  incarnation: string
+}
+
 interface ObservedMember {
   startedAt: string
+  incarnation: string | undefined
   seenAt: number
   firstSeenAt: number
 }
@@ -29,35 +38,74 @@ export interface MemberView {
   lastSeenMsAgo: number
 }
 
+function memberValueOf (entry: KvEntry): Partial<MemberValue> {
+  try {
+    const value = entry.json<Partial<MemberValue>>()
+    return typeof value === 'object' && value !== null ? value : {}
+  } catch {
+    return {}
+  }
+}
+
 /**
- * Which replicas are alive: each puts a heartbeat in the members bucket RENEWALS_PER_TTL times per TTL,
- * and a member not seen for a TTL counts as gone. New members settle before others hand them work.
+ * Which replicas are alive, and this replica's own lease on being one. Each replica's heartbeat key
+ * lives in a bucket whose values expire after the TTL; it is created with a fresh incarnation and
+ * compare-and-set renewed RENEWALS_PER_TTL times per TTL. Every company a replica holds is held under
+ * its incarnation, so this one key is the lease of all of them: when no renewal has been acknowledged
+ * for the TTL less the fence margin, the replica is told to close every connection (`onLost`) before
+ * the key can expire on the server and others take its companies over.
  */
 export class Membership {
   readonly replica: string
   readonly #kv: KV
   readonly #ttlMs: number
+  readonly #fenceMarginMs: number
   readonly #log: FastifyBaseLogger
   readonly #members = new Map<string, ObservedMember>()
   readonly #onChange: () => void
+  readonly #onLost: (reason: 'fenced' | 'lost') => void
+  readonly #onGone: () => void
+  /** Incarnations the server confirmed gone: an incarnation never comes back, so this is final. */
+  readonly #gone = new Set<string>()
+  /** Server checks running, by incarnation, so that a thousand orphaned companies ask once. */
+  readonly #checking = new Map<string, Promise<boolean>>()
   #startedAt = 0
+  /** This replica's current incarnation and the revision of its key; undefined while it is not a member. */
+  #incarnation: string | undefined
   #revision = 0
+  /** Monotonic send time of the latest acknowledged heartbeat write. */
+  #ackedSendAt = 0
   #timer?: NodeJS.Timeout
+  #fenceTimer?: NodeJS.Timeout
   #watch?: { stop: () => void }
   #stopping = false
   /** Whether heartbeats are failing (reported once per stretch). */
   #failing = false
 
-  constructor (options: { kv: KV, replica: string, ttlMs: number, log: FastifyBaseLogger, onChange: () => void }) {
+  constructor (options: {
+    kv: KV
+    replica: string
+    ttlMs: number
+    fenceMarginMs: number
+    log: FastifyBaseLogger
+    onChange: () => void
+    onLost: (reason: 'fenced' | 'lost') => void
+    /** An incarnation was confirmed gone: its companies can be taken. */
+    onGone: () => void
+  }) {
     this.#kv = options.kv
     this.replica = options.replica
     this.#ttlMs = options.ttlMs
+    this.#fenceMarginMs = options.fenceMarginMs
     this.#log = options.log
     this.#onChange = options.onChange
+    this.#onLost = options.onLost
+    this.#onGone = options.onGone
   }
 
   /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
   get #settleMs (): number { return this.#ttlMs / 3 }
+  get #key (): string { return `${MEMBER_PREFIX}${this.replica}` }
 
   async start (startedAt: number): Promise<void> {
     this.#startedAt = startedAt
@@ -66,11 +114,21 @@ export class Membership {
     await this.#heartbeat()
   }
 
-  /** Leaves the cluster at once (others need not wait for the TTL). */
+  /**
+   * The incarnation companies may be taken under now: none before this replica has joined, after it
+   * lost its key, or once its last acknowledged heartbeat is too old (even if the fence timer has not run yet).
+   */
+  currentIncarnation (at = now()): string | undefined {
+    return this.#incarnation !== undefined && at < this.#fenceDeadline() ? this.#incarnation : undefined
+  }
+
+  /** Leaves the cluster at once (others need not wait for the TTL). Called once every company is given back. */
   async leave (): Promise<void> {
     this.#stopping = true
     clearTimeout(this.#timer)
-    if (this.#revision) await this.#kv.delete(`${MEMBER_PREFIX}${this.replica}`).catch(() => {})
+    clearTimeout(this.#fenceTimer)
+    if (this.#incarnation !== undefined) await this.#kv.delete(this.#key, { previousSeq: this.#revision }).catch(() => {})
+    this.#incarnation = undefined
   }
 
   stopWatching (): void {
@@ -81,9 +139,45 @@ export class Membership {
     return (this.#members.get(replica)?.seenAt ?? -Infinity) + this.#ttlMs > at
   }
 
+  /** Whether `replica` is alive, as far as this replica has seen, under `incarnation`. */
+  isLiveIncarnation (replica: string, incarnation: string, at = now()): boolean {
+    const member = this.#members.get(replica)
+    return member !== undefined && member.incarnation === incarnation && member.seenAt + this.#ttlMs > at
+  }
+
+  /**
+   * Whether the server confirms that `replica`'s incarnation is over: its key expired, was deleted,
+   * or holds a newer incarnation. Either way its last heartbeat was written at least a TTL ago (or it
+   * gave everything back and left), so its holder has closed every connection it held under it.
+   * Undefined while the server is being asked.
+   */
+  confirmedGone (replica: string, incarnation: string): boolean | undefined {
+    if (this.#gone.has(incarnation)) return true
+    if (!this.#checking.has(incarnation)) {
+      // openKv binds without direct gets: this is answered by the stream's leader, never a lagging follower.
+      const check = this.#kv.get(`${MEMBER_PREFIX}${replica}`)
+        .then((entry) => {
+          const gone = entry === null || entry.operation !== 'PUT' || memberValueOf(entry).incarnation !== incarnation
+          if (gone) this.#gone.add(incarnation)
+          return gone
+        })
+        .catch(() => false)
+        // Asked again on a later look: a live member may die, and a failed request proves nothing.
+        .finally(() => { this.#checking.delete(incarnation); if (this.#gone.has(incarnation)) this.#onGone() })
+      this.#checking.set(incarnation, check)
+    }
+    return undefined
+  }
+
+  /** When `replica` counts as gone in this replica's view (its last heartbeat seen plus the TTL), if it was seen. */
+  goneSince (replica: string): number | undefined {
+    const member = this.#members.get(replica)
+    return member && member.seenAt + this.#ttlMs
+  }
+
   /** For readiness: this replica's own heartbeat is current. */
   checkSelf (): void {
-    if (!this.isAlive(this.replica)) throw new Error('this replica\'s membership heartbeat is not current')
+    if (this.currentIncarnation() === undefined) throw new Error('this replica\'s membership heartbeat is not current')
   }
 
   /** Live members (this replica included while it runs), sorted; `settledOnly` leaves out those seen too recently. */
@@ -107,33 +201,118 @@ export class Membership {
 
   #onEntry (replica: string, entry: KvEntry): void {
     if (entry.operation === 'PUT') {
-      const value = entry.json<{ startedAt: string }>()
+      const value = memberValueOf(entry)
       const known = this.#members.get(replica)
-      this.#members.set(replica, { startedAt: value.startedAt, seenAt: now(), firstSeenAt: known?.firstSeenAt ?? now() })
+      this.#members.set(replica, {
+        startedAt: typeof value.startedAt === 'string' ? value.startedAt : '',
+        incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined,
+        seenAt: now(),
+        firstSeenAt: known?.firstSeenAt ?? now()
+      })
     } else {
       this.#members.delete(replica)
     }
     this.#onChange()
   }
 
+  #fenceDeadline (): number {
+    return this.#ackedSendAt + this.#ttlMs - this.#fenceMarginMs
+  }
+
+  /** Closes every connection before the key can expire on the server if no heartbeat gets through. */
+  #armFence (): void {
+    clearTimeout(this.#fenceTimer)
+    this.#fenceTimer = setTimeout(() => { this.#lose('fenced') }, Math.max(0, this.#fenceDeadline() - now()))
+  }
+
+  #lose (reason: 'fenced' | 'lost'): void {
+    if (this.#incarnation === undefined) return
+    clearTimeout(this.#fenceTimer)
+    this.#incarnation = undefined
+    this.#log.warn({ reason }, 'membership lease lost; closing every connection')
+    this.#onLost(reason)
+  }
+
   async #heartbeat (): Promise<void> {
     if (this.#stopping) return
-    const key = `${MEMBER_PREFIX}${this.replica}`
+    const sentAt = now()
     let next = this.#ttlMs / RENEWALS_PER_TTL
     try {
-      this.#revision = await this.#kv.put(key, JSON.stringify({
-        startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString()
-      }))
-      this.#failing = false
+      if (this.#incarnation !== undefined) await this.#renew(sentAt)
+      else if (!await this.#join(sentAt)) next = HEARTBEAT_RETRY_MS
+      if (this.#incarnation !== undefined) this.#failing = false
     } catch (err) {
-      // A JetStream leader election (a node lost, a bucket just made) answers "no responders" or
-      // "jetstream is not enabled" for seconds: weather, retried soon, reported once per stretch.
-      next = Math.min(next, HEARTBEAT_RETRY_MS)
-      if (!this.#failing) {
-        this.#failing = true
-        this.#log.warn({ err }, 'membership heartbeat failed; retrying')
+      if (this.#incarnation !== undefined && isWrongLastSequence(err)) {
+        next = await this.#adoptOrLose()
+      } else {
+        // A JetStream leader election (a node lost, a bucket just made) answers "no responders" or
+        // "jetstream is not enabled" for seconds: weather, retried soon (a timed-out renewal with the
+        // same revision), reported once per stretch.
+        next = HEARTBEAT_RETRY_MS
+        if (!this.#failing) {
+          this.#failing = true
+          this.#log.warn({ err }, 'membership heartbeat failed; retrying')
+        }
       }
     }
-    this.#timer = setTimeout(() => { void this.#heartbeat() }, next)
+    if (this.#stopping) return
+    this.#timer = setTimeout(() => { void this.#heartbeat() }, Math.max(0, sentAt + next - now()))
+  }
+
+  #value (incarnation: string): string {
+    const value: MemberValue = { startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString(), incarnation }
+    return JSON.stringify(value)
+  }
+
+  /**
+   * A new incarnation, with create(): while an earlier process under the same REPLICA_ID (killed and
+   * restarted) still has a key, this waits for it to expire rather than taking its place, since its
+   * companies' connections may still be open for up to the TTL.
+   */
+  async #join (sentAt: number): Promise<boolean> {
+    const incarnation = randomUUID()
+    try {
+      this.#revision = await this.#kv.create(this.#key, this.#value(incarnation))
+    } catch (err) {
+      if (!isWrongLastSequence(err)) throw err
+      if (!this.#failing) this.#log.warn('an earlier incarnation of this replica is still a member; waiting for its key to expire')
+      this.#failing = true
+      return false
+    }
+    if (this.#stopping) {
+      await this.#kv.delete(this.#key, { previousSeq: this.#revision }).catch(() => {})
+      return false
+    }
+    this.#incarnation = incarnation
+    this.#ackedSendAt = sentAt
+    this.#armFence()
+    this.#log.info({ incarnation }, 'joined the cluster')
+    this.#onChange()
+    return true
+  }
+
+  async #renew (sentAt: number): Promise<void> {
+    const incarnation = this.#incarnation!
+    const revision = await this.#kv.update(this.#key, this.#value(incarnation), this.#revision)
+    if (this.#incarnation !== incarnation) return
+    this.#revision = revision
+    this.#ackedSendAt = sentAt
+    this.#armFence()
+  }
+
+  /** A renewal was refused: our earlier, timed-out one may have landed (adopt it), or the key is no longer ours. */
+  async #adoptOrLose (): Promise<number> {
+    let entry: KvEntry | null
+    try {
+      entry = await this.#kv.get(this.#key)
+    } catch {
+      return HEARTBEAT_RETRY_MS
+    }
+    if (entry?.operation === 'PUT' && memberValueOf(entry).incarnation === this.#incarnation) {
+      this.#revision = entry.revision
+      return 0
+    }
+    this.#lose('lost')
+    return 0
   }
 }

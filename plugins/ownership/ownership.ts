@@ -1,52 +1,49 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { KV, KvEntry } from '@nats-io/kv'
-import { JetStreamApiError } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
 import type { MikroORM } from '@mikro-orm/postgresql'
 import type { Bus, BusSubscription } from '../../core/bus.ts'
 import type { KvOptions } from '../../core/nats/kv.ts'
-import { supportsExpiryMarkers } from '../../core/nats/kv.ts'
 import type { Events } from '../../core/events.ts'
 import type { OwnerChanged, SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners, RendezvousScores } from './assignment.ts'
 import type { Connector } from './connector.ts'
-import { Membership, RENEWALS_PER_TTL, type MemberView } from './membership.ts'
+import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
+import { isWrongLastSequence } from './kv-errors.ts'
 import { claimEpoch, desiredOnline } from './records.ts'
 import type { OwnershipOptions } from './settings.ts'
 
-/** JetStream's "wrong last sequence": the compare-and-set of create/update/delete failed. */
-const WRONG_LAST_SEQUENCE = new Set([10071, 10164])
 const LEASE_PREFIX = 'company.'
 
+/**
+ * A company's ownership record. It is written when the company changes hands, never renewed: it is
+ * held as long as `replica`'s membership heartbeat carries `incarnation`.
+ */
 export interface LeaseValue {
   replica: string
+  incarnation: string
   nonce: string
   since: string
 }
 
 interface HeldLease {
   companyId: string
-  /** Revision returned by create(): the fencing epoch. Renewals never change it. */
+  /** Revision of the record this replica wrote: the fencing epoch, and the compare-and-set of its release. */
   epoch: number
-  /** Current revision, for the next compare-and-set. */
-  revision: number
   value: LeaseValue
   acquiredAt: number
-  /** Monotonic send time of the latest acknowledged write of this lease. */
-  ackedSendAt: number
-  renewTimer?: NodeJS.Timeout
-  fenceTimer?: NodeJS.Timeout
-  renewing?: Promise<void>
   subscription?: BusSubscription
   ending: boolean
 }
 
 interface ObservedLease {
   replica: string
+  /** Undefined for a value an earlier version wrote (a lease renewed on its own) or one that is not a lease. */
+  incarnation: string | undefined
   nonce: string
   revision: number
   seenAt: number
@@ -57,7 +54,6 @@ export interface OwnershipStats {
   losses: number
   fences: number
   handoffs: number
-  renewals: number
 }
 
 /** Ownership changes kept for the cluster view. */
@@ -72,31 +68,32 @@ export interface OwnershipChange {
   at: string
 }
 
-/** A lease's value, or undefined when the key holds something else (it must not throw into a watch or renewal). */
-function leaseValueOf (entry: KvEntry): LeaseValue | undefined {
+/** A record's value, or undefined when the key holds something else (it must not throw into a watch). */
+function leaseValueOf (entry: KvEntry): Omit<LeaseValue, 'incarnation'> & { incarnation?: string } | undefined {
   try {
     const value = entry.json<Partial<LeaseValue>>()
-    return typeof value?.replica === 'string' && typeof value.nonce === 'string' ? value as LeaseValue : undefined
+    if (typeof value?.replica !== 'string' || typeof value.nonce !== 'string') return undefined
+    return { ...value as LeaseValue, incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined }
   } catch {
     return undefined
   }
 }
 
-function isWrongLastSequence (err: unknown): boolean {
-  return err instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)
-}
-
 const now = () => performance.now()
 
 /**
- * Keeps exactly one live connection per company across replicas. Each company has a lease in a KV
- * bucket: created to acquire (its revision is the fencing epoch), compare-and-set renewed
- * RENEWALS_PER_TTL times per TTL, deleted to release. A holder that cannot get a renewal acknowledged closes its connection
- * before the lease can expire on the server, so no two replicas are ever connected at once.
+ * Keeps exactly one live connection per company across replicas. Each company has an ownership
+ * record in a KV bucket, written only when it changes hands: created (or, over a holder that is gone,
+ * compare-and-set) to acquire, its revision being the fencing epoch, and deleted to release. The
+ * record names the holder's membership incarnation, and that one heartbeat is the lease of all its
+ * companies: a replica that cannot get a heartbeat acknowledged closes every connection before its
+ * key can expire on the server, and a company is taken over only once the server confirms that its
+ * holder's incarnation is over. So no two replicas are ever connected at once, and the upkeep is a
+ * few writes per replica per TTL rather than a few per company (bench:scale).
  */
 export class Ownership {
   readonly replica: string
-  readonly stats: OwnershipStats = { acquisitions: 0, losses: 0, fences: 0, handoffs: 0, renewals: 0 }
+  readonly stats: OwnershipStats = { acquisitions: 0, losses: 0, fences: 0, handoffs: 0 }
   readonly #config: OwnershipOptions
   readonly #bus: Bus
   readonly #events: Pick<Events, 'publish'>
@@ -164,7 +161,6 @@ export class Ownership {
   }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
-  get #renewIntervalMs (): number { return this.ttlMs / RENEWALS_PER_TTL }
   get #fenceMarginMs (): number { return Math.min(this.#config.leaseFenceMarginMs, this.ttlMs / 4) }
   get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
@@ -197,19 +193,19 @@ export class Ownership {
     this.#startedAt = now()
     this.#startedWall = Date.now()
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
-    // With limit markers (2.11.2+) an expired lease arrives in the watch as a delete; on older servers its expiry is inferred on the tick.
-    this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { ttlMs: this.ttlMs, timeoutMs, expiryMarkers: true })
-    this.#log.info({
-      server: this.#bus.serverVersion(),
-      expiryMarkers: supportsExpiryMarkers(this.#bus.serverVersion())
-    }, 'lease bucket open')
+    // Records never expire: they are held by their holder's heartbeat (an earlier version's bucket loses its TTL here).
+    this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { timeoutMs })
+    this.#log.info({ server: this.#bus.serverVersion() }, 'lease bucket open')
     const memberKv = await this.#openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
     this.#membership = new Membership({
       kv: memberKv,
       replica: this.replica,
       ttlMs: this.ttlMs,
+      fenceMarginMs: this.#fenceMarginMs,
       log: this.#log,
-      onChange: () => this.#refreshAssignment()
+      onChange: () => this.#refreshAssignment(),
+      onLost: (reason) => this.#fenceAll(reason),
+      onGone: () => this.#tick()
     })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
     this.#desiredVersion++
@@ -229,12 +225,13 @@ export class Ownership {
     clearInterval(this.#tickTimer)
     this.#dueForAcquisition.preferred.clear()
     this.#dueForAcquisition.others.clear()
+    // Every company is given back before the membership key goes: until then, the key keeps them ours.
     const handOff = (async () => {
-      await this.#membership?.leave()
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
+      await this.#membership?.leave()
     })()
-    // Without NATS the releases cannot complete; the connections are closed first, and the leases expire by TTL.
-    if (!await settlesWithin(handOff, this.ttlMs)) this.#log.warn('handoff at shutdown did not finish; remaining leases will expire by TTL')
+    // Without NATS the releases cannot complete; the connections are closed first, and the membership key expires by TTL.
+    if (!await settlesWithin(handOff, this.ttlMs)) this.#log.warn('handoff at shutdown did not finish; the membership key expires by TTL')
     this.#leaseWatch?.stop()
     // Undefined when start() failed before it was made.
     this.#membership?.stopWatching()
@@ -276,7 +273,7 @@ export class Ownership {
     const companies = [...companyIds].sort().map((companyId) => {
       const held = this.#held.get(companyId)
       const observed = this.#leases.get(companyId)
-      const live = observed && observed.seenAt + this.ttlMs > at ? observed : undefined
+      const live = observed && !this.#isOrphaned(observed, at) ? observed : undefined
       return {
         companyId,
         desired: this.#desired.has(companyId) ? 'online' as const : 'offline' as const,
@@ -303,12 +300,14 @@ export class Ownership {
     const previous = this.#leases.get(companyId)
     if (entry.operation === 'PUT') {
       // A value that is not a lease (written by someone else) still occupies the key: held by nobody we know.
-      const value = leaseValueOf(entry) ?? { replica: 'unknown', nonce: `unreadable:${entry.revision}`, since: '' }
-      // A renewal keeps the nonce; a lease taken before this replica started is no change it saw.
+      const value = leaseValueOf(entry) ?? { replica: 'unknown', nonce: `unreadable:${entry.revision}`, since: '', incarnation: undefined }
+      // A renewal (an earlier version's) keeps the nonce; a record written before this replica started is no change it saw.
       if (previous ? previous.nonce !== value.nonce : Date.parse(value.since) >= this.#startedWall) {
         this.#noteChange(companyId, previous?.replica ?? null, value.replica)
       }
-      this.#leases.set(companyId, { replica: value.replica, nonce: value.nonce, revision: entry.revision, seenAt: now() })
+      this.#leases.set(companyId, {
+        replica: value.replica, incarnation: value.incarnation, nonce: value.nonce, revision: entry.revision, seenAt: now()
+      })
       this.#unownedSince.delete(companyId)
       const held = this.#held.get(companyId)
       if (held && value.nonce !== held.value.nonce && !held.ending) void this.#fence(held, 'lost')
@@ -319,7 +318,7 @@ export class Ownership {
     this.#unownedSince.set(companyId, now())
     const held = this.#held.get(companyId)
     // Someone else removed our lease (an operator purge): we no longer hold it.
-    if (held && !held.ending && entry.revision > held.revision) void this.#fence(held, 'lost')
+    if (held && !held.ending && entry.revision > held.epoch) void this.#fence(held, 'lost')
     this.#evaluate(companyId)
   }
 
@@ -355,13 +354,15 @@ export class Ownership {
     const at = now()
     if ((this.#retryAfter.get(companyId) ?? 0) > at) return
     this.#retryAfter.delete(companyId)
+    if (this.#membership.currentIncarnation(at) === undefined) return
     const observed = this.#leases.get(companyId)
     if (observed) {
-      const expiresAt = observed.seenAt + this.ttlMs
-      if (expiresAt > at) return
-      // 2.9 sends no event when a key expires by TTL: its expiry is inferred from the last write seen.
-      this.#leases.delete(companyId)
-      this.#unownedSince.set(companyId, expiresAt)
+      if (this.#isLeftover(observed, at)) {
+        this.#clearLeftover(companyId, observed.revision)
+        return
+      }
+      if (!this.#isOrphaned(observed, at)) return
+      if (!this.#unownedSince.has(companyId)) this.#unownedSince.set(companyId, this.#orphanedSince(observed, at))
     }
     // The grace runs from when the company became unowned, or from when its current preferred owner
     // became preferred if that is later: a replica that joins gets its share rather than losing it
@@ -370,8 +371,39 @@ export class Ownership {
     const preferred = this.#preferred.get(companyId)
     const preferredAlive = preferred !== undefined && this.#membership.isAlive(preferred, at)
     if (preferred === this.replica || !preferredAlive || at - unownedSince >= this.#config.unownedGraceMs) {
-      this.#startAcquisition(companyId)
+      this.#startAcquisition(companyId, observed?.revision)
     }
+  }
+
+  /**
+   * Whether a company's record names a holder that is gone. One that names an incarnation is, once
+   * the server confirms that incarnation over (asked once per incarnation, not per company). One that
+   * names none (an earlier version's lease, or not a lease at all) is, once nobody has written it for
+   * a TTL: the compare-and-set on the revision seen proves nobody has since.
+   */
+  #isOrphaned (observed: ObservedLease, at: number): boolean {
+    if (observed.incarnation === undefined) return observed.seenAt + this.ttlMs <= at
+    if (this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)) return false
+    return this.#membership.confirmedGone(observed.replica, observed.incarnation) === true
+  }
+
+  /** When an orphaned company became unowned, as this replica can tell: its holder's last heartbeat plus the TTL. */
+  #orphanedSince (observed: ObservedLease, at: number): number {
+    const since = observed.incarnation === undefined ? observed.seenAt + this.ttlMs : this.#membership.goneSince(observed.replica)
+    return Math.min(since ?? at, at)
+  }
+
+  /** A record under this replica's own incarnation that it does not hold: a release whose delete did not get through. */
+  #isLeftover (observed: ObservedLease, at: number): boolean {
+    return observed.replica === this.replica && observed.incarnation !== undefined &&
+      observed.incarnation === this.#membership.currentIncarnation(at)
+  }
+
+  /** Deletes a leftover record so that its company can be taken again (by whichever replica it prefers). */
+  #clearLeftover (companyId: string, revision: number): void {
+    this.#retryAfter.set(companyId, now() + this.#retryMs)
+    this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: revision })
+      .catch((err: unknown) => { this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again') })
   }
 
   /**
@@ -379,7 +411,7 @@ export class Ownership {
    * won, then their fencing epochs waited for PostgreSQL connections past the pool's timeout, and the
    * leases were given back to be won again (bench:scale).
    */
-  #startAcquisition (companyId: string): void {
+  #startAcquisition (companyId: string, orphanRevision: number | undefined): void {
     const { preferred, others } = this.#dueForAcquisition
     if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) {
       if (this.#preferred.get(companyId) === this.replica) preferred.add(companyId)
@@ -389,7 +421,7 @@ export class Ownership {
     preferred.delete(companyId)
     others.delete(companyId)
     this.#acquisitionsRunning++
-    this.#acquire(companyId)
+    this.#acquire(companyId, orphanRevision)
       .catch((err: unknown) => { this.#log.error({ err, companyId }, 'acquisition failed') })
       .finally(() => {
         this.#acquisitionsRunning--
@@ -418,33 +450,41 @@ export class Ownership {
     }
   }
 
-  async #acquire (companyId: string): Promise<void> {
+  /** Writes the record (created, or compare-and-set over an orphaned one), claims its epoch, connects. */
+  async #acquire (companyId: string, orphanRevision: number | undefined): Promise<void> {
+    const incarnation = this.#membership.currentIncarnation()
+    if (incarnation === undefined) return
     this.#acquiring.add(companyId)
-    // When the company became unowned (a deleted or expired lease), for the takeover time.
+    // When the company became unowned (a deleted record, a holder gone), for the takeover time.
     const unownedSince = this.#unownedSince.get(companyId)
-    const value: LeaseValue = { replica: this.replica, nonce: randomUUID(), since: new Date().toISOString() }
-    const sentAt = now()
+    const value: LeaseValue = { replica: this.replica, incarnation, nonce: randomUUID(), since: new Date().toISOString() }
+    const key = `${LEASE_PREFIX}${companyId}`
     let epoch: number
     try {
-      epoch = await this.#leaseKv.create(`${LEASE_PREFIX}${companyId}`, JSON.stringify(value))
+      epoch = orphanRevision === undefined
+        ? await this.#leaseKv.create(key, JSON.stringify(value))
+        : await this.#leaseKv.update(key, JSON.stringify(value), orphanRevision)
     } catch (err) {
       this.#acquiring.delete(companyId)
       if (isWrongLastSequence(err)) {
-        // Someone holds it, or the server has not expired the old value yet: look again shortly.
+        // Someone else took it first: look again shortly.
         this.#retryAfter.set(companyId, now() + this.#retryMs)
       } else {
-        this.#log.warn({ err, companyId }, 'lease create failed')
+        this.#log.warn({ err, companyId }, 'ownership record write failed')
       }
       return
     }
-    const held: HeldLease = { companyId, epoch, revision: epoch, value, acquiredAt: now(), ackedSendAt: sentAt, ending: false }
+    const held: HeldLease = { companyId, epoch, value, acquiredAt: now(), ending: false }
     this.#held.set(companyId, held)
     this.#acquiring.delete(companyId)
-    this.#armFence(held)
-    this.#scheduleRenewal(held, this.#renewIntervalMs)
-    // Won after stop() listed what to hand off: given back now, not left to expire by TTL.
+    // Won after stop() listed what to hand off: given back now, not left behind.
     if (this.#stopping) {
       await this.#release(held, 'shutdown')
+      return
+    }
+    // The membership lease ended while the record was being written: the record is already an orphan.
+    if (this.#membership.currentIncarnation() !== incarnation) {
+      await this.#fence(held, 'fenced')
       return
     }
 
@@ -476,61 +516,15 @@ export class Ownership {
     this.#log.info({ companyId, epoch }, 'holding company')
   }
 
-  #scheduleRenewal (held: HeldLease, delayMs: number): void {
-    clearTimeout(held.renewTimer)
-    held.renewTimer = setTimeout(() => { held.renewing = this.#renew(held) }, delayMs)
-  }
-
-  async #renew (held: HeldLease): Promise<void> {
-    if (held.ending) return
-    const sentAt = now()
-    try {
-      held.revision = await this.#leaseKv.update(`${LEASE_PREFIX}${held.companyId}`, JSON.stringify(held.value), held.revision)
-      held.ackedSendAt = sentAt
-      this.stats.renewals++
-      this.#armFence(held)
-      this.#scheduleRenewal(held, Math.max(0, sentAt + this.#renewIntervalMs - now()))
-    } catch (err) {
-      if (held.ending) return
-      if (!isWrongLastSequence(err)) {
-        // A timeout is ambiguous (the write may have landed): retry with the same revision.
-        this.#scheduleRenewal(held, this.#retryMs)
-        return
-      }
-      let entry: KvEntry | null
-      try {
-        entry = await this.#leaseKv.get(`${LEASE_PREFIX}${held.companyId}`)
-      } catch {
-        this.#scheduleRenewal(held, this.#retryMs)
-        return
-      }
-      if (entry?.operation === 'PUT' && leaseValueOf(entry)?.nonce === held.value.nonce) {
-        // Our earlier, timed-out renewal did land: adopt its revision and renew again at once.
-        held.revision = entry.revision
-        this.#scheduleRenewal(held, 0)
-        return
-      }
-      await this.#fence(held, 'lost')
-    }
-  }
-
-  /** Closes the connection before the lease can expire on the server if no renewal gets through. */
-  #armFence (held: HeldLease): void {
-    clearTimeout(held.fenceTimer)
-    const deadline = held.ackedSendAt + this.ttlMs - this.#fenceMarginMs
-    held.fenceTimer = setTimeout(() => { void this.#fence(held, 'fenced') }, Math.max(0, deadline - now()))
-  }
-
-  #endLease (held: HeldLease): void {
-    held.ending = true
-    clearTimeout(held.renewTimer)
-    clearTimeout(held.fenceTimer)
+  /** The membership heartbeat could not be kept: every company held under it is closed. */
+  #fenceAll (reason: 'fenced' | 'lost'): void {
+    for (const held of this.#held.values()) void this.#fence(held, reason)
   }
 
   /** Lost or unrenewable: close now, touch nothing on the server. */
   async #fence (held: HeldLease, reason: 'fenced' | 'lost'): Promise<void> {
     if (held.ending) return
-    this.#endLease(held)
+    held.ending = true
     if (reason === 'fenced') this.stats.fences++
     else this.stats.losses++
     this.#log.warn({ companyId: held.companyId, epoch: held.epoch, reason }, 'lost the lease; closing the connection')
@@ -540,19 +534,22 @@ export class Ownership {
     this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
   }
 
-  /** Graceful: stop taking commands, close the connection, then delete the lease so others take over at once. */
+  /**
+   * Graceful: stop taking commands, close the connection, then delete the record so others take over
+   * at once. It stays held until the delete was tried, so that nothing here mistakes its record for a leftover meanwhile.
+   */
   async #release (held: HeldLease, reason: string): Promise<void> {
     if (held.ending) return
-    this.#endLease(held)
-    await held.renewing?.catch(() => {})
+    held.ending = true
     await held.subscription?.close().catch(() => {})
     await this.#connector.disconnect(held.companyId, reason)
-    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
     try {
-      await this.#leaseKv.delete(`${LEASE_PREFIX}${held.companyId}`, { previousSeq: held.revision })
+      await this.#leaseKv.delete(`${LEASE_PREFIX}${held.companyId}`, { previousSeq: held.epoch })
     } catch (err) {
-      this.#log.warn({ err, companyId: held.companyId }, 'lease release failed; it will expire by TTL')
+      this.#log.warn({ err, companyId: held.companyId },
+        'ownership record release failed; it is deleted later, or taken over once this replica is gone')
     }
+    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
     if (reason === 'handoff') this.stats.handoffs++
     this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
   }

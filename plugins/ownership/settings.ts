@@ -4,14 +4,14 @@ import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, 
 export const settings = defineSettings({
   leaseTtlMs: {
     env: 'LEASE_TTL_MS',
-    describe: 'Lifetime of a company lease in the KV bucket without renewal (renewed every quarter of it)',
+    describe: 'Lifetime of a replica\'s membership key, the lease of all its companies, without a heartbeat (one every quarter of it)',
     expected: 'milliseconds, an integer from 1000 to 600000',
     fallback: () => 15_000,
     parse: integerIn(1_000, 600_000)
   },
   leaseFenceMarginMs: {
     env: 'LEASE_FENCE_MARGIN_MS',
-    describe: 'A holder with no acknowledged renewal closes its connection this long before the lease could expire' +
+    describe: 'A replica with no acknowledged heartbeat closes its connections this long before its key could expire' +
       ' (capped at a quarter of the TTL)',
     expected: 'milliseconds, a positive integer',
     fallback: () => 1_500,
@@ -55,14 +55,14 @@ export const settings = defineSettings({
   },
   leaseBucket: {
     env: 'LEASE_BUCKET',
-    describe: 'JetStream KV bucket of the company leases',
+    describe: 'JetStream KV bucket of the company ownership records (written when a company changes hands)',
     expected: 'a bucket name of [A-Za-z0-9_-]',
     fallback: (env: Env) => inNamespace(env, 'leases'),
     parse: token
   },
   membersBucket: {
     env: 'MEMBERS_BUCKET',
-    describe: 'JetStream KV bucket of the live replicas',
+    describe: 'JetStream KV bucket of the live replicas: their heartbeats are the leases of their companies',
     expected: 'a bucket name of [A-Za-z0-9_-]',
     fallback: (env: Env) => inNamespace(env, 'members'),
     parse: token
