@@ -76,6 +76,8 @@ export class Membership {
   /** Monotonic send time of the latest acknowledged heartbeat write. */
   #ackedSendAt = 0
   #timer?: NodeJS.Timeout
+  /** The heartbeat being written, if any: leaving waits for it, so that its delete carries the latest revision. */
+  #beating?: Promise<void>
   #fenceTimer?: NodeJS.Timeout
   #watch?: { stop: () => void }
   #stopping = false
@@ -111,7 +113,7 @@ export class Membership {
     this.#startedAt = startedAt
     this.#watch = await watchKv(this.#kv, MEMBER_PREFIX, { initialWaitMs: this.#ttlMs / 3, log: this.#log },
       (replica, entry) => this.#onEntry(replica, entry))
-    await this.#heartbeat()
+    await this.#beat()
   }
 
   /**
@@ -126,6 +128,7 @@ export class Membership {
   async leave (): Promise<void> {
     this.#stopping = true
     clearTimeout(this.#timer)
+    await this.#beating
     clearTimeout(this.#fenceTimer)
     if (this.#incarnation !== undefined) await this.#kv.delete(this.#key, { previousSeq: this.#revision }).catch(() => {})
     this.#incarnation = undefined
@@ -256,7 +259,12 @@ export class Membership {
       }
     }
     if (this.#stopping) return
-    this.#timer = setTimeout(() => { void this.#heartbeat() }, Math.max(0, sentAt + next - now()))
+    this.#timer = setTimeout(() => { void this.#beat() }, Math.max(0, sentAt + next - now()))
+  }
+
+  #beat (): Promise<void> {
+    this.#beating = this.#heartbeat().finally(() => { this.#beating = undefined })
+    return this.#beating
   }
 
   #value (incarnation: string): string {
