@@ -114,6 +114,14 @@ export class Ownership {
    */
   readonly #dueForAcquisition = { preferred: new Set<string>(), others: new Set<string>() }
   readonly #leases = new Map<string, ObservedLease>()
+  /**
+   * Desired companies that may need a holder: looked at on every tick. One held under an incarnation
+   * that is alive leaves, and comes back when that incarnation goes (looking at all 10,000 on every
+   * tick was 7.6 % of a cold start's CPU: bench:scale).
+   */
+  readonly #candidates = new Set<string>()
+  /** Companies by the incarnation their record names, and its replica: candidates again once it goes. */
+  readonly #byIncarnation = new Map<string, { replica: string, companies: Set<string> }>()
   readonly #unownedSince = new Map<string, number>()
   /** Changes of holder this replica saw in the lease bucket, newest last (GET /api/whatsapp/cluster). */
   readonly #changes: OwnershipChange[] = []
@@ -208,6 +216,7 @@ export class Ownership {
       onGone: () => this.#tick()
     })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
+    for (const companyId of this.#desired) this.#candidates.add(companyId)
     this.#desiredVersion++
     const [leaseWatch] = await Promise.all([
       watchKv(this.#leaseKv, LEASE_PREFIX, { initialWaitMs: this.ttlMs / 3, log: this.#log }, (key, entry) => this.#onLease(key, entry)),
@@ -239,6 +248,7 @@ export class Ownership {
 
   /** Follows a desired-state change (from the event or the local API). */
   setDesired (companyId: string, online: boolean): void {
+    if (online) this.#candidates.add(companyId)
     if (online !== this.#desired.has(companyId)) {
       if (online) this.#desired.add(companyId)
       else this.#desired.delete(companyId)
@@ -308,6 +318,8 @@ export class Ownership {
       this.#leases.set(companyId, {
         replica: value.replica, incarnation: value.incarnation, nonce: value.nonce, revision: entry.revision, seenAt: now()
       })
+      this.#index(companyId, previous, value)
+      this.#candidates.add(companyId)
       this.#unownedSince.delete(companyId)
       const held = this.#held.get(companyId)
       if (held && value.nonce !== held.value.nonce && !held.ending) void this.#fence(held, 'lost')
@@ -315,11 +327,34 @@ export class Ownership {
     }
     if (previous) this.#noteChange(companyId, previous.replica, null)
     this.#leases.delete(companyId)
+    this.#index(companyId, previous, undefined)
+    this.#candidates.add(companyId)
     this.#unownedSince.set(companyId, now())
     const held = this.#held.get(companyId)
     // Someone else removed our lease (an operator purge): we no longer hold it.
     if (held && !held.ending && entry.revision > held.epoch) void this.#fence(held, 'lost')
     this.#evaluate(companyId)
+  }
+
+  #index (companyId: string, previous: ObservedLease | undefined, next: { replica: string, incarnation?: string } | undefined): void {
+    if (previous?.incarnation === next?.incarnation) return
+    if (previous?.incarnation !== undefined) this.#byIncarnation.get(previous.incarnation)?.companies.delete(companyId)
+    if (next?.incarnation === undefined) return
+    let holder = this.#byIncarnation.get(next.incarnation)
+    if (!holder) this.#byIncarnation.set(next.incarnation, holder = { replica: next.replica, companies: new Set() })
+    holder.companies.add(companyId)
+  }
+
+  /** The desired companies of incarnations that are no longer alive become candidates again. */
+  #reviveOrphans (at: number): void {
+    for (const [incarnation, { replica, companies }] of this.#byIncarnation) {
+      if (companies.size === 0) {
+        this.#byIncarnation.delete(incarnation)
+        continue
+      }
+      if (this.#membership.isLiveIncarnation(replica, incarnation, at)) continue
+      for (const companyId of companies) if (this.#desired.has(companyId)) this.#candidates.add(companyId)
+    }
   }
 
   #refreshAssignment (): void {
@@ -341,7 +376,8 @@ export class Ownership {
   #tick (): void {
     if (this.#stopping) return
     this.#refreshAssignment()
-    for (const companyId of this.#desired) this.#evaluate(companyId)
+    this.#reviveOrphans(now())
+    for (const companyId of this.#candidates) this.#evaluate(companyId)
     for (const held of this.#held.values()) {
       if (!this.#desired.has(held.companyId) && !held.ending) void this.#release(held, 'desired_offline')
     }
@@ -350,7 +386,12 @@ export class Ownership {
 
   /** Takes an unowned company: at once if it prefers this replica, after the grace period otherwise. */
   #evaluate (companyId: string): void {
-    if (this.#stopping || !this.#desired.has(companyId) || this.#held.has(companyId) || this.#acquiring.has(companyId)) return
+    if (this.#stopping) return
+    if (!this.#desired.has(companyId) || this.#held.has(companyId)) {
+      this.#candidates.delete(companyId)
+      return
+    }
+    if (this.#acquiring.has(companyId)) return
     const at = now()
     if ((this.#retryAfter.get(companyId) ?? 0) > at) return
     this.#retryAfter.delete(companyId)
@@ -361,7 +402,12 @@ export class Ownership {
         this.#clearLeftover(companyId, observed.revision)
         return
       }
-      if (!this.#isOrphaned(observed, at)) return
+      if (!this.#isOrphaned(observed, at)) {
+        if (observed.incarnation !== undefined && this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)) {
+          this.#candidates.delete(companyId)
+        }
+        return
+      }
       if (!this.#unownedSince.has(companyId)) this.#unownedSince.set(companyId, this.#orphanedSince(observed, at))
     }
     // The grace runs from when the company became unowned, or from when its current preferred owner
@@ -531,6 +577,7 @@ export class Ownership {
     void held.subscription?.close().catch(() => {})
     await this.#connector.disconnect(held.companyId, reason)
     if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
+    this.#candidates.add(held.companyId)
     this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
   }
 
@@ -550,6 +597,7 @@ export class Ownership {
         'ownership record release failed; it is deleted later, or taken over once this replica is gone')
     }
     if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
+    this.#candidates.add(held.companyId)
     if (reason === 'handoff') this.stats.handoffs++
     this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
   }
