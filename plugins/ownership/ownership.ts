@@ -377,7 +377,9 @@ export class Ownership {
     if (this.#stopping) return
     this.#refreshAssignment()
     this.#reviveOrphans(now())
-    for (const companyId of this.#candidates) this.#evaluate(companyId)
+    const { preferred, others } = this.#dueForAcquisition
+    // Those waiting for an acquisition turn are looked at again when they get it.
+    for (const companyId of this.#candidates) if (!preferred.has(companyId) && !others.has(companyId)) this.#evaluate(companyId)
     for (const held of this.#held.values()) {
       if (!this.#desired.has(held.companyId) && !held.ending) void this.#release(held, 'desired_offline')
     }
