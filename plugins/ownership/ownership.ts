@@ -14,7 +14,7 @@ import type { Connector } from './connector.ts'
 import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
 import { isWrongLastSequence } from './kv-errors.ts'
-import { claimEpoch, desiredOnline } from './records.ts'
+import { desiredOnline, EpochClaims } from './records.ts'
 import type { OwnershipOptions } from './settings.ts'
 
 const LEASE_PREFIX = 'company.'
@@ -137,6 +137,7 @@ export class Ownership {
   /** Bumped whenever the desired set changes: the assignment is recomputed only when it or the members change. */
   #desiredVersion = 0
   readonly #scores = new RendezvousScores()
+  readonly #epochClaims: EpochClaims
   #leaseKv!: KV
   #startedAt = 0
   /** The wall clock at start, to compare with a lease's `since`. */
@@ -166,6 +167,7 @@ export class Ownership {
     this.#orm = options.orm
     this.#log = options.log.child({ module: 'ownership' })
     this.#connector = options.connector
+    this.#epochClaims = new EpochClaims(() => this.#orm.em.fork(), this.replica)
   }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
@@ -537,7 +539,7 @@ export class Ownership {
     }
 
     try {
-      if (!await claimEpoch(this.#orm.em.fork(), companyId, epoch, this.replica)) throw new Error(`a newer epoch than ${epoch} is stored`)
+      if (!await this.#epochClaims.claim(companyId, epoch)) throw new Error(`a newer epoch than ${epoch} is stored`)
     } catch (err) {
       this.#log.error({ err, companyId, epoch }, 'could not record the fencing epoch; giving the lease back')
       await this.#release(held, 'claim_failed')

@@ -104,12 +104,91 @@ export async function claimedEpochs (em: EntityManager): Promise<Map<string, num
 
 /** Records `epoch` as the newest holder's; false when a newer epoch is already stored. */
 export async function claimEpoch (em: EntityManager, companyId: string, epoch: number, replica: string): Promise<boolean> {
-  const result = await em.execute(
-    `insert into sessions (company_id, desired_state, epoch, holder) values (?, 'online', ?, ?)
+  return (await claimEpochs(em, [{ companyId, epoch }], replica)).has(companyId)
+}
+
+/**
+ * Records each epoch as its company's newest holder's, in one statement; returns the companies
+ * claimed (not those where a newer epoch is stored). The rows are locked in company order, so that
+ * two replicas claiming overlapping batches cannot deadlock. A company must appear once.
+ */
+export async function claimEpochs (
+  em: EntityManager, claims: readonly { companyId: string, epoch: number }[], replica: string
+): Promise<Set<string>> {
+  const ordered = claims.toSorted((a, b) => (a.companyId < b.companyId ? -1 : a.companyId > b.companyId ? 1 : 0))
+  const values = ordered.map(() => '(?::varchar, ?::bigint)').join(', ')
+  const rows = await em.getConnection().execute<{ company_id: string }[]>(
+    `insert into sessions (company_id, desired_state, epoch, holder)
+     select company_id, 'online', epoch, ?::varchar from (values ${values}) as claim (company_id, epoch)
      on conflict (company_id) do update set epoch = excluded.epoch, holder = excluded.holder, updated_at = now()
-     where sessions.epoch < excluded.epoch`,
-    [companyId, epoch, replica], 'run')
-  return (result as { affectedRows?: number }).affectedRows === 1
+     where sessions.epoch < excluded.epoch
+     returning company_id`,
+    [replica, ...ordered.flatMap(({ companyId, epoch }) => [companyId, epoch])], 'all')
+  return new Set(rows.map((row) => row.company_id))
+}
+
+interface PendingClaim {
+  companyId: string
+  epoch: number
+  resolve: (claimed: boolean) => void
+  reject: (err: unknown) => void
+}
+
+/** Claims in one statement at most this many (a takeover asks for thousands). */
+const CLAIMS_PER_STATEMENT = 256
+
+/**
+ * Claims fencing epochs a batch at a time: while one statement is at PostgreSQL, the claims asked
+ * for meanwhile wait and go together in the next. A cold start or a takeover claims thousands, and
+ * one statement each cost PostgreSQL and the replica more than the rest of an acquisition's
+ * database work (bench:scale).
+ */
+export class EpochClaims {
+  readonly #em: () => EntityManager
+  readonly #replica: string
+  #queue: PendingClaim[] = []
+  #draining = false
+
+  constructor (em: () => EntityManager, replica: string) {
+    this.#em = em
+    this.#replica = replica
+  }
+
+  /** Resolves true once `epoch` is stored as the company's, false when a newer one is. */
+  claim (companyId: string, epoch: number): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ companyId, epoch, resolve, reject })
+      if (!this.#draining) void this.#drain()
+    })
+  }
+
+  async #drain (): Promise<void> {
+    this.#draining = true
+    // A turn later: the claims asked for in this one go together.
+    await new Promise((resolve) => setImmediate(resolve))
+    while (this.#queue.length > 0) {
+      // A company asked for twice (an acquisition after a quick release) waits for the next statement.
+      const batch: PendingClaim[] = []
+      const later: PendingClaim[] = []
+      const inBatch = new Set<string>()
+      for (const claim of this.#queue) {
+        if (batch.length < CLAIMS_PER_STATEMENT && !inBatch.has(claim.companyId)) {
+          batch.push(claim)
+          inBatch.add(claim.companyId)
+        } else {
+          later.push(claim)
+        }
+      }
+      this.#queue = later
+      try {
+        const claimed = await claimEpochs(this.#em(), batch, this.#replica)
+        for (const claim of batch) claim.resolve(claimed.has(claim.companyId))
+      } catch (err) {
+        for (const claim of batch) claim.reject(err)
+      }
+    }
+    this.#draining = false
+  }
 }
 
 /**
