@@ -120,6 +120,14 @@ try {
   const workload$ = { running: true }
   const accepted: { company: string, contact: string, text: string }[] = []
   const unavailable = new Map<string, number>()
+  /** Each company's longest stretch without an answer, from and to (ms since benchStarted), to set beside the faults. */
+  const unavailableWindow = new Map<string, { from: number, to: number }>()
+  const noteUnavailable = (companyId: string, since: number) => {
+    const at = performance.now()
+    if (at - since <= (unavailable.get(companyId) ?? 0)) return
+    unavailable.set(companyId, at - since)
+    unavailableWindow.set(companyId, { from: since - benchStarted, to: at - benchStarted })
+  }
   const inbound: { company: string, id: string, at: number }[] = []
   const benchStarted = performance.now()
   /** The wall clock at benchStarted: the simulator's log is in Date.now() time. */
@@ -160,7 +168,7 @@ try {
         else if (body?.error?.code === 'OUTCOME_UNKNOWN') outcome = 'unknown'
         const answered = outcome !== undefined || response?.status === 409
         if (answered && failingSince !== undefined) {
-          unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
+          noteUnavailable(company.id, failingSince)
           failingSince = undefined
         }
         if (outcome) break
@@ -175,7 +183,7 @@ try {
         log(`gave up on a send of ${company.id} at +${Math.round((performance.now() - benchStarted) / 1000)} s: ${lastAnswer}`)
       }
       if (failingSince !== undefined) {
-        unavailable.set(company.id, Math.max(unavailable.get(company.id) ?? 0, performance.now() - failingSince))
+        noteUnavailable(company.id, failingSince)
       }
       await sleep(50)
     }
@@ -199,6 +207,7 @@ try {
     await sleep(FAULT_EVERY_MS)
     // One PostgreSQL outage, in the second half; otherwise a replica or a NATS node.
     const secondHalf = performance.now() > chaosEnds - SECONDS * 500
+    const faultAt = performance.now()
     const kind = FAULTS
       ? FAULTS[faults.length % FAULTS.length]
       : !postgresCut && secondHalf ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats'])
@@ -227,7 +236,8 @@ try {
       await sleep(RESTART_AFTER_MS)
       await startSlot(slot)
     }
-    log(`fault ${faults.length} at +${Math.round((performance.now() - benchStarted) / 1000)} s: ${faults.at(-1)}`)
+    // When the fault began (a replica's restart ends a few seconds later), to set beside the unavailable stretches.
+    log(`fault ${faults.length} at +${((faultAt - benchStarted) / 1000).toFixed(1)} s: ${faults.at(-1)}`)
   }
 
   // Settle: let every company be held again and the last messages arrive, then stop the workload.
@@ -322,6 +332,11 @@ try {
     log(`lost inbound ${message.id} of ${message.company} at +${Math.round(message.at / 1000)} s: ${seen.join(' | ') || 'nothing logged'}`)
   }
   const worst = [...companies.map((company) => unavailable.get(company.id) ?? 0)].sort((a, b) => a - b)
+  const longest = [...unavailableWindow].sort(([a], [b]) => (unavailable.get(b) ?? 0) - (unavailable.get(a) ?? 0)).slice(0, 3)
+  for (const [companyId, { from, to }] of longest) {
+    const seconds = (ms: number) => (ms / 1000).toFixed(1)
+    log(`unavailable: ${companyId} from +${seconds(from)} s to +${seconds(to)} s (${seconds(to - from)} s)`)
+  }
   Object.assign(summary, {
     seconds: SECONDS,
     companies: COMPANIES,
