@@ -272,6 +272,49 @@ t.test('a replica restarted under the same REPLICA_ID waits for its earlier inca
   t.same(overlapsFor([id]), [], 'zero overlaps')
 })
 
+t.test('a replica fences on the shorter of LEASE_TTL_MS and its key\'s life; a shorter TTL is applied, not refused', async (t) => {
+  const nats = await ownNatsServer(t)
+  const proxy = new TcpProxy({ host: '127.0.0.1', port: nats.port })
+  await proxy.start()
+  t.teardown(() => proxy.close())
+  const settings = await clusterSettings(t, { natsUrl: nats.url })
+  const setup = await connect({ servers: settings.natsUrl })
+  t.teardown(() => setup.close())
+  // As a deployment running with a 30 s TTL made it: the server set its duplicate window to 30 s too.
+  await openKv(setup, settings.membersBucket, { ttlMs: 30_000, timeoutMs: 2_000 })
+  // This replica's own setting is four times the TTL the others run with.
+  const longer = await startReplica(t, settings, {
+    ...OWNERSHIP_ONLY, leaseTtlMs: 4 * TEST_LEASE_TTL_MS, natsUrl: `nats://127.0.0.1:${proxy.port}`
+  })
+  const shorter = await startReplica(t, settings)
+  const jsm = await jetstreamManager(setup)
+  const { config } = await jsm.streams.info(`KV_${settings.membersBucket}`)
+  t.equal(config.max_age, TEST_LEASE_TTL_MS * 1_000_000, 'the bucket follows the replica that started last')
+  t.ok(config.duplicate_window <= config.max_age, 'with its duplicate window shortened to fit')
+  t.equal((await shorter.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and that replica runs')
+
+  // Its key shrank to 2 s under it (it may have lost it once, renewing on the 8 s cadence); a heartbeat later it runs on 2 s.
+  await new Promise((resolve) => setTimeout(resolve, 2 * TEST_LEASE_TTL_MS))
+  const ids = companies(4)
+  await markOnline(longer, ids)
+  await shorter.close()
+  t.ok(await waitFor(() => ids.every((id) => longer.app.ownership.holds(id)), SETTLE_TIMEOUT_MS), 'the longer-TTL replica holds all')
+  // Its heartbeat has read the key's life by now; cut off, it must close before its key expires (2 s), not its own 8 s.
+  const heldAt = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 2 * TEST_LEASE_TTL_MS))
+  const cutAt = Date.now()
+  const closedBefore = inProcessLedger.entries
+    .filter((entry) => entry.kind === 'close' && ids.includes(entry.companyId) && entry.at >= heldAt)
+  t.same(closedBefore, [], 'and keeps them while connected: its heartbeats come often enough for the shorter life')
+  await proxy.cut()
+  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === undefined), 4 * TEST_LEASE_TTL_MS, 20), 'it fenced')
+  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && ids.includes(entry.companyId) && entry.at >= cutAt)
+  t.equal(closes.length, ids.length, 'each closed once')
+  const after = closes.map((entry) => entry.at - cutAt)
+  t.ok(after.every((ms) => ms < TEST_LEASE_TTL_MS), `within the key's life of the cut (${after.join(', ')} ms)`)
+  await proxy.restore()
+})
+
 t.test('a record under its own incarnation that a replica does not hold (a failed release) is cleared and taken', async (t) => {
   const settings = await clusterSettings(t)
   const [id] = companies(1)

@@ -79,7 +79,12 @@ export async function ensureStreamConfig (
   const jsm = await jetstreamManager(nc, { timeout: SETUP_TIMEOUT_MS })
   const { config } = await jsm.streams.info(stream)
   const maxAge = wanted.maxAgeMs === undefined ? config.max_age : wanted.maxAgeMs * NS_PER_MS
-  if (config.max_age !== maxAge) await jsm.streams.update(stream, { max_age: maxAge })
+  if (config.max_age !== maxAge) {
+    // The server refuses a duplicate window longer than the max age (it made the window the old
+    // max age when that was under two minutes): a shorter TTL shortens it too.
+    const window = maxAge > 0 && config.duplicate_window > maxAge ? { duplicate_window: maxAge } : {}
+    await jsm.streams.update(stream, { max_age: maxAge, ...window })
+  }
   if (config.num_replicas === wanted.replicas) return
   try {
     await jsm.streams.update(stream, { num_replicas: wanted.replicas })

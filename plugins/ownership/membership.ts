@@ -75,6 +75,12 @@ export class Membership {
   #revision = 0
   /** Monotonic send time of the latest acknowledged heartbeat write. */
   #ackedSendAt = 0
+  /**
+   * How long this replica's key lives on the server: the bucket's max age, which the last replica to
+   * start set to its own LEASE_TTL_MS. Fencing counts from the shorter of the two, so a replica whose
+   * setting differs (a rollout changing it) never outlives its key. Read at every join and heartbeat.
+   */
+  #keyLifeMs: number
   #timer?: NodeJS.Timeout
   /** The heartbeat being written, if any: leaving waits for it, so that its delete carries the latest revision. */
   #beating?: Promise<void>
@@ -103,6 +109,7 @@ export class Membership {
     this.#onChange = options.onChange
     this.#onLost = options.onLost
     this.#onGone = options.onGone
+    this.#keyLifeMs = options.ttlMs
   }
 
   /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
@@ -166,7 +173,14 @@ export class Membership {
         })
         .catch(() => false)
         // Asked again on a later look: a live member may die, and a failed request proves nothing.
-        .finally(() => { this.#checking.delete(incarnation); if (this.#gone.has(incarnation)) this.#onGone() })
+        .finally(() => {
+          this.#checking.delete(incarnation)
+          try {
+            if (this.#gone.has(incarnation)) this.#onGone()
+          } catch (err) {
+            this.#log.error({ err }, 'taking the companies of a replica that is gone failed')
+          }
+        })
       this.#checking.set(incarnation, check)
     }
     return undefined
@@ -219,7 +233,19 @@ export class Membership {
   }
 
   #fenceDeadline (): number {
-    return this.#ackedSendAt + this.#ttlMs - this.#fenceMarginMs
+    const lifeMs = this.#lifeMs
+    return this.#ackedSendAt + lifeMs - Math.min(this.#fenceMarginMs, lifeMs / 4)
+  }
+
+  /** How long this replica's key outlives its last heartbeat, as far as it may count on: the shorter of its setting and the bucket's. */
+  get #lifeMs (): number {
+    return Math.min(this.#ttlMs, this.#keyLifeMs)
+  }
+
+  /** The members bucket's max age as the server has it now (0, unlimited, is not a lifetime to fence on). */
+  async #readKeyLife (): Promise<void> {
+    const lifeMs = (await this.#kv.status()).ttl
+    this.#keyLifeMs = lifeMs > 0 ? lifeMs : this.#ttlMs
   }
 
   /** Closes every connection before the key can expire on the server if no heartbeat gets through. */
@@ -239,7 +265,7 @@ export class Membership {
   async #heartbeat (): Promise<void> {
     if (this.#stopping) return
     const sentAt = now()
-    let next = this.#ttlMs / RENEWALS_PER_TTL
+    let next = this.#lifeMs / RENEWALS_PER_TTL
     try {
       if (this.#incarnation !== undefined) await this.#renew(sentAt)
       else if (!await this.#join(sentAt)) next = HEARTBEAT_RETRY_MS
@@ -278,6 +304,7 @@ export class Membership {
    * companies' connections may still be open for up to the TTL.
    */
   async #join (sentAt: number): Promise<boolean> {
+    await this.#readKeyLife()
     const incarnation = randomUUID()
     try {
       this.#revision = await this.#kv.create(this.#key, this.#value(incarnation))
@@ -305,6 +332,8 @@ export class Membership {
     if (this.#incarnation !== incarnation) return
     this.#revision = revision
     this.#ackedSendAt = sentAt
+    // After the renewal, and never in its way: a failed read keeps the lifetime last read.
+    await this.#readKeyLife().catch(() => {})
     this.#armFence()
   }
 

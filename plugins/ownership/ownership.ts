@@ -171,7 +171,6 @@ export class Ownership {
   }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
-  get #fenceMarginMs (): number { return Math.min(this.#config.leaseFenceMarginMs, this.ttlMs / 4) }
   get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   /** A company is not handed off again sooner than this after it was acquired. */
@@ -211,7 +210,7 @@ export class Ownership {
       kv: memberKv,
       replica: this.replica,
       ttlMs: this.ttlMs,
-      fenceMarginMs: this.#fenceMarginMs,
+      fenceMarginMs: this.#config.leaseFenceMarginMs,
       log: this.#log,
       onChange: () => this.#refreshAssignment(),
       onLost: (reason) => this.#fenceAll(reason),
@@ -324,7 +323,8 @@ export class Ownership {
       this.#candidates.add(companyId)
       this.#unownedSince.delete(companyId)
       const held = this.#held.get(companyId)
-      if (held && value.nonce !== held.value.nonce && !held.ending) void this.#fence(held, 'lost')
+      // An older write delivered late is not a loss: only a newer record than ours is.
+      if (held && value.nonce !== held.value.nonce && entry.revision > held.epoch && !held.ending) void this.#fence(held, 'lost')
       return
     }
     if (previous) this.#noteChange(companyId, previous.replica, null)
@@ -571,7 +571,12 @@ export class Ownership {
 
   /** The membership heartbeat could not be kept: every company held under it is closed. */
   #fenceAll (reason: 'fenced' | 'lost'): void {
-    for (const held of this.#held.values()) void this.#fence(held, reason)
+    for (const held of this.#held.values()) {
+      // One being released may still be draining its commands (up to the request timeout) before it
+      // disconnects: the lease ends now, so it disconnects now.
+      if (held.ending) void this.#connector.disconnect(held.companyId, reason).catch(() => {})
+      else void this.#fence(held, reason)
+    }
   }
 
   /** Lost or unrenewable: close now, touch nothing on the server. */
