@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
 import { fencedTransaction } from '../plugins/ownership/index.ts'
 import { clusterSettings, longestGaps, OWNERSHIP_ONLY, startReplica, TEST_LEASE_TTL_MS, type Replica } from './helpers/cluster.ts'
@@ -38,6 +38,15 @@ async function markOnline (replica: Replica, ids: string[]) {
 }
 
 const allHeld = (ids: string[]) => () => ids.every((id) => inProcessLedger.holderOf(id) !== undefined)
+
+/** A NATS server of the test's own, and a proxy to it that can cut a replica off (`proxy.port`). */
+async function natsBehindProxy (t: Test) {
+  const nats = await ownNatsServer(t)
+  const proxy = new TcpProxy({ host: '127.0.0.1', port: nats.port })
+  await proxy.start()
+  t.teardown(() => proxy.close())
+  return { proxy, settings: await clusterSettings(t, { natsUrl: nats.url }) }
+}
 
 t.test('two replicas racing for 100 companies: each held by exactly one, split within ±20 %', async (t) => {
   const settings = await clusterSettings(t)
@@ -120,11 +129,7 @@ t.test('a graceful stop hands every company over within a second', async (t) => 
 })
 
 t.test('a replica cut off from NATS fences itself before its leases expire; the other takes over', async (t) => {
-  const nats = await ownNatsServer(t)
-  const proxy = new TcpProxy({ host: '127.0.0.1', port: nats.port })
-  await proxy.start()
-  t.teardown(() => proxy.close())
-  const settings = await clusterSettings(t, { natsUrl: nats.url })
+  const { proxy, settings } = await natsBehindProxy(t)
   const ids = companies(10)
   const cutOff = await startReplica(t, settings, { ...OWNERSHIP_ONLY, natsUrl: `nats://127.0.0.1:${proxy.port}` })
   await markOnline(cutOff, ids)
@@ -273,11 +278,7 @@ t.test('a replica restarted under the same REPLICA_ID waits for its earlier inca
 })
 
 t.test('a replica fences on the shorter of LEASE_TTL_MS and its key\'s life; a shorter TTL is applied, not refused', async (t) => {
-  const nats = await ownNatsServer(t)
-  const proxy = new TcpProxy({ host: '127.0.0.1', port: nats.port })
-  await proxy.start()
-  t.teardown(() => proxy.close())
-  const settings = await clusterSettings(t, { natsUrl: nats.url })
+  const { proxy, settings } = await natsBehindProxy(t)
   const setup = await connect({ servers: settings.natsUrl })
   t.teardown(() => setup.close())
   // As a deployment running with a 30 s TTL made it: the server set its duplicate window to 30 s too.

@@ -8,8 +8,6 @@ export interface KvOptions {
   history?: number
   /** Its operations time out after this, so a lease renewal cannot hang past its usefulness. */
   timeoutMs: number
-  /** Ask for a delete marker when a key expires (only where the server has them). */
-  expiryMarkers?: boolean
   /** Copies of the bucket on a NATS cluster; an existing bucket with fewer is raised to it. */
   replicas?: number
 }
@@ -54,11 +52,10 @@ export async function duringElections<T> (step: () => Promise<T>, patienceMs = S
 /** Opens (creating if needed) a JetStream KV bucket; its operations then time out after `timeoutMs`. */
 export async function openKv (nc: NatsConnection, bucket: string, options: KvOptions): Promise<KV> {
   const ttlMs = options.ttlMs ?? 0
-  const markers = options.expiryMarkers === true && ttlMs > 0 && supportsExpiryMarkers(nc.info?.version)
   const replicas = options.replicas ?? 1
   await duringElections(async () => {
     await new Kvm(jetstreamOf(nc, Math.max(options.timeoutMs, SETUP_TIMEOUT_MS))).create(bucket, {
-      history: options.history ?? 1, ttl: ttlMs, replicas, ...(markers ? { markerTTL: ttlMs } : {})
+      history: options.history ?? 1, ttl: ttlMs, replicas
     })
     await ensureStreamConfig(nc, `KV_${bucket}`, { replicas, maxAgeMs: ttlMs })
   })

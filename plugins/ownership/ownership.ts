@@ -409,12 +409,12 @@ export class Ownership {
         this.#clearLeftover(companyId, observed.revision)
         return
       }
-      if (!this.#isOrphaned(observed, at)) {
-        if (observed.incarnation !== undefined && this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)) {
-          this.#candidates.delete(companyId)
-        }
+      // Held by a live incarnation: nothing to do until it goes (#reviveOrphans brings it back).
+      if (this.#holderIsLive(observed, at)) {
+        this.#candidates.delete(companyId)
         return
       }
+      if (!this.#isOrphaned(observed, at)) return
       if (!this.#unownedSince.has(companyId)) this.#unownedSince.set(companyId, this.#orphanedSince(observed, at))
     }
     // The grace runs from when the company became unowned, or from when its current preferred owner
@@ -436,8 +436,12 @@ export class Ownership {
    */
   #isOrphaned (observed: ObservedLease, at: number): boolean {
     if (observed.incarnation === undefined) return observed.seenAt + this.ttlMs <= at
-    if (this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)) return false
+    if (this.#holderIsLive(observed, at)) return false
     return this.#membership.confirmedGone(observed.replica, observed.incarnation) === true
+  }
+
+  #holderIsLive (observed: ObservedLease, at: number): boolean {
+    return observed.incarnation !== undefined && this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)
   }
 
   /** When an orphaned company became unowned, as this replica can tell: its holder's last heartbeat plus the TTL. */
