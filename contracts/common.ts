@@ -26,7 +26,12 @@ export const EventEnvelope = Type.Object({
   companyId: CompanyId,
   timestamp: Type.String({ description: 'ISO 8601 time the event was produced' }),
   replica: Type.String({ description: 'The replica that produced it' }),
-  epoch: Type.Optional(Type.Number({ description: 'The fencing epoch of the lease under which it was produced' })),
+  epoch: Type.Integer({
+    minimum: 0,
+    description: 'The fencing epoch of the lease under which it was produced (a newer holder has a larger one; 0: no lease applies).' +
+      ' Who holds a company and its connection state are decided by epoch, not arrival: a holder or state event' +
+      ' (LEASE_STATE_EVENTS) of an epoch older than one already seen for the company is stale'
+  }),
   seq: Type.Optional(Type.Number({ description: 'Stream sequence, set when read back from the event stream' })),
   data: Type.Record(Type.String(), Type.Unknown())
 })

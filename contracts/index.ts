@@ -1,5 +1,6 @@
 export * from './errors.ts'
 export * from './common.ts'
+export * from './epochs.ts'
 export * from './phone.ts'
 export * from './subjects.ts'
 export * from './client.ts'

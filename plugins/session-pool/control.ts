@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
   ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply, SessionsList,
-  SessionStatus, SessionsListQuery, type EventEnvelope
+  SessionStatus, SessionsListQuery, NewestEpochs, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Principal } from '../../core/access/principal.ts'
@@ -94,13 +94,29 @@ async function status (app: FastifyInstance, companyId: string, timeoutMs?: numb
   }
 }
 
+/**
+ * The status of a company's current holder, judged by epoch, not by who answers first: a replica
+ * whose lease a newer holder has claimed in PostgreSQL (`claimed`) may still answer for a moment (a
+ * fence not yet run, a stalled event loop), and its answer is not shown as the holder's. Then every
+ * subscriber is asked and the newest lease's answer taken; none within the deadline is "unknown".
+ */
+async function currentStatus (app: FastifyInstance, companyId: string, claimed: number): Promise<SessionStatus | undefined> {
+  const first = await status(app, companyId, LIST_STATUS_TIMEOUT_MS).catch(() => undefined)
+  const newest = new NewestEpochs()
+  newest.observe(companyId, claimed)
+  if (first === undefined || newest.observe(companyId, first.epoch)) return first
+  const answers = await app.bus.gather<SessionStatus>(app.subjects.command(companyId, 'status'), {}, { maxWaitMs: LIST_STATUS_TIMEOUT_MS })
+  return answers.filter((answer) => answer.epoch !== null && newest.observe(companyId, answer.epoch))
+    .sort((a, b) => (b.epoch ?? 0) - (a.epoch ?? 0))[0]
+}
+
 /** A page of the known companies with their status (asking each holder); over HTTP only those the caller may see. */
 async function listSessions (app: FastifyInstance, query: SessionsListQuery, principal?: Principal): Promise<SessionsList> {
   const limit = query.limit ?? DEFAULT_PAGE
   const only = principal && principal.companies !== '*' ? principal.companies : undefined
   const known = await app.ownership.knownCompanies(app.orm.em.fork(), { after: query.after, limit, only })
-  const sessions = await Promise.all(known.map(async ({ companyId, desired }) => {
-    const current = await status(app, companyId, LIST_STATUS_TIMEOUT_MS).catch(() => undefined)
+  const sessions = await Promise.all(known.map(async ({ companyId, desired, epoch }) => {
+    const current = await currentStatus(app, companyId, epoch)
     return {
       companyId,
       desired,

@@ -47,6 +47,17 @@ export function refusalOf (code: string | undefined): { code: string, message: s
   return { code: value, message: known[value] ?? `WhatsApp refused the message (${value})` }
 }
 
+/**
+ * The stream's dedup id of an inbound message: one per message and lease epoch. Retries of one
+ * publish, and WhatsApp handing the same message to the same lease again, stay one event; the copy
+ * a newer holder receives after a takeover is never dropped as a repeat of the older holder's
+ * (which may lack its file or its sender's phone, or have been published late), so a consumer that
+ * sees both keeps the newer epoch's, as the history does.
+ */
+export function messageEventId (companyId: string, epoch: number, messageId: string): string {
+  return `message:${companyId}:${epoch}:${messageId}`
+}
+
 export type Emit = (type: string, data: Record<string, unknown>, options?: { eventId?: string }) => void
 
 export interface SessionOptions {
@@ -133,6 +144,12 @@ export class Session {
     this.#options = {
       ...options,
       emit: (type, data, emitOptions) => {
+        // Once stop() has begun the lease may already be another replica's: anything still on its
+        // way here (a queued inbound message, a receipt, a QR being rendered) is not ours to publish.
+        if (this.#stopping) {
+          options.log.debug({ companyId: options.companyId, type }, 'a stopped session publishes nothing; event dropped')
+          return
+        }
         const problem = problemOf(type, data)
         if (problem) this.#lastError = { ...problem, at: new Date().toISOString() }
         emit(type, data, emitOptions)
@@ -362,6 +379,8 @@ export class Session {
 
   async #publishMessages (messages: InboundMessage[]): Promise<void> {
     for (const message of messages) {
+      // The new holder receives what this one did not publish; a stopped session fetches nothing more for it.
+      if (this.#stopping) return
       const lid = message.from.endsWith('@lid') ? message.from : message.fromAlt?.endsWith('@lid') ? message.fromAlt : null
       const phoneJid = message.from.endsWith('@lid') ? message.fromAlt ?? await this.#phoneJidOf(message.from) : message.from
       if (lid && phoneJid) {
@@ -383,7 +402,7 @@ export class Session {
         text: message.text ?? null,
         timestamp: isoFromSeconds(message.timestamp),
         offline: message.offline ?? false
-      }, { eventId: `message:${this.companyId}:${message.id}` })
+      }, { eventId: messageEventId(this.companyId, this.epoch, message.id) })
     }
   }
 
@@ -434,6 +453,7 @@ export class Session {
         state,
         ...(failure ? { failure } : {}),
         timestamp: isoFromSeconds(receipt.timestamp)
+        // Without the epoch: every holder's copy of one receipt says the same, so whichever is stored first will do.
       }, { eventId: `status:${this.companyId}:${receipt.id}:${receipt.status}` })
     }
   }
