@@ -6,6 +6,7 @@ import { COMPANY_PHONE, CONTACT, linkedGateway } from './helpers/linked-gateway.
 import { waitFor } from './helpers/wait.ts'
 import { build } from './helpers/build.ts'
 import { ConversationStore } from '../plugins/conversations/store.ts'
+import { messageEventId } from '../plugins/session-pool/session.ts'
 
 const NOT_ON_WHATSAPP = '79110000999'
 
@@ -54,8 +55,10 @@ t.test('replies, edits, deletions, locations and contact cards reach the contact
   const api = `/api/whatsapp/sessions/${gateway.companyId}`
   const inbound = await gateway.simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Можно на 15:00?' })
   t.ok(await gateway.events.waitFor('message', 1, 10_000))
-  // Its id is the message's own, so the copy WhatsApp delivers again after a takeover is deduplicated by the stream.
-  t.equal(gateway.events.events.find((event) => event.type === 'message')?.id, `message:${gateway.companyId}:${inbound.id}`)
+  // Its id is the message's own under the lease's epoch: a repeat to this holder is deduplicated by the stream.
+  const received = gateway.events.events.find((event) => event.type === 'message')
+  t.ok(received && received.epoch > 0, 'published under the lease\'s epoch')
+  t.equal(received?.id, messageEventId(gateway.companyId, received!.epoch, inbound.id))
 
   const reply = await gateway.send({ phone: CONTACT, message: 'Да, записала', quotedMessageId: inbound.id })
   t.equal(reply.statusCode, 200, reply.body)
@@ -218,7 +221,7 @@ t.test("receipts written in one batch apply in order, each message's as one by o
   const store = new ConversationStore(() => app.orm.em.fork())
   const message = (messageId: string, state: DeliveryState) => ({
     ...{ companyId: 'acme', messageId, direction: 'out' as const, phone: '79001234567', lid: null, kind: 'text' },
-    ...{ text: messageId, details: null, quotedMessageId: null, state, sentAt: new Date() }
+    ...{ text: messageId, details: null, quotedMessageId: null, state, sentAt: new Date(), epoch: 0 }
   })
   await store.insert([message('m-read-after-failed', 'delivered'), message('m-fails', 'accepted'), message('m-stays-read', 'read')])
   const failure = { code: '463', message: 'refused' }
@@ -238,3 +241,46 @@ t.test("receipts written in one batch apply in order, each message's as one by o
   t.equal(unknown?.state, 'delivered', 'receipts for a message not recorded yet make its row, and only move it forward')
   t.equal(unknown?.kind, 'other')
 })
+
+t.test('a message in the history is the newest lease\'s copy: an older epoch\'s never blocks it, and a late one only fills gaps',
+  async (t) => {
+    const app = await build(t)
+    const companyId = 'acme'
+    const lid = '201234567890123@lid'
+    const unavailable = { kind: 'image', mimetype: 'image/jpeg', error: { code: 'MEDIA_UNAVAILABLE', message: 'the connection closed' } }
+    const fetched = { kind: 'image', mimetype: 'image/jpeg', size: 10, sha256: 'ab', objectId: 'acme/photo' }
+    // As a session publishes an inbound message: the old holder's copy was cut short as its socket closed.
+    const inbound = (messageId: string, epoch: number, data: Record<string, unknown>) => {
+      app.events.publish(companyId, 'message', {
+        messageId, phone: null, jid: null, lid, pushName: null, text: null, offline: false, timestamp: new Date().toISOString(), ...data
+      }, { epoch, id: `test:${messageId}:${epoch}:${Math.random()}` })
+    }
+    const stored = (messageId: string) => app.conversations.message(companyId, messageId)
+
+    inbound('m-takeover', 5, { media: unavailable })
+    await app.conversations.flush()
+    t.match(await stored('m-takeover'), { phone: null, media: { error: { code: 'MEDIA_UNAVAILABLE' } } }, 'the old holder\'s copy first')
+    inbound('m-takeover', 6, { phone: '79111230102', media: fetched })
+    await app.conversations.flush()
+    const newer = await stored('m-takeover')
+    t.match(newer, { phone: '79111230102', lid, kind: 'media', media: fetched }, 'the new holder\'s copy replaces where they differ')
+    t.notOk((newer?.media as { error?: unknown }).error, 'no trace of the failed fetch')
+
+    inbound('m-takeover', 5, { media: unavailable, text: 'late' })
+    await app.conversations.flush()
+    t.match(await stored('m-takeover'), { phone: '79111230102', media: fetched, text: 'late' },
+      'the old copy landing late changes nothing the newer one knew (it only fills a gap)')
+
+    // Both copies in one batch (one statement may touch a row once): applied in their order, the newer winning.
+    inbound('m-one-batch', 7, { media: unavailable })
+    inbound('m-one-batch', 8, { phone: '79111230102', media: fetched })
+    await app.conversations.flush()
+    t.match(await stored('m-one-batch'), { phone: '79111230102', media: fetched })
+
+    // One lease's repeat keeps the first write (a redelivery adds only what was missing).
+    inbound('m-repeat', 9, { text: 'first' })
+    await app.conversations.flush()
+    inbound('m-repeat', 9, { text: 'second', phone: '79111230102' })
+    await app.conversations.flush()
+    t.match(await stored('m-repeat'), { text: 'first', phone: '79111230102' })
+  })

@@ -159,7 +159,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
           quotedMessageId: text(data.quotedMessageId),
           state: null,
           // The time the holder published it (ms): the history's order. WhatsApp's own is in seconds.
-          sentAt: dateOf(event.timestamp)
+          sentAt: dateOf(event.timestamp),
+          epoch: event.epoch
         }
       })
       if (phone && lid && lids.get(`${companyId}/${lid}`) !== phone) {
@@ -186,7 +187,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
           details: detailsOf(data),
           quotedMessageId: text(data.quotedMessageId),
           state: 'accepted',
-          sentAt: dateOf(event.timestamp)
+          sentAt: dateOf(event.timestamp),
+          epoch: event.epoch
         }
       })
     } else if (event.type === 'message_status') {

@@ -21,7 +21,8 @@ export const MessageSchema = defineEntity({
     edited: p.boolean(),
     deleted: p.boolean(),
     sentAt: p.datetime(),
-    updatedAt: p.datetime()
+    updatedAt: p.datetime(),
+    epoch: p.bigint('number')
   }
 })
 
@@ -76,7 +77,21 @@ export class CreateConversations extends Migration {
   }
 }
 
-export const conversationMigrations = [{ name: 'conversations_001_messages_and_contacts', class: CreateConversations }]
+/** The lease epoch a message's row was last written from (0: none, e.g. a receipt's placeholder). */
+export class AddMessageEpochs extends Migration {
+  override async up (): Promise<void> {
+    this.addSql('alter table whatsapp_messages add column if not exists epoch bigint not null default 0')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('alter table whatsapp_messages drop column if exists epoch')
+  }
+}
+
+export const conversationMigrations = [
+  { name: 'conversations_001_messages_and_contacts', class: CreateConversations },
+  { name: 'conversations_002_message_epochs', class: AddMessageEpochs }
+]
 
 /** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
 export interface Receipt {
@@ -88,15 +103,18 @@ export interface Receipt {
   lid: string | null
 }
 
-/** Receipts in rounds: the k-th round holds each message's k-th receipt, in their order. */
-function roundsOf (receipts: Receipt[]): Receipt[][] {
-  const rounds: Receipt[][] = []
+/**
+ * Rows in rounds: the k-th round holds each message's k-th row, in their order (one statement may
+ * touch a row only once; round by round, a message's rows apply in order, as one by one).
+ */
+function roundsOf<Row extends { companyId: string, messageId: string }> (rows: Row[]): Row[][] {
+  const rounds: Row[][] = []
   const seen = new Map<string, number>()
-  for (const receipt of receipts) {
-    const key = `${receipt.companyId}/${receipt.messageId}`
+  for (const row of rows) {
+    const key = `${row.companyId}/${row.messageId}`
     const index = seen.get(key) ?? 0
     seen.set(key, index + 1)
-    ;(rounds[index] ??= []).push(receipt)
+    ;(rounds[index] ??= []).push(row)
   }
   return rounds
 }
@@ -114,7 +132,20 @@ export interface NewMessage {
   quotedMessageId: string | null
   state: DeliveryState | null
   sentAt: Date
+  /** The lease epoch it was published under (0: none). */
+  epoch: number
 }
+
+/**
+ * A column of a message written again. Copies of one message from one lease (a redelivery) keep
+ * what was written first and fill in only what it lacked. A copy from a newer lease wins where the
+ * two differ: after a takeover the old holder's copy may have been published as its socket closed
+ * (its file not fetched, its sender's phone not known) or have landed late, and it must not block
+ * the new holder's; what the newer copy does not know (null) is kept from the older. A copy from
+ * an older lease arriving after a newer one's only fills gaps, like a repeat.
+ */
+const merged = (column: string) => `case when excluded.epoch > whatsapp_messages.epoch
+  then coalesce(excluded.${column}, whatsapp_messages.${column}) else coalesce(whatsapp_messages.${column}, excluded.${column}) end`
 
 /** The SQL rank of a state, so an update only ever moves a message forward (contracts' `advances`). */
 const RANK = `case whatsapp_messages.state when 'accepted' then 0 when 'server_ack' then 1 when 'delivered' then 2
@@ -166,23 +197,27 @@ export class ConversationStore {
   }
 
   async insert (rows: NewMessage[]): Promise<void> {
-    if (rows.length === 0) return
-    const values = rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
-    const params = rows.flatMap((row) => [
-      row.companyId, row.messageId, row.direction, row.phone, row.lid, row.kind, row.text,
-      row.details === null ? null : JSON.stringify(row.details), row.quotedMessageId, row.state, row.sentAt
-    ])
-    // A row already there (a redelivery, a receipt that came first) keeps what it knew and learns the rest.
-    await this.#em().getConnection().execute(`insert into whatsapp_messages
-      (company_id, message_id, direction, phone, lid, kind, text, details, quoted_message_id, state, sent_at, updated_at)
-      values ${values}
-      on conflict (company_id, message_id) do update set
-        phone = coalesce(whatsapp_messages.phone, excluded.phone),
-        lid = coalesce(whatsapp_messages.lid, excluded.lid),
-        text = coalesce(whatsapp_messages.text, excluded.text),
-        details = coalesce(whatsapp_messages.details, excluded.details),
-        kind = case when whatsapp_messages.kind = 'other' then excluded.kind else whatsapp_messages.kind end,
-        quoted_message_id = coalesce(whatsapp_messages.quoted_message_id, excluded.quoted_message_id)`, params)
+    for (const round of roundsOf(rows)) {
+      const values = round.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
+      const params = round.flatMap((row) => [
+        row.companyId, row.messageId, row.direction, row.phone, row.lid, row.kind, row.text,
+        row.details === null ? null : JSON.stringify(row.details), row.quotedMessageId, row.state, row.sentAt, row.epoch
+      ])
+      // A row already there (a redelivery, a receipt that came first, another lease's copy) is merged by `merged`.
+      await this.#em().getConnection().execute(`insert into whatsapp_messages
+        (company_id, message_id, direction, phone, lid, kind, text, details, quoted_message_id, state, sent_at, epoch, updated_at)
+        values ${values}
+        on conflict (company_id, message_id) do update set
+          phone = ${merged('phone')},
+          lid = ${merged('lid')},
+          text = ${merged('text')},
+          details = ${merged('details')},
+          kind = case when whatsapp_messages.kind = 'other' or (excluded.epoch > whatsapp_messages.epoch and excluded.kind <> 'other')
+            then excluded.kind else whatsapp_messages.kind end,
+          quoted_message_id = ${merged('quoted_message_id')},
+          epoch = greatest(whatsapp_messages.epoch, excluded.epoch),
+          updated_at = now()`, params)
+    }
   }
 
   /**
