@@ -38,6 +38,51 @@ async function publishEvents (natsUrl: string, namespace: string, companyId: str
   return ids
 }
 
+/** One event as a holder publishes it (its id as Nats-Msg-Id, its epoch in the envelope and the Wa-Epoch header). */
+async function publishEnvelope (natsUrl: string, namespace: string, event: Omit<EventEnvelope, 'timestamp' | 'replica'>): Promise<void> {
+  const nc = await connect({ servers: natsUrl })
+  const headers = natsHeaders()
+  headers.set('Nats-Msg-Id', event.id)
+  headers.set('Wa-Epoch', String(event.epoch))
+  await jetstream(nc).publish(`${namespace}.evt.${event.companyId}.${event.type}`,
+    JSON.stringify({ ...event, timestamp: new Date().toISOString(), replica: 'test' }), { headers })
+  await nc.close()
+}
+
+t.test('a webhook judges by epoch: a fenced holder\'s late "held by nobody" is not delivered after the new holder\'s "acquired"',
+  async (t) => {
+    const settings = await clusterSettings(t)
+    // Two replicas take turns delivering the webhook's events: what one delivered, the other knows.
+    const [first] = await Promise.all([startReplica(t, settings, FAST_WEBHOOKS), startReplica(t, settings, FAST_WEBHOOKS)])
+    const companyId = uniqueName('salon')
+    const receiver = await startReceiver(t)
+    const created = await first.app.inject({
+      method: 'POST', url: `/api/whatsapp/sessions/${companyId}/webhooks`, payload: { url: receiver.url }
+    })
+    receiver.useSecret((created.json() as { secret: string }).secret)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+
+    const events: Omit<EventEnvelope, 'timestamp' | 'replica'>[] = [
+      {
+        id: uniqueName('acquired'), type: 'owner_changed', companyId, epoch: 7, data: { holder: 'replica-b', epoch: 7, reason: 'acquired' }
+      },
+      // The fenced holder's, retried through a NATS cut: stored after the new holder's.
+      { id: uniqueName('fenced'), type: 'owner_changed', companyId, epoch: 6, data: { holder: null, epoch: 6, reason: 'fenced' } },
+      { id: uniqueName('closing'), type: 'disconnected', companyId, epoch: 6, data: { code: null } },
+      // A message it published before it stopped is still a message.
+      { id: uniqueName('message'), type: 'message', companyId, epoch: 6, data: { messageId: 'IN-OLD', text: 'привет' } },
+      { id: uniqueName('unleased'), type: 'error', companyId, epoch: 0, data: { reason: 'not_from_a_holder' } },
+      { id: uniqueName('connected'), type: 'connected', companyId, epoch: 7, data: { phoneNumber: null } }
+    ]
+    for (const event of events) await publishEnvelope(settings.natsUrl, settings.natsNamespace, event)
+    const last = events.at(-1)!.id
+    t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === last), 10_000), 'the last event delivered')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.same(receiver.accepted.map((got) => got.id), [events[0].id, events[3].id, events[4].id, events[5].id],
+      'the stale owner_changed and disconnected are not delivered; the message and the unleased event are')
+    t.same(receiver.accepted.map((got) => got.epoch), [7, 6, 0, 7], 'every payload carries its epoch')
+  })
+
 t.test('every event of a sandbox flow reaches a company webhook, signed, in stream order', async (t) => {
   const { simulator, url } = await startSimulator(t)
   const settings = await clusterSettings(t)

@@ -11,6 +11,7 @@ import { GatewayError } from '../../core/errors.ts'
 import type { DeliveryInfo, StoredEvent } from '../../core/events.ts'
 import { checkTarget, SafeRequestError } from '../../core/net/safe-request.ts'
 import { backoffMs, deliver, newSecret } from './delivery.ts'
+import { DeliveredEpochs, epochMigrations } from './epochs.ts'
 import type { WebhooksOptions } from './settings.ts'
 import {
   WebhookDeadLetterSchema, WebhookDeliverySchema, webhookMigrations, WebhookSchema, WebhookStore, type AttemptRow, type WebhookRow
@@ -38,7 +39,7 @@ declare module 'fastify' {
   }
 }
 export const entities = [WebhookSchema, WebhookDeliverySchema, WebhookDeadLetterSchema]
-export const migrations = webhookMigrations
+export const migrations = [...webhookMigrations, ...epochMigrations]
 
 /**
  * JetStream gives an event to another replica when the one delivering it went quiet this long past
@@ -69,6 +70,7 @@ const viewOf = (row: WebhookRow): WebhookView => ({
  */
 export default fp<WebhooksOptions>(async (app, options) => {
   const store = new WebhookStore(() => app.orm.em.fork())
+  const epochs = new DeliveredEpochs(() => app.orm.em.fork())
   const running = new Map<string, { stop: () => Promise<void>, version: string }>()
   const failing = new Set<string>()
   const changedSubject = `${app.config.natsNamespace}.sys.webhooks.changed`
@@ -110,6 +112,11 @@ export default fp<WebhooksOptions>(async (app, options) => {
 
   /** Delivers one event to one webhook, retrying with backoff until it is taken, too old, or the webhook pauses. */
   const handle = async (row: WebhookRow, event: StoredEvent, delivery: DeliveryInfo) => {
+    if (!await epochs.admits(row.id, event)) {
+      app.log.info({ webhookId: row.id, companyId: event.companyId, type: event.type, epoch: event.epoch, id: event.id },
+        'a newer lease epoch\'s events were delivered already: this stale one is not')
+      return
+    }
     if (row.events && !row.events.includes(event.type)) return
     for (let attempt = 1; ; attempt++) {
       // A replay gives old events a new WEBHOOK_MAX_AGE from the replay.
@@ -255,6 +262,7 @@ export default fp<WebhooksOptions>(async (app, options) => {
   const remove = async (companyId: string | null, id: string) => {
     await owned(companyId, id)
     await store.delete(id)
+    await epochs.forget(id)
     announce(id)
     await stop(id)
     await app.events.deleteConsumer(id)

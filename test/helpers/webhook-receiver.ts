@@ -12,6 +12,8 @@ export interface Received {
   seq: number
   type: string
   companyId: string
+  /** The lease epoch the event carries (0: none applies). */
+  epoch: number
   at: number
 }
 
@@ -29,7 +31,7 @@ export async function startReceiver (t: Test, options: { delayMs?: number } = {}
       void (async () => {
         const body = Buffer.concat(chunks).toString()
         let verified = false
-        let event: { id: string, seq: number, type: string, companyId: string } | undefined
+        let event: { id: string, seq: number, type: string, companyId: string, epoch: number } | undefined
         try {
           event = new Webhook(secret!).verify(body, request.headers as Record<string, string>) as typeof event
           verified = true
@@ -40,7 +42,7 @@ export async function startReceiver (t: Test, options: { delayMs?: number } = {}
         if (answer === 'hang') return
         if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs))
         if (answer === 'ok') {
-          accepted.push({ id: event.id, seq: event.seq, type: event.type, companyId: event.companyId, at: Date.now() })
+          accepted.push({ id: event.id, seq: event.seq, type: event.type, companyId: event.companyId, epoch: event.epoch, at: Date.now() })
           return response.writeHead(204).end()
         }
         response.writeHead(answer.status, answer.retryAfterS ? { 'retry-after': String(answer.retryAfterS) } : {}).end('no')
