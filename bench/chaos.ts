@@ -6,11 +6,16 @@
  * CHAOS_SECONDS, faults one after another: SIGKILL and SIGTERM of a replica, SIGKILL of a NATS node
  * (each restarted after a few seconds) and one PostgreSQL outage. Then it counts what the users of a
  * gateway care about. The last line is one JSON object.
+ *
+ * Stopped by SIGINT, SIGTERM or SIGHUP (or orphaned: `npm run` does not forward a SIGTERM to it), it stops
+ * its own replicas, NATS nodes, simulator and proxy, drops its database, removes its temp dir and exits
+ * non-zero (128 + the signal); a second signal kills its child processes at once. Only its own children:
+ * the machine's nats-server is not touched.
  */
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { tmpdir } from 'node:os'
+import { constants as osConstants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from '@nats-io/transport-node'
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
@@ -33,31 +38,113 @@ const INBOUND_EVERY_MS = 250
 /** How long the client keeps retrying one send (same key) before it gives up on it. */
 const SEND_GIVE_UP_MS = TTL_MS * 3
 const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
-/** A fixed sequence of faults (kill-replica, term-replica, kill-nats[:<node>], postgres) for a repeatable run; random by default. */
+/**
+ * A fixed sequence of faults (kill-replica, term-replica, kill-nats[:<node>], postgres) for a repeatable
+ * run; random by default.
+ */
 const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim()).filter(Boolean)
+const unknownFault = FAULTS?.find((fault) => !/^(kill-replica|term-replica|kill-nats(:n\d+)?|postgres)$/.test(fault))
+// A misspelt fault would silently run as a replica's SIGTERM.
+if (unknownFault) throw new Error(`CHAOS_FAULTS: unknown fault ${unknownFault}`)
 /** A folder to keep every replica's log lines in (diagnosis); none by default. */
 const LOG_DIR = process.env.CHAOS_LOG_DIR
+/** A replica stopping gracefully is killed after this long (its release and drain take a few seconds at most). */
+const REPLICA_STOP_GRACE_MS = 30_000
 const WA_VERSION = '2.3000.1023223821'
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
 const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]
 
+/**
+ * What the bench has started, to stop in reverse order: at its end, or when it is itself stopped by a
+ * signal. Each step is pushed once its resource exists, so a signal during set-up stops only what is there.
+ */
+const cleanups: { name: string, run: () => Promise<unknown> }[] = []
+/** Set when cleaning up begins: nothing is started after it (a fault's restart would outlive the bench). */
+let stopping = false
+let cleaned: Promise<void> | undefined
+const cleanup = () => (cleaned ??= (async () => {
+  stopping = true
+  for (const step of cleanups.reverse()) {
+    await step.run().catch((err: unknown) => log(`cleanup: ${step.name}: ${(err as Error).message}`))
+  }
+})())
+
+/**
+ * This process's own children (replicas, nats-server nodes), from /proc: a replica still starting is in
+ * no slot yet, and a NATS node being restarted is in no cluster handle; both are children all the same.
+ * Only children: the machine's own nats-server (4222) and other benches' processes are not ours.
+ */
+function ownChildren (): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      // The command name may hold spaces and parentheses: the fields after it start at the last ')'.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid
+    } catch {
+      return false
+    }
+  })
+}
+
+/** How long an orderly cleanup may take after a signal or a failure before the children are killed outright. */
+const CLEANUP_DEADLINE_MS = 30_000
+/** The signal that stopped the bench, if one did. */
+let signalled: NodeJS.Signals | undefined
+/** Cleans up (within the deadline), kills whatever child is left, and exits with `code`. */
+function cleanUpAndExit (code: number): void {
+  const deadline = sleep(CLEANUP_DEADLINE_MS, undefined, { ref: false }).then(() => log('cleanup took too long; killing what is left'))
+  void Promise.race([cleanup(), deadline]).finally(() => exitNow(code))
+}
+function exitNow (code: number): never {
+  for (const pid of ownChildren()) {
+    try { process.kill(pid, 'SIGKILL') } catch {}
+  }
+  process.exit(code)
+}
+function onSignal (signal: 'SIGINT' | 'SIGTERM' | 'SIGHUP'): void {
+  const code = 128 + (osConstants.signals[signal] ?? 1)
+  // A second signal while cleaning up: the children go at once (nothing else is left to wait for).
+  if (signalled) exitNow(code)
+  signalled = signal
+  log(`${signal}: stopping this bench's replicas, NATS nodes, simulator and proxy, dropping its database`)
+  cleanUpAndExit(code)
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal)
+// `npm run` does not pass a SIGTERM on: its shell ends and leaves the bench running as an orphan.
+// A parent gone counts as a hang-up.
+const parentPid = process.ppid
+setInterval(() => { if (process.ppid !== parentPid && !signalled) onSignal('SIGHUP') }, 1_000).unref()
+// A failure outside the workload's try (set-up) would otherwise exit at once and leave every child running.
+// After a signal, whatever fails is the signal's doing, and its handler is already cleaning up.
+process.on('uncaughtException', (err) => {
+  if (signalled) return
+  log(`failed: ${err.stack ?? err.message}`)
+  cleanUpAndExit(1)
+})
+
 const dir = await mkdtemp(join(tmpdir(), 'wa-chaos-'))
+cleanups.push({ name: 'temp dir', run: () => rm(dir, { recursive: true, force: true }) })
 const namespace = uniqueName('chaos')
 const eventsStream = `${namespace.toUpperCase()}_EVENTS`
 const database = uniqueName('wa_chaos')
 const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
 await admin.connect()
+cleanups.push({ name: 'admin connection', run: () => admin.end() })
 await admin.query(`create database ${database}`)
+cleanups.push({ name: 'database', run: () => admin.query(`drop database if exists ${database} with (force)`) })
 const dbUrl = new URL(databaseUrlFor(database))
 const proxy = new TcpProxy({ host: dbUrl.hostname, port: Number(dbUrl.port || 5432) })
 await proxy.start()
+cleanups.push({ name: 'proxy', run: () => proxy.close() })
 dbUrl.hostname = '127.0.0.1'
 dbUrl.port = String(proxy.port)
 
 const cluster = await startNatsCluster({ dir })
+cleanups.push({ name: 'NATS cluster', run: () => cluster.stop() })
 const simulator = new WhatsAppSimulator()
 const { url: simulatorUrl } = await simulator.start()
+cleanups.push({ name: 'simulator', run: () => simulator.stop() })
 
 const env = (index: number): Record<string, string> => ({
   NODE_ENV: 'test',
@@ -89,8 +176,26 @@ const countFences = (slot: Slot) => (line: string) => {
   if (LOG_DIR) appendFileSync(join(LOG_DIR, `chaos-${slot.index + 1}.log`), line)
 }
 async function startSlot (slot: Slot): Promise<void> {
+  if (stopping) throw new Error(`chaos-${slot.index + 1} not started: the bench is stopping`)
   slot.process = await startReplicaProcess(env(slot.index), countFences(slot))
+  // Stopped while it was starting: the cleanup did not see it.
+  if (stopping) await stopSlot(slot, 'SIGKILL')
 }
+/** Stops a replica and waits for its exit; SIGTERM is a graceful stop, and it is killed if that takes too long. */
+async function stopSlot (slot: Slot, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  const child = slot.process
+  if (!child || child.exitCode !== null || child.signalCode !== null) return
+  const exited = exitOf(child)
+  child.kill(signal)
+  // A replica that does not end after SIGTERM is a finding, not something to wait on for ever.
+  const late = setTimeout(() => {
+    log(`chaos-${slot.index + 1} still running ${REPLICA_STOP_GRACE_MS} ms after SIGTERM; killed`)
+    child.kill('SIGKILL')
+  }, REPLICA_STOP_GRACE_MS)
+  await exited
+  clearTimeout(late)
+}
+cleanups.push({ name: 'replicas', run: () => Promise.all(slots.map((slot) => stopSlot(slot, signalled ? 'SIGKILL' : 'SIGTERM'))) })
 const live = () => slots.filter((slot) => slot.process && slot.process.exitCode === null && slot.process.signalCode === null)
 const urlOf = (slot: Slot) => `http://127.0.0.1:${BASE_PORT + slot.index}`
 
@@ -216,7 +321,7 @@ try {
       faults.push('postgres restart')
       await proxy.cut()
       await sleep(RESTART_AFTER_MS)
-      await proxy.restore()
+      if (!stopping) await proxy.restore()
     } else if (kind.startsWith('kill-nats')) {
       // `kill-nats:n2` names the node; `kill-nats` picks one.
       const named = kind.split(':')[1]
@@ -224,15 +329,13 @@ try {
       faults.push(`SIGKILL ${node.name}`)
       await node.stop(true)
       await sleep(RESTART_AFTER_MS)
-      await node.start()
+      if (!stopping) await node.start()
     } else {
       const slot = pick(live())
       if (!slot?.process) continue
       const signal = kind === 'kill-replica' ? 'SIGKILL' : 'SIGTERM'
       faults.push(`${signal} chaos-${slot.index + 1}`)
-      const exited = exitOf(slot.process)
-      slot.process.kill(signal)
-      await exited
+      await stopSlot(slot, signal)
       await sleep(RESTART_AFTER_MS)
       await startSlot(slot)
     }
@@ -358,20 +461,11 @@ try {
     unavailable_max_ms: Math.round(worst.at(-1) ?? 0)
   })
 } finally {
-  for (const slot of slots) {
-    if (slot.process && slot.process.exitCode === null && slot.process.signalCode === null) {
-      const exited = exitOf(slot.process)
-      slot.process.kill('SIGTERM')
-      await exited
-    }
-  }
-  await simulator.stop()
-  await cluster.stop()
-  await proxy.close()
-  await admin.query(`drop database if exists ${database} with (force)`)
-  await admin.end()
-  await rm(dir, { recursive: true, force: true })
+  await cleanup()
 }
-const { fault_list: faultList, ...counts } = summary
-log(`faults: ${(faultList as string[] | undefined)?.join(', ') ?? 'none'}`)
-log(JSON.stringify(counts))
+// After a signal its handler exits once the cleanup is done: an interrupted run has no summary.
+if (!signalled) {
+  const { fault_list: faultList, ...counts } = summary
+  log(`faults: ${(faultList as string[] | undefined)?.join(', ') ?? 'none'}`)
+  log(JSON.stringify(counts))
+}
