@@ -7,6 +7,11 @@
  * (each restarted after a few seconds) and one PostgreSQL outage. Then it counts what the users of a
  * gateway care about. The last line is one JSON object.
  *
+ * Overlaps are counted per linked device: the simulator records `replaced` when a device logs in while
+ * another connection of the same device is live (simulator/connections.ts, LinkedDevices keyed by
+ * `<phone>:<device>`). It knows nothing of replicas, so two sockets of one company on one replica, or from
+ * two processes under one REPLICA_ID, count as surely as two replicas do. Nothing here is counted per replica.
+ *
  * Stopped by SIGINT, SIGTERM or SIGHUP (or orphaned: `npm run` does not forward a SIGTERM to it), it stops
  * its own replicas, NATS nodes, simulator and proxy, drops its database, removes its temp dir and exits
  * non-zero (128 + the signal); a second signal kills its child processes at once. Only its own children:
@@ -421,7 +426,19 @@ try {
     `replicas ${(streamInfo.cluster?.replicas ?? []).map((replica) => `${replica.name}${replica.current ? '' : ' (behind)'}`).join(',')}`)
   await nc.close()
 
-  const replaced = simulator.log.filter((entry) => entry.kind === 'replaced').length
+  // Overlaps, per linked device (the simulator's `<phone>:<device>`): a login while another connection of
+  // the same device is live, wherever the two came from (two replicas, one replica twice, one REPLICA_ID twice).
+  const overlaps = simulator.log.filter((entry) => entry.kind === 'replaced')
+  const replaced = overlaps.length
+  for (const overlap of overlaps.slice(0, 5)) {
+    const company = companies.find((candidate) => overlap.detail.startsWith(`${candidate.phone}:`))
+    const around = simulator.log
+      .filter((entry) => ['login', 'closed', 'replaced'].includes(entry.kind) && entry.detail.startsWith(overlap.detail) &&
+        Math.abs(entry.at - overlap.at) <= 10_000)
+      .map((entry) => `${entry.kind}@+${((entry.at - benchEpoch) / 1000).toFixed(1)}s`)
+    log(`overlap: ${overlap.detail} (${company?.id ?? 'unknown company'}) at +${((overlap.at - benchEpoch) / 1000).toFixed(1)} s; ` +
+      `its device within 10 s: ${around.join(' ')}`)
+  }
   // For each lost inbound message: when it was written and what the simulator saw of it (diagnosis).
   const lost = inbound.filter((message) => !published.has(message.id))
   for (const message of lost.slice(0, 5)) {
