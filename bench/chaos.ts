@@ -4,8 +4,9 @@
  * PostgreSQL behind a proxy that can be cut. COMPANIES linked companies; a client sends with
  * idempotency keys through random replicas and contacts write inbound messages, both all along; for
  * CHAOS_SECONDS, faults one after another: SIGKILL and SIGTERM of a replica, SIGKILL of a NATS node
- * (each restarted after a few seconds) and one PostgreSQL outage. Then it counts what the users of a
- * gateway care about. The last line is one JSON object.
+ * (each restarted after a few seconds), a rolling restart (each replica in turn gets SIGTERM and is
+ * started again, the next one only once it is ready) and one PostgreSQL outage. Then it counts what
+ * the users of a gateway care about. The last line is one JSON object.
  *
  * Overlaps are counted per linked device: the simulator records `replaced` when a device logs in while
  * another connection of the same device is live (simulator/connections.ts, LinkedDevices keyed by
@@ -44,13 +45,15 @@ const INBOUND_EVERY_MS = 250
 const SEND_GIVE_UP_MS = TTL_MS * 3
 const BASE_PORT = Number(process.env.CHAOS_BASE_PORT ?? 3401)
 /**
- * A fixed sequence of faults (kill-replica, term-replica, kill-nats[:<node>], postgres) for a repeatable
- * run; random by default.
+ * A fixed sequence of faults (kill-replica, term-replica, kill-nats[:<node>], postgres, rolling) for a
+ * repeatable run; random by default.
  */
 const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim()).filter(Boolean)
-const unknownFault = FAULTS?.find((fault) => !/^(kill-replica|term-replica|kill-nats(:n\d+)?|postgres)$/.test(fault))
+const unknownFault = FAULTS?.find((fault) => !/^(kill-replica|term-replica|kill-nats(:n\d+)?|postgres|rolling)$/.test(fault))
 // A misspelt fault would silently run as a replica's SIGTERM.
 if (unknownFault) throw new Error(`CHAOS_FAULTS: unknown fault ${unknownFault}`)
+/** How long a rolling restart waits for each restarted replica's /readyz before it goes on anyway. */
+const ROLLING_READY_TIMEOUT_MS = 60_000
 /** A folder to keep every replica's log lines in (diagnosis); none by default. */
 const LOG_DIR = process.env.CHAOS_LOG_DIR
 /** A replica stopping gracefully is killed after this long (its release and drain take a few seconds at most). */
@@ -203,6 +206,8 @@ async function stopSlot (slot: Slot, signal: 'SIGTERM' | 'SIGKILL'): Promise<voi
 cleanups.push({ name: 'replicas', run: () => Promise.all(slots.map((slot) => stopSlot(slot, signalled ? 'SIGKILL' : 'SIGTERM'))) })
 const live = () => slots.filter((slot) => slot.process && slot.process.exitCode === null && slot.process.signalCode === null)
 const urlOf = (slot: Slot) => `http://127.0.0.1:${BASE_PORT + slot.index}`
+/** Ready as a deploy's probe sees it: it reaches NATS and PostgreSQL. */
+const ready = async (slot: Slot) => (await fetch(`${urlOf(slot)}/readyz`).catch(() => undefined))?.status === 200
 
 const summary: Record<string, unknown> = {}
 try {
@@ -320,7 +325,7 @@ try {
     const faultAt = performance.now()
     const kind = FAULTS
       ? FAULTS[faults.length % FAULTS.length]
-      : !postgresCut && secondHalf ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats'])
+      : !postgresCut && secondHalf ? 'postgres' : pick(['kill-replica', 'term-replica', 'kill-nats', 'rolling'])
     if (kind === 'postgres') {
       postgresCut = true
       faults.push('postgres restart')
@@ -335,6 +340,19 @@ try {
       await node.stop(true)
       await sleep(RESTART_AFTER_MS)
       if (!stopping) await node.start()
+    } else if (kind === 'rolling') {
+      // A deploy: each replica in turn gets SIGTERM, its successor starts at once, and the next one
+      // goes only once that successor is ready (/readyz), as a rollout's readiness gate would have it.
+      faults.push('rolling restart')
+      for (const slot of slots) {
+        await stopSlot(slot, 'SIGTERM')
+        await startSlot(slot)
+        const restarted = performance.now()
+        if (!await waitFor(() => ready(slot), ROLLING_READY_TIMEOUT_MS, 250)) {
+          log(`rolling restart: chaos-${slot.index + 1} not ready ${ROLLING_READY_TIMEOUT_MS} ms after its start; going on`)
+        }
+        log(`rolling restart: chaos-${slot.index + 1} ready after ${Math.round(performance.now() - restarted)} ms`)
+      }
     } else {
       const slot = pick(live())
       if (!slot?.process) continue
