@@ -8,6 +8,17 @@
  * started again, the next one only once it is ready) and one PostgreSQL outage. Then it counts what
  * the users of a gateway care about. The last line is one JSON object.
  *
+ * Operators: while the faults go on, CHAOS_OPERATORS loops call initialize on linked companies through
+ * random replicas, half of the calls with the company's own number (the body's `phoneNumber`), half
+ * without. That reaches the holder: with a number it stores a pending pairing request and restarts the
+ * session under the same lease; the session still has paired creds, so it ignores the request and logs in
+ * with them again (no pairing code). Without a number the holder restarts only a session that is not
+ * running (stopped, breaker open, reconnecting) and deletes any pending request. Neither unlinks a company,
+ * so the loss counts keep their meaning, and the operators' restarts may only lengthen the unavailable
+ * stretches. An answer offering a QR or a pairing code for a linked company is therefore not the operator's
+ * doing but lost creds: it is counted (initialize_relink_offers, to be 0) and never scanned, and each company
+ * must be connected at the end (not_connected_at_end, to be 0). The answers are counted by HTTP status.
+ *
  * Overlaps are counted per linked device: the simulator records `replaced` when a device logs in while
  * another connection of the same device is live (simulator/connections.ts, LinkedDevices keyed by
  * `<phone>:<device>`). It knows nothing of replicas, so two sockets of one company on one replica, or from
@@ -52,6 +63,9 @@ const FAULTS = process.env.CHAOS_FAULTS?.split(',').map((fault) => fault.trim())
 const unknownFault = FAULTS?.find((fault) => !/^(kill-replica|term-replica|kill-nats(:n\d+)?|postgres|rolling)$/.test(fault))
 // A misspelt fault would silently run as a replica's SIGTERM.
 if (unknownFault) throw new Error(`CHAOS_FAULTS: unknown fault ${unknownFault}`)
+/** Operators calling initialize at once, each pausing about this long (0.5-1.5×) between calls. */
+const OPERATORS = Number(process.env.CHAOS_OPERATORS ?? 2)
+const OPERATOR_PAUSE_MS = Number(process.env.CHAOS_OPERATOR_PAUSE_MS ?? 2_000)
 /** How long a rolling restart waits for each restarted replica's /readyz before it goes on anyway. */
 const ROLLING_READY_TIMEOUT_MS = 60_000
 /** A folder to keep every replica's log lines in (diagnosis); none by default. */
@@ -313,11 +327,47 @@ try {
     }
   }
   const workload = [...Array.from({ length: SEND_CONCURRENCY }, sender), contactsWriting()]
+  const chaosEnds = performance.now() + SECONDS * 1_000
+
+  // Operators calling initialize on linked companies through random replicas while the faults go on:
+  // with the company's own number (the holder restarts the session under its lease), or without.
+  /** Their answers, by "<with|without> phone <HTTP status> [<reply status>]". */
+  const initializeOutcomes = new Map<string, number>()
+  let initializeCalls = 0
+  /** Answers offering a QR or a pairing code for a linked company: its creds were lost, not a choice of the operator. */
+  const relinkOffers: string[] = []
+  const operator = async () => {
+    while (performance.now() < chaosEnds) {
+      await sleep(OPERATOR_PAUSE_MS * (0.5 + Math.random()))
+      if (stopping) return
+      const company = pick(companies)
+      const replica = pick(live())
+      if (!replica) continue
+      const withPhone = Math.random() < 0.5
+      const calledAt = performance.now() - benchStarted
+      initializeCalls++
+      const response = await fetch(`${urlOf(replica)}/api/whatsapp/sessions/${company.id}/initialize`, {
+        method: 'POST',
+        ...withPhone ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ phoneNumber: `+${company.phone}` }) } : {}
+      }).catch(() => undefined)
+      const body = response
+        ? await response.json().catch(() => undefined) as { status?: string, error?: { code?: string } } | undefined
+        : undefined
+      const answer = `${withPhone ? 'with' : 'without'} phone ${response?.status ?? 'no answer'}${body?.status ? ` ${body.status}` : ''}`
+      initializeOutcomes.set(answer, (initializeOutcomes.get(answer) ?? 0) + 1)
+      if (body?.status === 'qr' || body?.status === 'pairing_code') relinkOffers.push(`${company.id} at +${(calledAt / 1000).toFixed(1)} s`)
+      const took = Math.round(performance.now() - benchStarted - calledAt)
+      if (LOG_DIR) {
+        appendFileSync(join(LOG_DIR, 'operators.log'), `+${(calledAt / 1000).toFixed(1)} s ${company.id} via chaos-${replica.index + 1} ` +
+          `${answer} in ${took} ms${body?.error ? ` ${JSON.stringify(body.error)}` : ''}\n`)
+      }
+    }
+  }
+  const operators = Array.from({ length: OPERATORS }, operator)
 
   // Faults, one after another.
   const faults: string[] = []
   let postgresCut = false
-  const chaosEnds = performance.now() + SECONDS * 1_000
   while (performance.now() < chaosEnds) {
     await sleep(FAULT_EVERY_MS)
     // One PostgreSQL outage, in the second half; otherwise a replica or a NATS node.
@@ -366,8 +416,15 @@ try {
     log(`fault ${faults.length} at +${((faultAt - benchStarted) / 1000).toFixed(1)} s: ${faults.at(-1)}`)
   }
 
+  await Promise.all(operators)
+
   // Settle: let every company be held again and the last messages arrive, then stop the workload.
   await sleep(TTL_MS + 5_000)
+  // Every company is still linked and connected: neither the faults nor the operators' restarts may end one.
+  const notConnected = (await Promise.all(companies.map(async (company) =>
+    await waitFor(() => connected(company.id), 30_000, 500) ? undefined : company.id))).filter((id) => id !== undefined)
+  if (relinkOffers.length) log(`initialize offered to link again: ${relinkOffers.slice(0, 10).join(', ')}`)
+  if (notConnected.length) log(`not connected after the faults: ${notConnected.join(', ')}`)
   workload$.running = false
   await Promise.all(workload)
   await sleep(5_000)
@@ -486,6 +543,10 @@ try {
     unknown_outcome_sends: unknownOutcomes,
     inbound_written: inbound.length,
     overlaps: replaced,
+    initialize_calls: initializeCalls,
+    initialize_outcomes: Object.fromEntries([...initializeOutcomes].sort(([a], [b]) => a.localeCompare(b))),
+    initialize_relink_offers: relinkOffers.length,
+    not_connected_at_end: notConnected.length,
     lost_inbound: inbound.filter((message) => !published.has(message.id)).length,
     duplicate_inbound_events: [...published.values()].filter((count) => count > 1).length,
     lost_accepted_sends: accepted.filter((send) => !receivedTexts.has(send.text)).length,
