@@ -16,7 +16,7 @@ t.test('real Baileys, pointed at a local server that hangs up, reports connectin
     socket.close()
   })
   const { port } = server.address() as { port: number }
-  const factory = baileysFactory({ wsUrl: `ws://127.0.0.1:${port}/ws/chat`, version: [2, 3000, 1023223821] })
+  const factory = baileysFactory({ wsUrl: `ws://127.0.0.1:${port}/ws/chat`, version: [2, 3000, 1023223821], closeTimeoutMs: 2_000 })
   const keys: Record<string, unknown> = {}
   const socket = factory({
     companyId: 'acme',

@@ -1,9 +1,28 @@
+/** The lease a connection attempt runs under. */
+export interface ConnectLease {
+  /** The fencing epoch: a connection belongs to exactly one. */
+  epoch: number
+  /** Whether the lease is still held under this epoch; asked right before a socket is opened. */
+  isHeld: () => boolean
+  /**
+   * The monotonic time (performance.now()) after which nothing may be written to the connection: the
+   * lease may have passed to another replica by then, however late this replica's timers run.
+   */
+  writableUntil: () => number
+}
+
 /**
  * What holding a company means: the ownership module opens the connection after it wins the lease
  * and closes it before it gives the lease up.
  */
 export interface Connector {
-  connect: (companyId: string, lease: { epoch: number }) => Promise<void>
-  /** Must not throw; closing is best effort and bounded. */
-  disconnect: (companyId: string, reason: string) => Promise<void>
+  /** The longest a close may take before the connection is cut; the fence starts at least this early. */
+  readonly closeTimeoutMs: number
+  /** Opens the connection, unless the lease ended meanwhile; an attempt of an older epoch is stopped first. */
+  connect: (companyId: string, lease: ConnectLease) => Promise<void>
+  /**
+   * Closes the connection (or cancels the attempt) of this epoch or an older one, never a newer one's.
+   * Must not throw; closing is best effort and bounded.
+   */
+  disconnect: (companyId: string, epoch: number, reason: string) => Promise<void>
 }

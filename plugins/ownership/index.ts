@@ -15,7 +15,7 @@ import type { Connector } from './connector.ts'
 import type { Bus, RequestOptions } from '../../core/bus.ts'
 import type { OwnershipOptions } from './settings.ts'
 
-export type { Connector } from './connector.ts'
+export type { ConnectLease, Connector } from './connector.ts'
 export type { CommandHandler, CommandLease } from './command-router.ts'
 export type { MemberView } from './membership.ts'
 export type { LedgerPort } from './test-transport.ts'
@@ -63,8 +63,8 @@ declare module 'fastify' {
 /** The multi-process test ledger answers on a NATS subject; reached through the bus like anything else. */
 function natsLedgerPort (bus: Bus, subject: string): LedgerPort {
   return {
-    open: async (companyId, replica) => (await bus.request<{ ok: boolean }>(subject, { op: 'open', companyId, replica })).ok,
-    close: async (companyId, replica, reason) => { await bus.request(subject, { op: 'close', companyId, replica, reason }) }
+    open: async (companyId, replica, connection) => (await bus.request<{ ok: boolean }>(subject, { op: 'open', companyId, replica, connection })).ok,
+    close: async (companyId, connection, reason) => { await bus.request(subject, { op: 'close', companyId, connection, reason }) }
   }
 }
 

@@ -35,9 +35,6 @@ function markingFailedWrites (keys: SignalKeyStore): SignalKeyStore {
   }
 }
 
-/** How long a closing WebSocket may take to finish its handshake before it is terminated. */
-const CLOSE_HANDSHAKE_MS = 2_000
-
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
 export interface ILogger {
   level: string
@@ -49,8 +46,9 @@ export interface ILogger {
   error: (data: unknown, message?: string) => void
 }
 import type { FastifyBaseLogger } from 'fastify'
-import type {
-  InboundMediaRef, InboundMessage, OutboundContent, OutboundFile, Quoted, Receipt, SocketEvents, SocketFactory, SocketOptions, WaSocket
+import {
+  type InboundMediaRef, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type Receipt, type SocketEvents,
+  type SocketFactory, type SocketOptions, type WaSocket
 } from './socket-port.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
@@ -67,6 +65,8 @@ export interface BaileysSettings {
   reuploadTimeoutMs?: number
   /** How long each QR code lives before the next (Baileys' default: 60 s, then 20 s). */
   qrRotateMs?: number
+  /** How long end() waits for the closing handshake before it terminates the socket. */
+  closeTimeoutMs: number
 }
 
 /**
@@ -270,11 +270,36 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
-    return adapt(sock, settings.reuploadTimeoutMs ?? 30_000, options.log)
+    if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
+    return adapt(sock, settings, options.log)
   }
 }
 
-function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number, log: FastifyBaseLogger): WaSocket {
+type RawSend = (data: unknown, cb?: (err?: Error) => void) => void
+
+/**
+ * Nothing reaches WhatsApp once the lease's deadline has passed. The fence closes the socket before
+ * then, but its timer runs late when the event loop stalls, and by then another replica may have
+ * logged in with the device: every frame Baileys writes goes through this check first, and the
+ * first one too late cuts the socket (a closing handshake would be a write too).
+ */
+function refuseWritesAfter (sock: ReturnType<typeof makeWASocket>, writableUntil: () => number, log: FastifyBaseLogger): void {
+  const ws = (sock.ws as unknown as { socket?: { send: RawSend, terminate: () => void } | null }).socket
+  if (!ws) return
+  const send = ws.send.bind(ws)
+  ws.send = (data, cb) => {
+    if (performance.now() < writableUntil()) {
+      send(data, cb)
+      return
+    }
+    log.warn('the lease deadline has passed: the socket is cut off without writing')
+    ws.terminate()
+    cb?.(new Error('the lease deadline has passed'))
+  }
+}
+
+function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger): WaSocket {
+  const reuploadTimeoutMs = settings.reuploadTimeoutMs ?? 30_000
   const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
   const handlers: { [K in keyof SocketEvents]?: ((payload: SocketEvents[K]) => void)[] } = {}
   const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
@@ -426,7 +451,7 @@ function adapt (sock: ReturnType<typeof makeWASocket>, reuploadTimeoutMs: number
     // that does not finish the closing handshake in time gets the socket terminated.
     end: async () => {
       for (const key of Object.keys(handlers) as (keyof SocketEvents)[]) delete handlers[key]
-      if (!await settlesWithin(sock.end(undefined), CLOSE_HANDSHAKE_MS)) {
+      if (!await settlesWithin(sock.end(undefined), settings.closeTimeoutMs)) {
         (sock.ws as unknown as { socket?: { terminate: () => void } | null }).socket?.terminate()
       }
     },

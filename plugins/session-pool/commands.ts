@@ -65,7 +65,7 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
         // The socket closes with 401; the session wipes the auth state and the company goes offline.
         await session.socket.logout()
       } else {
-        await pool.disconnect(companyId)
+        await pool.disconnect(companyId, session.epoch, 'logout')
         await forgetCompany(app, companyId)
       }
       return { success: true as const, companyId, message: 'logged out; auth state wiped' }

@@ -49,7 +49,9 @@ const FINAL_OUTCOMES = new Set<StopOutcome>(['connection_replaced', 'logged_out'
 export default fp<SessionPoolOptions>(async (app, options) => {
   const { config, ownership, events } = app
 
-  const testWhatsApp = options.waTransport === 'test' ? new TestWhatsApp(ownership.testLedger) : undefined
+  const testWhatsApp = options.waTransport === 'test'
+    ? new TestWhatsApp(ownership.testLedger, { closeTimeoutMs: options.waCloseTimeoutMs })
+    : undefined
   // Baileys is loaded when the first session starts (see baileys.ts), with the adapter around it.
   const testSockets = testWhatsApp?.factory(config.replicaId)
   let baileysSockets: Promise<SocketFactory> | undefined
@@ -59,7 +61,8 @@ export default fp<SessionPoolOptions>(async (app, options) => {
       version: options.waVersion,
       certPublicKeyHex: options.waCertPublicKey,
       reuploadTimeoutMs: options.mediaReuploadTimeoutMs,
-      qrRotateMs: options.qrRotateMs
+      qrRotateMs: options.qrRotateMs,
+      closeTimeoutMs: options.waCloseTimeoutMs
     })))
   app.decorate('testWhatsApp', testWhatsApp)
 

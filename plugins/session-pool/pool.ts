@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Events } from '../../core/events.ts'
 import type { Conversations } from '../conversations/index.ts'
 import type { Media } from '../media/index.ts'
-import type { Connector } from '../ownership/index.ts'
+import type { ConnectLease, Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
 import type { Sealer } from './sealing.ts'
 import { pendingPairing } from './pairing.ts'
@@ -29,33 +29,70 @@ export interface PoolOptions {
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
 
+/** A session and the lease it runs under (a restart reopens it under the same one). */
+interface Held {
+  session: Session
+  lease: ConnectLease
+}
+
+/** A connection attempt between its start and its session's start; a disconnect or a newer attempt cancels it. */
+interface Attempt {
+  lease: ConnectLease
+  cancelled: boolean
+}
+
 /**
  * The sessions this replica holds. It is the ownership connector: a won lease opens a session, a
  * lost or released one stops it. Nothing else creates a session: sending never does.
+ *
+ * Every attempt belongs to a lease. An attempt that waited (for PostgreSQL, for Baileys to load)
+ * opens its socket only if it was not cancelled and its lease is still held under its epoch; a
+ * session is never replaced without being stopped first; and a disconnect names the epoch it ends,
+ * so a late one never closes a newer lease's session. Otherwise a restart or a connect racing a
+ * handoff left a second login of the device that nobody tracked (test/lease-races.test.ts).
  */
 export class SessionPool implements Connector {
   readonly #options: PoolOptions
-  readonly #sessions = new Map<string, Session>()
+  readonly #held = new Map<string, Held>()
+  readonly #attempts = new Map<string, Attempt>()
 
   constructor (options: PoolOptions) {
     this.#options = options
   }
 
+  get closeTimeoutMs (): number {
+    return this.#options.settings.waCloseTimeoutMs
+  }
+
   get (companyId: string): Session | undefined {
-    return this.#sessions.get(companyId)
+    return this.#held.get(companyId)?.session
   }
 
   /** Every session held here. */
   all (): Session[] {
-    return [...this.#sessions.values()]
+    return [...this.#held.values()].map((held) => held.session)
   }
 
   get size (): number {
-    return this.#sessions.size
+    return this.#held.size
   }
 
-  async connect (companyId: string, lease: { epoch: number }): Promise<void> {
+  async connect (companyId: string, lease: ConnectLease): Promise<void> {
+    const attempt: Attempt = { lease, cancelled: false }
+    const superseded = this.#attempts.get(companyId)
+    if (superseded) superseded.cancelled = true
+    this.#attempts.set(companyId, attempt)
+    try {
+      await this.#open(companyId, attempt)
+    } finally {
+      if (this.#attempts.get(companyId) === attempt) this.#attempts.delete(companyId)
+    }
+  }
+
+  async #open (companyId: string, attempt: Attempt): Promise<void> {
+    const { lease } = attempt
     const { settings, log, em, events } = this.#options
+    const live = () => !attempt.cancelled && lease.isHeld()
     const factory = await this.#options.loadFactory()
     const auth = await PostgresAuthStore.open({
       companyId,
@@ -69,11 +106,19 @@ export class SessionPool implements Connector {
     // An abandoned pairing attempt leaves `me` without `account`; logging in with that fails.
     if (auth.creds.me && !auth.paired) auth.resetCreds()
     const pairingPhone = auth.paired ? undefined : await pendingPairing(em(), companyId)
+    if (!live()) return
+    const previous = this.#held.get(companyId)
+    if (previous) {
+      this.#held.delete(companyId)
+      await previous.session.stop()
+      if (!live()) return
+    }
     const session = new Session({
       companyId,
       epoch: lease.epoch,
       auth,
-      factory,
+      // Every socket of the session refuses to write once the lease's deadline has passed.
+      factory: (options) => factory({ ...options, writableUntil: lease.writableUntil }),
       settings,
       log: log.child({ companyId }),
       pairingPhone,
@@ -81,25 +126,28 @@ export class SessionPool implements Connector {
       saveMedia: (id, source, meta) => this.#options.media.save(id, source, meta),
       contacts: this.#options.contacts,
       onOutcome: (outcome) => {
-        if (this.#sessions.get(companyId) === session) this.#sessions.delete(companyId)
+        if (this.#held.get(companyId)?.session === session) this.#held.delete(companyId)
         this.#options.onOutcome(companyId, outcome)
       }
     })
-    this.#sessions.set(companyId, session)
+    this.#held.set(companyId, { session, lease })
     session.start()
   }
 
-  async disconnect (companyId: string): Promise<void> {
-    const session = this.#sessions.get(companyId)
-    this.#sessions.delete(companyId)
-    await session?.stop()
+  async disconnect (companyId: string, epoch: number, _reason: string): Promise<void> {
+    const attempt = this.#attempts.get(companyId)
+    if (attempt && attempt.lease.epoch <= epoch) attempt.cancelled = true
+    const held = this.#held.get(companyId)
+    if (!held || held.session.epoch > epoch) return
+    this.#held.delete(companyId)
+    await held.session.stop()
   }
 
-  /** Stops and starts the company's session under the same lease (a new initialize, a pairing request). */
+  /** Stops and starts the company's session under the same lease (a new initialize, a pairing request); none opens once it ended. */
   async restart (companyId: string): Promise<void> {
-    const session = this.#sessions.get(companyId)
-    if (!session) return
-    await this.disconnect(companyId)
-    await this.connect(companyId, { epoch: session.epoch })
+    const held = this.#held.get(companyId)
+    if (!held) return
+    await this.disconnect(companyId, held.lease.epoch, 'restart')
+    await this.connect(companyId, held.lease)
   }
 }

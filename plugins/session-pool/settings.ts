@@ -39,6 +39,14 @@ export const settings = defineSettings({
     parse: (raw: string) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw.toLowerCase() : undefined),
     developmentOnly: { reason: 'it makes Baileys trust a server that is not WhatsApp' }
   },
+  waCloseTimeoutMs: {
+    env: 'WA_CLOSE_TIMEOUT_MS',
+    describe: 'How long closing a WhatsApp connection may wait for its closing handshake before the socket is cut.' +
+      ' A replica that loses its lease starts closing this much earlier, so the close ends before the lease can pass on',
+    expected: 'milliseconds, an integer from 50 to 10000',
+    fallback: () => 2_000,
+    parse: integerIn(50, 10_000)
+  },
   qrRotateMs: {
     env: 'QR_ROTATE_MS',
     describe: 'How long each QR code is shown before the next one (Baileys\' qrTimeout); unset: 60 s for the first, 20 s after,' +

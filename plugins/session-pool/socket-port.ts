@@ -125,7 +125,7 @@ export interface WaSocket {
   phoneOfLid: (lid: string) => Promise<string | undefined>
   /** E.164 digits without `+`; the socket must be waiting for a QR. */
   requestPairingCode: (phoneDigits: string) => Promise<string>
-  /** Closes without a close event and removes every listener. */
+  /** Closes without a close event and removes every listener; a closing handshake that takes too long is cut (WA_CLOSE_TIMEOUT_MS). */
   end: () => Promise<void>
   /** Unlinks the device; the socket then closes with 401. */
   logout: () => Promise<void>
@@ -140,6 +140,11 @@ export interface SocketOptions {
   companyId: string
   auth: SocketAuth
   log: FastifyBaseLogger
+  /**
+   * The monotonic time (performance.now()) after which the socket writes nothing and cuts itself
+   * off: its lease may belong to another replica by then, even if this one's timers ran late.
+   */
+  writableUntil?: () => number
 }
 
 export type SocketFactory = (options: SocketOptions) => WaSocket

@@ -1,17 +1,20 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { LedgerPort } from '../ownership/index.ts'
-import type {
-  ConnectionUpdate, InboundMessage, OutboundContent, OutboundFile, Quoted, SocketEvents, SocketOptions, WaSocket
+import {
+  type ConnectionUpdate, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type SocketEvents, type SocketOptions,
+  type WaSocket
 } from './socket-port.ts'
 
 export interface TestWhatsAppOptions {
   /** Time between QR references, and how many are offered before the socket closes with 408. */
   qrIntervalMs: number
   qrRefs: number
+  /** How long end() waits for a slow closing handshake (slowClose) before the socket is terminated. */
+  closeTimeoutMs: number
 }
 
-const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6 }
+const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6, closeTimeoutMs: 2_000 }
 const CLOSE = { loggedOut: 401, timedOut: 408, connectionReplaced: 440, restartRequired: 515 } as const
 
 interface Sent {
@@ -41,6 +44,7 @@ export class TestWhatsApp {
   readonly #stalls = new Map<string, Promise<void>>()
   readonly #live = new Map<string, TestSocket>()
   readonly #refusals = new Map<string, number>()
+  readonly #slowCloses = new Map<string, number>()
   readonly #ledger: LedgerPort
 
   constructor (ledger: LedgerPort, options: Partial<TestWhatsAppOptions> = {}) {
@@ -99,6 +103,16 @@ export class TestWhatsApp {
     }
   }
 
+  /** The company's sockets take `ms` to finish a closing handshake (a slow peer); undefined ends that. */
+  slowClose (companyId: string, ms: number | undefined): void {
+    if (ms === undefined) this.#slowCloses.delete(companyId)
+    else this.#slowCloses.set(companyId, ms)
+  }
+
+  closeHandshakeMs (companyId: string): number {
+    return this.#slowCloses.get(companyId) ?? 0
+  }
+
   async waitIfStalled (companyId: string): Promise<void> {
     await this.#stalls.get(companyId)
   }
@@ -117,6 +131,8 @@ export class TestSocket implements WaSocket {
   readonly #ledger: LedgerPort
   readonly #listeners = new Map<keyof SocketEvents, Set<(payload: never) => void>>()
   readonly #timers = new Set<NodeJS.Timeout>()
+  /** This socket in the ledger: one login of the linked device. */
+  readonly #connection = randomUUID()
   #state: 'connecting' | 'qr' | 'open' | 'closed' = 'connecting'
   #qrsShown = 0
   #pairingCode: string | undefined
@@ -181,9 +197,9 @@ export class TestSocket implements WaSocket {
       this.#showQr()
       return
     }
-    const accepted = await this.#ledger.open(companyId, this.#replica)
+    const accepted = await this.#ledger.open(companyId, this.#replica, this.#connection)
     if (this.#ended()) {
-      if (accepted) await this.#ledger.close(companyId, this.#replica, 'ended while connecting')
+      if (accepted) await this.#ledger.close(companyId, this.#connection, 'ended while connecting')
       return
     }
     if (!accepted) {
@@ -232,7 +248,7 @@ export class TestSocket implements WaSocket {
     if (this.#state === 'closed') return
     const wasOpen = this.#state === 'open'
     this.#teardown()
-    if (wasOpen) void this.#ledger.close(this.#options.companyId, this.#replica, `closed ${code}`)
+    if (wasOpen) void this.#ledger.close(this.#options.companyId, this.#connection, `closed ${code}`)
     this.#emit('connection', { connection: 'close', closeCode: code })
     this.#listeners.clear()
   }
@@ -244,8 +260,16 @@ export class TestSocket implements WaSocket {
     if (this.#whatsapp.socketOf(this.#options.companyId) === this) this.#whatsapp.register(this.#options.companyId, undefined)
   }
 
+  /** Every write checks the lease's deadline first, as the Baileys adapter does: one too late cuts the socket. */
   #requireOpen (): void {
     if (this.#state !== 'open') throw Object.assign(new Error('Connection Closed'), { output: { statusCode: 428 } })
+    const { writableUntil } = this.#options
+    if (writableUntil && performance.now() >= writableUntil()) {
+      this.#teardown()
+      this.#listeners.clear()
+      void this.#ledger.close(this.#options.companyId, this.#connection, 'cut off: lease deadline passed')
+      throw Object.assign(new Error('Connection Closed: the lease deadline has passed'), { output: { statusCode: 428 } })
+    }
   }
 
   async sendText (jid: string, text: string, options: { quoted?: Quoted } = {}) {
@@ -327,12 +351,17 @@ export class TestSocket implements WaSocket {
 
   get pairingCode (): string | undefined { return this.#pairingCode }
 
+  /** Closes as the adapter does: the handshake may take a while, and past closeTimeoutMs the socket is terminated. */
   async end (): Promise<void> {
     if (this.#state === 'closed') return
     const wasOpen = this.#state === 'open'
     this.#teardown()
     this.#listeners.clear()
-    if (wasOpen) await this.#ledger.close(this.#options.companyId, this.#replica, 'ended')
+    if (!wasOpen) return
+    const handshakeMs = this.#whatsapp.closeHandshakeMs(this.#options.companyId)
+    const { closeTimeoutMs } = this.#whatsapp.options
+    if (handshakeMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(handshakeMs, closeTimeoutMs)))
+    await this.#ledger.close(this.#options.companyId, this.#connection, handshakeMs > closeTimeoutMs ? 'terminated' : 'ended')
   }
 
   async logout (): Promise<void> {

@@ -59,6 +59,8 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
     // Tests of other features call routes without credentials; test/access.test.ts turns access control on.
     authMode: 'off',
     authStateKeys: TEST_SEALING_KEYS,
+    // Tests run 2 s leases (TEST_LEASE_TTL_MS), whose fence leaves a quarter second for a close.
+    waCloseTimeoutMs: 250,
     ...overrides,
     databaseUrl: overrides.databaseUrl ?? await createTestDatabase(t),
     leaseBucket: overrides.leaseBucket ?? uniqueName('leases'),

@@ -45,7 +45,11 @@ export async function startSimulator (t: Test, options: SimulatorOptions & { reu
   const { url } = await simulator.start()
   t.teardown(() => simulator.stop())
   const factory = baileysFactory({
-    wsUrl: url, version: TEST_WA_VERSION, certPublicKeyHex: simulator.identity.publicKeyHex, reuploadTimeoutMs: options.reuploadTimeoutMs
+    wsUrl: url,
+    version: TEST_WA_VERSION,
+    certPublicKeyHex: simulator.identity.publicKeyHex,
+    reuploadTimeoutMs: options.reuploadTimeoutMs,
+    closeTimeoutMs: 2_000
   })
   /** A Baileys socket on the simulator, with every connection update it reports; ended with the test. */
   const connect = (creds: AuthenticationCreds, keys: SignalKeyStore = NO_KEYS): { socket: WaSocket, updates: ConnectionUpdate[] } => {
