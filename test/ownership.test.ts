@@ -11,6 +11,7 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import pg from 'pg'
 import { openKv } from '../core/nats/kv.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
+import { FAST_SESSIONS } from './helpers/sessions.ts'
 
 const SETTLE_TIMEOUT_MS = 15_000
 
@@ -277,43 +278,50 @@ t.test('a replica restarted under the same REPLICA_ID waits for its earlier inca
   t.same(overlapsFor([id]), [], 'zero overlaps')
 })
 
-t.test('a replica fences on the shorter of LEASE_TTL_MS and its key\'s life; a shorter TTL is applied, not refused', async (t) => {
+t.test('TTL changes are safe in both directions: member keys live as long as the longest TTL a live member runs', async (t) => {
   const { proxy, settings } = await natsBehindProxy(t)
   const setup = await connect({ servers: settings.natsUrl })
   t.teardown(() => setup.close())
+  const jsm = await jetstreamManager(setup)
+  const bucketConfig = async () => (await jsm.streams.info(`KV_${settings.membersBucket}`)).config
   // As a deployment running with a 30 s TTL made it: the server set its duplicate window to 30 s too.
   await openKv(setup, settings.membersBucket, { ttlMs: 30_000, timeoutMs: 2_000 })
-  // This replica's own setting is four times the TTL the others run with.
-  const longer = await startReplica(t, settings, {
-    ...OWNERSHIP_ONLY, leaseTtlMs: 4 * TEST_LEASE_TTL_MS, natsUrl: `nats://127.0.0.1:${proxy.port}`
-  })
-  const shorter = await startReplica(t, settings)
-  const jsm = await jetstreamManager(setup)
-  const { config } = await jsm.streams.info(`KV_${settings.membersBucket}`)
-  t.equal(config.max_age, TEST_LEASE_TTL_MS * 1_000_000, 'the bucket follows the replica that started last')
-  t.ok(config.duplicate_window <= config.max_age, 'with its duplicate window shortened to fit')
-  t.equal((await shorter.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and that replica runs')
-
-  // Its key shrank to 2 s under it (it may have lost it once, renewing on the 8 s cadence); a heartbeat later it runs on 2 s.
-  await new Promise((resolve) => setTimeout(resolve, 2 * TEST_LEASE_TTL_MS))
+  const longTtlMs = 4 * TEST_LEASE_TTL_MS
+  const longer = await startReplica(t, settings, { ...OWNERSHIP_ONLY, leaseTtlMs: longTtlMs, natsUrl: `nats://127.0.0.1:${proxy.port}` })
+  t.ok(await waitFor(async () => (await bucketConfig()).max_age === longTtlMs * 1_000_000, SETTLE_TIMEOUT_MS),
+    'no live member runs 30 s any more: the bucket follows the longest TTL a live one runs (8 s)')
   const ids = companies(4)
   await markOnline(longer, ids)
-  await shorter.close()
-  t.ok(await waitFor(() => ids.every((id) => longer.app.ownership.holds(id)), SETTLE_TIMEOUT_MS), 'the longer-TTL replica holds all')
-  // Its heartbeat has read the key's life by now; cut off, it must close before its key expires (2 s), not its own 8 s.
-  const heldAt = Date.now()
-  await new Promise((resolve) => setTimeout(resolve, 2 * TEST_LEASE_TTL_MS))
+  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === longer.id), SETTLE_TIMEOUT_MS), 'the 8 s replica holds all')
+
+  // A replica starts with a 2 s TTL, and the 8 s one is cut off before its next heartbeat could learn anything.
+  const shorter = await startReplica(t, settings)
   const cutAt = Date.now()
-  const closedBefore = inProcessLedger.entries
-    .filter((entry) => entry.kind === 'close' && ids.includes(entry.companyId) && entry.at >= heldAt)
-  t.same(closedBefore, [], 'and keeps them while connected: its heartbeats come often enough for the shorter life')
   await proxy.cut()
-  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === undefined), 4 * TEST_LEASE_TTL_MS, 20), 'it fenced')
-  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && ids.includes(entry.companyId) && entry.at >= cutAt)
-  t.equal(closes.length, ids.length, 'each closed once')
-  const after = closes.map((entry) => entry.at - cutAt)
-  t.ok(after.every((ms) => ms < TEST_LEASE_TTL_MS), `within the key's life of the cut (${after.join(', ')} ms)`)
+  t.equal((await bucketConfig()).max_age, longTtlMs * 1_000_000, 'a replica with a shorter TTL does not shorten the others\' keys')
+  t.equal((await shorter.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and it runs')
+  t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === shorter.id), longTtlMs + 5_000, 20),
+    'the 2 s replica takes them over')
+  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && entry.replica === longer.id && ids.includes(entry.companyId))
+  const opens = inProcessLedger.entries.filter((entry) => entry.kind === 'open' && entry.replica === shorter.id && ids.includes(entry.companyId))
+  t.equal(closes.length, ids.length, 'the cut-off replica fenced each company')
+  t.ok(Math.max(...closes.map((entry) => entry.at)) < Math.min(...opens.map((entry) => entry.at)), 'every close before the first open')
+  t.ok(Math.min(...opens.map((entry) => entry.at)) - cutAt > TEST_LEASE_TTL_MS,
+    `not taken on the 2 s TTL (first open ${Math.min(...opens.map((entry) => entry.at)) - cutAt} ms after the cut)`)
+  t.same(overlapsFor(ids), [], 'zero overlaps')
+
+  // Once no live member runs the longer TTL, the shorter one takes effect, duplicate window included.
+  t.ok(await waitFor(async () => (await bucketConfig()).max_age === TEST_LEASE_TTL_MS * 1_000_000, SETTLE_TIMEOUT_MS),
+    'the bucket follows the 2 s TTL once the 8 s member is gone')
+  const config = await bucketConfig()
+  t.ok(config.duplicate_window <= config.max_age, 'with its duplicate window shortened to fit')
   await proxy.restore()
+})
+
+t.test('a replica refuses a fence that cannot cover its close: LEASE_TTL_MS too short for the margin and the close timeout', async (t) => {
+  const settings = await clusterSettings(t)
+  const err = await startReplica(t, settings, { ...FAST_SESSIONS, waCloseTimeoutMs: 900 }).catch((error: unknown) => error)
+  t.match(err, { message: /LEASE_TTL_MS 2000 is too short for a fence that starts 1400 ms before the key can expire/ })
 })
 
 t.test('a record under its own incarnation that a replica does not hold (a failed release) is cleared and taken', async (t) => {

@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core'
 import { Kvm, type KV } from '@nats-io/kv'
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream'
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 
 export interface KvOptions {
   /** How long a key's last value lives after its last write (the bucket's max age); without it, values stay until deleted. */
@@ -10,6 +10,12 @@ export interface KvOptions {
   timeoutMs: number
   /** Copies of the bucket on a NATS cluster; an existing bucket with fewer is raised to it. */
   replicas?: number
+  /**
+   * `ttlMs` is only for a bucket made now: an existing one keeps its max age, which its users manage
+   * (setKvMaxAge). The members bucket needs this: a replica starting with a shorter TTL must not
+   * shorten the keys of replicas that run a longer one.
+   */
+  keepExistingTtl?: boolean
 }
 
 /**
@@ -57,7 +63,7 @@ export async function openKv (nc: NatsConnection, bucket: string, options: KvOpt
     await new Kvm(jetstreamOf(nc, Math.max(options.timeoutMs, SETUP_TIMEOUT_MS))).create(bucket, {
       history: options.history ?? 1, ttl: ttlMs, replicas
     })
-    await ensureStreamConfig(nc, `KV_${bucket}`, { replicas, maxAgeMs: ttlMs })
+    await ensureStreamConfig(nc, `KV_${bucket}`, { replicas, maxAgeMs: options.keepExistingTtl ? undefined : ttlMs })
   })
   return new Kvm(jetstreamOf(nc, options.timeoutMs)).open(bucket)
 }
@@ -76,12 +82,7 @@ export async function ensureStreamConfig (
   const jsm = await jetstreamManager(nc, { timeout: SETUP_TIMEOUT_MS })
   const { config } = await jsm.streams.info(stream)
   const maxAge = wanted.maxAgeMs === undefined ? config.max_age : wanted.maxAgeMs * NS_PER_MS
-  if (config.max_age !== maxAge) {
-    // The server refuses a duplicate window longer than the max age (it made the window the old
-    // max age when that was under two minutes): a shorter TTL shortens it too.
-    const window = maxAge > 0 && config.duplicate_window > maxAge ? { duplicate_window: maxAge } : {}
-    await jsm.streams.update(stream, { max_age: maxAge, ...window })
-  }
+  if (config.max_age !== maxAge) await jsm.streams.update(stream, maxAgeChange(config.duplicate_window, maxAge))
   if (config.num_replicas === wanted.replicas) return
   try {
     await jsm.streams.update(stream, { num_replicas: wanted.replicas })
@@ -89,6 +90,21 @@ export async function ensureStreamConfig (
     throw new Error(`${stream} has ${config.num_replicas} replica(s) and NATS_REPLICAS asks for ${wanted.replicas}; ` +
       `the server refused the change: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** A stream update to `maxAge` (ns). */
+function maxAgeChange (duplicateWindow: number, maxAge: number) {
+  // The server refuses a duplicate window longer than the max age (it made the window the old
+  // max age when that was under two minutes): a shorter TTL shortens it too.
+  return { max_age: maxAge, ...(maxAge > 0 && duplicateWindow > maxAge ? { duplicate_window: maxAge } : {}) }
+}
+
+/** Sets a bucket's max age: how long a key's last value lives after its last write. */
+export async function setKvMaxAge (kv: KV, maxAgeMs: number): Promise<void> {
+  const { jsm, stream } = kv as unknown as { jsm: JetStreamManager, stream: string }
+  const { config } = await jsm.streams.info(stream)
+  const maxAge = maxAgeMs * NS_PER_MS
+  if (config.max_age !== maxAge) await jsm.streams.update(stream, maxAgeChange(config.duplicate_window, maxAge))
 }
 
 /**

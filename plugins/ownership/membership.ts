@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { KV, KvEntry } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
+import { setKvMaxAge } from '../../core/nats/kv.ts'
 import { watchKv } from './kv-watch.ts'
 import { isWrongLastSequence } from './kv-errors.ts'
 
@@ -16,17 +17,26 @@ const HEARTBEAT_RETRY_MS = 250
  * with four, 8.5 s with three.
  */
 export const RENEWALS_PER_TTL = 4
+/** A member unseen for this many of its TTLs is dropped from the view. */
+const FORGET_AFTER_TTLS = 20
 const now = () => performance.now()
 
 /** A member's heartbeat value. `incarnation` is new each time the replica (re)joins: its companies are held under it. */
 export interface MemberValue {
   startedAt: string
   incarnation: string
+  /** The member's LEASE_TTL_MS: the bucket's max age never falls below the longest a live member runs. */
+  ttlMs: number
+  /** Its epoch claims fail (PostgreSQL out of reach): no company is assigned or handed to it meanwhile. */
+  degraded: boolean
 }
 
 interface ObservedMember {
   startedAt: string
   incarnation: string | undefined
+  /** Undefined for an earlier version's member, which counts as running the bucket's current max age. */
+  ttlMs: number | undefined
+  degraded: boolean
   seenAt: number
   firstSeenAt: number
 }
@@ -87,6 +97,11 @@ export class Membership {
   #fenceTimer?: NodeJS.Timeout
   #watch?: { stop: () => void }
   #stopping = false
+  #degraded = false
+  /** How long before its key's earliest expiry a replica must start closing: the fence margin and the close. */
+  readonly #closeTimeoutMs: number
+  /** A change of the bucket's max age running (one at a time). */
+  #keyLifeChange?: Promise<void>
   /** Whether heartbeats are failing (reported once per stretch). */
   #failing = false
 
@@ -95,6 +110,8 @@ export class Membership {
     replica: string
     ttlMs: number
     fenceMarginMs: number
+    /** The connector's longest close: the fence starts that much earlier, so the close ends before the key can expire. */
+    closeTimeoutMs: number
     log: FastifyBaseLogger
     onChange: () => void
     onLost: (reason: 'fenced' | 'lost') => void
@@ -110,6 +127,19 @@ export class Membership {
     this.#onLost = options.onLost
     this.#onGone = options.onGone
     this.#keyLifeMs = options.ttlMs
+    this.#closeTimeoutMs = options.closeTimeoutMs
+    const leadMs = this.#marginMs(options.ttlMs) + options.closeTimeoutMs
+    // The fence must leave room for heartbeats to fail and be retried, or it would close every connection on a hiccup.
+    if (leadMs > options.ttlMs / 2) {
+      throw new Error(`LEASE_TTL_MS ${options.ttlMs} is too short for a fence that starts ${leadMs} ms before the key can expire ` +
+        `(LEASE_FENCE_MARGIN_MS, capped at a quarter of the TTL, plus the connections' close timeout ${options.closeTimeoutMs} ms): ` +
+        'the lead must be at most half the TTL. Raise LEASE_TTL_MS or lower the close timeout')
+    }
+  }
+
+  /** The margin for clocks and the server's expiry sweep, capped at a quarter of the key's life. */
+  #marginMs (lifeMs: number): number {
+    return Math.min(this.#fenceMarginMs, lifeMs / 4)
   }
 
   /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
@@ -131,6 +161,25 @@ export class Membership {
     return this.#incarnation !== undefined && at < this.#fenceDeadline() ? this.#incarnation : undefined
   }
 
+  /**
+   * The monotonic time after which nothing may be written to a connection held under this membership:
+   * the key can expire on the server from then on (less the margin), however late the fence runs.
+   */
+  writableUntil (): number {
+    if (this.#incarnation === undefined) return -Infinity
+    const lifeMs = this.#lifeMs
+    return this.#ackedSendAt + lifeMs - this.#marginMs(lifeMs)
+  }
+
+  /** Marks this replica unable to take companies (its epoch claims fail) in its heartbeats, or able again. */
+  setDegraded (degraded: boolean): void {
+    if (degraded === this.#degraded) return
+    this.#degraded = degraded
+    this.#log.warn({ degraded }, degraded ? 'epoch claims fail: this replica asks to be given no companies' : 'epoch claims work again')
+  }
+
+  get degraded (): boolean { return this.#degraded }
+
   /** Leaves the cluster at once (others need not wait for the TTL). Called once every company is given back. */
   async leave (): Promise<void> {
     this.#stopping = true
@@ -146,13 +195,19 @@ export class Membership {
   }
 
   isAlive (replica: string, at = now()): boolean {
-    return (this.#members.get(replica)?.seenAt ?? -Infinity) + this.#ttlMs > at
+    const member = this.#members.get(replica)
+    return member !== undefined && this.#aliveAt(member, at)
+  }
+
+  /** Seen within its own TTL: a member heartbeats a few times per TTL it runs, whatever this replica's is. */
+  #aliveAt (member: ObservedMember, at: number): boolean {
+    return member.seenAt + (member.ttlMs ?? this.#keyLifeMs) > at
   }
 
   /** Whether `replica` is alive, as far as this replica has seen, under `incarnation`. */
   isLiveIncarnation (replica: string, incarnation: string, at = now()): boolean {
     const member = this.#members.get(replica)
-    return member !== undefined && member.incarnation === incarnation && member.seenAt + this.#ttlMs > at
+    return member !== undefined && member.incarnation === incarnation && this.#aliveAt(member, at)
   }
 
   /**
@@ -189,7 +244,26 @@ export class Membership {
   /** When `replica` counts as gone in this replica's view (its last heartbeat seen plus the TTL), if it was seen. */
   goneSince (replica: string): number | undefined {
     const member = this.#members.get(replica)
-    return member && member.seenAt + this.#ttlMs
+    return member && member.seenAt + (member.ttlMs ?? this.#keyLifeMs)
+  }
+
+  /**
+   * Members gone this long are forgotten (2.9 sends no event when a key expires, so nothing else
+   * removes them): the view keeps recently gone ones for a while, and memory stays bounded.
+   */
+  prune (at: number): void {
+    for (const [replica, member] of this.#members) {
+      if (replica !== this.replica && member.seenAt + FORGET_AFTER_TTLS * (member.ttlMs ?? this.#keyLifeMs) < at) this.#members.delete(replica)
+    }
+  }
+
+  /** Gone incarnations no record names any more need not be remembered. */
+  forgetGone (isNamed: (incarnation: string) => boolean): void {
+    for (const incarnation of this.#gone) if (!isNamed(incarnation)) this.#gone.delete(incarnation)
+  }
+
+  footprint (): { members: number, goneIncarnations: number } {
+    return { members: this.#members.size, goneIncarnations: this.#gone.size }
   }
 
   /** For readiness: this replica's own heartbeat is current. */
@@ -197,20 +271,23 @@ export class Membership {
     if (this.currentIncarnation() === undefined) throw new Error('this replica\'s membership heartbeat is not current')
   }
 
-  /** Live members (this replica included while it runs), sorted; `settledOnly` leaves out those seen too recently. */
+  /**
+   * Live members that may be given companies (this replica included while it runs and is not
+   * degraded), sorted; `settledOnly` leaves out those seen too recently.
+   */
   live (at: number, settledOnly: boolean): string[] {
     const live = [...this.#members]
-      .filter(([replica, member]) => member.seenAt + this.#ttlMs > at &&
+      .filter(([replica, member]) => this.#aliveAt(member, at) && !(replica === this.replica ? this.#degraded : member.degraded) &&
         (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
       .map(([replica]) => replica)
-    if (!this.#stopping && !live.includes(this.replica)) live.push(this.replica)
+    if (!this.#stopping && !this.#degraded && !live.includes(this.replica)) live.push(this.replica)
     return live.sort()
   }
 
   view (at = now()): MemberView[] {
     return [...this.#members].map(([replica, member]) => ({
       replica,
-      alive: member.seenAt + this.#ttlMs > at,
+      alive: this.#aliveAt(member, at),
       startedAt: member.startedAt,
       lastSeenMsAgo: Math.round(at - member.seenAt)
     }))
@@ -223,6 +300,8 @@ export class Membership {
       this.#members.set(replica, {
         startedAt: typeof value.startedAt === 'string' ? value.startedAt : '',
         incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined,
+        ttlMs: typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : undefined,
+        degraded: value.degraded === true,
         seenAt: now(),
         firstSeenAt: known?.firstSeenAt ?? now()
       })
@@ -232,9 +311,9 @@ export class Membership {
     this.#onChange()
   }
 
+  /** When the fence starts: early enough that the slowest close ends by writableUntil(). */
   #fenceDeadline (): number {
-    const lifeMs = this.#lifeMs
-    return this.#ackedSendAt + lifeMs - Math.min(this.#fenceMarginMs, lifeMs / 4)
+    return this.writableUntil() - this.#closeTimeoutMs
   }
 
   /** How long this replica's key outlives its last heartbeat, as far as it may count on: the shorter of its setting and the bucket's. */
@@ -243,9 +322,57 @@ export class Membership {
   }
 
   /** The members bucket's max age as the server has it now (0, unlimited, is not a lifetime to fence on). */
-  async #readKeyLife (): Promise<void> {
+  async #readKeyLife (): Promise<number> {
     const lifeMs = (await this.#kv.status()).ttl
     this.#keyLifeMs = lifeMs > 0 ? lifeMs : this.#ttlMs
+    return lifeMs
+  }
+
+  /**
+   * The bucket's max age follows the longest TTL a live member runs: raised at once when a member
+   * needs more, lowered only once no live member runs a longer one. Lowering cannot be made atomic
+   * with a member joining, so the keys are read again right after it, and a longer TTL found there
+   * raises it back before any key written since could have outlived the shorter age.
+   */
+  #followLongestTtl (): void {
+    if (this.#keyLifeChange || this.#stopping) return
+    this.#keyLifeChange = (async () => {
+      const previous = this.#keyLifeMs
+      const wanted = this.#longestLiveTtl()
+      if (wanted === previous) return
+      await setKvMaxAge(this.#kv, wanted)
+      this.#keyLifeMs = wanted
+      if (wanted < previous) {
+        const longest = Math.max(wanted, ...await this.#storedTtls())
+        if (longest > wanted) {
+          await setKvMaxAge(this.#kv, longest)
+          this.#keyLifeMs = longest
+        }
+      }
+      this.#log.info({ maxAgeMs: this.#keyLifeMs, previousMs: previous }, 'the members bucket follows the longest TTL a live member runs')
+    })().catch((err: unknown) => { this.#log.warn({ err }, 'the members bucket\'s max age could not be changed; trying again') })
+      .finally(() => { this.#keyLifeChange = undefined })
+  }
+
+  /** The longest TTL among this replica and the members it sees alive (one of an earlier version counts as the bucket's). */
+  #longestLiveTtl (at = now()): number {
+    let longest = this.#ttlMs
+    for (const member of this.#members.values()) {
+      if (this.#aliveAt(member, at)) longest = Math.max(longest, member.ttlMs ?? this.#keyLifeMs)
+    }
+    return longest
+  }
+
+  /** The TTLs the member keys on the server name now (read from the stream's leader, not the watch). */
+  async #storedTtls (): Promise<number[]> {
+    const ttls: number[] = []
+    for await (const key of await this.#kv.keys(`${MEMBER_PREFIX}>`)) {
+      const entry = await this.#kv.get(key)
+      if (entry?.operation !== 'PUT') continue
+      const { ttlMs } = memberValueOf(entry)
+      ttls.push(typeof ttlMs === 'number' && ttlMs > 0 ? ttlMs : this.#keyLifeMs)
+    }
+    return ttls
   }
 
   /** Closes every connection before the key can expire on the server if no heartbeat gets through. */
@@ -294,7 +421,9 @@ export class Membership {
   }
 
   #value (incarnation: string): string {
-    const value: MemberValue = { startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString(), incarnation }
+    const value: MemberValue = {
+      startedAt: new Date(Date.now() - (now() - this.#startedAt)).toISOString(), incarnation, ttlMs: this.#ttlMs, degraded: this.#degraded
+    }
     return JSON.stringify(value)
   }
 
@@ -304,7 +433,9 @@ export class Membership {
    * companies' connections may still be open for up to the TTL.
    */
   async #join (sentAt: number): Promise<boolean> {
-    await this.#readKeyLife()
+    // Never join a bucket whose keys live shorter than this replica's TTL: the others keep theirs, this one raises it.
+    const lifeMs = await this.#readKeyLife()
+    if (lifeMs < this.#ttlMs) await setKvMaxAge(this.#kv, this.#ttlMs)
     const incarnation = randomUUID()
     try {
       this.#revision = await this.#kv.create(this.#key, this.#value(incarnation))
@@ -320,6 +451,8 @@ export class Membership {
     }
     this.#incarnation = incarnation
     this.#ackedSendAt = sentAt
+    // Read after the key is written: a replica lowering the max age meanwhile (it did not see this one yet) is seen here.
+    await this.#readKeyLife().catch(() => {})
     this.#armFence()
     this.#log.info({ incarnation }, 'joined the cluster')
     this.#onChange()
@@ -335,6 +468,7 @@ export class Membership {
     // After the renewal, and never in its way: a failed read keeps the lifetime last read.
     await this.#readKeyLife().catch(() => {})
     this.#armFence()
+    this.#followLongestTtl()
   }
 
   /** A renewal was refused: our earlier, timed-out one may have landed (adopt it), or the key is no longer ours. */

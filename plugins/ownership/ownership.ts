@@ -9,26 +9,19 @@ import type { Events } from '../../core/events.ts'
 import type { OwnerChanged, SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
-import { assignPreferredOwners, RendezvousScores } from './assignment.ts'
-import type { Connector } from './connector.ts'
+import { assignPreferredOwners, RendezvousScores, takesUnowned } from './assignment.ts'
+import type { ConnectLease, Connector } from './connector.ts'
 import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
 import { isWrongLastSequence } from './kv-errors.ts'
 import { desiredOnline, EpochClaims } from './records.ts'
+import { LeaseBook, type LeaseValue, type ObservedLease, type OwnershipChange } from './lease-book.ts'
+import { AcquisitionQueue, RetryBackoff } from './acquisition-queue.ts'
 import type { OwnershipOptions } from './settings.ts'
 
-const LEASE_PREFIX = 'company.'
+export type { LeaseValue, OwnershipChange } from './lease-book.ts'
 
-/**
- * A company's ownership record. It is written when the company changes hands, never renewed: it is
- * held as long as `replica`'s membership heartbeat carries `incarnation`.
- */
-export interface LeaseValue {
-  replica: string
-  incarnation: string
-  nonce: string
-  since: string
-}
+const LEASE_PREFIX = 'company.'
 
 interface HeldLease {
   companyId: string
@@ -40,43 +33,11 @@ interface HeldLease {
   ending: boolean
 }
 
-interface ObservedLease {
-  replica: string
-  /** Undefined for a value an earlier version wrote (a lease renewed on its own) or one that is not a lease. */
-  incarnation: string | undefined
-  nonce: string
-  revision: number
-  seenAt: number
-}
-
 export interface OwnershipStats {
   acquisitions: number
   losses: number
   fences: number
   handoffs: number
-}
-
-/** Ownership changes kept for the cluster view. */
-const CHANGES_KEPT = 50
-
-export interface OwnershipChange {
-  companyId: string
-  /** The replica that held it before, null when nobody did. */
-  from: string | null
-  /** The replica that holds it now, null when nobody does. */
-  to: string | null
-  at: string
-}
-
-/** A record's value, or undefined when the key holds something else (it must not throw into a watch). */
-function leaseValueOf (entry: KvEntry): Omit<LeaseValue, 'incarnation'> & { incarnation?: string } | undefined {
-  try {
-    const value = entry.json<Partial<LeaseValue>>()
-    if (typeof value?.replica !== 'string' || typeof value.nonce !== 'string') return undefined
-    return { ...value as LeaseValue, incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined }
-  } catch {
-    return undefined
-  }
 }
 
 const now = () => performance.now()
@@ -106,27 +67,16 @@ export class Ownership {
   readonly #acquiredListeners: ((companyId: string, takeoverMs: number | undefined) => void)[] = []
   readonly #held = new Map<string, HeldLease>()
   readonly #acquiring = new Set<string>()
-  /** Acquisitions running, from the lease's create until the connection is open (or given back). */
-  #acquisitionsRunning = 0
-  /**
-   * Companies to take once a running acquisition ends, in the order they became due: those that
-   * prefer this replica first, so that its backlog goes to it rather than to whoever has room.
-   */
-  readonly #dueForAcquisition = { preferred: new Set<string>(), others: new Set<string>() }
-  readonly #leases = new Map<string, ObservedLease>()
+  readonly #queue: AcquisitionQueue
+  readonly #backoff: RetryBackoff
+  #book!: LeaseBook
   /**
    * Desired companies that may need a holder: looked at on every tick. One held under an incarnation
    * that is alive leaves, and comes back when that incarnation goes (looking at all 10,000 on every
    * tick was 7.6 % of a cold start's CPU: bench:scale).
    */
   readonly #candidates = new Set<string>()
-  /** Companies by the incarnation their record names, and its replica: candidates again once it goes. */
-  readonly #byIncarnation = new Map<string, { replica: string, companies: Set<string> }>()
   readonly #unownedSince = new Map<string, number>()
-  /** Changes of holder this replica saw in the lease bucket, newest last (GET /api/whatsapp/cluster). */
-  readonly #changes: OwnershipChange[] = []
-  /** Companies whose create() just failed are not tried again before this time. */
-  readonly #retryAfter = new Map<string, number>()
   #membership!: Membership
   #desired = new Set<string>()
   #preferred = new Map<string, string>()
@@ -140,9 +90,10 @@ export class Ownership {
   readonly #epochClaims: EpochClaims
   #leaseKv!: KV
   #startedAt = 0
-  /** The wall clock at start, to compare with a lease's `since`. */
-  #startedWall = 0
   #nextHandoffAt = 0
+  /** While degraded: when PostgreSQL is asked again whether it answers. */
+  #nextProbeAt = 0
+  #probing = false
   #tickTimer?: NodeJS.Timeout
   #leaseWatch?: { stop: () => void }
   #stopping = false
@@ -168,6 +119,13 @@ export class Ownership {
     this.#log = options.log.child({ module: 'ownership' })
     this.#connector = options.connector
     this.#epochClaims = new EpochClaims(() => this.#orm.em.fork(), this.replica)
+    this.#queue = new AcquisitionQueue({
+      limit: this.#config.acquireConcurrency,
+      prefersThis: (companyId) => this.#preferred.get(companyId) === this.replica,
+      lookAgain: (companyId) => this.#evaluate(companyId),
+      onError: (err, companyId) => { this.#log.error({ err, companyId }, 'acquisition failed') }
+    })
+    this.#backoff = new RetryBackoff(() => this.#config.unownedGraceMs, () => 2 * this.ttlMs)
   }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
@@ -200,17 +158,19 @@ export class Ownership {
 
   async start (): Promise<void> {
     this.#startedAt = now()
-    this.#startedWall = Date.now()
+    this.#book = new LeaseBook(Date.now())
     const timeoutMs = Math.max(500, Math.floor(this.ttlMs / 4))
     // Records never expire: they are held by their holder's heartbeat (an earlier version's bucket loses its TTL here).
     this.#leaseKv = await this.#openKv(this.#config.leaseBucket, { timeoutMs })
     this.#log.info({ server: this.#bus.serverVersion() }, 'lease bucket open')
-    const memberKv = await this.#openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs })
+    // The members bucket's max age is the membership's to manage: never shorter than a live member's TTL.
+    const memberKv = await this.#openKv(this.#config.membersBucket, { ttlMs: this.ttlMs, timeoutMs, keepExistingTtl: true })
     this.#membership = new Membership({
       kv: memberKv,
       replica: this.replica,
       ttlMs: this.ttlMs,
       fenceMarginMs: this.#config.leaseFenceMarginMs,
+      closeTimeoutMs: this.#connector.closeTimeoutMs,
       log: this.#log,
       onChange: () => this.#refreshAssignment(),
       onLost: (reason) => this.#fenceAll(reason),
@@ -233,8 +193,7 @@ export class Ownership {
     if (this.#stopping) return
     this.#stopping = true
     clearInterval(this.#tickTimer)
-    this.#dueForAcquisition.preferred.clear()
-    this.#dueForAcquisition.others.clear()
+    this.#queue.clear()
     // Every company is given back before the membership key goes: until then, the key keeps them ours.
     const handOff = (async () => {
       await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
@@ -276,14 +235,19 @@ export class Ownership {
     return this.#membership?.view() ?? []
   }
 
+  /** What this replica keeps in memory about companies and members (it must stay bounded: test/ownership.test.ts). */
+  footprint () {
+    return { records: this.#book.size, unownedSince: this.#unownedSince.size, backoffs: this.#backoff.size, ...this.#membership.footprint() }
+  }
+
   /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */
   view () {
     const at = now()
     const members = this.#membership.view(at)
-    const companyIds = new Set([...this.#desired, ...this.#leases.keys()])
+    const companyIds = new Set([...this.#desired, ...this.#book.companies()])
     const companies = [...companyIds].sort().map((companyId) => {
       const held = this.#held.get(companyId)
-      const observed = this.#leases.get(companyId)
+      const observed = this.#book.get(companyId)
       const live = observed && !this.#isOrphaned(observed, at) ? observed : undefined
       return {
         companyId,
@@ -299,64 +263,55 @@ export class Ownership {
 
   /** Recent changes of holder, newest first. */
   changes (): OwnershipChange[] {
-    return this.#changes.toReversed()
+    return this.#book.changes()
   }
 
-  #noteChange (companyId: string, from: string | null, to: string | null): void {
-    this.#changes.push({ companyId, from, to, at: new Date().toISOString() })
-    if (this.#changes.length > CHANGES_KEPT) this.#changes.shift()
+  acquisitions (): { running: number, waiting: number } {
+    return { running: this.#queue.running, waiting: this.#queue.waiting }
   }
 
   #onLease (companyId: string, entry: KvEntry): void {
-    const previous = this.#leases.get(companyId)
+    this.#candidates.add(companyId)
+    const held = this.#held.get(companyId)
     if (entry.operation === 'PUT') {
-      // A value that is not a lease (written by someone else) still occupies the key: held by nobody we know.
-      const value = leaseValueOf(entry) ?? { replica: 'unknown', nonce: `unreadable:${entry.revision}`, since: '', incarnation: undefined }
-      // A renewal (an earlier version's) keeps the nonce; a record written before this replica started is no change it saw.
-      if (previous ? previous.nonce !== value.nonce : Date.parse(value.since) >= this.#startedWall) {
-        this.#noteChange(companyId, previous?.replica ?? null, value.replica)
-      }
-      this.#leases.set(companyId, {
-        replica: value.replica, incarnation: value.incarnation, nonce: value.nonce, revision: entry.revision, seenAt: now()
-      })
-      this.#index(companyId, previous, value)
-      this.#candidates.add(companyId)
+      const observed = this.#book.put(companyId, entry, now())
       this.#unownedSince.delete(companyId)
-      const held = this.#held.get(companyId)
       // An older write delivered late is not a loss: only a newer record than ours is.
-      if (held && value.nonce !== held.value.nonce && entry.revision > held.epoch && !held.ending) void this.#fence(held, 'lost')
+      if (held && observed.nonce !== held.value.nonce && entry.revision > held.epoch && !held.ending) void this.#fence(held, 'lost')
       return
     }
-    if (previous) this.#noteChange(companyId, previous.replica, null)
-    this.#leases.delete(companyId)
-    this.#index(companyId, previous, undefined)
-    this.#candidates.add(companyId)
-    this.#unownedSince.set(companyId, now())
-    const held = this.#held.get(companyId)
+    this.#book.remove(companyId)
+    // Only a company some replica should hold needs to know since when it has had none.
+    if (this.#desired.has(companyId)) this.#unownedSince.set(companyId, now())
+    else this.#unownedSince.delete(companyId)
     // Someone else removed our lease (an operator purge): we no longer hold it.
     if (held && !held.ending && entry.revision > held.epoch) void this.#fence(held, 'lost')
     this.#evaluate(companyId)
   }
 
-  #index (companyId: string, previous: ObservedLease | undefined, next: { replica: string, incarnation?: string } | undefined): void {
-    if (previous?.incarnation === next?.incarnation) return
-    if (previous?.incarnation !== undefined) this.#byIncarnation.get(previous.incarnation)?.companies.delete(companyId)
-    if (next?.incarnation === undefined) return
-    let holder = this.#byIncarnation.get(next.incarnation)
-    if (!holder) this.#byIncarnation.set(next.incarnation, holder = { replica: next.replica, companies: new Set() })
-    holder.companies.add(companyId)
+  /**
+   * The companies of incarnations that are no longer alive: desired ones become candidates again;
+   * records of companies no longer desired are deleted once the server confirms their holder gone,
+   * so the bucket and this replica's memory stay bounded.
+   */
+  #reviveOrphans (at: number): void {
+    for (const [incarnation, { replica, companies }] of this.#book.incarnations()) {
+      if (this.#membership.isLiveIncarnation(replica, incarnation, at)) continue
+      for (const companyId of companies) {
+        if (this.#desired.has(companyId)) this.#candidates.add(companyId)
+        else if (this.#membership.confirmedGone(replica, incarnation) === true) this.#deleteAbandoned(companyId, at)
+      }
+    }
+    this.#membership.forgetGone((incarnation) => this.#book.names(incarnation))
   }
 
-  /** The desired companies of incarnations that are no longer alive become candidates again. */
-  #reviveOrphans (at: number): void {
-    for (const [incarnation, { replica, companies }] of this.#byIncarnation) {
-      if (companies.size === 0) {
-        this.#byIncarnation.delete(incarnation)
-        continue
-      }
-      if (this.#membership.isLiveIncarnation(replica, incarnation, at)) continue
-      for (const companyId of companies) if (this.#desired.has(companyId)) this.#candidates.add(companyId)
-    }
+  /** Deletes the record of a company nobody wants online whose holder is gone (compare-and-set: a new holder wins). */
+  #deleteAbandoned (companyId: string, at: number): void {
+    const observed = this.#book.get(companyId)
+    if (!observed || this.#backoff.waits(companyId, at)) return
+    this.#backoff.brief(companyId, at, this.ttlMs)
+    this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: observed.revision })
+      .catch((err: unknown) => { this.#log.debug({ err, companyId }, 'an abandoned ownership record was not deleted; trying again later') })
   }
 
   #refreshAssignment (): void {
@@ -380,11 +335,13 @@ export class Ownership {
 
   #tick (): void {
     if (this.#stopping) return
+    const at = now()
+    this.#probeWhileDegraded(at)
+    this.#membership.prune(at)
     this.#refreshAssignment()
-    this.#reviveOrphans(now())
-    const { preferred, others } = this.#dueForAcquisition
+    this.#reviveOrphans(at)
     // Those waiting for an acquisition turn are looked at again when they get it.
-    for (const companyId of this.#candidates) if (!preferred.has(companyId) && !others.has(companyId)) this.#evaluate(companyId)
+    for (const companyId of this.#candidates) if (!this.#queue.isWaiting(companyId)) this.#evaluate(companyId)
     for (const held of this.#held.values()) {
       if (!this.#desired.has(held.companyId) && !held.ending) void this.#release(held, 'desired_offline')
     }
@@ -398,12 +355,12 @@ export class Ownership {
       this.#candidates.delete(companyId)
       return
     }
-    if (this.#acquiring.has(companyId)) return
+    // A replica whose epoch claims fail takes nothing until PostgreSQL answers again.
+    if (this.#acquiring.has(companyId) || this.#membership.degraded) return
     const at = now()
-    if ((this.#retryAfter.get(companyId) ?? 0) > at) return
-    this.#retryAfter.delete(companyId)
+    if (this.#backoff.waits(companyId, at)) return
     if (this.#membership.currentIncarnation(at) === undefined) return
-    const observed = this.#leases.get(companyId)
+    const observed = this.#book.get(companyId)
     if (observed) {
       if (this.#isLeftover(observed, at)) {
         this.#clearLeftover(companyId, observed.revision)
@@ -417,15 +374,17 @@ export class Ownership {
       if (!this.#isOrphaned(observed, at)) return
       if (!this.#unownedSince.has(companyId)) this.#unownedSince.set(companyId, this.#orphanedSince(observed, at))
     }
-    // The grace runs from when the company became unowned, or from when its current preferred owner
-    // became preferred if that is later: a replica that joins gets its share rather than losing it
-    // to those that were already up (a cold start moved 8,316 of 10,000 companies twice: bench:scale).
-    const unownedSince = Math.max(this.#unownedSince.get(companyId) ?? this.#startedAt, this.#assignmentChangedAt)
     const preferred = this.#preferred.get(companyId)
-    const preferredAlive = preferred !== undefined && this.#membership.isAlive(preferred, at)
-    if (preferred === this.replica || !preferredAlive || at - unownedSince >= this.#config.unownedGraceMs) {
-      this.#startAcquisition(companyId, observed?.revision)
-    }
+    const takes = takesUnowned({
+      self: this.replica,
+      preferred,
+      preferredAlive: preferred !== undefined && this.#membership.isAlive(preferred, at),
+      unownedSince: this.#unownedSince.get(companyId) ?? this.#startedAt,
+      assignmentChangedAt: this.#assignmentChangedAt,
+      at,
+      graceMs: this.#config.unownedGraceMs
+    })
+    if (takes) this.#queue.offer(companyId, () => this.#acquire(companyId, observed?.revision))
   }
 
   /**
@@ -458,53 +417,9 @@ export class Ownership {
 
   /** Deletes a leftover record so that its company can be taken again (by whichever replica it prefers). */
   #clearLeftover (companyId: string, revision: number): void {
-    this.#retryAfter.set(companyId, now() + this.#retryMs)
+    this.#backoff.brief(companyId, now(), this.#retryMs)
     this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: revision })
       .catch((err: unknown) => { this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again') })
-  }
-
-  /**
-   * At most `acquireConcurrency` at once. Unbounded, a cold start fired thousands: their leases were
-   * won, then their fencing epochs waited for PostgreSQL connections past the pool's timeout, and the
-   * leases were given back to be won again (bench:scale).
-   */
-  #startAcquisition (companyId: string, orphanRevision: number | undefined): void {
-    const { preferred, others } = this.#dueForAcquisition
-    if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) {
-      if (this.#preferred.get(companyId) === this.replica) preferred.add(companyId)
-      else others.add(companyId)
-      return
-    }
-    preferred.delete(companyId)
-    others.delete(companyId)
-    this.#acquisitionsRunning++
-    this.#acquire(companyId, orphanRevision)
-      .catch((err: unknown) => { this.#log.error({ err, companyId }, 'acquisition failed') })
-      .finally(() => {
-        this.#acquisitionsRunning--
-        this.#startDueAcquisitions()
-      })
-  }
-
-  acquisitions (): { running: number, waiting: number } {
-    return { running: this.#acquisitionsRunning, waiting: this.#dueForAcquisition.preferred.size + this.#dueForAcquisition.others.size }
-  }
-
-  /** Looks again at the companies waiting for a turn, its own preferred first, oldest first, while there is room. */
-  #startDueAcquisitions (): void {
-    const { preferred, others } = this.#dueForAcquisition
-    for (const due of [preferred, others]) {
-      for (const companyId of due) {
-        if (this.#acquisitionsRunning >= this.#config.acquireConcurrency) return
-        due.delete(companyId)
-        // Queued when this replica was its preferred owner, and no longer is (another replica joined): it waits behind.
-        if (due === preferred && this.#preferred.get(companyId) !== this.replica) {
-          others.add(companyId)
-          continue
-        }
-        this.#evaluate(companyId)
-      }
-    }
   }
 
   /** Writes the record (created, or compare-and-set over an orphaned one), claims its epoch, connects. */
@@ -525,7 +440,7 @@ export class Ownership {
       this.#acquiring.delete(companyId)
       if (isWrongLastSequence(err)) {
         // Someone else took it first: look again shortly.
-        this.#retryAfter.set(companyId, now() + this.#retryMs)
+        this.#backoff.brief(companyId, now(), this.#retryMs)
       } else {
         this.#log.warn({ err, companyId }, 'ownership record write failed')
       }
@@ -548,22 +463,26 @@ export class Ownership {
     try {
       if (!await this.#epochClaims.claim(companyId, epoch)) throw new Error(`a newer epoch than ${epoch} is stored`)
     } catch (err) {
-      this.#log.error({ err, companyId, epoch }, 'could not record the fencing epoch; giving the lease back')
+      const waitMs = this.#backoff.failed(companyId, now())
+      this.#log.error({ err, companyId, epoch, waitMs }, 'could not record the fencing epoch; giving the lease back')
+      this.#checkDatabase()
       await this.#release(held, 'claim_failed')
       return
     }
     if (held.ending) return
     try {
-      await this.#connector.connect(companyId, { epoch })
+      await this.#connector.connect(companyId, this.#leaseOf(held))
     } catch (err) {
-      this.#log.warn({ err, companyId }, 'connect failed; giving the lease back')
+      const waitMs = this.#backoff.failed(companyId, now())
+      this.#log.warn({ err, companyId, waitMs }, 'connect failed; giving the lease back')
       await this.#release(held, 'connect_failed')
       return
     }
     if (held.ending) {
-      await this.#connector.disconnect(companyId, 'lease ended while connecting')
+      await this.#connector.disconnect(companyId, epoch, 'lease ended while connecting')
       return
     }
+    this.#backoff.succeeded(companyId)
     held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload },
       (payload, context) => this.#commands.run(held, payload, context))
     this.stats.acquisitions++
@@ -573,12 +492,53 @@ export class Ownership {
     this.#log.info({ companyId, epoch }, 'holding company')
   }
 
+  /** What a connection attempt runs under: this lease, for as long as it is held, writing only while the membership key is sure to live. */
+  #leaseOf (held: HeldLease): ConnectLease {
+    return {
+      epoch: held.epoch,
+      isHeld: () => !held.ending && this.#held.get(held.companyId) === held,
+      writableUntil: () => this.#membership.writableUntil()
+    }
+  }
+
+  /**
+   * A claim failed with an error: if PostgreSQL does not answer, this replica is degraded (its
+   * heartbeat says so, the others are assigned its companies) until it answers again.
+   */
+  #checkDatabase (): void {
+    if (this.#membership.degraded || this.#probing) return
+    this.#probeDatabase()
+  }
+
+  #probeWhileDegraded (at: number): void {
+    if (this.#membership.degraded && !this.#probing && at >= this.#nextProbeAt) this.#probeDatabase()
+  }
+
+  #probeDatabase (): void {
+    this.#probing = true
+    const probe = this.#orm.em.fork().execute('select 1')
+    settlesWithin(probe, this.ttlMs / 4)
+      .then((answered) => {
+        if (answered) return probe.then(() => true)
+        probe.catch(() => {})
+        return false
+      })
+      .catch(() => false)
+      .then((healthy) => {
+        this.#membership.setDegraded(!healthy)
+        // The companies this replica failed to take may be tried again at once.
+        if (healthy) this.#backoff.clear()
+        this.#nextProbeAt = now() + this.ttlMs / 4
+      })
+      .finally(() => { this.#probing = false })
+  }
+
   /** The membership heartbeat could not be kept: every company held under it is closed. */
   #fenceAll (reason: 'fenced' | 'lost'): void {
     for (const held of this.#held.values()) {
       // One being released may still be draining its commands (up to the request timeout) before it
       // disconnects: the lease ends now, so it disconnects now.
-      if (held.ending) void this.#connector.disconnect(held.companyId, reason).catch(() => {})
+      if (held.ending) void this.#connector.disconnect(held.companyId, held.epoch, reason).catch(() => {})
       else void this.#fence(held, reason)
     }
   }
@@ -591,7 +551,7 @@ export class Ownership {
     else this.stats.losses++
     this.#log.warn({ companyId: held.companyId, epoch: held.epoch, reason }, 'lost the lease; closing the connection')
     void held.subscription?.close().catch(() => {})
-    await this.#connector.disconnect(held.companyId, reason)
+    await this.#connector.disconnect(held.companyId, held.epoch, reason)
     if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
     this.#candidates.add(held.companyId)
     this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
@@ -605,7 +565,7 @@ export class Ownership {
     if (held.ending) return
     held.ending = true
     await held.subscription?.close().catch(() => {})
-    await this.#connector.disconnect(held.companyId, reason)
+    await this.#connector.disconnect(held.companyId, held.epoch, reason)
     try {
       await this.#leaseKv.delete(`${LEASE_PREFIX}${held.companyId}`, { previousSeq: held.epoch })
     } catch (err) {
