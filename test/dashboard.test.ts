@@ -8,6 +8,7 @@ import {
 } from './helpers/sandbox-process.ts'
 import { TcpProxy } from './helpers/tcp-proxy.ts'
 import { waitFor } from './helpers/wait.ts'
+import { publishEvent } from './helpers/publish-event.ts'
 
 // The dashboard in Debian's Chromium, driven by playwright-core, against a sandbox replica (real
 // Baileys on the embedded simulator) as `WA_SANDBOX=1 npm start` runs it. The browser reaches the
@@ -20,10 +21,11 @@ const CONTACT = '79111111111'
 const STEP_MS = 20_000
 const AXE = fileURLToPath(import.meta.resolve('axe-core/axe.min.js'))
 
+const namespace = uniqueName('ui')
 const replica = await startSandboxReplica({
   natsUrl: TEST_NATS_URL,
   databaseUrl: await createTestDatabase(t),
-  namespace: uniqueName('ui'),
+  namespace,
   // QR codes rotate every 4 s here (WhatsApp: 60 s, then 20 s), so the test sees the page follow a rotation.
   env: { QR_ROTATE_MS: '4000' }
 })
@@ -179,6 +181,46 @@ t.test('live events resume after the connection drops, without a gap and without
   const shown = (await messages.allTextContents()).map((text) => /: (.+?)(React)?$/.exec(text)?.[1])
   t.same(shown, ['снова на связи', 'пока вас не было 3', 'пока вас не было 2', 'пока вас не было 1'], 'in order, each once')
   t.match(await state.textContent(), /live/)
+  t.same(errors, [])
+})
+
+t.test('after a takeover, the old holder\'s late events change nothing the page shows', { timeout: 90_000 }, async (t) => {
+  const companyId = uniqueName('salon')
+  await linkSandboxCompany(replica, companyId)
+  const statusUrl = `${replica.url}/api/whatsapp/sessions/${companyId}/status`
+  const { holder, epoch } = await (await fetch(statusUrl, { headers: SANDBOX_ADMIN_HEADERS })).json() as { holder: string, epoch: number }
+  t.ok(epoch >= 2, `an older lease can be named (epoch ${epoch})`)
+  const { page, errors } = await newPage(t)
+  await signIn(page, SANDBOX_ADMIN_KEY)
+  await page.goto(`${base}#/company/${companyId}`)
+  await page.locator('#events-title [data-state=live]').waitFor({ timeout: STEP_MS })
+  const facts = page.locator('dl.facts')
+  await facts.getByText(`${holder} · ${epoch}`).waitFor({ timeout: STEP_MS })
+
+  // The holder of the lease before, fenced: its "held by nobody" and its socket's close, retried through a cut, land now.
+  const stale = epoch - 1
+  await publishEvent(TEST_NATS_URL, namespace, {
+    id: uniqueName('fenced'),
+    type: 'owner_changed',
+    companyId,
+    epoch: stale,
+    replica: 'replica-old',
+    data: { holder: null, epoch: stale, reason: 'fenced' }
+  })
+  await publishEvent(TEST_NATS_URL, namespace, {
+    id: uniqueName('closed'), type: 'disconnected', companyId, epoch: stale, replica: 'replica-old', data: { code: 428 }
+  })
+  // Then the current holder's message: once the page shows it, it has handled the two before it.
+  await control(`/contacts/${CONTACT}/messages`, { to: SANDBOX_LINKED_PHONE, text: 'после захвата' })
+  await page.locator('.events li[data-type=message]', { hasText: 'после захвата' }).waitFor({ timeout: STEP_MS })
+  t.equal(await page.locator('.events li[data-type=owner_changed]', { hasText: 'nobody' }).count(), 0, 'no "held by nobody"')
+  t.equal(await page.locator('.events li[data-type=disconnected]').count(), 0, 'no disconnect of the old socket')
+  t.match(await facts.textContent(), `${holder} · ${epoch}`, 'still held by the current holder, at its epoch')
+
+  await page.getByRole('link', { name: 'Companies' }).first().click()
+  const row = page.locator(`tr[data-company="${companyId}"]`)
+  await row.waitFor({ timeout: STEP_MS })
+  t.match(await row.textContent(), `${holder} · ${epoch}`, 'the companies list too')
   t.same(errors, [])
 })
 

@@ -10,6 +10,7 @@ import { startReceiver } from './helpers/webhook-receiver.ts'
 import { startSimulator } from './helpers/simulator.ts'
 import { recordEvents, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'
+import { publishEvent } from './helpers/publish-event.ts'
 
 const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookTimeoutMs: 1_000, webhookRetryBaseMs: 100 }
 
@@ -38,17 +39,6 @@ async function publishEvents (natsUrl: string, namespace: string, companyId: str
   return ids
 }
 
-/** One event as a holder publishes it (its id as Nats-Msg-Id, its epoch in the envelope and the Wa-Epoch header). */
-async function publishEnvelope (natsUrl: string, namespace: string, event: Omit<EventEnvelope, 'timestamp' | 'replica'>): Promise<void> {
-  const nc = await connect({ servers: natsUrl })
-  const headers = natsHeaders()
-  headers.set('Nats-Msg-Id', event.id)
-  headers.set('Wa-Epoch', String(event.epoch))
-  await jetstream(nc).publish(`${namespace}.evt.${event.companyId}.${event.type}`,
-    JSON.stringify({ ...event, timestamp: new Date().toISOString(), replica: 'test' }), { headers })
-  await nc.close()
-}
-
 t.test('a webhook judges by epoch: a fenced holder\'s late "held by nobody" is not delivered after the new holder\'s "acquired"',
   async (t) => {
     const settings = await clusterSettings(t)
@@ -74,7 +64,7 @@ t.test('a webhook judges by epoch: a fenced holder\'s late "held by nobody" is n
       { id: uniqueName('unleased'), type: 'error', companyId, epoch: 0, data: { reason: 'not_from_a_holder' } },
       { id: uniqueName('connected'), type: 'connected', companyId, epoch: 7, data: { phoneNumber: null } }
     ]
-    for (const event of events) await publishEnvelope(settings.natsUrl, settings.natsNamespace, event)
+    for (const event of events) await publishEvent(settings.natsUrl, settings.natsNamespace, event)
     const last = events.at(-1)!.id
     t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === last), 10_000), 'the last event delivered')
     await new Promise((resolve) => setTimeout(resolve, 300))

@@ -33,7 +33,9 @@ const vendorFiles = new Map(Object.entries(VENDOR).map(([name, specifier]) => {
  * The dashboard's own files are listed, not globbed: a request names one of these or gets 404, so
  * nothing else under the folder (or outside it) can be asked for.
  */
-const APP_FILES = ['app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'companies.js', 'company.js', 'cluster.js', 'style.css']
+const APP_FILES = [
+  'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'cluster.js', 'style.css'
+]
 
 /**
  * A web dashboard at /ui, served by the gateway itself: sign in with an API key, the companies the

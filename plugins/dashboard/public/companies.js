@@ -1,7 +1,8 @@
 // Every company the key covers: state, holder and epoch, linked phone (masked), last activity,
 // budget left and last error; searched and filtered in place, refreshed every few seconds.
-import { useEffect, useMemo, useState } from 'preact/hooks'
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
+import { NewestEpochs } from './epochs.js'
 import { ago, maskPhone, problemText, stateGroup } from './format.js'
 import { ErrorNote, StateBadge, html, isAdmin, may } from './html.js'
 
@@ -45,6 +46,10 @@ export function Companies ({ session }) {
   const [search, setSearch] = useState('')
   const [group, setGroup] = useState('all')
   const [now, setNow] = useState(Date.now())
+  // The newest lease epoch seen of each company, and the row that showed it: a refresh whose answer
+  // came from an older lease's holder (still answering for a moment after a takeover) keeps the newer row.
+  const epochs = useRef(new NewestEpochs())
+  const rows = useRef(new Map())
 
   useEffect(() => {
     let stopped = false
@@ -53,6 +58,11 @@ export function Companies ({ session }) {
       try {
         const loaded = await loadSessions(api, pages)
         if (stopped) return
+        loaded.sessions = loaded.sessions.map((entry) => {
+          if (!epochs.current.observe(entry.companyId, entry.epoch)) return rows.current.get(entry.companyId) ?? entry
+          rows.current.set(entry.companyId, entry)
+          return entry
+        })
         // A company key may cover companies never initialized: they are listed, to be linked.
         if (principal.companies !== '*') {
           for (const companyId of principal.companies) {

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
 import { followEvents } from './live.js'
 import { ago, describeEvent, maskPhone, problemText, secondsUntil } from './format.js'
+import { NewestEpochs } from './epochs.js'
 import { ErrorNote, StateBadge, html, may } from './html.js'
 
 const EVENTS_SHOWN = 100
@@ -229,12 +230,15 @@ export function Company ({ companyId, session }) {
   const [live, setLive] = useState({ state: 'connecting' })
   const [reactTo, setReactTo] = useState()
   const [statusAsked, askStatus] = useState(0)
+  // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
+  // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
+  const epochs = useRef(new NewestEpochs())
 
   useEffect(() => {
     let stopped = false
     api.get(companyPath(companyId, '/status'))
       .then((answer) => {
-        if (stopped) return
+        if (stopped || !epochs.current.observe(companyId, answer.epoch)) return
         setStatus(answer)
         setError(undefined)
         if (answer.connected) setLinking(undefined)
@@ -252,6 +256,7 @@ export function Company ({ companyId, session }) {
     const follower = followEvents(api, companyId, {
       onState: (state, detail) => setLive({ state, detail }),
       onEvent: (event) => {
+        if (!epochs.current.admits(event)) return
         setEvents((current) => [event, ...current].slice(0, EVENTS_SHOWN))
         if (event.type === 'qr') setLinking({ status: 'qr', qr: event.data.qr, qrDataUrl: event.data.qrDataUrl })
         if (event.type === 'pairing_code') {
