@@ -185,6 +185,8 @@ t.test('live events resume after the connection drops, without a gap and without
 })
 
 t.test('after a takeover, the old holder\'s late events change nothing the page shows', { timeout: 90_000 }, async (t) => {
+  // Another company's lease first, so that this one's epoch is at least 2 and the one before it a real lease (not 0).
+  await linkSandboxCompany(replica, uniqueName('earlier'))
   const companyId = uniqueName('salon')
   await linkSandboxCompany(replica, companyId)
   const statusUrl = `${replica.url}/api/whatsapp/sessions/${companyId}/status`
