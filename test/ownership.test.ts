@@ -302,8 +302,10 @@ t.test('TTL changes are safe in both directions: member keys live as long as the
   t.equal((await shorter.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and it runs')
   t.ok(await waitFor(() => ids.every((id) => inProcessLedger.holderOf(id) === shorter.id), longTtlMs + 5_000, 20),
     'the 2 s replica takes them over')
-  const closes = inProcessLedger.entries.filter((entry) => entry.kind === 'close' && entry.replica === longer.id && ids.includes(entry.companyId))
-  const opens = inProcessLedger.entries.filter((entry) => entry.kind === 'open' && entry.replica === shorter.id && ids.includes(entry.companyId))
+  const ofReplica = (kind: string, replica: string) =>
+    inProcessLedger.entries.filter((entry) => entry.kind === kind && entry.replica === replica && ids.includes(entry.companyId))
+  const closes = ofReplica('close', longer.id)
+  const opens = ofReplica('open', shorter.id)
   t.equal(closes.length, ids.length, 'the cut-off replica fenced each company')
   t.ok(Math.max(...closes.map((entry) => entry.at)) < Math.min(...opens.map((entry) => entry.at)), 'every close before the first open')
   t.ok(Math.min(...opens.map((entry) => entry.at)) - cutAt > TEST_LEASE_TTL_MS,

@@ -63,7 +63,8 @@ declare module 'fastify' {
 /** The multi-process test ledger answers on a NATS subject; reached through the bus like anything else. */
 function natsLedgerPort (bus: Bus, subject: string): LedgerPort {
   return {
-    open: async (companyId, replica, connection) => (await bus.request<{ ok: boolean }>(subject, { op: 'open', companyId, replica, connection })).ok,
+    open: async (companyId, replica, connection) =>
+      (await bus.request<{ ok: boolean }>(subject, { op: 'open', companyId, replica, connection })).ok,
     close: async (companyId, connection, reason) => { await bus.request(subject, { op: 'close', companyId, connection, reason }) }
   }
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { KV, KvEntry } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
-import { setKvMaxAge } from '../../core/nats/kv.ts'
+import { MemberKeyLife } from './key-life.ts'
 import { watchKv } from './kv-watch.ts'
 import { isWrongLastSequence } from './kv-errors.ts'
 
@@ -48,6 +48,12 @@ export interface MemberView {
   lastSeenMsAgo: number
 }
 
+/** The TTL a member's heartbeat names (none from an earlier version). */
+function ttlOfMember (entry: KvEntry): number | undefined {
+  const { ttlMs } = memberValueOf(entry)
+  return typeof ttlMs === 'number' && ttlMs > 0 ? ttlMs : undefined
+}
+
 function memberValueOf (entry: KvEntry): Partial<MemberValue> {
   try {
     const value = entry.json<Partial<MemberValue>>()
@@ -86,11 +92,11 @@ export class Membership {
   /** Monotonic send time of the latest acknowledged heartbeat write. */
   #ackedSendAt = 0
   /**
-   * How long this replica's key lives on the server: the bucket's max age, which the last replica to
-   * start set to its own LEASE_TTL_MS. Fencing counts from the shorter of the two, so a replica whose
-   * setting differs (a rollout changing it) never outlives its key. Read at every join and heartbeat.
+   * How long this replica's key lives on the server: the bucket's max age, the longest TTL a live
+   * member runs. Fencing counts from the shorter of it and LEASE_TTL_MS, and it is read again after
+   * every join and heartbeat, so a replica never outlives its key.
    */
-  #keyLifeMs: number
+  readonly #keyLife: MemberKeyLife
   #timer?: NodeJS.Timeout
   /** The heartbeat being written, if any: leaving waits for it, so that its delete carries the latest revision. */
   #beating?: Promise<void>
@@ -100,8 +106,6 @@ export class Membership {
   #degraded = false
   /** How long before its key's earliest expiry a replica must start closing: the fence margin and the close. */
   readonly #closeTimeoutMs: number
-  /** A change of the bucket's max age running (one at a time). */
-  #keyLifeChange?: Promise<void>
   /** Whether heartbeats are failing (reported once per stretch). */
   #failing = false
 
@@ -126,7 +130,9 @@ export class Membership {
     this.#onChange = options.onChange
     this.#onLost = options.onLost
     this.#onGone = options.onGone
-    this.#keyLifeMs = options.ttlMs
+    this.#keyLife = new MemberKeyLife({
+      kv: options.kv, ownTtlMs: options.ttlMs, prefix: MEMBER_PREFIX, ttlOf: ttlOfMember, log: options.log
+    })
     this.#closeTimeoutMs = options.closeTimeoutMs
     const leadMs = this.#marginMs(options.ttlMs) + options.closeTimeoutMs
     // The fence must leave room for heartbeats to fail and be retried, or it would close every connection on a hiccup.
@@ -178,8 +184,6 @@ export class Membership {
     this.#log.warn({ degraded }, degraded ? 'epoch claims fail: this replica asks to be given no companies' : 'epoch claims work again')
   }
 
-  get degraded (): boolean { return this.#degraded }
-
   /** Leaves the cluster at once (others need not wait for the TTL). Called once every company is given back. */
   async leave (): Promise<void> {
     this.#stopping = true
@@ -201,7 +205,7 @@ export class Membership {
 
   /** Seen within its own TTL: a member heartbeats a few times per TTL it runs, whatever this replica's is. */
   #aliveAt (member: ObservedMember, at: number): boolean {
-    return member.seenAt + (member.ttlMs ?? this.#keyLifeMs) > at
+    return member.seenAt + (member.ttlMs ?? this.#keyLife.ms) > at
   }
 
   /** Whether `replica` is alive, as far as this replica has seen, under `incarnation`. */
@@ -244,7 +248,7 @@ export class Membership {
   /** When `replica` counts as gone in this replica's view (its last heartbeat seen plus the TTL), if it was seen. */
   goneSince (replica: string): number | undefined {
     const member = this.#members.get(replica)
-    return member && member.seenAt + (member.ttlMs ?? this.#keyLifeMs)
+    return member && member.seenAt + (member.ttlMs ?? this.#keyLife.ms)
   }
 
   /**
@@ -253,7 +257,8 @@ export class Membership {
    */
   prune (at: number): void {
     for (const [replica, member] of this.#members) {
-      if (replica !== this.replica && member.seenAt + FORGET_AFTER_TTLS * (member.ttlMs ?? this.#keyLifeMs) < at) this.#members.delete(replica)
+      const forgetAt = member.seenAt + FORGET_AFTER_TTLS * (member.ttlMs ?? this.#keyLife.ms)
+      if (replica !== this.replica && forgetAt < at) this.#members.delete(replica)
     }
   }
 
@@ -300,7 +305,7 @@ export class Membership {
       this.#members.set(replica, {
         startedAt: typeof value.startedAt === 'string' ? value.startedAt : '',
         incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined,
-        ttlMs: typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : undefined,
+        ttlMs: ttlOfMember(entry),
         degraded: value.degraded === true,
         seenAt: now(),
         firstSeenAt: known?.firstSeenAt ?? now()
@@ -318,61 +323,16 @@ export class Membership {
 
   /** How long this replica's key outlives its last heartbeat, as far as it may count on: the shorter of its setting and the bucket's. */
   get #lifeMs (): number {
-    return Math.min(this.#ttlMs, this.#keyLifeMs)
-  }
-
-  /** The members bucket's max age as the server has it now (0, unlimited, is not a lifetime to fence on). */
-  async #readKeyLife (): Promise<number> {
-    const lifeMs = (await this.#kv.status()).ttl
-    this.#keyLifeMs = lifeMs > 0 ? lifeMs : this.#ttlMs
-    return lifeMs
-  }
-
-  /**
-   * The bucket's max age follows the longest TTL a live member runs: raised at once when a member
-   * needs more, lowered only once no live member runs a longer one. Lowering cannot be made atomic
-   * with a member joining, so the keys are read again right after it, and a longer TTL found there
-   * raises it back before any key written since could have outlived the shorter age.
-   */
-  #followLongestTtl (): void {
-    if (this.#keyLifeChange || this.#stopping) return
-    this.#keyLifeChange = (async () => {
-      const previous = this.#keyLifeMs
-      const wanted = this.#longestLiveTtl()
-      if (wanted === previous) return
-      await setKvMaxAge(this.#kv, wanted)
-      this.#keyLifeMs = wanted
-      if (wanted < previous) {
-        const longest = Math.max(wanted, ...await this.#storedTtls())
-        if (longest > wanted) {
-          await setKvMaxAge(this.#kv, longest)
-          this.#keyLifeMs = longest
-        }
-      }
-      this.#log.info({ maxAgeMs: this.#keyLifeMs, previousMs: previous }, 'the members bucket follows the longest TTL a live member runs')
-    })().catch((err: unknown) => { this.#log.warn({ err }, 'the members bucket\'s max age could not be changed; trying again') })
-      .finally(() => { this.#keyLifeChange = undefined })
+    return Math.min(this.#ttlMs, this.#keyLife.ms)
   }
 
   /** The longest TTL among this replica and the members it sees alive (one of an earlier version counts as the bucket's). */
   #longestLiveTtl (at = now()): number {
     let longest = this.#ttlMs
     for (const member of this.#members.values()) {
-      if (this.#aliveAt(member, at)) longest = Math.max(longest, member.ttlMs ?? this.#keyLifeMs)
+      if (this.#aliveAt(member, at)) longest = Math.max(longest, member.ttlMs ?? this.#keyLife.ms)
     }
     return longest
-  }
-
-  /** The TTLs the member keys on the server name now (read from the stream's leader, not the watch). */
-  async #storedTtls (): Promise<number[]> {
-    const ttls: number[] = []
-    for await (const key of await this.#kv.keys(`${MEMBER_PREFIX}>`)) {
-      const entry = await this.#kv.get(key)
-      if (entry?.operation !== 'PUT') continue
-      const { ttlMs } = memberValueOf(entry)
-      ttls.push(typeof ttlMs === 'number' && ttlMs > 0 ? ttlMs : this.#keyLifeMs)
-    }
-    return ttls
   }
 
   /** Closes every connection before the key can expire on the server if no heartbeat gets through. */
@@ -434,8 +394,7 @@ export class Membership {
    */
   async #join (sentAt: number): Promise<boolean> {
     // Never join a bucket whose keys live shorter than this replica's TTL: the others keep theirs, this one raises it.
-    const lifeMs = await this.#readKeyLife()
-    if (lifeMs < this.#ttlMs) await setKvMaxAge(this.#kv, this.#ttlMs)
+    await this.#keyLife.atLeastOwnTtl()
     const incarnation = randomUUID()
     try {
       this.#revision = await this.#kv.create(this.#key, this.#value(incarnation))
@@ -452,7 +411,7 @@ export class Membership {
     this.#incarnation = incarnation
     this.#ackedSendAt = sentAt
     // Read after the key is written: a replica lowering the max age meanwhile (it did not see this one yet) is seen here.
-    await this.#readKeyLife().catch(() => {})
+    await this.#keyLife.read().catch(() => {})
     this.#armFence()
     this.#log.info({ incarnation }, 'joined the cluster')
     this.#onChange()
@@ -466,9 +425,9 @@ export class Membership {
     this.#revision = revision
     this.#ackedSendAt = sentAt
     // After the renewal, and never in its way: a failed read keeps the lifetime last read.
-    await this.#readKeyLife().catch(() => {})
+    await this.#keyLife.read().catch(() => {})
     this.#armFence()
-    this.#followLongestTtl()
+    if (!this.#stopping) this.#keyLife.follow(this.#longestLiveTtl())
   }
 
   /** A renewal was refused: our earlier, timed-out one may have landed (adopt it), or the key is no longer ours. */

@@ -1,44 +1,26 @@
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { KV, KvEntry } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 import type { MikroORM } from '@mikro-orm/postgresql'
-import type { Bus, BusSubscription } from '../../core/bus.ts'
+import type { Bus } from '../../core/bus.ts'
 import type { KvOptions } from '../../core/nats/kv.ts'
 import type { Events } from '../../core/events.ts'
-import type { OwnerChanged, SubjectSet } from '../../contracts/index.ts'
+import type { SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
-import { CommandPayload, CommandRouter, type CommandHandler } from './command-router.ts'
+import { CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners, RendezvousScores, takesUnowned } from './assignment.ts'
-import type { ConnectLease, Connector } from './connector.ts'
+import type { Connector } from './connector.ts'
 import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
-import { isWrongLastSequence } from './kv-errors.ts'
 import { desiredOnline, EpochClaims } from './records.ts'
-import { LeaseBook, type LeaseValue, type ObservedLease, type OwnershipChange } from './lease-book.ts'
+import { LeaseBook, type ObservedLease, type OwnershipChange } from './lease-book.ts'
+import { Holdings, LEASE_PREFIX, type OwnershipStats } from './holdings.ts'
+import { DatabaseProbe } from './database-probe.ts'
 import { AcquisitionQueue, RetryBackoff } from './acquisition-queue.ts'
 import type { OwnershipOptions } from './settings.ts'
 
 export type { LeaseValue, OwnershipChange } from './lease-book.ts'
-
-const LEASE_PREFIX = 'company.'
-
-interface HeldLease {
-  companyId: string
-  /** Revision of the record this replica wrote: the fencing epoch, and the compare-and-set of its release. */
-  epoch: number
-  value: LeaseValue
-  acquiredAt: number
-  subscription?: BusSubscription
-  ending: boolean
-}
-
-export interface OwnershipStats {
-  acquisitions: number
-  losses: number
-  fences: number
-  handoffs: number
-}
+export type { OwnershipStats } from './holdings.ts'
 
 const now = () => performance.now()
 
@@ -54,19 +36,16 @@ const now = () => performance.now()
  */
 export class Ownership {
   readonly replica: string
-  readonly stats: OwnershipStats = { acquisitions: 0, losses: 0, fences: 0, handoffs: 0 }
   readonly #config: OwnershipOptions
   readonly #bus: Bus
-  readonly #events: Pick<Events, 'publish'>
   readonly #openKv: (bucket: string, options: KvOptions) => Promise<KV>
   readonly #orm: MikroORM
   readonly #log: FastifyBaseLogger
   readonly #connector: Connector
   readonly #subjects: SubjectSet
   readonly #commands = new CommandRouter()
-  readonly #acquiredListeners: ((companyId: string, takeoverMs: number | undefined) => void)[] = []
-  readonly #held = new Map<string, HeldLease>()
-  readonly #acquiring = new Set<string>()
+  readonly #held: Holdings
+  readonly #database: DatabaseProbe
   readonly #queue: AcquisitionQueue
   readonly #backoff: RetryBackoff
   #book!: LeaseBook
@@ -87,13 +66,10 @@ export class Ownership {
   /** Bumped whenever the desired set changes: the assignment is recomputed only when it or the members change. */
   #desiredVersion = 0
   readonly #scores = new RendezvousScores()
-  readonly #epochClaims: EpochClaims
   #leaseKv!: KV
   #startedAt = 0
   #nextHandoffAt = 0
   /** While degraded: when PostgreSQL is asked again whether it answers. */
-  #nextProbeAt = 0
-  #probing = false
   #tickTimer?: NodeJS.Timeout
   #leaseWatch?: { stop: () => void }
   #stopping = false
@@ -113,12 +89,15 @@ export class Ownership {
     this.#config = options.config
     this.replica = options.replica
     this.#bus = options.bus
-    this.#events = options.events
     this.#openKv = options.openKv
     this.#orm = options.orm
     this.#log = options.log.child({ module: 'ownership' })
     this.#connector = options.connector
-    this.#epochClaims = new EpochClaims(() => this.#orm.em.fork(), this.replica)
+    this.#database = new DatabaseProbe(this.#orm, this.ttlMs / 4, (answers) => {
+      this.#membership.setDegraded(!answers)
+      // The companies this replica failed to take may be tried again at once.
+      if (answers) this.#backoff.clear()
+    })
     this.#queue = new AcquisitionQueue({
       limit: this.#config.acquireConcurrency,
       prefersThis: (companyId) => this.#preferred.get(companyId) === this.replica,
@@ -126,7 +105,26 @@ export class Ownership {
       onError: (err, companyId) => { this.#log.error({ err, companyId }, 'acquisition failed') }
     })
     this.#backoff = new RetryBackoff(() => this.#config.unownedGraceMs, () => 2 * this.ttlMs)
+    this.#held = new Holdings({
+      replica: this.replica,
+      leaseKv: () => this.#leaseKv,
+      membership: () => this.#membership,
+      epochClaims: new EpochClaims(() => this.#orm.em.fork(), this.replica),
+      connector: this.#connector,
+      bus: this.#bus,
+      subjects: this.#subjects,
+      commands: this.#commands,
+      events: options.events,
+      log: this.#log,
+      backoff: this.#backoff,
+      retryMs: () => this.#retryMs,
+      stopping: () => this.#stopping,
+      onEnded: (companyId) => this.#candidates.add(companyId),
+      onClaimError: () => this.#database.claimFailed()
+    })
   }
+
+  get stats (): OwnershipStats { return this.#held.stats }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
   get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
@@ -136,7 +134,7 @@ export class Ownership {
 
   /** Called when this replica starts holding a company; `takeoverMs` is how long it had been without a holder, when known. */
   onAcquired (listener: (companyId: string, takeoverMs: number | undefined) => void): void {
-    this.#acquiredListeners.push(listener)
+    this.#held.onAcquired(listener)
   }
 
   /** For readiness: the lease bucket answers, and this replica's membership is current. */
@@ -173,7 +171,7 @@ export class Ownership {
       closeTimeoutMs: this.#connector.closeTimeoutMs,
       log: this.#log,
       onChange: () => this.#refreshAssignment(),
-      onLost: (reason) => this.#fenceAll(reason),
+      onLost: (reason) => this.#held.fenceAll(reason),
       onGone: () => this.#tick()
     })
     this.#desired = new Set(await desiredOnline(this.#orm.em.fork()))
@@ -196,7 +194,7 @@ export class Ownership {
     this.#queue.clear()
     // Every company is given back before the membership key goes: until then, the key keeps them ours.
     const handOff = (async () => {
-      await Promise.all([...this.#held.values()].map((held) => this.#release(held, 'shutdown')))
+      await Promise.all([...this.#held.all()].map((held) => this.#held.release(held, 'shutdown')))
       await this.#membership?.leave()
     })()
     // Without NATS the releases cannot complete; the connections are closed first, and the membership key expires by TTL.
@@ -227,7 +225,7 @@ export class Ownership {
   }
 
   heldCompanies (): string[] {
-    return [...this.#held.values()].filter((held) => !held.ending).map((held) => held.companyId)
+    return [...this.#held.all()].filter((held) => !held.ending).map((held) => held.companyId)
   }
 
   /** The replicas this one sees. */
@@ -237,7 +235,9 @@ export class Ownership {
 
   /** What this replica keeps in memory about companies and members (it must stay bounded: test/ownership.test.ts). */
   footprint () {
-    return { records: this.#book.size, unownedSince: this.#unownedSince.size, backoffs: this.#backoff.size, ...this.#membership.footprint() }
+    return {
+      records: this.#book.size, unownedSince: this.#unownedSince.size, backoffs: this.#backoff.size, ...this.#membership.footprint()
+    }
   }
 
   /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */
@@ -277,7 +277,7 @@ export class Ownership {
       const observed = this.#book.put(companyId, entry, now())
       this.#unownedSince.delete(companyId)
       // An older write delivered late is not a loss: only a newer record than ours is.
-      if (held && observed.nonce !== held.value.nonce && entry.revision > held.epoch && !held.ending) void this.#fence(held, 'lost')
+      if (held && observed.nonce !== held.value.nonce && entry.revision > held.epoch && !held.ending) void this.#held.fence(held, 'lost')
       return
     }
     this.#book.remove(companyId)
@@ -285,7 +285,7 @@ export class Ownership {
     if (this.#desired.has(companyId)) this.#unownedSince.set(companyId, now())
     else this.#unownedSince.delete(companyId)
     // Someone else removed our lease (an operator purge): we no longer hold it.
-    if (held && !held.ending && entry.revision > held.epoch) void this.#fence(held, 'lost')
+    if (held && !held.ending && entry.revision > held.epoch) void this.#held.fence(held, 'lost')
     this.#evaluate(companyId)
   }
 
@@ -336,14 +336,14 @@ export class Ownership {
   #tick (): void {
     if (this.#stopping) return
     const at = now()
-    this.#probeWhileDegraded(at)
+    this.#database.tick(at)
     this.#membership.prune(at)
     this.#refreshAssignment()
     this.#reviveOrphans(at)
     // Those waiting for an acquisition turn are looked at again when they get it.
     for (const companyId of this.#candidates) if (!this.#queue.isWaiting(companyId)) this.#evaluate(companyId)
-    for (const held of this.#held.values()) {
-      if (!this.#desired.has(held.companyId) && !held.ending) void this.#release(held, 'desired_offline')
+    for (const held of this.#held.all()) {
+      if (!this.#desired.has(held.companyId) && !held.ending) void this.#held.release(held, 'desired_offline')
     }
     this.#handOffToPreferred()
   }
@@ -356,7 +356,7 @@ export class Ownership {
       return
     }
     // A replica whose epoch claims fail takes nothing until PostgreSQL answers again.
-    if (this.#acquiring.has(companyId) || this.#membership.degraded) return
+    if (this.#held.acquiring(companyId) || this.#database.degraded) return
     const at = now()
     if (this.#backoff.waits(companyId, at)) return
     if (this.#membership.currentIncarnation(at) === undefined) return
@@ -384,7 +384,8 @@ export class Ownership {
       at,
       graceMs: this.#config.unownedGraceMs
     })
-    if (takes) this.#queue.offer(companyId, () => this.#acquire(companyId, observed?.revision))
+    if (!takes) return
+    this.#queue.offer(companyId, () => this.#held.acquire(companyId, observed?.revision, this.#unownedSince.get(companyId)))
   }
 
   /**
@@ -422,178 +423,18 @@ export class Ownership {
       .catch((err: unknown) => { this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again') })
   }
 
-  /** Writes the record (created, or compare-and-set over an orphaned one), claims its epoch, connects. */
-  async #acquire (companyId: string, orphanRevision: number | undefined): Promise<void> {
-    const incarnation = this.#membership.currentIncarnation()
-    if (incarnation === undefined) return
-    this.#acquiring.add(companyId)
-    // When the company became unowned (a deleted record, a holder gone), for the takeover time.
-    const unownedSince = this.#unownedSince.get(companyId)
-    const value: LeaseValue = { replica: this.replica, incarnation, nonce: randomUUID(), since: new Date().toISOString() }
-    const key = `${LEASE_PREFIX}${companyId}`
-    let epoch: number
-    try {
-      epoch = orphanRevision === undefined
-        ? await this.#leaseKv.create(key, JSON.stringify(value))
-        : await this.#leaseKv.update(key, JSON.stringify(value), orphanRevision)
-    } catch (err) {
-      this.#acquiring.delete(companyId)
-      if (isWrongLastSequence(err)) {
-        // Someone else took it first: look again shortly.
-        this.#backoff.brief(companyId, now(), this.#retryMs)
-      } else {
-        this.#log.warn({ err, companyId }, 'ownership record write failed')
-      }
-      return
-    }
-    const held: HeldLease = { companyId, epoch, value, acquiredAt: now(), ending: false }
-    this.#held.set(companyId, held)
-    this.#acquiring.delete(companyId)
-    // Won after stop() listed what to hand off: given back now, not left behind.
-    if (this.#stopping) {
-      await this.#release(held, 'shutdown')
-      return
-    }
-    // The membership lease ended while the record was being written: the record is already an orphan.
-    if (this.#membership.currentIncarnation() !== incarnation) {
-      await this.#fence(held, 'fenced')
-      return
-    }
-
-    try {
-      if (!await this.#epochClaims.claim(companyId, epoch)) throw new Error(`a newer epoch than ${epoch} is stored`)
-    } catch (err) {
-      const waitMs = this.#backoff.failed(companyId, now())
-      this.#log.error({ err, companyId, epoch, waitMs }, 'could not record the fencing epoch; giving the lease back')
-      this.#checkDatabase()
-      await this.#release(held, 'claim_failed')
-      return
-    }
-    if (held.ending) return
-    try {
-      await this.#connector.connect(companyId, this.#leaseOf(held))
-    } catch (err) {
-      const waitMs = this.#backoff.failed(companyId, now())
-      this.#log.warn({ err, companyId, waitMs }, 'connect failed; giving the lease back')
-      await this.#release(held, 'connect_failed')
-      return
-    }
-    if (held.ending) {
-      await this.#connector.disconnect(companyId, epoch, 'lease ended while connecting')
-      return
-    }
-    this.#backoff.succeeded(companyId)
-    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload },
-      (payload, context) => this.#commands.run(held, payload, context))
-    this.stats.acquisitions++
-    const takeoverMs = unownedSince === undefined ? undefined : now() - unownedSince
-    for (const listener of this.#acquiredListeners) listener(companyId, takeoverMs)
-    this.#publishOwnerChange(held, { holder: this.replica, epoch, reason: 'acquired' })
-    this.#log.info({ companyId, epoch }, 'holding company')
-  }
-
-  /** What a connection attempt runs under: this lease, for as long as it is held, writing only while the membership key is sure to live. */
-  #leaseOf (held: HeldLease): ConnectLease {
-    return {
-      epoch: held.epoch,
-      isHeld: () => !held.ending && this.#held.get(held.companyId) === held,
-      writableUntil: () => this.#membership.writableUntil()
-    }
-  }
-
-  /**
-   * A claim failed with an error: if PostgreSQL does not answer, this replica is degraded (its
-   * heartbeat says so, the others are assigned its companies) until it answers again.
-   */
-  #checkDatabase (): void {
-    if (this.#membership.degraded || this.#probing) return
-    this.#probeDatabase()
-  }
-
-  #probeWhileDegraded (at: number): void {
-    if (this.#membership.degraded && !this.#probing && at >= this.#nextProbeAt) this.#probeDatabase()
-  }
-
-  #probeDatabase (): void {
-    this.#probing = true
-    const probe = this.#orm.em.fork().execute('select 1')
-    settlesWithin(probe, this.ttlMs / 4)
-      .then((answered) => {
-        if (answered) return probe.then(() => true)
-        probe.catch(() => {})
-        return false
-      })
-      .catch(() => false)
-      .then((healthy) => {
-        this.#membership.setDegraded(!healthy)
-        // The companies this replica failed to take may be tried again at once.
-        if (healthy) this.#backoff.clear()
-        this.#nextProbeAt = now() + this.ttlMs / 4
-      })
-      .finally(() => { this.#probing = false })
-  }
-
-  /** The membership heartbeat could not be kept: every company held under it is closed. */
-  #fenceAll (reason: 'fenced' | 'lost'): void {
-    for (const held of this.#held.values()) {
-      // One being released may still be draining its commands (up to the request timeout) before it
-      // disconnects: the lease ends now, so it disconnects now.
-      if (held.ending) void this.#connector.disconnect(held.companyId, held.epoch, reason).catch(() => {})
-      else void this.#fence(held, reason)
-    }
-  }
-
-  /** Lost or unrenewable: close now, touch nothing on the server. */
-  async #fence (held: HeldLease, reason: 'fenced' | 'lost'): Promise<void> {
-    if (held.ending) return
-    held.ending = true
-    if (reason === 'fenced') this.stats.fences++
-    else this.stats.losses++
-    this.#log.warn({ companyId: held.companyId, epoch: held.epoch, reason }, 'lost the lease; closing the connection')
-    void held.subscription?.close().catch(() => {})
-    await this.#connector.disconnect(held.companyId, held.epoch, reason)
-    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
-    this.#candidates.add(held.companyId)
-    this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
-  }
-
-  /**
-   * Graceful: stop taking commands, close the connection, then delete the record so others take over
-   * at once. It stays held until the delete was tried, so that nothing here mistakes its record for a leftover meanwhile.
-   */
-  async #release (held: HeldLease, reason: string): Promise<void> {
-    if (held.ending) return
-    held.ending = true
-    await held.subscription?.close().catch(() => {})
-    await this.#connector.disconnect(held.companyId, held.epoch, reason)
-    try {
-      await this.#leaseKv.delete(`${LEASE_PREFIX}${held.companyId}`, { previousSeq: held.epoch })
-    } catch (err) {
-      this.#log.warn({ err, companyId: held.companyId },
-        'ownership record release failed; it is deleted later, or taken over once this replica is gone')
-    }
-    if (this.#held.get(held.companyId) === held) this.#held.delete(held.companyId)
-    this.#candidates.add(held.companyId)
-    if (reason === 'handoff') this.stats.handoffs++
-    this.#publishOwnerChange(held, { holder: null, epoch: held.epoch, reason })
-  }
-
   /** When preferred owners change (a replica joined), hand companies over a few at a time. */
   #handOffToPreferred (): void {
     const at = now()
     if (at < this.#nextHandoffAt) return
     const members = this.#membership.live(at, true)
-    const movable = [...this.#held.values()].filter((held) => {
+    const movable = [...this.#held.all()].filter((held) => {
       const preferred = this.#preferred.get(held.companyId)
       return !held.ending && held.subscription !== undefined && preferred !== undefined && preferred !== this.replica &&
         members.includes(preferred) && at - held.acquiredAt >= this.#minHoldMs
     })
     if (movable.length === 0) return
     this.#nextHandoffAt = at + this.#config.handoffIntervalMs
-    for (const held of movable.slice(0, this.#config.handoffBatch)) void this.#release(held, 'handoff')
-  }
-
-  #publishOwnerChange (held: HeldLease, data: OwnerChanged): void {
-    this.#events.publish(held.companyId, 'owner_changed', { ...data }, { epoch: held.epoch })
+    for (const held of movable.slice(0, this.#config.handoffBatch)) void this.#held.release(held, 'handoff')
   }
 }
