@@ -3,7 +3,7 @@ import { getBinaryNodeChild, getBinaryNodeChildren, proto, unpadRandomMax16, typ
 import { deviceName, PHONE_DEVICE, userJid, type Directory, type ReceivedMedia, type ReceivedMessage } from './accounts.ts'
 import type { Connection, LinkedDevices } from './connections.ts'
 import type { Recorder } from './log.ts'
-import type { ContactMedia, InboundMessage, InboundOptions, Mailbox } from './mailbox.ts'
+import { receiptIds, type ContactMedia, type InboundMessage, type InboundOptions, type Mailbox } from './mailbox.ts'
 import {
   decryptMedia, encryptMedia, MEDIA_KINDS, MESSAGE_FIELD, mediaRetryKey, mediaRetryNotification, type MediaKind, type MediaServer
 } from './media.ts'
@@ -116,13 +116,13 @@ export class Contacts {
   receiptFromDevice (connection: Connection, node: BinaryNode): void {
     const resolved = this.#directory.resolve(node.attrs.to ?? '')
     if (!resolved || !connection.device) return
-    const ids = [node.attrs.id, ...getBinaryNodeChildren(getBinaryNodeChild(node, 'list'), 'item').map((item) => item.attrs.id)]
+    const ids = receiptIds(node)
     // A client that is not marked online acknowledges delivery as 'inactive'.
     const type = node.attrs.type === undefined || node.attrs.type === 'inactive'
       ? 'delivered'
       : node.attrs.type === 'read' ? 'read' : 'other'
     for (const messageId of ids) {
-      if (messageId) resolved.account.receipts.push({ messageId, from: deviceName(connection.device), type, at: Date.now() })
+      resolved.account.receipts.push({ messageId, from: deviceName(connection.device), type, at: Date.now() })
     }
   }
 

@@ -1,4 +1,4 @@
-import { proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
+import { getBinaryNodeChild, getBinaryNodeChildren, proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
 import type { MediaKind } from './media.ts'
 import { deviceName, userJid, type Directory } from './accounts.ts'
 import type { Connection } from './connections.ts'
@@ -52,8 +52,23 @@ interface Unacknowledged {
 const receiptKey = (id: string | undefined, type: string | undefined) => `${id ?? ''}:${type ?? 'delivery'}`
 
 /**
+ * The receipt types with which a device says it has a message (Baileys, `handleMessage` and
+ * `sendReceipt`): delivered (no type; `inactive` while not marked online; `sender` and `peer_msg`
+ * for its own account's messages), read (`read`, `read-self`) and played. A device that could not
+ * decrypt a message sends `type="retry"` (then an error ack), and `server-error` asks for media
+ * again: neither means it has the message.
+ */
+const HAS_IT = new Set([undefined, 'inactive', 'sender', 'peer_msg', 'read', 'read-self', 'played', 'played-self'])
+
+/** The message ids a receipt names: its `id` and, for a batch, each `<list><item id>`. */
+export const receiptIds = (receipt: BinaryNode): string[] =>
+  [receipt.attrs.id, ...getBinaryNodeChildren(getBinaryNodeChild(receipt, 'list'), 'item').map((item) => item.attrs.id)]
+    .filter((id): id is string => Boolean(id))
+
+/**
  * What WhatsApp holds for linked devices: contacts' messages and receipts go to a device's live
- * connection and are forgotten only once the device acknowledges them; what a device did not get
+ * connection and are forgotten only once the device acknowledges them (a message by its delivery
+ * or read receipt, or an `<ack>` without error; a receipt by an `<ack>`); what a device did not get
  * (it was offline, or its connection broke first) is kept and handed over at its next login.
  */
 export class Mailbox {
@@ -144,6 +159,24 @@ export class Mailbox {
       unacknowledged?.messages.delete(ack.attrs.id)
     } else if (ack.attrs.class === 'receipt') {
       unacknowledged?.receipts.delete(receiptKey(ack.attrs.id, ack.attrs.type))
+    }
+  }
+
+  /**
+   * The device's receipt for messages it was sent: a delivery or read receipt from the contact's
+   * chat is its acknowledgement, as WhatsApp takes it, so the messages are forgotten. A retry
+   * receipt (it could not decrypt) or any other keeps them.
+   */
+  receipted (connection: Connection, receipt: BinaryNode): void {
+    const unacknowledged = this.#unacknowledged.get(connection)
+    if (!unacknowledged || !HAS_IT.has(receipt.attrs.type)) return
+    const chat = this.#directory.resolve(receipt.attrs.to ?? '')
+    for (const id of receiptIds(receipt)) {
+      const message = unacknowledged.messages.get(id)
+      // The receipt names the chat the message came from (the contact's phone or LID).
+      if (!message || chat?.account.phone !== message.from) continue
+      unacknowledged.messages.delete(id)
+      this.#refusals.delete(id)
     }
   }
 

@@ -183,6 +183,12 @@ export class WhatsAppSimulator {
     if (this.#devices.login(connection, device)) this.#mailbox.handOver(connection)
   }
 
+  /** A delivery or read receipt is how a device acknowledges a message: WhatsApp forgets it then, and the contact sees it. */
+  #receipt (connection: Connection, node: BinaryNode): void {
+    this.#mailbox.receipted(connection, node)
+    this.#contacts.receiptFromDevice(connection, node)
+  }
+
   /** Where each stanza from a client goes. A message is relayed before the next stanza is read. */
   #route (connection: Connection, node: BinaryNode): Promise<void> | undefined {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
@@ -192,7 +198,7 @@ export class WhatsAppSimulator {
     else if (node.tag === 'iq') answerIq(connection, node, this.directory, this.media)
     // A device asks its phone to upload old media again (its download got 404/410).
     else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)
-    else if (node.tag === 'receipt') this.#contacts.receiptFromDevice(connection, node)
+    else if (node.tag === 'receipt') this.#receipt(connection, node)
     else if (node.tag === 'chatstate') this.#contacts.chatState(connection, node)
     else if (node.tag === 'presence') this.#contacts.presence(connection, node)
     else if (node.tag === 'ack') this.#mailbox.acknowledged(connection, node)

@@ -108,6 +108,34 @@ t.test('a message the device did not acknowledge before its connection broke com
   await again.socket.end()
 })
 
+t.test('a message the device acknowledged with its delivery receipt is not handed over again at the next login; ' +
+  'one it never got is', async (t) => {
+  const { simulator, link, connect } = await startSimulator(t)
+  const linked = await link(SALON)
+  const live: InboundMessage[] = []
+  linked.socket.on('messages', (batch) => live.push(...batch))
+  const first = await simulator.deliver({ from: CLIENT, to: SALON, text: 'Запишите меня на пятницу' })
+  t.ok(await waitFor(() => live.some((message) => message.id === first.id), STEP_MS), 'the live device got it')
+  // Baileys answers a message it decrypted with a receipt, not an <ack> (messages-recv.js handleMessage).
+  const receipts = () => simulator.account(CLIENT).receipts
+  const receipted = () => receipts().some((receipt) => receipt.messageId === first.id && receipt.type === 'delivered')
+  t.ok(await waitFor(receipted, STEP_MS), 'and sent its delivery receipt')
+  await linked.socket.end()
+  t.ok(await waitFor(() => simulator.liveDevices().length === 0, STEP_MS), 'the device is offline')
+  const second = await simulator.deliver({ from: CLIENT, to: SALON, text: 'И ещё вопрос' })
+  t.match(second, { devices: 0, queued: 1 })
+
+  const again = connect(linked.creds, linked.keys)
+  const inbound: InboundMessage[] = []
+  again.socket.on('messages', (batch) => inbound.push(...batch))
+  t.ok(await waitFor(() => inbound.some((message) => message.id === second.id), STEP_MS), 'the message it never got is handed over')
+  t.ok(await waitFor(() => again.updates.some((update) => update.connection === 'open'), STEP_MS))
+  // Kept messages go out in order, the older first: the first message would have come before the second.
+  t.same(inbound.map((message) => message.id), [second.id], 'the receipted one is not delivered again')
+  t.ok(simulator.log.some((entry) => entry.detail === `1 kept messages handed to ${linked.device}`), 'one message was kept, not two')
+  await again.socket.end()
+})
+
 t.test('linking by pairing code: a wrong code is refused, the right one links, and the device logs in', async (t) => {
   const { simulator, connect } = await startSimulator(t)
   const creds = initAuthCreds()
