@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assignPreferredOwners, rankReplicas, RendezvousScores } from '../plugins/ownership/assignment.ts'
+import { assignPreferredOwners, rankReplicas, RendezvousScores, takesUnowned } from '../plugins/ownership/assignment.ts'
 
 const companies = (count: number) => Array.from({ length: count }, (_, index) => `company-${index}`)
 
@@ -65,4 +65,16 @@ t.test('remembered scores give the same assignment as fresh ones, through member
   for (const replicas of [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'c'], ['a', 'c', 'd', 'e']]) {
     t.same([...assignPreferredOwners(ids, replicas, 2, remembered)], [...assignPreferredOwners(ids, replicas, 2)], replicas.join(','))
   }
+})
+
+t.test('the grace rule: who takes a company nobody holds, and when', async (t) => {
+  const base = { self: 'a', preferredAlive: true, unownedSince: 1_000, assignmentChangedAt: 0, graceMs: 750 }
+  t.ok(takesUnowned({ ...base, preferred: 'a', at: 1_000 }), 'its preferred owner takes it at once')
+  t.ok(takesUnowned({ ...base, preferred: undefined, preferredAlive: false, at: 1_000 }), 'so does anyone when it has no preferred owner')
+  t.ok(takesUnowned({ ...base, preferred: 'b', preferredAlive: false, at: 1_000 }), 'or when its preferred owner is not alive')
+  t.notOk(takesUnowned({ ...base, preferred: 'b', at: 1_749 }), 'another replica waits out the grace')
+  t.ok(takesUnowned({ ...base, preferred: 'b', at: 1_750 }), 'and takes it once the grace has run')
+  t.notOk(takesUnowned({ ...base, preferred: 'b', assignmentChangedAt: 1_500, at: 1_750 }),
+    'a newly preferred owner gets the grace from when it became preferred')
+  t.ok(takesUnowned({ ...base, preferred: 'b', assignmentChangedAt: 1_500, at: 2_250 }), 'then the others may take it')
 })

@@ -9,6 +9,8 @@ export class TcpProxy {
   readonly #targetPort: number
   readonly #sockets = new Set<Socket>()
   #server: Server | undefined
+  /** While set, bytes are dropped both ways and the connections stay open (a network that loses packets). */
+  #blackHole = false
   port = 0
 
   constructor (target: { host: string, port: number }) {
@@ -24,7 +26,10 @@ export class TcpProxy {
         socket.on('close', () => this.#sockets.delete(socket))
         socket.on('error', () => { client.destroy(); upstream.destroy() })
       }
-      client.pipe(upstream).pipe(client)
+      client.on('data', (chunk) => { if (!this.#blackHole) upstream.write(chunk) })
+      upstream.on('data', (chunk) => { if (!this.#blackHole) client.write(chunk) })
+      client.on('end', () => upstream.end())
+      upstream.on('end', () => client.end())
     })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -37,11 +42,17 @@ export class TcpProxy {
 
   /** Refuses new connections and resets the open ones. */
   async cut (): Promise<void> {
+    this.#blackHole = false
     const server = this.#server
     this.#server = undefined
     for (const socket of this.#sockets) socket.destroy()
     this.#sockets.clear()
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  /** Passes nothing either way from now on, and closes nothing: requests time out rather than fail. */
+  blackHole (): void {
+    this.#blackHole = true
   }
 
   /** Accepts connections again on the same port. */
