@@ -11,8 +11,8 @@ export const settings = defineSettings({
   },
   leaseFenceMarginMs: {
     env: 'LEASE_FENCE_MARGIN_MS',
-    describe: 'A replica with no acknowledged heartbeat closes its connections this long before its key could expire' +
-      ' (capped at a quarter of the TTL)',
+    describe: 'A replica with no acknowledged heartbeat closes its connections this long (plus the close timeout) before its key' +
+      ' could expire (capped at a quarter of the TTL)',
     expected: 'milliseconds, a positive integer',
     fallback: () => 1_500,
     parse: milliseconds

@@ -44,7 +44,9 @@ export const settings = defineSettings({
     describe: 'How long closing a WhatsApp connection may wait for its closing handshake before the socket is cut.' +
       ' A replica that loses its lease starts closing this much earlier, so the close ends before the lease can pass on',
     expected: 'milliseconds, an integer from 50 to 10000',
-    fallback: () => 2_000,
+    // A closing handshake is one round trip; past a second the socket is cut, which WhatsApp sees as
+    // the device going away. Every millisecond here comes off the NATS outage a lease survives.
+    fallback: () => 1_000,
     parse: integerIn(50, 10_000)
   },
   qrRotateMs: {

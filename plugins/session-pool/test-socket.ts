@@ -14,7 +14,7 @@ export interface TestWhatsAppOptions {
   closeTimeoutMs: number
 }
 
-const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6, closeTimeoutMs: 2_000 }
+const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6, closeTimeoutMs: 1_000 }
 const CLOSE = { loggedOut: 401, timedOut: 408, connectionReplaced: 440, restartRequired: 515 } as const
 
 interface Sent {
