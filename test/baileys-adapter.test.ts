@@ -5,6 +5,7 @@ import { initAuthCreds } from '@whiskeysockets/baileys'
 import { baileysFactory, baileysLogger } from '../plugins/session-pool/baileys-adapter.ts'
 import type { ConnectionUpdate } from '../plugins/session-pool/socket-port.ts'
 import { waitFor } from './helpers/wait.ts'
+import { startSimulator } from './helpers/simulator.ts'
 
 t.test('real Baileys, pointed at a local server that hangs up, reports connecting then a close code', async (t) => {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
@@ -48,4 +49,20 @@ t.test('Baileys\' expected noise (the 515 after a link, the disabled history syn
     [40, 'failed to assert sessions for newly mapped LIDs']
   ])
   t.equal(logger.level, 'debug', 'Baileys reads the level to skip work')
+})
+
+t.test('a real Baileys socket writes nothing once its lease deadline has passed: the first frame too late cuts it', async (t) => {
+  const { simulator, link } = await startSimulator(t)
+  let deadline = Infinity
+  const { socket, updates } = await link('79001230077', () => deadline)
+  const contact = '79005550077'
+  await socket.sendText(`${contact}@s.whatsapp.net`, 'in time')
+  t.ok(await waitFor(() => simulator.received(contact).length === 1, 5_000), 'a message in time reaches the contact')
+  // The lease's deadline passes (the fence's timer has not run: a stalled loop, say).
+  deadline = performance.now()
+  const late = await socket.sendText(`${contact}@s.whatsapp.net`, 'too late').then(() => true, () => false)
+  t.notOk(late, 'the send past the deadline fails')
+  t.ok(await waitFor(() => updates.some((update) => update.connection === 'close'), 5_000), 'the socket is cut')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.same(simulator.received(contact).map((message) => message.text), ['in time'], 'and WhatsApp never got the late message')
 })

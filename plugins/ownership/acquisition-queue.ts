@@ -129,8 +129,4 @@ export class RetryBackoff {
     this.#failures.clear()
     this.#until.clear()
   }
-
-  get size (): number {
-    return this.#until.size
-  }
 }

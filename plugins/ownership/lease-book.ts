@@ -68,10 +68,6 @@ export class LeaseBook {
     return this.#leases.keys()
   }
 
-  get size (): number {
-    return this.#leases.size
-  }
-
   /** A record was written: returns it as observed. */
   put (companyId: string, entry: KvEntry, at: number): ObservedLease {
     const previous = this.#leases.get(companyId)

@@ -267,10 +267,6 @@ export class Membership {
     for (const incarnation of this.#gone) if (!isNamed(incarnation)) this.#gone.delete(incarnation)
   }
 
-  footprint (): { members: number, goneIncarnations: number } {
-    return { members: this.#members.size, goneIncarnations: this.#gone.size }
-  }
-
   /** For readiness: this replica's own heartbeat is current. */
   checkSelf (): void {
     if (this.currentIncarnation() === undefined) throw new Error('this replica\'s membership heartbeat is not current')

@@ -233,13 +233,6 @@ export class Ownership {
     return this.#membership?.view() ?? []
   }
 
-  /** What this replica keeps in memory about companies and members (it must stay bounded: test/ownership.test.ts). */
-  footprint () {
-    return {
-      records: this.#book.size, unownedSince: this.#unownedSince.size, backoffs: this.#backoff.size, ...this.#membership.footprint()
-    }
-  }
-
   /** This replica's view of the cluster, for GET /api/whatsapp/cluster. */
   view () {
     const at = now()

@@ -52,15 +52,17 @@ export async function startSimulator (t: Test, options: SimulatorOptions & { reu
     closeTimeoutMs: 2_000
   })
   /** A Baileys socket on the simulator, with every connection update it reports; ended with the test. */
-  const connect = (creds: AuthenticationCreds, keys: SignalKeyStore = NO_KEYS): { socket: WaSocket, updates: ConnectionUpdate[] } => {
-    const socket = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }) })
+  const connect = (
+    creds: AuthenticationCreds, keys: SignalKeyStore = NO_KEYS, writableUntil?: () => number
+  ): { socket: WaSocket, updates: ConnectionUpdate[] } => {
+    const socket = factory({ companyId: 'acme', auth: { creds, keys }, log: pino({ level: 'silent' }), writableUntil })
     const updates: ConnectionUpdate[] = []
     socket.on('connection', (update) => updates.push(update))
     t.teardown(() => socket.end())
     return { socket, updates }
   }
   /** A device linked to `phone` by QR and logged in again after the restart WhatsApp asks for. */
-  const link = async (phone: string) => {
+  const link = async (phone: string, writableUntil?: () => number) => {
     const creds = initAuthCreds()
     const keys = memoryKeys()
     const linking = connect(creds, keys)
@@ -69,7 +71,7 @@ export async function startSimulator (t: Test, options: SimulatorOptions & { reu
     if (!await waitFor(() => linking.updates.some((update) => update.closeCode === 515), LINK_TIMEOUT_MS)) {
       throw new Error('no restart after linking')
     }
-    const live = connect(creds, keys)
+    const live = connect(creds, keys, writableUntil)
     if (!await waitFor(() => live.updates.some((update) => update.connection === 'open'), LINK_TIMEOUT_MS)) throw new Error('not open')
     return { ...live, creds, keys, device: creds.me!.id.replace(/@.*/, '') }
   }
