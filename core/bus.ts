@@ -5,7 +5,7 @@ import { Compile } from 'typebox/compile'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorReply, requestFailure } from '../contracts/index.ts'
-import { assertStorable, assertValid, GatewayError, toErrorReply } from './errors.ts'
+import { asGatewayError, assertStorable, assertValid, GatewayError, statusOf, toErrorReply } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
 import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
 import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
@@ -150,7 +150,10 @@ export class Bus {
       } catch (err) {
         failed = err
         span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
-        if (!(err instanceof GatewayError)) handlerContext.log.error({ err }, 'NATS handler failed')
+        // A database that does not answer is UNAVAILABLE (503) here too, as on HTTP (asGatewayError).
+        const known = asGatewayError(err)
+        if (!known) handlerContext.log.error({ err }, 'NATS handler failed')
+        else if (!(err instanceof GatewayError)) handlerContext.log.warn({ err }, known.message)
       }
       if (!msg.reply) return
       if (failed === undefined) {
@@ -160,7 +163,7 @@ export class Bus {
       const reply = toErrorReply(failed)
       const headers = tracedHeaders({
         [SERVICE_ERROR_HEADER]: reply.error.message,
-        [SERVICE_ERROR_CODE_HEADER]: String(failed instanceof GatewayError ? failed.statusCode : 500)
+        [SERVICE_ERROR_CODE_HEADER]: String(statusOf(failed))
       })
       msg.respond(JSON.stringify(reply), { headers })
     }))

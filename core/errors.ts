@@ -119,9 +119,85 @@ function unstorablePath (value: unknown, path: string, depth: number): string | 
   return undefined
 }
 
+/** How long a client waits before asking again when the database did not answer (Retry-After, `retryAfter`). */
+export const DATABASE_RETRY_AFTER_S = 5
+
+/** Node's codes for a peer that refused, dropped or never answered a connection. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN'
+])
+/**
+ * PostgreSQL's SQLSTATEs for a server that is not there for this session: class 08 (connection
+ * exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting or in
+ * recovery), 53300 too many connections.
+ */
+const UNAVAILABLE_SQLSTATE = /^(08[0-9A-Z]{3}|57P0[123]|53300)$/
+/**
+ * What pg and pg-pool say, without a code, when no connection could be had or one died: the pool's
+ * acquire timeout, a connect timeout, a connection that ended mid-query, a client left unusable, the
+ * query timeout (`query_timeout`).
+ */
+const PG_MESSAGES = [
+  /^timeout exceeded when trying to connect$/,
+  /^Connection terminated( unexpectedly| due to connection timeout)?$/,
+  /^Query read timeout$/,
+  /is not queryable$/
+]
+/** How deep causes are followed (MikroORM's DriverException wraps pg's error, which may wrap a socket error). */
+const MAX_CAUSE_DEPTH = 4
+
+interface Failure {
+  name?: unknown
+  code?: unknown
+  message?: unknown
+  cause?: unknown
+  errors?: unknown
+}
+
+/**
+ * Why `err` says the database (or, for a bare socket error, a service the request needs) did not
+ * answer, or undefined when it says something else: as MikroORM (DriverException,
+ * ConnectionException), pg and pg-pool report a refused, reset or timed-out connection or a server
+ * that is shutting down. Its cause and, for an AggregateError (one per address tried), its errors
+ * are read too.
+ */
+export function unavailabilityOf (err: unknown, depth = 0): { database: boolean, reason: string } | undefined {
+  if (err === null || typeof err !== 'object' || depth > MAX_CAUSE_DEPTH) return undefined
+  const failure = err as Failure
+  const code = typeof failure.code === 'string' ? failure.code : undefined
+  const message = typeof failure.message === 'string' ? failure.message : ''
+  const fromDriver = failure.name === 'DriverException' || failure.name === 'ConnectionException'
+  if (failure.name === 'ConnectionException') return { database: true, reason: code ?? message }
+  if (code !== undefined && UNAVAILABLE_SQLSTATE.test(code)) return { database: true, reason: code }
+  if (code !== undefined && NETWORK_CODES.has(code)) return { database: fromDriver, reason: code }
+  if (PG_MESSAGES.some((pattern) => pattern.test(message))) return { database: true, reason: message }
+  const inner = [failure.cause, ...(Array.isArray(failure.errors) ? failure.errors : [])]
+  for (const each of inner) {
+    const found = unavailabilityOf(each, depth + 1)
+    if (found) return { database: found.database || fromDriver, reason: found.reason }
+  }
+  return undefined
+}
+
+/**
+ * `err` as the GatewayError a client is answered with: itself, or UNAVAILABLE (503, with
+ * `retryAfter`) when the database did not answer; undefined for anything unexpected (500).
+ */
+export function asGatewayError (err: unknown): GatewayError | undefined {
+  if (err instanceof GatewayError) return err
+  const unavailable = unavailabilityOf(err)
+  if (!unavailable) return undefined
+  const what = unavailable.database ? 'the database' : 'a service this request needs'
+  return new GatewayError(ErrorCode.UNAVAILABLE, `${what} did not answer (${unavailable.reason}); try again shortly`, {
+    retryAfter: DATABASE_RETRY_AFTER_S,
+    cause: err
+  })
+}
+
 /** The one rendering of any error as the wire shape; unexpected errors never leak their message. */
-export function toErrorReply (err: unknown): ErrorReply {
-  if (err instanceof GatewayError) {
+export function toErrorReply (failure: unknown): ErrorReply {
+  const err = asGatewayError(failure)
+  if (err) {
     return {
       success: false,
       error: {
@@ -137,5 +213,5 @@ export function toErrorReply (err: unknown): ErrorReply {
 }
 
 export function statusOf (err: unknown): number {
-  return err instanceof GatewayError ? err.statusCode : 500
+  return asGatewayError(err)?.statusCode ?? 500
 }

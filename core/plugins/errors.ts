@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError } from 'fastify'
 import { ErrorCode } from '../../contracts/index.ts'
-import { assertStorable, GatewayError, statusOf, toErrorReply, validationError } from '../errors.ts'
+import { asGatewayError, assertStorable, GatewayError, statusOf, toErrorReply, validationError } from '../errors.ts'
 
 /** Fastify's own 4xx errors (bad JSON, wrong content type, body too large) keep their status. */
 function fromFastifyError (err: FastifyError): GatewayError | undefined {
@@ -17,8 +17,10 @@ function fromFastifyError (err: FastifyError): GatewayError | undefined {
 
 export default fp(async (app) => {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const known = err instanceof GatewayError ? err : fromFastifyError(err)
+    // A database that does not answer is UNAVAILABLE (503, Retry-After) on every route (asGatewayError).
+    const known = asGatewayError(err) ?? fromFastifyError(err)
     if (!known) request.log.error({ err }, 'request failed')
+    else if (!(err instanceof GatewayError) && known.code === ErrorCode.UNAVAILABLE) request.log.warn({ err }, known.message)
     const status = statusOf(known ?? err)
     if (known?.retryAfter !== undefined) reply.header('Retry-After', String(Math.ceil(known.retryAfter)))
     return reply.code(status).send(toErrorReply(known ?? err))
