@@ -231,13 +231,20 @@ export class Bus {
    * Subscribes to `subjects` and resolves with the first message on any of them, or undefined after
    * `timeoutMs`. Subscribe before triggering what you wait for; `ready` resolves once the server has it.
    */
-  firstOf (subjects: string[], timeoutMs: number): { ready: Promise<void>, next: Promise<{ subject: string, data: unknown } | undefined> } {
+  firstOf (subjects: string[], timeoutMs: number): {
+    ready: Promise<void>
+    next: Promise<{ subject: string, data: unknown } | undefined>
+    /** Stops waiting (the answer came another way): its subscriptions and timer go now, `next` resolves undefined. */
+    cancel: () => void
+  } {
     const subscriptions: Subscription[] = []
     let timer: NodeJS.Timeout | undefined
+    let finish!: (value: { subject: string, data: unknown } | undefined) => void
     const next = new Promise<{ subject: string, data: unknown } | undefined>((resolve) => {
-      const finish = (value: { subject: string, data: unknown } | undefined) => {
+      finish = (value) => {
         clearTimeout(timer)
         for (const subscription of subscriptions) subscription.unsubscribe()
+        subscriptions.length = 0
         resolve(value)
       }
       for (const subject of subjects) {
@@ -254,7 +261,7 @@ export class Bus {
       }
       timer = setTimeout(() => finish(undefined), timeoutMs)
     })
-    return { ready: this.#nc.flush(), next }
+    return { ready: this.#nc.flush(), next, cancel: () => finish(undefined) }
   }
 
   /** The connected server's version, e.g. `2.9.10`. */

@@ -70,3 +70,18 @@ t.test('a durable consumer acknowledges what its handler finished, redelivers wh
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.same(again, ['m4'])
 })
+
+t.test('a wait for the first of several events can be cancelled: it resolves empty and stops listening at once', async (t) => {
+  const app = await build(t)
+  const subject = app.subjects.event(uniqueName('co'), 'qr')
+  const waiting = app.bus.firstOf([subject], 60_000)
+  await waiting.ready
+  const startedAt = Date.now()
+  waiting.cancel()
+  t.equal(await waiting.next, undefined, 'nothing came')
+  t.ok(Date.now() - startedAt < 1_000, 'at once, not at its 60 s timeout')
+  // A message published after the cancel reaches no one through it.
+  app.nats.publish(subject, JSON.stringify({ type: 'qr' }))
+  await app.nats.flush()
+  t.equal(await waiting.next, undefined, 'still nothing: it no longer listens')
+})

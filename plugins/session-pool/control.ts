@@ -40,18 +40,23 @@ async function initialize (
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
   const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)
-  await waiting.ready
-  await ownership.setDesired(companyId, 'online')
-
-  // Already held: the holder shows what it has, restarting the session when the linking mode changed.
-  const fromHolder = await bus.request<{ snapshot: { status: InitializeReply['status'], data: Record<string, unknown> } | null }>(
-    app.subjects.command(companyId, 'initialize'), { restart: pairingPhone !== undefined }).catch(() => undefined)
-  const found = fromHolder?.snapshot ?? await waiting.next.then((event) => {
-    if (!event) return null
-    const { type, data } = event.data as EventEnvelope
-    if (type === 'error') throw new GatewayError(ErrorCode.UNAVAILABLE, `initialize failed: ${String(data.message ?? data.reason)}`)
-    return { status: type as InitializeReply['status'], data }
-  })
+  let found: { status: InitializeReply['status'], data: Record<string, unknown> } | null
+  try {
+    await waiting.ready
+    await ownership.setDesired(companyId, 'online')
+    // Already held: the holder shows what it has, restarting the session when the linking mode changed.
+    const fromHolder = await bus.request<{ snapshot: { status: InitializeReply['status'], data: Record<string, unknown> } | null }>(
+      app.subjects.command(companyId, 'initialize'), { restart: pairingPhone !== undefined }).catch(() => undefined)
+    found = fromHolder?.snapshot ?? await waiting.next.then((event) => {
+      if (!event) return null
+      const { type, data } = event.data as EventEnvelope
+      if (type === 'error') throw new GatewayError(ErrorCode.UNAVAILABLE, `initialize failed: ${String(data.message ?? data.reason)}`)
+      return { status: type as InitializeReply['status'], data }
+    })
+  } finally {
+    // The holder answered (or the request failed): the event subscriptions and their timer go now, not at the timeout.
+    waiting.cancel()
+  }
   if (!found) throw new GatewayError(ErrorCode.TIMEOUT, `no QR or connection for ${companyId} within ${timeoutMs} ms`)
   if (found.status === 'connected') return { success: true, companyId, status: 'connected', message: 'WhatsApp is connected' }
   if (found.status === 'pairing_code') {
