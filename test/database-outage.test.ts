@@ -2,7 +2,7 @@ import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { ErrorCode } from '../contracts/index.ts'
 import { asGatewayError, DATABASE_RETRY_AFTER_S } from '../core/errors.ts'
-import { TcpProxy } from './helpers/tcp-proxy.ts'
+import { behindProxy } from './helpers/tcp-proxy.ts'
 import { build } from './helpers/build.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -16,17 +16,9 @@ const UNAVAILABLE_REPLY = {
 }
 
 t.test('while PostgreSQL does not answer, routes and NATS requests that need it are 503 UNAVAILABLE; then work again', async (t) => {
-  const databaseUrl = new URL(await createTestDatabase(t))
-  const proxy = new TcpProxy({ host: databaseUrl.hostname, port: Number(databaseUrl.port || 5432) })
-  await proxy.start()
-  t.teardown(() => proxy.close())
-  databaseUrl.hostname = '127.0.0.1'
-  databaseUrl.port = String(proxy.port)
-  // Short waits for a connection, so each request during the cut fails within a second. (Initialize's
-  // wait for a first QR outlives a reply from the holder: a short one lets the test process end sooner.)
-  const app = await build(t, {
-    config: { databaseUrl: databaseUrl.toString(), dbAcquireTimeoutMs: 1_000, dbQueryTimeoutMs: 2_000, initializeTimeoutMs: 5_000 }
-  })
+  const { proxy, url: databaseUrl } = await behindProxy(t, await createTestDatabase(t))
+  // Short waits for a connection, so each request during the cut fails within a second.
+  const app = await build(t, { config: { databaseUrl, dbAcquireTimeoutMs: 1_000, dbQueryTimeoutMs: 2_000 } })
   const nc = await connect({ servers: TEST_NATS_URL })
   t.teardown(() => nc.close())
 

@@ -11,7 +11,7 @@ import { openKv } from '../core/nats/kv.ts'
 import { clusterSettings, OWNERSHIP_ONLY, startReplica, TEST_LEASE_TTL_MS, type ClusterSettings } from './helpers/cluster.ts'
 import { companyPreferring, linkCompany, startSessionReplica } from './helpers/sessions.ts'
 import { ownNatsServer } from './helpers/nats-server.ts'
-import { TcpProxy } from './helpers/tcp-proxy.ts'
+import { behindProxy, type TcpProxy } from './helpers/tcp-proxy.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -19,20 +19,9 @@ const SETTLE_MS = 15_000
 
 const overlapsOf = (ids: string[]) => inProcessLedger.overlaps.filter((overlap) => ids.includes(overlap.companyId))
 
-async function proxyTo (t: Test, url: string) {
-  const { hostname, port } = new URL(url)
-  const proxy = new TcpProxy({ host: hostname, port: Number(port) })
-  await proxy.start()
-  t.teardown(() => proxy.close())
-  const proxied = new URL(url)
-  proxied.hostname = '127.0.0.1'
-  proxied.port = String(proxy.port)
-  return { proxy, url: proxied.toString() }
-}
-
 async function natsCluster (t: Test): Promise<{ settings: ClusterSettings, proxy: TcpProxy, proxiedNatsUrl: string }> {
   const nats = await ownNatsServer(t)
-  const { proxy, url } = await proxyTo(t, nats.url)
+  const { proxy, url } = await behindProxy(t, nats.url)
   return { settings: await clusterSettings(t, { natsUrl: nats.url }), proxy, proxiedNatsUrl: url }
 }
 
@@ -46,7 +35,7 @@ t.test('a replica that reaches NATS but not PostgreSQL gives its companies up, a
 
   // The third replica starts with its database reachable (it reads what is desired), then loses it:
   // its share of the companies is handed to it, and each epoch claim it makes fails.
-  const db = await proxyTo(t, settings.databaseUrl)
+  const db = await behindProxy(t, settings.databaseUrl)
   const cut = await startReplica(t, settings, {
     ...OWNERSHIP_ONLY, databaseUrl: db.url, dbAcquireTimeoutMs: 500, dbQueryTimeoutMs: 500
   })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { TcpProxy } from './helpers/tcp-proxy.ts'
+import { behindProxy } from './helpers/tcp-proxy.ts'
 import { ownNatsServer } from './helpers/nats-server.ts'
 import { build } from './helpers/build.ts'
 import { createTestDatabase } from './helpers/services.ts'
@@ -38,13 +38,8 @@ t.test('/readyz follows NATS going down and coming back', async (t) => {
 })
 
 t.test('/readyz follows PostgreSQL going down and coming back', async (t) => {
-  const databaseUrl = new URL(await createTestDatabase(t))
-  const proxy = new TcpProxy({ host: databaseUrl.hostname, port: Number(databaseUrl.port || 5432) })
-  await proxy.start()
-  t.teardown(() => proxy.close())
-  databaseUrl.hostname = '127.0.0.1'
-  databaseUrl.port = String(proxy.port)
-  const app = await build(t, { config: { databaseUrl: databaseUrl.toString() } })
+  const { proxy, url: databaseUrl } = await behindProxy(t, await createTestDatabase(t))
+  const app = await build(t, { config: { databaseUrl } })
   const ready = async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200
 
   t.ok(await ready(), '200 with the database reachable')

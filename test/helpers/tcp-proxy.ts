@@ -1,4 +1,5 @@
 import { createServer, connect, type Server, type Socket } from 'node:net'
+import type { Test } from 'tap'
 
 /**
  * A TCP proxy on loopback that a test can cut and restore, to take a real service "down"
@@ -63,4 +64,15 @@ export class TcpProxy {
   close (): Promise<void> {
     return this.cut()
   }
+}
+
+/** A proxy to the service at `url` (closed with the test), and the same URL through it. */
+export async function behindProxy (t: Test, url: string): Promise<{ proxy: TcpProxy, url: string }> {
+  const target = new URL(url)
+  const proxy = new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) })
+  await proxy.start()
+  t.teardown(() => proxy.close())
+  target.hostname = '127.0.0.1'
+  target.port = String(proxy.port)
+  return { proxy, url: target.toString() }
 }
