@@ -6,6 +6,7 @@
  */
 import t, { type Test } from 'tap'
 import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { inProcessLedger } from '../plugins/ownership/test-transport.ts'
 import { openKv } from '../core/nats/kv.ts'
 import { clusterSettings, OWNERSHIP_ONLY, startReplica, TEST_LEASE_TTL_MS, type ClusterSettings } from './helpers/cluster.ts'
@@ -142,4 +143,25 @@ t.test('a company being released when the lease ends disconnects at once, not af
   t.equal(a.app.ownership.stats.fences, 0, 'the release was under way: nothing to fence, only its connection to close')
   await proxy.cut()
   await proxy.restore()
+})
+
+t.test('a record the watch showed but the server no longer has is read again after a refused compare-and-set', async (t) => {
+  const settings = await clusterSettings(t)
+  const setup = await connect({ servers: settings.natsUrl })
+  t.teardown(() => setup.close())
+  const members = await openKv(setup, settings.membersBucket, { ttlMs: settings.leaseTtlMs, timeoutMs: 2_000 })
+  const records = await openKv(setup, settings.leaseBucket, { timeoutMs: 2_000 })
+  const companyId = uniqueName('stale')
+  // A replica that will die holds the company.
+  const incarnation = uniqueName('inc')
+  await members.put('member.doomed', JSON.stringify({ startedAt: new Date().toISOString(), incarnation, ttlMs: settings.leaseTtlMs }))
+  await records.put(`company.${companyId}`, JSON.stringify({ replica: 'doomed', incarnation, nonce: 'n', since: new Date().toISOString() }))
+  const a = await startReplica(t, settings)
+  await a.app.ownership.setDesired(companyId, 'online')
+  // The record vanishes from the stream without the watch hearing of it (as a revision the server did not keep).
+  const jsm = await jetstreamManager(setup)
+  await jsm.streams.purge(`KV_${settings.leaseBucket}`, { filter: `$KV.${settings.leaseBucket}.company.${companyId}` })
+  // The holder dies; the replica's compare-and-set over the revision it saw is refused, and it reads the record again.
+  t.ok(await waitFor(() => inProcessLedger.holderOf(companyId) === a.id, 3 * TEST_LEASE_TTL_MS + SETTLE_MS), 'the company is taken over')
+  t.same(overlapsOf([companyId]), [], 'zero overlaps')
 })

@@ -136,13 +136,39 @@ t.test('a late connect of an ended lease neither replaces nor leaves behind the 
   await pool.disconnect(companyId, 1, 'late release')
   t.equal(pool.get(companyId)?.state, 'open', 'a disconnect for epoch 1 does not close epoch 2')
 
-  // A connect under a newer epoch stops the session it replaces before it opens its own.
+  // A connect under a newer epoch: a late connect of an older lease (a restart that outlived it)
+  // neither opens nor cancels it, and it stops the session it replaces before it opens its own.
   leases.set(2, false)
-  const third = pool.connect(companyId, lease(3))
+  const newer = pool.connect(companyId, lease(3))
   await waitFor(() => loads.length === 3, 1_000, 5)
+  t.equal(await pool.connect(companyId, { epoch: 2, isHeld: () => true, writableUntil: () => Infinity }), false,
+    'the older lease\'s connect opens nothing')
   loads[2].open()
-  await third
+  t.equal(await newer, true, 'epoch 3 was not cancelled by it and opened')
   t.ok(await waitFor(() => pool.get(companyId)?.epoch === 3 && pool.get(companyId)?.state === 'open', SETTLE_MS), 'epoch 3 is connected')
   t.same(overlapsOf(companyId), [], 'epoch 2 was closed before epoch 3 opened')
   t.equal(pool.size, 1)
+})
+
+t.test('a release waits for a close already under way (a restart\'s): the next holder logs in only after it', async (t) => {
+  const settings = await sessionCluster(t)
+  // A close that takes its whole timeout (0.9 s, within what a 4 s lease allows).
+  const slowClose = { leaseTtlMs: 4_000, waCloseTimeoutMs: 900 }
+  const a = await startSessionReplica(t, settings, slowClose)
+  const b = await startSessionReplica(t, settings, slowClose)
+  const companyId = companyPreferring(a, [a, b], 'closing')
+  await linkCompany(a, companyId, settings, t, [a, b])
+  t.ok(await waitFor(() => a.app.sessionPool.get(companyId)?.state === 'open', SETTLE_MS), 'A holds it')
+  a.app.testWhatsApp!.slowClose(companyId, 60_000)
+  // A restarts it (its socket starts a slow close), and A is stopped meanwhile (a rolling deploy): its
+  // release must not give the lease back while that socket still closes.
+  const restarting = a.app.sessionPool.restart(companyId)
+  const stopping = a.close()
+  t.ok(await waitFor(() => b.app.sessionPool.get(companyId)?.state === 'open', SETTLE_MS), 'B took it over')
+  await Promise.all([restarting, stopping])
+  const entries = inProcessLedger.entries.filter((entry) => entry.companyId === companyId)
+  const closedByA = entries.findLast((entry) => entry.kind === 'close' && entry.replica === a.id)
+  const openedByB = entries.find((entry) => entry.kind === 'open' && entry.replica === b.id)
+  t.ok(closedByA && openedByB && closedByA.at <= openedByB.at, 'A\'s socket was closed before B\'s opened')
+  t.same(overlapsOf(companyId), [], 'no second login of the device')
 })

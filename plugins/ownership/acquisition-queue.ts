@@ -124,6 +124,12 @@ export class RetryBackoff {
     this.#until.delete(companyId)
   }
 
+  /** A company nobody wants online any more needs no wait. */
+  forget (companyId: string): void {
+    this.#failures.delete(companyId)
+    this.#until.delete(companyId)
+  }
+
   /** Every wait ends (the cause of the failures went away). */
   clear (): void {
     this.#failures.clear()

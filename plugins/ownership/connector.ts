@@ -18,11 +18,14 @@ export interface ConnectLease {
 export interface Connector {
   /** The longest a close may take before the connection is cut; the fence starts at least this early. */
   readonly closeTimeoutMs: number
-  /** Opens the connection, unless the lease ended meanwhile; an attempt of an older epoch is stopped first. */
-  connect: (companyId: string, lease: ConnectLease) => Promise<void>
   /**
-   * Closes the connection (or cancels the attempt) of this epoch or an older one, never a newer one's.
-   * Must not throw; closing is best effort and bounded.
+   * Opens the connection, unless the lease ended meanwhile or a newer lease's attempt is under way;
+   * the connection it replaces is closed first. Resolves whether it opened one.
+   */
+  connect: (companyId: string, lease: ConnectLease) => Promise<boolean>
+  /**
+   * Closes the connection (or cancels the attempt) of this epoch or an older one, never a newer one's,
+   * and resolves once no such connection is open or closing. Must not throw; closing is bounded.
    */
   disconnect: (companyId: string, epoch: number, reason: string) => Promise<void>
 }

@@ -11,15 +11,16 @@ import { settlesWithin } from '../../core/deadline.ts'
 export class DatabaseProbe {
   readonly #orm: MikroORM
   readonly #intervalMs: number
-  readonly #onResult: (answers: boolean) => void
+  /** Told when the answer changes: degraded, or healthy again. */
+  readonly #onChange: (answers: boolean) => void
   #degraded = false
   #probing = false
   #nextAt = 0
 
-  constructor (orm: MikroORM, intervalMs: number, onResult: (answers: boolean) => void) {
+  constructor (orm: MikroORM, intervalMs: number, onChange: (answers: boolean) => void) {
     this.#orm = orm
     this.#intervalMs = intervalMs
-    this.#onResult = onResult
+    this.#onChange = onChange
   }
 
   get degraded (): boolean { return this.#degraded }
@@ -41,9 +42,10 @@ export class DatabaseProbe {
     settlesWithin(query, this.#intervalMs)
       .then(async (settled) => settled && await query.then(() => true, () => false))
       .then((answers) => {
-        this.#degraded = !answers
         this.#nextAt = performance.now() + this.#intervalMs
-        this.#onResult(answers)
+        if (this.#degraded === !answers) return
+        this.#degraded = !answers
+        this.#onChange(answers)
       })
       .finally(() => { this.#probing = false })
   }

@@ -59,8 +59,10 @@ export class Holdings {
   readonly #stopping: () => boolean
   /** A company is no longer held here (released, fenced, given back): it may need a holder. */
   readonly #onEnded: (companyId: string) => void
-  /** An epoch claim failed with an error: is PostgreSQL there? */
+  /** An epoch claim failed with an error (not a newer epoch stored): is PostgreSQL there? */
   readonly #onClaimError: () => void
+  /** A compare-and-set on the record failed: this replica's view of it may be behind the server's. */
+  readonly #onStaleRecord: (companyId: string) => void
 
   constructor (options: {
     replica: string
@@ -78,6 +80,7 @@ export class Holdings {
     stopping: () => boolean
     onEnded: (companyId: string) => void
     onClaimError: () => void
+    onStaleRecord: (companyId: string) => void
   }) {
     this.#replica = options.replica
     this.#leaseKv = options.leaseKv
@@ -94,6 +97,7 @@ export class Holdings {
     this.#stopping = options.stopping
     this.#onEnded = options.onEnded
     this.#onClaimError = options.onClaimError
+    this.#onStaleRecord = options.onStaleRecord
   }
 
   /** Called when this replica starts holding a company; `takeoverMs` is how long it had been without a holder, when known. */
@@ -134,8 +138,9 @@ export class Holdings {
     } catch (err) {
       this.#acquiring.delete(companyId)
       if (isWrongLastSequence(err)) {
-        // Someone else took it first: look again shortly.
+        // Someone else took it first, or this replica's view of the record is behind: look again shortly, at the server's.
         this.#backoff.brief(companyId, now(), this.#retryMs())
+        this.#onStaleRecord(companyId)
       } else {
         this.#log.warn({ err, companyId }, 'ownership record write failed')
       }
@@ -155,8 +160,9 @@ export class Holdings {
       return
     }
 
+    let claimed: boolean
     try {
-      if (!await this.#epochClaims.claim(companyId, epoch)) throw new Error(`a newer epoch than ${epoch} is stored`)
+      claimed = await this.#epochClaims.claim(companyId, epoch)
     } catch (err) {
       const waitMs = this.#backoff.failed(companyId, now())
       this.#log.error({ err, companyId, epoch, waitMs }, 'could not record the fencing epoch; giving the lease back')
@@ -164,9 +170,16 @@ export class Holdings {
       await this.release(held, 'claim_failed')
       return
     }
+    if (!claimed) {
+      const waitMs = this.#backoff.failed(companyId, now())
+      this.#log.error({ companyId, epoch, waitMs }, `a newer epoch than ${epoch} is stored; giving the lease back`)
+      await this.release(held, 'claim_failed')
+      return
+    }
     if (held.ending) return
+    let opened: boolean
     try {
-      await this.#connector.connect(companyId, this.#leaseOf(held))
+      opened = await this.#connector.connect(companyId, this.#leaseOf(held))
     } catch (err) {
       const waitMs = this.#backoff.failed(companyId, now())
       this.#log.warn({ err, companyId, waitMs }, 'connect failed; giving the lease back')
@@ -175,6 +188,11 @@ export class Holdings {
     }
     if (held.ending) {
       await this.#connector.disconnect(companyId, epoch, 'lease ended while connecting')
+      return
+    }
+    // Nothing opened though the lease is still held (another attempt got in the way): given back, taken again afresh.
+    if (!opened) {
+      await this.release(held, 'connect_abandoned')
       return
     }
     this.#backoff.succeeded(companyId)

@@ -60,10 +60,16 @@ export class MemberKeyLife {
     if (this.#changing || longestLiveMs === this.#ms) return
     this.#changing = (async () => {
       const previous = this.#ms
-      await this.#set(longestLiveMs)
-      if (longestLiveMs < previous) {
-        const longest = Math.max(longestLiveMs, ...await this.#storedTtls())
-        if (longest > longestLiveMs) await this.#set(longest)
+      if (longestLiveMs > previous) {
+        await this.#set(longestLiveMs)
+      } else {
+        // Lowering expires at once every key older than the new age: the keys on the server, not only
+        // the watch's view of them, must allow it (a member the watch missed keeps its key).
+        const wanted = Math.max(longestLiveMs, ...await this.#storedTtls())
+        if (wanted >= previous) return
+        await this.#set(wanted)
+        const longest = Math.max(wanted, ...await this.#storedTtls())
+        if (longest > wanted) await this.#set(longest)
       }
       this.#log.info({ maxAgeMs: this.#ms, previousMs: previous }, 'the members bucket follows the longest TTL a live member runs')
     })().catch((err: unknown) => { this.#log.warn({ err }, 'the members bucket\'s max age could not be changed; trying again') })

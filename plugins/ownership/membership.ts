@@ -13,8 +13,8 @@ const HEARTBEAT_RETRY_MS = 250
  * Heartbeats are put this many times per TTL. A JetStream leader election on nats-server 2.9
  * stops writes for the shorter of two followers' random 4-9 s election timeouts (4.3-6.8 s
  * measured by bench:elections); a gap that starts just before a heartbeat is survived when it is
- * shorter than (1 − 1/RENEWALS_PER_TTL)·TTL − the fence margin: 9.75 s at the default 15 s TTL
- * with four, 8.5 s with three.
+ * shorter than (1 − 1/RENEWALS_PER_TTL)·TTL − the fence margin − the close timeout: 8.75 s at the
+ * default 15 s TTL, 1.5 s margin and 1 s close with four, 7.5 s with three.
  */
 export const RENEWALS_PER_TTL = 4
 /** A member unseen for this many of its TTLs is dropped from the view. */
@@ -68,8 +68,9 @@ function memberValueOf (entry: KvEntry): Partial<MemberValue> {
  * lives in a bucket whose values expire after the TTL; it is created with a fresh incarnation and
  * compare-and-set renewed RENEWALS_PER_TTL times per TTL. Every company a replica holds is held under
  * its incarnation, so this one key is the lease of all of them: when no renewal has been acknowledged
- * for the TTL less the fence margin, the replica is told to close every connection (`onLost`) before
- * the key can expire on the server and others take its companies over.
+ * for the TTL less the fence margin and the close timeout, the replica is told to close every
+ * connection (`onLost`), so that the closes end before the key can expire on the server and others
+ * take its companies over.
  */
 export class Membership {
   readonly replica: string
@@ -348,10 +349,11 @@ export class Membership {
   async #heartbeat (): Promise<void> {
     if (this.#stopping) return
     const sentAt = now()
-    let next = this.#lifeMs / RENEWALS_PER_TTL
+    let next: number
     try {
-      if (this.#incarnation !== undefined) await this.#renew(sentAt)
-      else if (!await this.#join(sentAt)) next = HEARTBEAT_RETRY_MS
+      const current = this.#incarnation !== undefined ? await this.#renew(sentAt) : await this.#join(sentAt)
+      // Paced on the key's life as read after this write (it may have just shortened); sooner when that could not be read.
+      next = current ? this.#lifeMs / RENEWALS_PER_TTL : HEARTBEAT_RETRY_MS
       if (this.#incarnation !== undefined) this.#failing = false
     } catch (err) {
       if (this.#incarnation !== undefined && isWrongLastSequence(err)) {
@@ -388,6 +390,7 @@ export class Membership {
    * restarted) still has a key, this waits for it to expire rather than taking its place, since its
    * companies' connections may still be open for up to the TTL.
    */
+  /** Joins; false when it could not (an earlier incarnation's key lives on) or the key's life could not be read after. */
   async #join (sentAt: number): Promise<boolean> {
     // Never join a bucket whose keys live shorter than this replica's TTL: the others keep theirs, this one raises it.
     await this.#keyLife.atLeastOwnTtl()
@@ -406,24 +409,44 @@ export class Membership {
     }
     this.#incarnation = incarnation
     this.#ackedSendAt = sentAt
-    // Read after the key is written: a replica lowering the max age meanwhile (it did not see this one yet) is seen here.
-    await this.#keyLife.read().catch(() => {})
-    this.#armFence()
+    // Read after the key is written: a replica lowering the max age meanwhile (it did not see this one yet)
+    // is seen here, fenced on at once, and undone (the max age is raised again, this key being live).
+    const lifeRead = await this.#keyLifeAfterWrite()
     this.#log.info({ incarnation }, 'joined the cluster')
     this.#onChange()
+    return lifeRead
+  }
+
+  /**
+   * The key's life read again after a write, the fence re-armed on it, and raised back to this
+   * replica's TTL if a member lowered it without seeing this one. False when it could not be read:
+   * the next heartbeat comes soon and reads it then.
+   */
+  async #keyLifeAfterWrite (): Promise<boolean> {
+    try {
+      await this.#keyLife.read()
+    } catch {
+      this.#armFence()
+      return false
+    }
+    this.#armFence()
+    if (this.#keyLife.ms < this.#ttlMs) {
+      // Raising a bucket's max age lengthens the life of the keys already in it: the fence may move out with it.
+      await this.#keyLife.atLeastOwnTtl().then(() => { this.#armFence() }, () => {})
+    }
     return true
   }
 
-  async #renew (sentAt: number): Promise<void> {
+  /** Renews the key; false when its life could not be read after (the next heartbeat comes soon). */
+  async #renew (sentAt: number): Promise<boolean> {
     const incarnation = this.#incarnation!
     const revision = await this.#kv.update(this.#key, this.#value(incarnation), this.#revision)
-    if (this.#incarnation !== incarnation) return
+    if (this.#incarnation !== incarnation) return true
     this.#revision = revision
     this.#ackedSendAt = sentAt
-    // After the renewal, and never in its way: a failed read keeps the lifetime last read.
-    await this.#keyLife.read().catch(() => {})
-    this.#armFence()
+    const lifeRead = await this.#keyLifeAfterWrite()
     if (!this.#stopping) this.#keyLife.follow(this.#longestLiveTtl())
+    return lifeRead
   }
 
   /** A renewal was refused: our earlier, timed-out one may have landed (adopt it), or the key is no longer ours. */

@@ -12,6 +12,7 @@ import { assignPreferredOwners, RendezvousScores, takesUnowned } from './assignm
 import type { Connector } from './connector.ts'
 import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
+import { isWrongLastSequence } from './kv-errors.ts'
 import { desiredOnline, EpochClaims } from './records.ts'
 import { LeaseBook, type ObservedLease, type OwnershipChange } from './lease-book.ts'
 import { Holdings, LEASE_PREFIX, type OwnershipStats } from './holdings.ts'
@@ -23,6 +24,11 @@ export type { LeaseValue, OwnershipChange } from './lease-book.ts'
 export type { OwnershipStats } from './holdings.ts'
 
 const now = () => performance.now()
+
+/** What a delete looks like to the watch, for a record the server no longer has. */
+function deletedEntry (companyId: string, revision: number): KvEntry {
+  return { key: `${LEASE_PREFIX}${companyId}`, operation: 'DEL', revision } as KvEntry
+}
 
 /**
  * Keeps exactly one live connection per company across replicas. Each company has an ownership
@@ -69,7 +75,6 @@ export class Ownership {
   #leaseKv!: KV
   #startedAt = 0
   #nextHandoffAt = 0
-  /** While degraded: when PostgreSQL is asked again whether it answers. */
   #tickTimer?: NodeJS.Timeout
   #leaseWatch?: { stop: () => void }
   #stopping = false
@@ -95,7 +100,7 @@ export class Ownership {
     this.#connector = options.connector
     this.#database = new DatabaseProbe(this.#orm, this.ttlMs / 4, (answers) => {
       this.#membership.setDegraded(!answers)
-      // The companies this replica failed to take may be tried again at once.
+      // PostgreSQL is back: the companies this replica failed to take meanwhile may be tried again at once.
       if (answers) this.#backoff.clear()
     })
     this.#queue = new AcquisitionQueue({
@@ -117,17 +122,18 @@ export class Ownership {
       events: options.events,
       log: this.#log,
       backoff: this.#backoff,
-      retryMs: () => this.#retryMs,
+      retryMs: () => this.#tickMs,
       stopping: () => this.#stopping,
       onEnded: (companyId) => this.#candidates.add(companyId),
-      onClaimError: () => this.#database.claimFailed()
+      onClaimError: () => this.#database.claimFailed(),
+      onStaleRecord: (companyId) => this.#refreshRecord(companyId)
     })
   }
 
   get stats (): OwnershipStats { return this.#held.stats }
 
   get ttlMs (): number { return this.#config.leaseTtlMs }
-  get #retryMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
+  /** How often ownership looks at its candidates, and how soon a lost race is looked at again. */
   get #tickMs (): number { return Math.max(25, Math.min(250, this.ttlMs / 10)) }
   /** A company is not handed off again sooner than this after it was acquired. */
   get #minHoldMs (): number { return this.ttlMs / 3 }
@@ -304,7 +310,10 @@ export class Ownership {
     if (!observed || this.#backoff.waits(companyId, at)) return
     this.#backoff.brief(companyId, at, this.ttlMs)
     this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: observed.revision })
-      .catch((err: unknown) => { this.#log.debug({ err, companyId }, 'an abandoned ownership record was not deleted; trying again later') })
+      .catch((err: unknown) => {
+        this.#log.debug({ err, companyId }, 'an abandoned ownership record was not deleted; trying again later')
+        if (isWrongLastSequence(err)) this.#refreshRecord(companyId)
+      })
   }
 
   #refreshAssignment (): void {
@@ -344,7 +353,14 @@ export class Ownership {
   /** Takes an unowned company: at once if it prefers this replica, after the grace period otherwise. */
   #evaluate (companyId: string): void {
     if (this.#stopping) return
-    if (!this.#desired.has(companyId) || this.#held.has(companyId)) {
+    if (!this.#desired.has(companyId)) {
+      // Nothing more to know about a company nobody wants online (memory stays bounded with churn).
+      this.#candidates.delete(companyId)
+      this.#unownedSince.delete(companyId)
+      this.#backoff.forget(companyId)
+      return
+    }
+    if (this.#held.has(companyId)) {
       this.#candidates.delete(companyId)
       return
     }
@@ -411,9 +427,33 @@ export class Ownership {
 
   /** Deletes a leftover record so that its company can be taken again (by whichever replica it prefers). */
   #clearLeftover (companyId: string, revision: number): void {
-    this.#backoff.brief(companyId, now(), this.#retryMs)
+    this.#backoff.brief(companyId, now(), this.#tickMs)
     this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: revision })
-      .catch((err: unknown) => { this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again') })
+      .catch((err: unknown) => {
+        this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again')
+        if (isWrongLastSequence(err)) this.#refreshRecord(companyId)
+      })
+  }
+
+  /**
+   * Reads a company's record from the stream's leader when a compare-and-set on it failed: the watch
+   * may have shown this replica a revision the server does not have as the last (seen once in
+   * bench:chaos after a NATS node was killed: 65 s of deletes refused against a revision that was not
+   * the record's, the company unheld all along). The server's answer replaces what the watch showed.
+   */
+  #refreshRecord (companyId: string): void {
+    this.#leaseKv.get(`${LEASE_PREFIX}${companyId}`)
+      .then((entry) => {
+        const observed = this.#book.get(companyId)
+        if (entry === null || entry.operation !== 'PUT') {
+          if (observed) this.#log.warn({ companyId, revision: observed.revision }, 'the server has no record this replica saw; forgotten')
+          this.#onLease(companyId, entry ?? deletedEntry(companyId, observed?.revision ?? 0))
+        } else if (entry.revision !== observed?.revision) {
+          this.#log.warn({ companyId, seen: observed?.revision, stored: entry.revision }, 'a record differs from the stored one')
+          this.#onLease(companyId, entry)
+        }
+      })
+      .catch((err: unknown) => { this.#log.debug({ err, companyId }, 'an ownership record could not be read again') })
   }
 
   /** When preferred owners change (a replica joined), hand companies over a few at a time. */

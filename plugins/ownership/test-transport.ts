@@ -87,13 +87,22 @@ export function testTransport (replica: string, ledger: LedgerPort): Connector {
   return {
     closeTimeoutMs: 0,
     async connect (companyId, lease) {
+      const pending = connections.get(companyId)
+      if (!lease.isHeld() || (pending && pending.epoch > lease.epoch)) return false
       const connection = randomUUID()
-      if (!lease.isHeld()) return
       connections.set(companyId, { epoch: lease.epoch, connection })
-      if (!await ledger.open(companyId, replica, connection)) {
-        if (connections.get(companyId)?.connection === connection) connections.delete(companyId)
+      const opened = await ledger.open(companyId, replica, connection)
+      const current = connections.get(companyId)?.connection === connection
+      if (opened && !current) {
+        // Disconnected while the ledger was answering: closed now, never left open.
+        await ledger.close(companyId, connection, 'disconnected while opening')
+        return false
+      }
+      if (!opened) {
+        if (current) connections.delete(companyId)
         throw new Error(`connection for ${companyId} refused: already open elsewhere (440)`)
       }
+      return true
     },
     async disconnect (companyId, epoch, reason) {
       const open = connections.get(companyId)

@@ -281,7 +281,8 @@ type RawSend = (data: unknown, cb?: (err?: Error) => void) => void
  * Nothing reaches WhatsApp once the lease's deadline has passed. The fence closes the socket before
  * then, but its timer runs late when the event loop stalls, and by then another replica may have
  * logged in with the device: every frame Baileys writes goes through this check first, and the
- * first one too late cuts the socket (a closing handshake would be a write too).
+ * first one too late cuts the socket. (A close's own frame goes out through the ws library, not
+ * here; it carries no message and comes before the deadline when the fence runs on time.)
  */
 function refuseWritesAfter (sock: ReturnType<typeof makeWASocket>, writableUntil: () => number, log: FastifyBaseLogger): void {
   const ws = (sock.ws as unknown as { socket?: { send: RawSend, terminate: () => void } | null }).socket

@@ -55,6 +55,8 @@ export class SessionPool implements Connector {
   readonly #options: PoolOptions
   readonly #held = new Map<string, Held>()
   readonly #attempts = new Map<string, Attempt>()
+  /** Sessions being stopped, until their socket is closed: nothing opens, and no lease is given back, before then. */
+  readonly #closing = new Map<string, Promise<void>>()
 
   constructor (options: PoolOptions) {
     this.#options = options
@@ -77,19 +79,22 @@ export class SessionPool implements Connector {
     return this.#held.size
   }
 
-  async connect (companyId: string, lease: ConnectLease): Promise<void> {
+  /** Opens the company's session under `lease`; false when it opened nothing (cancelled, superseded, or the lease ended). */
+  async connect (companyId: string, lease: ConnectLease): Promise<boolean> {
+    const pending = this.#attempts.get(companyId)
+    // An attempt of a newer lease is never cancelled by an older one's (a late restart): the older opens nothing.
+    if (pending && pending.lease.epoch > lease.epoch) return false
+    if (pending) pending.cancelled = true
     const attempt: Attempt = { lease, cancelled: false }
-    const superseded = this.#attempts.get(companyId)
-    if (superseded) superseded.cancelled = true
     this.#attempts.set(companyId, attempt)
     try {
-      await this.#open(companyId, attempt)
+      return await this.#open(companyId, attempt)
     } finally {
       if (this.#attempts.get(companyId) === attempt) this.#attempts.delete(companyId)
     }
   }
 
-  async #open (companyId: string, attempt: Attempt): Promise<void> {
+  async #open (companyId: string, attempt: Attempt): Promise<boolean> {
     const { lease } = attempt
     const { settings, log, em, events } = this.#options
     const live = () => !attempt.cancelled && lease.isHeld()
@@ -106,13 +111,11 @@ export class SessionPool implements Connector {
     // An abandoned pairing attempt leaves `me` without `account`; logging in with that fails.
     if (auth.creds.me && !auth.paired) auth.resetCreds()
     const pairingPhone = auth.paired ? undefined : await pendingPairing(em(), companyId)
-    if (!live()) return
+    if (!live()) return false
+    // Never two sockets: the session this one replaces, and any close still under way, end first.
     const previous = this.#held.get(companyId)
-    if (previous) {
-      this.#held.delete(companyId)
-      await previous.session.stop()
-      if (!live()) return
-    }
+    await (previous ? this.#stop(companyId, previous) : this.#closing.get(companyId))
+    if (!live()) return false
     const session = new Session({
       companyId,
       epoch: lease.epoch,
@@ -132,15 +135,30 @@ export class SessionPool implements Connector {
     })
     this.#held.set(companyId, { session, lease })
     session.start()
+    return true
   }
 
+  /**
+   * Resolves once no socket of this epoch or an older one is open or closing: a close already under
+   * way (a restart's) is waited for too, so the lease is never given back while its socket still closes.
+   */
   async disconnect (companyId: string, epoch: number, _reason: string): Promise<void> {
     const attempt = this.#attempts.get(companyId)
     if (attempt && attempt.lease.epoch <= epoch) attempt.cancelled = true
     const held = this.#held.get(companyId)
-    if (!held || held.session.epoch > epoch) return
-    this.#held.delete(companyId)
-    await held.session.stop()
+    await (held && held.session.epoch <= epoch ? this.#stop(companyId, held) : this.#closing.get(companyId))
+  }
+
+  /** Stops a session, remembered as closing until its socket is closed (or cut). */
+  async #stop (companyId: string, held: Held): Promise<void> {
+    if (this.#held.get(companyId) === held) this.#held.delete(companyId)
+    const closing = Promise.all([this.#closing.get(companyId), held.session.stop()]).then(() => {})
+    this.#closing.set(companyId, closing)
+    try {
+      await closing
+    } finally {
+      if (this.#closing.get(companyId) === closing) this.#closing.delete(companyId)
+    }
   }
 
   /** Stops and starts the company's session under the same lease (a new initialize, a pairing request); none opens once it ended. */
@@ -148,6 +166,6 @@ export class SessionPool implements Connector {
     const held = this.#held.get(companyId)
     if (!held) return
     await this.disconnect(companyId, held.lease.epoch, 'restart')
-    await this.connect(companyId, held.lease)
+    if (held.lease.isHeld()) await this.connect(companyId, held.lease)
   }
 }
