@@ -4,8 +4,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import { MemberKeyLife } from './key-life.ts'
 import { watchKv } from './kv-watch.ts'
 import { isWrongLastSequence } from './kv-errors.ts'
+import { MEMBER_PREFIX, Members, memberValueOf, ttlOfMember, type MemberValue, type MemberView } from './members.ts'
 
-const MEMBER_PREFIX = 'member.'
+export type { MemberView } from './members.ts'
+
 /** How soon a failed heartbeat is tried again (an election usually settles within seconds). */
 const HEARTBEAT_RETRY_MS = 250
 
@@ -17,54 +19,10 @@ const HEARTBEAT_RETRY_MS = 250
  * default 15 s TTL, 1.5 s margin and 1 s close with four, 7.5 s with three.
  */
 export const RENEWALS_PER_TTL = 4
-/** A member unseen for this many of its TTLs is dropped from the view. */
-const FORGET_AFTER_TTLS = 20
 const now = () => performance.now()
 
-/** A member's heartbeat value. `incarnation` is new each time the replica (re)joins: its companies are held under it. */
-export interface MemberValue {
-  startedAt: string
-  incarnation: string
-  /** The member's LEASE_TTL_MS: the bucket's max age never falls below the longest a live member runs. */
-  ttlMs: number
-  /** Its epoch claims fail (PostgreSQL out of reach): no company is assigned or handed to it meanwhile. */
-  degraded: boolean
-}
-
-interface ObservedMember {
-  startedAt: string
-  incarnation: string | undefined
-  /** Undefined for an earlier version's member, which counts as running the bucket's current max age. */
-  ttlMs: number | undefined
-  degraded: boolean
-  seenAt: number
-  firstSeenAt: number
-}
-
-export interface MemberView {
-  replica: string
-  alive: boolean
-  startedAt: string
-  lastSeenMsAgo: number
-}
-
-/** The TTL a member's heartbeat names (none from an earlier version). */
-function ttlOfMember (entry: KvEntry): number | undefined {
-  const { ttlMs } = memberValueOf(entry)
-  return typeof ttlMs === 'number' && ttlMs > 0 ? ttlMs : undefined
-}
-
-function memberValueOf (entry: KvEntry): Partial<MemberValue> {
-  try {
-    const value = entry.json<Partial<MemberValue>>()
-    return typeof value === 'object' && value !== null ? value : {}
-  } catch {
-    return {}
-  }
-}
-
 /**
- * Which replicas are alive, and this replica's own lease on being one. Each replica's heartbeat key
+ * This replica's own lease on being a member, and its view of the others (`members`). Each replica's heartbeat key
  * lives in a bucket whose values expire after the TTL; it is created with a fresh incarnation and
  * compare-and-set renewed RENEWALS_PER_TTL times per TTL. Every company a replica holds is held under
  * its incarnation, so this one key is the lease of all of them: when no renewal has been acknowledged
@@ -78,14 +36,10 @@ export class Membership {
   readonly #ttlMs: number
   readonly #fenceMarginMs: number
   readonly #log: FastifyBaseLogger
-  readonly #members = new Map<string, ObservedMember>()
+  /** The other replicas, as this one sees them. */
+  readonly members: Members
   readonly #onChange: () => void
   readonly #onLost: (reason: 'fenced' | 'lost') => void
-  readonly #onGone: () => void
-  /** Incarnations the server confirmed gone: an incarnation never comes back, so this is final. */
-  readonly #gone = new Set<string>()
-  /** Server checks running, by incarnation, so that a thousand orphaned companies ask once. */
-  readonly #checking = new Map<string, Promise<boolean>>()
   #startedAt = 0
   /** This replica's current incarnation and the revision of its key; undefined while it is not a member. */
   #incarnation: string | undefined
@@ -130,7 +84,15 @@ export class Membership {
     this.#log = options.log
     this.#onChange = options.onChange
     this.#onLost = options.onLost
-    this.#onGone = options.onGone
+    this.members = new Members({
+      kv: options.kv,
+      self: options.replica,
+      log: options.log,
+      settleMs: options.ttlMs / 3,
+      defaultTtlMs: () => this.#keyLife.ms,
+      onChange: options.onChange,
+      onGone: options.onGone
+    })
     this.#keyLife = new MemberKeyLife({
       kv: options.kv, ownTtlMs: options.ttlMs, prefix: MEMBER_PREFIX, ttlOf: ttlOfMember, log: options.log
     })
@@ -149,14 +111,12 @@ export class Membership {
     return Math.min(this.#fenceMarginMs, lifeMs / 4)
   }
 
-  /** A member must be seen this long before others hand companies to it (no flapping on a flicker). */
-  get #settleMs (): number { return this.#ttlMs / 3 }
   get #key (): string { return `${MEMBER_PREFIX}${this.replica}` }
 
   async start (startedAt: number): Promise<void> {
     this.#startedAt = startedAt
     this.#watch = await watchKv(this.#kv, MEMBER_PREFIX, { initialWaitMs: this.#ttlMs / 3, log: this.#log },
-      (replica, entry) => this.#onEntry(replica, entry))
+      (replica, entry) => this.members.observe(replica, entry))
     await this.#beat()
   }
 
@@ -199,118 +159,18 @@ export class Membership {
     this.#watch?.stop()
   }
 
-  isAlive (replica: string, at = now()): boolean {
-    const member = this.#members.get(replica)
-    return member !== undefined && this.#aliveAt(member, at)
-  }
-
-  /** Seen within its own TTL: a member heartbeats a few times per TTL it runs, whatever this replica's is. */
-  #aliveAt (member: ObservedMember, at: number): boolean {
-    return member.seenAt + (member.ttlMs ?? this.#keyLife.ms) > at
-  }
-
-  /** Whether `replica` is alive, as far as this replica has seen, under `incarnation`. */
-  isLiveIncarnation (replica: string, incarnation: string, at = now()): boolean {
-    const member = this.#members.get(replica)
-    return member !== undefined && member.incarnation === incarnation && this.#aliveAt(member, at)
-  }
-
-  /**
-   * Whether the server confirms that `replica`'s incarnation is over: its key expired, was deleted,
-   * or holds a newer incarnation. Either way its last heartbeat was written at least a TTL ago (or it
-   * gave everything back and left), so its holder has closed every connection it held under it.
-   * Undefined while the server is being asked.
-   */
-  confirmedGone (replica: string, incarnation: string): boolean | undefined {
-    if (this.#gone.has(incarnation)) return true
-    if (!this.#checking.has(incarnation)) {
-      // openKv binds without direct gets: this is answered by the stream's leader, never a lagging follower.
-      const check = this.#kv.get(`${MEMBER_PREFIX}${replica}`)
-        .then((entry) => {
-          const gone = entry === null || entry.operation !== 'PUT' || memberValueOf(entry).incarnation !== incarnation
-          if (gone) this.#gone.add(incarnation)
-          return gone
-        })
-        .catch(() => false)
-        // Asked again on a later look: a live member may die, and a failed request proves nothing.
-        .finally(() => {
-          this.#checking.delete(incarnation)
-          try {
-            if (this.#gone.has(incarnation)) this.#onGone()
-          } catch (err) {
-            this.#log.error({ err }, 'taking the companies of a replica that is gone failed')
-          }
-        })
-      this.#checking.set(incarnation, check)
-    }
-    return undefined
-  }
-
-  /** When `replica` counts as gone in this replica's view (its last heartbeat seen plus the TTL), if it was seen. */
-  goneSince (replica: string): number | undefined {
-    const member = this.#members.get(replica)
-    return member && member.seenAt + (member.ttlMs ?? this.#keyLife.ms)
-  }
-
-  /**
-   * Members gone this long are forgotten (2.9 sends no event when a key expires, so nothing else
-   * removes them): the view keeps recently gone ones for a while, and memory stays bounded.
-   */
-  prune (at: number): void {
-    for (const [replica, member] of this.#members) {
-      const forgetAt = member.seenAt + FORGET_AFTER_TTLS * (member.ttlMs ?? this.#keyLife.ms)
-      if (replica !== this.replica && forgetAt < at) this.#members.delete(replica)
-    }
-  }
-
-  /** Gone incarnations no record names any more need not be remembered. */
-  forgetGone (isNamed: (incarnation: string) => boolean): void {
-    for (const incarnation of this.#gone) if (!isNamed(incarnation)) this.#gone.delete(incarnation)
-  }
-
   /** For readiness: this replica's own heartbeat is current. */
   checkSelf (): void {
     if (this.currentIncarnation() === undefined) throw new Error('this replica\'s membership heartbeat is not current')
   }
 
-  /**
-   * Live members that may be given companies (this replica included while it runs and is not
-   * degraded), sorted; `settledOnly` leaves out those seen too recently.
-   */
+  /** Live members that may be given companies, sorted: this replica among them while it runs and is not degraded. */
   live (at: number, settledOnly: boolean): string[] {
-    const live = [...this.#members]
-      .filter(([replica, member]) => this.#aliveAt(member, at) && !(replica === this.replica ? this.#degraded : member.degraded) &&
-        (!settledOnly || replica === this.replica || member.firstSeenAt + this.#settleMs <= at))
-      .map(([replica]) => replica)
-    if (!this.#stopping && !this.#degraded && !live.includes(this.replica)) live.push(this.replica)
-    return live.sort()
+    return this.members.live(at, settledOnly, this.#stopping || this.#degraded)
   }
 
   view (at = now()): MemberView[] {
-    return [...this.#members].map(([replica, member]) => ({
-      replica,
-      alive: this.#aliveAt(member, at),
-      startedAt: member.startedAt,
-      lastSeenMsAgo: Math.round(at - member.seenAt)
-    }))
-  }
-
-  #onEntry (replica: string, entry: KvEntry): void {
-    if (entry.operation === 'PUT') {
-      const value = memberValueOf(entry)
-      const known = this.#members.get(replica)
-      this.#members.set(replica, {
-        startedAt: typeof value.startedAt === 'string' ? value.startedAt : '',
-        incarnation: typeof value.incarnation === 'string' ? value.incarnation : undefined,
-        ttlMs: ttlOfMember(entry),
-        degraded: value.degraded === true,
-        seenAt: now(),
-        firstSeenAt: known?.firstSeenAt ?? now()
-      })
-    } else {
-      this.#members.delete(replica)
-    }
-    this.#onChange()
+    return this.members.view(at)
   }
 
   /** When the fence starts: early enough that the slowest close ends by writableUntil(). */
@@ -321,15 +181,6 @@ export class Membership {
   /** How long this replica's key outlives its last heartbeat, as far as it may count on: the shorter of its setting and the bucket's. */
   get #lifeMs (): number {
     return Math.min(this.#ttlMs, this.#keyLife.ms)
-  }
-
-  /** The longest TTL among this replica and the members it sees alive (one of an earlier version counts as the bucket's). */
-  #longestLiveTtl (at = now()): number {
-    let longest = this.#ttlMs
-    for (const member of this.#members.values()) {
-      if (this.#aliveAt(member, at)) longest = Math.max(longest, member.ttlMs ?? this.#keyLife.ms)
-    }
-    return longest
   }
 
   /** Closes every connection before the key can expire on the server if no heartbeat gets through. */
@@ -445,7 +296,7 @@ export class Membership {
     this.#revision = revision
     this.#ackedSendAt = sentAt
     const lifeRead = await this.#keyLifeAfterWrite()
-    if (!this.#stopping) this.#keyLife.follow(this.#longestLiveTtl())
+    if (!this.#stopping) this.#keyLife.follow(this.members.longestLiveTtl(this.#ttlMs))
     return lifeRead
   }
 

@@ -12,11 +12,11 @@ import { assignPreferredOwners, RendezvousScores, takesUnowned } from './assignm
 import type { Connector } from './connector.ts'
 import { Membership, type MemberView } from './membership.ts'
 import { watchKv } from './kv-watch.ts'
-import { isWrongLastSequence } from './kv-errors.ts'
 import { desiredOnline, EpochClaims } from './records.ts'
 import { LeaseBook, type ObservedLease, type OwnershipChange } from './lease-book.ts'
 import { Holdings, LEASE_PREFIX, type OwnershipStats } from './holdings.ts'
 import { DatabaseProbe } from './database-probe.ts'
+import { RecordUpkeep } from './record-upkeep.ts'
 import { AcquisitionQueue, RetryBackoff } from './acquisition-queue.ts'
 import type { OwnershipOptions } from './settings.ts'
 
@@ -24,11 +24,6 @@ export type { LeaseValue, OwnershipChange } from './lease-book.ts'
 export type { OwnershipStats } from './holdings.ts'
 
 const now = () => performance.now()
-
-/** What a delete looks like to the watch, for a record the server no longer has. */
-function deletedEntry (companyId: string, revision: number): KvEntry {
-  return { key: `${LEASE_PREFIX}${companyId}`, operation: 'DEL', revision } as KvEntry
-}
 
 /**
  * Keeps exactly one live connection per company across replicas. Each company has an ownership
@@ -51,6 +46,7 @@ export class Ownership {
   readonly #subjects: SubjectSet
   readonly #commands = new CommandRouter()
   readonly #held: Holdings
+  readonly #upkeep: RecordUpkeep
   readonly #database: DatabaseProbe
   readonly #queue: AcquisitionQueue
   readonly #backoff: RetryBackoff
@@ -110,6 +106,15 @@ export class Ownership {
       onError: (err, companyId) => { this.#log.error({ err, companyId }, 'acquisition failed') }
     })
     this.#backoff = new RetryBackoff(() => this.#config.unownedGraceMs, () => 2 * this.ttlMs)
+    this.#upkeep = new RecordUpkeep({
+      leaseKv: () => this.#leaseKv,
+      book: () => this.#book,
+      backoff: this.#backoff,
+      log: this.#log,
+      retryMs: () => this.#tickMs,
+      ttlMs: this.ttlMs,
+      apply: (companyId, entry) => this.#onLease(companyId, entry)
+    })
     this.#held = new Holdings({
       replica: this.replica,
       leaseKv: () => this.#leaseKv,
@@ -126,7 +131,7 @@ export class Ownership {
       stopping: () => this.#stopping,
       onEnded: (companyId) => this.#candidates.add(companyId),
       onClaimError: () => this.#database.claimFailed(),
-      onStaleRecord: (companyId) => this.#refreshRecord(companyId)
+      onStaleRecord: (companyId) => this.#upkeep.refresh(companyId)
     })
   }
 
@@ -295,25 +300,13 @@ export class Ownership {
    */
   #reviveOrphans (at: number): void {
     for (const [incarnation, { replica, companies }] of this.#book.incarnations()) {
-      if (this.#membership.isLiveIncarnation(replica, incarnation, at)) continue
+      if (this.#membership.members.isLiveIncarnation(replica, incarnation, at)) continue
       for (const companyId of companies) {
         if (this.#desired.has(companyId)) this.#candidates.add(companyId)
-        else if (this.#membership.confirmedGone(replica, incarnation) === true) this.#deleteAbandoned(companyId, at)
+        else if (this.#membership.members.confirmedGone(replica, incarnation) === true) this.#upkeep.deleteAbandoned(companyId, at)
       }
     }
-    this.#membership.forgetGone((incarnation) => this.#book.names(incarnation))
-  }
-
-  /** Deletes the record of a company nobody wants online whose holder is gone (compare-and-set: a new holder wins). */
-  #deleteAbandoned (companyId: string, at: number): void {
-    const observed = this.#book.get(companyId)
-    if (!observed || this.#backoff.waits(companyId, at)) return
-    this.#backoff.brief(companyId, at, this.ttlMs)
-    this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: observed.revision })
-      .catch((err: unknown) => {
-        this.#log.debug({ err, companyId }, 'an abandoned ownership record was not deleted; trying again later')
-        if (isWrongLastSequence(err)) this.#refreshRecord(companyId)
-      })
+    this.#membership.members.forgetGone((incarnation) => this.#book.names(incarnation))
   }
 
   #refreshAssignment (): void {
@@ -339,7 +332,7 @@ export class Ownership {
     if (this.#stopping) return
     const at = now()
     this.#database.tick(at)
-    this.#membership.prune(at)
+    this.#membership.members.prune(at)
     this.#refreshAssignment()
     this.#reviveOrphans(at)
     // Those waiting for an acquisition turn are looked at again when they get it.
@@ -372,7 +365,7 @@ export class Ownership {
     const observed = this.#book.get(companyId)
     if (observed) {
       if (this.#isLeftover(observed, at)) {
-        this.#clearLeftover(companyId, observed.revision)
+        this.#upkeep.clearLeftover(companyId, observed.revision)
         return
       }
       // Held by a live incarnation: nothing to do until it goes (#reviveOrphans brings it back).
@@ -387,7 +380,7 @@ export class Ownership {
     const takes = takesUnowned({
       self: this.replica,
       preferred,
-      preferredAlive: preferred !== undefined && this.#membership.isAlive(preferred, at),
+      preferredAlive: preferred !== undefined && this.#membership.members.isAlive(preferred, at),
       unownedSince: this.#unownedSince.get(companyId) ?? this.#startedAt,
       assignmentChangedAt: this.#assignmentChangedAt,
       at,
@@ -406,16 +399,16 @@ export class Ownership {
   #isOrphaned (observed: ObservedLease, at: number): boolean {
     if (observed.incarnation === undefined) return observed.seenAt + this.ttlMs <= at
     if (this.#holderIsLive(observed, at)) return false
-    return this.#membership.confirmedGone(observed.replica, observed.incarnation) === true
+    return this.#membership.members.confirmedGone(observed.replica, observed.incarnation) === true
   }
 
   #holderIsLive (observed: ObservedLease, at: number): boolean {
-    return observed.incarnation !== undefined && this.#membership.isLiveIncarnation(observed.replica, observed.incarnation, at)
+    return observed.incarnation !== undefined && this.#membership.members.isLiveIncarnation(observed.replica, observed.incarnation, at)
   }
 
   /** When an orphaned company became unowned, as this replica can tell: its holder's last heartbeat plus the TTL. */
   #orphanedSince (observed: ObservedLease, at: number): number {
-    const since = observed.incarnation === undefined ? observed.seenAt + this.ttlMs : this.#membership.goneSince(observed.replica)
+    const since = observed.incarnation === undefined ? observed.seenAt + this.ttlMs : this.#membership.members.goneSince(observed.replica)
     return Math.min(since ?? at, at)
   }
 
@@ -423,37 +416,6 @@ export class Ownership {
   #isLeftover (observed: ObservedLease, at: number): boolean {
     return observed.replica === this.replica && observed.incarnation !== undefined &&
       observed.incarnation === this.#membership.currentIncarnation(at)
-  }
-
-  /** Deletes a leftover record so that its company can be taken again (by whichever replica it prefers). */
-  #clearLeftover (companyId: string, revision: number): void {
-    this.#backoff.brief(companyId, now(), this.#tickMs)
-    this.#leaseKv.delete(`${LEASE_PREFIX}${companyId}`, { previousSeq: revision })
-      .catch((err: unknown) => {
-        this.#log.warn({ err, companyId }, 'a leftover ownership record could not be deleted; trying again')
-        if (isWrongLastSequence(err)) this.#refreshRecord(companyId)
-      })
-  }
-
-  /**
-   * Reads a company's record from the stream's leader when a compare-and-set on it failed: the watch
-   * may have shown this replica a revision the server does not have as the last (seen once in
-   * bench:chaos after a NATS node was killed: 65 s of deletes refused against a revision that was not
-   * the record's, the company unheld all along). The server's answer replaces what the watch showed.
-   */
-  #refreshRecord (companyId: string): void {
-    this.#leaseKv.get(`${LEASE_PREFIX}${companyId}`)
-      .then((entry) => {
-        const observed = this.#book.get(companyId)
-        if (entry === null || entry.operation !== 'PUT') {
-          if (observed) this.#log.warn({ companyId, revision: observed.revision }, 'the server has no record this replica saw; forgotten')
-          this.#onLease(companyId, entry ?? deletedEntry(companyId, observed?.revision ?? 0))
-        } else if (entry.revision !== observed?.revision) {
-          this.#log.warn({ companyId, seen: observed?.revision, stored: entry.revision }, 'a record differs from the stored one')
-          this.#onLease(companyId, entry)
-        }
-      })
-      .catch((err: unknown) => { this.#log.debug({ err, companyId }, 'an ownership record could not be read again') })
   }
 
   /** When preferred owners change (a replica joined), hand companies over a few at a time. */
