@@ -7,7 +7,10 @@ import { BlockList, isIP, type LookupFunction } from 'node:net'
 /**
  * Addresses a URL a client gave (a media URL, a webhook) may not reach: what is not the public
  * internet (loopback, private, carrier-grade NAT, link-local with the cloud metadata services,
- * multicast, reserved). IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
+ * multicast, reserved). IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry; the
+ * forms that embed or translate to an IPv4 address some other way (IPv4-compatible ::/96, 6to4
+ * 2002::/16, NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48) and the deprecated site-local
+ * fec0::/10 are refused whole.
  */
 const NOT_PUBLIC = new BlockList()
 for (const [network, prefix] of [
@@ -16,7 +19,8 @@ for (const [network, prefix] of [
   ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4]
 ] as const) NOT_PUBLIC.addSubnet(network, prefix, 'ipv4')
 for (const [network, prefix] of [
-  ['::', 128], ['::1', 128], ['64:ff9b::', 96], ['100::', 64], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]
+  ['::', 96], ['64:ff9b::', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001:db8::', 32], ['2002::', 16], ['fc00::', 7],
+  ['fe80::', 10], ['fec0::', 10], ['ff00::', 8]
 ] as const) NOT_PUBLIC.addSubnet(network, prefix, 'ipv6')
 
 export function isPublicAddress (address: string): boolean {
@@ -103,7 +107,8 @@ export async function checkTarget (
   }
   if (!allowPrivate) {
     const inside = addresses.find((entry) => !isPublicAddress(entry.address))
-    if (inside) throw new SafeRequestError('forbidden', `its host resolves to ${inside.address}, which is not a public address`)
+    // Which address it is stays unsaid: a refusal must not tell a caller what an internal name resolves to.
+    if (inside) throw new SafeRequestError('forbidden', 'its host is not a public address')
   }
   return { parsed, addresses }
 }
