@@ -87,3 +87,16 @@ t.test('rows stored in the clear are sealed at start; rotation reseals everythin
   t.equal(parseSealingKeys('x:short'), undefined, 'a key must be 32 bytes')
   t.equal(parseSealingKeys(`${keyOf('a', 1)},${keyOf('a', 2)}`), undefined, 'ids are unique')
 })
+
+t.test('a sealed value opens only with its whole 16-byte GCM tag; a shortened tag is refused', async (t) => {
+  const sealer = new Sealer(parseSealingKeys(keyOf('k1', 1))!)
+  const row = 'acme/creds'
+  const sealed = sealer.seal('{"noiseKey":"secret"}', row)
+  t.equal(Buffer.from(sealed.tag, 'base64').length, 16, 'sealed with a 16-byte tag')
+  t.equal(sealer.open(sealed, row), '{"noiseKey":"secret"}', 'opens with its whole tag')
+  // GCM verifies a prefix of the right tag unless the length is pinned: 4 bytes would leave 2^32 guesses.
+  for (const bytes of [4, 8, 12, 15]) {
+    const shortened = { ...sealed, tag: Buffer.from(sealed.tag, 'base64').subarray(0, bytes).toString('base64') }
+    t.throws(() => sealer.open(shortened, row), /tag/i, `a ${bytes}-byte tag is refused`)
+  }
+})

@@ -22,6 +22,8 @@ interface Sealed {
 
 const ALGORITHM = 'aes-256-gcm'
 const IV_BYTES = 12
+/** The whole GCM tag: a shorter one (GCM accepts 4 to 16 bytes unless told) is refused, not checked. */
+const TAG_BYTES = 16
 const KEY_FILE = 'auth-state-key'
 /** Rows re-sealed per transaction by the start-up migration and by rotate-keys. */
 const BATCH = 500
@@ -63,7 +65,7 @@ export class Sealer {
 
   seal (plain: string, row: string): Sealed {
     const iv = randomBytes(IV_BYTES)
-    const cipher = createCipheriv(ALGORITHM, this.#current.key, iv).setAAD(Buffer.from(row))
+    const cipher = createCipheriv(ALGORITHM, this.#current.key, iv, { authTagLength: TAG_BYTES }).setAAD(Buffer.from(row))
     const data = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()])
     return {
       sealed: 1,
@@ -79,7 +81,8 @@ export class Sealer {
     if (!isSealed(stored)) return JSON.stringify(stored)
     const key = this.#keys.get(stored.k)
     if (!key) throw new Error(`auth state sealed with key "${stored.k}", which AUTH_STATE_KEYS does not hold`)
-    const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(stored.iv, 'base64')).setAAD(Buffer.from(row))
+    const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(stored.iv, 'base64'), { authTagLength: TAG_BYTES })
+      .setAAD(Buffer.from(row))
     decipher.setAuthTag(Buffer.from(stored.tag, 'base64'))
     return Buffer.concat([decipher.update(Buffer.from(stored.data, 'base64')), decipher.final()]).toString('utf8')
   }
