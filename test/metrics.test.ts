@@ -1,5 +1,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { build } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 import { companyPreferring, linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -199,4 +200,25 @@ t.test('a fresh replica exports every documented metric, at 0 for known labels, 
   t.equal(sample(text, 'whatsapp_lease_acquisitions_total'), 0)
   const check = promtool(text)
   t.equal(check.status, 0, check.output)
+})
+
+t.test('/metrics checks credentials, so it is rate limited like any route; only the public probes are exempt', async (t) => {
+  const ADMIN = `admin-${'x'.repeat(40)}`
+  for (const [mode, config] of [
+    ['with METRICS_TOKEN', { metricsToken: 'prometheus-token-123' }],
+    ['with the admin key', {}]
+  ] as const) {
+    const app = await build(t, { config: { authMode: 'keys', adminApiKey: ADMIN, apiRateLimitMax: 3, ...config } })
+    const guesses = []
+    for (let i = 0; i < 4; i++) {
+      guesses.push((await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer guess-${i}` } })).statusCode)
+    }
+    t.same(guesses, [401, 401, 401, 429], `${mode}: guessing the credential of /metrics is limited`)
+    const limited = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer guess-5' } })
+    t.match(limited.json(), { success: false, error: { code: 'RATE_LIMITED', message: /API limit: 3 requests/ } },
+      `${mode}: the one error shape`)
+    for (const url of ['/healthz', '/readyz', '/healthz', '/readyz']) {
+      t.not((await app.inject({ method: 'GET', url })).statusCode, 429, `${mode}: ${url} is not limited`)
+    }
+  }
 })

@@ -146,7 +146,7 @@ t.test('pacing: sends are spaced out with typing first instead of refused; the q
   t.equal(presences?.filter((presence) => presence === 'composing@79001234567@s.whatsapp.net').length, 3, 'typing shown before each text')
 })
 
-t.test('the public API is limited per API key or IP, apart from the WhatsApp budgets; probes never are', async (t) => {
+t.test('the public API is limited per API key or IP, apart from the WhatsApp budgets; public probes never are', async (t) => {
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings, { apiRateLimitMax: 3, apiRateLimitWindowMs: MINUTE })
   const get = (headers: Record<string, string> = {}) =>

@@ -6,8 +6,13 @@ export type ReadinessCheck = () => Promise<void>
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** A probe or a scrape (/healthz, /readyz, /metrics): never rate limited, never traced. */
+    /**
+     * A probe or a scrape (/healthz, /readyz, /metrics): never traced. Only a public probe that checks
+     * no credential (/healthz, /readyz) is exempt from the API rate limit.
+     */
     probe?: boolean
+    /** The route checks a credential itself though its access policy is `public` (/metrics with METRICS_TOKEN). */
+    checksCredentials?: boolean
   }
   interface FastifyInstance {
     /** Adds a dependency that /readyz checks; the check throws (or times out) when it is not reachable. */

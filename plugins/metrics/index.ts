@@ -317,7 +317,7 @@ export default fp<MetricsOptions>(async (app, options) => {
     const tokenDigest = options.metricsToken === undefined ? undefined : hashSecret(options.metricsToken)
     app.get('/metrics', {
       // With METRICS_TOKEN, Prometheus presents that token; without, the admin key.
-      config: { probe: true, access: tokenDigest === undefined ? { scope: 'admin' } : 'public' },
+      config: { probe: true, checksCredentials: true, access: tokenDigest === undefined ? { scope: 'admin' } : 'public' },
       onRequest: async (request) => {
         if (tokenDigest === undefined) return
         // The access plugin has read the presented credential already.

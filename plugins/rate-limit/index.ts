@@ -113,8 +113,12 @@ export default fp<RateLimitOptions>(async (app, options) => {
     (request.credential?.known ? `credential:${request.credential.digest}` : `ip:${request.ip}`)
   app.addHook('onRequest', app.rateLimit({
     keyGenerator: credentialOrIp,
-    // Probes and scrapes (routes marked `config: { probe: true }`) are never limited.
-    allowList: (request) => request.routeOptions.config.probe === true,
+    // Public probes (`config: { probe: true, access: 'public' }`) are never limited; a probe that checks
+    // credentials (/metrics) is limited like any route, so guessing its token is too.
+    allowList: (request) => {
+      const { probe, access, checksCredentials } = request.routeOptions.config
+      return probe === true && access === 'public' && checksCredentials !== true
+    },
     errorResponseBuilder: (_request, context) => new GatewayError(ErrorCode.RATE_LIMITED,
       `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this credential or IP; ` +
       `retry in ${context.after}`,
