@@ -255,3 +255,69 @@ t.test('a webhook failing for WEBHOOK_DISABLE_AFTER is paused, says so in an eve
   t.match(resumed.json(), { webhook: { paused: false, failingSince: null } })
   t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === stuck), 10_000), 'the waiting event is delivered after the resume')
 })
+
+t.test('linking events follow link: a webhook registered or changed without link never receives qr or pairing_code', async (t) => {
+  const ADMIN = `admin-${'w'.repeat(40)}`
+  const settings = await clusterSettings(t)
+  const { app } = await startReplica(t, settings, { ...FAST_WEBHOOKS, authMode: 'keys', adminApiKey: ADMIN })
+  const companyId = uniqueName('salon')
+  const keyWith = async (scopes: string[]) => {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/api/admin/keys',
+      headers: { authorization: `Bearer ${ADMIN}` },
+      payload: { companyIds: [companyId], scopes, name: 'test' }
+    })
+    t.equal(response.statusCode, 200, response.body)
+    return response.json().key as string
+  }
+  const eventsOnly = await keyWith(['events'])
+  const linking = await keyWith(['events', 'link'])
+  const url = `/api/whatsapp/sessions/${companyId}/webhooks`
+  const register = async (key: string, payload: Record<string, unknown>) =>
+    app.inject({ method: 'POST', url, headers: { 'x-api-key': key }, payload })
+
+  // Asking for linking events without link is refused outright, with the one error shape, and stores nothing.
+  for (const events of [['qr'], ['message', 'pairing_code']]) {
+    const refused = await register(eventsOnly, { url: 'http://127.0.0.1:9/hook', events })
+    t.equal(refused.statusCode, 400, `${events.join(', ')} without link`)
+    t.match(refused.json(), { success: false, error: { code: 'VALIDATION_ERROR', details: [{ field: '/events' }] } })
+  }
+  t.same((await app.inject({ method: 'GET', url, headers: { 'x-api-key': eventsOnly } })).json(), { success: true, webhooks: [] })
+
+  const allWithout = await startReceiver(t) // every event type, registered without link
+  const allWith = await startReceiver(t) // every event type, registered with link
+  const redirected = await startReceiver(t) // registered with link, then aimed elsewhere by a key without it
+  const use = async (receiver: Awaited<ReturnType<typeof startReceiver>>, key: string, target = receiver.url) => {
+    const created = await register(key, { url: target })
+    t.equal(created.statusCode, 200, created.body)
+    receiver.useSecret(created.json().secret)
+    return created.json().webhook.id as string
+  }
+  await use(allWithout, eventsOnly)
+  await use(allWith, linking)
+  const moved = await use(redirected, linking, 'http://127.0.0.1:9/hook')
+  const patched = await app.inject({
+    method: 'PATCH', url: `${url}/${moved}`, headers: { 'x-api-key': eventsOnly }, payload: { url: redirected.url }
+  })
+  t.equal(patched.statusCode, 200, patched.body)
+  const sneaky = await app.inject({
+    method: 'PATCH', url: `${url}/${moved}`, headers: { 'x-api-key': eventsOnly }, payload: { events: ['qr'] }
+  })
+  t.equal(sneaky.statusCode, 400, 'nor can a key without link add them to a webhook\'s events')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+
+  const events = [
+    { id: uniqueName('qr'), type: 'qr', companyId, epoch: 1, data: { qr: 'secret-qr' } },
+    { id: uniqueName('code'), type: 'pairing_code', companyId, epoch: 1, data: { code: 'ABCD-EFGH' } },
+    { id: uniqueName('message'), type: 'message', companyId, epoch: 1, data: { messageId: 'IN-1', text: 'привет' } }
+  ] as const
+  for (const event of events) await publishEvent(settings.natsUrl, settings.natsNamespace, event)
+  const last = events.at(-1)!.id
+  for (const receiver of [allWithout, allWith, redirected]) {
+    t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === last), 10_000), 'the message is delivered')
+  }
+  t.same(allWith.accepted.map((got) => got.type), ['qr', 'pairing_code', 'message'], 'registered with link: linking events too')
+  t.same(allWithout.accepted.map((got) => got.type), ['message'], 'registered without link: no qr, no pairing_code')
+  t.same(redirected.accepted.map((got) => got.type), ['message'], 'changed by a key without link: no qr, no pairing_code')
+})

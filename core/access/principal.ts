@@ -20,6 +20,18 @@ export function hasScope (principal: Principal, scope: Scope): boolean {
   return scope === 'admin' ? isAdmin(principal) : principal.scopes.has(scope) || isAdmin(principal)
 }
 
+/** Events that let whoever sees them link the company's WhatsApp (a QR, a pairing code). */
+export const LINKING_EVENTS: ReadonlySet<string> = new Set(['qr', 'pairing_code'])
+
+/**
+ * Whether an event of this type may reach a subscriber: linking events only with `link`. The one rule
+ * for every path that carries events (the WebSocket, webhooks); `mayLink` is `hasScope(principal, 'link')`
+ * of the principal that subscribed, remembered with the subscription.
+ */
+export function mayReceive (type: string, mayLink: boolean): boolean {
+  return mayLink || !LINKING_EVENTS.has(type)
+}
+
 export function coversCompany (principal: Principal, companyId: string): boolean {
   return principal.companies === '*' || principal.companies.includes(companyId)
 }

@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { ErrorCode, EventsQuery } from '../../contracts/index.ts'
 import { Events } from '../events.ts'
 import { GatewayError, toErrorReply } from '../errors.ts'
-import { hasScope } from '../access/principal.ts'
+import { hasScope, mayReceive } from '../access/principal.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,8 +20,6 @@ const WS_INTERNAL_ERROR = 1011
 const WS_POLICY_VIOLATION = 1008
 /** RFC 6455 close code "try again later": the client does not read fast enough (it may resume with `since`). */
 const WS_TRY_AGAIN_LATER = 1013
-/** Events that let whoever sees them link the company's WhatsApp: only for principals with `link`. */
-const LINKING_EVENTS = new Set(['qr', 'pairing_code'])
 /** Clients send nothing the server reads: a frame larger than this closes the socket. */
 const WS_MAX_PAYLOAD_BYTES = 4_096
 /** Every socket is pinged this often; one that did not answer the previous ping is dropped (half-open). */
@@ -131,7 +129,7 @@ export default fp(async (app) => {
     let follower
     try {
       follower = await events.follow(app.subjects.event(companyId, '>'), since, (event) => {
-        if (LINKING_EVENTS.has(event.type) && !mayLink) return
+        if (!mayReceive(event.type, mayLink)) return
         // A client that does not read would make the replica hold everything for it.
         if (socket.bufferedAmount > config.wsMaxBufferedBytes) {
           socket.close(WS_TRY_AGAIN_LATER, 'too slow: reconnect with since')

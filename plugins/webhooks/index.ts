@@ -7,6 +7,7 @@ import {
   AdminWebhookParams, CompanyParams, DeliveriesReply, ErrorCode, ErrorReply, EVENT_TYPES, ReplayRequest, WebhookCreate, WebhookCreated,
   WebhookParams, WebhookReply, WebhooksList, WebhookUpdate, type WebhookView
 } from '../../contracts/index.ts'
+import { hasScope, mayReceive, type Principal } from '../../core/access/principal.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { DeliveryInfo, StoredEvent } from '../../core/events.ts'
 import { checkTarget, SafeRequestError } from '../../core/net/safe-request.ts'
@@ -14,7 +15,8 @@ import { backoffMs, deliver, newSecret } from './delivery.ts'
 import { DeliveredEpochs, epochMigrations } from './epochs.ts'
 import type { WebhooksOptions } from './settings.ts'
 import {
-  WebhookDeadLetterSchema, WebhookDeliverySchema, webhookMigrations, WebhookSchema, WebhookStore, type AttemptRow, type WebhookRow
+  mayLinkMigrations, WebhookDeadLetterSchema, WebhookDeliverySchema, webhookMigrations, WebhookSchema, WebhookStore, type AttemptRow,
+  type WebhookRow
 } from './store.ts'
 
 export { settings, type WebhooksOptions } from './settings.ts'
@@ -39,7 +41,7 @@ declare module 'fastify' {
   }
 }
 export const entities = [WebhookSchema, WebhookDeliverySchema, WebhookDeadLetterSchema]
-export const migrations = [...webhookMigrations, ...epochMigrations]
+export const migrations = [...webhookMigrations, ...epochMigrations, ...mayLinkMigrations]
 
 /**
  * JetStream gives an event to another replica when the one delivering it went quiet this long past
@@ -93,7 +95,7 @@ export default fp<WebhooksOptions>(async (app, options) => {
     ))
   } satisfies Webhooks)
 
-  const versionOf = (row: WebhookRow) => JSON.stringify([row.url, row.events, row.secret, row.paused, row.replayedAt])
+  const versionOf = (row: WebhookRow) => JSON.stringify([row.url, row.events, row.secret, row.mayLink, row.paused, row.replayedAt])
 
   /** Waits `ms`, telling JetStream every little while that the event is still being worked on. */
   const wait = async (ms: number, delivery: DeliveryInfo) => {
@@ -117,6 +119,7 @@ export default fp<WebhooksOptions>(async (app, options) => {
         'a newer lease epoch\'s events were delivered already: this stale one is not')
       return
     }
+    if (!mayReceive(event.type, row.mayLink)) return
     if (row.events && !row.events.includes(event.type)) return
     for (let attempt = 1; ; attempt++) {
       // A replay gives old events a new WEBHOOK_MAX_AGE from the replay.
@@ -227,13 +230,16 @@ export default fp<WebhooksOptions>(async (app, options) => {
         : err.message)
     }
   }
-  const checkEvents = (events: string[] | null | undefined) => {
+  const checkEvents = (events: string[] | null | undefined, mayLink: boolean) => {
     const unknown = (events ?? []).filter((type) => !(EVENT_TYPES as readonly string[]).includes(type))
     if (unknown.length > 0) throw invalid('/events', `unknown event types: ${unknown.join(', ')} (known: ${EVENT_TYPES.join(', ')})`)
+    const linking = (events ?? []).filter((type) => !mayReceive(type, mayLink))
+    if (linking.length > 0) throw invalid('/events', `${linking.join(', ')} need the scope link`)
   }
 
-  const create = async (companyId: string | null, request: WebhookCreate) => {
-    checkEvents(request.events)
+  const create = async (by: Principal, companyId: string | null, request: WebhookCreate) => {
+    const mayLink = hasScope(by, 'link')
+    checkEvents(request.events, mayLink)
     await checkUrl(request.url)
     const secret = request.secret ?? newSecret()
     const row = await store.create({
@@ -241,7 +247,8 @@ export default fp<WebhooksOptions>(async (app, options) => {
       companyId,
       url: request.url,
       events: request.events ?? null,
-      secret
+      secret,
+      mayLink
     })
     announce(row.id)
     return { success: true as const, webhook: viewOf(row), secret }
@@ -251,11 +258,17 @@ export default fp<WebhooksOptions>(async (app, options) => {
     if (!row || row.companyId !== companyId) throw new GatewayError(ErrorCode.NOT_FOUND, `no webhook ${id}`)
     return row
   }
-  const update = async (companyId: string | null, id: string, request: WebhookUpdate) => {
+  /** A change by a principal without `link` ends the webhook's linking events: it could aim them at its own URL. */
+  const update = async (by: Principal, companyId: string | null, id: string, request: WebhookUpdate) => {
     await owned(companyId, id)
-    checkEvents(request.events)
+    const mayLink = hasScope(by, 'link')
+    checkEvents(request.events, mayLink)
     if (request.url !== undefined) await checkUrl(request.url)
-    const row = await store.update(id, { ...request, ...(request.paused ? { pausedReason: 'paused by request' } : {}) })
+    const row = await store.update(id, {
+      ...request,
+      ...(request.paused ? { pausedReason: 'paused by request' } : {}),
+      ...(mayLink ? {} : { mayLink: false as const })
+    })
     announce(id)
     return { success: true as const, webhook: viewOf(row!) }
   }
@@ -325,10 +338,10 @@ const invalid = (field: string, message: string) => new GatewayError(ErrorCode.V
 })
 
 interface Operations {
-  create: (companyId: string | null, request: WebhookCreate) => Promise<unknown>
+  create: (by: Principal, companyId: string | null, request: WebhookCreate) => Promise<unknown>
   list: (companyId: string | null) => Promise<unknown>
   get: (companyId: string | null, id: string) => Promise<unknown>
-  update: (companyId: string | null, id: string, request: WebhookUpdate) => Promise<unknown>
+  update: (by: Principal, companyId: string | null, id: string, request: WebhookUpdate) => Promise<unknown>
   remove: (companyId: string | null, id: string) => Promise<unknown>
   history: (companyId: string | null, id: string) => Promise<unknown>
   replay: (companyId: string | null, id: string, request: ReplayRequest) => Promise<unknown>
@@ -349,7 +362,7 @@ function registerRoutes (app: FastifyInstance, operations: Operations): void {
       body: WebhookCreate,
       response: { 200: WebhookCreated, ...errors }
     }
-  }, async (request) => operations.create(request.params.companyId, request.body) as never)
+  }, async (request) => operations.create(request.principal!, request.params.companyId, request.body) as never)
   api.get(base, {
     config: company,
     schema: { tags: TAGS, summary: 'The company\'s webhooks', params: CompanyParams, response: { 200: WebhooksList, ...errors } }
@@ -366,7 +379,7 @@ function registerRoutes (app: FastifyInstance, operations: Operations): void {
       body: WebhookUpdate,
       response: { 200: WebhookReply, ...errors }
     }
-  }, async (request) => operations.update(request.params.companyId, request.params.id, request.body) as never)
+  }, async (request) => operations.update(request.principal!, request.params.companyId, request.params.id, request.body) as never)
   api.delete(`${base}/:id`, {
     config: company, schema: { tags: TAGS, summary: 'Remove a webhook', params: WebhookParams, response: { ...errors } }
   }, async (request) => operations.remove(request.params.companyId, request.params.id) as never)
@@ -399,7 +412,7 @@ function registerRoutes (app: FastifyInstance, operations: Operations): void {
       body: WebhookCreate,
       response: { 200: WebhookCreated, ...errors }
     }
-  }, async (request) => operations.create(null, request.body) as never)
+  }, async (request) => operations.create(request.principal!, null, request.body) as never)
   api.get('/api/admin/webhooks', {
     config: admin, schema: { tags: TAGS, summary: 'The deployment-wide webhooks', response: { 200: WebhooksList, ...errors } }
   }, async () => operations.list(null) as never)
@@ -412,7 +425,7 @@ function registerRoutes (app: FastifyInstance, operations: Operations): void {
       body: WebhookUpdate,
       response: { 200: WebhookReply, ...errors }
     }
-  }, async (request) => operations.update(null, request.params.id, request.body) as never)
+  }, async (request) => operations.update(request.principal!, null, request.params.id, request.body) as never)
   api.delete('/api/admin/webhooks/:id', {
     config: admin, schema: { tags: TAGS, summary: 'Remove a deployment-wide webhook', params: AdminWebhookParams, response: { ...errors } }
   }, async (request) => operations.remove(null, request.params.id) as never)

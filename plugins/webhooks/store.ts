@@ -11,6 +11,7 @@ export const WebhookSchema = defineEntity({
     url: p.text(),
     events: p.json<string[]>().nullable(),
     secret: p.string(),
+    mayLink: p.boolean(),
     paused: p.boolean(),
     pausedReason: p.text().nullable(),
     failingSince: p.datetime().nullable(),
@@ -97,7 +98,24 @@ export class CreateWebhooks extends Migration {
   }
 }
 
+/**
+ * Whether the principal that registered a webhook had `link`: only then may it receive `qr` and
+ * `pairing_code`. Deployment-wide webhooks were registered by the admin; a company's older webhook
+ * cannot tell who registered it, so it receives no linking events.
+ */
+export class AddWebhookMayLink extends Migration {
+  override async up (): Promise<void> {
+    this.addSql('alter table webhooks add column if not exists may_link boolean not null default false')
+    this.addSql('update webhooks set may_link = true where company_id is null')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('alter table webhooks drop column if exists may_link')
+  }
+}
+
 export const webhookMigrations = [{ name: 'webhooks_001_webhooks', class: CreateWebhooks }]
+export const mayLinkMigrations = [{ name: 'webhooks_003_may_link', class: AddWebhookMayLink }]
 
 export interface WebhookRow {
   id: string
@@ -105,6 +123,8 @@ export interface WebhookRow {
   url: string
   events: string[] | null
   secret: string
+  /** Registered (and last changed) by a principal with `link`: only then are `qr` and `pairing_code` delivered. */
+  mayLink: boolean
   paused: boolean
   pausedReason: string | null
   failingSince: Date | null
@@ -120,6 +140,7 @@ type Raw = {
   url: string,
   events: string[] | null,
   secret: string,
+  may_link: boolean,
   paused: boolean,
   paused_reason: string | null,
   failing_since: Date | null,
@@ -133,6 +154,7 @@ const rowOf = (raw: Raw): WebhookRow => ({
   url: raw.url,
   events: raw.events,
   secret: raw.secret,
+  mayLink: raw.may_link,
   paused: raw.paused,
   pausedReason: raw.paused_reason,
   failingSince: raw.failing_since ? new Date(raw.failing_since) : null,
@@ -172,9 +194,9 @@ export class WebhookStore {
   async create (
     row: Omit<WebhookRow, 'createdAt' | 'updatedAt' | 'paused' | 'pausedReason' | 'failingSince' | 'replayedAt'>
   ): Promise<WebhookRow> {
-    const [raw] = await this.#db.execute<Raw[]>(`insert into webhooks (id, company_id, url, events, secret)
-      values (?, ?, ?, ?, ?) returning *`, [row.id, row.companyId, row.url,
-      row.events === null ? null : JSON.stringify(row.events), row.secret])
+    const [raw] = await this.#db.execute<Raw[]>(`insert into webhooks (id, company_id, url, events, secret, may_link)
+      values (?, ?, ?, ?, ?, ?) returning *`, [row.id, row.companyId, row.url,
+      row.events === null ? null : JSON.stringify(row.events), row.secret, row.mayLink])
     return rowOf(raw)
   }
 
@@ -195,9 +217,17 @@ export class WebhookStore {
     return (await this.#db.execute<Raw[]>('select * from webhooks')).map(rowOf)
   }
 
-  async update (id: string, change: { url?: string, events?: string[] | null, paused?: boolean, pausedReason?: string | null }) {
+  async update (id: string, change: {
+    url?: string,
+    events?: string[] | null,
+    paused?: boolean,
+    pausedReason?: string | null,
+    /** false: changed by a principal without `link`, which the webhook no longer delivers linking events for. */
+    mayLink?: false
+  }) {
     const sets: string[] = []
     const params: unknown[] = []
+    if (change.mayLink === false) sets.push('may_link = false')
     if (change.url !== undefined) { sets.push('url = ?'); params.push(change.url) }
     if (change.events !== undefined) { sets.push('events = ?'); params.push(change.events === null ? null : JSON.stringify(change.events)) }
     if (change.paused !== undefined) {
