@@ -307,3 +307,26 @@ t.test('the API limit: a key accepted before has its own budget; made-up keys co
   t.same(guesses, [401, 401, 401, 429], 'a new made-up key each time is still limited by IP')
   t.equal((await get(key)).statusCode, 200, 'the known key is not held back by them')
 })
+
+t.test('message history and lookups need events, as README says: read alone is refused', async (t) => {
+  const app = await build(t, { config: ACCESS_ON })
+  const companyId = uniqueName('a')
+  const readOnly = await createKey(app, [companyId], ['read'])
+  const events = await createKey(app, [companyId], ['events'])
+  for (const route of ['/api/whatsapp/sessions/:companyId/messages', '/api/whatsapp/sessions/:companyId/messages/:messageId']) {
+    const declared = app.access.routes().find((one) => one.method === 'GET' && one.url === route)
+    t.match(declared, { access: { scope: 'events' } }, `${route}: events`)
+  }
+  for (const url of [`/api/whatsapp/sessions/${companyId}/messages`, `/api/whatsapp/sessions/${companyId}/messages/3EB0NOSUCH`]) {
+    const refused = await app.inject({ method: 'GET', url, headers: { 'x-api-key': readOnly } })
+    t.equal(refused.statusCode, 403, `${url} with read only`)
+    t.match(refused.json(), { success: false, error: { code: 'FORBIDDEN' } })
+  }
+  const page = await app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/messages`, headers: { 'x-api-key': events } })
+  t.equal(page.statusCode, 200, page.body)
+  t.same(page.json().messages, [], 'events reads the (empty) history')
+  const missing = await app.inject({
+    method: 'GET', url: `/api/whatsapp/sessions/${companyId}/messages/3EB0NOSUCH`, headers: { 'x-api-key': events }
+  })
+  t.equal(missing.statusCode, 404, 'events looks a message up (none here)')
+})

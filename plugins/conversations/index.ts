@@ -282,8 +282,9 @@ export default fp<ConversationsOptions>(async (app, options) => {
     return { success: true, companyId, message }
   }
 
+  // Message content is what the events carry: the history needs `events`, like the WebSocket and webhooks.
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages', {
-    config: { access: { scope: 'read', company: 'params' } },
+    config: { access: { scope: 'events', company: 'params' } },
     schema: {
       tags: ['messages'],
       summary: 'Recent messages in and out, newest first (of one contact with `chat`: by phone or LID alike), with delivery states',
@@ -293,7 +294,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
     }
   }, async (request) => page(request.params.companyId, request.query))
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages/:messageId', {
-    config: { access: { scope: 'read', company: 'params' } },
+    config: { access: { scope: 'events', company: 'params' } },
     schema: {
       tags: ['messages'],
       summary: 'One message and its delivery state (accepted, server_ack, delivered, read, played, or failed with its reason)',
