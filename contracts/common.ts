@@ -19,6 +19,9 @@ export function isCompanyId (value: unknown): value is CompanyId {
 /** The payload of a request that takes no parameters. */
 export const EmptyRequest = Type.Object({})
 
+/** The payload of a command whose body carries nothing: any field is refused (VALIDATION_ERROR), never ignored. */
+export const NoFieldsRequest = Type.Object({}, { additionalProperties: false })
+
 /** What every event on `<namespace>.evt.<companyId>.<type>` looks like, on NATS and on the WebSocket. */
 export const EventEnvelope = Type.Object({
   id: Type.String({ description: 'Stable id of the event (its Nats-Msg-Id): a redelivered event keeps it, so consumers can deduplicate' }),

@@ -29,6 +29,29 @@ export interface HandleOptions<Request extends TSchema> {
   request: Request
   /** Queue group: set it when any replica may answer; leave it out when exactly this replica must. */
   queue?: string
+  /**
+   * Only requests run the handler: a message without a reply subject, or whose reply subject is a
+   * JetStream acknowledgement (`$JS.ACK.…`, what a push consumer delivering to this subject sets), is
+   * dropped unread and counted in `Bus.ignored`. An option, not the rule for every handler: the
+   * gateway's own broadcasts (key revocations, desired-state changes) are plain publishes handled
+   * here too. Set it where a message that nobody waits for must not act, above all the holder's
+   * commands: a JetStream consumer that a tenant aims at `<namespace>.cmd.<companyId>.<name>` delivers
+   * stored messages without a reply inbox, and must not run a logout on a company.
+   */
+  requestsOnly?: boolean
+}
+
+/** Why a `requestsOnly` handler dropped a message. */
+export type IgnoredReason = 'no_reply' | 'jetstream_ack'
+
+/** The prefix of the reply subjects JetStream sets on what a consumer delivers. */
+const JETSTREAM_ACK_PREFIX = '$JS.ACK.'
+
+/** Why a message is not a request (undefined when it is one). */
+export function notARequest (reply: string | undefined): IgnoredReason | undefined {
+  if (!reply) return 'no_reply'
+  if (reply.startsWith(JETSTREAM_ACK_PREFIX)) return 'jetstream_ack'
+  return undefined
 }
 
 export type Handler<Request extends TSchema> = (payload: Static<Request>, context: HandlerContext) => Promise<unknown>
@@ -62,6 +85,8 @@ export class Bus {
   readonly #inFlight = new Set<Promise<void>>()
 
   readonly #replica: string
+  /** Messages `requestsOnly` handlers dropped, by reason (exposed on /metrics as `whatsapp_commands_ignored_total`). */
+  readonly ignored: Record<IgnoredReason, number> = { no_reply: 0, jetstream_ack: 0 }
 
   constructor (options: { nc: NatsConnection, orm: MikroORM, log: FastifyBaseLogger, requestTimeoutMs: number, replica?: string }) {
     this.#replica = options.replica ?? ''
@@ -84,6 +109,12 @@ export class Bus {
       callback: (err, msg) => {
         if (err) {
           this.#log.error({ err, subject }, 'NATS subscription failed')
+          return
+        }
+        const ignored = options.requestsOnly === true ? notARequest(msg.reply) : undefined
+        if (ignored !== undefined) {
+          this.ignored[ignored]++
+          this.#log.debug({ subject: msg.subject, reason: ignored }, 'a message that is not a request was ignored')
           return
         }
         // A handler's failure is answered inside; anything past that (a reply the closed connection

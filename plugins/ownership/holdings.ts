@@ -196,7 +196,7 @@ export class Holdings {
       return
     }
     this.#backoff.succeeded(companyId)
-    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload },
+    held.subscription = this.#bus.handle(this.#subjects.commandsOf(companyId), { request: CommandPayload, requestsOnly: true },
       (payload, context) => this.#commands.run(held, payload, context))
     this.stats.acquisitions++
     const takeoverMs = unownedSince === undefined ? undefined : now() - unownedSince

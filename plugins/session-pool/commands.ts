@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import {
-  EmptyRequest, ErrorCode, LogoutReply, SessionStatus
+  ErrorCode, LogoutReply, NoFieldsRequest, SessionStatus
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { declareHolderCommand } from './holder-command.ts'
@@ -37,7 +37,7 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
 
   declareHolderCommand(app, {
     name: 'status',
-    request: EmptyRequest,
+    request: NoFieldsRequest,
     reply: SessionStatus,
     handle: async ({ companyId, lease }) => {
       const status = requireSession(pool, companyId).status()
@@ -57,7 +57,7 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
 
   declareHolderCommand(app, {
     name: 'logout',
-    request: EmptyRequest,
+    request: NoFieldsRequest,
     reply: LogoutReply,
     handle: async ({ companyId }) => {
       const session = requireSession(pool, companyId)

@@ -11,7 +11,7 @@ import { connect } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { WebSocket } from 'ws'
 import {
-  AutoReactionRules, EmptyRequest, InitializeRequest, NormalizePhoneRequest, ReactionRequest, SendRequest, subjectsFor
+  AutoReactionRules, EmptyRequest, InitializeRequest, NoFieldsRequest, NormalizePhoneRequest, ReactionRequest, SendRequest, subjectsFor
 } from '../../contracts/index.ts'
 import { uniqueName } from '../helpers/services.ts'
 import {
@@ -191,7 +191,7 @@ function natsTargets (namespace: string, companyId: string) {
   return [
     target((id) => subjects.command(id, 'send'), SendRequest as unknown as JsonSchema),
     target((id) => subjects.command(id, 'react'), ReactionRequest as unknown as JsonSchema),
-    target((id) => subjects.command(id, 'status'), EmptyRequest as unknown as JsonSchema),
+    target((id) => subjects.command(id, 'status'), NoFieldsRequest as unknown as JsonSchema),
     target((id) => subjects.command(id, 'owner'), EmptyRequest as unknown as JsonSchema),
     target((id) => subjects.command(id, 'no-such-command'), EmptyRequest as unknown as JsonSchema),
     target((id) => subjects.initialize(id), InitializeRequest as unknown as JsonSchema),
