@@ -330,3 +330,48 @@ t.test('message history and lookups need events, as README says: read alone is r
   })
   t.equal(missing.statusCode, 404, 'events looks a message up (none here)')
 })
+
+t.test('a ticket is worth no more than its key: refused once it is revoked, closed if the revocation lands while it opens', async (t) => {
+  const app = await build(t, { config: ACCESS_ON })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as AddressInfo).port
+  const companyId = uniqueName('acme')
+  const issue = async (key: string) => (await app.inject({
+    method: 'POST', url: '/api/whatsapp/events/ticket', headers: { 'x-api-key': key }, payload: { companyId }
+  })).json().ticket as string
+  const revoke = async (key: string) => {
+    const { id } = (await app.access.keys.list()).find((row) => row.revokedAt === null && row.companyIds.includes(companyId))!
+    const revoked = await app.inject({ method: 'DELETE', url: `/api/admin/keys/${id}`, headers: { authorization: `Bearer ${ADMIN}` } })
+    if (revoked.statusCode !== 200) throw new Error(`not revoked: ${revoked.body} (${key.length})`)
+  }
+  /** Opens the events WebSocket with a ticket: its HTTP refusal, or the close code it gets within 2 s (undefined: still open). */
+  const open = (ticket: string) => new Promise<{ status?: number, closed?: number }>((resolve) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/api/whatsapp/events?companyId=${companyId}&ticket=${ticket}`)
+    socket.on('unexpected-response', (_request, response) => resolve({ status: response.statusCode }))
+    socket.on('close', (code) => resolve({ closed: code }))
+    socket.on('open', () => setTimeout(() => { resolve({}); socket.close() }, 2_000))
+  })
+
+  // Taken before the revocation, used after it.
+  const first = await createKey(app, [companyId], ['events'])
+  const early = await issue(first)
+  await revoke(first)
+  t.same(await open(early), { status: 401 }, 'a ticket of a revoked key is refused')
+
+  // Redeemed (the key still valid) just before the revocation reaches this replica, opened just after.
+  const second = await createKey(app, [companyId], ['events'])
+  const racing = await issue(second)
+  const secondId = (await app.access.keys.list()).find((row) => row.revokedAt === null && row.companyIds.includes(companyId))!.id
+  let broadcastArrived!: () => void
+  const arrived = new Promise<void>((resolve) => { broadcastArrived = resolve })
+  app.access.onRevoked((keyId) => { if (keyId === secondId) broadcastArrived() })
+  const redeem = app.access.tickets.redeem.bind(app.access.tickets)
+  app.access.tickets.redeem = async (ticket: string) => {
+    const principal = await redeem(ticket)
+    await revoke(second)
+    // The revocation's broadcast, which this replica also handles, arrives before the socket opens.
+    await arrived
+    return principal
+  }
+  t.same(await open(racing), { closed: 1008 }, 'the socket opened by the ticket is closed (policy violation)')
+})

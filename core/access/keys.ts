@@ -104,6 +104,11 @@ export class ApiKeyStore {
     return true
   }
 
+  /** Whether the key with this id exists and is not revoked, read from the database now (never remembered). */
+  async isActive (id: string): Promise<boolean> {
+    return await this.#em().count(ApiKey, { id, revokedAt: null }) > 0
+  }
+
   /** The principal a presented key stands for, or undefined (unknown or revoked). */
   lookup (keyHash: string): Promise<Principal | undefined> {
     const now = performance.now()

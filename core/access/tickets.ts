@@ -14,16 +14,22 @@ interface StoredTicket {
   expiresAt: number
 }
 
+/** Whether the API key with this id is still valid (not revoked). */
+export type KeyCheck = (keyId: string) => Promise<boolean>
+
 /**
  * Single-use WebSocket tickets for browsers, which cannot set headers: kept in a KV bucket (any
  * replica may be the one the browser reaches), bound to one company, and deleted on first use by a
- * compare-and-set, so two uses race and one loses.
+ * compare-and-set, so two uses race and one loses. A ticket taken with an API key is worth no more
+ * than that key: redeeming it checks the key again, so a revocation also voids its unused tickets.
  */
 export class Tickets {
   readonly #kv: KV
+  readonly #keyIsActive: KeyCheck
 
-  constructor (kv: KV) {
+  constructor (kv: KV, keyIsActive: KeyCheck) {
     this.#kv = kv
+    this.#keyIsActive = keyIsActive
   }
 
   async issue (principal: Principal, companyId: string): Promise<{ ticket: string, expiresAt: string }> {
@@ -53,6 +59,8 @@ export class Tickets {
       return undefined
     }
     if (typeof stored.companyId !== 'string' || !(stored.expiresAt >= Date.now())) return undefined
+    // Read from the database, not the key lookups remembered for a second: revoked means refused now.
+    if (stored.keyId !== undefined && !await this.#keyIsActive(stored.keyId)) return undefined
     return { id: stored.principal, kind: 'ticket', keyId: stored.keyId, companies: [stored.companyId], scopes: new Set(stored.scopes) }
   }
 }

@@ -110,7 +110,7 @@ export default fp(async (app) => {
   const { config } = app
   const keys = new ApiKeyStore(() => app.orm.em.fork())
   const ticketsKv = await app.openKv(`${config.natsNamespace}_tickets`, { ttlMs: TICKET_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
-  const tickets = new Tickets(ticketsKv)
+  const tickets = new Tickets(ticketsKv, (keyId) => keys.isActive(keyId))
   const adminDigest = config.adminApiKey ? adminKeyDigest(config.adminApiKey) : undefined
   const verifyJwt = jwtVerifier({
     jwksUrl: config.authJwtJwksUrl, secret: config.authJwtSecret, issuer: config.authJwtIssuer, audience: config.authJwtAudience

@@ -5,6 +5,7 @@ import type { WebSocket } from 'ws'
 import { ErrorCode, EventsQuery } from '../../contracts/index.ts'
 import { Events } from '../events.ts'
 import { GatewayError, toErrorReply } from '../errors.ts'
+import { BoundedMap } from '../bounded-map.ts'
 import { hasScope, mayReceive } from '../access/principal.ts'
 
 declare module 'fastify' {
@@ -18,6 +19,8 @@ declare module 'fastify' {
 const WS_INTERNAL_ERROR = 1011
 /** RFC 6455 close code for a policy violation: the key behind the socket was revoked. */
 const WS_POLICY_VIOLATION = 1008
+/** Revoked key ids remembered, to close a socket whose credential was checked just before its revocation arrived. */
+const REVOKED_KEYS_REMEMBERED = 10_000
 /** RFC 6455 close code "try again later": the client does not read fast enough (it may resume with `since`). */
 const WS_TRY_AGAIN_LATER = 1013
 /** Clients send nothing the server reads: a frame larger than this closes the socket. */
@@ -45,9 +48,14 @@ export default fp(async (app) => {
   app.decorate('events', events)
   app.addHook('onClose', () => events.close())
 
-  // Open sockets by the API key behind them, so a revocation closes them on every replica.
+  // Open sockets by the API key behind them (taken with the key itself or with one of its tickets),
+  // so a revocation closes them on every replica. Keys revoked while this replica runs are remembered:
+  // a socket whose credential was checked just before the revocation reached this replica, and that
+  // opens just after, is closed as it opens instead of staying open for good.
   const socketsByKey = new Map<string, Set<WebSocket>>()
+  const revokedKeys = new BoundedMap<string, true>(REVOKED_KEYS_REMEMBERED)
   app.access.onRevoked((keyId) => {
+    revokedKeys.set(keyId, true)
     for (const socket of socketsByKey.get(keyId) ?? []) socket.close(WS_POLICY_VIOLATION, 'key revoked')
     socketsByKey.delete(keyId)
   })
@@ -118,6 +126,10 @@ export default fp(async (app) => {
     const mayLink = principal !== undefined && hasScope(principal, 'link')
     const keyId = principal?.keyId
     if (keyId !== undefined) {
+      if (revokedKeys.has(keyId)) {
+        socket.close(WS_POLICY_VIOLATION, 'key revoked')
+        return
+      }
       const ofKey = socketsByKey.get(keyId) ?? new Set()
       socketsByKey.set(keyId, ofKey.add(socket))
       socket.on('close', () => { ofKey.delete(socket) })
