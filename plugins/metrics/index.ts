@@ -229,6 +229,9 @@ export default fp<MetricsOptions>(async (app, options) => {
     ? { ...app.messagingLimits.refused }
     : Object.fromEntries(RATE_LIMITS.map((limit) => [limit, 0])))
   deltaCounter('whatsapp_rate_limited_total', 'Sends refused by the WhatsApp budgets or the pacing queue', refusedByLimit, 'limit')
+  deltaCounter('whatsapp_commands_ignored_total',
+    'Command messages the holder dropped unread: no reply subject, or a JetStream ack as reply (not a request)',
+    () => ({ ...app.bus.ignored }), 'reason')
   deltaCounter('whatsapp_lease_acquisitions_total', 'Company leases this replica acquired',
     () => ({ all: app.ownership.stats.acquisitions }))
   deltaCounter('whatsapp_lease_losses_total', 'Company leases this replica lost or fenced itself from (not handed off)',
