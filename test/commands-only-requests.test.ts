@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { dropStreamsAfter } from './helpers/build.ts'
@@ -6,13 +6,19 @@ import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 
-t.test('the holder runs commands only as requests: no reply subject or a JetStream ack as reply is ignored and counted', async (t) => {
+/** A replica holding a linked company, and a NATS connection of the test's own to reach it. */
+async function linkedCompany (t: Test) {
   const settings = await sessionCluster(t)
   const replica = await startSessionReplica(t, settings)
   const companyId = uniqueName('beta')
   await linkCompany(replica, companyId, settings, t)
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
+  return { settings, replica, companyId, nc }
+}
+
+t.test('the holder runs commands only as requests: no reply subject or a JetStream ack as reply is ignored and counted', async (t) => {
+  const { settings, replica, companyId, nc } = await linkedCompany(t)
   const logout = replica.app.subjects.command(companyId, 'logout')
   const status = async () => (await nc.request(replica.app.subjects.command(companyId, 'status'), '{}', { timeout: 5_000 })).json<{
     connected: boolean
@@ -51,12 +57,7 @@ t.test('the holder runs commands only as requests: no reply subject or a JetStre
 })
 
 t.test('logout and status refuse fields they do not take (VALIDATION_ERROR), and logout then does nothing', async (t) => {
-  const settings = await sessionCluster(t)
-  const replica = await startSessionReplica(t, settings)
-  const companyId = uniqueName('beta')
-  await linkCompany(replica, companyId, settings, t)
-  const nc = await connect({ servers: settings.natsUrl })
-  t.teardown(() => nc.close())
+  const { replica, companyId, nc } = await linkedCompany(t)
   const ask = async (name: string, body: unknown) => {
     const reply = await nc.request(replica.app.subjects.command(companyId, name), JSON.stringify(body), { timeout: 5_000 })
     return reply.json<Record<string, unknown>>()
