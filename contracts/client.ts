@@ -32,8 +32,8 @@ export interface GatewayClientOptions {
   /** Called before every request, e.g. to inject `traceparent`. */
   decorateHeaders?: (headers: MsgHdrs) => void
   /**
-   * Where replies come back (e.g. `_INBOX_acme`), when NATS permissions let this user receive on
-   * its own inbox prefix only. Default: the connection's.
+   * Where replies come back (e.g. `_INBOX_backend`), when NATS permissions let this user receive on
+   * its own inbox prefix only (users sharing an account). Default: the connection's.
    */
   inboxPrefix?: string
   /** The deployment's MEDIA_BUCKET (default `<namespace>_media`), for `putMedia` and `getMedia`. */

@@ -1,4 +1,4 @@
-import { SCOPES, type Scope } from '../../contracts/index.ts'
+import { LINKING_EVENTS, SCOPES, type Scope } from '../../contracts/index.ts'
 
 /** Who a request acts as: the companies it may act for (`*`: every one) and what it may do. */
 export interface Principal {
@@ -19,9 +19,6 @@ function isAdmin (principal: Principal): boolean {
 export function hasScope (principal: Principal, scope: Scope): boolean {
   return scope === 'admin' ? isAdmin(principal) : principal.scopes.has(scope) || isAdmin(principal)
 }
-
-/** Events that let whoever sees them link the company's WhatsApp (a QR, a pairing code). */
-export const LINKING_EVENTS: ReadonlySet<string> = new Set(['qr', 'pairing_code'])
 
 /**
  * Whether an event of this type may reach a subscriber: linking events only with `link`. The one rule

@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, MessageParams, MessageReply, MessageRequest, MessagesPage, MessagesQuery,
-  userOfJid, type DeliveryState, type MessageRecord
+  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, ErrorReply, MessageParams, MessageReply, MessageRequest, MessagesPage,
+  MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
 } from '../../contracts/index.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
@@ -282,9 +282,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
     return { success: true, companyId, message }
   }
 
-  // Message content is what the events carry: the history needs `events`, like the WebSocket and webhooks.
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages', {
-    config: { access: { scope: 'events', company: 'params' } },
+    config: { access: { scope: CONTROL_SCOPES['messages.list'], company: 'params' } },
     schema: {
       tags: ['messages'],
       summary: 'Recent messages in and out, newest first (of one contact with `chat`: by phone or LID alike), with delivery states',
@@ -294,7 +293,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
     }
   }, async (request) => page(request.params.companyId, request.query))
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages/:messageId', {
-    config: { access: { scope: 'events', company: 'params' } },
+    config: { access: { scope: CONTROL_SCOPES['messages.get'], company: 'params' } },
     schema: {
       tags: ['messages'],
       summary: 'One message and its delivery state (accepted, server_ack, delivered, read, played, or failed with its reason)',

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { EntityManager } from '@mikro-orm/postgresql'
 import {
-  ClusterReply, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
+  ClusterReply, COMMAND_SCOPES, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
 } from '../../contracts/index.ts'
 import { Ownership } from './ownership.ts'
 import type { MemberView } from './membership.ts'
@@ -151,7 +151,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
 
   // Any replica answers; the request travels over NATS to the holder, or fails at once with 503 NOT_CONNECTED.
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/owner', {
-    config: { access: { scope: 'read', company: 'params' } },
+    config: { access: { scope: COMMAND_SCOPES.owner, company: 'params' } },
     schema: {
       tags: ['cluster'],
       summary: 'Which replica holds the company, under which epoch and since when (asked of the holder itself)',

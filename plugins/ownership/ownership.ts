@@ -5,7 +5,7 @@ import type { MikroORM } from '@mikro-orm/postgresql'
 import type { Bus } from '../../core/bus.ts'
 import type { KvOptions } from '../../core/nats/kv.ts'
 import type { Events } from '../../core/events.ts'
-import type { SubjectSet } from '../../contracts/index.ts'
+import type { CommandName, SubjectSet } from '../../contracts/index.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { CommandRouter, type CommandHandler } from './command-router.ts'
 import { assignPreferredOwners, RendezvousScores, takesUnowned } from './assignment.ts'
@@ -160,8 +160,8 @@ export class Ownership {
     return this.#desired.has(companyId)
   }
 
-  /** Registers `<namespace>.cmd.<companyId>.<name>`, answered only by the holder. */
-  registerCommand (name: string, handler: CommandHandler): void {
+  /** Registers `<namespace>.cmd.<companyId>.<name>`, answered only by the holder (each named, with its scope, in COMMAND_SCOPES). */
+  registerCommand (name: CommandName, handler: CommandHandler): void {
     this.#commands.register(name, handler)
   }
 

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { CountryCode } from 'libphonenumber-js'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, ErrorReply, NormalizePhoneReply, NormalizePhoneRequest
+  ANY_REPLICA_QUEUE, ErrorReply, PHONE_NORMALIZE_SCOPE, NormalizePhoneReply, NormalizePhoneRequest
 } from '../../contracts/index.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { countryOrDefault, normalizePhone, toJid } from './phone.ts'
@@ -52,7 +52,7 @@ export default fp<PhoneOptions>(async (app, options) => {
   }
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/phone/normalize', {
-    config: { access: { scope: 'read' } },
+    config: { access: { scope: PHONE_NORMALIZE_SCOPE } },
     schema: {
       tags: ['phone'],
       summary: 'Normalize a phone number to E.164 digits and its WhatsApp JID',

@@ -2,8 +2,8 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, AutoReactionRules, AutoReactionRulesReply, CompanyParams, EmptyRequest, ErrorCode, ErrorReply, LegacyReactionRequest,
-  ReactionReply, ReactionRequest
+  ANY_REPLICA_QUEUE, AutoReactionRules, AutoReactionRulesReply, CompanyParams, CONTROL_SCOPES, EmptyRequest, ErrorCode, ErrorReply,
+  LegacyReactionRequest, ReactionReply, ReactionRequest
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { declareHolderCommand, deliveryFields, idempotencyHeaders } from '../session-pool/index.ts'
@@ -47,7 +47,6 @@ export default fp<ReactionsOptions>(async (app, options) => {
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/reaction',
-      scope: 'send',
       tags: TAGS,
       summary: 'React to a message with one emoji ("" removes the reaction); through the holder, under the reaction budgets',
       errors: [409, 429, 503, 504]
@@ -146,7 +145,7 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   })
 
   routes.get('/api/whatsapp/sessions/:companyId/auto-reactions', {
-    config: { access: { scope: 'rules', company: 'params' } },
+    config: { access: { scope: CONTROL_SCOPES['auto-reactions.get'], company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'The company\'s automatic reaction to thanks (off unless enabled)',
@@ -156,7 +155,7 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   }, async (request) => rulesReply(request.params.companyId, await rulesOf(request.em, request.params.companyId)))
 
   routes.put('/api/whatsapp/sessions/:companyId/auto-reactions', {
-    config: { access: { scope: 'rules', company: 'params' } },
+    config: { access: { scope: CONTROL_SCOPES['auto-reactions.set'], company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Turn the automatic reaction to thanks on or off; patterns and exclusions replace the Russian and English defaults',

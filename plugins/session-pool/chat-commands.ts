@@ -59,7 +59,6 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/read',
-      scope: 'send',
       tags: TAGS,
       summary: 'Mark messages of a chat read: the contact sees blue ticks (read receipts)',
       errors: [503, 504]
@@ -78,7 +77,6 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/presence',
-      scope: 'send',
       tags: TAGS,
       summary: '`composing` (typing…), `recording` or `paused` in a chat (`phone`); `available` or `unavailable` for the account',
       errors: [503, 504]
@@ -106,7 +104,6 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/check-numbers',
-      scope: 'send',
       tags: TAGS,
       summary: 'Whether each phone (up to 50) is on WhatsApp, with its JID and LID; under NUMBER_CHECKS_PER_MINUTE, answers cached',
       errors: [429, 503, 504]
@@ -140,7 +137,6 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/edit',
-      scope: 'send',
       tags: TAGS,
       summary: 'Edit a text this company sent (within WhatsApp\'s 15 minutes); the contact sees the new text, marked edited',
       errors: [404, 409, 429, 503, 504]
@@ -157,7 +153,6 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/delete',
-      scope: 'send',
       tags: TAGS,
       summary: 'Delete a message this company sent, for everyone (within about two days)',
       errors: [404, 409, 429, 503, 504]

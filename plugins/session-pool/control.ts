@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply, SessionsList,
-  SessionStatus, SessionsListQuery, NewestEpochs, type EventEnvelope
+  ANY_REPLICA_QUEUE, COMMAND_SCOPES, CONTROL_SCOPES, CompanyParams, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply,
+  SessionsList, SessionStatus, SessionsListQuery, NewestEpochs, type EventEnvelope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Principal } from '../../core/access/principal.ts'
@@ -169,7 +169,7 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   }, (request) => listSessions(app, request.query, request.principal))
 
   routes.post('/api/whatsapp/sessions/:companyId/initialize', {
-    config: { access: { scope: 'link', company: 'params' } },
+    config: { access: { scope: CONTROL_SCOPES.initialize, company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Mark the company online and return its QR (or pairing code), or that it is connected',
@@ -182,7 +182,7 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   }, (request) => initialize(app, request.params.companyId, request.body, limits))
 
   routes.get('/api/whatsapp/sessions/:companyId/status', {
-    config: { access: { scope: 'read', company: 'params' } },
+    config: { access: { scope: COMMAND_SCOPES.status, company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Status as the holder sees it; disconnected when nobody holds it',
@@ -214,7 +214,7 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   })
 
   routes.delete('/api/whatsapp/sessions/:companyId', {
-    config: { access: { scope: 'link', company: 'params' } },
+    config: { access: { scope: COMMAND_SCOPES.logout, company: 'params' } },
     schema: {
       tags: TAGS,
       summary: 'Log out and wipe the auth state',

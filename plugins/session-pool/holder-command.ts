@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from
 import type { Static, TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { Value } from 'typebox/value'
-import { CompanyParams, ErrorReply, type Scope } from '../../contracts/index.ts'
+import { COMMAND_SCOPES, CompanyParams, ErrorReply, type CommandName } from '../../contracts/index.ts'
 import type { HandlerContext } from '../../core/bus.ts'
 import { assertValid } from '../../core/errors.ts'
 import type { CommandLease } from '../ownership/index.ts'
@@ -26,16 +26,14 @@ export interface HolderCall<Request> {
 
 /** One operation on a company's WhatsApp connection, declared once for NATS and HTTP. */
 export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
-  /** The last token of `<namespace>.cmd.<companyId>.<name>`, answered only by the holder. */
-  name: string
+  /** The last token of `<namespace>.cmd.<companyId>.<name>`, answered only by the holder; its scope is `COMMAND_SCOPES[name]`. */
+  name: CommandName
   request: Request
   reply: Reply
   /** The HTTP route that forwards to the holder from any replica; its `:companyId` names the company. */
   http?: {
     method: HTTPMethods
     url: `${string}:companyId${string}`
-    /** The scope a caller needs; the company is the route's `:companyId`. */
-    scope: Scope
     summary: string
     tags: string[]
     /** Error statuses the route documents besides 400. */
@@ -76,7 +74,9 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     return command.handle({ companyId, request, lease, idempotencyKey, context })
   })
   if (!command.http) return
-  const { method, url, scope, summary, tags, errors = [], multipart } = command.http
+  const { method, url, summary, tags, errors = [], multipart } = command.http
+  // The same scope a tenant's NATS account needs for the subject (contracts/operations.ts).
+  const scope = COMMAND_SCOPES[command.name]
   const takesBody = method !== 'GET' && method !== 'DELETE'
   // Checked by the schemas at run time; generic over Reply, the handler's type cannot be inferred from them.
   const schema: FastifySchema = {

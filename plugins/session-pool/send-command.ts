@@ -27,7 +27,6 @@ export function declareSendCommand (app: FastifyInstance): void {
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/send',
-      scope: 'send',
       tags: ['sessions'],
       summary: 'Send a text (`message`), a file (`media`: image, video, audio or voice note, document, sticker), a `location` or a' +
         ' `contact` card through the company\'s WhatsApp, optionally replying to `quotedMessageId` (never creates a session).' +

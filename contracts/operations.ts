@@ -1,0 +1,41 @@
+import type { Scope } from './access.ts'
+
+/*
+ * The scope each operation needs, whichever way it comes: over HTTP, where the route's access config
+ * takes it from here, and over NATS, where the server is the judge: a tenant's account imports only
+ * the subjects its scopes allow (deploy/nats/tenants.ts). One table, so the two cannot disagree.
+ */
+
+/** `<namespace>.cmd.<companyId>.<name>`, answered by the company's holder. */
+export const COMMAND_SCOPES = {
+  send: 'send',
+  react: 'send',
+  read: 'send',
+  presence: 'send',
+  'check-numbers': 'send',
+  edit: 'send',
+  delete: 'send',
+  status: 'read',
+  owner: 'read',
+  logout: 'link',
+  // What `initialize` on any replica asks of the holder: show (or restart) the linking.
+  initialize: 'link'
+} as const satisfies Record<string, Scope>
+export type CommandName = keyof typeof COMMAND_SCOPES
+
+/** `<namespace>.ctl.<companyId>.<operation>`, answered by any replica. */
+export const CONTROL_SCOPES = {
+  initialize: 'link',
+  'auto-reactions.get': 'rules',
+  'auto-reactions.set': 'rules',
+  // Message content is what the events carry.
+  'messages.list': 'events',
+  'messages.get': 'events'
+} as const satisfies Record<string, Scope>
+export type ControlOperation = keyof typeof CONTROL_SCOPES
+
+/** `<namespace>.phone.normalize`, answered by any replica: a lookup that names no company. */
+export const PHONE_NORMALIZE_SCOPE = 'read' satisfies Scope
+
+/** Events that let whoever sees them link the company's WhatsApp (a QR, a pairing code): only for `link`. */
+export const LINKING_EVENTS: ReadonlySet<string> = new Set(['qr', 'pairing_code'])
