@@ -32,12 +32,27 @@ export const WebhookView = Type.Object({
   pausedReason: Type.Union([Type.String(), Type.Null()]),
   failingSince: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String(),
+  previousSecretExpiresAt: Type.Union([Type.String(), Type.Null()], {
+    description: 'Until then deliveries are signed with the secret the last rotation replaced too (null: one secret)'
+  }),
   backlog: Type.Optional(Type.Integer({ description: 'Events it has yet to deliver (GET of one webhook)' }))
 })
 export type WebhookView = Static<typeof WebhookView>
 
 /** The secret is shown when the webhook is made, and never again. */
 export const WebhookCreated = Type.Object({ success: Type.Literal(true), webhook: WebhookView, secret: Type.String() })
+/** A new signing secret; the one it replaces keeps signing beside it for the overlap (Standard Webhooks takes several signatures). */
+export const WebhookSecretRotation = Type.Object({
+  secret: Type.Optional(Secret),
+  overlapSeconds: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 7 * 24 * 3600,
+    description: 'How long deliveries carry the old secret\'s signature too (default WEBHOOK_SECRET_OVERLAP); 0 drops it at once'
+  }))
+}, { additionalProperties: false })
+export type WebhookSecretRotation = Static<typeof WebhookSecretRotation>
+export const WebhookSecretRotated = Type.Object({ success: Type.Literal(true), webhook: WebhookView, secret: Type.String() })
+
 export const WebhookReply = Type.Object({ success: Type.Literal(true), webhook: WebhookView })
 export const WebhooksList = Type.Object({ success: Type.Literal(true), webhooks: Type.Array(WebhookView) })
 export const WebhookParams = Type.Object({ companyId: CompanyId, id: Type.String({ pattern: '^wh_[a-f0-9]{32}$' }) })

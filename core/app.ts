@@ -17,6 +17,7 @@ import natsPlugin from './plugins/nats.ts'
 import dbPlugin from './plugins/db.ts'
 import busPlugin from './plugins/bus.ts'
 import eventsPlugin from './plugins/events.ts'
+import sealingPlugin from './plugins/sealing.ts'
 
 export interface AppOptions {
   /** The flat configuration loadConfig made: the core's settings and every plugin's. */
@@ -37,6 +38,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(busPlugin)
   await fastify.register(accessPlugin)
   await fastify.register(eventsPlugin)
+  await fastify.register(sealingPlugin)
   for (const plugin of plugins) {
     const settings = plugin.module.settings ? pickSettings(plugin.module.settings, options.config) : {}
     await fastify.register(plugin.module.default, settings)

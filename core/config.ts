@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_NAMESPACE } from '../contracts/index.ts'
+import { parseSealingKeys, type SealingKey } from './sealing.ts'
 import {
   defineSettings, flag, integerIn, milliseconds, oneOf, readSettings, token, urlWithScheme,
   type Env, type SettingsTable, type ValuesOf
@@ -359,6 +360,15 @@ export const CORE_SETTINGS = defineSettings({
     expected: 'a subject prefix of [A-Za-z0-9_-.]',
     fallback: () => undefined,
     parse: (raw: string) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(raw) ? raw : undefined)
+  },
+  authStateKeys: {
+    env: 'AUTH_STATE_KEYS',
+    describe: 'Keys that seal the auth state and webhook secrets in PostgreSQL (AES-256-GCM), `id:base64` of 32 bytes, ' +
+      'comma-separated: the first seals, all open (rotate with `npm run rotate-keys`). Unset outside production: generated under DATA_DIR',
+    expected: 'id:base64,… with ids of [A-Za-z0-9_-] and 32-byte keys',
+    fallback: () => undefined as SealingKey[] | undefined,
+    parse: parseSealingKeys,
+    requiredInProduction: 'the keys that seal Baileys\' creds and Signal keys, and webhook secrets, in PostgreSQL'
   }
 })
 

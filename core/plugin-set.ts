@@ -21,7 +21,7 @@ export interface LoadablePlugin {
 }
 
 /** The plugins the core itself registers; the others may depend on them. */
-export const CORE_PLUGINS = ['config', 'routes', 'errors', 'docs', 'health', 'nats', 'db', 'bus', 'access', 'events']
+export const CORE_PLUGINS = ['config', 'routes', 'errors', 'docs', 'health', 'nats', 'db', 'bus', 'access', 'events', 'sealing']
 
 function metaOf (module: PluginModule): { name?: string, dependencies?: string[] } {
   return (module.default as unknown as Record<symbol, { name?: string, dependencies?: string[] }>)[Symbol.for('plugin-meta')] ?? {}

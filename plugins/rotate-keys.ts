@@ -1,12 +1,14 @@
 import { withMigratedDatabase } from '../core/migrate.ts'
+import { Sealer, sealingKeys } from '../core/sealing.ts'
 import { plugins } from './index.ts'
-import { resealAll, Sealer, sealingKeys, type SessionPoolOptions } from './session-pool/index.ts'
+import { resealAll } from './session-pool/index.ts'
+import { resealSecrets } from './webhooks/index.ts'
 
-// `npm run rotate-keys`: seals every stored creds and key under the first key of AUTH_STATE_KEYS
-// (list the new key first and keep the old ones after it until this has run).
+// `npm run rotate-keys`: seals every stored creds, key and webhook secret under the first key of
+// AUTH_STATE_KEYS (list the new key first and keep the old ones after it until this has run).
 await withMigratedDatabase(plugins, async (orm, config, log) => {
-  const { authStateKeys } = config as unknown as SessionPoolOptions
-  const sealer = new Sealer(await sealingKeys(authStateKeys, config.dataDir, log))
+  const sealer = new Sealer(await sealingKeys(config.authStateKeys, config.dataDir, log))
   const resealed = await resealAll(() => orm.em.fork(), sealer)
-  log.info({ resealed, keyId: sealer.currentKeyId }, 'auth state sealed under the current key')
+  const secrets = await resealSecrets(() => orm.em.fork(), sealer)
+  log.info({ resealed, webhookSecrets: secrets, keyId: sealer.currentKeyId }, 'auth state and webhook secrets sealed under the current key')
 })

@@ -5,7 +5,8 @@ import pino from 'pino'
 import { openOrm, migrate } from '../core/plugins/db.ts'
 import { claimEpoch, migrations as recordMigrations, OwnershipRecordSchema } from '../plugins/ownership/records.ts'
 import { authMigrations, PostgresAuthStore, WhatsappAuthSchema, WhatsappKeySchema } from '../plugins/session-pool/auth-store.ts'
-import { parseSealingKeys, resealAll, Sealer } from '../plugins/session-pool/sealing.ts'
+import { parseSealingKeys, Sealer } from '../core/sealing.ts'
+import { resealAll } from '../plugins/session-pool/sealing.ts'
 import { createTestDatabase, uniqueName } from './helpers/services.ts'
 
 const log = pino({ level: 'silent' })

@@ -64,7 +64,9 @@ t.test('test settings stay out of production, even with NODE_ENV unset', async (
     t.equal(loadConfig({ NODE_ENV, WA_CERT_PUBLIC_KEY: key }).waCertPublicKey, key, `a simulator's key with NODE_ENV=${NODE_ENV}`)
     t.equal(loadConfig({ NODE_ENV, WA_TRANSPORT: 'test' }).waTransport, 'test', `the test double with NODE_ENV=${NODE_ENV}`)
   }
-  for (const env of [{}, { NODE_ENV: 'production' }, { NODE_ENV: 'staging' }]) {
+  // Production's required settings are given: what is refused is the test setting alone.
+  const sealing = { AUTH_STATE_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}` }
+  for (const env of [{}, { NODE_ENV: 'production', ...sealing }, { NODE_ENV: 'staging' }]) {
     t.throws(() => loadConfig({ ...env, WA_CERT_PUBLIC_KEY: key }),
       { variable: 'WA_CERT_PUBLIC_KEY', message: /unset unless NODE_ENV is development or test/ })
     t.throws(() => loadConfig({ ...env, WA_TRANSPORT: 'test' }),

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BoundedMap } from '../../core/bounded-map.ts'
-import { credsRow, keyRow, type Sealer } from './sealing.ts'
+import type { Sealer } from '../../core/sealing.ts'
+import { credsRow, keyRow } from './sealing.ts'
 import { loadBaileys, type Baileys } from './baileys.ts'
 import { defineEntity, p } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'

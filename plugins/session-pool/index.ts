@@ -11,7 +11,7 @@ import { isoFromSeconds } from '../../core/time.ts'
 import { declareSessionCommands } from './commands.ts'
 import { registerSessionControl } from './control.ts'
 import type { SessionPoolOptions } from './settings.ts'
-import { resealAll, Sealer, sealingKeys } from './sealing.ts'
+import { resealAll } from './sealing.ts'
 
 // The public face: what other plugins may use of the session pool.
 export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
@@ -20,7 +20,7 @@ export type { SessionPool } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
 export type { WaSocket, SentMessage } from './socket-port.ts'
 export { settings, type SessionPoolOptions } from './settings.ts'
-export { parseSealingKeys, resealAll, Sealer, sealingKeys } from './sealing.ts'
+export { resealAll } from './sealing.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
 export const migrations = [...authMigrations, ...pairingMigrations]
@@ -67,7 +67,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   app.decorate('testWhatsApp', testWhatsApp)
 
   // Baileys' creds and keys are sealed at rest; rows stored before (or under an older key) are sealed now.
-  const sealer = new Sealer(await sealingKeys(options.authStateKeys, config.dataDir, app.log))
+  const { sealer } = app
   const resealed = await resealAll(() => app.orm.em.fork(), sealer)
   if (resealed > 0) app.log.info({ resealed, keyId: sealer.currentKeyId }, 'sealed stored auth state under the current key')
 
@@ -118,4 +118,4 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   declareSessionCommands(app, pool)
   registerSessionControl(app, options)
-}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'media', 'conversations'] })
+}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'sealing', 'phone', 'ownership', 'media', 'conversations'] })

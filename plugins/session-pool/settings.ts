@@ -1,4 +1,3 @@
-import { parseSealingKeys, type SealingKey } from './sealing.ts'
 import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
 
 /** The session-pool plugin's settings; it receives their values as its options. */
@@ -155,15 +154,6 @@ export const settings = defineSettings({
     expected: 'an integer from 1 to 1000000',
     fallback: () => 10_000,
     parse: integerIn(1, 1_000_000)
-  },
-  authStateKeys: {
-    env: 'AUTH_STATE_KEYS',
-    describe: 'Keys that seal the auth state in PostgreSQL (AES-256-GCM), `id:base64` of 32 bytes, comma-separated: the first seals, ' +
-      'all open (rotate with `npm run rotate-keys`). Unset outside production: generated under DATA_DIR',
-    expected: 'id:base64,… with ids of [A-Za-z0-9_-] and 32-byte keys',
-    fallback: () => undefined as SealingKey[] | undefined,
-    parse: parseSealingKeys,
-    requiredInProduction: 'the keys that seal Baileys\' creds and Signal keys in PostgreSQL'
   }
 })
 

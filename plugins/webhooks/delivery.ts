@@ -28,12 +28,13 @@ export interface DeliveryLimits {
 /**
  * One delivery of an event to a webhook, by the Standard Webhooks convention: `webhook-id` is the
  * event's id (receivers deduplicate by it), `webhook-timestamp` the attempt's time and
- * `webhook-signature` `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the webhook's secret.
+ * `webhook-signature` `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with each of the webhook's
+ * secrets, space-separated (during a rotation's overlap, the new and the old: a receiver accepts either).
  */
-export async function deliver (url: string, secret: string, event: StoredEvent, limits: DeliveryLimits): Promise<Attempt> {
+export async function deliver (url: string, secrets: string[], event: StoredEvent, limits: DeliveryLimits): Promise<Attempt> {
   const body = Buffer.from(JSON.stringify(event))
   const now = new Date()
-  const signature = new Webhook(secret).sign(event.id, now, body.toString())
+  const signature = secrets.map((secret) => new Webhook(secret).sign(event.id, now, body.toString())).join(' ')
   const started = performance.now()
   const signal = AbortSignal.timeout(limits.timeoutMs)
   try {

@@ -1,11 +1,8 @@
 import fp from 'fastify-plugin'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  AdminWebhookParams, CompanyParams, DeliveriesReply, ErrorCode, ErrorReply, EVENT_TYPES, ReplayRequest, WebhookCreate, WebhookCreated,
-  WebhookParams, WebhookReply, WebhooksList, WebhookUpdate, type WebhookView
+  ErrorCode, EVENT_TYPES, type ReplayRequest, type WebhookCreate, type WebhookSecretRotation, type WebhookUpdate, type WebhookView
 } from '../../contracts/index.ts'
 import { hasScope, mayReceive, type Principal } from '../../core/access/principal.ts'
 import { GatewayError } from '../../core/errors.ts'
@@ -13,13 +10,15 @@ import type { DeliveryInfo, StoredEvent } from '../../core/events.ts'
 import { checkTarget, SafeRequestError } from '../../core/net/safe-request.ts'
 import { backoffMs, deliver, newSecret } from './delivery.ts'
 import { DeliveredEpochs, epochMigrations } from './epochs.ts'
+import { registerRoutes } from './routes.ts'
 import type { WebhooksOptions } from './settings.ts'
 import {
-  mayLinkMigrations, WebhookDeadLetterSchema, WebhookDeliverySchema, webhookMigrations, WebhookSchema, WebhookStore, type AttemptRow,
-  type WebhookRow
+  mayLinkMigrations, resealSecrets, sealedSecretMigrations, WebhookDeadLetterSchema, WebhookDeliverySchema, webhookMigrations,
+  WebhookSchema, WebhookStore, type AttemptRow, type WebhookRow
 } from './store.ts'
 
 export { settings, type WebhooksOptions } from './settings.ts'
+export { resealSecrets } from './store.ts'
 
 /** One delivery attempt's outcome, for metrics. */
 export interface WebhookAttempt {
@@ -41,7 +40,7 @@ declare module 'fastify' {
   }
 }
 export const entities = [WebhookSchema, WebhookDeliverySchema, WebhookDeadLetterSchema]
-export const migrations = [...webhookMigrations, ...epochMigrations, ...mayLinkMigrations]
+export const migrations = [...webhookMigrations, ...epochMigrations, ...mayLinkMigrations, ...sealedSecretMigrations]
 
 /**
  * JetStream gives an event to another replica when the one delivering it went quiet this long past
@@ -52,7 +51,6 @@ const ACK_WAIT_MARGIN_MS = 5_000
 const RESYNC_EVERY_MS = 30_000
 const PRUNE_EVERY_MS = 10 * 60_000
 const LOG_EVERY_MS = 100
-const TAGS = ['webhooks']
 
 const viewOf = (row: WebhookRow): WebhookView => ({
   id: row.id,
@@ -62,8 +60,15 @@ const viewOf = (row: WebhookRow): WebhookView => ({
   paused: row.paused,
   pausedReason: row.pausedReason,
   failingSince: row.failingSince?.toISOString() ?? null,
-  createdAt: row.createdAt.toISOString()
+  createdAt: row.createdAt.toISOString(),
+  previousSecretExpiresAt: signsWithPrevious(row) ? row.previousSecretUntil!.toISOString() : null
 })
+
+const signsWithPrevious = (row: WebhookRow, now = Date.now()) =>
+  row.previousSecret !== null && row.previousSecretUntil !== null && row.previousSecretUntil.getTime() > now
+
+/** Every secret a delivery is signed with now: the current one, and the one it replaced until its overlap ends. */
+const signingSecrets = (row: WebhookRow) => signsWithPrevious(row) ? [row.secret, row.previousSecret!] : [row.secret]
 
 /**
  * Webhooks delivered from the events stream: one durable JetStream consumer per webhook, shared by
@@ -71,7 +76,10 @@ const viewOf = (row: WebhookRow): WebhookView => ({
  * receiver answered 2xx, and a replica that dies while delivering gives it back to another (ack wait).
  */
 export default fp<WebhooksOptions>(async (app, options) => {
-  const store = new WebhookStore(() => app.orm.em.fork())
+  const store = new WebhookStore(() => app.orm.em.fork(), app.sealer)
+  // Signing secrets are sealed at rest like the auth state: those stored before (or under an older key) are sealed now.
+  const resealed = await resealSecrets(() => app.orm.em.fork(), app.sealer)
+  if (resealed > 0) app.log.info({ resealed, keyId: app.sealer.currentKeyId }, 'sealed stored webhook secrets under the current key')
   const epochs = new DeliveredEpochs(() => app.orm.em.fork())
   const running = new Map<string, { stop: () => Promise<void>, version: string }>()
   const failing = new Set<string>()
@@ -95,7 +103,8 @@ export default fp<WebhooksOptions>(async (app, options) => {
     ))
   } satisfies Webhooks)
 
-  const versionOf = (row: WebhookRow) => JSON.stringify([row.url, row.events, row.secret, row.mayLink, row.paused, row.replayedAt])
+  const versionOf = (row: WebhookRow) =>
+    JSON.stringify([row.url, row.events, row.secret, row.previousSecret, row.previousSecretUntil, row.mayLink, row.paused, row.replayedAt])
 
   /** Waits `ms`, telling JetStream every little while that the event is still being worked on. */
   const wait = async (ms: number, delivery: DeliveryInfo) => {
@@ -137,7 +146,7 @@ export default fp<WebhooksOptions>(async (app, options) => {
         report({ webhookId: row.id, outcome: 'dead_letter', latencyMs: 0 })
         return
       }
-      const result = await deliver(row.url, row.secret, event, limits)
+      const result = await deliver(row.url, signingSecrets(row), event, limits)
       attemptsToLog.push({ webhookId: row.id, eventId: event.id, seq: event.seq, attempt, ...result })
       report({ webhookId: row.id, outcome: result.ok ? 'delivered' : 'failed', latencyMs: result.latencyMs })
       if (result.ok) {
@@ -171,8 +180,18 @@ export default fp<WebhooksOptions>(async (app, options) => {
     await current?.stop()
   }
 
-  /** Brings this replica's consumers in line with PostgreSQL (one webhook, or all). */
-  const sync = async (id?: string) => {
+  /**
+   * Brings this replica's consumers in line with PostgreSQL (one webhook, or all). One at a time: two
+   * interleaved (a webhook's creation and its change announced close together) would both find it
+   * not running and start it twice, and the first consumer, never stopped, would hold its events.
+   */
+  let synced: Promise<void> = Promise.resolve()
+  const sync = (id?: string) => {
+    const next = synced.then(() => syncNow(id))
+    synced = next.catch(() => {})
+    return next
+  }
+  const syncNow = async (id?: string) => {
     if (closing) return
     const rows = id ? [await store.get(id)].filter((row) => row !== undefined) : await store.all()
     const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.id, row]))
@@ -318,6 +337,17 @@ export default fp<WebhooksOptions>(async (app, options) => {
     return { success: true as const, webhook: viewOf(row) }
   }
 
+  /** A new secret; the old one signs beside it for the overlap, so receivers switch without a failed delivery. */
+  const rotateSecret = async (companyId: string | null, id: string, request: WebhookSecretRotation) => {
+    await owned(companyId, id)
+    const secret = request.secret ?? newSecret()
+    const overlapMs = request.overlapSeconds !== undefined ? request.overlapSeconds * 1000 : options.webhookSecretOverlapMs
+    const row = await store.rotateSecret(id, secret, overlapMs > 0 ? new Date(Date.now() + overlapMs) : null)
+    if (!row) throw new GatewayError(ErrorCode.NOT_FOUND, `no webhook ${id}`)
+    announce(id)
+    return { success: true as const, webhook: viewOf(row), secret }
+  }
+
   registerRoutes(app, {
     create,
     list: async (companyId) => ({ success: true as const, webhooks: (await store.list(companyId)).map(viewOf) }),
@@ -329,123 +359,11 @@ export default fp<WebhooksOptions>(async (app, options) => {
     update,
     remove,
     history,
-    replay
+    replay,
+    rotateSecret
   })
-}, { name: 'webhooks', dependencies: ['config', 'nats', 'bus', 'db', 'events'] })
+}, { name: 'webhooks', dependencies: ['config', 'nats', 'bus', 'db', 'events', 'sealing'] })
 
 const invalid = (field: string, message: string) => new GatewayError(ErrorCode.VALIDATION_ERROR, `webhook ${field.slice(1)}: ${message}`, {
   details: [{ field, message }]
 })
-
-interface Operations {
-  create: (by: Principal, companyId: string | null, request: WebhookCreate) => Promise<unknown>
-  list: (companyId: string | null) => Promise<unknown>
-  get: (companyId: string | null, id: string) => Promise<unknown>
-  update: (by: Principal, companyId: string | null, id: string, request: WebhookUpdate) => Promise<unknown>
-  remove: (companyId: string | null, id: string) => Promise<unknown>
-  history: (companyId: string | null, id: string) => Promise<unknown>
-  replay: (companyId: string | null, id: string, request: ReplayRequest) => Promise<unknown>
-}
-
-/** A company's webhooks (scope `events`) and the deployment's (scope `admin`), one set of operations. */
-function registerRoutes (app: FastifyInstance, operations: Operations): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
-  const company = { access: { scope: 'events' as const, company: 'params' as const } }
-  const base = '/api/whatsapp/sessions/:companyId/webhooks'
-  api.post(base, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Register a webhook for the company\'s events; the secret is shown once',
-      params: CompanyParams,
-      body: WebhookCreate,
-      response: { 200: WebhookCreated, ...errors }
-    }
-  }, async (request) => operations.create(request.principal!, request.params.companyId, request.body) as never)
-  api.get(base, {
-    config: company,
-    schema: { tags: TAGS, summary: 'The company\'s webhooks', params: CompanyParams, response: { 200: WebhooksList, ...errors } }
-  }, async (request) => operations.list(request.params.companyId) as never)
-  api.get(`${base}/:id`, {
-    config: company, schema: { tags: TAGS, summary: 'One webhook', params: WebhookParams, response: { 200: WebhookReply, ...errors } }
-  }, async (request) => operations.get(request.params.companyId, request.params.id) as never)
-  api.patch(`${base}/:id`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Change a webhook\'s URL or events, or pause and resume it',
-      params: WebhookParams,
-      body: WebhookUpdate,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.update(request.principal!, request.params.companyId, request.params.id, request.body) as never)
-  api.delete(`${base}/:id`, {
-    config: company, schema: { tags: TAGS, summary: 'Remove a webhook', params: WebhookParams, response: { ...errors } }
-  }, async (request) => operations.remove(request.params.companyId, request.params.id) as never)
-  api.get(`${base}/:id/deliveries`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Recent delivery attempts and dead letters',
-      params: WebhookParams,
-      response: { 200: DeliveriesReply, ...errors }
-    }
-  }, async (request) => operations.history(request.params.companyId, request.params.id) as never)
-  api.post(`${base}/:id/replay`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Deliver again every event after a stream sequence, or from a time',
-      params: WebhookParams,
-      body: ReplayRequest,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.replay(request.params.companyId, request.params.id, request.body) as never)
-
-  const admin = { access: { scope: 'admin' as const } }
-  api.post('/api/admin/webhooks', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Register a deployment-wide webhook: every company\'s events',
-      body: WebhookCreate,
-      response: { 200: WebhookCreated, ...errors }
-    }
-  }, async (request) => operations.create(request.principal!, null, request.body) as never)
-  api.get('/api/admin/webhooks', {
-    config: admin, schema: { tags: TAGS, summary: 'The deployment-wide webhooks', response: { 200: WebhooksList, ...errors } }
-  }, async () => operations.list(null) as never)
-  api.patch('/api/admin/webhooks/:id', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Change or pause a deployment-wide webhook',
-      params: AdminWebhookParams,
-      body: WebhookUpdate,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.update(request.principal!, null, request.params.id, request.body) as never)
-  api.delete('/api/admin/webhooks/:id', {
-    config: admin, schema: { tags: TAGS, summary: 'Remove a deployment-wide webhook', params: AdminWebhookParams, response: { ...errors } }
-  }, async (request) => operations.remove(null, request.params.id) as never)
-  api.get('/api/admin/webhooks/:id/deliveries', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Recent delivery attempts and dead letters',
-      params: AdminWebhookParams,
-      response: { 200: DeliveriesReply, ...errors }
-    }
-  }, async (request) => operations.history(null, request.params.id) as never)
-  api.post('/api/admin/webhooks/:id/replay', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Deliver again from a stream sequence or a time',
-      params: AdminWebhookParams,
-      body: ReplayRequest,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.replay(null, request.params.id, request.body) as never)
-}

@@ -37,6 +37,13 @@ export const settings = defineSettings({
     fallback: () => 10_000,
     parse: milliseconds
   },
+  webhookSecretOverlapMs: {
+    env: 'WEBHOOK_SECRET_OVERLAP',
+    describe: 'After a secret rotation, how long deliveries are signed with the old secret too, so receivers can switch over',
+    expected: 'milliseconds, an integer from 0 to 604800000',
+    fallback: () => 24 * 3_600_000,
+    parse: integerIn(0, 7 * 24 * 3_600_000)
+  },
   webhookRetryBaseMs: {
     env: 'WEBHOOK_RETRY_BASE_MS',
     describe: 'First pause after a failed delivery; it doubles with each attempt (with jitter), up to 10 minutes',

@@ -1,5 +1,6 @@
 import { defineEntity, p, type EntityManager } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
+import type { Sealer } from '../../core/sealing.ts'
 
 /** A webhook: a company's (or, with no company, the deployment's) URL that receives its events. */
 export const WebhookSchema = defineEntity({
@@ -10,7 +11,9 @@ export const WebhookSchema = defineEntity({
     companyId: p.string().nullable(),
     url: p.text(),
     events: p.json<string[]>().nullable(),
-    secret: p.string(),
+    secret: p.json<unknown>(),
+    previousSecret: p.json<unknown>().nullable(),
+    previousSecretUntil: p.datetime().nullable(),
     mayLink: p.boolean(),
     paused: p.boolean(),
     pausedReason: p.text().nullable(),
@@ -114,15 +117,62 @@ export class AddWebhookMayLink extends Migration {
   }
 }
 
+/**
+ * Signing secrets sealed like the auth state (the start-up reseal seals the plain ones this leaves),
+ * and the secret a rotation replaced, signed with beside the new one until its overlap ends.
+ */
+export class SealWebhookSecrets extends Migration {
+  override async up (): Promise<void> {
+    this.addSql('alter table webhooks alter column secret type jsonb using to_jsonb(secret)')
+    this.addSql('alter table webhooks add column if not exists previous_secret jsonb')
+    this.addSql('alter table webhooks add column if not exists previous_secret_until timestamptz')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('alter table webhooks drop column if exists previous_secret_until')
+    this.addSql('alter table webhooks drop column if exists previous_secret')
+  }
+}
+
 export const webhookMigrations = [{ name: 'webhooks_001_webhooks', class: CreateWebhooks }]
 export const mayLinkMigrations = [{ name: 'webhooks_003_may_link', class: AddWebhookMayLink }]
+export const sealedSecretMigrations = [{ name: 'webhooks_004_sealed_secrets', class: SealWebhookSecrets }]
+
+/** What a webhook's secrets are bound to when sealed: its id (the current and the previous alike). */
+const secretRow = (id: string) => `webhook/${id}`
+
+/**
+ * Seals every webhook secret that is plain (stored before sealing) or under an older key: at start
+ * and by `npm run rotate-keys`. Returns how many rows it sealed.
+ */
+export async function resealSecrets (em: () => EntityManager, sealer: Sealer): Promise<number> {
+  type Stored = { id: string, secret: unknown, previous_secret: unknown }
+  const stale = (await em().getConnection().execute<Stored[]>('select id, secret, previous_secret from webhooks')).filter((row: Stored) =>
+    sealer.stale(row.secret) || (row.previous_secret !== null && sealer.stale(row.previous_secret)))
+  let sealed = 0
+  for (const row of stale) {
+    const bound = secretRow(row.id)
+    const reseal = (value: unknown) => value === null ? null : JSON.stringify(sealer.seal(sealer.open(value, bound), bound))
+    // Only if unchanged meanwhile: a rotation on another replica has sealed its own.
+    const result = await em().getConnection().execute(`update webhooks set secret = ?::jsonb, previous_secret = ?::jsonb
+      where id = ? and secret = ?::jsonb and previous_secret is not distinct from ?::jsonb`,
+    [reseal(row.secret), reseal(row.previous_secret), row.id, JSON.stringify(row.secret),
+      row.previous_secret === null ? null : JSON.stringify(row.previous_secret)], 'run')
+    sealed += (result as { affectedRows?: number }).affectedRows ?? 0
+  }
+  return sealed
+}
 
 export interface WebhookRow {
   id: string
   companyId: string | null
   url: string
   events: string[] | null
+  /** The signing secret (opened). */
   secret: string
+  /** The secret the last rotation replaced, signed with too until `previousSecretUntil`. */
+  previousSecret: string | null
+  previousSecretUntil: Date | null
   /** Registered (and last changed) by a principal with `link`: only then are `qr` and `pairing_code` delivered. */
   mayLink: boolean
   paused: boolean
@@ -139,7 +189,9 @@ type Raw = {
   company_id: string | null,
   url: string,
   events: string[] | null,
-  secret: string,
+  secret: unknown,
+  previous_secret: unknown,
+  previous_secret_until: Date | null,
   may_link: boolean,
   paused: boolean,
   paused_reason: string | null,
@@ -148,12 +200,14 @@ type Raw = {
   created_at: Date,
   updated_at: Date
 }
-const rowOf = (raw: Raw): WebhookRow => ({
+const rowOf = (raw: Raw, sealer: Sealer): WebhookRow => ({
   id: raw.id,
   companyId: raw.company_id,
   url: raw.url,
   events: raw.events,
-  secret: raw.secret,
+  secret: JSON.parse(sealer.open(raw.secret, secretRow(raw.id))) as string,
+  previousSecret: raw.previous_secret === null ? null : JSON.parse(sealer.open(raw.previous_secret, secretRow(raw.id))) as string,
+  previousSecretUntil: raw.previous_secret_until ? new Date(raw.previous_secret_until) : null,
   mayLink: raw.may_link,
   paused: raw.paused,
   pausedReason: raw.paused_reason,
@@ -184,25 +238,43 @@ const DELIVERIES_KEPT = 1_000
 /** The webhooks' SQL. */
 export class WebhookStore {
   readonly #em: () => EntityManager
+  readonly #sealer: Sealer
 
-  constructor (em: () => EntityManager) {
+  constructor (em: () => EntityManager, sealer: Sealer) {
     this.#em = em
+    this.#sealer = sealer
+  }
+
+  #rowOf (raw: Raw): WebhookRow {
+    return rowOf(raw, this.#sealer)
+  }
+
+  #sealed (id: string, secret: string): string {
+    return JSON.stringify(this.#sealer.seal(JSON.stringify(secret), secretRow(id)))
   }
 
   get #db () { return this.#em().getConnection() }
 
   async create (
-    row: Omit<WebhookRow, 'createdAt' | 'updatedAt' | 'paused' | 'pausedReason' | 'failingSince' | 'replayedAt'>
+    row: Pick<WebhookRow, 'id' | 'companyId' | 'url' | 'events' | 'secret' | 'mayLink'>
   ): Promise<WebhookRow> {
     const [raw] = await this.#db.execute<Raw[]>(`insert into webhooks (id, company_id, url, events, secret, may_link)
-      values (?, ?, ?, ?, ?, ?) returning *`, [row.id, row.companyId, row.url,
-      row.events === null ? null : JSON.stringify(row.events), row.secret, row.mayLink])
-    return rowOf(raw)
+      values (?, ?, ?, ?, ?::jsonb, ?) returning *`, [row.id, row.companyId, row.url,
+      row.events === null ? null : JSON.stringify(row.events), this.#sealed(row.id, row.secret), row.mayLink])
+    return this.#rowOf(raw)
+  }
+
+  /** A new secret; the current one becomes the previous, signed with until `previousUntil` (null: dropped now). */
+  async rotateSecret (id: string, secret: string, previousUntil: Date | null): Promise<WebhookRow | undefined> {
+    const [raw] = await this.#db.execute<Raw[]>(`update webhooks set
+      previous_secret = case when ?::timestamptz is null then null else secret end, previous_secret_until = ?::timestamptz,
+      secret = ?::jsonb, updated_at = now() where id = ? returning *`, [previousUntil, previousUntil, this.#sealed(id, secret), id])
+    return raw ? this.#rowOf(raw) : undefined
   }
 
   async get (id: string): Promise<WebhookRow | undefined> {
     const [raw] = await this.#db.execute<Raw[]>('select * from webhooks where id = ?', [id])
-    return raw ? rowOf(raw) : undefined
+    return raw ? this.#rowOf(raw) : undefined
   }
 
   /** A company's webhooks, or (null) the deployment-wide ones. */
@@ -210,11 +282,11 @@ export class WebhookStore {
     const raws = companyId === null
       ? await this.#db.execute<Raw[]>('select * from webhooks where company_id is null order by created_at')
       : await this.#db.execute<Raw[]>('select * from webhooks where company_id = ? order by created_at', [companyId])
-    return raws.map(rowOf)
+    return raws.map((raw: Raw) => this.#rowOf(raw))
   }
 
   async all (): Promise<WebhookRow[]> {
-    return (await this.#db.execute<Raw[]>('select * from webhooks')).map(rowOf)
+    return (await this.#db.execute<Raw[]>('select * from webhooks')).map((raw: Raw) => this.#rowOf(raw))
   }
 
   async update (id: string, change: {
@@ -238,13 +310,13 @@ export class WebhookStore {
     if (sets.length === 0) return this.get(id)
     const [raw] = await this.#db.execute<Raw[]>(`update webhooks set ${sets.join(', ')}, updated_at = now() where id = ? returning *`,
       [...params, id])
-    return raw ? rowOf(raw) : undefined
+    return raw ? this.#rowOf(raw) : undefined
   }
 
   async markReplayed (id: string): Promise<WebhookRow | undefined> {
     const [raw] = await this.#db.execute<Raw[]>('update webhooks set replayed_at = now(), updated_at = now() where id = ? returning *',
       [id])
-    return raw ? rowOf(raw) : undefined
+    return raw ? this.#rowOf(raw) : undefined
   }
 
   async delete (id: string): Promise<boolean> {

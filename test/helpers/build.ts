@@ -5,7 +5,7 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { buildApp } from '../../core/app.ts'
 import type { PluginModule } from '../../core/plugin-set.ts'
 import { loadGatewayConfig, plugins as allPlugins, type GatewayConfig } from '../../plugins/index.ts'
-import { parseSealingKeys, Sealer } from '../../plugins/session-pool/index.ts'
+import { parseSealingKeys, Sealer } from '../../core/sealing.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 
 export interface BuildOptions {
