@@ -8,6 +8,7 @@ import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorRepl
 import { asGatewayError, assertStorable, assertValid, GatewayError, statusOf, toErrorReply } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
 import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
+import { ServiceEndpoints, type EndpointDeclaration } from './nats/service-endpoints.ts'
 import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
@@ -27,6 +28,12 @@ export interface HandlerContext {
 export interface HandleOptions<Request extends TSchema> {
   /** Schema of the request payload (from contracts/); a payload that fails it gets VALIDATION_ERROR. */
   request: Request
+  /**
+   * Schema of the reply. Declaring it makes the subject an endpoint of the gateway's NATS micro
+   * service (`$SRV.INFO` lists it with both schemas, `$SRV.STATS` counts it); broadcasts, which
+   * nobody answers, declare none.
+   */
+  reply?: TSchema
   /** Queue group: set it when any replica may answer; leave it out when exactly this replica must. */
   queue?: string
   /**
@@ -87,6 +94,8 @@ export class Bus {
   readonly #replica: string
   /** Messages `requestsOnly` handlers dropped, by reason (exposed on /metrics as `whatsapp_commands_ignored_total`). */
   readonly ignored: Record<IgnoredReason, number> = { no_reply: 0, jetstream_ack: 0 }
+  /** The request/reply endpoints handled here and their counts, for NATS service discovery (core/nats/service-discovery.ts). */
+  readonly endpoints = new ServiceEndpoints()
 
   constructor (options: { nc: NatsConnection, orm: MikroORM, log: FastifyBaseLogger, requestTimeoutMs: number, replica?: string }) {
     this.#replica = options.replica ?? ''
@@ -102,8 +111,18 @@ export class Bus {
     return inSpan(span.name, kind, span.attributes, work)
   }
 
+  /**
+   * Lists an endpoint that arrives through a subscription of its own: the holder subscribes to
+   * `<namespace>.cmd.<companyId>.>` for each company it holds, and each command is described once as
+   * `<namespace>.cmd.*.<name>`; its requests are counted as they come.
+   */
+  describeEndpoint (endpoint: EndpointDeclaration): void {
+    this.endpoints.add(endpoint)
+  }
+
   handle<Request extends TSchema> (subject: string, options: HandleOptions<Request>, handler: Handler<Request>): BusSubscription {
     const validator = Compile(options.request)
+    if (options.reply) this.endpoints.add({ subject, queue: options.queue, request: options.request, reply: options.reply })
     const subscription = this.#nc.subscribe(subject, {
       queue: options.queue,
       callback: (err, msg) => {
@@ -147,6 +166,7 @@ export class Bus {
     validator: ReturnType<typeof Compile<Request>>,
     handler: Handler<Request>
   ): Promise<void> {
+    const startedAt = process.hrtime.bigint()
     const described = messagingSpan(msg.subject, 'process', this.#replica)
     await context.with(traceContextOf(msg.headers), () => inSpan(described.name, SpanKind.SERVER, described.attributes, async (span) => {
       let forked: EntityManager | undefined
@@ -186,17 +206,22 @@ export class Bus {
         if (!known) handlerContext.log.error({ err }, 'NATS handler failed')
         else if (!(err instanceof GatewayError)) handlerContext.log.warn({ err }, known.message)
       }
-      if (!msg.reply) return
-      if (failed === undefined) {
-        msg.respond(JSON.stringify(body ?? { success: true }), { headers: tracedHeadersIfAny() })
-        return
+      const errorReply = failed === undefined ? undefined : toErrorReply(failed)
+      try {
+        if (!msg.reply) return
+        if (errorReply === undefined) {
+          msg.respond(JSON.stringify(body ?? { success: true }), { headers: tracedHeadersIfAny() })
+          return
+        }
+        const headers = tracedHeaders({
+          [SERVICE_ERROR_HEADER]: errorReply.error.message,
+          [SERVICE_ERROR_CODE_HEADER]: String(statusOf(failed))
+        })
+        msg.respond(JSON.stringify(errorReply), { headers })
+      } finally {
+        const lastError = errorReply && `${errorReply.error.code}: ${errorReply.error.message}`
+        this.endpoints.record(msg.subject, Number(process.hrtime.bigint() - startedAt), lastError)
       }
-      const reply = toErrorReply(failed)
-      const headers = tracedHeaders({
-        [SERVICE_ERROR_HEADER]: reply.error.message,
-        [SERVICE_ERROR_CODE_HEADER]: String(statusOf(failed))
-      })
-      msg.respond(JSON.stringify(reply), { headers })
     }))
   }
 

@@ -10,6 +10,7 @@ import { createGatewayClient, type EventEnvelope } from '../contracts/index.ts'
 import { findNatsServer } from '../core/embedded/nats.ts'
 import { freePort } from '../core/embedded/free-port.ts'
 import { readTenants, renderAccounts } from '../deploy/nats/tenants.ts'
+import type { ServiceInfo } from '../core/nats/service-discovery.ts'
 import { build } from './helpers/build.ts'
 import { serviceEnv, uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -261,4 +262,16 @@ t.test('deploy/nats: a hostile tenant reaches nothing of another company\'s, and
   const viewerEvents = await eventsInOwnStream(viewerNc)
   t.notOk(viewerEvents.some((event) => event.type === 'qr' || event.type === 'pairing_code'), 'but never its qr')
   t.equal((await viewer.status('viewer')).connected, true, 'and may read its status')
+})
+
+t.test('deploy/nats: the replicas answer NATS service discovery ($SRV) to the backend; a tenant cannot ask', async (t) => {
+  const nats = await accountsNats(t)
+  const gateway = await gatewayFor(t, nats.url)
+  const backendNc = await nats.user('backend')
+  // The gateway user may subscribe to $SRV.>: the replica answers through its permissions as deployed.
+  const info = (await backendNc.request('$SRV.INFO.wa-gateway', '', { timeout: 5_000 })).json<ServiceInfo>()
+  t.match(info, { type: 'io.nats.micro.v1.info_response', name: 'wa-gateway', id: gateway.natsService.id, metadata: { namespace: 'wa' } })
+  t.ok(info.endpoints.some((endpoint) => endpoint.subject === 'wa.cmd.*.send'), 'with its endpoints')
+  const acmeNc = await nats.tenant('acme')
+  t.ok(await refused(acmeNc, () => acmeNc.request('$SRV.PING', '', { timeout: 2_000 })), 'a tenant cannot ask: $SRV is not in its account')
 })

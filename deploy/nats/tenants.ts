@@ -81,21 +81,23 @@ function gatewayUsers ({ namespace: ns, eventsStream: stream, mediaBucket: media
     `$O.${media}.>`, '$JS.API.INFO', `$JS.API.STREAM.INFO.${bucketStream}`, `$JS.API.STREAM.MSG.GET.${bucketStream}`,
     `$JS.API.DIRECT.GET.${bucketStream}.>`, `$JS.API.STREAM.PURGE.${bucketStream}`, `$JS.API.CONSUMER.CREATE.${bucketStream}`,
     `$JS.API.CONSUMER.CREATE.${bucketStream}.>`, `$JS.API.CONSUMER.INFO.${bucketStream}.>`, `$JS.API.CONSUMER.DELETE.${bucketStream}.>`,
-    `$JS.API.CONSUMER.MSG.NEXT.${bucketStream}.>`, `$JS.ACK.${bucketStream}.>`
+    `$JS.API.CONSUMER.MSG.NEXT.${bucketStream}.>`, `$JS.ACK.${bucketStream}.>`,
+    // NATS service discovery (`nats micro ls|info|stats`), answered by the replicas.
+    '$SRV.>'
   ]
   return `    users: [
-      # The replicas: their namespace, JetStream, the buckets, and replies to whoever asked them
-      # (allow_responses, tenants' requests included). NATS_USER=gateway, NATS_INBOX_PREFIX=_INBOX_gateway.
+      # The replicas: their namespace, JetStream, the buckets, NATS service discovery ($SRV), and replies
+      # to whoever asked them (allow_responses, tenants' requests included). NATS_USER=gateway, NATS_INBOX_PREFIX=_INBOX_gateway.
       {
         user: gateway, password: $NATS_GATEWAY_PASSWORD
         permissions: {
           publish: ${inline([`${ns}.>`, '$JS.API.>', '$KV.>', '$O.>', '$JS.ACK.>', '_INBOX_gateway.>'])}
-          subscribe: ${inline([`${ns}.>`, '_INBOX_gateway.>'])}
+          subscribe: ${inline([`${ns}.>`, '$SRV.>', '_INBOX_gateway.>'])}
           allow_responses: true
         }
       }
-      # A trusted backend (the booking assistant): every company's commands and events, and the media
-      # bucket. It connects with the inbox prefix _INBOX_backend (the typed client's \`inboxPrefix\`).
+      # A trusted backend (the booking assistant): every company's commands and events, the media
+      # bucket and service discovery. It connects with the inbox prefix _INBOX_backend (the typed client's \`inboxPrefix\`).
       {
         user: backend, password: $NATS_BACKEND_PASSWORD
         permissions: {

@@ -302,9 +302,11 @@ export default fp<ConversationsOptions>(async (app, options) => {
     }
   }, async (request) => one(request.params.companyId, request.params.messageId))
 
-  const listing = app.bus.handle(app.subjects.messages('*', 'list'), { request: MessagesQuery, queue: ANY_REPLICA_QUEUE },
+  const listing = app.bus.handle(app.subjects.messages('*', 'list'),
+    { request: MessagesQuery, reply: MessagesPage, queue: ANY_REPLICA_QUEUE },
     (query, context) => page(context.companyId, query))
-  const getting = app.bus.handle(app.subjects.messages('*', 'get'), { request: MessageRequest, queue: ANY_REPLICA_QUEUE },
+  const getting = app.bus.handle(app.subjects.messages('*', 'get'),
+    { request: MessageRequest, reply: MessageReply, queue: ANY_REPLICA_QUEUE },
     (request, context) => one(context.companyId, request.messageId))
   app.addHook('onClose', async () => { await Promise.all([listing.close(), getting.close()]) })
 }, { name: 'conversations', dependencies: ['config', 'bus', 'db', 'events', 'phone'] })

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { EmptyRequest, ErrorCode, MetricsReply, type ReplicaMetrics } from '../../contracts/index.ts'
+import { EmptyRequest, ErrorCode, MetricsReply, ReplicaMetrics } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { SessionState } from '../session-pool/index.ts'
 import type { MetricsOptions } from './settings.ts'
@@ -294,7 +294,8 @@ export default fp<MetricsOptions>(async (app, options) => {
   })
 
   const mine = (): ReplicaMetrics => replicaMetrics(app, local)
-  const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyRequest }, async () => mine())
+  // Every replica answers (no queue group): the cluster-wide JSON gathers them all.
+  const collect = app.bus.handle(app.subjects.metricsCollect, { request: EmptyRequest, reply: ReplicaMetrics }, async () => mine())
   app.addHook('onClose', () => collect.close())
 
   if (options.metricsPort !== undefined) {

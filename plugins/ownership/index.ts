@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { EntityManager } from '@mikro-orm/postgresql'
 import {
-  ClusterReply, COMMAND_SCOPES, CompanyParams, DesiredChanged, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
+  ClusterReply, COMMAND_SCOPES, CompanyParams, DesiredChanged, EmptyRequest, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
 } from '../../contracts/index.ts'
 import { Ownership } from './ownership.ts'
 import type { MemberView } from './membership.ts'
@@ -121,6 +121,8 @@ export default fp<OwnershipOptions>(async (app, options) => {
   service.registerCommand('owner', async (companyId, _payload, _context, lease): Promise<OwnerReply> => ({
     success: true, companyId, replica: config.replicaId, epoch: lease.epoch, since: lease.since
   }))
+  // Its payload is ignored; listed for NATS service discovery as the other holder commands are (declareHolderCommand).
+  app.bus.describeEndpoint({ subject: app.subjects.command('*', 'owner'), request: EmptyRequest, reply: OwnerReply })
 
   // The event is only a hint to look again: the database this replica uses decides. Another
   // deployment on the same NATS account (or a parallel test) may publish about companies it never had.

@@ -61,7 +61,7 @@ export default fp<PhoneOptions>(async (app, options) => {
     }
   }, async (request) => answer(request.query))
 
-  const subscription = app.bus.handle(app.subjects.phoneNormalize, { request: NormalizePhoneRequest, queue: ANY_REPLICA_QUEUE },
-    async (request) => answer(request))
+  const subscription = app.bus.handle(app.subjects.phoneNormalize,
+    { request: NormalizePhoneRequest, reply: NormalizePhoneReply, queue: ANY_REPLICA_QUEUE }, async (request) => answer(request))
   app.addHook('onClose', () => subscription.close())
 }, { name: 'phone', dependencies: ['config', 'bus'] })

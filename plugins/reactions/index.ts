@@ -64,9 +64,11 @@ export default fp<ReactionsOptions>(async (app, options) => {
     })
   })
 
-  const rulesGet = app.bus.handle(app.subjects.autoReactionRules('*', 'get'), { request: EmptyRequest, queue: ANY_REPLICA_QUEUE },
+  const rulesGet = app.bus.handle(app.subjects.autoReactionRules('*', 'get'),
+    { request: EmptyRequest, reply: AutoReactionRulesReply, queue: ANY_REPLICA_QUEUE },
     async (_payload, context) => rulesReply(context.companyId, await rulesOf(context.em, context.companyId)))
-  const rulesSet = app.bus.handle(app.subjects.autoReactionRules('*', 'set'), { request: AutoReactionRules, queue: ANY_REPLICA_QUEUE },
+  const rulesSet = app.bus.handle(app.subjects.autoReactionRules('*', 'set'),
+    { request: AutoReactionRules, reply: AutoReactionRulesReply, queue: ANY_REPLICA_QUEUE },
     async (rules, context) => setRules(context.em, context.companyId, rules))
   app.addHook('onClose', async () => { await Promise.all([rulesGet.close(), rulesSet.close()]) })
 

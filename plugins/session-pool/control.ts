@@ -149,9 +149,10 @@ async function listSessions (app: FastifyInstance, query: SessionsListQuery, pri
  * linking, the list of sessions, status with a fallback for companies nobody holds, health, logout.
  */
 export function registerSessionControl (app: FastifyInstance, limits: InitializeLimits): void {
-  const list = app.bus.handle(app.subjects.sessionsList, { request: SessionsListQuery, queue: ANY_REPLICA_QUEUE },
+  const list = app.bus.handle(app.subjects.sessionsList, { request: SessionsListQuery, reply: SessionsList, queue: ANY_REPLICA_QUEUE },
     (query) => listSessions(app, query))
-  const init = app.bus.handle(app.subjects.initialize('*'), { request: InitializeRequest, queue: ANY_REPLICA_QUEUE },
+  const init = app.bus.handle(app.subjects.initialize('*'),
+    { request: InitializeRequest, reply: InitializeReply, queue: ANY_REPLICA_QUEUE },
     (request, context) => initialize(app, context.companyId, request, limits))
   app.addHook('onClose', async () => {
     await Promise.all([list.close(), init.close()])

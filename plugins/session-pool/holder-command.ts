@@ -66,6 +66,8 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
   command: HolderCommand<Request, Reply>
 ): void {
   const validator = Compile(command.request)
+  // Served through the holder's per-company subscription; NATS service discovery lists it once, for every company.
+  app.bus.describeEndpoint({ subject: app.subjects.command('*', command.name), request: command.request, reply: command.reply })
   app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
     const valid = assertValid(validator, payload, 'payload')
     const request = command.prepare ? await command.prepare(companyId, valid) : valid
