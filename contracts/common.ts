@@ -27,7 +27,7 @@ export const EventEnvelope = Type.Object({
   id: Type.String({ description: 'Stable id of the event (its Nats-Msg-Id): a redelivered event keeps it, so consumers can deduplicate' }),
   type: Type.String(),
   companyId: CompanyId,
-  timestamp: Type.String({ description: 'ISO 8601 time the event was produced' }),
+  timestamp: Type.String({ format: 'date-time', description: 'ISO 8601 time the event was produced' }),
   replica: Type.String({ description: 'The replica that produced it' }),
   epoch: Type.Integer({
     minimum: 0,

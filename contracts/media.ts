@@ -57,6 +57,8 @@ export const UnavailableMedia = Type.Object({
   mimetype: Type.Optional(Type.String()),
   fileName: Type.Optional(Type.String()),
   caption: Type.Optional(Type.String()),
+  seconds: Type.Optional(Type.Integer()),
+  ptt: Type.Optional(Type.Boolean()),
   error: Type.Object({ code: Type.String(), message: Type.String() })
 })
 export type UnavailableMedia = Static<typeof UnavailableMedia>
