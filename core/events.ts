@@ -4,7 +4,9 @@ import {
   AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager, type ConsumerMessages, type JetStreamClient
 } from '@nats-io/jetstream'
 import type { FastifyBaseLogger } from 'fastify'
-import { GatewayHeaders, type EventEnvelope, type SubjectSet } from '../contracts/index.ts'
+import {
+  GatewayHeaders, NATS_MSG_ID, type EventData, type EventEnvelope, type EventHeaders, type EventType, type SubjectSet
+} from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
 import { duringElections, ensureStreamConfig, jetstreamOf } from './nats/kv.ts'
 import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
@@ -136,7 +138,7 @@ export class Events {
     this.#listeners.push(listener)
   }
 
-  envelope (companyId: string, type: string, data: Record<string, unknown>, options: PublishEventOptions = {}): EventEnvelope {
+  envelope<T extends EventType> (companyId: string, type: T, data: EventData<T>, options: PublishEventOptions = {}): EventEnvelope {
     return {
       id: options.id ?? `${type}:${companyId}:${randomUUID()}`,
       type,
@@ -150,9 +152,11 @@ export class Events {
 
   /**
    * Publishes an event durably and tells this replica's listeners. It never throws: a listener's
-   * failure, or a stream that does not answer, is logged (the caller's work must go on).
+   * failure, or a stream that does not answer, is logged (the caller's work must go on). `data` is
+   * checked against its type's schema in contracts/events.ts at compile time: what is published is what
+   * the AsyncAPI document says.
    */
-  publish (companyId: string, type: string, data: Record<string, unknown>, options: PublishEventOptions = {}): EventEnvelope {
+  publish<T extends EventType> (companyId: string, type: T, data: EventData<T>, options: PublishEventOptions = {}): EventEnvelope {
     const event = this.envelope(companyId, type, data, options)
     for (const listener of this.#listeners) {
       try {
@@ -197,10 +201,10 @@ export class Events {
       subject,
       JSON.stringify(event),
       tracedHeaders({
-        'Nats-Msg-Id': event.id,
+        [NATS_MSG_ID]: event.id,
         [GatewayHeaders.epoch]: String(event.epoch ?? 0),
         [GatewayHeaders.replica]: event.replica
-      })
+      } satisfies EventHeaders)
     ))
   }
 

@@ -9,6 +9,7 @@ import { build } from './helpers/build.ts'
 import { clusterSettings, startReplica } from './helpers/cluster.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
+import { messageData, qrData } from './helpers/event-data.ts'
 
 const ADMIN = `admin-${'x'.repeat(40)}`
 const ACCESS_ON = { authMode: 'keys' as const, adminApiKey: ADMIN }
@@ -169,9 +170,9 @@ t.test('WebSocket: scoped to the company, tickets are single-use, QR events only
   const companyB = uniqueName('b')
   const linkKey = await createKey(app, [companyA], ['events', 'link'])
   const eventsOnly = await createKey(app, [companyA], ['events'])
-  app.events.publish(companyA, 'qr', { qr: 'secret-qr' })
-  app.events.publish(companyA, 'message', { text: 'hello A' })
-  app.events.publish(companyB, 'message', { text: 'hello B' })
+  app.events.publish(companyA, 'qr', qrData('secret-qr'))
+  app.events.publish(companyA, 'message', messageData({ text: 'hello A' }))
+  app.events.publish(companyB, 'message', messageData({ text: 'hello B' }))
 
   type Opened = { types: string[], texts: unknown[], status?: number }
   const open = (query: string, headers: Record<string, string> = {}) => new Promise<Opened>((resolve) => {

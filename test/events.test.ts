@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { build } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
+import { messageData } from './helpers/event-data.ts'
 import type { StoredEvent } from '../core/events.ts'
 
 /** The core alone: events need no plugin. */
@@ -21,9 +22,10 @@ t.test('every event has one envelope, is stored once per id and reaches this rep
   const heard: string[] = []
   app.events.onPublished((event) => heard.push(`${event.type}:${event.companyId}`))
   const companyId = uniqueName('acme')
-  const first = app.events.publish(companyId, 'owner_changed', { holder: 'r1' }, { epoch: 7 })
-  app.events.publish(companyId, 'message', { text: 'hi' }, { id: 'message:acme:1' })
-  app.events.publish(companyId, 'message', { text: 'hi' }, { id: 'message:acme:1' })
+  const first = app.events.publish(companyId, 'owner_changed', { holder: 'r1', epoch: 7, reason: 'acquired' }, { epoch: 7 })
+  const hi = messageData({ text: 'hi' })
+  app.events.publish(companyId, 'message', hi, { id: 'message:acme:1' })
+  app.events.publish(companyId, 'message', hi, { id: 'message:acme:1' })
   t.same(heard, [`owner_changed:${companyId}`, `message:${companyId}`, `message:${companyId}`])
   t.match(first, { type: 'owner_changed', companyId, epoch: 7, replica: app.config.replicaId, data: { holder: 'r1' } })
   t.match(first.id, /^owner_changed:/)
@@ -46,12 +48,12 @@ t.test('a durable consumer acknowledges what its handler finished, redelivers wh
   let failOnce = true
   const consumer = await app.events.consume({ name, filter, retryDelayMs: 50 }, async (event, delivery) => {
     seen.push({ id: event.id, deliveryCount: delivery.deliveryCount })
-    if (event.data.n === 2 && failOnce) {
+    if (event.data.messageId === 'm2' && failOnce) {
       failOnce = false
       throw new Error('the receiver is down')
     }
   })
-  for (const n of [1, 2, 3]) app.events.publish(companyId, 'message', { n }, { id: `m${n}` })
+  for (const n of [1, 2, 3]) app.events.publish(companyId, 'message', messageData({ messageId: `m${n}` }), { id: `m${n}` })
   t.ok(await waitFor(() => seen.length === 4, 5_000), `four deliveries (${JSON.stringify(seen)})`)
   t.same(seen, [
     { id: 'm1', deliveryCount: 1 },
@@ -62,7 +64,7 @@ t.test('a durable consumer acknowledges what its handler finished, redelivers wh
   await consumer.stop()
 
   // Published while nobody consumes: the same durable name picks them up, and nothing acknowledged comes again.
-  app.events.publish(companyId, 'message', { n: 4 }, { id: 'm4' })
+  app.events.publish(companyId, 'message', messageData({ messageId: 'm4' }), { id: 'm4' })
   const again: string[] = []
   const resumed = await app.events.consume({ name, filter }, async (event) => { again.push(event.id) })
   t.teardown(resumed.stop)

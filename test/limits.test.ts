@@ -4,6 +4,7 @@ import { WebSocket } from 'ws'
 import { build } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
+import { messageData, pairingCodeData, qrData } from './helpers/event-data.ts'
 
 /** The core alone: these limits need no plugin. */
 const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'ownership', 'phone']
@@ -50,7 +51,7 @@ t.test('WebSocket: a client that does not read is closed with 1013 and can resum
   // The kernel's socket buffers take megabytes before the replica has to queue anything itself.
   const big = 'x'.repeat(50_000)
   for (let batch = 0; batch < 20; batch++) {
-    for (let i = 0; i < 50; i++) app.events.publish(companyId, 'message', { text: big })
+    for (let i = 0; i < 50; i++) app.events.publish(companyId, 'message', messageData({ text: big }))
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   raw.resume()
@@ -61,9 +62,9 @@ t.test('WebSocket: a client that does not read is closed with 1013 and can resum
 t.test('linking events are purged from the stream once no longer valid; other events stay', async (t) => {
   const app = await build(t, { config: { disabledPlugins: CORE_ONLY } })
   const companyId = uniqueName('acme')
-  app.events.publish(companyId, 'qr', { qr: 'old' })
-  app.events.publish(companyId, 'pairing_code', { code: 'ABCD1234' })
-  app.events.publish(companyId, 'message', { text: 'stays' })
+  app.events.publish(companyId, 'qr', qrData('old'))
+  app.events.publish(companyId, 'pairing_code', pairingCodeData('ABCD1234'))
+  app.events.publish(companyId, 'message', messageData({ text: 'stays' }))
   await new Promise((resolve) => setTimeout(resolve, 300))
   await app.events.purgeLinking(await app.events.lastSequence() + 1)
   const types: string[] = []

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { WebSocket } from 'ws'
-import { ErrorCode, EventsQuery } from '../../contracts/index.ts'
+import { ErrorCode, EventsQuery, type EventsSocketError, type EventsSubscribed } from '../../contracts/index.ts'
 import { Events } from '../events.ts'
 import { GatewayError, toErrorReply } from '../errors.ts'
 import { BoundedMap } from '../bounded-map.ts'
@@ -151,7 +151,7 @@ export default fp(async (app) => {
       })
     } catch (err) {
       request.log.error({ err, companyId }, 'could not follow events')
-      socket.send(JSON.stringify({ type: 'error', companyId, error: toErrorReply(err).error }))
+      socket.send(JSON.stringify({ type: 'error', companyId, error: toErrorReply(err).error } satisfies EventsSocketError))
       socket.close(WS_INTERNAL_ERROR)
       return
     }
@@ -162,6 +162,6 @@ export default fp(async (app) => {
     }
     socket.on('close', () => follower.stop())
     // Tells the client it is live and from which point: everything after `seq` follows.
-    socket.send(JSON.stringify({ type: 'subscribed', companyId, seq: follower.after }))
+    socket.send(JSON.stringify({ type: 'subscribed', companyId, seq: follower.after } satisfies EventsSubscribed))
   })
 }, { name: 'events', dependencies: ['config', 'nats', 'bus', 'access'] })

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import { TRACER_NAME } from '../../core/tracing.ts'
 import { withDeadline } from '../../core/deadline.ts'
-import { ErrorCode } from '../../contracts/index.ts'
+import { ErrorCode, type MessageSentDetails } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { isoFromSeconds } from '../../core/time.ts'
 import { IdempotencyStore } from './idempotency.ts'
@@ -30,7 +30,7 @@ export interface OutboundItem {
   /** Hands the message to the connection; resolves when WhatsApp took it. */
   write: (socket: WaSocket) => Promise<SentMessage>
   /** What the `message_sent` event (and so the history) says of it besides its kind: text, media, quoted message, LID. */
-  details?: Record<string, unknown>
+  details?: MessageSentDetails
 }
 
 /**

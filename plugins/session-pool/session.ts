@@ -1,6 +1,9 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
-import { advances, ErrorCode, userOfJid, type DeliveryState, type InboundMedia, type UnavailableMedia } from '../../contracts/index.ts'
+import {
+  advances, ErrorCode, userOfJid, type DeliveryState, type EventData, type EventType, type InboundMedia, type PairingCodeEventData,
+  type UnavailableMedia
+} from '../../contracts/index.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import type { Conversations } from '../conversations/index.ts'
 import type { Media } from '../media/index.ts'
@@ -58,7 +61,7 @@ export function messageEventId (companyId: string, epoch: number, messageId: str
   return `message:${companyId}:${epoch}:${messageId}`
 }
 
-export type Emit = (type: string, data: Record<string, unknown>, options?: { eventId?: string }) => void
+export type Emit = <T extends EventType>(type: T, data: EventData<T>, options?: { eventId?: string }) => void
 
 export interface SessionOptions {
   companyId: string
@@ -135,7 +138,7 @@ export class Session {
   #qrCodes = 0
   #pairingRequested = false
   #lastQr: Record<string, unknown> | undefined
-  #lastPairing: Record<string, unknown> | undefined
+  #lastPairing: PairingCodeEventData | undefined
 
   #lastError: SessionProblem | null = null
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Webhook } from 'standardwebhooks'
+import type { WebhookHeaders } from '../../contracts/index.ts'
 import type { StoredEvent } from '../../core/events.ts'
 import { safeRequest, SafeRequestError } from '../../core/net/safe-request.ts'
 
@@ -46,7 +47,7 @@ export async function deliver (url: string, secrets: string[], event: StoredEven
         'webhook-id': event.id,
         'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
         'webhook-signature': signature
-      },
+      } satisfies WebhookHeaders,
       allowPrivate: limits.allowPrivate,
       connectTimeoutMs: limits.connectTimeoutMs,
       totalTimeoutMs: limits.timeoutMs,
