@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { serveAsyncApi } from '../docs/asyncapi.ts'
 
 export const DOCS_PREFIX = '/docs'
 
@@ -29,5 +30,6 @@ export default fp(async (app) => {
   await app.register(async (docs) => {
     docs.addHook('onRoute', (route) => { route.config = { ...route.config, access: 'public' } })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX })
+    serveAsyncApi(docs)
   })
 }, { name: 'docs' })
