@@ -38,6 +38,9 @@ export const ApiKeyCreated = Type.Object({
 })
 export type ApiKeyCreated = Static<typeof ApiKeyCreated>
 
+export const ApiKeyRevoked = Type.Object({ success: Type.Literal(true), id: Type.String(), revoked: Type.Literal(true) })
+export type ApiKeyRevoked = Static<typeof ApiKeyRevoked>
+
 export const ApiKeyList = Type.Object({ success: Type.Literal(true), keys: Type.Array(ApiKeyInfo) })
 export type ApiKeyList = Static<typeof ApiKeyList>
 

@@ -22,6 +22,10 @@ export const EmptyRequest = Type.Object({})
 /** The payload of a command whose body carries nothing: any field is refused (VALIDATION_ERROR), never ignored. */
 export const NoFieldsRequest = Type.Object({}, { additionalProperties: false })
 
+/** What an operation that has nothing else to say answers. */
+export const SuccessReply = Type.Object({ success: Type.Literal(true) })
+export type SuccessReply = Static<typeof SuccessReply>
+
 /** What every event on `<namespace>.evt.<companyId>.<type>` looks like, on NATS and on the WebSocket. */
 export const EventEnvelope = Type.Object({
   id: Type.String({ description: 'Stable id of the event (its Nats-Msg-Id): a redelivered event keeps it, so consumers can deduplicate' }),

@@ -130,6 +130,23 @@ export const SessionStatus = Type.Object({
 })
 export type SessionStatus = Static<typeof SessionStatus>
 
+/** A session's passive health check: 200 with `healthy: true`, else 503 with the same body and `error`. */
+export const SessionHealth = Type.Object({
+  success: Type.Boolean(),
+  companyId: CompanyId,
+  healthy: Type.Boolean(),
+  phoneNumber: Type.Union([Type.String(), Type.Null()]),
+  status: Type.String(),
+  lease: Type.Object({ holder: Type.Union([Type.String(), Type.Null()]), epoch: Type.Union([Type.Number(), Type.Null()]) }),
+  replica: Type.Object({
+    id: Type.String({ description: 'The replica that answered' }),
+    ready: Type.Boolean(),
+    checks: Type.Record(Type.String(), Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) }))
+  }),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() }))
+})
+export type SessionHealth = Static<typeof SessionHealth>
+
 export const InitializeRequest = Type.Object({
   phoneNumber: Type.Optional(Type.String({
     minLength: 1,

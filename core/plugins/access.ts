@@ -3,9 +3,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import {
-  ApiKeyCreated, ApiKeyList, CreateApiKeyRequest, ErrorCode, ErrorReply, EventsTicketReply, EventsTicketRequest, WhoAmIReply, type Scope
+  ApiKeyCreated, ApiKeyList, ApiKeyRevoked, CreateApiKeyRequest, ErrorCode, EventsTicketReply, EventsTicketRequest, WhoAmIReply, type Scope
 } from '../../contracts/index.ts'
 import { GatewayError } from '../errors.ts'
+import { errorAnswer } from './docs.ts'
 import { BoundedMap } from '../bounded-map.ts'
 import { ApiKeyStore } from '../access/keys.ts'
 import { jwtVerifier } from '../access/jwt.ts'
@@ -61,6 +62,8 @@ export interface AccessService {
 }
 
 const ADMIN_TAGS = ['admin']
+const UNAUTHORIZED = 'No credential, or one that is not valid, expired or revoked (`UNAUTHORIZED`)'
+const FORBIDDEN = 'The credential may not do this (`FORBIDDEN`)'
 /** Distinct accepted credentials remembered for the API limit. */
 const ACCEPTED_REMEMBERED = 10_000
 const KeyParams = Type.Object({ id: Type.String({ maxLength: 64 }) })
@@ -187,14 +190,26 @@ export default fp(async (app) => {
     routes: () => app.routeTable.map((route) => ({ method: String(route.method), url: route.url, access: route.config?.access }))
   })
 
+  // The refusals of the access policy, documented on each route from its policy (the rule that refuses documents it).
+  app.documentRefusals((route) => {
+    const policy = route.config?.access
+    if (policy === undefined || policy === 'public') return route.config?.checksCredentials ? { 401: UNAUTHORIZED, 403: FORBIDDEN } : {}
+    return {
+      401: UNAUTHORIZED,
+      403: `${FORBIDDEN}: this route needs the scope \`${policy.scope}\`${policy.scope === 'admin' ? ' with every company' : ''}`,
+      ...(policy.company ? { 404: 'No such company for this credential: one it does not cover is answered as missing (`NOT_FOUND`)' } : {})
+    }
+  })
+
   const routesTyped = app.withTypeProvider<TypeBoxTypeProvider>()
   routesTyped.post('/api/admin/keys', {
     config: { access: { scope: 'admin' } },
     schema: {
+      operationId: 'createApiKey',
       tags: ADMIN_TAGS,
       summary: 'Create a company API key; the key is in this answer only (it is stored as a hash)',
       body: CreateApiKeyRequest,
-      response: { 200: ApiKeyCreated, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply }
+      response: { 200: ApiKeyCreated }
     }
   }, async (request) => {
     const { key, info } = await keys.create(request.body)
@@ -202,26 +217,31 @@ export default fp(async (app) => {
   })
   routesTyped.get('/api/admin/keys', {
     config: { access: { scope: 'admin' } },
-    schema: { tags: ADMIN_TAGS, summary: 'Every company API key (never the key itself)', response: { 200: ApiKeyList } }
+    schema: {
+      operationId: 'listApiKeys', tags: ADMIN_TAGS, summary: 'Every company API key (never the key itself)', response: { 200: ApiKeyList }
+    }
   }, async () => ({ success: true as const, keys: await keys.list() }))
   routesTyped.delete('/api/admin/keys/:id', {
     config: { access: { scope: 'admin' } },
     schema: {
+      operationId: 'revokeApiKey',
       tags: ADMIN_TAGS,
       summary: 'Revoke a key: refused on every replica within a second, its WebSockets closed',
-      params: KeyParams
+      params: KeyParams,
+      response: { 200: ApiKeyRevoked, 404: errorAnswer('No such key (`NOT_FOUND`)') }
     }
   }, async (request) => {
     if (!await keys.revoke(request.params.id)) throw new GatewayError(ErrorCode.NOT_FOUND, `no key ${request.params.id}`)
     app.bus.publish(app.subjects.keysRevoked, { keyId: request.params.id })
-    return { success: true, id: request.params.id, revoked: true }
+    return { success: true as const, id: request.params.id, revoked: true as const }
   })
   routesTyped.get('/api/whoami', {
     config: { access: { scope: 'read' } },
     schema: {
+      operationId: 'whoAmI',
       tags: ['access'],
       summary: 'Who the credential acts as: its companies (`*` for all) and scopes',
-      response: { 200: WhoAmIReply, 401: ErrorReply, 403: ErrorReply }
+      response: { 200: WhoAmIReply }
     }
   }, async (request) => {
     const { id, kind, companies, scopes } = request.principal!
@@ -231,10 +251,11 @@ export default fp(async (app) => {
   routesTyped.post('/api/whatsapp/events/ticket', {
     config: { access: { scope: 'events', company: 'body' } },
     schema: {
+      operationId: 'createEventsTicket',
       tags: ['events'],
       summary: 'A single-use ticket (60 s, one company) for the events WebSocket in a browser: `?ticket=`',
       body: EventsTicketRequest,
-      response: { 200: EventsTicketReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+      response: { 200: EventsTicketReply }
     }
   }, async (request) => ({ success: true as const, ...(await tickets.issue(request.principal!, request.body.companyId)) }))
-}, { name: 'access', dependencies: ['config', 'routes', 'db', 'bus'] })
+}, { name: 'access', dependencies: ['config', 'routes', 'docs', 'db', 'bus'] })

@@ -67,6 +67,7 @@ export default fp(async (app) => {
   app.get('/healthz', {
     config: { probe: true, access: 'public' },
     schema: {
+      operationId: 'liveness',
       tags: ['health'],
       summary: 'Liveness: the process serves HTTP',
       response: { 200: Type.Object({ success: Type.Boolean(), status: Type.String() }) }
@@ -76,6 +77,7 @@ export default fp(async (app) => {
   app.get('/readyz', {
     config: { probe: true, access: 'public' },
     schema: {
+      operationId: 'readiness',
       tags: ['health'],
       summary: 'Readiness: 200 only while NATS and PostgreSQL answer, 503 with the reason otherwise',
       response: { 200: ReadinessReply, 503: ReadinessReply }

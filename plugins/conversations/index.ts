@@ -1,9 +1,10 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, ErrorReply, MessageParams, MessageReply, MessageRequest, MessagesPage,
+  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, MessageParams, MessageReply, MessageRequest, MessagesPage,
   MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
 } from '../../contracts/index.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
@@ -285,20 +286,24 @@ export default fp<ConversationsOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages', {
     config: { access: { scope: CONTROL_SCOPES['messages.list'], company: 'params' } },
     schema: {
+      operationId: 'messages',
       tags: ['messages'],
       summary: 'Recent messages in and out, newest first (of one contact with `chat`: by phone or LID alike), with delivery states',
       params: CompanyParams,
       querystring: MessagesQuery,
-      response: { 200: MessagesPage, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+      response: { 200: MessagesPage }
     }
   }, async (request) => page(request.params.companyId, request.query))
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages/:messageId', {
     config: { access: { scope: CONTROL_SCOPES['messages.get'], company: 'params' } },
     schema: {
+      operationId: 'message',
       tags: ['messages'],
       summary: 'One message and its delivery state (accepted, server_ack, delivered, read, played, or failed with its reason)',
       params: MessageParams,
-      response: { 200: MessageReply, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+      response: {
+        200: MessageReply, 404: errorAnswer('No such message in the history, or a company the credential does not cover (`NOT_FOUND`)')
+      }
     }
   }, async (request) => one(request.params.companyId, request.params.messageId))
 

@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import multipart, { type Multipart } from '@fastify/multipart'
 import type { FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { ErrorCode, ErrorReply, MEDIA_KINDS, MediaParams, type MediaKind, type OutboundMedia } from '../../contracts/index.ts'
+import { ErrorCode, MEDIA_KINDS, MediaParams, type MediaKind, type OutboundMedia } from '../../contracts/index.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { ffmpegRuns } from './convert.ts'
 import { MediaService, type StagedMedia } from './media.ts'
@@ -107,10 +108,17 @@ export default fp<MediaOptions>(async (app, options) => {
     // A received file is message content: the same scope as the events that name it.
     config: { access: { scope: 'events', company: 'params' } },
     schema: {
+      operationId: 'getMedia',
       tags: ['media'],
       summary: 'A file from the media bucket (a received one, by the `objectId` of its `message` event), streamed',
       params: MediaParams,
-      response: { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
+      response: {
+        200: {
+          description: 'The file, with its content type',
+          content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+        },
+        404: errorAnswer('No such file, or a company the credential does not cover (`NOT_FOUND`)')
+      }
     }
   }, async (request, reply) => {
     const { companyId, objectId } = request.params

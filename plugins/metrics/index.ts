@@ -338,6 +338,7 @@ export default fp<MetricsOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/metrics', {
     config: { access: { scope: 'admin' } },
     schema: {
+      operationId: 'metrics',
       tags: ['metrics'],
       summary: 'The old JSON metrics, summed over every replica that answers in time (those that do not are named)',
       response: { 200: MetricsReply }

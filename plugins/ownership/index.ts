@@ -2,8 +2,9 @@ import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { EntityManager } from '@mikro-orm/postgresql'
 import {
-  ClusterReply, COMMAND_SCOPES, CompanyParams, DesiredChanged, EmptyRequest, ErrorReply, OwnerReply, retryBetweenHolders, type DesiredState
+  ClusterReply, COMMAND_SCOPES, CompanyParams, DesiredChanged, EmptyRequest, OwnerReply, retryBetweenHolders, type DesiredState
 } from '../../contracts/index.ts'
+import { notConnectedAnswer } from '../../core/plugins/docs.ts'
 import { Ownership } from './ownership.ts'
 import type { MemberView } from './membership.ts'
 import { inProcessLedger, localLedgerPort, testTransport, type LedgerPort } from './test-transport.ts'
@@ -136,9 +137,10 @@ export default fp<OwnershipOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/cluster', {
     config: { access: { scope: 'admin' } },
     schema: {
+      operationId: 'cluster',
       tags: ['cluster'],
       summary: 'Members, the holder and epoch of every company, and how long it has been held, as this replica sees them',
-      response: { 200: ClusterReply, 503: ErrorReply }
+      response: { 200: ClusterReply }
     }
   }, async (request) => {
     const view = started().view()
@@ -155,10 +157,11 @@ export default fp<OwnershipOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/owner', {
     config: { access: { scope: COMMAND_SCOPES.owner, company: 'params' } },
     schema: {
+      operationId: 'owner',
       tags: ['cluster'],
       summary: 'Which replica holds the company, under which epoch and since when (asked of the holder itself)',
       params: CompanyParams,
-      response: { 200: OwnerReply, 400: ErrorReply, 503: ErrorReply }
+      response: { 200: OwnerReply, 503: notConnectedAnswer }
     }
   }, async (request) => service.requestHolder<OwnerReply>(request.params.companyId, 'owner', {}))
 

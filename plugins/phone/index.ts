@@ -2,8 +2,9 @@ import fp from 'fastify-plugin'
 import type { CountryCode } from 'libphonenumber-js'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, ErrorReply, PHONE_NORMALIZE_SCOPE, NormalizePhoneReply, NormalizePhoneRequest
+  ANY_REPLICA_QUEUE, PHONE_NORMALIZE_SCOPE, NormalizePhoneReply, NormalizePhoneRequest
 } from '../../contracts/index.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { countryOrDefault, normalizePhone, toJid } from './phone.ts'
 import type { PhoneOptions } from './settings.ts'
@@ -54,10 +55,13 @@ export default fp<PhoneOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/phone/normalize', {
     config: { access: { scope: PHONE_NORMALIZE_SCOPE } },
     schema: {
+      operationId: 'normalizePhone',
       tags: ['phone'],
       summary: 'Normalize a phone number to E.164 digits and its WhatsApp JID',
       querystring: NormalizePhoneRequest,
-      response: { 200: NormalizePhoneReply, 400: ErrorReply }
+      response: {
+        200: NormalizePhoneReply, 400: errorAnswer('Not a phone number (`INVALID_PHONE`), or the input does not match the schema')
+      }
     }
   }, async (request) => answer(request.query))
 

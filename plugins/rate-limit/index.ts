@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import apiRateLimit from '@fastify/rate-limit'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyContextConfig, FastifyRequest } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { BudgetReply, CompanyParams, ErrorCode, ErrorReply } from '../../contracts/index.ts'
+import { BudgetReply, CompanyParams, ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { OutboundItem, WaSocket } from '../session-pool/index.ts'
 import { Budgets, type Taken } from './budgets.ts'
@@ -90,10 +90,11 @@ export default fp<RateLimitOptions>(async (app, options) => {
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/budget', {
     config: { access: { scope: 'read', company: 'params' } },
     schema: {
+      operationId: 'budget',
       tags: ['sessions'],
       summary: 'What the company may still send now under its WhatsApp budget',
       params: CompanyParams,
-      response: { 200: BudgetReply, 400: ErrorReply, 404: ErrorReply }
+      response: { 200: BudgetReply }
     }
   }, async (request) => ({
     success: true as const,
@@ -107,21 +108,26 @@ export default fp<RateLimitOptions>(async (app, options) => {
     max: options.apiRateLimitMax,
     timeWindow: options.apiRateLimitWindowMs
   })
+  const spent = 'The API limit (API_RATE_LIMIT_MAX per API_RATE_LIMIT_WINDOW_MS, per credential or IP) is spent (`RATE_LIMITED`)'
+  app.documentRefusals((route) => exemptFromApiLimit(route.config ?? {}) ? {} : { 429: spent })
   // The limit runs before credentials are checked (so guessing keys is limited too): a credential
   // this replica accepted before has a budget of its own, anything else counts against its IP.
   const credentialOrIp = (request: FastifyRequest) =>
     (request.credential?.known ? `credential:${request.credential.digest}` : `ip:${request.ip}`)
   app.addHook('onRequest', app.rateLimit({
     keyGenerator: credentialOrIp,
-    // Public probes (`config: { probe: true, access: 'public' }`) are never limited; a probe that checks
-    // credentials (/metrics) is limited like any route, so guessing its token is too.
-    allowList: (request) => {
-      const { probe, access, checksCredentials } = request.routeOptions.config
-      return probe === true && access === 'public' && checksCredentials !== true
-    },
+    allowList: (request) => exemptFromApiLimit(request.routeOptions.config),
     errorResponseBuilder: (_request, context) => new GatewayError(ErrorCode.RATE_LIMITED,
       `API limit: ${context.max} requests per ${Math.round(context.ttl / 1000) || 1} s for this credential or IP; ` +
       `retry in ${context.after}`,
       { retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) })
   }))
 }, { name: 'rate-limit', dependencies: ['config', 'bus', 'phone', 'session-pool'] })
+
+/**
+ * Public probes (`config: { probe: true, access: 'public' }`) are never limited; a probe that checks
+ * credentials (/metrics) is limited like any route, so guessing its token is too.
+ */
+function exemptFromApiLimit ({ probe, access, checksCredentials }: FastifyContextConfig): boolean {
+  return probe === true && access === 'public' && checksCredentials !== true
+}

@@ -47,6 +47,7 @@ export default fp<ReactionsOptions>(async (app, options) => {
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/reaction',
+      operationId: 'react',
       tags: TAGS,
       summary: 'React to a message with one emoji ("" removes the reaction); through the holder, under the reaction budgets',
       errors: [409, 429, 503, 504]
@@ -130,6 +131,7 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
       access: { scope: 'send', company: (request) => (request.body as { companyId?: string } | undefined)?.companyId ?? defaultCompanyId }
     },
     schema: {
+      operationId: 'reactLegacy',
       tags: TAGS,
       summary: 'The old system\'s reaction route, still served: { phone, emoji, messageId, companyId }',
       body: LegacyReactionRequest,
@@ -149,21 +151,23 @@ function registerRoutes (app: FastifyInstance, defaultCompanyId: string | undefi
   routes.get('/api/whatsapp/sessions/:companyId/auto-reactions', {
     config: { access: { scope: CONTROL_SCOPES['auto-reactions.get'], company: 'params' } },
     schema: {
+      operationId: 'autoReactionRules',
       tags: TAGS,
       summary: 'The company\'s automatic reaction to thanks (off unless enabled)',
       params: CompanyParams,
-      response: { 200: AutoReactionRulesReply, 400: ErrorReply }
+      response: { 200: AutoReactionRulesReply }
     }
   }, async (request) => rulesReply(request.params.companyId, await rulesOf(request.em, request.params.companyId)))
 
   routes.put('/api/whatsapp/sessions/:companyId/auto-reactions', {
     config: { access: { scope: CONTROL_SCOPES['auto-reactions.set'], company: 'params' } },
     schema: {
+      operationId: 'setAutoReactionRules',
       tags: TAGS,
       summary: 'Turn the automatic reaction to thanks on or off; patterns and exclusions replace the Russian and English defaults',
       params: CompanyParams,
       body: AutoReactionRules,
-      response: { 200: AutoReactionRulesReply, 400: ErrorReply }
+      response: { 200: AutoReactionRulesReply }
     }
   }, (request) => setRules(request.em, request.params.companyId, request.body))
 }

@@ -59,6 +59,7 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/read',
+      operationId: 'read',
       tags: TAGS,
       summary: 'Mark messages of a chat read: the contact sees blue ticks (read receipts)',
       errors: [503, 504]
@@ -77,6 +78,7 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/presence',
+      operationId: 'presence',
       tags: TAGS,
       summary: '`composing` (typing…), `recording` or `paused` in a chat (`phone`); `available` or `unavailable` for the account',
       errors: [503, 504]
@@ -104,6 +106,7 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/check-numbers',
+      operationId: 'checkNumbers',
       tags: TAGS,
       summary: 'Whether each phone (up to 50) is on WhatsApp, with its JID and LID; under NUMBER_CHECKS_PER_MINUTE, answers cached',
       errors: [429, 503, 504]
@@ -137,6 +140,7 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/edit',
+      operationId: 'edit',
       tags: TAGS,
       summary: 'Edit a text this company sent (within WhatsApp\'s 15 minutes); the contact sees the new text, marked edited',
       errors: [404, 409, 429, 503, 504]
@@ -153,6 +157,7 @@ export function declareChatCommands (app: FastifyInstance, pool: SessionPool): v
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/delete',
+      operationId: 'deleteMessage',
       tags: TAGS,
       summary: 'Delete a message this company sent, for everyone (within about two days)',
       errors: [404, 409, 429, 503, 504]

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, COMMAND_SCOPES, CONTROL_SCOPES, CompanyParams, ErrorCode, ErrorReply, InitializeReply, InitializeRequest, LogoutReply,
-  SessionsList, SessionStatus, SessionsListQuery, NewestEpochs, type EventEnvelope
+  ANY_REPLICA_QUEUE, COMMAND_SCOPES, CONTROL_SCOPES, CompanyParams, ErrorCode, InitializeReply, InitializeRequest, LogoutReply,
+  SessionHealth, SessionsList, SessionStatus, SessionsListQuery, NewestEpochs, type EventEnvelope
 } from '../../contracts/index.ts'
+import { errorAnswer, notConnectedAnswer } from '../../core/plugins/docs.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Principal } from '../../core/access/principal.ts'
 import { forgetCompany } from './commands.ts'
@@ -162,6 +163,7 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   routes.get('/api/whatsapp/sessions', {
     config: { access: { scope: 'read' } },
     schema: {
+      operationId: 'listSessions',
       tags: TAGS,
       summary: 'Known companies with their desired state, holder and status, a page at a time (`limit`, `after`)',
       querystring: SessionsListQuery,
@@ -170,31 +172,45 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   }, (request) => listSessions(app, request.query, request.principal))
 
   routes.post('/api/whatsapp/sessions/:companyId/initialize', {
-    config: { access: { scope: CONTROL_SCOPES.initialize, company: 'params' } },
+    // The old API is called without a body; that means "link by QR".
+    config: { access: { scope: CONTROL_SCOPES.initialize, company: 'params' }, optionalBody: true },
     schema: {
+      operationId: 'initialize',
       tags: TAGS,
       summary: 'Mark the company online and return its QR (or pairing code), or that it is connected',
       params: CompanyParams,
       body: InitializeRequest,
-      response: { 200: InitializeReply, 400: ErrorReply, 503: ErrorReply, 504: ErrorReply }
-    },
-    // The old API is called without a body; that means "link by QR".
-    preValidation: async (request) => { request.body ??= {} }
+      response: {
+        200: InitializeReply,
+        409: errorAnswer('The deployment holds MAX_COMPANIES companies already (`LIMIT_REACHED`)'),
+        504: errorAnswer('Neither a QR, a pairing code nor a connection came in time (`TIMEOUT`)')
+      }
+    }
   }, (request) => initialize(app, request.params.companyId, request.body, limits))
 
   routes.get('/api/whatsapp/sessions/:companyId/status', {
     config: { access: { scope: COMMAND_SCOPES.status, company: 'params' } },
     schema: {
+      operationId: 'status',
       tags: TAGS,
       summary: 'Status as the holder sees it; disconnected when nobody holds it',
       params: CompanyParams,
-      response: { 200: SessionStatus, 400: ErrorReply }
+      response: { 200: SessionStatus }
     }
   }, (request) => status(app, request.params.companyId))
 
   routes.get('/api/whatsapp/sessions/:companyId/health', {
     config: { access: { scope: 'read', company: 'params' } },
-    schema: { tags: TAGS, summary: '200 when the session is connected, 503 when not (passive: never reconnects)', params: CompanyParams }
+    schema: {
+      operationId: 'sessionHealth',
+      tags: TAGS,
+      summary: '200 when the session is connected, 503 when not (passive: never reconnects)',
+      params: CompanyParams,
+      response: {
+        200: SessionHealth,
+        503: { ...SessionHealth, description: 'Not connected: the same body, with `error` (`NOT_CONNECTED`)' }
+      }
+    }
   }, async (request, reply) => {
     const [current, readiness] = await Promise.all([status(app, request.params.companyId), app.checkReadiness()])
     const body = {
@@ -217,10 +233,11 @@ export function registerSessionControl (app: FastifyInstance, limits: Initialize
   routes.delete('/api/whatsapp/sessions/:companyId', {
     config: { access: { scope: COMMAND_SCOPES.logout, company: 'params' } },
     schema: {
+      operationId: 'logout',
       tags: TAGS,
       summary: 'Log out and wipe the auth state',
       params: CompanyParams,
-      response: { 200: LogoutReply, 400: ErrorReply }
+      response: { 200: LogoutReply, 503: notConnectedAnswer }
     }
   }, async (request) => {
     const { companyId } = request.params

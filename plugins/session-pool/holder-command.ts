@@ -34,9 +34,11 @@ export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
   http?: {
     method: HTTPMethods
     url: `${string}:companyId${string}`
+    /** The OpenAPI operationId: the typed client's method for this command. */
+    operationId: string
     summary: string
     tags: string[]
-    /** Error statuses the route documents besides 400. */
+    /** Error statuses this command answers besides those its access policy, validation and limits document. */
     errors?: number[]
     /** Also takes `multipart/form-data`: turns the form into the JSON body (before it is validated). */
     multipart?: (request: FastifyRequest, companyId: string) => Promise<unknown>
@@ -76,19 +78,20 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     return command.handle({ companyId, request, lease, idempotencyKey, context })
   })
   if (!command.http) return
-  const { method, url, summary, tags, errors = [], multipart } = command.http
+  const { method, url, operationId, summary, tags, errors = [], multipart } = command.http
   // The same scope a tenant's NATS account needs for the subject (contracts/operations.ts).
   const scope = COMMAND_SCOPES[command.name]
   const takesBody = method !== 'GET' && method !== 'DELETE'
   // Checked by the schemas at run time; generic over Reply, the handler's type cannot be inferred from them.
-  const schema: FastifySchema = {
+  const schema: FastifySchema & { operationId: string } = {
+    operationId,
     tags,
     summary,
     params: CompanyParams,
     ...(takesBody ? { body: command.request } : {}),
     response: {
       200: command.reply,
-      ...Object.fromEntries([400, 401, 403, 404, ...errors].map((status) => [status, ErrorReply]))
+      ...Object.fromEntries(errors.map((status) => [status, ErrorReply]))
     }
   }
   app.route({

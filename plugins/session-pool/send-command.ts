@@ -27,6 +27,7 @@ export function declareSendCommand (app: FastifyInstance): void {
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/send',
+      operationId: 'send',
       tags: ['sessions'],
       summary: 'Send a text (`message`), a file (`media`: image, video, audio or voice note, document, sticker), a `location` or a' +
         ' `contact` card through the company\'s WhatsApp, optionally replying to `quotedMessageId` (never creates a session).' +
@@ -75,7 +76,7 @@ export function declareSendCommand (app: FastifyInstance): void {
         idempotencyKey,
         details: {
           ...(message ? { text: message } : {}),
-          ...(media ? { media: { kind: media.kind, objectId: media.objectId! } } : {}),
+          ...(media ? { media: { kind: media.kind, objectId: media.objectId } } : {}),
           ...(location ? { location } : {}),
           ...(contact ? { contact: { name: contact.name, ...(contact.phones ? { phones: contact.phones } : {}) } } : {}),
           ...(quoted ? { quotedMessageId: quoted.id } : {}),

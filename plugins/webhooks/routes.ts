@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest, HTTPMethods } from 'fastify'
+import type { TSchema } from 'typebox'
 import {
-  AdminWebhookParams, CompanyParams, DeliveriesReply, ErrorReply, ReplayRequest, WebhookCreate, WebhookCreated, WebhookParams,
-  WebhookReply, WebhookSecretRotated, WebhookSecretRotation, WebhooksList, WebhookUpdate
+  AdminWebhookParams, CompanyParams, DeliveriesReply, ReplayRequest, SuccessReply, WebhookCreate, WebhookCreated,
+  WebhookParams, WebhookReply, WebhookSecretRotated, WebhookSecretRotation, WebhooksList, WebhookUpdate
 } from '../../contracts/index.ts'
 import type { Principal } from '../../core/access/principal.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 
 const TAGS = ['webhooks']
 
@@ -20,128 +21,139 @@ export interface Operations {
   rotateSecret: (companyId: string | null, id: string, request: WebhookSecretRotation) => Promise<unknown>
 }
 
+interface Call {
+  by: Principal
+  companyId: string | null
+  id: string
+  body: never
+}
+
+/** One webhook operation, served for a company (`…/sessions/:companyId/webhooks…`) and deployment-wide (`/api/admin/webhooks…`). */
+interface WebhookRoute {
+  method: HTTPMethods
+  /** After the webhooks' path; `/:id` names one webhook. */
+  path: '' | `/:id${string}`
+  operationId: string
+  /** The deployment-wide operation's id. */
+  adminOperationId: string
+  summary: string
+  body?: TSchema
+  optionalBody?: boolean
+  reply: TSchema
+  run: (operations: Operations, call: Call) => Promise<unknown>
+}
+
+const WEBHOOK_ROUTES: WebhookRoute[] = [
+  {
+    method: 'POST',
+    path: '',
+    operationId: 'createWebhook',
+    adminOperationId: 'createDeploymentWebhook',
+    summary: 'Register a webhook for the company\'s events (deployment-wide: every company\'s); the secret is shown once',
+    body: WebhookCreate,
+    reply: WebhookCreated,
+    run: (operations, { by, companyId, body }) => operations.create(by, companyId, body)
+  },
+  {
+    method: 'GET',
+    path: '',
+    operationId: 'listWebhooks',
+    adminOperationId: 'listDeploymentWebhooks',
+    summary: 'The company\'s webhooks (deployment-wide: the webhooks for every company)',
+    reply: WebhooksList,
+    run: (operations, { companyId }) => operations.list(companyId)
+  },
+  {
+    method: 'GET',
+    path: '/:id',
+    operationId: 'getWebhook',
+    adminOperationId: 'getDeploymentWebhook',
+    summary: 'One webhook, with the events it has yet to deliver',
+    reply: WebhookReply,
+    run: (operations, { companyId, id }) => operations.get(companyId, id)
+  },
+  {
+    method: 'PATCH',
+    path: '/:id',
+    operationId: 'updateWebhook',
+    adminOperationId: 'updateDeploymentWebhook',
+    summary: 'Change a webhook\'s URL or events, or pause and resume it',
+    body: WebhookUpdate,
+    reply: WebhookReply,
+    run: (operations, { by, companyId, id, body }) => operations.update(by, companyId, id, body)
+  },
+  {
+    method: 'DELETE',
+    path: '/:id',
+    operationId: 'deleteWebhook',
+    adminOperationId: 'deleteDeploymentWebhook',
+    summary: 'Remove a webhook, its consumer and its delivery log',
+    reply: SuccessReply,
+    run: (operations, { companyId, id }) => operations.remove(companyId, id)
+  },
+  {
+    method: 'GET',
+    path: '/:id/deliveries',
+    operationId: 'webhookDeliveries',
+    adminOperationId: 'deploymentWebhookDeliveries',
+    summary: 'Recent delivery attempts and dead letters',
+    reply: DeliveriesReply,
+    run: (operations, { companyId, id }) => operations.history(companyId, id)
+  },
+  {
+    method: 'POST',
+    path: '/:id/replay',
+    operationId: 'replayWebhook',
+    adminOperationId: 'replayDeploymentWebhook',
+    summary: 'Deliver again every event after a stream sequence, or from a time',
+    body: ReplayRequest,
+    reply: WebhookReply,
+    run: (operations, { companyId, id, body }) => operations.replay(companyId, id, body)
+  },
+  {
+    method: 'POST',
+    path: '/:id/rotate-secret',
+    operationId: 'rotateWebhookSecret',
+    adminOperationId: 'rotateDeploymentWebhookSecret',
+    summary: 'A new signing secret (shown once); deliveries carry the old one\'s signature too for `overlapSeconds`',
+    body: WebhookSecretRotation,
+    optionalBody: true,
+    reply: WebhookSecretRotated,
+    run: (operations, { companyId, id, body }) => operations.rotateSecret(companyId, id, body)
+  }
+]
+
 /** A company's webhooks (scope `events`) and the deployment's (scope `admin`), one set of operations. */
 export function registerRoutes (app: FastifyInstance, operations: Operations): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply }
-  const company = { access: { scope: 'events' as const, company: 'params' as const } }
-  const base = '/api/whatsapp/sessions/:companyId/webhooks'
-  api.post(base, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Register a webhook for the company\'s events; the secret is shown once',
-      params: CompanyParams,
-      body: WebhookCreate,
-      response: { 200: WebhookCreated, ...errors }
-    }
-  }, async (request) => operations.create(request.principal!, request.params.companyId, request.body) as never)
-  api.get(base, {
-    config: company,
-    schema: { tags: TAGS, summary: 'The company\'s webhooks', params: CompanyParams, response: { 200: WebhooksList, ...errors } }
-  }, async (request) => operations.list(request.params.companyId) as never)
-  api.get(`${base}/:id`, {
-    config: company, schema: { tags: TAGS, summary: 'One webhook', params: WebhookParams, response: { 200: WebhookReply, ...errors } }
-  }, async (request) => operations.get(request.params.companyId, request.params.id) as never)
-  api.patch(`${base}/:id`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Change a webhook\'s URL or events, or pause and resume it',
-      params: WebhookParams,
-      body: WebhookUpdate,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.update(request.principal!, request.params.companyId, request.params.id, request.body) as never)
-  api.delete(`${base}/:id`, {
-    config: company, schema: { tags: TAGS, summary: 'Remove a webhook', params: WebhookParams, response: { ...errors } }
-  }, async (request) => operations.remove(request.params.companyId, request.params.id) as never)
-  api.get(`${base}/:id/deliveries`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Recent delivery attempts and dead letters',
-      params: WebhookParams,
-      response: { 200: DeliveriesReply, ...errors }
-    }
-  }, async (request) => operations.history(request.params.companyId, request.params.id) as never)
-  api.post(`${base}/:id/replay`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'Deliver again every event after a stream sequence, or from a time',
-      params: WebhookParams,
-      body: ReplayRequest,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.replay(request.params.companyId, request.params.id, request.body) as never)
-  api.post(`${base}/:id/rotate-secret`, {
-    config: company,
-    schema: {
-      tags: TAGS,
-      summary: 'A new signing secret (shown once); deliveries carry the old one\'s signature too for `overlapSeconds`',
-      params: WebhookParams,
-      body: WebhookSecretRotation,
-      response: { 200: WebhookSecretRotated, ...errors }
-    },
-    // Everything in the body is optional.
-    preValidation: async (request) => { request.body ??= {} }
-  }, async (request) => operations.rotateSecret(request.params.companyId, request.params.id, request.body) as never)
-
-  const admin = { access: { scope: 'admin' as const } }
-  api.post('/api/admin/webhooks', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Register a deployment-wide webhook: every company\'s events',
-      body: WebhookCreate,
-      response: { 200: WebhookCreated, ...errors }
-    }
-  }, async (request) => operations.create(request.principal!, null, request.body) as never)
-  api.get('/api/admin/webhooks', {
-    config: admin, schema: { tags: TAGS, summary: 'The deployment-wide webhooks', response: { 200: WebhooksList, ...errors } }
-  }, async () => operations.list(null) as never)
-  api.patch('/api/admin/webhooks/:id', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Change or pause a deployment-wide webhook',
-      params: AdminWebhookParams,
-      body: WebhookUpdate,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.update(request.principal!, null, request.params.id, request.body) as never)
-  api.delete('/api/admin/webhooks/:id', {
-    config: admin, schema: { tags: TAGS, summary: 'Remove a deployment-wide webhook', params: AdminWebhookParams, response: { ...errors } }
-  }, async (request) => operations.remove(null, request.params.id) as never)
-  api.get('/api/admin/webhooks/:id/deliveries', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Recent delivery attempts and dead letters',
-      params: AdminWebhookParams,
-      response: { 200: DeliveriesReply, ...errors }
-    }
-  }, async (request) => operations.history(null, request.params.id) as never)
-  api.post('/api/admin/webhooks/:id/replay', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'Deliver again from a stream sequence or a time',
-      params: AdminWebhookParams,
-      body: ReplayRequest,
-      response: { 200: WebhookReply, ...errors }
-    }
-  }, async (request) => operations.replay(null, request.params.id, request.body) as never)
-  api.post('/api/admin/webhooks/:id/rotate-secret', {
-    config: admin,
-    schema: {
-      tags: TAGS,
-      summary: 'A new signing secret for a deployment-wide webhook, with an overlap',
-      params: AdminWebhookParams,
-      body: WebhookSecretRotation,
-      response: { 200: WebhookSecretRotated, ...errors }
-    },
-    preValidation: async (request) => { request.body ??= {} }
-  }, async (request) => operations.rotateSecret(null, request.params.id, request.body) as never)
+  for (const route of WEBHOOK_ROUTES) {
+    const one = route.path.startsWith('/:id')
+    const serve = (deploymentWide: boolean) => app.route({
+      method: route.method,
+      url: `${deploymentWide ? '/api/admin/webhooks' : '/api/whatsapp/sessions/:companyId/webhooks'}${route.path}`,
+      config: {
+        access: deploymentWide ? { scope: 'admin' } : { scope: 'events', company: 'params' },
+        ...(route.optionalBody ? { optionalBody: true } : {})
+      },
+      schema: {
+        operationId: deploymentWide ? route.adminOperationId : route.operationId,
+        tags: TAGS,
+        summary: route.summary,
+        ...(deploymentWide ? (one ? { params: AdminWebhookParams } : {}) : { params: one ? WebhookParams : CompanyParams }),
+        ...(route.body ? { body: route.body } : {}),
+        // A company's route answers 404 for a company its credential does not cover (documented from its access policy).
+        response: { 200: route.reply, ...(one ? { 404: errorAnswer('No such webhook (`NOT_FOUND`)') } : {}) }
+      },
+      handler: async (request: FastifyRequest) => {
+        const params = request.params as { companyId?: string, id?: string }
+        return route.run(operations, {
+          by: request.principal!,
+          companyId: deploymentWide ? null : params.companyId!,
+          id: params.id ?? '',
+          body: request.body as never
+        })
+      }
+    })
+    serve(false)
+    serve(true)
+  }
 }
