@@ -4,6 +4,7 @@ import type { FastifySchema, RouteOptions } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { ErrorReply } from '../../contracts/index.ts'
+import { serveAsyncApi } from '../docs/asyncapi.ts'
 
 export const DOCS_PREFIX = '/docs'
 
@@ -109,5 +110,6 @@ export default fp(async (app) => {
   await app.register(async (docs) => {
     docs.addHook('onRoute', (route) => { route.config = { ...route.config, access: 'public' } })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX })
+    serveAsyncApi(docs)
   })
 }, { name: 'docs' })
