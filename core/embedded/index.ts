@@ -31,7 +31,7 @@ export async function startEmbeddedServices (
       log.info({ natsUrl }, 'NATS_URL is unset: started an embedded nats-server with JetStream')
     }
     if (!databaseUrl && need.postgres) {
-      const postgres = await startEmbeddedPostgres(join(config.dataDir, 'pg'), log)
+      const postgres = await startEmbeddedPostgres(join(config.dataDir, 'pg'), log, config.embeddedStartTimeoutMs)
       stops.push(postgres.stop)
       databaseUrl = postgres.url
       log.info({ databaseUrl: databaseUrl.replace(/:[^:@/]+@/, ':***@') }, 'DATABASE_URL is unset: started an embedded PostgreSQL')

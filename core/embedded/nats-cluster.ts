@@ -49,14 +49,7 @@ export async function startNatsCluster (options: {
       stop: async (kill = false) => {
         const current = running
         running = undefined
-        if (!current) return
-        if (kill) {
-          current.process.kill('SIGKILL')
-          const ended = current.process.exitCode !== null || current.process.signalCode !== null
-          if (!ended) await new Promise((resolve) => current.process.once('exit', resolve))
-        } else {
-          await current.stop()
-        }
+        await (kill ? current?.kill() : current?.stop())
       },
       running: () => running !== undefined
     }
