@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts'
 import app, { createServer } from './app.ts'
 import { startEmbeddedServices } from './embedded/index.ts'
 import { createLogger } from './logger.ts'
+import { onShutdownSignals, SHUTDOWN_SIGNALS } from './shutdown-signals.ts'
 import type { PluginModule } from './plugin-set.ts'
 import { telemetryHandle } from './telemetry-handle.ts'
 import { withAdminKey } from './access/admin-key.ts'
@@ -53,10 +54,23 @@ export async function serve (options: ServeOptions): Promise<void> {
     return closing
   }
 
-  closeWithGrace({ delay: config.shutdownTimeoutMs, logger: log }, async ({ signal, err }) => {
+  // close-with-grace bounds the shutdown and handles errors and the other signals; SIGINT and SIGTERM are
+  // handled here, where a copy of the same Ctrl-C is told from a second one (core/shutdown-signals.ts).
+  let requestedBy: NodeJS.Signals | undefined
+  const grace = closeWithGrace({ delay: config.shutdownTimeoutMs, logger: log, skip: [...SHUTDOWN_SIGNALS] }, async ({ signal, err }) => {
     if (err) log.error({ err }, 'shutting down after an uncaught error')
-    else log.info({ signal }, 'shutting down')
+    else log.info({ signal: signal ?? requestedBy }, 'shutting down')
     await shutdown()
+  })
+  onShutdownSignals({
+    shutdown: (signal) => {
+      requestedBy = signal
+      grace.close()
+    },
+    again: (signal) => {
+      log.warn({ signal }, 'signalled again: exiting before the shutdown has finished')
+      process.exit(1)
+    }
   })
 
   try {
