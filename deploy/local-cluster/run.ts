@@ -1,19 +1,22 @@
 /**
  * `npm run cluster`: a whole deployment on this machine without Docker: three nats-server nodes
- * clustered with JetStream, one PostgreSQL, three gateway replicas connected to every node, and with
+ * clustered with JetStream, one PostgreSQL, three gateway replicas (CLUSTER_REPLICAS) connected to every node, and with
  * WA_SANDBOX=1 one WhatsApp simulator they all share. It prints the URLs and the admin key, and stops
  * everything on Ctrl-C or SIGTERM, leaving no process behind. State lives under DATA_DIR/cluster.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import pino from 'pino'
+import { startCompanion, type Companion } from '../../core/embedded/companion.ts'
 import { startNatsCluster } from '../../core/embedded/nats-cluster.ts'
 import { startEmbeddedPostgres } from '../../core/embedded/postgres.ts'
 import { GATEWAY_NODE_FLAGS } from '../../core/node-flags.ts'
+import { onShutdownSignals } from '../../core/shutdown-signals.ts'
 
-const REPLICAS = 3
+const REPLICAS = Number(process.env.CLUSTER_REPLICAS ?? 3)
+/** Past a replica's own bounded shutdown (SHUTDOWN_TIMEOUT_MS, 10 s by default). */
+const REPLICA_STOP_GRACE_MS = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10_000) + 5_000
 const BASE_PORT = Number(process.env.CLUSTER_BASE_PORT ?? 3001)
 const CONTROL_PORT = Number(process.env.SANDBOX_CONTROL_PORT ?? 3100)
 const sandbox = ['1', 'true'].includes(process.env.WA_SANDBOX ?? '')
@@ -32,24 +35,28 @@ async function kept (name: string, make: () => string): Promise<string> {
 
 await mkdir(dataDir, { recursive: true })
 const stops: (() => Promise<void>)[] = []
-const children: ChildProcess[] = []
-let stopping = false
-async function stopAll (code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true
+const replicas: Companion[] = []
+let stopping: Promise<void> | undefined
+/**
+ * Every process here is a companion (core/embedded/companion.ts): Ctrl-C reaches this runner only, which
+ * stops the replicas first (they hand their companies over while NATS and PostgreSQL still serve), then the
+ * services under them; and were this runner killed, its companions would still end with it.
+ */
+function stopAll (): Promise<void> {
+  stopping ??= (async () => {
     log.info('stopping the cluster')
-    // Replicas first (they hand their companies over), then the services under them.
-    await Promise.all(children.map((child) => new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve(undefined)
-      child.once('exit', resolve)
-      child.kill('SIGTERM')
-    })))
+    await Promise.all(replicas.map((replica) => replica.stop()))
     for (const stop of stops.reverse()) await stop().catch((err: unknown) => log.warn({ err }, 'a service did not stop cleanly'))
-  }
-  process.exit(code)
+  })()
+  return stopping
 }
-process.on('SIGINT', () => { void stopAll(0) })
-process.on('SIGTERM', () => { void stopAll(0) })
+onShutdownSignals({
+  shutdown: () => { void stopAll().then(() => process.exit(0)) },
+  again: (signal) => {
+    log.warn({ signal }, 'signalled again: exiting at once; the cluster\'s processes end with this one')
+    process.exit(1)
+  }
+})
 
 try {
   const cluster = await startNatsCluster({ dir: join(dataDir, 'nats') })
@@ -74,7 +81,11 @@ try {
   }
 
   for (let index = 0; index < REPLICAS; index++) {
-    const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, '--import', './core/telemetry.ts', 'plugins/server.ts'], {
+    const args = [...GATEWAY_NODE_FLAGS, '--import', './core/telemetry.ts', 'plugins/server.ts']
+    const replica = startCompanion(process.execPath, args, {
+      stopSignal: 'SIGTERM',
+      stopGraceMs: REPLICA_STOP_GRACE_MS,
+      output: 'inherit',
       env: {
         ...process.env,
         WA_SANDBOX: '',
@@ -86,11 +97,12 @@ try {
         ADMIN_API_KEY: adminKey,
         AUTH_STATE_KEYS: authStateKeys,
         ...sandboxEnv
-      },
-      stdio: ['ignore', 'inherit', 'inherit']
+      }
     })
-    child.once('exit', (code, signal) => { if (!stopping) log.warn({ replica: index + 1, code, signal }, 'a replica ended') })
-    children.push(child)
+    replica.process.once('exit', (code, signal) => {
+      if (!stopping) log.warn({ replica: index + 1, code, signal }, 'a replica ended')
+    })
+    replicas.push(replica)
   }
   const urls = Array.from({ length: REPLICAS }, (_, index) => `http://localhost:${BASE_PORT + index}`)
   process.stdout.write([
@@ -106,5 +118,6 @@ try {
   ].join('\n') + '\n')
 } catch (err) {
   log.error({ err }, 'the cluster did not start')
-  await stopAll(1)
+  await stopAll()
+  process.exit(1)
 }
