@@ -70,6 +70,20 @@ export function pidsNamed (command: string): number[] {
   })
 }
 
+/**
+ * The processes of this machine whose command line mentions `path` (Linux /proc): what a gateway started
+ * for a DATA_DIR (nats-server -sd <dir>/nats, postgres -D <dir>/pg), whoever their parent is now.
+ */
+export function processesUsing (path: string): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return pid !== process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(path))
+    } catch {
+      return false
+    }
+  })
+}
+
 /** CPU time (ms) of every process of this machine running `command` (nats-server, postgres). */
 export function cpuMsOfAll (command: string): number {
   return pidsNamed(command).reduce((sum, pid) => sum + cpuMsOf(pid), 0)

@@ -97,17 +97,24 @@ export async function startSandboxReplica (options: {
   }
 }
 
-/** Initializes a company, scans its QR with the simulated phone and waits until it is connected. */
-export async function linkSandboxCompany (replica: SandboxReplica, companyId: string): Promise<void> {
+/**
+ * Initializes a company, scans its QR with the simulated phone and waits until it is connected. Any
+ * sandbox gateway will do: one of startSandboxReplica's, or one with an admin key of its own (`headers`).
+ */
+export async function linkSandboxCompany (
+  replica: Pick<SandboxReplica, 'url' | 'controlUrl'>,
+  companyId: string,
+  headers: Record<string, string> = SANDBOX_ADMIN_HEADERS
+): Promise<void> {
   const initializeUrl = `${replica.url}/api/whatsapp/sessions/${companyId}/initialize`
-  const init = await fetch(initializeUrl, { method: 'POST', headers: SANDBOX_ADMIN_HEADERS })
+  const init = await fetch(initializeUrl, { method: 'POST', headers })
   const { qr } = await init.json() as { qr?: string }
   if (!qr) throw new Error(`no QR for ${companyId}`)
   await fetch(`${replica.controlUrl}/scan`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ qr, phone: SANDBOX_LINKED_PHONE })
   })
   for (let i = 0; i < 100; i++) {
-    const response = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/status`, { headers: SANDBOX_ADMIN_HEADERS })
+    const response = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/status`, { headers })
     const status = await response.json() as { connected?: boolean }
     if (status.connected) return
     await new Promise((resolve) => setTimeout(resolve, 100))
