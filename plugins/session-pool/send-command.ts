@@ -76,7 +76,7 @@ export function declareSendCommand (app: FastifyInstance): void {
         idempotencyKey,
         details: {
           ...(message ? { text: message } : {}),
-          ...(media ? { media: { kind: media.kind, objectId: media.objectId } } : {}),
+          ...(media ? { media: { kind: media.kind, objectId: media.objectId! } } : {}),
           ...(location ? { location } : {}),
           ...(contact ? { contact: { name: contact.name, ...(contact.phones ? { phones: contact.phones } : {}) } } : {}),
           ...(quoted ? { quotedMessageId: quoted.id } : {}),
