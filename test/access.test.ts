@@ -309,7 +309,7 @@ t.test('the API limit: a key accepted before has its own budget; made-up keys co
   t.equal((await get(key)).statusCode, 200, 'the known key is not held back by them')
 })
 
-t.test('message history and lookups need events, as README says: read alone is refused', async (t) => {
+t.test('message history and lookups need events, as docs/access.md says: read alone is refused', async (t) => {
   const app = await build(t, { config: ACCESS_ON })
   const companyId = uniqueName('a')
   const readOnly = await createKey(app, [companyId], ['read'])

@@ -15,7 +15,7 @@ import { publishEvent } from './helpers/publish-event.ts'
 // replica through a TCP proxy the test can cut, to drop the page's WebSocket.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-/** README shows these. */
+/** docs/dashboard.md shows these. */
 const SCREENSHOTS = 'test/screenshots'
 const CONTACT = '79111111111'
 const STEP_MS = 20_000
