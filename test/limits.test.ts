@@ -62,10 +62,12 @@ t.test('WebSocket: a client that does not read is closed with 1013 and can resum
 t.test('linking events are purged from the stream once no longer valid; other events stay', async (t) => {
   const app = await build(t, { config: { disabledPlugins: CORE_ONLY } })
   const companyId = uniqueName('acme')
+  const before = await app.events.lastSequence()
   app.events.publish(companyId, 'qr', qrData('old'))
   app.events.publish(companyId, 'pairing_code', pairingCodeData('ABCD1234'))
   app.events.publish(companyId, 'message', messageData({ text: 'stays' }))
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // publish() stores in the background: the purge below must come after all three are in the stream (the app's own).
+  t.ok(await waitFor(async () => await app.events.lastSequence() >= before + 3, 5_000), 'all three stored')
   await app.events.purgeLinking(await app.events.lastSequence() + 1)
   const types: string[] = []
   const follower = await app.events.follow(app.subjects.event(companyId, '>'), 0, (event) => types.push(event.type))

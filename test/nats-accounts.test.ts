@@ -17,6 +17,8 @@ import { waitFor } from './helpers/wait.ts'
 
 const PASSWORDS = { gateway: 'gw-secret', backend: 'backend-secret' }
 const PHONE = '79001234567'
+/** How long a refusal the server reports on the connection may take to arrive (it is usually there at once). */
+const PERMISSION_ERROR_MS = 5_000
 
 /** deploy/nats/tenants.ts, as README tells an operator to run it. */
 function tenantsCommand (...args: string[]): string {
@@ -87,8 +89,8 @@ async function refused (nc: NatsConnection, attempt: () => Promise<unknown>): Pr
   } catch (err) {
     if (/permission/i.test(String(err)) || /permission/i.test(String((err as Error).cause))) return true
   }
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  return errors.some((error) => /permission/i.test(error))
+  // The server reports a refused publish or subscription on the connection, a moment later.
+  return waitFor(() => errors.some((error) => /permission/i.test(error)), PERMISSION_ERROR_MS)
 }
 
 /** Every event a tenant's own stream holds, read through a consumer of its own. */

@@ -4,6 +4,7 @@ import { headers as natsHeaders } from '@nats-io/nats-core'
 import { createGatewayClient } from '../contracts/index.ts'
 import { uniqueName } from './helpers/services.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
+import { waitFor } from './helpers/wait.ts'
 
 t.test('an idempotency key (body, Nats-Msg-Id, Idempotency-Key header) returns the first result instead of sending again', async (t) => {
   const settings = await sessionCluster(t)
@@ -97,12 +98,14 @@ t.test('a send that WhatsApp does not take in time fails with TIMEOUT and accept
   t.equal(whileStuck.statusCode, 409, 'a repeat while it is still pending')
   t.match(whileStuck.json(), { error: { code: 'IN_PROGRESS', retryAfter: Number } })
   release()
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  const late = await replica.app.inject({
+  // The released send finishes on its own time; until its outcome is recorded a repeat is still IN_PROGRESS (and sends nothing).
+  const repeat = () => replica.app.inject({
     method: 'POST',
     url: `/api/whatsapp/sessions/${companyId}/send`,
     payload: { phone: '79001234567', message: 'медленно', idempotencyKey: 'slow-1' }
   })
+  let late = await repeat()
+  t.ok(await waitFor(async () => (late = await repeat()).statusCode !== 409, 5_000, 100), 'no longer in progress')
   t.equal(late.statusCode, 200)
   t.match(late.json(), { duplicate: true, accepted: true, messageId: /^3EB0/ }, 'the late outcome was recorded')
   t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.filter((item) => item.text === 'медленно').length, 1,

@@ -4,6 +4,7 @@ import type { BinaryNode } from '@whiskeysockets/baileys'
 import { Directory, lidOf } from '../simulator/accounts.ts'
 import type { Connection } from '../simulator/connections.ts'
 import { Mailbox, type InboundMessage } from '../simulator/mailbox.ts'
+import { waitFor } from './helpers/wait.ts'
 
 // The mailbox's bookkeeping, stanza by stanza, with the stanzas Baileys sends (messages-recv.js
 // handleMessage: a receipt for a message it decrypted, a retry receipt then an error ack for one it
@@ -105,7 +106,8 @@ t.test('a retry receipt (the device could not decrypt) does not forget the messa
   })
   const refusal = { id: failed.id, class: 'message', error: '500', to: `${CLIENT}@s.whatsapp.net` }
   mailbox.acknowledged(live.connection, { tag: 'ack', attrs: refusal })
-  await new Promise((resolve) => setTimeout(resolve, 1_300))
+  // Sent again a second after the refusal (REDELIVERY_DELAY_MS), by a timer: waited for, not slept on.
+  t.ok(await waitFor(() => live.messageIds().length >= 2, 5_000), 'something sent again')
   t.same(live.messageIds(), [failed.id, failed.id], 'sent again on the same connection after the refusal')
   // A media re-upload request is no acknowledgement either.
   mailbox.receipted(live.connection, receipt(failed.id, `${CLIENT}@s.whatsapp.net`, 'server-error'))
