@@ -13,8 +13,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /**
  * The core's settings: connections, HTTP, shutdown and the event stream. Each plugin declares its
- * own table (`settings` in its public module) and receives those values as its options; README's
- * configuration section lists every table, and no other module reads process.env.
+ * own table (`settings` in its public module) and receives those values as its options;
+ * docs/configuration.md (generated from them) lists every table, and no other module reads process.env.
  */
 export const CORE_SETTINGS = defineSettings({
   natsUrl: {

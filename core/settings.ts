@@ -13,7 +13,7 @@ export class ConfigError extends Error {
 
 export type Env = Record<string, string | undefined>
 
-/** One environment variable: how it is documented, parsed and defaulted. README's configuration table lists every one. */
+/** One environment variable: how it is documented, parsed and defaulted. docs/configuration.md (npm run docs:config) lists every one. */
 export interface Setting<T> {
   env: string
   describe: string
