@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './helpers/services.ts'
@@ -15,8 +17,13 @@ import { publishEvent } from './helpers/publish-event.ts'
 // replica through a TCP proxy the test can cut, to drop the page's WebSocket.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-/** docs/dashboard.md shows these. */
-const SCREENSHOTS = 'test/screenshots'
+/**
+ * docs/dashboard.md shows the screenshots in test/screenshots; UPDATE_SCREENSHOTS=1 writes them there.
+ * Otherwise they go to a temporary folder, removed at the end, so a test run changes no tracked file.
+ */
+const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
+const SCREENSHOTS = UPDATE_SCREENSHOTS ? 'test/screenshots' : await mkdtemp(join(tmpdir(), 'wa-screenshots-'))
+if (!UPDATE_SCREENSHOTS) t.teardown(() => rm(SCREENSHOTS, { recursive: true, force: true }))
 const CONTACT = '79111111111'
 const STEP_MS = 20_000
 const AXE = fileURLToPath(import.meta.resolve('axe-core/axe.min.js'))
