@@ -27,6 +27,23 @@ declare module 'libsignal' {
     decryptWhisperMessage (data: Buffer): Promise<Buffer>
     hasOpenSession (): Promise<boolean>
   }
+  /** What a pre-key bundle gives a session builder (libsignal's `device` argument to initOutgoing). */
+  export interface PreKeyBundle {
+    registrationId: number
+    identityKey: Buffer
+    signedPreKey: { keyId: number, publicKey: Buffer, signature: Buffer }
+    preKey?: { keyId: number, publicKey: Buffer }
+  }
+  export class SessionBuilder {
+    constructor (storage: SignalStorage, address: ProtocolAddress)
+    initOutgoing (bundle: PreKeyBundle): Promise<void>
+  }
+  /** Curve25519: key pairs with the 0x05-prefixed public key, XEdDSA signatures. */
+  export const curve: {
+    generateKeyPair: () => KeyPair
+    calculateSignature: (privateKey: Buffer, message: Buffer) => Buffer
+    verifySignature: (publicKey: Buffer, message: Buffer, signature: Buffer) => boolean
+  }
   export const keyhelper: {
     generateIdentityKeyPair: () => KeyPair
     generateRegistrationId: () => number

@@ -1,5 +1,9 @@
-import { keyhelper, ProtocolAddress, SessionCipher, type KeyPair, type SessionRecord, type SignalStorage } from 'libsignal'
+import {
+  curve, keyhelper, ProtocolAddress, SessionBuilder, SessionCipher, type KeyPair, type PreKeyBundle, type SessionRecord, type SignalStorage
+} from 'libsignal'
 import type { BinaryNode } from '@whiskeysockets/baileys'
+import { SenderKeyRing } from './sender-keys.ts'
+import { generateSigningKeyPair } from './xeddsa.ts'
 
 /** Signal's key type byte, as WhatsApp sends it in a pre-key bundle. */
 const KEY_TYPE_DJB = Buffer.from([5])
@@ -21,17 +25,26 @@ function wireKey (publicKey: Buffer): Buffer {
 
 export type CiphertextType = 'pkmsg' | 'msg'
 
+/** What libsignal's keyhelper makes, signed with the fast identity key: the key pair and its signature by the identity. */
+function signedPreKey (identity: ReturnType<typeof generateSigningKeyPair>): { keyId: number, keyPair: KeyPair, signature: Buffer } {
+  const keyPair = curve.generateKeyPair()
+  return { keyId: SIGNED_PRE_KEY_ID, keyPair, signature: identity.sign(keyPair.pubKey) }
+}
+
 /**
  * The Signal identity of one simulated device (a contact's phone): the keys WhatsApp's server
  * hands out in pre-key bundles, and the sessions that clients open with it. Everything is in memory.
  */
 export class SignalDevice {
-  readonly #identity: KeyPair = keyhelper.generateIdentityKeyPair()
+  // Signed natively (xeddsa.ts): a group of hundreds of simulated devices is made in milliseconds.
+  readonly #identity = generateSigningKeyPair()
   readonly #registrationId = keyhelper.generateRegistrationId()
-  readonly #signedPreKey = keyhelper.generateSignedPreKey(this.#identity, SIGNED_PRE_KEY_ID)
+  readonly #signedPreKey = signedPreKey(this.#identity)
   readonly #preKeys = new Map<number, KeyPair>()
   readonly #sessions = new Map<string, SessionRecord>()
   #nextPreKeyId = 1
+  /** The group sender keys this device received (SKDMs), by group and sending device. */
+  readonly senderKeys = new SenderKeyRing()
 
   readonly #storage: SignalStorage = {
     loadSession: async (address) => this.#sessions.get(address),
@@ -42,7 +55,7 @@ export class SignalDevice {
     removePreKey: async (id) => { this.#preKeys.delete(id) },
     loadSignedPreKey: async (id) => id === this.#signedPreKey.keyId ? this.#signedPreKey.keyPair : undefined,
     getOurRegistrationId: () => this.#registrationId,
-    getOurIdentity: () => this.#identity
+    getOurIdentity: (): KeyPair => ({ pubKey: this.#identity.pubKey, privKey: this.#identity.privKey })
   }
 
   /** A pre-key bundle for `jid`, as the server answers `iq xmlns=encrypt`; each bundle uses up a one-time pre-key. */
@@ -87,6 +100,11 @@ export class SignalDevice {
   /** Whether `peer` has opened a session with us (only then can we write to it encrypted). */
   hasSession (peer: { user: string, device: number }): boolean {
     return this.#sessions.get(new ProtocolAddress(peer.user, peer.device).toString())?.haveOpenSession() ?? false
+  }
+
+  /** Opens a session to `peer` from its keys (a bundle without a one-time pre-key): what the device then writes goes as pkmsg. */
+  async openSession (peer: { user: string, device: number }, bundle: PreKeyBundle): Promise<void> {
+    await new SessionBuilder(this.#storage, new ProtocolAddress(peer.user, peer.device)).initOutgoing(bundle)
   }
 
   async encrypt (peer: { user: string, device: number }, plaintext: Buffer): Promise<{ type: CiphertextType, ciphertext: Buffer }> {
