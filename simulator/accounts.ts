@@ -45,6 +45,8 @@ export interface ReceivedMessage {
   media?: ReceivedMedia
   /** For a reaction: the message reacted to and the emoji ('' removes a reaction). */
   reaction?: { messageId: string, emoji: string, fromMe: boolean }
+  /** The JIDs the message mentions (`contextInfo.mentionedJid`), when it mentions anyone. */
+  mentions?: string[]
 }
 
 export interface ReceivedMedia {
@@ -71,6 +73,17 @@ export interface DeviceReceipt {
 }
 
 /**
+ * The keys a linked device registered with when it was linked (the `devicePairingData` of its
+ * first handshake): with them a contact opens a Signal session to it, as with a pre-key bundle
+ * whose one-time pre-keys have run out.
+ */
+export interface RegisteredKeys {
+  registrationId: number
+  identityKey: Buffer
+  signedPreKey: { keyId: number, publicKey: Buffer, signature: Buffer }
+}
+
+/**
  * A WhatsApp account: its phone (device 0, which has a Signal identity and receives messages), the
  * account key it signs linked devices with, and what it received.
  */
@@ -94,11 +107,37 @@ export class Account {
   readonly presences: { from: string, state: string, at: number }[] = []
   /** The account's own availability, as its linked devices last announced it. */
   availability: 'available' | 'unavailable' | undefined
+  /** Simulated devices besides the phone (the contact's WhatsApp Web or desktop), by device number. */
+  readonly companions = new Map<number, SignalDevice>()
+  /** The keys each linked device registered with, by device number. */
+  readonly registeredKeys = new Map<number, RegisteredKeys>()
+  /** The privacy setting "who can add me to groups": `nobody` makes adds fail with 403 (an invitation instead). */
+  groupAdd: 'all' | 'nobody' = 'all'
+  /** The name the account shows others (`notify` on its messages), if set. */
+  pushName: string | undefined
 
   constructor (phone: string, registered: boolean) {
     this.phone = phone
     this.registered = registered
     this.lid = lidOf(phone)
+  }
+
+  /** The simulated device with this number: the phone, or a companion. */
+  simulatedDevice (device: number): SignalDevice | undefined {
+    return device === PHONE_DEVICE ? this.phoneDevice : this.companions.get(device)
+  }
+
+  /** Every simulated device of the account, the phone first. */
+  simulatedDevices (): { device: number, signal: SignalDevice }[] {
+    return [{ device: PHONE_DEVICE, signal: this.phoneDevice }, ...[...this.companions].map(([device, signal]) => ({ device, signal }))]
+  }
+
+  /** Adds a simulated companion device; it counts among the linked devices, as WhatsApp numbers them. */
+  addCompanion (): number {
+    this.linkedDevices++
+    const device = this.linkedDevices + 1
+    this.companions.set(device, new SignalDevice())
+    return device
   }
 }
 

@@ -14,7 +14,7 @@ import { stanzaId, unixNow, unixSeconds } from './stanzas.ts'
  * A contact's phone reports delivery this long after the server took the message, as a real one
  * does: a receipt in the same instant as the send would be folded by Baileys into the sent message.
  */
-const DELIVERY_RECEIPT_DELAY_MS = 50
+export const DELIVERY_RECEIPT_DELAY_MS = 50
 
 /** A media message's file as the phones on both ends know it: what a re-upload needs. */
 interface KnownMedia {
@@ -66,10 +66,13 @@ export class Contacts {
     for (const to of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
       const enc = getBinaryNodeChild(to, 'enc')
       const resolved = this.#directory.resolve(to.attrs.jid ?? '')
-      if (!enc || !resolved || resolved.device !== PHONE_DEVICE || !(enc.content instanceof Uint8Array)) continue
+      const device = resolved?.account.simulatedDevice(resolved.device)
+      if (!enc || !resolved || !device || !(enc.content instanceof Uint8Array)) continue
       try {
-        const padded = await resolved.account.phoneDevice.decrypt(sender, enc.attrs.type as CiphertextType, Buffer.from(enc.content))
+        const padded = await device.decrypt(sender, enc.attrs.type as CiphertextType, Buffer.from(enc.content))
         const message = proto.Message.decode(unpadRandomMax16(padded))
+        // A contact's companion keeps its session; the contact's phone records the message once.
+        if (resolved.device !== PHONE_DEVICE) continue
         // The sender's own phone gets a copy of what it sent (a device-sent message); only contacts record it.
         if (resolved.account.phone === sender.user) continue
         // An edit or a deletion for everyone changes a message the contact already has.
@@ -77,7 +80,7 @@ export class Contacts {
           delivered.add(resolved.account.phone)
           continue
         }
-        resolved.account.received.push(describe(id, deviceName(sender), message, (kind, content) => this.#openMedia(id, kind, content)))
+        resolved.account.received.push(this.describe(id, deviceName(sender), message))
         delivered.add(resolved.account.phone)
         this.#record('message', `${deviceName(sender)} → ${resolved.account.phone} ${id}`)
       } catch (err) {
@@ -95,6 +98,11 @@ export class Contacts {
         else this.#mailbox.keep(deviceName(sender), { node: receipt })
       }
     }, DELIVERY_RECEIPT_DELAY_MS).unref()
+  }
+
+  /** What a contact's phone records of a message it decrypted; a media message's file is fetched and checked. */
+  describe (id: string, from: string, message: proto.IMessage): ReceivedMessage {
+    return describe(id, from, message, (kind, content) => this.#openMedia(id, kind, content))
   }
 
   /** A linked device shows a contact that its user is typing, recording or paused (`<chatstate>`). */
@@ -300,7 +308,7 @@ function requestOpens (node: BinaryNode, messageId: string, mediaKey: Uint8Array
  * An edit (MESSAGE_EDIT) or a deletion for everyone (REVOKE) of a message the contact has: applied
  * to it; true when the message was one of those.
  */
-function applyProtocolMessage (received: ReceivedMessage[], message: proto.IMessage): boolean {
+export function applyProtocolMessage (received: ReceivedMessage[], message: proto.IMessage): boolean {
   const protocol = message.protocolMessage
   if (!protocol?.key?.id) return false
   const target = received.find((entry) => entry.id === protocol.key!.id)
@@ -322,14 +330,18 @@ function describe (
 ): ReceivedMessage {
   const at = Date.now()
   const context = message.extendedTextMessage?.contextInfo ?? message.imageMessage?.contextInfo ?? message.locationMessage?.contextInfo ??
-    message.contactMessage?.contextInfo ?? message.documentMessage?.contextInfo
-  const quoted = context?.stanzaId ? { quotedMessageId: context.stanzaId } : {}
+    message.contactMessage?.contextInfo ?? message.documentMessage?.contextInfo ?? message.videoMessage?.contextInfo
+  // The message it replies to, and whom it mentions.
+  const references = {
+    ...(context?.stanzaId ? { quotedMessageId: context.stanzaId } : {}),
+    ...(context?.mentionedJid?.length ? { mentions: [...context.mentionedJid] } : {})
+  }
   for (const kind of MEDIA_KINDS) {
     const content = message[MESSAGE_FIELD[kind]] as MediaContent | null | undefined
-    if (content) return { id, from, at, kind: 'media', media: openMedia(kind, content), ...quoted }
+    if (content) return { id, from, at, kind: 'media', media: openMedia(kind, content), ...references }
   }
   const text = message.conversation ?? message.extendedTextMessage?.text
-  if (typeof text === 'string') return { id, from, at, kind: 'text', text, ...quoted }
+  if (typeof text === 'string') return { id, from, at, kind: 'text', text, ...references }
   const location = message.locationMessage
   if (location) {
     return {
@@ -337,7 +349,7 @@ function describe (
       from,
       at,
       kind: 'location',
-      ...quoted,
+      ...references,
       location: {
         latitude: location.degreesLatitude ?? 0,
         longitude: location.degreesLongitude ?? 0,
@@ -347,7 +359,9 @@ function describe (
     }
   }
   const contact = message.contactMessage ?? message.contactsArrayMessage?.contacts?.[0]
-  if (contact) return { id, from, at, kind: 'contact', contact: { name: contact.displayName ?? '', vcard: contact.vcard ?? '' }, ...quoted }
+  if (contact) {
+    return { id, from, at, kind: 'contact', contact: { name: contact.displayName ?? '', vcard: contact.vcard ?? '' }, ...references }
+  }
   const reaction = message.reactionMessage
   if (reaction) {
     const reacted = { messageId: reaction.key?.id ?? '', emoji: reaction.text ?? '', fromMe: Boolean(reaction.key?.fromMe) }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import {
   Curve, getBinaryNodeChildBuffer, hmacSign, jidDecode, proto, S_WHATSAPP_NET, WA_ADV_ACCOUNT_SIG_PREFIX, type BinaryNode
 } from '@whiskeysockets/baileys'
-import type { Directory } from './accounts.ts'
+import type { Directory, RegisteredKeys } from './accounts.ts'
 import type { Connection } from './connections.ts'
 import type { Recorder } from './log.ts'
 import { PrimaryPairing } from './pairing-code.ts'
@@ -41,6 +41,8 @@ export class Linking {
   readonly #directory: Directory
   readonly #record: Recorder
   readonly #options: { qrRefs?: number }
+  /** The keys each unlinked connection registers with (its handshake's pairing data), until it is linked. */
+  readonly #registrations = new WeakMap<Connection, RegisteredKeys>()
 
   constructor (directory: Directory, record: Recorder, options: { qrRefs?: number }) {
     this.#directory = directory
@@ -49,7 +51,9 @@ export class Linking {
   }
 
   /** An unlinked client connected: it gets QR references to show, one after the other. */
-  offerQr (connection: Connection): void {
+  offerQr (connection: Connection, registration?: proto.ClientPayload.IDevicePairingRegistrationData | null): void {
+    const keys = registration ? registeredKeys(registration) : undefined
+    if (keys) this.#registrations.set(connection, keys)
     const refs = Array.from({ length: this.#options.qrRefs ?? DEFAULT_QR_REFS }, () => `2@${randomBytes(32).toString('base64')}`)
     for (const ref of refs) this.#waitingForScan.set(ref, connection)
     connection.send({
@@ -174,6 +178,8 @@ export class Linking {
     const hmac = hmacSign(details, advSecret)
     const device = keyIndex + 1
     account.knownDevices.add(device)
+    const keys = this.#registrations.get(waiting)
+    if (keys) account.registeredKeys.set(device, keys)
     waiting.send({
       tag: 'iq',
       attrs: { from: S_WHATSAPP_NET, type: 'set', id: stanzaId() },
@@ -194,5 +200,21 @@ export class Linking {
       waiting.socket.close()
     }, RESTART_AFTER_PAIRING_MS)
     return `${phoneNumber}:${device}`
+  }
+}
+
+/** Signal keys travel without the 0x05 type prefix that libsignal expects. */
+const withKeyType = (key: Uint8Array) => Buffer.concat([Buffer.from([5]), key])
+
+/** The keys in a registering client's pairing data (Baileys' `generateRegistrationNode`), if complete. */
+function registeredKeys (data: proto.ClientPayload.IDevicePairingRegistrationData): RegisteredKeys | undefined {
+  const { eRegid, eIdent, eSkeyId, eSkeyVal, eSkeySig } = data
+  if (eRegid?.length !== 4 || eIdent?.length !== 32 || eSkeyId?.length !== 3 || eSkeyVal?.length !== 32 || eSkeySig?.length !== 64) {
+    return undefined
+  }
+  return {
+    registrationId: Buffer.from(eRegid).readUInt32BE(0),
+    identityKey: withKeyType(eIdent),
+    signedPreKey: { keyId: Buffer.from(eSkeyId).readUIntBE(0, 3), publicKey: withKeyType(eSkeyVal), signature: Buffer.from(eSkeySig) }
   }
 }

@@ -1,6 +1,6 @@
 import { getBinaryNodeChild, getBinaryNodeChildren, proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
 import type { MediaKind } from './media.ts'
-import { deviceName, userJid, type Directory } from './accounts.ts'
+import { deviceName, userJid, type DeviceAddress, type Directory } from './accounts.ts'
 import type { Connection } from './connections.ts'
 import type { Recorder } from './log.ts'
 
@@ -30,13 +30,26 @@ export interface ContactMedia {
   expired?: boolean
 }
 
+/** How a group message reaches a linked device: from the group, on behalf of the sending participant. */
+export interface GroupEnvelope {
+  /** The group's JID. */
+  jid: string
+  /** The sending device as a LID group names it (`<lid>@lid`, `<lid>:<device>@lid`), and its phone JID. */
+  participant: string
+  participantPn: string
+  /** The `<enc>` nodes for one device: the sender's key (pkmsg/msg) when the device lacks it, then the `skmsg`. */
+  encrypt: (device: DeviceAddress) => Promise<BinaryNode[]>
+}
+
 /**
  * A contact's message for a linked device, with the id and time (Unix seconds) WhatsApp gave it,
- * and its content as the phone encoded it.
+ * and its content as the phone encoded it; a group message says how it is wrapped for the group.
  */
-export type InboundMessage = Omit<InboundOptions, 'media'> & { id: string, at: number, content: proto.IMessage, mediaKind?: MediaKind }
-/** What WhatsApp keeps for an offline device: contacts' messages, and receipts for what it sent. */
-export type Kept = { message: InboundMessage } | { node: BinaryNode }
+export type InboundMessage = Omit<InboundOptions, 'media'> & {
+  id: string, at: number, content: proto.IMessage, mediaKind?: MediaKind, group?: GroupEnvelope
+}
+/** What WhatsApp keeps for an offline device: contacts' messages, receipts for what it sent, and group notifications. */
+export type Kept = { message: InboundMessage } | { node: BinaryNode } | { notification: BinaryNode }
 
 /** A message refused with an error ack is sent again this many times, this long after the refusal. */
 const REDELIVERIES_AFTER_ERROR = 5
@@ -45,11 +58,14 @@ const REDELIVERY_DELAY_MS = 1_000
 /** What a connection was sent and its device has not acknowledged yet. */
 interface Unacknowledged {
   messages: Map<string, InboundMessage>
-  /** By `<id>:<type>`, as the device's ack names a receipt. */
+  /** By `<id>:<type>:<participant>`, as the device's ack names a receipt. */
   receipts: Map<string, BinaryNode>
+  /** Notifications (group changes), by id. */
+  notifications: Map<string, BinaryNode>
 }
 
-const receiptKey = (id: string | undefined, type: string | undefined) => `${id ?? ''}:${type ?? 'delivery'}`
+/** A receipt as its ack names it: a group message gets one receipt per participant, under the same id. */
+const receiptKey = (attrs: Record<string, string | undefined>) => `${attrs.id ?? ''}:${attrs.type ?? 'delivery'}:${attrs.participant ?? ''}`
 
 /**
  * The receipt types with which a device says it has a message (Baileys, `handleMessage` and
@@ -59,6 +75,9 @@ const receiptKey = (id: string | undefined, type: string | undefined) => `${id ?
  * again: neither means it has the message.
  */
 const HAS_IT = new Set([undefined, 'inactive', 'sender', 'peer_msg', 'read', 'read-self', 'played', 'played-self'])
+
+/** Whether a device's receipt of this type says it has the message (delivered, read, played). */
+export const receiptMeansReceived = (type: string | undefined) => HAS_IT.has(type)
 
 /** The message ids a receipt names: its `id` and, for a batch, each `<list><item id>`. */
 export const receiptIds = (receipt: BinaryNode): string[] =>
@@ -99,9 +118,22 @@ export class Mailbox {
     this.#unacknowledgedOf(connection).messages.set(message.id, message)
     const contact = this.#directory.account(message.from)
     const device = connection.device!
-    const bytes = Buffer.from(proto.Message.encode(message.content).finish())
     // WhatsApp marks media on the stanza and on each <enc>, as clients do when they send it.
     const media = message.mediaKind ? (message.content.audioMessage?.ptt ? 'ptt' : message.mediaKind) : undefined
+    const common = {
+      id: message.id,
+      t: String(message.at),
+      type: media ? 'media' : 'text',
+      ...(message.pushName ? { notify: message.pushName } : {}),
+      ...(offline ? { offline: '1' } : {})
+    }
+    if (message.group) {
+      const { jid, participant, participantPn } = message.group
+      const attrs = { from: jid, participant, participant_pn: participantPn, addressing_mode: 'lid', ...common }
+      connection.send({ tag: 'message', attrs, content: await message.group.encrypt(device) })
+      return true
+    }
+    const bytes = Buffer.from(proto.Message.encode(message.content).finish())
     let payload: BinaryNode
     let encrypted = false
     // Encrypted only on a session the device opened by writing to the contact first (see PROTOCOL.md § 9).
@@ -112,25 +144,21 @@ export class Mailbox {
     } else {
       payload = { tag: 'plaintext', attrs: {}, content: bytes }
     }
-    connection.send({
-      tag: 'message',
-      attrs: {
-        from: message.byLid ? `${contact.lid}@lid` : userJid(contact.phone),
-        id: message.id,
-        t: String(message.at),
-        type: media ? 'media' : 'text',
-        ...(message.pushName ? { notify: message.pushName } : {}),
-        ...(offline ? { offline: '1' } : {})
-      },
-      content: [payload]
-    })
+    const from = message.byLid ? `${contact.lid}@lid` : userJid(contact.phone)
+    connection.send({ tag: 'message', attrs: { from, ...common }, content: [payload] })
     return encrypted
   }
 
   /** A receipt for what the device sent, kept until the device acknowledges it (like a message). */
   sendReceipt (connection: Connection, receipt: BinaryNode): void {
-    this.#unacknowledgedOf(connection).receipts.set(receiptKey(receipt.attrs.id, receipt.attrs.type), receipt)
+    this.#unacknowledgedOf(connection).receipts.set(receiptKey(receipt.attrs), receipt)
     connection.send(receipt)
+  }
+
+  /** A notification (a group change), kept until the device acknowledges it. */
+  sendNotification (connection: Connection, notification: BinaryNode): void {
+    this.#unacknowledgedOf(connection).notifications.set(notification.attrs.id, notification)
+    connection.send(notification)
   }
 
   /**
@@ -158,7 +186,9 @@ export class Mailbox {
       this.#refusals.delete(ack.attrs.id)
       unacknowledged?.messages.delete(ack.attrs.id)
     } else if (ack.attrs.class === 'receipt') {
-      unacknowledged?.receipts.delete(receiptKey(ack.attrs.id, ack.attrs.type))
+      unacknowledged?.receipts.delete(receiptKey(ack.attrs))
+    } else if (ack.attrs.class === 'notification') {
+      unacknowledged?.notifications.delete(ack.attrs.id)
     }
   }
 
@@ -173,8 +203,9 @@ export class Mailbox {
     const chat = this.#directory.resolve(receipt.attrs.to ?? '')
     for (const id of receiptIds(receipt)) {
       const message = unacknowledged.messages.get(id)
-      // The receipt names the chat the message came from (the contact's phone or LID).
-      if (!message || chat?.account.phone !== message.from) continue
+      // The receipt names the chat the message came from (the contact's phone or LID, or the group).
+      const fromThatChat = message?.group ? receipt.attrs.to === message.group.jid : chat?.account.phone === message?.from
+      if (!message || !fromThatChat) continue
       unacknowledged.messages.delete(id)
       this.#refusals.delete(id)
     }
@@ -186,6 +217,7 @@ export class Mailbox {
     if (!connection.device || !unacknowledged) return
     for (const message of unacknowledged.messages.values()) this.keep(deviceName(connection.device), { message })
     for (const node of unacknowledged.receipts.values()) this.keep(deviceName(connection.device), { node })
+    for (const notification of unacknowledged.notifications.values()) this.keep(deviceName(connection.device), { notification })
   }
 
   /** The device logged in on `connection`: it gets what was kept for it, marked offline, then how many (`<ib><offline>`). */
@@ -199,9 +231,11 @@ export class Mailbox {
   }
 
   async #sendKept (connection: Connection, name: string, waiting: Kept[]): Promise<void> {
+    const offline = (node: BinaryNode) => ({ ...node, attrs: { ...node.attrs, offline: '1' } })
     for (const kept of waiting) {
       if ('message' in kept) await this.sendMessage(connection, kept.message, true)
-      else this.sendReceipt(connection, { ...kept.node, attrs: { ...kept.node.attrs, offline: '1' } })
+      else if ('notification' in kept) this.sendNotification(connection, offline(kept.notification))
+      else this.sendReceipt(connection, offline(kept.node))
     }
     connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: String(waiting.length) } }] })
     if (waiting.length > 0) this.#record('inbound', `${waiting.length} kept messages handed to ${name}`)
@@ -210,7 +244,7 @@ export class Mailbox {
   #unacknowledgedOf (connection: Connection): Unacknowledged {
     let unacknowledged = this.#unacknowledged.get(connection)
     if (!unacknowledged) {
-      unacknowledged = { messages: new Map(), receipts: new Map() }
+      unacknowledged = { messages: new Map(), receipts: new Map(), notifications: new Map() }
       this.#unacknowledged.set(connection, unacknowledged)
     }
     return unacknowledged

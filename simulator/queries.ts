@@ -50,6 +50,10 @@ function usync (connection: Connection, query: BinaryNode, directory: Directory)
     }
     if (resolved && protocols.has('devices')) {
       const devices: BinaryNode[] = resolved.account.registered ? [{ tag: 'device', attrs: { id: String(PHONE_DEVICE) } }] : []
+      // A contact's simulated companions (WhatsApp Web, desktop) are devices of its own, each with a key index.
+      for (const device of resolved.account.companions.keys()) {
+        devices.push({ tag: 'device', attrs: { id: String(device), 'key-index': String(device - 1) } })
+      }
       // The asking device itself, as WhatsApp lists it; other linked devices of the account are not simulated as recipients.
       if (connection.device?.user === resolved.account.phone) {
         devices.push({ tag: 'device', attrs: { id: String(connection.device.device), 'key-index': LINKED_KEY_INDEX } })
@@ -61,10 +65,11 @@ function usync (connection: Connection, query: BinaryNode, directory: Directory)
   return { tag: 'usync', attrs: { ...query.attrs }, content: [{ tag: 'result', attrs: {} }, { tag: 'list', attrs: {}, content: answers }] }
 }
 
-/** One pre-key bundle per phone asked for; devices the simulator does not host are left out. */
+/** One pre-key bundle per simulated device asked for (phones, contacts' companions); other devices are left out. */
 function preKeyBundles (key: BinaryNode, directory: Directory): BinaryNode[] {
   return getBinaryNodeChildren(key, 'user').flatMap((user) => {
     const resolved = directory.resolve(user.attrs.jid ?? '')
-    return resolved?.device === PHONE_DEVICE && resolved.account.registered ? [resolved.account.phoneDevice.bundle(user.attrs.jid)] : []
+    const device = resolved?.account.registered ? resolved.account.simulatedDevice(resolved.device) : undefined
+    return device ? [device.bundle(user.attrs.jid)] : []
   })
 }

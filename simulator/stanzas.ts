@@ -21,3 +21,12 @@ export function iqBadRequest (iq: BinaryNode): BinaryNode {
     content: [{ tag: 'error', attrs: { code: '400', text: 'bad-request' } }]
   }
 }
+
+/** An `iq` refused with WhatsApp's error code and text (`<error code="403" text="forbidden"/>`). */
+export function iqError (iq: BinaryNode, code: number, text: string): BinaryNode {
+  return {
+    tag: 'iq',
+    attrs: { from: iq.attrs.to ?? S_WHATSAPP_NET, type: 'error', id: iq.attrs.id },
+    content: [{ tag: 'error', attrs: { code: String(code), text } }]
+  }
+}
