@@ -1,5 +1,5 @@
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { BinaryNode } from '@whiskeysockets/baileys'
+import { isJidGroup, type BinaryNode } from '@whiskeysockets/baileys'
 import { SimulatorIdentity } from './noise.ts'
 import { deviceName, Directory, type Account, type DeviceAddress, type ReceivedMessage } from './accounts.ts'
 import { accept, LinkedDevices, type Connection } from './connections.ts'
@@ -9,6 +9,7 @@ import type { Recorder, SimulatorLogEntry } from './log.ts'
 import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
+import { GroupService } from './group-service.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -44,6 +45,8 @@ export class WhatsAppSimulator {
   readonly #contacts: Contacts
   /** WhatsApp's media servers (HTTPS): uploads, downloads, expiry. */
   readonly media: MediaServer
+  /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
+  readonly groups: GroupService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -55,6 +58,9 @@ export class WhatsAppSimulator {
     this.#mailbox = new Mailbox(this.directory, record)
     this.media = new MediaServer(record, { publicHost: options.mediaPublicHost })
     this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, this.media, record)
+    this.groups = new GroupService({
+      directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
+    })
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -164,7 +170,7 @@ export class WhatsAppSimulator {
     accept(socket, this.identity, {
       handshake: (connection, payload) => {
         this.#record('handshake', payload.devicePairingData ? 'unlinked device' : `login ${payload.username ?? ''}:${payload.device ?? 0}`)
-        if (payload.devicePairingData) this.#linking.offerQr(connection)
+        if (payload.devicePairingData) this.#linking.offerQr(connection, payload.devicePairingData)
         else this.#login(connection, { user: String(payload.username ?? ''), device: payload.device ?? 0 })
       },
       stanza: (connection, node) => this.#route(connection, node),
@@ -186,16 +192,26 @@ export class WhatsAppSimulator {
   /** A delivery or read receipt is how a device acknowledges a message: WhatsApp forgets it then, and the contact sees it. */
   #receipt (connection: Connection, node: BinaryNode): void {
     this.#mailbox.receipted(connection, node)
-    this.#contacts.receiptFromDevice(connection, node)
+    if (isJidGroup(node.attrs.to)) this.groups.receiptFromDevice(connection, node)
+    else this.#contacts.receiptFromDevice(connection, node)
+  }
+
+  /** Who answers a client's query: linking by code, groups, or the rest of the server. */
+  #query (connection: Connection, iq: BinaryNode): void {
+    const firstChild = Array.isArray(iq.content) ? iq.content[0] : undefined
+    if (firstChild?.tag === 'link_code_companion_reg') this.#linking.codeExchange(connection, iq, firstChild)
+    else if (iq.attrs.xmlns === 'w:g2') this.groups.answerIq(connection, iq)
+    // A group's picture is set and read through the profile-picture query, with the group as `target`.
+    else if (iq.attrs.xmlns === 'w:profile:picture' && isJidGroup(iq.attrs.target)) this.groups.answerPictureIq(connection, iq)
+    else answerIq(connection, iq, this.directory, this.media)
   }
 
   /** Where each stanza from a client goes. A message is relayed before the next stanza is read. */
   #route (connection: Connection, node: BinaryNode): Promise<void> | undefined {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
+    if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
-    const firstChild = Array.isArray(node.content) ? node.content[0] : undefined
-    if (node.tag === 'iq' && firstChild?.tag === 'link_code_companion_reg') this.#linking.codeExchange(connection, node, firstChild)
-    else if (node.tag === 'iq') answerIq(connection, node, this.directory, this.media)
+    if (node.tag === 'iq') this.#query(connection, node)
     // A device asks its phone to upload old media again (its download got 404/410).
     else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)
     else if (node.tag === 'receipt') this.#receipt(connection, node)
