@@ -44,10 +44,12 @@ export class GroupFanOut {
     if (!sender) return
     const { id, to } = node.attrs
     const group = this.#groups.get(to ?? '')
-    const refusal = !group ? '404' : !group.isMember(sender.user) || (group.announcement && !group.isAdmin(sender.user)) ? '403' : undefined
-    if (!group || refusal) {
-      this.#record('refused', `${id} from ${deviceName(sender)} to ${to}: error ${refusal}`)
-      connection.send({ tag: 'ack', attrs: { class: 'message', id, from: to, t: unixNow(), error: refusal ?? '404' } })
+    // No such group: 404; not a participant, or not an admin of a group where only admins write: 403.
+    const mayWrite = group?.isMember(sender.user) && (!group.announcement || group.isAdmin(sender.user))
+    if (!group || !mayWrite) {
+      const error = group ? '403' : '404'
+      this.#record('refused', `${id} from ${deviceName(sender)} to ${to}: error ${error}`)
+      connection.send({ tag: 'ack', attrs: { class: 'message', id, from: to, t: unixNow(), error } })
       return
     }
     // The server acknowledges what it accepted at once; the fan-out to the member devices follows.

@@ -89,6 +89,14 @@ t.test('promote, demote and remove; refused when the linked number is no admin, 
   const theirs = simulator.groups.create({ creator: ANNA, subject: 'Группа Анны', participants: [SALON, BORIS] }).group
   t.equal(await refusal(socket.groupParticipantsUpdate(theirs.jid, [pn(BORIS)], 'remove')), 401, 'not an admin: 401')
   t.equal(await refusal(socket.groupSettingUpdate(theirs.jid, 'announcement')), 401)
+  simulator.groups.info.setting(theirs.jid, ANNA, 'announcement')
+  const muted = await socket.sendMessage(theirs.jid, { text: 'Можно мне?' })
+  // The refusal comes within the 100 ms Baileys buffers its own send for: it is folded into that upsert.
+  const refused = (update: { status?: number | null, messageStubParameters?: string[] | null }) =>
+    update.status === proto.WebMessageInfo.Status.ERROR && update.messageStubParameters?.[0] === '403'
+  t.ok(await until(() => upserts(events).some((message) => message.key.id === muted!.key.id && refused(message)) ||
+    events.of('messages.update').flat().some(({ key, update }) => key.id === muted!.key.id && refused(update))),
+  'only admins write once Anna made it an announcement group: the server refuses with 403')
   t.same(simulator.groups.change(theirs.jid, ANNA, 'promote', [SALON]).map((outcome) => outcome.status), [200], 'Anna makes it an admin')
   t.ok(await waitFor(() => events.of('group-participants.update').some((update) => update.author === lid(ANNA)), STEP_MS),
     'told by Anna\'s promotion')
