@@ -31,6 +31,12 @@ export interface InboundMessage {
   contact?: { name: string, vcard: string }
   /** The message it replies to. */
   quotedMessageId?: string
+  /** In a group (`from` is the group's JID): who wrote it, as the group addresses them (a LID JID in LID groups). */
+  participant?: string
+  /** In a group: the writer's phone JID, when WhatsApp tells it (`participant_pn`). */
+  participantAlt?: string
+  /** JIDs the message mentions (`@…` in its text). */
+  mentions?: string[]
 }
 
 export interface InboundMediaRef {
@@ -84,6 +90,90 @@ export type OutboundContent =
   | { delete: { messageId: string } }
 export type { ContactCard }
 
+/** A group as WhatsApp describes it, without Baileys' names. */
+export interface GroupMeta {
+  id: string
+  subject: string
+  description?: string
+  /** The creator's JID, and phone JID when known. */
+  owner?: string
+  ownerPhone?: string
+  /** Unix seconds. */
+  creation?: number
+  size: number
+  participants: GroupMember[]
+  announce: boolean
+  restrict: boolean
+  joinApproval: boolean
+  memberAddMode: boolean
+  ephemeralSeconds: number
+}
+
+export interface GroupMember {
+  /** As the group addresses the member: a LID JID in LID groups. */
+  jid: string
+  phone?: string
+  lid?: string
+  admin?: 'admin' | 'superadmin'
+}
+
+/** One participant's answer to an add, remove, promote, demote or join-request decision: WhatsApp answers each apart. */
+export interface GroupMemberResult {
+  jid: string
+  /** 200 done; 403 privacy blocks adding; 404 not on WhatsApp (or not in the group); 409 already in; … */
+  status: number
+}
+
+export type GroupSetting = 'announcement' | 'not_announcement' | 'locked' | 'unlocked'
+
+/** What WhatsApp refused, with its code (401 not an admin, 403 not a participant, 404 no such group, …). */
+export class WhatsAppRefusal extends Error {
+  readonly code: number
+  constructor (code: number, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+/** Groups through the connection; each call is one `w:g2` query and throws WhatsAppRefusal when WhatsApp says no. */
+export interface GroupPort {
+  create: (subject: string, participantJids: string[]) => Promise<GroupMeta>
+  /** The group's metadata, from the connection's cache when the group's events have not changed it. */
+  metadata: (groupJid: string) => Promise<GroupMeta>
+  participating: () => Promise<GroupMeta[]>
+  updateParticipants: (groupJid: string, jids: string[], action: 'add' | 'remove' | 'promote' | 'demote') => Promise<GroupMemberResult[]>
+  setSubject: (groupJid: string, subject: string) => Promise<void>
+  /** An empty description removes it. */
+  setDescription: (groupJid: string, description: string) => Promise<void>
+  setPicture: (groupJid: string, image: Buffer) => Promise<void>
+  setSetting: (groupJid: string, setting: GroupSetting) => Promise<void>
+  setMemberAddMode: (groupJid: string, membersCanAdd: boolean) => Promise<void>
+  setJoinApproval: (groupJid: string, on: boolean) => Promise<void>
+  /** 0 turns disappearing messages off. */
+  setDisappearing: (groupJid: string, seconds: number) => Promise<void>
+  inviteCode: (groupJid: string) => Promise<string>
+  /** A new code; the old link stops working. */
+  revokeInvite: (groupJid: string) => Promise<string>
+  inviteInfo: (code: string) => Promise<GroupMeta>
+  /** Joins by an invite code; the group's JID (undefined when joining waits for an admin's approval). */
+  acceptInvite: (code: string) => Promise<string | undefined>
+  joinRequests: (groupJid: string) => Promise<{ jid: string, phone?: string, requestedAt?: number }[]>
+  decideJoinRequests: (groupJid: string, jids: string[], action: 'approve' | 'reject') => Promise<GroupMemberResult[]>
+  leave: (groupJid: string) => Promise<void>
+}
+
+/**
+ * A change to a group the number is in, as WhatsApp notified it: `author` is who made it (a JID),
+ * `self` whether it concerns the company's own number (it joined, left, was added or removed).
+ */
+export type GroupEvent =
+  | { kind: 'update', group: string, author?: string, change: Partial<Pick<GroupMeta, 'subject' | 'description' | 'announce' |
+    'restrict' | 'joinApproval' | 'memberAddMode' | 'ephemeralSeconds'>> & { inviteCode?: string, picture?: boolean } }
+  | { kind: 'participants', group: string, author?: string, action: 'add' | 'remove' | 'promote' | 'demote' | 'join_request',
+    participants: GroupMember[] }
+  | { kind: 'joined', group: string, author?: string, subject?: string }
+  | { kind: 'left', group: string, author?: string }
+
 export interface InboundReaction {
   messageId: string
   from: string
@@ -98,6 +188,7 @@ export interface SocketEvents {
   receipts: Receipt[]
   reactions: InboundReaction[]
   lids: LidMapping[]
+  groups: GroupEvent[]
 }
 
 export interface SentMessage {
@@ -108,9 +199,10 @@ export interface SentMessage {
 
 export interface WaSocket {
   on: <K extends keyof SocketEvents>(event: K, listener: (payload: SocketEvents[K]) => void) => void
-  sendText: (jid: string, text: string, options?: { quoted?: Quoted }) => Promise<SentMessage>
-  sendMedia: (jid: string, file: OutboundFile, options?: { quoted?: Quoted }) => Promise<SentMessage>
-  sendContent: (jid: string, content: OutboundContent, options?: { quoted?: Quoted }) => Promise<SentMessage>
+  /** `jid` is a person's JID or a group's; `mentions` (JIDs) become WhatsApp mentions of a text or a caption. */
+  sendText: (jid: string, text: string, options?: SendOptions) => Promise<SentMessage>
+  sendMedia: (jid: string, file: OutboundFile, options?: SendOptions) => Promise<SentMessage>
+  sendContent: (jid: string, content: OutboundContent, options?: SendOptions) => Promise<SentMessage>
   /**
    * The file of a recent media message, decrypted, as a stream. When WhatsApp's media server no
    * longer has it (404/410), the phone is asked to upload it again first.
@@ -129,6 +221,12 @@ export interface WaSocket {
   end: () => Promise<void>
   /** Unlinks the device; the socket then closes with 401. */
   logout: () => Promise<void>
+  groups: GroupPort
+}
+
+export interface SendOptions {
+  quoted?: Quoted
+  mentions?: string[]
 }
 
 export interface SocketAuth {
