@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './helpers/services.ts'
+import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
 import {
   SANDBOX_ADMIN_HEADERS, SANDBOX_ADMIN_KEY, SANDBOX_LINKED_PHONE, linkSandboxCompany, startSandboxReplica, stopSandboxReplica
 } from './helpers/sandbox-process.ts'
@@ -29,6 +30,7 @@ const STEP_MS = 20_000
 const AXE = fileURLToPath(import.meta.resolve('axe-core/axe.min.js'))
 
 const namespace = uniqueName('ui')
+dropNamespaceAfter(t, TEST_NATS_URL, namespace)
 const replica = await startSandboxReplica({
   natsUrl: TEST_NATS_URL,
   databaseUrl: await createTestDatabase(t),

@@ -7,7 +7,8 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import { loadGatewayConfig } from '../plugins/index.ts'
 import { startNatsCluster } from '../core/embedded/nats-cluster.ts'
-import { build, dropBucketsAfter } from './helpers/build.ts'
+import { build } from './helpers/build.ts'
+import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
 import { TEST_NATS_URL, uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -25,8 +26,8 @@ t.test('two deployments on one NATS server with the same company ids never see e
   const deployments = await Promise.all(['A', 'B'].map(async (letter) => {
     const namespace = uniqueName(`ns${letter}`)
     const derived = loadGatewayConfig({ NATS_NAMESPACE: namespace })
-    const buckets = [derived.leaseBucket, derived.membersBucket, derived.idempotencyBucket, derived.rateBucket]
-    dropBucketsAfter(t, TEST_NATS_URL, buckets)
+    // Its events stream and buckets are all named after the namespace, the tickets bucket too.
+    dropNamespaceAfter(t, TEST_NATS_URL, namespace)
     const app = await build(t, {
       config: {
         natsNamespace: namespace,

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { maskPhones, scrub } from '../core/log-privacy.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './helpers/services.ts'
+import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
 import {
   SANDBOX_ADMIN_HEADERS as auth, SANDBOX_ADMIN_KEY, SANDBOX_LINKED_PHONE, startSandboxReplica, stopSandboxReplica
 } from './helpers/sandbox-process.ts'
@@ -14,9 +15,9 @@ t.test('masking: phone numbers keep their first and last four digits; secrets ar
 })
 
 t.test('no message text, QR, pairing code, key or phone number in any log line of a sandbox flow', async (t) => {
-  const replica = await startSandboxReplica({
-    natsUrl: TEST_NATS_URL, databaseUrl: await createTestDatabase(t), namespace: uniqueName('logs'), keepAll: true
-  })
+  const namespace = uniqueName('logs')
+  dropNamespaceAfter(t, TEST_NATS_URL, namespace)
+  const replica = await startSandboxReplica({ natsUrl: TEST_NATS_URL, databaseUrl: await createTestDatabase(t), namespace, keepAll: true })
   t.teardown(() => stopSandboxReplica(replica))
   const json = { ...auth, 'content-type': 'application/json' }
   const contact = '79111111111'

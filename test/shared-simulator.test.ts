@@ -1,6 +1,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { createTestDatabase, serviceEnv, TEST_NATS_URL, uniqueName } from './helpers/services.ts'
+import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
 import {
   SANDBOX_ADMIN_HEADERS as auth, linkSandboxCompany, startSandboxReplica, stopSandboxReplica
 } from './helpers/sandbox-process.ts'
@@ -23,6 +24,7 @@ t.test('two replicas on one shared simulator: a company moves between them witho
 
   const databaseUrl = await createTestDatabase(t)
   const namespace = uniqueName('shared')
+  dropNamespaceAfter(t, TEST_NATS_URL, namespace)
   const start = () => startSandboxReplica({ natsUrl: TEST_NATS_URL, databaseUrl, namespace, env: { WA_SANDBOX_URL: controlUrl } })
   const [first, second] = await Promise.all([start(), start()])
   t.teardown(() => Promise.all([stopSandboxReplica(first), stopSandboxReplica(second)]))

@@ -13,6 +13,7 @@ import { WebSocket } from 'ws'
 import {
   AutoReactionRules, EmptyRequest, InitializeRequest, NoFieldsRequest, NormalizePhoneRequest, ReactionRequest, SendRequest, subjectsFor
 } from '../../contracts/index.ts'
+import { dropNamespace } from '../helpers/namespace-cleanup.ts'
 import { uniqueName } from '../helpers/services.ts'
 import {
   SANDBOX_ADMIN_HEADERS as auth, linkSandboxCompany, startSandboxReplica, type SandboxReplica as Replica
@@ -304,6 +305,8 @@ export async function fuzz (options: FuzzOptions): Promise<FuzzResult> {
     }
     if (result.crashes > 0) log(`the replica ended:\n${replica.output().slice(-3_000)}`)
     await nc.close()
+    // What the replica made on NATS (its events stream, buckets and media store) would outlive the run.
+    await dropNamespace(options.natsUrl, namespace)
   }
   return result
 }

@@ -6,6 +6,7 @@ import { buildApp } from '../../core/app.ts'
 import type { PluginModule } from '../../core/plugin-set.ts'
 import { loadGatewayConfig, plugins as allPlugins, type GatewayConfig } from '../../plugins/index.ts'
 import { parseSealingKeys, Sealer } from '../../core/sealing.ts'
+import { dropNamespaceAfter } from './namespace-cleanup.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 
 export interface BuildOptions {
@@ -72,6 +73,8 @@ export async function testConfig (t: Test, overrides: Partial<GatewayConfig> = {
     natsNamespace: overrides.natsNamespace ?? uniqueName('wa'),
     eventsStream: overrides.eventsStream ?? uniqueName('EVENTS')
   })
+  // Resources named after the namespace (the access plugin's tickets bucket, say) go with it.
+  if (!overrides.natsNamespace) dropNamespaceAfter(t, config.natsUrl!, config.natsNamespace)
   if (!overrides.eventsStream) dropStreamsAfter(t, config.natsUrl!, [config.eventsStream])
   if (!overrides.leaseBucket) dropBucketsAfter(t, config.natsUrl!, [config.leaseBucket, config.membersBucket])
   if (!overrides.idempotencyBucket) dropBucketsAfter(t, config.natsUrl!, [config.idempotencyBucket])

@@ -4,6 +4,7 @@ import { buildApp } from '../../core/app.ts'
 import type { GatewayConfig } from '../../plugins/index.ts'
 import { plugins } from '../../plugins/index.ts'
 import { dropBucketsAfter, dropStreamsAfter, testConfig } from './build.ts'
+import { dropNamespaceAfter } from './namespace-cleanup.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 import type { LedgerEntry } from '../../plugins/ownership/test-transport.ts'
 
@@ -39,6 +40,8 @@ export async function clusterSettings (t: Test, overrides: Partial<ClusterSettin
     ...overrides
   }
   dropStreamsAfter(t, settings.natsUrl, [settings.eventsStream, `OBJ_${settings.mediaBucket}`])
+  // Resources named after the namespace (the access plugin's tickets bucket, say) go with it.
+  dropNamespaceAfter(t, settings.natsUrl, settings.natsNamespace)
   dropBucketsAfter(t, settings.natsUrl, [settings.leaseBucket, settings.membersBucket, settings.idempotencyBucket, settings.rateBucket])
   return settings
 }
