@@ -12,7 +12,8 @@ import { build } from './helpers/build.ts'
 import type { ClusterSettings } from './helpers/cluster.ts'
 import { COMPANY_PHONE, CONTACT } from './helpers/linked-gateway.ts'
 import { jpeg } from './helpers/media-files.ts'
-import { uniqueName } from './helpers/services.ts'
+import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
+import { TEST_NATS_URL, uniqueName } from './helpers/services.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { startSimulator, TEST_WA_VERSION } from './helpers/simulator.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -100,7 +101,9 @@ t.test('the AsyncAPI document is valid AsyncAPI 3.0, built from the contracts, a
   t.same(new Set([...SIMULATOR_FLOW, ...FAILURE_FLOW]), new Set(EVENT_TYPES), 'the sandbox flows below publish every event type')
 
   // Served publicly, for the deployment's namespace.
-  const app = await build(t, { config: { authMode: 'keys', adminApiKey: ADMIN, natsNamespace: uniqueName('docs') } })
+  const namespace = uniqueName('docs')
+  dropNamespaceAfter(t, TEST_NATS_URL, namespace)
+  const app = await build(t, { config: { authMode: 'keys', adminApiKey: ADMIN, natsNamespace: namespace } })
   const served = await app.inject({ method: 'GET', url: ASYNCAPI_PATH })
   t.equal(served.statusCode, 200, 'no credentials needed')
   t.match(served.headers['content-type'], /^application\/json/)
