@@ -122,6 +122,8 @@ export interface GroupMemberResult {
   jid: string
   /** 200 done; 403 privacy blocks adding; 404 not on WhatsApp (or not in the group); 409 already in; … */
   status: number
+  /** With a 403 add: the invitation WhatsApp offers instead (for a group invite message to them; `expiration` in Unix seconds). */
+  addRequest?: { code: string, expiration: number }
 }
 
 export type GroupSetting = 'announcement' | 'not_announcement' | 'locked' | 'unlocked'
