@@ -47,9 +47,12 @@ export interface ILogger {
 }
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  type InboundMediaRef, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type Receipt, type SocketEvents,
-  type SocketFactory, type SocketOptions, type WaSocket
+  type InboundMediaRef, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type Receipt, type SendOptions,
+  type SocketEvents, type SocketFactory, type SocketOptions, type WaSocket
 } from './socket-port.ts'
+import {
+  GroupAuthors, GroupMetadataCache, groupAuthorOf, groupPortOf, isGroupMessageFromPerson, mentionsOf, watchGroups
+} from './baileys-groups.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
 const KEY_CACHE_ENTRIES = 5_000
@@ -121,6 +124,7 @@ class KeyCache implements CacheStore {
 
 /** A chat with a person (by phone number or LID), not a group, broadcast or newsletter. */
 const PERSON_CHAT = /@(s\.whatsapp\.net|lid)$/
+const GROUP_CHAT = /@g\.us$/
 
 const STATUS: Record<number, Receipt['status']> = {
   [proto.WebMessageInfo.Status.ERROR]: 'error',
@@ -174,10 +178,16 @@ function contentOf (file: OutboundFile): AnyMessageContent {
   }
 }
 
-/** Baileys' `quoted`: the message replied to, as far as WhatsApp shows it (its text, when known). */
-function quotedOf (jid: string, quoted: Quoted | undefined): { quoted: WAMessage } | undefined {
+/** Baileys' `quoted`: the message replied to as WhatsApp shows it (its text, when known), by its key (with its author, in a group). */
+function quotedOf (quoted: Quoted | undefined, keyOf: (id: string, fromMe: boolean) => WAMessage['key']) {
   if (!quoted) return undefined
-  return { quoted: { key: { remoteJid: jid, id: quoted.id, fromMe: quoted.fromMe }, message: { conversation: quoted.text ?? '' } } }
+  const message: WAMessage = { key: keyOf(quoted.id, quoted.fromMe), message: { conversation: quoted.text ?? '' } }
+  return { quoted: message }
+}
+
+/** Mentions go into the content (Baileys puts them in its `contextInfo.mentionedJid`); a deletion mentions no one. */
+function mentioning (content: AnyMessageContent, mentions: string[] | undefined): AnyMessageContent {
+  return mentions?.length && !('delete' in content) ? { ...content, mentions } as AnyMessageContent : content
 }
 
 function baileysContentOf (jid: string, content: OutboundContent): AnyMessageContent {
@@ -250,8 +260,11 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       keys = makeCacheableSignalKeyStore(markingFailedWrites(options.auth.keys), logger as never, new KeyCache())
       caches.set(options.auth.keys, keys)
     }
+    // Filled by the socket's own group queries and events; Baileys reads it before every group send.
+    const groupMetadata = new GroupMetadataCache((groupJid) => sock.groupMetadata(groupJid))
     const sock = makeWASocket({
       auth: { creds: options.auth.creds, keys },
+      cachedGroupMetadata: async (groupJid) => groupMetadata.get(groupJid),
       logger: logger as never,
       ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
       ...(settings.version ? { version: settings.version } : {}),
@@ -271,7 +284,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       printQRInTerminal: false
     })
     if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
-    return adapt(sock, settings, options.log)
+    return adapt(sock, settings, options.log, groupMetadata)
   }
 }
 
@@ -299,9 +312,12 @@ function refuseWritesAfter (sock: ReturnType<typeof makeWASocket>, writableUntil
   }
 }
 
-function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger): WaSocket {
+function adapt (
+  sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger, groupMetadata: GroupMetadataCache
+): WaSocket {
   const reuploadTimeoutMs = settings.reuploadTimeoutMs ?? 30_000
   const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
+  const groupAuthors = new GroupAuthors()
   const handlers: { [K in keyof SocketEvents]?: ((payload: SocketEvents[K]) => void)[] } = {}
   const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
     for (const handler of handlers[event] ?? []) handler(payload)
@@ -332,18 +348,24 @@ function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings
     // 'append', like notifications and our own sends: contacts' real messages are taken from them too.
     const offline = type === 'append'
     if (type !== 'notify' && !offline) return
+    // Group notifications arrive as stubs and protocol messages (baileys-groups.ts makes them group events).
     const inbound: InboundMessage[] = messages
       .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
-      .filter((message) => !offline || (message.message && !message.messageStubType && PERSON_CHAT.test(message.key.remoteJid!)))
+      .filter((message) => GROUP_CHAT.test(message.key.remoteJid!)
+        ? isGroupMessageFromPerson(message)
+        : !offline || (message.message && !message.messageStubType && PERSON_CHAT.test(message.key.remoteJid!)))
       .map((message) => {
         const media = mediaOf(message.message)
         if (media) recentMedia.set(message.key.id!, message)
+        groupAuthors.remember(message.key)
         return { message, media }
       })
       .map(({ message, media }) => ({
         ...(offline ? { offline: true } : {}),
         ...(media ? { media } : {}),
         ...detailsOf(message.message),
+        ...groupAuthorOf(message.key),
+        ...mentionsOf(message.message),
         id: message.key.id!,
         from: message.key.remoteJid!,
         fromAlt: message.key.remoteJidAlt ?? undefined,
@@ -402,11 +424,14 @@ function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings
       return { messageId, timestamp: Math.floor(Date.now() / 1000) }
     }
   }
+  watchGroups(sock, groupMetadata, (events) => emit('groups', events))
+  const sendWith = (jid: string, content: AnyMessageContent, options: SendOptions) =>
+    send(jid, mentioning(content, options.mentions), quotedOf(options.quoted, (id, fromMe) => groupAuthors.keyOf(jid, id, fromMe)))
   return {
     on: (event, listener) => { (handlers[event] ??= [] as never[]).push(listener as never) },
-    sendText: (jid, text, options = {}) => send(jid, { text }, quotedOf(jid, options.quoted)),
-    sendMedia: (jid, file, options = {}) => send(jid, contentOf(file), quotedOf(jid, options.quoted)),
-    sendContent: (jid, content, options = {}) => send(jid, baileysContentOf(jid, content), quotedOf(jid, options.quoted)),
+    sendText: (jid, text, options = {}) => sendWith(jid, { text }, options),
+    sendMedia: (jid, file, options = {}) => sendWith(jid, contentOf(file), options),
+    sendContent: (jid, content, options = {}) => sendWith(jid, baileysContentOf(jid, content), options),
     downloadMedia: async (messageId) => {
       const message = recentMedia.get(messageId)
       if (!message) throw new Error(`message ${messageId} is not a recent media message of this connection`)
@@ -423,8 +448,8 @@ function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings
         return await download(updated)
       }
     },
-    react: (jid, key, emoji) => send(jid, { react: { text: emoji, key: { remoteJid: jid, id: key.id, fromMe: key.fromMe } } }),
-    markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => ({ remoteJid: jid, id, fromMe: false }))) },
+    react: (jid, key, emoji) => send(jid, { react: { text: emoji, key: groupAuthors.keyOf(jid, key.id, key.fromMe) } }),
+    markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => groupAuthors.keyOf(jid, id, false))) },
     setPresence: async (presence, jid) => {
       // Baileys announces availability under the account's push name and skips it without one (it
       // comes with the app-state sync the gateway does not run): the number stands in for it.
@@ -456,6 +481,7 @@ function adapt (sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings
         (sock.ws as unknown as { socket?: { terminate: () => void } | null }).socket?.terminate()
       }
     },
-    logout: () => sock.logout()
+    logout: () => sock.logout(),
+    groups: groupPortOf(sock, groupMetadata)
   }
 }
