@@ -2,9 +2,10 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { LedgerPort } from '../ownership/index.ts'
 import {
-  type ConnectionUpdate, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type SocketEvents, type SocketOptions,
-  type WaSocket
+  type ConnectionUpdate, type GroupPort, type InboundMessage, type OutboundContent, type OutboundFile, type SendOptions, type SocketEvents,
+  type SocketOptions, type WaSocket
 } from './socket-port.ts'
+import { isGroupJid, TestGroups } from './test-groups.ts'
 
 export interface TestWhatsAppOptions {
   /** Time between QR references, and how many are offered before the socket closes with 408. */
@@ -17,10 +18,12 @@ export interface TestWhatsAppOptions {
 const DEFAULT_OPTIONS: TestWhatsAppOptions = { qrIntervalMs: 20_000, qrRefs: 6, closeTimeoutMs: 1_000 }
 const CLOSE = { loggedOut: 401, timedOut: 408, connectionReplaced: 440, restartRequired: 515 } as const
 
-interface Sent {
+export interface Sent {
   to: string
   text?: string
   quoted?: string
+  /** The JIDs a text or caption mentions. */
+  mentions?: string[]
   reaction?: { messageId: string, emoji: string }
   /** A media message: its kind and type, and the size and hex SHA-256 of the file read from its stream. */
   media?: { kind: string, mimetype: string, size: number, sha256: string, caption?: string, ptt?: boolean }
@@ -35,16 +38,21 @@ interface Sent {
  * An in-process stand-in for WhatsApp: sockets emit the sequences Baileys emits (connecting, QR
  * references then 408, creds + 515 after a scan, open), and one live connection per company is
  * enforced through the ownership ledger: a second one is closed with 440, as WhatsApp does.
+ * `groups` is its WhatsApp groups (test-groups.ts): what tests do as the other participants.
  */
 export class TestWhatsApp {
   readonly options: TestWhatsAppOptions
   readonly sent = new Map<string, Sent[]>()
+  /** Its groups; a change is told to the open connection of each member's number. */
+  readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
   readonly #live = new Map<string, TestSocket>()
   readonly #refusals = new Map<string, number>()
   readonly #slowCloses = new Map<string, number>()
+  /** Each company's linked number, as its last connection knew it. */
+  readonly #phones = new Map<string, string>()
   readonly #ledger: LedgerPort
 
   constructor (ledger: LedgerPort, options: Partial<TestWhatsAppOptions> = {}) {
@@ -60,6 +68,21 @@ export class TestWhatsApp {
   register (companyId: string, socket: TestSocket | undefined): void {
     if (socket) this.#live.set(companyId, socket)
     else this.#live.delete(companyId)
+    if (socket?.phone) this.#phones.set(companyId, socket.phone)
+  }
+
+  /** The company's linked number (E.164 digits), once a phone has linked it: how groups name the company. */
+  phoneOf (companyId: string): string | undefined {
+    return this.#live.get(companyId)?.phone ?? this.#phones.get(companyId)
+  }
+
+  #openConnectionsOf (phone: string): TestSocket[] {
+    return [...this.#live.values()].filter((socket) => socket.state === 'open' && socket.phone === phone)
+  }
+
+  /** What the company sent to one chat (a group or a person), in order. */
+  sentTo (companyId: string, jid: string): Sent[] {
+    return (this.sent.get(companyId) ?? []).filter((sent) => sent.to === jid)
   }
 
   socketOf (companyId: string): TestSocket | undefined {
@@ -136,16 +159,28 @@ export class TestSocket implements WaSocket {
   #state: 'connecting' | 'qr' | 'open' | 'closed' = 'connecting'
   #qrsShown = 0
   #pairingCode: string | undefined
+  readonly groups: GroupPort
 
   constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string, ledger: LedgerPort) {
     this.#whatsapp = whatsapp
     this.#options = options
     this.#replica = replica
     this.#ledger = ledger
+    this.groups = whatsapp.groups.port(async () => {
+      await this.#writable()
+      const phone = this.phone
+      if (!phone) throw new Error('the device is not linked to a number')
+      return phone
+    })
     this.#later(() => { void this.#connect() }, 0)
   }
 
   get state () { return this.#state }
+
+  /** The linked number (E.164 digits), once the phone has linked this device. */
+  get phone (): string | undefined {
+    return this.#options.auth.creds.me?.id.split(/[:@]/)[0]
+  }
 
   /** Read through a method: it can change while an await is pending. */
   #ended (): boolean { return this.#state === 'closed' }
@@ -272,36 +307,42 @@ export class TestSocket implements WaSocket {
     }
   }
 
-  async sendText (jid: string, text: string, options: { quoted?: Quoted } = {}) {
+  /** A write waits while WhatsApp stalls; one to a group is refused unless the number may write there. */
+  async #writable (groupJid?: string): Promise<void> {
     this.#requireOpen()
     await this.#whatsapp.waitIfStalled(this.#options.companyId)
+    if (groupJid !== undefined && isGroupJid(groupJid)) this.#whatsapp.groups.assertMayWrite(groupJid, this.phone)
+  }
+
+  async sendText (jid: string, text: string, options: SendOptions = {}) {
+    await this.#writable(jid)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
-    this.#whatsapp.record(this.#options.companyId, { to: jid, text, quoted: options.quoted?.id, messageId, at: performance.now() })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, text, ...sendOptions(options), messageId, at: performance.now() })
     this.#later(() => this.#emit('receipts', [
       { id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
     ]), 0)
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
-  async sendContent (jid: string, content: OutboundContent, options: { quoted?: Quoted } = {}) {
-    this.#requireOpen()
-    await this.#whatsapp.waitIfStalled(this.#options.companyId)
+  async sendContent (jid: string, content: OutboundContent, options: SendOptions = {}) {
+    await this.#writable(jid)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
-    this.#whatsapp.record(this.#options.companyId, { to: jid, content, quoted: options.quoted?.id, messageId, at: performance.now() })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, content, ...sendOptions(options), messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
   async phoneOfLid (): Promise<string | undefined> { return undefined }
 
-  async sendMedia (jid: string, file: OutboundFile, options: { quoted?: Quoted } = {}) {
-    this.#requireOpen()
-    await this.#whatsapp.waitIfStalled(this.#options.companyId)
+  async sendMedia (jid: string, file: OutboundFile, options: SendOptions = {}) {
+    await this.#writable()
     const hash = createHash('sha256')
     let size = 0
     for await (const chunk of file.stream) {
       hash.update(chunk as Buffer)
       size += (chunk as Buffer).length
     }
+    // The file is uploaded before the message goes to the group, so a refusal comes after the upload.
+    if (isGroupJid(jid)) this.#whatsapp.groups.assertMayWrite(jid, this.phone)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     const media = {
       kind: file.kind,
@@ -311,7 +352,7 @@ export class TestSocket implements WaSocket {
       ...(file.caption ? { caption: file.caption } : {}),
       ...(file.ptt ? { ptt: true } : {})
     }
-    this.#whatsapp.record(this.#options.companyId, { to: jid, media, quoted: options.quoted?.id, messageId, at: performance.now() })
+    this.#whatsapp.record(this.#options.companyId, { to: jid, media, ...sendOptions(options), messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
 
@@ -322,8 +363,7 @@ export class TestSocket implements WaSocket {
   }
 
   async react (jid: string, key: { id: string, fromMe: boolean }, emoji: string) {
-    this.#requireOpen()
-    await this.#whatsapp.waitIfStalled(this.#options.companyId)
+    await this.#writable(jid)
     const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     this.#whatsapp.record(this.#options.companyId, { to: jid, reaction: { messageId: key.id, emoji }, messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
@@ -339,7 +379,7 @@ export class TestSocket implements WaSocket {
 
   async onWhatsApp (jids: string[]) {
     this.#requireOpen()
-    return jids.map((jid) => ({ jid, exists: true }))
+    return jids.map((jid) => ({ jid, exists: this.#whatsapp.groups.isOnWhatsApp(jid) }))
   }
 
   async requestPairingCode (phoneDigits: string): Promise<string> {
@@ -368,6 +408,11 @@ export class TestSocket implements WaSocket {
     this.#requireOpen()
     this.close(CLOSE.loggedOut)
   }
+}
+
+/** What a send records of its options: the quoted message's id (as before mentions existed) and the mentions when there are any. */
+function sendOptions (options: SendOptions): Pick<Sent, 'quoted' | 'mentions'> {
+  return { quoted: options.quoted?.id, ...(options.mentions?.length ? { mentions: options.mentions } : {}) }
 }
 
 function randomDigits (count: number): string {
