@@ -14,6 +14,10 @@ import type {
 } from './sessions.ts'
 import type { OwnerReply } from './cluster.ts'
 import type {
+  GroupCreateRequest, GroupIdReply, GroupInviteReply, GroupJoinReply, GroupParticipantsReply, GroupParticipantsRequest, GroupPictureRequest,
+  GroupReply, GroupsListReply, GroupUpdateRequest, JoinRequestsReply, JoinRequestsUpdate
+} from './groups.ts'
+import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
 
@@ -169,6 +173,25 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     edit: (companyId: string, request: EditRequest) => command<SendReply>(companyId, 'edit', request),
     /** Deletes a message the company sent, for everyone. */
     deleteMessage: (companyId: string, request: DeleteRequest) => command<SendReply>(companyId, 'delete', request),
+    /** The groups the company's number is in. */
+    listGroups: (companyId: string) => command<GroupsListReply>(companyId, 'groups-list', {}),
+    getGroup: (companyId: string, groupId: string) => command<GroupReply>(companyId, 'group-get', { groupId }),
+    /** A group with these participants (phones); the company's number is its superadmin. */
+    createGroup: (companyId: string, request: GroupCreateRequest) => command<GroupReply>(companyId, 'group-create', request),
+    /** Add, remove, promote or demote: each participant's outcome. */
+    updateGroupParticipants: (companyId: string, request: GroupParticipantsRequest) =>
+      command<GroupParticipantsReply>(companyId, 'group-participants', request),
+    /** Subject, description, settings: answers the group as it is then. */
+    updateGroup: (companyId: string, request: GroupUpdateRequest) => command<GroupReply>(companyId, 'group-update', request),
+    setGroupPicture: (companyId: string, request: GroupPictureRequest) => command<GroupIdReply>(companyId, 'group-picture', request),
+    groupInvite: (companyId: string, groupId: string) => command<GroupInviteReply>(companyId, 'group-invite', { groupId }),
+    revokeGroupInvite: (companyId: string, groupId: string) => command<GroupInviteReply>(companyId, 'group-revoke-invite', { groupId }),
+    groupInviteInfo: (companyId: string, code: string) => command<GroupReply>(companyId, 'group-invite-info', { code }),
+    joinGroup: (companyId: string, code: string) => command<GroupJoinReply>(companyId, 'group-join', { code }),
+    groupJoinRequests: (companyId: string, groupId: string) => command<JoinRequestsReply>(companyId, 'group-join-requests', { groupId }),
+    decideGroupJoinRequests: (companyId: string, request: JoinRequestsUpdate) =>
+      command<GroupParticipantsReply>(companyId, 'group-decide-join-requests', request),
+    leaveGroup: (companyId: string, groupId: string) => command<GroupIdReply>(companyId, 'group-leave', { groupId }),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

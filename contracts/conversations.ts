@@ -7,7 +7,7 @@ import { ContactCard, Location } from './content.ts'
 const Phone = Type.String({
   minLength: 1,
   maxLength: 64,
-  description: 'The chat: a phone (any notation), a phone JID or a LID JID (`…@lid`)'
+  description: 'The chat: a phone (any notation), a phone JID, a LID JID (`…@lid`), or a group\'s JID (`…@g.us`)'
 })
 const MessageId = Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH })
 
@@ -91,6 +91,9 @@ export const MessageRecord = Type.Object({
   direction: Type.Union([Type.Literal('in'), Type.Literal('out')]),
   phone: Type.Union([Type.String(), Type.Null()], { description: 'E.164 digits, when known' }),
   lid: Type.Union([Type.String(), Type.Null()], { description: 'The contact\'s LID JID, when known' }),
+  groupId: Type.Optional(Type.String({
+    description: 'In a group: its JID; `phone` and `lid` are the participant who wrote (null: the company)'
+  })),
   kind: Type.String({ description: MESSAGE_KINDS.join(' | ') }),
   text: Type.Union([Type.String(), Type.Null()]),
   media: Type.Optional(Type.Union([InboundMedia, UnavailableMedia, Type.Object({ kind: MediaKind, objectId: Type.String() })])),

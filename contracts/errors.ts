@@ -39,7 +39,13 @@ export const ErrorCode = {
   /** An edit or a deletion WhatsApp would refuse: not a message this company sent, not a text, or past WhatsApp's window. */
   NOT_EDITABLE: 'NOT_EDITABLE',
   /** An inbound file WhatsApp no longer has and the phone did not upload again. */
-  MEDIA_UNAVAILABLE: 'MEDIA_UNAVAILABLE'
+  MEDIA_UNAVAILABLE: 'MEDIA_UNAVAILABLE',
+  /** A group change that needs an admin, and the company's number is not one. */
+  NOT_GROUP_ADMIN: 'NOT_GROUP_ADMIN',
+  /** The company's number is not (or no longer) a participant of the group. */
+  NOT_IN_GROUP: 'NOT_IN_GROUP',
+  /** WhatsApp refused the operation for another reason; the message carries its code. */
+  WHATSAPP_REFUSED: 'WHATSAPP_REFUSED'
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 

@@ -79,8 +79,12 @@ export const MessageEventData = Type.Object({
     name: Type.String({ description: 'The card\'s display name (may be empty)' }),
     vcard: Type.String()
   }, { description: 'A contact card' })),
-  quotedMessageId: Type.Optional(Type.String({ description: 'The message it replies to' }))
-}, { description: 'A contact wrote to the company. Dedupe on `messageId`, keeping the highest `epoch`' })
+  quotedMessageId: Type.Optional(Type.String({ description: 'The message it replies to' })),
+  groupId: Type.Optional(Type.String({
+    description: 'In a group: the group\'s JID (`…@g.us`); `phone`, `jid`, `lid` and `pushName` are then the participant who wrote'
+  })),
+  mentions: Type.Optional(Type.Array(Type.String(), { description: 'JIDs the message mentions (LID JIDs in LID groups)' }))
+}, { description: 'A contact wrote to the company, or in a group it is in. Dedupe on `messageId`, keeping the highest `epoch`' })
 export type MessageEventData = Static<typeof MessageEventData>
 
 /** Every kind of outbound message: sends by content, and the changes and reactions that travel as messages. */
@@ -103,7 +107,9 @@ export const MessageSentEventData = Type.Object({
   media: Type.Optional(Type.Object({ kind: MediaKind, objectId: ObjectId }, { description: 'The file sent, in the media bucket' })),
   location: Type.Optional(Location),
   contact: Type.Optional(Type.Object({ name: Type.String(), phones: Type.Optional(Type.Array(Type.String())) })),
-  quotedMessageId: Type.Optional(Type.String({ description: 'The message it replies to' }))
+  quotedMessageId: Type.Optional(Type.String({ description: 'The message it replies to' })),
+  groupId: Type.Optional(Type.String({ description: 'A send to a group: the group\'s JID (`phone` is then null)' })),
+  mentions: Type.Optional(Type.Array(Type.String(), { description: 'JIDs the message mentions' }))
 }, { description: 'WhatsApp took a message the company sent (any replica, any client): sends, edits, deletions, reactions' })
 export type MessageSentEventData = Static<typeof MessageSentEventData>
 /** What a send adds to its `message_sent` event besides what every outbound message has. */
@@ -174,6 +180,51 @@ export const WebhookPausedEventData = Type.Object({
 }, { description: 'A company webhook failing for WEBHOOK_DISABLE_AFTER was paused; `PATCH {"paused": false}` resumes it' })
 export type WebhookPausedEventData = Static<typeof WebhookPausedEventData>
 
+const GroupMemberData = Type.Object({
+  jid: Type.String({ description: 'As the group addresses the member (a LID JID in LID groups)' }),
+  phone: Type.Union([Type.String(), Type.Null()], { description: 'E.164 digits, when known' }),
+  lid: Type.Union([Type.String(), Type.Null()])
+})
+const Author = Type.Union([Type.String(), Type.Null()], { description: 'Who made the change (a JID), when WhatsApp tells' })
+
+export const GroupUpdateEventData = Type.Object({
+  groupId: Type.String(),
+  author: Author,
+  subject: Type.Optional(Type.String()),
+  description: Type.Optional(Type.String({ description: '"" when removed' })),
+  announcementOnly: Type.Optional(Type.Boolean()),
+  locked: Type.Optional(Type.Boolean()),
+  joinApproval: Type.Optional(Type.Boolean()),
+  membersCanAdd: Type.Optional(Type.Boolean()),
+  disappearingSeconds: Type.Optional(Type.Integer()),
+  inviteCode: Type.Optional(Type.String({ description: 'A new invite code: the old link stopped working' })),
+  picture: Type.Optional(Type.Boolean({ description: 'true: the group\'s picture changed' }))
+}, { description: 'A group the number is in changed: only the fields that changed are present' })
+export type GroupUpdateEventData = Static<typeof GroupUpdateEventData>
+
+export const GroupParticipantsEventData = Type.Object({
+  groupId: Type.String(),
+  author: Author,
+  action: Type.Union([
+    Type.Literal('add'), Type.Literal('remove'), Type.Literal('promote'), Type.Literal('demote'), Type.Literal('join_request')
+  ]),
+  participants: Type.Array(GroupMemberData)
+}, { description: 'Participants were added, removed, promoted or demoted, or asked to join (join_request)' })
+export type GroupParticipantsEventData = Static<typeof GroupParticipantsEventData>
+
+export const GroupJoinedEventData = Type.Object({
+  groupId: Type.String(),
+  author: Author,
+  subject: Type.Union([Type.String(), Type.Null()])
+}, { description: 'The company\'s number joined a group: it created it, was added, or joined by a link' })
+export type GroupJoinedEventData = Static<typeof GroupJoinedEventData>
+
+export const GroupLeftEventData = Type.Object({
+  groupId: Type.String(),
+  author: Author
+}, { description: 'The company\'s number left a group, or was removed from it (author: who removed it)' })
+export type GroupLeftEventData = Static<typeof GroupLeftEventData>
+
 /** The `data` schema of each event type. */
 export const EVENT_DATA = {
   qr: QrEventData,
@@ -189,7 +240,11 @@ export const EVENT_DATA = {
   health_check_failed: HealthCheckFailedEventData,
   error: SessionErrorEventData,
   owner_changed: OwnerChanged,
-  webhook_paused: WebhookPausedEventData
+  webhook_paused: WebhookPausedEventData,
+  group_update: GroupUpdateEventData,
+  group_participants: GroupParticipantsEventData,
+  group_joined: GroupJoinedEventData,
+  group_left: GroupLeftEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

@@ -10,7 +10,9 @@ const Phone = Type.String({ minLength: 1, maxLength: 64, description: 'A phone i
 const Phones = Type.Array(Phone, { minItems: 1, maxItems: 256, uniqueItems: true })
 const Subject = Type.String({ minLength: 1, maxLength: 100, description: 'The group\'s name (WhatsApp allows 100 characters)' })
 const Description = Type.String({ maxLength: 2048, description: 'The group\'s description; "" removes it' })
-const InviteCode = Type.String({ pattern: '^[A-Za-z0-9_-]{6,64}$', description: 'The code of an invite link `https://chat.whatsapp.com/<code>`' })
+const InviteCode = Type.String({
+  pattern: '^[A-Za-z0-9_-]{6,64}$', description: 'The code of an invite link `https://chat.whatsapp.com/<code>`'
+})
 
 export const GroupParticipant = Type.Object({
   jid: Type.String({ description: 'How the group addresses the participant: a LID JID in LID groups' }),
@@ -57,10 +59,9 @@ export type GroupCreateRequest = Static<typeof GroupCreateRequest>
 export const GroupRequest = Type.Object(inGroup, { additionalProperties: false })
 export type GroupRequest = Static<typeof GroupRequest>
 
-export const GROUP_PARTICIPANT_ACTIONS = ['add', 'remove', 'promote', 'demote'] as const
 export const GroupParticipantsRequest = Type.Object({
   ...inGroup,
-  action: Type.Union(GROUP_PARTICIPANT_ACTIONS.map((action) => Type.Literal(action))),
+  action: Type.Union([Type.Literal('add'), Type.Literal('remove'), Type.Literal('promote'), Type.Literal('demote')]),
   participants: Phones
 }, { additionalProperties: false })
 export type GroupParticipantsRequest = Static<typeof GroupParticipantsRequest>
@@ -69,15 +70,18 @@ export type GroupParticipantsRequest = Static<typeof GroupParticipantsRequest>
  * What became of one participant: WhatsApp answers each one apart, and a partial result is a
  * result. `privacy_blocked` carries the invite link to send instead when the number may have one.
  */
-export const PARTICIPANT_OUTCOMES = [
-  'added', 'removed', 'promoted', 'demoted', 'already_in', 'not_in_group', 'not_on_whatsapp', 'privacy_blocked', 'refused'
-] as const
 export const ParticipantOutcome = Type.Object({
   participant: Type.String({ description: 'As the request named it' }),
   jid: Type.Union([Type.String(), Type.Null()]),
-  outcome: Type.Union(PARTICIPANT_OUTCOMES.map((outcome) => Type.Literal(outcome))),
+  outcome: Type.Union([
+    Type.Literal('added'), Type.Literal('removed'), Type.Literal('promoted'), Type.Literal('demoted'), Type.Literal('approved'),
+    Type.Literal('rejected'), Type.Literal('already_in'), Type.Literal('not_in_group'), Type.Literal('not_on_whatsapp'),
+    Type.Literal('privacy_blocked'), Type.Literal('refused')
+  ]),
   code: Type.Integer({ description: 'WhatsApp\'s status for this participant (200, 403, 404, 409, …)' }),
-  inviteLink: Type.Optional(Type.String({ description: 'With privacy_blocked: the group\'s invite link, to send to the participant instead' }))
+  inviteLink: Type.Optional(Type.String({
+    description: 'With privacy_blocked: the group\'s invite link, to send to the participant instead'
+  }))
 })
 export type ParticipantOutcome = Static<typeof ParticipantOutcome>
 
@@ -122,8 +126,12 @@ export type GroupInviteReply = Static<typeof GroupInviteReply>
 export const InviteRequest = Type.Object({ code: InviteCode }, { additionalProperties: false })
 export type InviteRequest = Static<typeof InviteRequest>
 
-export const GroupJoinedReply = Type.Object({ success: Type.Literal(true), groupId: GroupJid })
-export type GroupJoinedReply = Static<typeof GroupJoinedReply>
+export const GroupJoinReply = Type.Object({
+  success: Type.Literal(true),
+  groupId: Type.Union([GroupJid, Type.Null()], { description: 'null: the group approves joins, and an admin has yet to' }),
+  pendingApproval: Type.Boolean()
+})
+export type GroupJoinReply = Static<typeof GroupJoinReply>
 
 export const JoinRequest = Type.Object({
   jid: Type.String(),
@@ -133,6 +141,8 @@ export const JoinRequest = Type.Object({
 export const JoinRequestsReply = Type.Object({ success: Type.Literal(true), groupId: GroupJid, requests: Type.Array(JoinRequest) })
 export type JoinRequestsReply = Static<typeof JoinRequestsReply>
 
+export const GroupNoFields = Type.Object({}, { additionalProperties: false })
+
 export const JoinRequestsUpdate = Type.Object({
   ...inGroup,
   action: Type.Union([Type.Literal('approve'), Type.Literal('reject')]),
@@ -140,5 +150,6 @@ export const JoinRequestsUpdate = Type.Object({
 }, { additionalProperties: false })
 export type JoinRequestsUpdate = Static<typeof JoinRequestsUpdate>
 
-export const GroupLeftReply = Type.Object({ success: Type.Literal(true), groupId: GroupJid })
-export type GroupLeftReply = Static<typeof GroupLeftReply>
+/** A change that answers nothing but which group it was (the picture, leaving). */
+export const GroupIdReply = Type.Object({ success: Type.Literal(true), groupId: GroupJid })
+export type GroupIdReply = Static<typeof GroupIdReply>

@@ -19,7 +19,21 @@ export const COMMAND_SCOPES = {
   owner: 'read',
   logout: 'link',
   // What `initialize` on any replica asks of the holder: show (or restart) the linking.
-  initialize: 'link'
+  initialize: 'link',
+  // Groups: reading them is `read`; changing them, like writing in them, is `send`.
+  'groups-list': 'read',
+  'group-get': 'read',
+  'group-invite-info': 'read',
+  'group-join-requests': 'read',
+  'group-create': 'send',
+  'group-participants': 'send',
+  'group-update': 'send',
+  'group-picture': 'send',
+  'group-invite': 'send',
+  'group-revoke-invite': 'send',
+  'group-join': 'send',
+  'group-decide-join-requests': 'send',
+  'group-leave': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 

@@ -18,7 +18,16 @@ export const IdempotencyKey = Type.String({
 })
 
 export const SendRequest = Type.Object({
-  phone: Type.String({ minLength: 1, maxLength: 64, description: 'Recipient phone (any notation) or JID' }),
+  phone: Type.String({
+    minLength: 1, maxLength: 64, description: 'The chat: a phone (any notation), a phone or LID JID, or a group\'s JID (`…@g.us`)'
+  }),
+  mentions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+    minItems: 1,
+    maxItems: 1024,
+    uniqueItems: true,
+    description: 'Phones (or LID JIDs) to mention, as WhatsApp mentions: write `@<digits>` in the text where each shows;' +
+      ' `@all` mentions every participant of the group'
+  })),
   message: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_MESSAGE_LENGTH, description: 'The text (or `media`)' })),
   media: Type.Optional(OutboundMedia),
   location: Type.Optional(Location),
@@ -40,7 +49,7 @@ export type SendRequest = Static<typeof SendRequest>
 const DeliveryFields = {
   success: Type.Literal(true),
   companyId: CompanyId,
-  phone: Type.String({ description: 'E.164 digits the message went to (the LID JID for a contact known only by LID)' }),
+  phone: Type.String({ description: 'E.164 digits the message went to (the LID JID for a contact known only by LID, a group\'s JID)' }),
   messageId: Type.String(),
   timestamp: Type.String(),
   accepted: Type.Literal(true, { description: 'WhatsApp took the message (Baileys wrote it to the connection)' }),

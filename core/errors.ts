@@ -22,7 +22,10 @@ const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.MEDIA_UNREACHABLE]: 422,
   [ErrorCode.MEDIA_CONVERSION_UNAVAILABLE]: 422,
   [ErrorCode.MEDIA_UNAVAILABLE]: 404,
-  [ErrorCode.NOT_EDITABLE]: 409
+  [ErrorCode.NOT_EDITABLE]: 409,
+  [ErrorCode.NOT_GROUP_ADMIN]: 409,
+  [ErrorCode.NOT_IN_GROUP]: 409,
+  [ErrorCode.WHATSAPP_REFUSED]: 422
 }
 
 /**

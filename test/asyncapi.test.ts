@@ -26,7 +26,8 @@ const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookRetryBaseMs: 100, webh
 
 /** The event types each sandbox flow below makes the gateway publish; together, every type there is. */
 const SIMULATOR_FLOW: EventType[] = [
-  'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed'
+  'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed',
+  'group_joined', 'group_participants', 'group_update', 'group_left'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -165,6 +166,16 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     await post('/edit', { phone: CONTACT, messageId: typo.messageId, text: 'Ждём вас в 15:00' })
     await post('/delete', { phone: CONTACT, messageId: typo.messageId })
     simulator.read(CONTACT, COMPANY_PHONE, [reply.messageId as string])
+    // A group: made, written to with a mention, a participant's answer, a member added, renamed, left.
+    const group = (await post('/groups', { subject: 'Салон: клиенты', participants: [CONTACT] })).group as { id: string }
+    await post('/send', { phone: group.id, message: `@${CONTACT} ждём вас`, mentions: [CONTACT] })
+    await simulator.groups.send({ group: group.id, from: CONTACT, text: 'Спасибо!' })
+    await post(`/groups/${group.id}/participants`, { action: 'add', participants: ['79111230556'] })
+    const renamed = await app.inject({ method: 'PATCH', url: `${api}/groups/${group.id}`, payload: { subject: 'Салон: VIP' } })
+    t.equal(renamed.statusCode, 200, renamed.body)
+    t.ok(await waitFor(() => dataOf(nats, 'message').some((data) => data.groupId === group.id), STEP_MS), 'a participant wrote')
+    t.equal((await app.inject({ method: 'DELETE', url: `${api}/groups/${group.id}` })).statusCode, 200)
+    t.ok(await seen('group_left'), 'left the group')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

@@ -220,7 +220,7 @@ t.test("receipts written in one batch apply in order, each message's as one by o
   const app = await build(t)
   const store = new ConversationStore(() => app.orm.em.fork())
   const message = (messageId: string, state: DeliveryState) => ({
-    ...{ companyId: 'acme', messageId, direction: 'out' as const, phone: '79001234567', lid: null, kind: 'text' },
+    ...{ companyId: 'acme', messageId, direction: 'out' as const, phone: '79001234567', lid: null, groupId: null, kind: 'text' },
     ...{ text: messageId, details: null, quotedMessageId: null, state, sentAt: new Date(), epoch: 0 }
   })
   await store.insert([message('m-read-after-failed', 'delivered'), message('m-fails', 'accepted'), message('m-stays-read', 'read')])

@@ -8,7 +8,7 @@ import type { StoredEvent } from '../core/events.ts'
 
 /** The core alone: events need no plugin. */
 const CORE_ONLY = {
-  config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'ownership', 'phone'] }
+  config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'ownership', 'phone'] }
 }
 
 async function received (app: FastifyInstance, companyId: string) {

@@ -7,7 +7,7 @@ import { waitFor } from './helpers/wait.ts'
 import { messageData, pairingCodeData, qrData } from './helpers/event-data.ts'
 
 /** The core alone: these limits need no plugin. */
-const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'ownership', 'phone']
+const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'ownership', 'phone']
 
 async function listening (app: Awaited<ReturnType<typeof build>>) {
   await app.listen({ host: '127.0.0.1', port: 0 })

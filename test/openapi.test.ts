@@ -12,6 +12,8 @@ import { waitFor } from './helpers/wait.ts'
 
 const ADMIN = `admin-${'o'.repeat(40)}`
 const PHONE = '79001234567'
+/** A 1×1 PNG. */
+const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
 const PACKAGE = JSON.parse(await readFile('package.json', 'utf8')) as { version: string, license: string }
 
 async function gateway (t: Parameters<typeof build>[0]) {
@@ -162,6 +164,32 @@ t.test('every operation\'s real answers, refusals included, are what the documen
     t.equal((await call('GET', one, { key: credential })).statusCode, 404)
   }
   await call('GET', '/api/admin/webhooks', { key })
+
+  // Groups, in the test transport's model of WhatsApp's.
+  const groups = `${base}/groups`
+  await call('POST', groups, { key, payload: { subject: '', participants: [] } })
+  const made = await call('POST', groups, { key, payload: { subject: 'Салон: клиенты', participants: [PHONE, '79001234568'] } })
+  t.equal(made.statusCode, 200, made.body)
+  const group = `${groups}/${made.json().group.id as string}`
+  await call('GET', groups, { key })
+  await call('GET', group, { key })
+  await call('GET', `${groups}/12345678@g.us`, { key })
+  await call('POST', `${group}/participants`, { key, payload: { action: 'add', participants: ['79001234569', PHONE] } })
+  await call('PATCH', `${group}`, { key, payload: { subject: 'Салон: VIP', settings: { joinApproval: true } } })
+  await call('PUT', `${group}/picture`, { key, payload: { data: PNG } })
+  await call('PUT', `${group}/picture`, { key, payload: { data: Buffer.from('not a picture').toString('base64') } })
+  const code = (await call('GET', `${group}/invite`, { key })).json().code as string
+  const fresh = (await call('DELETE', `${group}/invite`, { key })).json().code as string
+  await call('GET', `${base}/group-invites/${fresh}`, { key })
+  await call('GET', `${base}/group-invites/${code}`, { key })
+  await call('POST', `${base}/group-invites/${fresh}`, { key })
+  await call('GET', `${group}/join-requests`, { key })
+  await call('POST', `${group}/join-requests`, { key, payload: { action: 'approve', participants: ['79001234570'] } })
+  const phoneOfCompany = app.testWhatsApp!.phoneOf(company)!
+  const theirs = app.testWhatsApp!.groups.create({ creator: '79001234571', subject: 'Чужая', participants: [phoneOfCompany] }).jid
+  t.equal((await call('POST', `${groups}/${theirs}/participants`, { key, payload: { action: 'promote', participants: [PHONE] } }))
+    .statusCode, 409, 'not an admin')
+  await call('DELETE', group, { key })
 
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })

@@ -21,7 +21,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   const env = {
     ...clusterEnv(settings),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool,rate-limit,reactions,metrics'
+    DISABLED_PLUGINS: 'session-pool,groups,rate-limit,reactions,metrics'
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')

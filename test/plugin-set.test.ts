@@ -52,7 +52,7 @@ t.test('the app registers plugins in dependency order after the core plugins', a
 })
 
 t.test('a plugin disabled by config is not loaded, and its routes are gone', async (t) => {
-  const disabledPlugins = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'conversations', 'phone']
+  const disabledPlugins = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'phone']
   const app = await build(t, { config: { disabledPlugins } })
   t.notOk(app.hasDecorator('phone'))
   const response = await app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567' })

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, MessageParams, MessageReply, MessageRequest, MessagesPage,
+  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, isGroupJid, MessageParams, MessageReply, MessageRequest, MessagesPage,
   MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
 } from '../../contracts/index.ts'
 import { errorAnswer } from '../../core/plugins/docs.ts'
@@ -154,6 +154,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
           direction: 'in',
           phone,
           lid,
+          groupId: text(data.groupId),
           kind: kindOf(data),
           text: text(data.text),
           details: detailsOf(data),
@@ -183,6 +184,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
           direction: 'out',
           phone: text(data.phone),
           lid: text(data.lid),
+          groupId: text(data.groupId),
           kind: text(data.kind) ?? 'text',
           text: text(data.text),
           details: detailsOf(data),
@@ -259,8 +261,10 @@ export default fp<ConversationsOptions>(async (app, options) => {
   const page = async (companyId: string, query: MessagesQuery): Promise<MessagesPage> => {
     await flush()
     const limit = query.limit ?? 50
-    let contact: { phone?: string | null, lid?: string | null } = {}
-    if (query.chat) {
+    let contact: { phone?: string | null, lid?: string | null, groupId?: string } = {}
+    if (query.chat && isGroupJid(query.chat)) {
+      contact = { groupId: query.chat }
+    } else if (query.chat) {
       const lid = query.chat.endsWith('@lid') ? query.chat : undefined
       const phone = lid ? await store.phoneOfLid(companyId, lid) ?? null : app.phone.normalize(query.chat)
       contact = { phone, lid: lid ?? (phone ? await store.lidOfPhone(companyId, phone) ?? null : null) }

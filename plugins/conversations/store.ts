@@ -12,6 +12,7 @@ export const MessageSchema = defineEntity({
     direction: p.string(),
     phone: p.string().nullable(),
     lid: p.string().nullable(),
+    groupId: p.string().nullable(),
     kind: p.string(),
     text: p.text().nullable(),
     details: p.json<Record<string, unknown>>().nullable(),
@@ -88,9 +89,23 @@ export class AddMessageEpochs extends Migration {
   }
 }
 
+/** A group's messages are one chat: the group's JID, with the participant (phone, LID) who wrote each. */
+export class AddGroupChats extends Migration {
+  override async up (): Promise<void> {
+    this.addSql('alter table whatsapp_messages add column if not exists group_id varchar(64)')
+    this.addSql('create index if not exists whatsapp_messages_by_group on whatsapp_messages (company_id, group_id, sent_at desc)')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop index if exists whatsapp_messages_by_group')
+    this.addSql('alter table whatsapp_messages drop column if exists group_id')
+  }
+}
+
 export const conversationMigrations = [
   { name: 'conversations_001_messages_and_contacts', class: CreateConversations },
-  { name: 'conversations_002_message_epochs', class: AddMessageEpochs }
+  { name: 'conversations_002_message_epochs', class: AddMessageEpochs },
+  { name: 'conversations_003_group_chats', class: AddGroupChats }
 ]
 
 /** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
@@ -126,6 +141,8 @@ export interface NewMessage {
   direction: 'in' | 'out'
   phone: string | null
   lid: string | null
+  /** A group's message: the group's JID (phone and LID are then the participant's, or null for our own). */
+  groupId: string | null
   kind: string
   text: string | null
   details: Record<string, unknown> | null
@@ -157,6 +174,7 @@ type Row = {
   direction: 'in' | 'out',
   phone: string | null,
   lid: string | null,
+  group_id: string | null,
   kind: string,
   text: string | null,
   details: Record<string, unknown> | null,
@@ -175,6 +193,7 @@ export function recordOf (row: Row): MessageRecord {
     direction: row.direction,
     phone: row.phone,
     lid: row.lid,
+    ...(row.group_id ? { groupId: row.group_id } : {}),
     kind: row.kind,
     text: row.deleted ? null : row.text,
     ...(row.details ?? {}),
@@ -198,18 +217,19 @@ export class ConversationStore {
 
   async insert (rows: NewMessage[]): Promise<void> {
     for (const round of roundsOf(rows)) {
-      const values = round.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
+      const values = round.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
       const params = round.flatMap((row) => [
-        row.companyId, row.messageId, row.direction, row.phone, row.lid, row.kind, row.text,
+        row.companyId, row.messageId, row.direction, row.phone, row.lid, row.groupId, row.kind, row.text,
         row.details === null ? null : JSON.stringify(row.details), row.quotedMessageId, row.state, row.sentAt, row.epoch
       ])
       // A row already there (a redelivery, a receipt that came first, another lease's copy) is merged by `merged`.
       await this.#em().getConnection().execute(`insert into whatsapp_messages
-        (company_id, message_id, direction, phone, lid, kind, text, details, quoted_message_id, state, sent_at, epoch, updated_at)
+        (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, updated_at)
         values ${values}
         on conflict (company_id, message_id) do update set
           phone = ${merged('phone')},
           lid = ${merged('lid')},
+          group_id = ${merged('group_id')},
           text = ${merged('text')},
           details = ${merged('details')},
           kind = case when whatsapp_messages.kind = 'other' or (excluded.epoch > whatsapp_messages.epoch and excluded.kind <> 'other')
@@ -270,17 +290,20 @@ export class ConversationStore {
     return rows[0] ? recordOf(rows[0]) : undefined
   }
 
-  /** A page, newest first, of the company's messages (of one contact: by phone and by LID alike). */
+  /** A page, newest first, of the company's messages (of one contact: by phone and by LID alike; or of one group). */
   async page (
     companyId: string,
-    options: { phone?: string | null, lid?: string | null, before?: { at: Date, id: string }, limit: number }
+    options: { phone?: string | null, lid?: string | null, groupId?: string, before?: { at: Date, id: string }, limit: number }
   ) {
     const where = ['company_id = ?']
     const params: unknown[] = [companyId]
-    if (options.phone !== undefined || options.lid !== undefined) {
-      // One contact, whichever of its names a message was recorded under.
+    if (options.groupId !== undefined) {
+      where.push('group_id = ?')
+      params.push(options.groupId)
+    } else if (options.phone !== undefined || options.lid !== undefined) {
+      // One contact, whichever of its names a message was recorded under; what they wrote in groups is the groups'.
       const names = [['phone', options.phone], ['lid', options.lid]].filter(([, value]) => value)
-      where.push(names.length > 0 ? `(${names.map(([column]) => `${column} = ?`).join(' or ')})` : 'false')
+      where.push(names.length > 0 ? `(${names.map(([column]) => `${column} = ?`).join(' or ')})` : 'false', 'group_id is null')
       params.push(...names.map(([, value]) => value))
     }
     if (options.before) {

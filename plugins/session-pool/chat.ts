@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
-import { ErrorCode } from '../../contracts/index.ts'
+import { ErrorCode, isGroupJid, userOfJid } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import type { Quoted } from './socket-port.ts'
+import type { Quoted, WaSocket } from './socket-port.ts'
 
 /** A chat as a command names it: by phone (any notation) or by LID JID, with what is known of the other. */
 export interface Chat {
@@ -10,21 +10,58 @@ export interface Chat {
   /** E.164 digits, when known. */
   phone: string | null
   lid: string | null
-  /** The budgets' and events' name of the contact: the phone, else the LID's user part. */
+  /** The budgets' and events' name of the chat: the phone, else the LID's user part; a group's JID. */
   recipient: string
+  /** A group (`jid` is `…@g.us`): one send reaches every participant, and counts once. */
+  group: boolean
 }
 
 const LID_JID = /^\d{1,40}@lid$/
 
-/** Resolves a command's `phone` (a phone in any notation, a phone JID or a LID JID) to one contact. */
+/** Resolves a command's `phone` (a phone in any notation, a phone JID, a LID JID, or a group's JID) to one chat. */
 export async function chatOf (app: FastifyInstance, companyId: string, input: string): Promise<Chat> {
+  if (input.endsWith('@g.us')) {
+    if (!isGroupJid(input)) throw new GatewayError(ErrorCode.INVALID_PHONE, `${input} is not a group JID (<digits>@g.us)`)
+    return { jid: input, phone: null, lid: null, recipient: input, group: true }
+  }
   if (input.endsWith('@lid')) {
     if (!LID_JID.test(input)) throw new GatewayError(ErrorCode.INVALID_PHONE, `${input} is not a LID JID (<digits>@lid)`)
     const phone = await app.conversations.phoneOfLid(companyId, input) ?? null
-    return { jid: input, phone, lid: input, recipient: phone ?? input.split('@')[0] }
+    return { jid: input, phone, lid: input, recipient: phone ?? input.split('@')[0], group: false }
   }
   const phone = app.phone.normalize(input)
-  return { jid: app.phone.toJid(phone), phone, lid: await app.conversations.lidOfPhone(companyId, phone) ?? null, recipient: phone }
+  const lid = await app.conversations.lidOfPhone(companyId, phone) ?? null
+  return { jid: app.phone.toJid(phone), phone, lid, recipient: phone, group: false }
+}
+
+/** `@all` in a send's mentions: every participant of the group it goes to. */
+export const MENTION_ALL = '@all'
+
+/**
+ * A send's mentions as WhatsApp carries them (JIDs): in a group, a phone becomes the participant's
+ * JID as the group addresses it (a LID in LID groups), and `@all` every participant but the number itself
+ * (members' `phone` is a phone JID).
+ */
+export async function mentionsOf (
+  app: FastifyInstance, socket: WaSocket, chat: Chat, mentions: string[] | undefined, ownPhone: string | null
+): Promise<string[] | undefined> {
+  if (!mentions?.length) return undefined
+  const members = chat.group ? (await socket.groups.metadata(chat.jid)).participants : []
+  const jids = new Set<string>()
+  for (const mention of mentions) {
+    if (mention === MENTION_ALL) {
+      if (!chat.group) throw new GatewayError(ErrorCode.VALIDATION_ERROR, '`@all` mentions every participant of a group: send to a group')
+      for (const member of members) if (!member.phone || userOfJid(member.phone) !== ownPhone) jids.add(member.jid)
+      continue
+    }
+    if (mention.endsWith('@lid')) {
+      jids.add(mention)
+      continue
+    }
+    const phone = app.phone.normalize(mention)
+    jids.add(members.find((member) => member.phone && userOfJid(member.phone) === phone)?.jid ?? app.phone.toJid(phone))
+  }
+  return [...jids]
 }
 
 /** The message a reply quotes: one the history has (WhatsApp shows its text in the reply). */

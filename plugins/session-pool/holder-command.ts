@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify'
-import type { Static, TSchema } from 'typebox'
+import { Type, type Static, type TObject, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { Value } from 'typebox/value'
 import { COMMAND_SCOPES, CompanyParams, ErrorReply, type CommandName } from '../../contracts/index.ts'
@@ -36,6 +36,11 @@ export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
     url: `${string}:companyId${string}`
     /** The OpenAPI operationId: the typed client's method for this command. */
     operationId: string
+    /**
+     * The path's parameters when the URL names more than the company (`:groupId`): each one besides
+     * `companyId` is a field of the command's request, taken from the path (and left out of the body).
+     */
+    params?: TObject
     summary: string
     tags: string[]
     /** Error statuses this command answers besides those its access policy, validation and limits document. */
@@ -82,13 +87,15 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
   // The same scope a tenant's NATS account needs for the subject (contracts/operations.ts).
   const scope = COMMAND_SCOPES[command.name]
   const takesBody = method !== 'GET' && method !== 'DELETE'
+  const pathFields = Object.keys(command.http.params?.properties ?? {}).filter((field) => field !== 'companyId')
+  const body = pathFields.length > 0 ? Type.Omit(command.request as unknown as TObject, pathFields) : command.request
   // Checked by the schemas at run time; generic over Reply, the handler's type cannot be inferred from them.
   const schema: FastifySchema & { operationId: string } = {
     operationId,
     tags,
     summary,
-    params: CompanyParams,
-    ...(takesBody ? { body: command.request } : {}),
+    params: command.http.params ?? CompanyParams,
+    ...(takesBody ? { body } : {}),
     response: {
       200: command.reply,
       ...Object.fromEntries(errors.map((status) => [status, ErrorReply]))
@@ -108,11 +115,15 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
         }
       : {}),
     handler: async (request) => {
-      const { companyId } = request.params as CompanyParams
+      const params = request.params as CompanyParams & Record<string, string>
+      const { companyId } = params
       // Only the schema's fields travel to the holder (cleaned in place: the body is not used again).
-      const cleaned = takesBody ? Value.Clean(command.request, request.body) as Static<Request> : {}
-      const body = takesBody && command.prepare ? await command.prepare(companyId, cleaned as Static<Request>) : cleaned
-      return app.ownership.requestHolder(companyId, command.name, body, idempotencyHeaders(request))
+      const cleaned = {
+        ...(takesBody ? Value.Clean(body, request.body) as object : {}),
+        ...Object.fromEntries(pathFields.map((field) => [field, params[field]]))
+      } as Static<Request>
+      const payload = takesBody && command.prepare ? await command.prepare(companyId, cleaned) : cleaned
+      return app.ownership.requestHolder(companyId, command.name, payload, idempotencyHeaders(request))
     }
   })
 }

@@ -16,9 +16,10 @@ import { resealAll } from './sealing.ts'
 // The public face: what other plugins may use of the session pool.
 export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
 export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPolicy } from './outbound.ts'
-export type { SessionPool } from './pool.ts'
+export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
-export type { WaSocket, SentMessage } from './socket-port.ts'
+export type { GroupEvent, GroupMeta, GroupMember, GroupMemberResult, WaSocket, SentMessage } from './socket-port.ts'
+export { WhatsAppRefusal } from './socket-port.ts'
 export { settings, type SessionPoolOptions } from './settings.ts'
 export { resealAll } from './sealing.ts'
 

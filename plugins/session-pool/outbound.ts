@@ -7,7 +7,7 @@ import { GatewayError } from '../../core/errors.ts'
 import { isoFromSeconds } from '../../core/time.ts'
 import { IdempotencyStore } from './idempotency.ts'
 import type { SessionPool } from './pool.ts'
-import type { SentMessage, WaSocket } from './socket-port.ts'
+import { WhatsAppRefusal, type SentMessage, type WaSocket } from './socket-port.ts'
 
 /** Session states that end by themselves, soon; a send refused in them is told when to retry. */
 const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
@@ -186,6 +186,8 @@ export class Outbound {
       return { sent, queuedMs: Math.round(queuedMs) }
     } catch (err) {
       if (err instanceof GatewayError) throw err
+      const refusal = groupRefusalOf(err)
+      if (refusal) throw refusal
       // The connection closed under the send (a handoff, a reconnect): not sent, and worth another try.
       const closedUnder = session.socket !== socket
       throw new GatewayError(ErrorCode.NOT_CONNECTED, `WhatsApp refused the message: ${(err as Error).message}`, {
@@ -206,4 +208,18 @@ export class Outbound {
       'an earlier request with this idempotency key stopped mid-send (its replica went away); whether it went out is unknown.' +
         ' Use a new key to send again')
   }
+}
+
+/**
+ * A send to a group that WhatsApp refused before it went out (the group's metadata query said no):
+ * not a connection problem but the number's standing in the group, and no retry will change it.
+ */
+function groupRefusalOf (err: unknown): GatewayError | undefined {
+  const boom = err as { isBoom?: boolean, data?: unknown } | undefined
+  const code = err instanceof WhatsAppRefusal ? err.code : boom?.isBoom ? boom.data : undefined
+  const base = { cause: err, accepted: false }
+  if (code === 403) return new GatewayError(ErrorCode.NOT_IN_GROUP, 'the company\'s number is not a participant of the group', base)
+  if (code === 401) return new GatewayError(ErrorCode.NOT_GROUP_ADMIN, 'only the group\'s admins may write in it', base)
+  if (code === 404) return new GatewayError(ErrorCode.NOT_FOUND, 'WhatsApp knows no such group', base)
+  return undefined
 }

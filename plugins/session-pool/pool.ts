@@ -7,9 +7,9 @@ import type { ConnectLease, Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
 import type { Sealer } from '../../core/sealing.ts'
 import { pendingPairing } from './pairing.ts'
-import { Session, type StopOutcome } from './session.ts'
+import { Session, type Emit, type StopOutcome } from './session.ts'
 import type { SessionPoolOptions } from './settings.ts'
-import type { SocketFactory } from './socket-port.ts'
+import type { SocketFactory, WaSocket } from './socket-port.ts'
 
 export interface PoolOptions {
   settings: SessionPoolOptions
@@ -28,6 +28,12 @@ export interface PoolOptions {
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
+
+/**
+ * Told of every socket a session opens, with the session's emit (which publishes nothing once the
+ * session stops): how a feature plugin (groups) follows the connection's events of its own area.
+ */
+export type SocketListener = (socket: WaSocket, session: { companyId: string, emit: Emit }) => void
 
 /** A session and the lease it runs under (a restart reopens it under the same one). */
 interface Held {
@@ -58,8 +64,15 @@ export class SessionPool implements Connector {
   /** Sessions being stopped, until their socket is closed: nothing opens, and no lease is given back, before then. */
   readonly #closing = new Map<string, Promise<void>>()
 
+  readonly #socketListeners: SocketListener[] = []
+
   constructor (options: PoolOptions) {
     this.#options = options
+  }
+
+  /** Listens to every socket sessions open from now on (register before the first session starts). */
+  onSocket (listener: SocketListener): void {
+    this.#socketListeners.push(listener)
   }
 
   get closeTimeoutMs (): number {
@@ -125,6 +138,7 @@ export class SessionPool implements Connector {
       settings,
       log: log.child({ companyId }),
       pairingPhone,
+      onSocket: (socket, emit) => { for (const listener of this.#socketListeners) listener(socket, { companyId, emit }) },
       emit: (type, data, options) => { events.publish(companyId, type, data, { epoch: lease.epoch, id: options?.eventId }) },
       saveMedia: (id, source, meta) => this.#options.media.save(id, source, meta),
       contacts: this.#options.contacts,

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
-import { ErrorCode, SendReply, SendRequest, type ContactCard } from '../../contracts/index.ts'
+import { ErrorCode, SendReply, SendRequest, userOfJid, type ContactCard } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import { chatOf, quotedOf } from './chat.ts'
+import { chatOf, mentionsOf, quotedOf } from './chat.ts'
 import { declareHolderCommand } from './holder-command.ts'
 import { deliveryFields, type OutboundKind } from './outbound.ts'
 
@@ -45,7 +45,8 @@ export function declareSendCommand (app: FastifyInstance): void {
         })
       }
       if (!request.media) return request
-      if (!request.phone.endsWith('@lid')) app.phone.normalize(request.phone)
+      // A bad phone is refused before the file is fetched; LID and group JIDs are checked when the chat is resolved.
+      if (!request.phone.endsWith('@lid') && !request.phone.endsWith('@g.us')) app.phone.normalize(request.phone)
       const staged = await app.media.stage(companyId, request.media)
       return {
         ...request,
@@ -80,20 +81,25 @@ export function declareSendCommand (app: FastifyInstance): void {
           ...(location ? { location } : {}),
           ...(contact ? { contact: { name: contact.name, ...(contact.phones ? { phones: contact.phones } : {}) } } : {}),
           ...(quoted ? { quotedMessageId: quoted.id } : {}),
+          ...(chat.group ? { groupId: chat.jid } : {}),
+          ...(request.mentions ? { mentions: request.mentions } : {}),
           // The contact by both names, as far as known (a contact known only by LID has no phone yet).
           phone: chat.phone,
           lid: chat.lid
         },
         write: async (socket) => {
+          const ownPhone = app.sessionPool.get(companyId)?.status().phoneNumber ?? null
+          const mentions = await mentionsOf(app, socket, chat, request.mentions, ownPhone && userOfJid(ownPhone))
+          const options = { quoted, ...(mentions ? { mentions } : {}) }
           if (media) {
             const opened = await app.media.open(companyId, media.objectId!)
             if (!opened) throw new GatewayError(ErrorCode.NOT_FOUND, `the file ${media.objectId} left the media bucket before it was sent`)
             const mimetype = media.mimetype ?? opened.media.mimetype
-            return socket.sendMedia(chat.jid, { ...media, mimetype, stream: opened.stream }, { quoted })
+            return socket.sendMedia(chat.jid, { ...media, mimetype, stream: opened.stream }, options)
           }
-          if (location) return socket.sendContent(chat.jid, { location }, { quoted })
-          if (card) return socket.sendContent(chat.jid, { contact: card }, { quoted })
-          return socket.sendText(chat.jid, message!, { quoted })
+          if (location) return socket.sendContent(chat.jid, { location }, options)
+          if (card) return socket.sendContent(chat.jid, { contact: card }, options)
+          return socket.sendText(chat.jid, message!, options)
         }
       }, (sent, queuedMs) => deliveryFields(companyId, chat.phone ?? chat.jid, sent, queuedMs))
     }

@@ -1,7 +1,8 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  advances, ErrorCode, userOfJid, type DeliveryState, type EventData, type EventType, type InboundMedia, type PairingCodeEventData,
+  advances, ErrorCode, isGroupJid, userOfJid,
+  type DeliveryState, type EventData, type EventType, type InboundMedia, type PairingCodeEventData,
   type UnavailableMedia
 } from '../../contracts/index.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
@@ -79,6 +80,8 @@ export interface SessionOptions {
   onOutcome: (outcome: StopOutcome) => void
   /** E.164 digits: link with a pairing code instead of a QR. */
   pairingPhone?: string
+  /** Told of each socket the session opens, with the session's emit (the pool's socket listeners). */
+  onSocket?: (socket: WaSocket, emit: Emit) => void
 }
 
 /** The connection's own state as the holder sees it (the contracts' SessionStatus is the reply built from it). */
@@ -149,7 +152,8 @@ export class Session {
       emit: (type, data, emitOptions) => {
         // Once stop() has begun the lease may already be another replica's: anything still on its
         // way here (a queued inbound message, a receipt, a QR being rendered) is not ours to publish.
-        if (this.#stopping) {
+        // A received message is the exception: see #publishMessages.
+        if (this.#stopping && type !== 'message') {
           options.log.debug({ companyId: options.companyId, type }, 'a stopped session publishes nothing; event dropped')
           return
         }
@@ -233,6 +237,7 @@ export class Session {
     socket.on('creds', () => { void this.#saveCreds() })
     socket.on('messages', (messages) => this.#onMessages(messages))
     socket.on('receipts', (receipts) => this.#onReceipts(receipts))
+    this.#options.onSocket?.(socket, this.#options.emit)
     socket.on('lids', (mappings) => {
       for (const { lid, phone } of mappings) {
         this.#options.contacts.learnLid(this.companyId, lid, userOfJid(phone))
@@ -382,10 +387,14 @@ export class Session {
 
   async #publishMessages (messages: InboundMessage[]): Promise<void> {
     for (const message of messages) {
-      // The new holder receives what this one did not publish; a stopped session fetches nothing more for it.
-      if (this.#stopping) return
-      const lid = message.from.endsWith('@lid') ? message.from : message.fromAlt?.endsWith('@lid') ? message.fromAlt : null
-      const phoneJid = message.from.endsWith('@lid') ? message.fromAlt ?? await this.#phoneJidOf(message.from) : message.from
+      // Even once stopping: Baileys acknowledged the message to WhatsApp as it decrypted it, so no other
+      // holder will receive it, and a message is a fact whatever its epoch (bench:chaos lost one this way).
+      // In a group the writer is the participant; the chat is the group.
+      const groupId = isGroupJid(message.from) ? message.from : undefined
+      const writer = groupId ? message.participant ?? '' : message.from
+      const writerAlt = groupId ? message.participantAlt : message.fromAlt
+      const lid = writer.endsWith('@lid') ? writer : writerAlt?.endsWith('@lid') ? writerAlt : null
+      const phoneJid = (writer.endsWith('@lid') ? writerAlt ?? await this.#phoneJidOf(writer) : writer) || null
       if (lid && phoneJid) {
         this.#options.contacts.learnLid(this.companyId, lid, userOfJid(phoneJid))
           .catch((err: unknown) => this.#options.log.warn({ err, companyId: this.companyId }, 'a LID mapping was not stored'))
@@ -397,6 +406,8 @@ export class Session {
         ...(message.location ? { location: message.location } : {}),
         ...(message.contact ? { contact: message.contact } : {}),
         ...(message.quotedMessageId ? { quotedMessageId: message.quotedMessageId } : {}),
+        ...(groupId ? { groupId } : {}),
+        ...(message.mentions?.length ? { mentions: message.mentions } : {}),
         messageId: message.id,
         phone: phoneJid ? userOfJid(phoneJid) : null,
         jid: phoneJid,
@@ -429,7 +440,7 @@ export class Session {
     const mimetype = ref.mimetype ?? 'application/octet-stream'
     try {
       const socket = this.#socket
-      if (!socket) throw new Error('the connection closed before the file was fetched')
+      if (!socket || this.#stopping) throw new Error('the connection closed before the file was fetched')
       const stored = await this.#options.saveMedia(this.companyId, await socket.downloadMedia(message.id), {
         kind: ref.kind, mimetype, ...(ref.fileName ? { fileName: ref.fileName } : {})
       })

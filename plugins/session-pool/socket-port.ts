@@ -169,10 +169,20 @@ export interface GroupPort {
  * `self` whether it concerns the company's own number (it joined, left, was added or removed).
  */
 export type GroupEvent =
-  | { kind: 'update', group: string, author?: string, change: Partial<Pick<GroupMeta, 'subject' | 'description' | 'announce' |
-    'restrict' | 'joinApproval' | 'memberAddMode' | 'ephemeralSeconds'>> & { inviteCode?: string, picture?: boolean } }
-  | { kind: 'participants', group: string, author?: string, action: 'add' | 'remove' | 'promote' | 'demote' | 'join_request',
-    participants: GroupMember[] }
+  | {
+    kind: 'update',
+    group: string,
+    author?: string,
+    change: Partial<Pick<GroupMeta, 'subject' | 'description' | 'announce' |
+    'restrict' | 'joinApproval' | 'memberAddMode' | 'ephemeralSeconds'>> & { inviteCode?: string, picture?: boolean }
+  }
+  | {
+    kind: 'participants',
+    group: string,
+    author?: string,
+    action: 'add' | 'remove' | 'promote' | 'demote' | 'join_request',
+    participants: GroupMember[]
+  }
   | { kind: 'joined', group: string, author?: string, subject?: string }
   | { kind: 'left', group: string, author?: string }
 

@@ -75,7 +75,7 @@ export interface Replica {
 }
 
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
-export const OWNERSHIP_ONLY: Partial<GatewayConfig> = { disabledPlugins: ['session-pool', 'rate-limit', 'reactions', 'metrics'] }
+export const OWNERSHIP_ONLY: Partial<GatewayConfig> = { disabledPlugins: ['session-pool', 'groups', 'rate-limit', 'reactions', 'metrics'] }
 
 export async function startReplica (
   t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = OWNERSHIP_ONLY
