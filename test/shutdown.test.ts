@@ -139,8 +139,17 @@ async function embeddedDataDir (t: Test): Promise<string> {
   return dataDir
 }
 
+/**
+ * The exit code, once what the process wrote has been read too: 'exit' can come before the last lines
+ * in its pipes (under load, the replicas' "shutting down" were missing), 'close' comes after them.
+ */
 function exited (child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+  return new Promise((resolve) => {
+    child.once('exit', (code) => {
+      const late = setTimeout(() => resolve(code), 2_000)
+      child.once('close', () => { clearTimeout(late); resolve(code) })
+    })
+  })
 }
 
 function descendants (pid: number): number[] {
