@@ -37,16 +37,21 @@ t.test('Baileys\' expected noise (the 515 after a link, the disabled history syn
   'real problems keep their level', async (t) => {
   const lines: { level: number, msg: string }[] = []
   const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
-  const logger = baileysLogger(log as never).child({ module: 'baileys' })
+  const logger = baileysLogger(log as never, { lid: () => '636112347719:2@lid' }).child({ module: 'baileys' })
   logger.error({ fullErrorNode: { tag: 'stream:error', attrs: { code: '515' } } }, 'stream errored out')
   logger.error({ fullErrorNode: { tag: 'stream:error', attrs: {}, content: [{ tag: 'conflict' }] } }, 'stream errored out')
   logger.warn('⚠️ DANGER: DISABLING ALL SYNC BY shouldSyncHistoryMsg PREVENTS BAILEYS FROM ACCESSING INITIAL LID MAPPINGS')
   logger.warn({ jid: 'x' }, 'failed to assert sessions for newly mapped LIDs')
+  // A group's sender key to the sending device itself (rc14 in LID groups) is expected; to anyone else it is not.
+  logger.error({ jid: '636112347719:2@lid', err: new Error('No sessions') }, 'Failed to encrypt for recipient')
+  logger.error({ jid: '777000111222:1@lid', err: new Error('No sessions') }, 'Failed to encrypt for recipient')
   t.same(lines.map((line) => [line.level, line.msg]), [
     [20, 'stream errored out'],
     [50, 'stream errored out'],
     [20, '⚠️ DANGER: DISABLING ALL SYNC BY shouldSyncHistoryMsg PREVENTS BAILEYS FROM ACCESSING INITIAL LID MAPPINGS'],
-    [40, 'failed to assert sessions for newly mapped LIDs']
+    [40, 'failed to assert sessions for newly mapped LIDs'],
+    [20, 'Failed to encrypt for recipient'],
+    [50, 'Failed to encrypt for recipient']
   ])
   t.equal(logger.level, 'debug', 'Baileys reads the level to skip work')
 })

@@ -77,20 +77,35 @@ export interface BaileysSettings {
  * restart after every link, and the consequence of the history sync we turn off on purpose. They
  * are logged at debug level, so an operator's warnings mean something.
  */
-const EXPECTED_NOISE: { pattern: RegExp, when?: (data: unknown) => boolean }[] = [
+/** Who the socket is: Baileys' own device, which rc14 tries to encrypt a group's sender key for in LID groups. */
+export interface OwnDevice {
+  lid: () => string | undefined
+}
+
+const EXPECTED_NOISE: { pattern: RegExp, when?: (data: unknown, own?: OwnDevice) => boolean }[] = [
   {
     pattern: /^stream errored out$/,
     when: (data) => (data as { fullErrorNode?: { attrs?: { code?: string } } })?.fullErrorNode?.attrs?.code === '515'
   },
   { pattern: /DISABLING ALL SYNC BY shouldSyncHistoryMsg/ },
-  { pattern: /^no name present, ignoring presence update request/ }
+  { pattern: /^no name present, ignoring presence update request/ },
+  {
+    // In LID groups rc14 lists the sending device among a group message's recipients and cannot
+    // encrypt to itself (it has no session with itself); the message goes out to everyone else.
+    pattern: /^Failed to encrypt for recipient$/,
+    when: (data, own) => {
+      const { jid, err } = (data ?? {}) as { jid?: string, err?: { message?: string } }
+      const lid = own?.lid()
+      return err?.message === 'No sessions' && lid !== undefined && jid?.split(':')[0] === lid.split(/[:@]/)[0]
+    }
+  }
 ]
 
 /** Baileys' logger: a child of ours that turns the expected noise down to debug. */
-export function baileysLogger (log: FastifyBaseLogger): ILogger {
+export function baileysLogger (log: FastifyBaseLogger, own?: OwnDevice): ILogger {
   const expected = (data: unknown, message: unknown) => {
     const text = typeof message === 'string' ? message : typeof data === 'string' ? data : ''
-    return EXPECTED_NOISE.some((noise) => noise.pattern.test(text) && (noise.when?.(data) ?? true))
+    return EXPECTED_NOISE.some((noise) => noise.pattern.test(text) && (noise.when?.(data, own) ?? true))
   }
   const quiet = (level: 'warn' | 'error') => (data: unknown, message?: string) => {
     if (expected(data, message)) log.debug(data as object, message)
@@ -98,7 +113,7 @@ export function baileysLogger (log: FastifyBaseLogger): ILogger {
   }
   return {
     get level () { return log.level },
-    child: (bindings) => baileysLogger(log.child(bindings)),
+    child: (bindings) => baileysLogger(log.child(bindings), own),
     trace: (data, message) => log.trace(data as object, message),
     debug: (data, message) => log.debug(data as object, message),
     info: (data, message) => log.info(data as object, message),
@@ -254,7 +269,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
   }
   const caches = new WeakMap<SignalKeyStore, SignalKeyStore>()
   return (options: SocketOptions): WaSocket => {
-    const logger = baileysLogger(options.log.child({ module: 'baileys' }))
+    const logger = baileysLogger(options.log.child({ module: 'baileys' }), { lid: () => options.auth.creds.me?.lid })
     let keys = caches.get(options.auth.keys)
     if (!keys) {
       keys = makeCacheableSignalKeyStore(markingFailedWrites(options.auth.keys), logger as never, new KeyCache())
