@@ -45,7 +45,8 @@ t.test('webhook secrets are sealed at rest, plain ones at start, and resealed by
 
   // Sealed under the test key again, deliveries are signed with the secret as before.
   await resealSecrets(() => replica.app.orm.em.fork(), new Sealer([...TEST_SEALING_KEYS, ...parseSealingKeys(NEW_KEY)!]))
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  // Events published before the webhook's consumer exists are never delivered: wait for it, not for time.
+  t.ok(await waitFor(async () => await replica.app.events.backlogOf(webhook.id) !== undefined, 10_000), 'the webhook is consuming')
   const id = uniqueName('event')
   await publishEvent(settings.natsUrl, settings.natsNamespace, { id, type: 'message_status', companyId, epoch: 1, data: {} })
   t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === id), 10_000), 'delivered and verified with the secret')
@@ -85,7 +86,7 @@ t.test('rotate-secret: both secrets sign during the overlap, only the new one af
   const stored = (await replica.app.orm.em.fork().execute<Stored[]>(
     'select secret, previous_secret from webhooks where id = ?', [created.webhook.id]))[0]
   t.match(stored, { secret: { sealed: 1 }, previous_secret: { sealed: 1 } }, 'both sealed')
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.ok(await waitFor(async () => await replica.app.events.backlogOf(created.webhook.id) !== undefined, 10_000), 'the webhook is consuming')
 
   // During the overlap a receiver still on the old secret verifies, and one on the new secret too.
   receiver.useSecret(oldSecret)
