@@ -26,6 +26,7 @@ const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
 const SCREENSHOTS = UPDATE_SCREENSHOTS ? 'test/screenshots' : await mkdtemp(join(tmpdir(), 'wa-screenshots-'))
 if (!UPDATE_SCREENSHOTS) t.teardown(() => rm(SCREENSHOTS, { recursive: true, force: true }))
 const CONTACT = '79111111111'
+const OTHER_CONTACT = '79111111112'
 const STEP_MS = 20_000
 const AXE = fileURLToPath(import.meta.resolve('axe-core/axe.min.js'))
 
@@ -104,6 +105,10 @@ t.test('admin: link by QR without reloading, send, see an inbound message live, 
   const firstQr = await qrImage.getAttribute('data-qr')
   t.match(await qrImage.getAttribute('src'), /^data:image\/png;base64,/, 'the QR is an image')
   t.ok(firstQr, 'the QR carries the code it shows')
+  // Not connected yet: the groups card says so (the API answers 503 NOT_CONNECTED).
+  const groupsCard = page.locator('article[aria-labelledby=groups-title]')
+  await groupsCard.locator('[data-state=not-connected]').waitFor({ timeout: STEP_MS })
+  t.match(await groupsCard.textContent(), /Not connected: the number's groups are listed once WhatsApp is connected/)
   await page.screenshot({ path: `${SCREENSHOTS}/link-qr.png` })
   // WhatsApp rotates the code: the page shows the new one by itself.
   t.ok(await waitFor(async () => (await qrImage.getAttribute('data-qr')) !== firstQr, STEP_MS, 200), 'the QR was replaced by the next one')
@@ -140,6 +145,23 @@ t.test('admin: link by QR without reloading, send, see an inbound message live, 
     return messages.some((message) => message.kind === 'reaction')
   }
   t.ok(await waitFor(reacted, STEP_MS, 200), 'the contact got the reaction')
+
+  // Connected, in no group yet: the empty state. A group made through the API is listed by itself.
+  await groupsCard.locator('[data-state=empty]').waitFor({ timeout: STEP_MS })
+  t.equal(await groupsCard.locator('[data-state=not-connected]').count(), 0, 'no longer "not connected"')
+  const created = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/groups`, {
+    method: 'POST', headers: json, body: JSON.stringify({ subject: 'Салон: постоянные клиенты', participants: [CONTACT, OTHER_CONTACT] })
+  })
+  t.equal(created.status, 200, 'a group created through the API')
+  const { group } = await created.json() as { group: { id: string } }
+  const groupRow = groupsCard.locator(`tr[data-group="${group.id}"]`)
+  await groupRow.waitFor({ timeout: STEP_MS })
+  t.same(await groupRow.locator('th, td').allTextContents(), ['Салон: постоянные клиенты', '3', 'Yes', group.id],
+    'its subject, size, the number an admin, its JID')
+  t.equal(await groupsCard.locator('[data-state=empty]').count(), 0, 'the empty state is gone')
+  t.match(await groupsCard.getByRole('heading').textContent(), /Groups \(1\)/)
+  t.match(await page.locator('.events li[data-type=group_joined]').first().textContent(),
+    `joined the group "Салон: постоянные клиенты" (${group.id})`, 'the feed says it too')
   await page.screenshot({ path: `${SCREENSHOTS}/company.png`, fullPage: true })
 
   await page.getByRole('link', { name: 'Companies' }).first().click()
@@ -283,9 +305,10 @@ t.test('a company key sees only its company; another company\'s pages and the cl
   await page.getByRole('heading', { name: 'Companies' }).waitFor({ timeout: STEP_MS })
   t.equal(await page.getByRole('heading', { name: 'Cluster' }).count(), 0, 'the cluster view is not there for it')
 
-  // Its own page works, and linking from it is offered.
+  // Its own page works, and linking from it is offered; its groups wait for a connection.
   await page.goto(`${base}#/company/${own}`)
   await page.getByRole('button', { name: 'Show QR code' }).waitFor({ timeout: STEP_MS })
+  await page.locator('article[aria-labelledby=groups-title] [data-state=not-connected]').waitFor({ timeout: STEP_MS })
   t.same(errors, [])
 })
 
@@ -303,6 +326,11 @@ async function axeViolations (page: Page): Promise<string[]> {
 t.test('accessible: signed in by keyboard alone, and no serious axe-core finding on any view', { timeout: 90_000 }, async (t) => {
   const companyId = uniqueName('salon')
   await linkSandboxCompany(replica, companyId)
+  // A group, so that the company page's groups table is checked too.
+  const created = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/groups`, {
+    method: 'POST', headers: json, body: JSON.stringify({ subject: 'Запись на стрижку', participants: [CONTACT] })
+  })
+  t.equal(created.status, 200, 'a group to list')
   // axe is injected as a script, which the page's own policy would (rightly) refuse.
   const { page, errors } = await newPage(t, undefined, true)
   await page.goto(base)
@@ -319,7 +347,9 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
   await page.keyboard.press('Enter')
   await page.getByRole('heading', { name: 'Try it' }).waitFor({ timeout: STEP_MS })
   t.equal(await page.evaluate('document.activeElement.tagName'), 'H1', 'focus moves to the new view\'s heading')
-  t.same(await axeViolations(page), [], 'company')
+  const groupRows = page.locator('table.groups tbody tr')
+  await groupRows.first().waitFor({ timeout: STEP_MS })
+  t.same(await axeViolations(page), [], 'company, with its groups')
   await page.goto(`${base}#/cluster`)
   await page.locator('table.replicas tbody tr').first().waitFor({ timeout: STEP_MS })
   t.same(await axeViolations(page), [], 'cluster')
@@ -328,6 +358,7 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
     await page.emulateMedia({ colorScheme: scheme, reducedMotion: 'reduce' })
     await page.goto(`${base}#/company/${companyId}`)
     await page.getByRole('heading', { name: 'Try it' }).waitFor({ timeout: STEP_MS })
+    await groupRows.first().waitFor({ timeout: STEP_MS })
     t.same(await axeViolations(page), [], `company, ${scheme} colours`)
   }
   t.same(errors, [])
@@ -343,7 +374,9 @@ t.test('the pages: served offline from the gateway, with a strict content securi
   t.equal(page.headers.get('x-frame-options'), 'DENY')
   const html = await page.text()
   t.notMatch(html, /https?:\/\//, 'nothing loaded from elsewhere')
-  for (const file of ['vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/style.css']) {
+  for (const file of [
+    'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/style.css'
+  ]) {
     t.equal((await fetch(`${base}${file}`)).status, 200, file)
   }
   for (const file of ['vendor/..%2F..%2Fpackage.json', 'app/..%2Findex.ts', 'app/index.html', 'vendor/fastify.js']) {

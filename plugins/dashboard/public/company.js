@@ -1,15 +1,18 @@
 // One company: its status, linking by QR or pairing code (the page follows the linking live and
-// turns to "connected" by itself), its live events, a test send and reaction, and logout.
+// turns to "connected" by itself), its groups, its live events, a test send and reaction, and logout.
 import { useEffect, useRef, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
 import { followEvents } from './live.js'
 import { ago, describeEvent, maskPhone, problemText, secondsUntil } from './format.js'
 import { NewestEpochs } from './epochs.js'
 import { ErrorNote, StateBadge, html, may } from './html.js'
+import { Groups } from './groups.js'
 
 const EVENTS_SHOWN = 100
 /** Events after which the status is asked again. */
 const STATUS_EVENTS = new Set(['connected', 'disconnected', 'logout', 'owner_changed', 'connection_replaced', 'error', 'reconnect_failed'])
+/** Events after which the groups are asked again. */
+const GROUP_EVENTS = new Set(['group_joined', 'group_left', 'group_update', 'group_participants'])
 
 /** An idempotency key for one press of a button (crypto.randomUUID needs a secure context; this does not). */
 function newKey () {
@@ -230,6 +233,7 @@ export function Company ({ companyId, session }) {
   const [live, setLive] = useState({ state: 'connecting' })
   const [reactTo, setReactTo] = useState()
   const [statusAsked, askStatus] = useState(0)
+  const [groupsAsked, askGroups] = useState(0)
   // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
   // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
   const epochs = useRef(new NewestEpochs())
@@ -264,6 +268,7 @@ export function Company ({ companyId, session }) {
         }
         if (event.type === 'connected') setLinking(undefined)
         if (STATUS_EVENTS.has(event.type)) askStatus((count) => count + 1)
+        if (GROUP_EVENTS.has(event.type)) askGroups((count) => count + 1)
       }
     })
     return () => follower.stop()
@@ -288,6 +293,9 @@ export function Company ({ companyId, session }) {
       ? html`<p class="ok-note" role="status">Connected: WhatsApp is linked.</p>`
       : null}
     ${status?.connected && may(principal, 'send') ? html`<${TryIt} companyId=${companyId} api=${api} reactTo=${reactTo} />` : null}
+    ${status && may(principal, 'read')
+      ? html`<${Groups} companyId=${companyId} api=${api} connected=${status.connected} refresh=${groupsAsked} />`
+      : null}
     <${LiveEvents} events=${events} state=${live} onReact=${setReactTo} canSend=${may(principal, 'send')} />
     ${may(principal, 'link') && status?.health?.phoneNumber
       ? html`<${Logout} companyId=${companyId} api=${api} onDone=${() => askStatus((count) => count + 1)} />`

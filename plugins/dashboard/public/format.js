@@ -58,7 +58,7 @@ export function describeEvent (event) {
     case 'message': {
       const from = data.pushName ? `${data.pushName} (${maskPhone(data.phone)})` : maskPhone(data.phone ?? data.lid)
       const content = data.text ?? (data.media ? `[${data.media.kind}]` : data.location ? '[location]' : data.contact ? '[contact]' : '')
-      return `${from}: ${content}`
+      return `${from}${data.groupId ? ` in ${data.groupId}` : ''}: ${content}`
     }
     case 'message_sent': return `sent to ${maskPhone(data.phone)}: ${data.text ?? `[${data.kind}]`}`
     case 'message_status': return `message ${data.messageId} is ${data.status ?? data.state}`
@@ -70,6 +70,18 @@ export function describeEvent (event) {
     case 'pairing_code': return 'a pairing code'
     case 'owner_changed': return `now held by ${data.holder ?? 'nobody'} (${data.reason})`
     case 'error': return `error: ${String(data.reason ?? data.message ?? '').replaceAll('_', ' ')}`
+    case 'group_joined': return `joined the group ${data.subject ? `"${data.subject}" ` : ''}(${data.groupId})`
+    case 'group_left': return `left the group ${data.groupId}`
+    case 'group_update': {
+      const changed = Object.keys(data).filter((field) => field !== 'groupId' && field !== 'author')
+      return data.subject !== undefined
+        ? `the group ${data.groupId} is now "${data.subject}"`
+        : `the group ${data.groupId} changed: ${changed.join(', ') || 'settings'}`
+    }
+    case 'group_participants': {
+      const who = (data.participants ?? []).map((member) => maskPhone(member.phone ?? member.lid ?? member.jid)).join(', ')
+      return `${String(data.action).replaceAll('_', ' ')} in ${data.groupId}: ${who}`
+    }
   }
   return JSON.stringify(data).slice(0, 120)
 }
