@@ -23,6 +23,9 @@ t.test('webhook secrets are sealed at rest, plain ones at start, and resealed by
   })
   const { secret, webhook } = created.json() as { secret: string, webhook: { id: string } }
   receiver.useSecret(secret)
+  // Events published before the webhook's consumer exists are never delivered: wait for it, not for time (and before the
+  // rows are sealed below under a key this replica does not hold, when it could not read them to start it).
+  t.ok(await waitFor(async () => await replica.app.events.backlogOf(webhook.id) !== undefined, 10_000), 'the webhook is consuming')
   const stored = async () => (await replica.app.orm.em.fork().execute<Stored[]>(
     'select secret, previous_secret from webhooks where id = ?', [webhook.id]))[0]
   const sealed = await stored()
@@ -45,8 +48,6 @@ t.test('webhook secrets are sealed at rest, plain ones at start, and resealed by
 
   // Sealed under the test key again, deliveries are signed with the secret as before.
   await resealSecrets(() => replica.app.orm.em.fork(), new Sealer([...TEST_SEALING_KEYS, ...parseSealingKeys(NEW_KEY)!]))
-  // Events published before the webhook's consumer exists are never delivered: wait for it, not for time.
-  t.ok(await waitFor(async () => await replica.app.events.backlogOf(webhook.id) !== undefined, 10_000), 'the webhook is consuming')
   const id = uniqueName('event')
   await publishEvent(settings.natsUrl, settings.natsNamespace, { id, type: 'message_status', companyId, epoch: 1, data: {} })
   t.ok(await waitFor(() => receiver.accepted.some((got) => got.id === id), 10_000), 'delivered and verified with the secret')

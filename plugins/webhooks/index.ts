@@ -193,7 +193,9 @@ export default fp<WebhooksOptions>(async (app, options) => {
   }
   const syncNow = async (id?: string) => {
     if (closing) return
-    const rows = id ? [await store.get(id)].filter((row) => row !== undefined) : await store.all()
+    const rows = id
+      ? [await store.get(id)].filter((row) => row !== undefined)
+      : await store.all((webhookId, err) => app.log.error({ err, webhookId }, 'a webhook\'s secret does not open: it is not delivered'))
     const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.id, row]))
     for (const runningId of [...running.keys()]) {
       if ((id === undefined || runningId === id) &&
