@@ -16,15 +16,12 @@
  * BENCH_GROUP_PARTICIPANTS (≤ 256, the API's limit), BENCH_GROUP_SENDS, BENCH_GROUP_SETTLE_MS change the
  * defaults; BENCH_CPU_PROFILE=<dir>: a CPU profile of the replica, written when it stops.
  */
-import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import pg from 'pg'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { trustSimulatorCa } from '../simulator/media.ts'
-import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
-import { dropNamespace } from '../test/helpers/namespace-cleanup.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { benchDeployment, onSimulator } from './deployment.ts'
 
 const PARTICIPANTS = Number(process.env.BENCH_GROUP_PARTICIPANTS ?? 256)
 const DEVICES_PER_PARTICIPANT = 2
@@ -94,27 +91,8 @@ for (const level of ['info', 'warn'] as const) {
 trustSimulatorCa()
 const simulator = new WhatsAppSimulator()
 const { url: simulatorUrl } = await simulator.start()
-const namespace = uniqueName('groupbench')
-const database = uniqueName('wa_group_bench')
-const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
-await admin.connect()
-await admin.query(`create database ${database}`)
-const replica = await startReplicaProcess({
-  NODE_ENV: 'test',
-  NATS_URL: TEST_NATS_URL,
-  DATABASE_URL: databaseUrlFor(database),
-  NATS_NAMESPACE: namespace,
-  EVENTS_STREAM: `${namespace.toUpperCase()}_EVENTS`,
-  AUTH_MODE: 'off',
-  AUTH_STATE_KEYS: `bench:${Buffer.alloc(32, 6).toString('base64')}`,
-  WA_WS_URL: simulatorUrl,
-  WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex,
-  WA_VERSION: '2.3000.1023223821',
-  MESSAGES_PER_MINUTE: '100000',
-  API_RATE_LIMIT_MAX: '10000000',
-  NODE_EXTRA_CA_CERTS: fileURLToPath(new URL('../simulator/tls/ca.pem', import.meta.url)),
-  LOG_LEVEL: 'info'
-}, undefined, benchNodeFlags())
+const deployment = await benchDeployment('group')
+const replica = await startReplicaProcess({ ...deployment.env, ...onSimulator(simulator, simulatorUrl) }, undefined, benchNodeFlags())
 const client = clientThread()
 
 try {
@@ -257,7 +235,5 @@ try {
   replica.kill('SIGTERM')
   await exited
   await simulator.stop()
-  await dropNamespace(TEST_NATS_URL, namespace)
-  await admin.query(`drop database if exists ${database} with (force)`)
-  await admin.end()
+  await deployment.remove()
 }

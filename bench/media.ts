@@ -10,16 +10,14 @@
 import { randomBytes, createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { fileURLToPath } from 'node:url'
 import { connect } from '@nats-io/transport-node'
-import { jetstreamManager } from '@nats-io/jetstream'
-import pg from 'pg'
 import { subjectsFor, type EventEnvelope } from '../contracts/index.ts'
 import { WhatsAppSimulator } from '../simulator/server.ts'
 import { encryptMedia, trustSimulatorCa } from '../simulator/media.ts'
-import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { benchDeployment, onSimulator } from './deployment.ts'
 
 const FILES = Number(process.env.BENCH_MEDIA_FILES ?? 100)
 const FILE_BYTES = Number(process.env.BENCH_MEDIA_FILE_MB ?? 1) * 1024 * 1024
@@ -48,31 +46,9 @@ async function pool (total: number, concurrency: number, work: (index: number) =
 trustSimulatorCa()
 const simulator = new WhatsAppSimulator()
 const { url: simulatorUrl } = await simulator.start()
-const namespace = uniqueName('mediabench')
-const database = uniqueName('wa_media_bench')
-const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
-await admin.connect()
-await admin.query(`create database ${database}`)
-const caFile = fileURLToPath(new URL('../simulator/tls/ca.pem', import.meta.url))
-
-const replica = await startReplicaProcess({
-  NODE_ENV: 'test',
-  NATS_URL: TEST_NATS_URL,
-  DATABASE_URL: databaseUrlFor(database),
-  NATS_NAMESPACE: namespace,
-  EVENTS_STREAM: `${namespace.toUpperCase()}_EVENTS`,
-  AUTH_MODE: 'off',
-  AUTH_STATE_KEYS: `bench:${Buffer.alloc(32, 5).toString('base64')}`,
-  WA_WS_URL: simulatorUrl,
-  WA_CERT_PUBLIC_KEY: simulator.identity.publicKeyHex,
-  WA_VERSION: '2.3000.1023223821',
-  MESSAGES_PER_MINUTE: '100000',
-  API_RATE_LIMIT_MAX: '10000000',
-  // The replica trusts the simulator's media server as the sandbox does.
-  NODE_EXTRA_CA_CERTS: caFile,
-  // Info: the replica says where it listens at that level.
-  LOG_LEVEL: 'info'
-})
+const deployment = await benchDeployment('media')
+const { namespace } = deployment
+const replica = await startReplicaProcess({ ...deployment.env, ...onSimulator(simulator, simulatorUrl) })
 const rssMb = () => {
   const status = readFileSync(`/proc/${replica.pid}/status`, 'utf8')
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024
@@ -197,14 +173,8 @@ try {
   replica.kill('SIGTERM')
   await exited
   await simulator.stop()
-  const jsm = await jetstreamManager(nc)
-  for (const stream of [`${namespace.toUpperCase()}_EVENTS`, `OBJ_${namespace}_media`]) await jsm.streams.delete(stream).catch(() => {})
-  for (const bucket of ['leases', 'members', 'idempotency', 'rate_limits', 'tickets']) {
-    await jsm.streams.delete(`KV_${namespace}_${bucket}`).catch(() => {})
-  }
   await nc.close()
-  await admin.query(`drop database if exists ${database} with (force)`)
-  await admin.end()
+  await deployment.remove()
 }
 
 function multipart (phone: string, data: Buffer): FormData {

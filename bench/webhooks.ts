@@ -10,13 +10,13 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { connect } from '@nats-io/transport-node'
 import { headers as natsHeaders } from '@nats-io/nats-core'
-import { jetstream, jetstreamManager } from '@nats-io/jetstream'
-import pg from 'pg'
+import { jetstream } from '@nats-io/jetstream'
 import { Webhook } from 'standardwebhooks'
 import type { EventEnvelope } from '../contracts/index.ts'
-import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { benchDeployment } from './deployment.ts'
 
 const COMPANIES = Number(process.env.BENCH_WEBHOOK_COMPANIES ?? 4)
 const EVENTS_PER_COMPANY = Number(process.env.BENCH_WEBHOOK_EVENTS ?? 500)
@@ -50,23 +50,9 @@ const server = createServer((request, response) => {
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
 const receiverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`
 
-const namespace = uniqueName('whbench')
-const database = uniqueName('wa_webhook_bench')
-const admin = new pg.Client({ connectionString: TEST_ADMIN_DATABASE_URL })
-await admin.connect()
-await admin.query(`create database ${database}`)
-const replica = await startReplicaProcess({
-  NODE_ENV: 'test',
-  NATS_URL: TEST_NATS_URL,
-  DATABASE_URL: databaseUrlFor(database),
-  NATS_NAMESPACE: namespace,
-  EVENTS_STREAM: `${namespace.toUpperCase()}_EVENTS`,
-  AUTH_MODE: 'off',
-  AUTH_STATE_KEYS: `bench:${Buffer.alloc(32, 4).toString('base64')}`,
-  WA_TRANSPORT: 'test',
-  WEBHOOK_ALLOW_PRIVATE: '1',
-  LOG_LEVEL: 'info'
-})
+const deployment = await benchDeployment('webhook')
+const { namespace } = deployment
+const replica = await startReplicaProcess({ ...deployment.env, WA_TRANSPORT: 'test', WEBHOOK_ALLOW_PRIVATE: '1' })
 const nc = await connect({ servers: TEST_NATS_URL })
 const js = jetstream(nc)
 
@@ -152,13 +138,6 @@ try {
   await exited
   server.closeAllConnections()
   server.close()
-  const jsm = await jetstreamManager(nc)
-  await jsm.streams.delete(`${namespace.toUpperCase()}_EVENTS`).catch(() => {})
-  for (const bucket of ['leases', 'members', 'idempotency', 'rate_limits', 'tickets']) {
-    await jsm.streams.delete(`KV_${namespace}_${bucket}`).catch(() => {})
-  }
-  await jsm.streams.delete(`OBJ_${namespace}_media`).catch(() => {})
   await nc.close()
-  await admin.query(`drop database if exists ${database} with (force)`)
-  await admin.end()
+  await deployment.remove()
 }
