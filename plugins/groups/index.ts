@@ -6,7 +6,7 @@ import {
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { fileTypeFromBuffer } from 'file-type'
-import { declareHolderCommand, WhatsAppRefusal, type GroupMeta, type WaSocket } from '../session-pool/index.ts'
+import { declareHolderCommand, memberJidOf, WhatsAppRefusal, type GroupMeta, type WaSocket } from '../session-pool/index.ts'
 import { eventOf, groupInfoOf, outcomeOf, refusalOf } from './translate.ts'
 
 const TAGS = ['groups']
@@ -41,11 +41,7 @@ export default fp(async (app) => {
   /** Participants as the group addresses them: a phone becomes the member's JID (a LID in LID groups) when it is in. */
   const jidsOf = async (socket: WaSocket, groupId: string | undefined, participants: string[], action: string) => {
     const members = groupId && action !== 'add' ? (await socket.groups.metadata(groupId)).participants : []
-    return participants.map((participant) => {
-      if (participant.endsWith('@lid')) return participant
-      const phone = app.phone.normalize(participant)
-      return members.find((member) => member.phone && userOfJid(member.phone) === phone)?.jid ?? app.phone.toJid(phone)
-    })
+    return participants.map((participant) => memberJidOf(app, members, participant))
   }
 
   declareHolderCommand(app, {

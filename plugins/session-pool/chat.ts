@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { ErrorCode, isGroupJid, userOfJid } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import type { Quoted, WaSocket } from './socket-port.ts'
+import type { GroupMember, Quoted, WaSocket } from './socket-port.ts'
 
 /** A chat as a command names it: by phone (any notation) or by LID JID, with what is known of the other. */
 export interface Chat {
@@ -54,14 +54,19 @@ export async function mentionsOf (
       for (const member of members) if (!member.phone || userOfJid(member.phone) !== ownPhone) jids.add(member.jid)
       continue
     }
-    if (mention.endsWith('@lid')) {
-      jids.add(mention)
-      continue
-    }
-    const phone = app.phone.normalize(mention)
-    jids.add(members.find((member) => member.phone && userOfJid(member.phone) === phone)?.jid ?? app.phone.toJid(phone))
+    jids.add(memberJidOf(app, members, mention))
   }
   return [...jids]
+}
+
+/**
+ * A person as a group addresses them: a LID JID as it is; a phone (any notation) as the member's JID
+ * when they are among `members` (a LID in LID groups), else as its phone JID.
+ */
+export function memberJidOf (app: FastifyInstance, members: GroupMember[], person: string): string {
+  if (person.endsWith('@lid')) return person
+  const phone = app.phone.normalize(person)
+  return members.find((member) => member.phone && userOfJid(member.phone) === phone)?.jid ?? app.phone.toJid(phone)
 }
 
 /** The message a reply quotes: one the history has (WhatsApp shows its text in the reply). */

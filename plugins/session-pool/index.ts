@@ -15,6 +15,7 @@ import { resealAll } from './sealing.ts'
 
 // The public face: what other plugins may use of the session pool.
 export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
+export { memberJidOf } from './chat.ts'
 export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPolicy } from './outbound.ts'
 export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
