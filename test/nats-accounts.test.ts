@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,8 +7,7 @@ import { connect, nkeyAuthenticator } from '@nats-io/transport-node'
 import type { NatsConnection } from '@nats-io/nats-core'
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream'
 import { createGatewayClient, type EventEnvelope } from '../contracts/index.ts'
-import { findNatsServer } from '../core/embedded/nats.ts'
-import { freePort } from '../core/embedded/free-port.ts'
+import { findNatsServer, startNatsServer } from '../core/embedded/nats.ts'
 import { readTenants, renderAccounts } from '../deploy/nats/tenants.ts'
 import type { ServiceInfo } from '../core/nats/service-discovery.ts'
 import { build } from './helpers/build.ts'
@@ -32,27 +31,23 @@ function tenantsCommand (...args: string[]): string {
  * with every company scope, `viewer` without `link`, each with its events stream provisioned.
  */
 async function accountsNats (t: Test) {
-  const binary = await findNatsServer()
-  if (!binary) throw new Error('nats-server is not installed')
-  const port = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'wa-nats-accounts-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   tenantsCommand('add', 'acme', '--dir', dir, '--out', dir)
   tenantsCommand('add', 'beta', '--dir', dir, '--out', dir)
   tenantsCommand('add', 'viewer', '--scopes', 'send,read,events', '--dir', dir, '--out', dir)
   const configFile = join(dir, 'nats-server.conf')
-  // deploy/nats/nats-server.conf's shape on a port and store of this test's own (an include resolves beside its file).
-  await writeFile(configFile, `listen: 127.0.0.1:${port}\njetstream { store_dir: ${JSON.stringify(join(dir, 'js'))} }\n` +
-    'include ./accounts.conf\n')
-  const child = spawn(binary, ['-c', configFile], {
-    env: serviceEnv({ NATS_GATEWAY_PASSWORD: PASSWORDS.gateway, NATS_BACKEND_PASSWORD: PASSWORDS.backend }),
-    stdio: 'ignore'
+  // deploy/nats/nats-server.conf's shape (an include resolves beside its file); the port and store,
+  // given on the command line, are this test's own.
+  await writeFile(configFile, 'jetstream {}\ninclude ./accounts.conf\n')
+  const server = await startNatsServer({
+    storeDir: join(dir, 'js'),
+    startTimeoutMs: 15_000,
+    extraArgs: ['-c', configFile],
+    env: serviceEnv({ NATS_GATEWAY_PASSWORD: PASSWORDS.gateway, NATS_BACKEND_PASSWORD: PASSWORDS.backend })
   })
-  t.teardown(async () => {
-    child.kill('SIGTERM')
-    await new Promise((resolve) => child.once('exit', resolve))
-  })
-  const url = `nats://127.0.0.1:${port}`
+  t.teardown(() => server.stop())
+  const url = server.url
   const user = async (name: keyof typeof PASSWORDS): Promise<NatsConnection> => {
     const nc = await connect({ servers: url, user: name, pass: PASSWORDS[name], inboxPrefix: `_INBOX_${name}` })
     t.teardown(() => nc.close())

@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { freePort } from './free-port.ts'
+import { freePorts, isPortTaken } from './free-port.ts'
 import { startNatsServer, type RunningNats } from './nats.ts'
 
 export interface ClusterNode {
@@ -28,23 +28,45 @@ export async function startNatsCluster (options: {
   name?: string
   startTimeoutMs?: number
 }): Promise<RunningCluster> {
-  const size = options.size ?? 3
-  const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort() })))
-  const routes = ports.map((port) => `nats://127.0.0.1:${port.cluster}`).join(',')
-  const nodes = ports.map((port, index): ClusterNode => {
+  for (let attempt = 1; ; attempt++) {
+    const nodes = planNodes(options, await freePorts(2 * (options.size ?? 3)))
+    const started = await Promise.allSettled(nodes.map((node) => node.start()))
+    const failure = started.find((result) => result.status === 'rejected')
+    if (!failure) {
+      return {
+        nodes,
+        url: nodes.map((node) => node.url).join(','),
+        stop: async () => { await Promise.all(nodes.map((node) => node.stop())) }
+      }
+    }
+    // A half-started cluster is stopped whole: nodes left running would outlive the caller's failure.
+    await Promise.all(nodes.map((node) => node.stop()))
+    if (!isPortTaken(failure.reason) || attempt === START_ATTEMPTS) throw failure.reason
+  }
+}
+
+/** Tries with new ports when another process took one of ours between asking and binding. */
+const START_ATTEMPTS = 3
+
+function planNodes (options: { dir: string, name?: string, startTimeoutMs?: number }, ports: number[]): ClusterNode[] {
+  const size = ports.length / 2
+  const clientPort = (index: number) => ports[index] as number
+  const clusterPort = (index: number) => ports[size + index] as number
+  const routes = Array.from({ length: size }, (_, index) => `nats://127.0.0.1:${clusterPort(index)}`).join(',')
+  return Array.from({ length: size }, (_, index): ClusterNode => {
     const name = `n${index + 1}`
     let running: RunningNats | undefined
     const start = async () => {
       running = await startNatsServer({
         storeDir: join(options.dir, name),
-        port: port.client,
+        port: clientPort(index),
         startTimeoutMs: options.startTimeoutMs ?? 15_000,
-        extraArgs: ['--server_name', name, '--cluster_name', options.name ?? 'wa-local', '--cluster', `nats://127.0.0.1:${port.cluster}`, '--routes', routes]
+        extraArgs: ['--server_name', name, '--cluster_name', options.name ?? 'wa-local', '--cluster', `nats://127.0.0.1:${clusterPort(index)}`, '--routes', routes]
       })
     }
     return {
       name,
-      url: `nats://127.0.0.1:${port.client}`,
+      url: `nats://127.0.0.1:${clientPort(index)}`,
       start,
       stop: async (kill = false) => {
         const current = running
@@ -54,10 +76,4 @@ export async function startNatsCluster (options: {
       running: () => running !== undefined
     }
   })
-  await Promise.all(nodes.map((node) => node.start()))
-  return {
-    nodes,
-    url: nodes.map((node) => node.url).join(','),
-    stop: async () => { await Promise.all(nodes.map((node) => node.stop())) }
-  }
 }

@@ -2,7 +2,7 @@ import { access, constants, mkdir } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import type { Logger } from 'pino'
 import { startCompanion } from './companion.ts'
-import { freePort } from './free-port.ts'
+import { freePort, isPortTaken } from './free-port.ts'
 import { untilReadyLine } from './ready-line.ts'
 
 /** Debian installs nats-server in /usr/sbin, which is not on every user's PATH. */
@@ -41,6 +41,8 @@ export interface NatsServerOptions {
   startTimeoutMs: number
   log?: Logger
   extraArgs?: string[]
+  /** The server's environment, for a configuration file (`-c` in extraArgs) that reads variables. */
+  env?: NodeJS.ProcessEnv
 }
 
 /**
@@ -52,9 +54,19 @@ export async function startNatsServer (options: NatsServerOptions): Promise<Runn
   const binary = await findNatsServer()
   if (!binary) throw new Error(NATS_INSTALL_HINT)
   await mkdir(options.storeDir, { recursive: true })
-  const port = options.port ?? await freePort()
+  // A port of our choosing may be taken between asking and binding; only a caller's own port is final.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnPort(binary, options, options.port ?? await freePort())
+    } catch (err) {
+      if (options.port !== undefined || !isPortTaken(err) || attempt === 3) throw err
+    }
+  }
+}
+
+async function startOnPort (binary: string, options: NatsServerOptions, port: number): Promise<RunningNats> {
   const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', options.storeDir, ...(options.extraArgs ?? [])]
-  const server = startCompanion(binary, args, { stopSignal: 'SIGTERM', stopGraceMs: STOP_GRACE_MS, output: 'pipe' })
+  const server = startCompanion(binary, args, { stopSignal: 'SIGTERM', stopGraceMs: STOP_GRACE_MS, output: 'pipe', env: options.env })
   try {
     await untilReadyLine(server.process, {
       readyLine: READY_LINE,
