@@ -52,7 +52,7 @@ const env = {
   LEASE_TTL_MS: String(TTL_MS),
   TEST_LEDGER_SUBJECT: ledgerSubject,
   // Ownership on its own: the ledger transport stands for each company's connection.
-  DISABLED_PLUGINS: 'session-pool,groups,rate-limit,reactions,metrics',
+  DISABLED_PLUGINS: 'session-pool,groups,polls,calls,profiles,chats,status,rate-limit,reactions,metrics',
   // Measured over NATS only; no HTTP client here.
   AUTH_MODE: 'off'
 }

@@ -12,13 +12,19 @@ import * as conversations from './conversations/index.ts'
 import * as webhooks from './webhooks/index.ts'
 import * as dashboard from './dashboard/index.ts'
 import * as groups from './groups/index.ts'
+import * as polls from './polls/index.ts'
+import * as calls from './calls/index.ts'
+import * as profiles from './profiles/index.ts'
+import * as chats from './chats/index.ts'
+import * as status from './status/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
  * dependencies, skips disabled ones and hands each its own settings.
  */
 export const plugins: PluginModule[] = [
-  phone, media, conversations, ownership, sessionPool, groups, rateLimit, reactions, metrics, webhooks, dashboard
+  phone, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status,
+  rateLimit, reactions, metrics, webhooks, dashboard
 ]
 
 /** The whole configuration of this composition: the core's settings and every plugin's. */

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { build } from './helpers/build.ts'
+import { SOCKET_PLUGINS, build } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 import { messageData } from './helpers/event-data.ts'
@@ -8,7 +8,9 @@ import type { StoredEvent } from '../core/events.ts'
 
 /** The core alone: events need no plugin. */
 const CORE_ONLY = {
-  config: { disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'ownership', 'phone'] }
+  config: {
+    disabledPlugins: ['metrics', 'reactions', 'rate-limit', 'session-pool', ...SOCKET_PLUGINS, 'conversations', 'ownership', 'phone']
+  }
 }
 
 async function received (app: FastifyInstance, companyId: string) {

@@ -1,13 +1,13 @@
 import t from 'tap'
 import type { AddressInfo } from 'node:net'
 import { WebSocket } from 'ws'
-import { build } from './helpers/build.ts'
+import { SOCKET_PLUGINS, build } from './helpers/build.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 import { messageData, pairingCodeData, qrData } from './helpers/event-data.ts'
 
 /** The core alone: these limits need no plugin. */
-const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'ownership', 'phone']
+const CORE_ONLY = ['metrics', 'reactions', 'rate-limit', 'session-pool', ...SOCKET_PLUGINS, 'conversations', 'ownership', 'phone']
 
 async function listening (app: Awaited<ReturnType<typeof build>>) {
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -2,7 +2,7 @@ import t from 'tap'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { resolvePlugins, type PluginModule } from '../core/plugin-set.ts'
-import { build } from './helpers/build.ts'
+import { SOCKET_PLUGINS, build } from './helpers/build.ts'
 
 function plugin (name: string, dependencies: string[], onRegister?: (app: FastifyInstance) => void): PluginModule {
   return { default: fp(async (app: FastifyInstance) => { onRegister?.(app) }, { name, dependencies }) }
@@ -52,7 +52,7 @@ t.test('the app registers plugins in dependency order after the core plugins', a
 })
 
 t.test('a plugin disabled by config is not loaded, and its routes are gone', async (t) => {
-  const disabledPlugins = ['metrics', 'reactions', 'rate-limit', 'session-pool', 'groups', 'conversations', 'phone']
+  const disabledPlugins = ['metrics', 'reactions', 'rate-limit', 'session-pool', ...SOCKET_PLUGINS, 'conversations', 'phone']
   const app = await build(t, { config: { disabledPlugins } })
   t.notOk(app.hasDecorator('phone'))
   const response = await app.inject({ method: 'GET', url: '/api/phone/normalize?phone=89001234567' })

@@ -53,6 +53,12 @@ import {
 import {
   GroupAuthors, GroupMetadataCache, groupAuthorOf, groupPortOf, isGroupMessageFromPerson, mentionsOf, watchGroups
 } from './baileys-groups.ts'
+import type { BaileysArea } from './baileys-area.ts'
+import { callPortOf } from './baileys-calls.ts'
+import { chatPortOf } from './baileys-chats.ts'
+import { pollPortOf } from './baileys-polls.ts'
+import { profilePortOf } from './baileys-profiles.ts'
+import { statusPortOf } from './baileys-status.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
 const KEY_CACHE_ENTRIES = 5_000
@@ -337,6 +343,9 @@ function adapt (
   const emit = <K extends keyof SocketEvents>(event: K, payload: SocketEvents[K]) => {
     for (const handler of handlers[event] ?? []) handler(payload)
   }
+  /** Upserted messages a feature area handles itself (baileys-area.ts): no contact's inbound message. */
+  const claims: ((message: WAMessage) => boolean)[] = []
+  const claimed = (message: WAMessage) => claims.some((owns) => owns(message))
   sock.ev.on('connection.update', (update) => {
     emit('connection', {
       connection: update.connection,
@@ -365,7 +374,7 @@ function adapt (
     if (type !== 'notify' && !offline) return
     // Group notifications arrive as stubs and protocol messages (baileys-groups.ts makes them group events).
     const inbound: InboundMessage[] = messages
-      .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id)
+      .filter((message) => !message.key.fromMe && message.key.remoteJid && message.key.id && !claimed(message))
       .filter((message) => GROUP_CHAT.test(message.key.remoteJid!)
         ? isGroupMessageFromPerson(message)
         : !offline || (message.message && !message.messageStubType && PERSON_CHAT.test(message.key.remoteJid!)))
@@ -440,6 +449,7 @@ function adapt (
     }
   }
   watchGroups(sock, groupMetadata, (events) => emit('groups', events))
+  const area: BaileysArea = { sock, log, emit, send, claim: (owns) => { claims.push(owns) } }
   const sendWith = (jid: string, content: AnyMessageContent, options: SendOptions) =>
     send(jid, mentioning(content, options.mentions), quotedOf(options.quoted, (id, fromMe) => groupAuthors.keyOf(jid, id, fromMe)))
   return {
@@ -497,6 +507,11 @@ function adapt (
       }
     },
     logout: () => sock.logout(),
-    groups: groupPortOf(sock, groupMetadata)
+    groups: groupPortOf(sock, groupMetadata),
+    polls: pollPortOf(area),
+    calls: callPortOf(area),
+    profiles: profilePortOf(area),
+    chats: chatPortOf(area),
+    status: statusPortOf(area)
   }
 }

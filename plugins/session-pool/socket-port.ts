@@ -2,6 +2,11 @@ import type { Readable } from 'node:stream'
 import type { AuthenticationCreds, SignalKeyStore } from '@whiskeysockets/baileys'
 import type { ContactCard, Location, MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
+import type { CallEvent, CallPort } from './calls-port.ts'
+import type { ChatEvent, ChatPort } from './chats-port.ts'
+import type { EncryptedPollVote, PollPort } from './polls-port.ts'
+import type { BlocklistEvent, ProfilePort } from './profiles-port.ts'
+import type { InboundStatus, StatusPort } from './status-port.ts'
 
 /** What a session needs of a WhatsApp connection; the Baileys adapter and the test double both provide it. */
 export interface ConnectionUpdate {
@@ -201,6 +206,11 @@ export interface SocketEvents {
   reactions: InboundReaction[]
   lids: LidMapping[]
   groups: GroupEvent[]
+  pollVotes: EncryptedPollVote[]
+  calls: CallEvent[]
+  blocklist: BlocklistEvent[]
+  chats: ChatEvent[]
+  statuses: InboundStatus[]
 }
 
 export interface SentMessage {
@@ -234,6 +244,11 @@ export interface WaSocket {
   /** Unlinks the device; the socket then closes with 401. */
   logout: () => Promise<void>
   groups: GroupPort
+  polls: PollPort
+  calls: CallPort
+  profiles: ProfilePort
+  chats: ChatPort
+  status: StatusPort
 }
 
 export interface SendOptions {

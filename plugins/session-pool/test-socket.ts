@@ -6,6 +6,17 @@ import {
   type SocketOptions, type WaSocket
 } from './socket-port.ts'
 import { isGroupJid, TestGroups } from './test-groups.ts'
+import type { TestArea } from './test-area.ts'
+import { testCallPort } from './test-calls.ts'
+import { testChatPort } from './test-chats.ts'
+import { testPollPort } from './test-polls.ts'
+import { testProfilePort } from './test-profiles.ts'
+import { testStatusPort } from './test-status.ts'
+import type { CallPort } from './calls-port.ts'
+import type { ChatPort } from './chats-port.ts'
+import type { PollPort } from './polls-port.ts'
+import type { ProfilePort } from './profiles-port.ts'
+import type { StatusPort } from './status-port.ts'
 
 export interface TestWhatsAppOptions {
   /** Time between QR references, and how many are offered before the socket closes with 408. */
@@ -160,6 +171,11 @@ export class TestSocket implements WaSocket {
   #qrsShown = 0
   #pairingCode: string | undefined
   readonly groups: GroupPort
+  readonly polls: PollPort
+  readonly calls: CallPort
+  readonly profiles: ProfilePort
+  readonly chats: ChatPort
+  readonly status: StatusPort
 
   constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string, ledger: LedgerPort) {
     this.#whatsapp = whatsapp
@@ -172,6 +188,19 @@ export class TestSocket implements WaSocket {
       if (!phone) throw new Error('the device is not linked to a number')
       return phone
     })
+    const area: TestArea = {
+      whatsapp,
+      companyId: options.companyId,
+      phone: () => this.phone,
+      writable: (jid) => this.#writable(jid),
+      emitLater: (event, payload) => this.emitLater(event, payload),
+      record: (sent) => whatsapp.record(options.companyId, sent)
+    }
+    this.polls = testPollPort(area)
+    this.calls = testCallPort(area)
+    this.profiles = testProfilePort(area)
+    this.chats = testChatPort(area)
+    this.status = testStatusPort(area)
     this.#later(() => { void this.#connect() }, 0)
   }
 

@@ -90,3 +90,6 @@ export async function build (t: Test, options: BuildOptions = {}): Promise<Fasti
   t.teardown(() => app.close())
   return app
 }
+
+/** The plugins that reach WhatsApp through session-pool's sockets: disabling session-pool disables them too. */
+export const SOCKET_PLUGINS = ['groups', 'polls', 'calls', 'profiles', 'chats', 'status']

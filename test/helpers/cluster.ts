@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../core/app.ts'
 import type { GatewayConfig } from '../../plugins/index.ts'
 import { plugins } from '../../plugins/index.ts'
-import { dropBucketsAfter, dropStreamsAfter, testConfig } from './build.ts'
+import { dropBucketsAfter, dropStreamsAfter, SOCKET_PLUGINS, testConfig } from './build.ts'
 import { dropNamespaceAfter } from './namespace-cleanup.ts'
 import { createTestDatabase, TEST_NATS_URL, uniqueName } from './services.ts'
 import type { LedgerEntry } from '../../plugins/ownership/test-transport.ts'
@@ -75,7 +75,9 @@ export interface Replica {
 }
 
 /** Ownership on its own: the plain ledger transport stands for the connection (no session pool). */
-export const OWNERSHIP_ONLY: Partial<GatewayConfig> = { disabledPlugins: ['session-pool', 'groups', 'rate-limit', 'reactions', 'metrics'] }
+export const OWNERSHIP_ONLY: Partial<GatewayConfig> = {
+  disabledPlugins: ['session-pool', ...SOCKET_PLUGINS, 'rate-limit', 'reactions', 'metrics']
+}
 
 export async function startReplica (
   t: Test, settings: ClusterSettings, overrides: Partial<GatewayConfig> = OWNERSHIP_ONLY
