@@ -20,6 +20,7 @@ import type {
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
+import type { PollSendReply, PollSendRequest, PollTallyReply } from './polls.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 const HOLDER_RETRY_INTERVAL_MS = 50
@@ -192,6 +193,10 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     decideGroupJoinRequests: (companyId: string, request: JoinRequestsUpdate) =>
       command<GroupParticipantsReply>(companyId, 'group-decide-join-requests', request),
     leaveGroup: (companyId: string, groupId: string) => command<GroupIdReply>(companyId, 'group-leave', { groupId }),
+    /** A poll to a contact or a group; votes arrive as `poll_vote` events. */
+    sendPoll: (companyId: string, request: PollSendRequest) => command<PollSendReply>(companyId, 'poll-send', request),
+    /** A poll's tally: each option's votes and voters, every voter once by their latest vote (any replica answers). */
+    pollTally: (companyId: string, messageId: string) => call<PollTallyReply>(subjects.pollTally(companyId), { messageId }),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

@@ -43,3 +43,6 @@ export const EventEnvelope = Type.Object({
   data: Type.Record(Type.String(), Type.Unknown())
 })
 export type EventEnvelope = Static<typeof EventEnvelope>
+
+/** A time as an ISO 8601 string. */
+export const DateTime = (description: string) => Type.String({ format: 'date-time', description })

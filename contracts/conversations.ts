@@ -82,7 +82,7 @@ export const DeleteRequest = Type.Object({
 })
 export type DeleteRequest = Static<typeof DeleteRequest>
 
-export const MESSAGE_KINDS = ['text', 'media', 'location', 'contact', 'reaction', 'edit', 'delete', 'other'] as const
+export const MESSAGE_KINDS = ['text', 'media', 'location', 'contact', 'reaction', 'edit', 'delete', 'poll', 'other'] as const
 export type MessageKind = (typeof MESSAGE_KINDS)[number]
 
 /** A message as the history keeps it. */
@@ -99,6 +99,9 @@ export const MessageRecord = Type.Object({
   media: Type.Optional(Type.Union([InboundMedia, UnavailableMedia, Type.Object({ kind: MediaKind, objectId: Type.String() })])),
   location: Type.Optional(Location),
   contact: Type.Optional(ContactCard),
+  poll: Type.Optional(Type.Object({
+    question: Type.String(), options: Type.Array(Type.String()), multipleAnswers: Type.Boolean()
+  }, { description: 'A poll the company sent (its tally: GET …/messages/{messageId}/poll)' })),
   quotedMessageId: Type.Union([Type.String(), Type.Null()]),
   state: Type.Union([DeliveryState, Type.Null()], { description: 'Outbound messages only' }),
   failure: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox'
-import { EventEnvelope } from './common.ts'
+import { DateTime, EventEnvelope } from './common.ts'
 import { GatewayHeaders } from './subjects.ts'
 import { OwnerChanged } from './cluster.ts'
 import { DeliveryState } from './conversations.ts'
@@ -7,6 +7,7 @@ import { Location } from './content.ts'
 import { ErrorReply } from './errors.ts'
 import { InboundMedia, MediaKind, ObjectId, UnavailableMedia } from './media.ts'
 import { EVENT_TYPES } from './webhooks.ts'
+import { PollVoteEventData } from './polls.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -16,7 +17,6 @@ import { EVENT_TYPES } from './webhooks.ts'
 
 export type EventType = (typeof EVENT_TYPES)[number]
 
-const DateTime = (description: string) => Type.String({ format: 'date-time', description })
 /** A WhatsApp close code (Baileys' DisconnectReason); null when the connection ended without one. */
 const CloseCodeOrNull = Type.Union([Type.Integer(), Type.Null()], { description: 'WhatsApp\'s close code; null when there was none' })
 
@@ -90,7 +90,7 @@ export type MessageEventData = Static<typeof MessageEventData>
 /** Every kind of outbound message: sends by content, and the changes and reactions that travel as messages. */
 export const SentKind = Type.Union([
   Type.Literal('text'), Type.Literal('media'), Type.Literal('location'), Type.Literal('contact'),
-  Type.Literal('edit'), Type.Literal('delete'), Type.Literal('reaction')
+  Type.Literal('edit'), Type.Literal('delete'), Type.Literal('reaction'), Type.Literal('poll')
 ])
 export type SentKind = Static<typeof SentKind>
 
@@ -109,7 +109,10 @@ export const MessageSentEventData = Type.Object({
   contact: Type.Optional(Type.Object({ name: Type.String(), phones: Type.Optional(Type.Array(Type.String())) })),
   quotedMessageId: Type.Optional(Type.String({ description: 'The message it replies to' })),
   groupId: Type.Optional(Type.String({ description: 'A send to a group: the group\'s JID (`phone` is then null)' })),
-  mentions: Type.Optional(Type.Array(Type.String(), { description: 'JIDs the message mentions' }))
+  mentions: Type.Optional(Type.Array(Type.String(), { description: 'JIDs the message mentions' })),
+  poll: Type.Optional(Type.Object({
+    question: Type.String(), options: Type.Array(Type.String()), multipleAnswers: Type.Boolean()
+  }, { description: 'A poll (`text` is its question)' }))
 }, { description: 'WhatsApp took a message the company sent (any replica, any client): sends, edits, deletions, reactions' })
 export type MessageSentEventData = Static<typeof MessageSentEventData>
 /** What a send adds to its `message_sent` event besides what every outbound message has. */
@@ -244,7 +247,8 @@ export const EVENT_DATA = {
   group_update: GroupUpdateEventData,
   group_participants: GroupParticipantsEventData,
   group_joined: GroupJoinedEventData,
-  group_left: GroupLeftEventData
+  group_left: GroupLeftEventData,
+  poll_vote: PollVoteEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

@@ -33,7 +33,8 @@ export const COMMAND_SCOPES = {
   'group-revoke-invite': 'send',
   'group-join': 'send',
   'group-decide-join-requests': 'send',
-  'group-leave': 'send'
+  'group-leave': 'send',
+  'poll-send': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -44,7 +45,9 @@ export const CONTROL_SCOPES = {
   'auto-reactions.set': 'rules',
   // Message content is what the events carry.
   'messages.list': 'events',
-  'messages.get': 'events'
+  'messages.get': 'events',
+  // A tally names who voted what: what poll_vote events carry.
+  'polls.get': 'events'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

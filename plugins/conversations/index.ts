@@ -328,7 +328,7 @@ function kindOf (data: Record<string, unknown>): string {
 }
 
 function detailsOf (data: Record<string, unknown>): Record<string, unknown> | null {
-  const present = ['media', 'location', 'contact'].filter((key) => data[key] !== undefined)
+  const present = ['media', 'location', 'contact', 'poll'].filter((key) => data[key] !== undefined)
   const details = Object.fromEntries(present.map((key) => [key, data[key]]))
   return Object.keys(details).length > 0 ? details : null
 }

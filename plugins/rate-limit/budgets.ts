@@ -1,8 +1,10 @@
 import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BucketState, TokenBucket } from './token-bucket.ts'
+import type { OutboundKind } from '../session-pool/index.ts'
 
-export type BudgetKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction'
+/** Every outbound kind takes from the company's message budget; reactions from the recipient's too. */
+export type BudgetKind = OutboundKind
 
 interface Stored {
   messages?: BucketState

@@ -15,7 +15,7 @@ import { resealAll } from './sealing.ts'
 
 // The public face: what other plugins may use of the session pool.
 export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
-export { memberJidOf } from './chat.ts'
+export { chatOf, memberJidOf, type Chat } from './chat.ts'
 export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPolicy } from './outbound.ts'
 export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
@@ -23,6 +23,7 @@ export type { GroupEvent, GroupMeta, GroupMember, GroupMemberResult, WaSocket, S
 export { WhatsAppRefusal } from './socket-port.ts'
 export { settings, type SessionPoolOptions } from './settings.ts'
 export { resealAll } from './sealing.ts'
+export type { InboundPollVote, OutboundPoll, PollPort, SentPoll } from './polls-port.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
 export const migrations = [...authMigrations, ...pairingMigrations]

@@ -152,8 +152,8 @@ export class Session {
       emit: (type, data, emitOptions) => {
         // Once stop() has begun the lease may already be another replica's: anything still on its
         // way here (a queued inbound message, a receipt, a QR being rendered) is not ours to publish.
-        // A received message is the exception: see #publishMessages.
-        if (this.#stopping && type !== 'message') {
+        // A received message is the exception: see #publishMessages. A vote is a received message too.
+        if (this.#stopping && type !== 'message' && type !== 'poll_vote') {
           options.log.debug({ companyId: options.companyId, type }, 'a stopped session publishes nothing; event dropped')
           return
         }

@@ -4,7 +4,7 @@ import type { ContactCard, Location, MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { CallEvent, CallPort } from './calls-port.ts'
 import type { ChatEvent, ChatPort } from './chats-port.ts'
-import type { EncryptedPollVote, PollPort } from './polls-port.ts'
+import type { InboundPollVote, PollPort } from './polls-port.ts'
 import type { BlocklistEvent, ProfilePort } from './profiles-port.ts'
 import type { InboundStatus, StatusPort } from './status-port.ts'
 
@@ -206,7 +206,7 @@ export interface SocketEvents {
   reactions: InboundReaction[]
   lids: LidMapping[]
   groups: GroupEvent[]
-  pollVotes: EncryptedPollVote[]
+  pollVotes: InboundPollVote[]
   calls: CallEvent[]
   blocklist: BlocklistEvent[]
   chats: ChatEvent[]

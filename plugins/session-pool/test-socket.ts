@@ -9,12 +9,12 @@ import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
 import { testCallPort } from './test-calls.ts'
 import { testChatPort } from './test-chats.ts'
-import { testPollPort } from './test-polls.ts'
+import { TestPolls, testPollPort } from './test-polls.ts'
 import { testProfilePort } from './test-profiles.ts'
 import { testStatusPort } from './test-status.ts'
 import type { CallPort } from './calls-port.ts'
 import type { ChatPort } from './chats-port.ts'
-import type { PollPort } from './polls-port.ts'
+import type { OutboundPoll, PollPort } from './polls-port.ts'
 import type { ProfilePort } from './profiles-port.ts'
 import type { StatusPort } from './status-port.ts'
 
@@ -32,6 +32,7 @@ const CLOSE = { loggedOut: 401, timedOut: 408, connectionReplaced: 440, restartR
 export interface Sent {
   to: string
   text?: string
+  poll?: OutboundPoll
   quoted?: string
   /** The JIDs a text or caption mentions. */
   mentions?: string[]
@@ -56,6 +57,8 @@ export class TestWhatsApp {
   readonly sent = new Map<string, Sent[]>()
   /** Its groups; a change is told to the open connection of each member's number. */
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
+  /** The polls companies sent; tests vote on them as contacts. */
+  readonly polls = new TestPolls((companyId) => this.socketOf(companyId))
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
