@@ -3,6 +3,10 @@ import { connect } from '@nats-io/transport-node'
 import { decryptPollVote } from '@whiskeysockets/baileys'
 import { createGatewayClient, type EventEnvelope } from '../contracts/index.ts'
 import { openPollVote, pollOptionHash, sealPollVote } from '../core/poll-vote.ts'
+import { parseSealingKeys, Sealer } from '../core/sealing.ts'
+import { resealPollSecrets } from '../plugins/polls/index.ts'
+import { PollStore } from '../plugins/polls/store.ts'
+import { TEST_SEALING_KEYS } from './helpers/build.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -108,4 +112,14 @@ t.test('polls on the test double: votes by phone and by LID, a change, a withdra
   })
   const missing = await replica.app.inject({ url: `/api/whatsapp/sessions/${companyId}/messages/NOPE/poll` })
   t.equal(missing.statusCode, 404)
+
+  // rotate-keys: the secrets are sealed under the new first key and still open to the same poll.
+  const stored = () => replica.app.orm.em.fork().execute<{ secret: { k: string } }[]>(
+    'select secret from whatsapp_polls where company_id = ?', [companyId], 'all')
+  t.ok((await stored()).every((row) => row.secret.k === TEST_SEALING_KEYS[0]!.id), 'sealed under the current key')
+  const rotated = new Sealer([...parseSealingKeys(`new:${Buffer.alloc(32, 9).toString('base64')}`)!, ...TEST_SEALING_KEYS])
+  const secretBefore = (await new PollStore(() => replica.app.orm.em.fork(), replica.app.sealer).find(companyId, messageId))!.secret
+  t.ok(await resealPollSecrets(() => replica.app.orm.em.fork(), rotated) >= 2, 'both polls resealed')
+  t.ok((await stored()).every((row) => row.secret.k === 'new'), 'under the new key')
+  t.same((await new PollStore(() => replica.app.orm.em.fork(), rotated).find(companyId, messageId))!.secret, secretBefore, 'the same secret')
 })

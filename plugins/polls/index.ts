@@ -4,7 +4,9 @@ import {
   ANY_REPLICA_QUEUE, CONTROL_SCOPES, ErrorCode, MessageParams, PollMessageRequest, PollSendReply, PollSendRequest, PollTallyReply,
   userOfJid, type EventData
 } from '../../contracts/index.ts'
+import type { EntityManager } from '@mikro-orm/postgresql'
 import { GatewayError } from '../../core/errors.ts'
+import type { Sealer } from '../../core/sealing.ts'
 import { errorAnswer } from '../../core/plugins/docs.ts'
 import { chatOf, declareHolderCommand, deliveryFields, type InboundPollVote, type WaSocket } from '../session-pool/index.ts'
 import { PollStore, pollEntities, pollMigrations } from './store.ts'
@@ -12,6 +14,9 @@ import { deserializeVote, takeVote } from './votes.ts'
 
 export const entities = pollEntities
 export const migrations = pollMigrations
+
+/** Seals every poll secret under the current key (`npm run rotate-keys`); how many it sealed. */
+export const resealPollSecrets = (em: () => EntityManager, sealer: Sealer) => new PollStore(em, sealer).reseal()
 
 const TAGS = ['polls']
 /** WhatsApp's `selectableOptionsCount`: 1 is a single choice; 0 lets a voter pick any number. */
