@@ -121,5 +121,6 @@ t.test('polls on the test double: votes by phone and by LID, a change, a withdra
   const secretBefore = (await new PollStore(() => replica.app.orm.em.fork(), replica.app.sealer).find(companyId, messageId))!.secret
   t.ok(await resealPollSecrets(() => replica.app.orm.em.fork(), rotated) >= 2, 'both polls resealed')
   t.ok((await stored()).every((row) => row.secret.k === 'new'), 'under the new key')
-  t.same((await new PollStore(() => replica.app.orm.em.fork(), rotated).find(companyId, messageId))!.secret, secretBefore, 'the same secret')
+  const secretAfter = (await new PollStore(() => replica.app.orm.em.fork(), rotated).find(companyId, messageId))!.secret
+  t.same(secretAfter, secretBefore, 'the same secret')
 })
