@@ -32,7 +32,7 @@ export interface ReceivedMessage {
   /** The sending device (`<user>:<device>`). */
   from: string
   at: number
-  kind: 'text' | 'reaction' | 'media' | 'location' | 'contact' | 'other'
+  kind: 'text' | 'reaction' | 'media' | 'location' | 'contact' | 'poll' | 'other'
   text?: string
   /** The message it replies to. */
   quotedMessageId?: string
@@ -45,6 +45,8 @@ export interface ReceivedMessage {
   media?: ReceivedMedia
   /** For a reaction: the message reacted to and the emoji ('' removes a reaction). */
   reaction?: { messageId: string, emoji: string, fromMe: boolean }
+  /** For a poll: its question, options, how many a voter may pick (0: any number) and the secret votes are sealed with (hex). */
+  poll?: { question: string, options: string[], selectableCount: number, secret: string }
   /** The JIDs the message mentions (`contextInfo.mentionedJid`), when it mentions anyone. */
   mentions?: string[]
 }

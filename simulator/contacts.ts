@@ -146,7 +146,7 @@ export class Contacts {
       ...rest,
       id,
       at: unixSeconds(),
-      content: media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' },
+      content: options.content ?? (media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' }),
       ...(media ? { mediaKind: media.kind } : {})
     }
     let devices = 0
@@ -361,6 +361,23 @@ function describe (
   const contact = message.contactMessage ?? message.contactsArrayMessage?.contacts?.[0]
   if (contact) {
     return { id, from, at, kind: 'contact', contact: { name: contact.displayName ?? '', vcard: contact.vcard ?? '' }, ...references }
+  }
+  // A poll is V3 for a single choice, the first form otherwise, V2 in announcement groups (Baileys' generateWAMessageContent).
+  const poll = message.pollCreationMessageV3 ?? message.pollCreationMessage ?? message.pollCreationMessageV2
+  if (poll) {
+    const secret = message.messageContextInfo?.messageSecret
+    return {
+      id,
+      from,
+      at,
+      kind: 'poll',
+      poll: {
+        question: poll.name ?? '',
+        options: (poll.options ?? []).map((option) => option.optionName ?? ''),
+        selectableCount: poll.selectableOptionsCount ?? 0,
+        secret: secret ? Buffer.from(secret).toString('hex') : ''
+      }
+    }
   }
   const reaction = message.reactionMessage
   if (reaction) {

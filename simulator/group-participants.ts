@@ -14,7 +14,13 @@ export interface ParticipantMessageOptions {
   /** The participant's phone number, and which of its simulated devices sends (the phone by default). */
   from: string
   device?: number
-  text: string
+  /** The text; or `content`, a message other than a text (a poll vote), as the phone encodes it. */
+  text?: string
+  content?: proto.IMessage
+  /** The stanza's `type` when not `text` (a vote travels as `poll`). */
+  stanzaType?: string
+  /** WhatsApp names the writer by LID only (no participant_pn). */
+  withoutPhone?: boolean
   /** The id of a message in the group this one replies to. */
   replyTo?: string
   /** Phone numbers of the participants it mentions (`@` in the text is the sender's business). */
@@ -84,7 +90,13 @@ export class ParticipantMessages {
       at: unixSeconds(),
       content,
       pushName: options.pushName ?? author.pushName,
-      group: { jid: group.jid, participant: lidDeviceJid(author, device), participantPn: userJid(author.phone), encrypt }
+      ...(options.stanzaType ? { stanzaType: options.stanzaType } : {}),
+      group: {
+        jid: group.jid,
+        participant: lidDeviceJid(author, device),
+        ...(options.withoutPhone ? {} : { participantPn: userJid(author.phone) }),
+        encrypt
+      }
     })
     let devices = 0
     let queued = 0
@@ -125,6 +137,8 @@ export class ParticipantMessages {
   }
 
   #content (group: Group, options: ParticipantMessageOptions): proto.IMessage {
+    if (options.content) return options.content
+    if (options.text === undefined) throw refusals.badRequest('a participant\'s message needs a text or a content')
     const quoted = options.replyTo ? group.history.get(options.replyTo) : undefined
     if (options.replyTo && !quoted) throw refusals.badRequest(`no message ${options.replyTo} in ${group.jid} to reply to`)
     const mentionedJid = (options.mentions ?? []).map((phone) => lidJid(this.#directory.account(phone)))

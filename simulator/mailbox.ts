@@ -17,6 +17,10 @@ export interface InboundOptions {
   pushName?: string
   /** The contact writes as WhatsApp's LID-addressed chats do: from `<lid>@lid`, its phone not given. */
   byLid?: boolean
+  /** A message other than a text or a file (a poll vote), as the phone encodes it; `text` and `media` are then unused. */
+  content?: proto.IMessage
+  /** The stanza's `type` when it is not `text` or `media` (a vote travels as `poll`). */
+  stanzaType?: string
 }
 
 export interface ContactMedia {
@@ -34,9 +38,9 @@ export interface ContactMedia {
 export interface GroupEnvelope {
   /** The group's JID. */
   jid: string
-  /** The sending device as a LID group names it (`<lid>@lid`, `<lid>:<device>@lid`), and its phone JID. */
+  /** The sending device as a LID group names it (`<lid>@lid`, `<lid>:<device>@lid`), and its phone JID (unless WhatsApp withholds it). */
   participant: string
-  participantPn: string
+  participantPn?: string
   /** The `<enc>` nodes for one device: the sender's key (pkmsg/msg) when the device lacks it, then the `skmsg`. */
   encrypt: (device: DeviceAddress) => Promise<BinaryNode[]>
 }
@@ -123,13 +127,15 @@ export class Mailbox {
     const common = {
       id: message.id,
       t: String(message.at),
-      type: media ? 'media' : 'text',
+      type: message.stanzaType ?? (media ? 'media' : 'text'),
       ...(message.pushName ? { notify: message.pushName } : {}),
       ...(offline ? { offline: '1' } : {})
     }
     if (message.group) {
       const { jid, participant, participantPn } = message.group
-      const attrs = { from: jid, participant, participant_pn: participantPn, addressing_mode: 'lid', ...common }
+      // A participant WhatsApp names only by LID gets no participant_pn.
+      const pn: Record<string, string> = participantPn ? { participant_pn: participantPn } : {}
+      const attrs = { from: jid, participant, ...pn, addressing_mode: 'lid', ...common }
       connection.send({ tag: 'message', attrs, content: await message.group.encrypt(device) })
       return true
     }

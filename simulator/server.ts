@@ -10,6 +10,7 @@ import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
+import { PollVoters } from './polls.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -47,6 +48,8 @@ export class WhatsAppSimulator {
   readonly media: MediaServer
   /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
   readonly groups: GroupService
+  /** Contacts and participants voting on the polls linked devices sent them. */
+  readonly polls: PollVoters
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -61,6 +64,7 @@ export class WhatsAppSimulator {
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
     })
+    this.polls = new PollVoters(this.directory, this.#contacts, this.groups)
   }
 
   async start (): Promise<{ url: string, port: number }> {

@@ -35,10 +35,12 @@ export async function takeVote (
 async function countVote (
   app: FastifyInstance, store: PollStore, socket: WaSocket, companyId: string, poll: StoredPoll, vote: InboundPollVote
 ): Promise<VoteResult> {
-  const hashes = await socket.polls.openVote(vote, poll.secret)
+  const voter = await voterOf(app, socket, companyId, vote)
+  // The voter's other name, as far as anyone here knows it: the vote may be sealed for either.
+  const otherName = vote.voter.endsWith('@lid') ? voter.phone && `${voter.phone}@s.whatsapp.net` : voter.lid
+  const hashes = await socket.polls.openVote({ ...vote, voterAlt: vote.voterAlt ?? otherName ?? undefined }, poll.secret)
   if (!hashes) return { kind: 'unreadable' }
   const selected = selectedIndexes(poll, hashes)
-  const voter = await voterOf(app, socket, companyId, vote)
   const outcome = await store.recordVote(companyId, poll.messageId, {
     ...voter, selected, votedAtMs: vote.timestampMs, voteMessageId: vote.id
   })
