@@ -27,7 +27,7 @@ const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookRetryBaseMs: 100, webh
 /** The event types each sandbox flow below makes the gateway publish; together, every type there is. */
 const SIMULATOR_FLOW: EventType[] = [
   'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed',
-  'group_joined', 'group_participants', 'group_update', 'group_left'
+  'group_joined', 'group_participants', 'group_update', 'group_left', 'poll_vote'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -176,6 +176,11 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     t.ok(await waitFor(() => dataOf(nats, 'message').some((data) => data.groupId === group.id), STEP_MS), 'a participant wrote')
     t.equal((await app.inject({ method: 'DELETE', url: `${api}/groups/${group.id}` })).statusCode, 200)
     t.ok(await seen('group_left'), 'left the group')
+    // A poll, and the contact's vote.
+    const poll = await post('/polls', { phone: CONTACT, question: 'Когда удобно?', options: ['15:00', '16:00'] })
+    t.ok(await waitFor(() => simulator.received(CONTACT).some((message) => message.id === poll.messageId), STEP_MS), 'the poll arrived')
+    await simulator.polls.vote({ from: CONTACT, to: COMPANY_PHONE, pollMessageId: poll.messageId as string, options: ['16:00'] })
+    t.ok(await seen('poll_vote'), 'a vote')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))
@@ -198,7 +203,7 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     t.same([...typesOf(nats)].filter((type) => !SIMULATOR_FLOW.includes(type as EventType)), [], 'no type beyond the flow\'s')
     t.same(SIMULATOR_FLOW.filter((type) => !typesOf(nats).has(type)), [], 'every type of the flow')
     t.same(new Set(dataOf(nats, 'message_sent').map((data) => data.kind)),
-      new Set(['text', 'media', 'location', 'contact', 'reaction', 'edit', 'delete']), 'every kind of outbound message')
+      new Set(['text', 'media', 'location', 'contact', 'reaction', 'edit', 'delete', 'poll']), 'every kind of outbound message')
     t.ok(dataOf(nats, 'message').some((data) => (data.media as Json | undefined)?.objectId), 'a received file, in the media bucket')
     const verifies = (delivery: { headers: Record<string, string>, body: string }) =>
       secrets.some((secret) => { try { new Webhook(secret).verify(delivery.body, delivery.headers); return true } catch { return false } })

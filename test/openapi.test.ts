@@ -191,6 +191,15 @@ t.test('every operation\'s real answers, refusals included, are what the documen
     .statusCode, 409, 'not an admin')
   await call('DELETE', group, { key })
 
+  // Polls, and a vote from the test transport's contact.
+  await call('POST', `${base}/polls`, { key, payload: { phone: PHONE, question: 'Когда?', options: ['10:00'] } })
+  const poll = await call('POST', `${base}/polls`, { key, payload: { phone: PHONE, question: 'Когда?', options: ['10:00', '12:00'] } })
+  t.equal(poll.statusCode, 200, poll.body)
+  app.testWhatsApp!.polls.vote(poll.json().messageId, { phone: PHONE, options: ['12:00'] })
+  const tally = `${base}/messages/${poll.json().messageId as string}/poll`
+  t.ok(await waitFor(async () => (await call('GET', tally, { key })).json().poll.voters === 1, 5_000), 'the vote is counted')
+  await call('GET', `${base}/messages/NO-SUCH-POLL/poll`, { key })
+
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })
   // The API limit, from an IP of its own.
