@@ -20,7 +20,7 @@ import type {
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
-import type { PollSendReply, PollSendRequest, PollTallyReply } from './polls.ts'
+import type { PollSendReply, PollSendRequest, PollsListQuery, PollsListReply, PollTallyReply } from './polls.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 const HOLDER_RETRY_INTERVAL_MS = 50
@@ -196,7 +196,9 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     /** A poll to a contact or a group; votes arrive as `poll_vote` events. */
     sendPoll: (companyId: string, request: PollSendRequest) => command<PollSendReply>(companyId, 'poll-send', request),
     /** A poll's tally: each option's votes and voters, every voter once by their latest vote (any replica answers). */
-    pollTally: (companyId: string, messageId: string) => call<PollTallyReply>(subjects.pollTally(companyId), { messageId }),
+    pollTally: (companyId: string, messageId: string) => call<PollTallyReply>(subjects.polls(companyId, 'get'), { messageId }),
+    /** The company's latest polls, each with its tally. */
+    listPolls: (companyId: string, query: PollsListQuery = {}) => call<PollsListReply>(subjects.polls(companyId, 'list'), query),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

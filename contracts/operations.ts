@@ -47,7 +47,8 @@ export const CONTROL_SCOPES = {
   'messages.list': 'events',
   'messages.get': 'events',
   // A tally names who voted what: what poll_vote events carry.
-  'polls.get': 'events'
+  'polls.get': 'events',
+  'polls.list': 'events'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

@@ -51,6 +51,14 @@ export type PollTally = Static<typeof PollTally>
 export const PollTallyReply = Type.Object({ success: Type.Literal(true), poll: PollTally })
 export type PollTallyReply = Static<typeof PollTallyReply>
 
+export const PollsListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: 10, description: 'How many of the latest polls' }))
+}, { additionalProperties: false })
+export type PollsListQuery = Static<typeof PollsListQuery>
+
+export const PollsListReply = Type.Object({ success: Type.Literal(true), polls: Type.Array(PollTally, { description: 'Newest first' }) })
+export type PollsListReply = Static<typeof PollsListReply>
+
 export const PollMessageRequest = Type.Object({
   messageId: Type.String({ minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'The poll\'s message id' })
 }, { additionalProperties: false })

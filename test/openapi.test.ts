@@ -199,6 +199,8 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   const tally = `${base}/messages/${poll.json().messageId as string}/poll`
   t.ok(await waitFor(async () => (await call('GET', tally, { key })).json().poll.voters === 1, 5_000), 'the vote is counted')
   await call('GET', `${base}/messages/NO-SUCH-POLL/poll`, { key })
+  await call('GET', `${base}/polls?limit=5`, { key })
+  await call('GET', `${base}/polls?limit=500`, { key })
 
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })

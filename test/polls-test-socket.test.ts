@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { decryptPollVote } from '@whiskeysockets/baileys'
-import { createGatewayClient, type EventEnvelope } from '../contracts/index.ts'
+import { createGatewayClient, type EventEnvelope, type PollTally } from '../contracts/index.ts'
 import { openPollVote, pollOptionHash, sealPollVote } from '../core/poll-vote.ts'
 import { parseSealingKeys, Sealer } from '../core/sealing.ts'
 import { resealPollSecrets } from '../plugins/polls/index.ts'
@@ -110,6 +110,12 @@ t.test('polls on the test double: votes by phone and by LID, a change, a withdra
   t.match((await client.pollTally(companyId, multi.messageId)).poll, {
     multipleAnswers: true, options: [{ name: 'cut', votes: 1 }, { name: 'colour', votes: 0 }, { name: 'nails', votes: 1 }]
   })
+  const listed = await client.listPolls(companyId)
+  t.same(listed.polls.map((poll) => poll.messageId), [multi.messageId, messageId], 'the latest polls, newest first')
+  t.equal(listed.polls[0]?.voters, 1, 'each with its tally')
+  const firstOnly = await replica.app.inject({ url: `/api/whatsapp/sessions/${companyId}/polls?limit=1` })
+  t.same(firstOnly.json().polls.map((poll: PollTally) => poll.messageId), [multi.messageId], 'over HTTP, limited')
+  t.equal((await replica.app.inject({ url: `/api/whatsapp/sessions/${companyId}/polls?limit=0` })).statusCode, 400)
   const missing = await replica.app.inject({ url: `/api/whatsapp/sessions/${companyId}/messages/NOPE/poll` })
   t.equal(missing.statusCode, 404)
 

@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CONTROL_SCOPES, ErrorCode, MessageParams, PollMessageRequest, PollSendReply, PollSendRequest, PollTallyReply,
-  userOfJid, type EventData
+  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, MessageParams, PollMessageRequest, PollSendReply, PollSendRequest,
+  PollsListQuery, PollsListReply, PollTallyReply, userOfJid, type EventData, type PollTally
 } from '../../contracts/index.ts'
 import type { EntityManager } from '@mikro-orm/postgresql'
 import { GatewayError } from '../../core/errors.ts'
@@ -22,6 +22,8 @@ const TAGS = ['polls']
 /** WhatsApp's `selectableOptionsCount`: 1 is a single choice; 0 lets a voter pick any number. */
 const SINGLE_CHOICE = 1
 const ANY_NUMBER = 0
+/** Polls a list answers unless asked for another number. */
+const DEFAULT_LISTED = 10
 
 /**
  * Polls: send one to a contact or a group, and count its votes. rc14 no longer opens votes, so each
@@ -85,7 +87,8 @@ export default fp(async (app) => {
         write: async (socket) => {
           const sent = await socket.polls.send(chat.jid, poll)
           // The poll went out: without its secret no vote could ever be read, so it is kept before the send counts as done.
-          const createdAt = new Date(sent.timestamp * 1000)
+          // Now, in milliseconds (WhatsApp's timestamp has seconds): polls sent within a second keep their order.
+          const createdAt = new Date()
           await store.save({ companyId, messageId: sent.messageId, chat: chat.jid, ...poll, secret: sent.secret, createdAt })
             .catch((err: unknown) => app.log.error({ err, companyId, messageId: sent.messageId },
               'a sent poll was not stored: its votes cannot be counted'))
@@ -105,31 +108,33 @@ export default fp(async (app) => {
     }
   })
 
-  const tally = async (companyId: string, messageId: string) => {
+  const tallyOf = async (companyId: string, messageId: string): Promise<PollTally> => {
     const poll = await store.find(companyId, messageId)
     if (!poll) throw new GatewayError(ErrorCode.NOT_FOUND, `no poll ${messageId} of company ${companyId}`)
     const votes = await store.votes(companyId, messageId)
     const group = poll.chat.endsWith('@g.us')
     return {
-      success: true as const,
-      poll: {
-        messageId,
-        phone: !group && poll.chat.endsWith('@s.whatsapp.net') ? userOfJid(poll.chat) : null,
-        groupId: group ? poll.chat : null,
-        question: poll.question,
-        multipleAnswers: poll.selectableCount !== SINGLE_CHOICE,
-        options: poll.options.map((name, index) => {
-          const voters = votes.filter((vote) => vote.selected.includes(index))
-          return {
-            name,
-            votes: voters.length,
-            voters: voters.map((vote) => ({ phone: vote.phone, lid: vote.lid, votedAt: new Date(vote.votedAtMs).toISOString() }))
-          }
-        }),
-        voters: votes.filter((vote) => vote.selected.length > 0).length,
-        createdAt: poll.createdAt.toISOString()
-      }
+      messageId,
+      phone: !group && poll.chat.endsWith('@s.whatsapp.net') ? userOfJid(poll.chat) : null,
+      groupId: group ? poll.chat : null,
+      question: poll.question,
+      multipleAnswers: poll.selectableCount !== SINGLE_CHOICE,
+      options: poll.options.map((name, index) => {
+        const voters = votes.filter((vote) => vote.selected.includes(index))
+        return {
+          name,
+          votes: voters.length,
+          voters: voters.map((vote) => ({ phone: vote.phone, lid: vote.lid, votedAt: new Date(vote.votedAtMs).toISOString() }))
+        }
+      }),
+      voters: votes.filter((vote) => vote.selected.length > 0).length,
+      createdAt: poll.createdAt.toISOString()
     }
+  }
+  const tally = async (companyId: string, messageId: string) => ({ success: true as const, poll: await tallyOf(companyId, messageId) })
+  const latest = async (companyId: string, query: PollsListQuery) => {
+    const ids = await store.latest(companyId, query.limit ?? DEFAULT_LISTED)
+    return { success: true as const, polls: await Promise.all(ids.map((id) => tallyOf(companyId, id))) }
   }
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/messages/:messageId/poll', {
@@ -145,9 +150,24 @@ export default fp(async (app) => {
     }
   }, async (request) => tally(request.params.companyId, request.params.messageId))
 
-  const tallying = app.bus.handle(app.subjects.pollTally('*'),
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/polls', {
+    config: { access: { scope: CONTROL_SCOPES['polls.list'], company: 'params' } },
+    schema: {
+      operationId: 'listPolls',
+      tags: TAGS,
+      summary: 'The company\'s latest polls, newest first, each with its tally',
+      params: CompanyParams,
+      querystring: PollsListQuery,
+      response: { 200: PollsListReply }
+    }
+  }, async (request) => latest(request.params.companyId, request.query))
+
+  const tallying = app.bus.handle(app.subjects.polls('*', 'get'),
     { request: PollMessageRequest, reply: PollTallyReply, queue: ANY_REPLICA_QUEUE },
     (request, context) => tally(context.companyId, request.messageId))
+  const listing = app.bus.handle(app.subjects.polls('*', 'list'),
+    { request: PollsListQuery, reply: PollsListReply, queue: ANY_REPLICA_QUEUE },
+    (query, context) => latest(context.companyId, query))
 
   // Every vote the holder's connection gets is opened and counted, under the session's lease.
   app.sessionPool.onSocket((socket, { companyId, emit }) => {
@@ -155,5 +175,5 @@ export default fp(async (app) => {
   })
 
   app.addHook('preClose', async () => { await Promise.allSettled([...taking]) })
-  app.addHook('onClose', async () => { await tallying.close() })
+  app.addHook('onClose', async () => { await Promise.all([tallying.close(), listing.close()]) })
 }, { name: 'polls', dependencies: ['config', 'bus', 'db', 'events', 'sealing', 'phone', 'conversations', 'ownership', 'session-pool'] })

@@ -203,6 +203,13 @@ export class PollStore {
     })
   }
 
+  /** The company's latest polls' ids, newest first. */
+  async latest (companyId: string, limit: number): Promise<string[]> {
+    const rows = await this.#em().execute<{ message_id: string }[]>(`select message_id from whatsapp_polls
+      where company_id = ? order by created_at desc, message_id desc limit ?`, [companyId, limit], 'all')
+    return rows.map((row) => row.message_id)
+  }
+
   async votes (companyId: string, pollMessageId: string): Promise<StoredVote[]> {
     const rows = await this.#em().execute<VoteRow[]>(`select voter, phone, lid, selected, voted_at_ms, vote_message_id
       from whatsapp_poll_votes where company_id = ? and poll_message_id = ? order by voted_at_ms, voter`, [companyId, pollMessageId], 'all')
