@@ -162,6 +162,29 @@ t.test('admin: link by QR without reloading, send, see an inbound message live, 
   t.match(await groupsCard.getByRole('heading').textContent(), /Groups \(1\)/)
   t.match(await page.locator('.events li[data-type=group_joined]').first().textContent(),
     `joined the group "Салон: постоянные клиенты" (${group.id})`, 'the feed says it too')
+
+  // No poll yet; one sent through the API appears by itself, and the contact's vote moves its tally.
+  const pollsCard = page.locator('article[aria-labelledby=polls-title]')
+  await pollsCard.locator('[data-state=empty]').waitFor({ timeout: STEP_MS })
+  const pollSent = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/polls`, {
+    method: 'POST', headers: json, body: JSON.stringify({ phone: CONTACT, question: 'Когда вам удобно?', options: ['10:00', '15:00'] })
+  })
+  t.equal(pollSent.status, 200, 'a poll sent through the API')
+  const { messageId: pollId } = await pollSent.json() as { messageId: string }
+  const poll = pollsCard.locator(`section[data-poll="${pollId}"]`)
+  await poll.waitFor({ timeout: STEP_MS })
+  t.match(await poll.textContent(), /Когда вам удобно\?.*to \+7911\*\*\*1111.*0 people voted/s,
+    'its question, the contact masked, no votes')
+  const received = async () => {
+    const { messages } = await (await control(`/contacts/${CONTACT}/messages`)).json() as { messages: { id: string }[] }
+    return messages.some((message) => message.id === pollId)
+  }
+  t.ok(await waitFor(received, STEP_MS, 200), 'the contact received the poll')
+  t.equal((await control(`/contacts/${CONTACT}/polls/${pollId}/votes`, { to: SANDBOX_LINKED_PHONE, options: ['15:00'] })).status, 200)
+  await poll.getByText('1 person voted').waitFor({ timeout: STEP_MS })
+  t.same(await poll.locator('li .votes').allTextContents(), ['0 votes (0%)', '1 vote (100%)'], 'each option\'s votes and share')
+  t.match(await page.locator('.events li[data-type=poll_vote]').first().textContent(), `+7911***1111 voted 15:00 on poll ${pollId}`,
+    'the feed words the vote')
   await page.screenshot({ path: `${SCREENSHOTS}/company.png`, fullPage: true })
 
   await page.getByRole('link', { name: 'Companies' }).first().click()
@@ -331,6 +354,10 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
     method: 'POST', headers: json, body: JSON.stringify({ subject: 'Запись на стрижку', participants: [CONTACT] })
   })
   t.equal(created.status, 200, 'a group to list')
+  const pollSent = await fetch(`${replica.url}/api/whatsapp/sessions/${companyId}/polls`, {
+    method: 'POST', headers: json, body: JSON.stringify({ phone: CONTACT, question: 'Какая услуга?', options: ['стрижка', 'окрашивание'] })
+  })
+  t.equal(pollSent.status, 200, 'a poll to show')
   // axe is injected as a script, which the page's own policy would (rightly) refuse.
   const { page, errors } = await newPage(t, undefined, true)
   await page.goto(base)
@@ -349,7 +376,8 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
   t.equal(await page.evaluate('document.activeElement.tagName'), 'H1', 'focus moves to the new view\'s heading')
   const groupRows = page.locator('table.groups tbody tr')
   await groupRows.first().waitFor({ timeout: STEP_MS })
-  t.same(await axeViolations(page), [], 'company, with its groups')
+  await page.locator('section.poll').first().waitFor({ timeout: STEP_MS })
+  t.same(await axeViolations(page), [], 'company, with its groups and polls')
   await page.goto(`${base}#/cluster`)
   await page.locator('table.replicas tbody tr').first().waitFor({ timeout: STEP_MS })
   t.same(await axeViolations(page), [], 'cluster')
@@ -375,7 +403,8 @@ t.test('the pages: served offline from the gateway, with a strict content securi
   const html = await page.text()
   t.notMatch(html, /https?:\/\//, 'nothing loaded from elsewhere')
   for (const file of [
-    'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/style.css'
+    'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/polls.js',
+    'app/style.css'
   ]) {
     t.equal((await fetch(`${base}${file}`)).status, 200, file)
   }

@@ -34,8 +34,8 @@ const vendorFiles = new Map(Object.entries(VENDOR).map(([name, specifier]) => {
  * nothing else under the folder (or outside it) can be asked for.
  */
 const APP_FILES = [
-  'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'groups.js', 'cluster.js',
-  'style.css'
+  'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'groups.js', 'polls.js',
+  'cluster.js', 'style.css'
 ]
 
 /**

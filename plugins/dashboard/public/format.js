@@ -78,6 +78,11 @@ export function describeEvent (event) {
         ? `the group ${data.groupId} is now "${data.subject}"`
         : `the group ${data.groupId} changed: ${changed.join(', ') || 'settings'}`
     }
+    case 'poll_vote': {
+      const who = maskPhone(data.phone ?? data.lid)
+      const picked = data.selectedOptions?.length ? `voted ${data.selectedOptions.join(', ')}` : 'withdrew their vote'
+      return `${who} ${picked} on poll ${data.pollMessageId}${data.groupId ? ` in ${data.groupId}` : ''}`
+    }
     case 'group_participants': {
       const who = (data.participants ?? []).map((member) => maskPhone(member.phone ?? member.lid ?? member.jid)).join(', ')
       return `${String(data.action).replaceAll('_', ' ')} in ${data.groupId}: ${who}`
