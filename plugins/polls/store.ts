@@ -1,6 +1,7 @@
 import { defineEntity, p } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { EntityManager } from '@mikro-orm/postgresql'
+import { BoundedMap } from '../../core/bounded-map.ts'
 import type { Sealer } from '../../core/sealing.ts'
 
 /** A poll the company sent, with the secret its votes are sealed under (itself sealed, bound to the poll). */
@@ -123,6 +124,9 @@ export interface StoredVote extends OpenedVote {
 /** What recording a vote did: `previous` is the vote it replaced (null: the voter's first); unchanged for an older or repeated one. */
 export type VoteOutcome = { changed: true, previous: number[] | null } | { changed: false }
 
+/** Polls kept in memory per replica (a few hundred bytes each). */
+const KNOWN_POLLS = 1_000
+
 /** A poll's secret is bound to its row when sealed: copied under another poll, it does not open. */
 const secretRow = (companyId: string, messageId: string) => `poll/${companyId}/${messageId}`
 
@@ -135,6 +139,8 @@ type VoteRow = { voter: string, phone: string | null, lid: string | null, select
 export class PollStore {
   readonly #em: () => EntityManager
   readonly #sealer: Sealer
+  /** Polls never change once sent: the ones votes arrive for are kept, opened, instead of read and unsealed per vote. */
+  readonly #known = new BoundedMap<string, StoredPoll>(KNOWN_POLLS)
 
   constructor (em: () => EntityManager, sealer: Sealer) {
     this.#em = em
@@ -152,13 +158,16 @@ export class PollStore {
   }
 
   async find (companyId: string, messageId: string): Promise<StoredPoll | undefined> {
+    const key = `${companyId}/${messageId}`
+    const known = this.#known.get(key)
+    if (known) return known
     type Row = { chat: string, question: string, options: string[], selectable_count: number, secret: unknown, created_at: Date }
     const row = await this.#em().execute<Row>(
       'select chat, question, options, selectable_count, secret, created_at from whatsapp_polls where company_id = ? and message_id = ?',
       [companyId, messageId], 'get')
     if (!row) return undefined
     const secret = Buffer.from(JSON.parse(this.#sealer.open(row.secret, secretRow(companyId, messageId))) as string, 'base64')
-    return {
+    const poll: StoredPoll = {
       companyId,
       messageId,
       chat: row.chat,
@@ -168,6 +177,8 @@ export class PollStore {
       secret,
       createdAt: new Date(row.created_at)
     }
+    this.#known.set(key, poll)
+    return poll
   }
 
   /**
