@@ -10,6 +10,7 @@ import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
+import { ProfileService } from './profiles.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -47,6 +48,8 @@ export class WhatsAppSimulator {
   readonly media: MediaServer
   /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
   readonly groups: GroupService
+  /** Accounts' profiles (about, picture, business) and block lists. */
+  readonly profiles: ProfileService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -60,6 +63,9 @@ export class WhatsAppSimulator {
     this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, this.media, record)
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
+    })
+    this.profiles = new ProfileService({
+      directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, media: this.media, record
     })
   }
 
@@ -203,6 +209,7 @@ export class WhatsAppSimulator {
     else if (iq.attrs.xmlns === 'w:g2') this.groups.answerIq(connection, iq)
     // A group's picture is set and read through the profile-picture query, with the group as `target`.
     else if (iq.attrs.xmlns === 'w:profile:picture' && isJidGroup(iq.attrs.target)) this.groups.answerPictureIq(connection, iq)
+    else if (this.profiles.answers(iq)) this.profiles.answerIq(connection, iq)
     else answerIq(connection, iq, this.directory, this.media)
   }
 

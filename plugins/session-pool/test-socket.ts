@@ -10,7 +10,7 @@ import type { TestArea } from './test-area.ts'
 import { testCallPort } from './test-calls.ts'
 import { testChatPort } from './test-chats.ts'
 import { testPollPort } from './test-polls.ts'
-import { testProfilePort } from './test-profiles.ts'
+import { TestProfiles, testProfilePort } from './test-profiles.ts'
 import { testStatusPort } from './test-status.ts'
 import type { CallPort } from './calls-port.ts'
 import type { ChatPort } from './chats-port.ts'
@@ -56,6 +56,8 @@ export class TestWhatsApp {
   readonly sent = new Map<string, Sent[]>()
   /** Its groups; a change is told to the open connection of each member's number. */
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
+  /** Numbers' profiles and block lists; a change by a number's phone is told to its open connections. */
+  readonly profiles = new TestProfiles((phone) => this.#openConnectionsOf(phone))
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
