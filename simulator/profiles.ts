@@ -57,6 +57,8 @@ export class ProfileService {
   profile (phone: string): Profile {
     let profile = this.#profiles.get(phone)
     if (!profile) {
+      // WhatsApp knows every account with a profile, by phone and by LID.
+      this.#deps.directory.account(phone)
       profile = { hidesPicture: false, hidesAbout: false }
       this.#profiles.set(phone, profile)
     }
