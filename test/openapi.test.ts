@@ -191,6 +191,20 @@ t.test('every operation\'s real answers, refusals included, are what the documen
     .statusCode, 409, 'not an admin')
   await call('DELETE', group, { key })
 
+  // Profiles and blocking, in the test transport's model of WhatsApp's.
+  app.testWhatsApp!.profiles.setPicture('79001234572', Buffer.from('a picture'))
+  await call('GET', `${base}/profile`, { key })
+  await call('PATCH', `${base}/profile`, { key, payload: { about: 'Салон «Лотос»' } })
+  await call('PUT', `${base}/profile/picture`, { key, payload: { data: PNG } })
+  await call('PUT', `${base}/profile/picture`, { key, payload: { data: Buffer.from('not a picture').toString('base64') } })
+  await call('DELETE', `${base}/profile/picture`, { key })
+  await call('GET', `${base}/contacts/79001234572/profile`, { key })
+  await call('GET', `${base}/contacts/not-a-phone/profile`, { key })
+  await call('GET', `${base}/contacts/79001234572/picture/preview`, { key })
+  await call('POST', `${base}/blocklist`, { key, payload: { phone: '79001234572', action: 'block' } })
+  await call('POST', `${base}/blocklist`, { key, payload: { phone: 'abc', action: 'block' } })
+  await call('GET', `${base}/blocklist`, { key })
+
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })
   // The API limit, from an IP of its own.
