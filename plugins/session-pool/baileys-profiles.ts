@@ -1,13 +1,17 @@
-import { isLidUser, jidNormalizedUser } from '@whiskeysockets/baileys'
+import {
+  getBinaryNodeChild, getBinaryNodeChildren, isLidUser, jidNormalizedUser, S_WHATSAPP_NET, type BinaryNode
+} from '@whiskeysockets/baileys'
 import type { BaileysArea } from './baileys-area.ts'
 import type { BlocklistEvent, ProfilePort } from './profiles-port.ts'
 import { WhatsAppRefusal } from './socket-port.ts'
 
 /**
  * Profiles, contacts' profiles and blocking on Baileys' calls (`w:profile:picture`, usync `status`,
- * `status` set, `w:biz`, `blocklist`). Block list changes from the number's other devices come as
- * Baileys' `blocklist.update` (from `<notification type="account_sync"><blocklist>`); this
- * connection's own changes are emitted here, since WhatsApp tells only the other devices.
+ * `status` set, `w:biz`, `blocklist`). The block list is read from WhatsApp's items themselves
+ * (`<item jid=<lid> pn_jid=<phone>>`) rather than through Baileys' fetchBlocklist and
+ * `blocklist.update`, which keep only the LID: a contact the number never wrote to would have no
+ * phone. Changes from the number's other devices come as `<notification type="account_sync">
+ * <blocklist>`; this connection's own changes are emitted here, since WhatsApp tells only the others.
  */
 export function profilePortOf (area: BaileysArea): ProfilePort {
   const { sock } = area
@@ -18,13 +22,26 @@ export function profilePortOf (area: BaileysArea): ProfilePort {
     const phone = await sock.signalRepository.lidMapping.getPNForLID(normalized).catch(() => null)
     return phone ? jidNormalizedUser(phone) : normalized
   }
-  const blocklistEvent = async (action: BlocklistEvent['action'], jids: string[], otherDevice: boolean) =>
-    ({ action, jids: await Promise.all(jids.map(phoneJidOf)), otherDevice })
+  /** A block list item's contact: by phone when WhatsApp gives it (the pair is then a LID mapping learned) or the connection knows it. */
+  const itemJid = async (item: BinaryNode): Promise<string | undefined> => {
+    const { jid, pn_jid: pn } = item.attrs
+    if (!jid) return undefined
+    if (!pn) return phoneJidOf(jid)
+    if (isLidUser(jid)) area.emit('lids', [{ lid: jidNormalizedUser(jid), phone: jidNormalizedUser(pn) }])
+    return jidNormalizedUser(pn)
+  }
+  const jidsOf = async (items: BinaryNode[]) => (await Promise.all(items.map(itemJid))).filter((jid): jid is string => jid !== undefined)
 
-  sock.ev.on('blocklist.update', ({ blocklist, type }) => {
-    void blocklistEvent(type === 'add' ? 'block' : 'unblock', blocklist, true)
-      .then((event) => area.emit('blocklist', [event]))
-      .catch((err: unknown) => area.log.warn({ err }, 'a block list change could not be read'))
+  // Baileys' own handler of this notification acknowledges it; this listener only reads it.
+  sock.ws.on('CB:notification,type:account_sync,blocklist', (node: BinaryNode) => {
+    const items = getBinaryNodeChildren(getBinaryNodeChild(node, 'blocklist'), 'item')
+    for (const action of ['block', 'unblock'] as const) {
+      const changed = items.filter((item) => (item.attrs.action === 'block') === (action === 'block'))
+      if (changed.length === 0) continue
+      void jidsOf(changed)
+        .then((jids) => area.emit('blocklist', [{ action, jids, otherDevice: true } satisfies BlocklistEvent]))
+        .catch((err: unknown) => area.log.warn({ err }, 'a block list change could not be read'))
+    }
   })
 
   const ownJid = () => {
@@ -63,11 +80,11 @@ export function profilePortOf (area: BaileysArea): ProfilePort {
     setBlocked: (jid, blocked) => asking(async () => {
       const action = blocked ? 'block' : 'unblock'
       await sock.updateBlockStatus(jid, action)
-      area.emit('blocklist', [await blocklistEvent(action, [jid], false)])
+      area.emit('blocklist', [{ action, jids: [await phoneJidOf(jid)], otherDevice: false }])
     }),
     blocklist: () => asking(async () => {
-      const jids = await sock.fetchBlocklist()
-      return Promise.all(jids.filter((jid): jid is string => typeof jid === 'string').map(phoneJidOf))
+      const result = await sock.query({ tag: 'iq', attrs: { xmlns: 'blocklist', to: S_WHATSAPP_NET, type: 'get' } })
+      return jidsOf(getBinaryNodeChildren(getBinaryNodeChild(result, 'list'), 'item'))
     })
   }
 }
