@@ -9,6 +9,7 @@ import { waitFor } from './helpers/wait.ts'
 const ANNA = '79110000001'
 const BORIS = '79110000002'
 const SHOP = '79110000005'
+const NOBODY = '79119999999'
 const STEP_MS = 10_000
 
 /**
@@ -51,7 +52,7 @@ t.test('the number\'s own profile: about and picture set through the API, read b
   t.equal(gif.statusCode, 415, gif.body)
   t.match(gif.json(), { success: false, error: { code: 'UNSUPPORTED_MEDIA' } })
   t.equal((await api('PUT', '/profile/picture', { data: (await webp()).toString('base64') })).statusCode, 415, 'a WebP')
-  t.equal((await api('PATCH', '/profile', { about: 'x'.repeat(140) })).statusCode, 400)
+  t.match((await api('PATCH', '/profile', { about: 'x'.repeat(140) })).json(), { error: { code: 'VALIDATION_ERROR' } })
   t.equal((await api('PATCH', '/profile', { name: 'Лотос' })).statusCode, 400, 'the name is not changed here (see docs/profiles.md)')
 })
 
@@ -118,7 +119,7 @@ t.test('contacts\' profiles: picture cached until it expires, about, business, p
 })
 
 t.test('blocking: block and unblock through the API, the list, and blocklist_update events from the API and from the phone', async (t) => {
-  const { simulator, replica, companyId, events, settings } = await linkedGateway(t)
+  const { simulator, replica, companyId, events, settings } = await linkedGateway(t, {}, { notOnWhatsApp: [NOBODY] })
   const api = (method: string, url: string, payload?: unknown) => replica.app.inject({
     method: method as never, url: `/api/whatsapp/sessions/${companyId}${url}`, ...(payload ? { payload: payload as never } : {})
   })
@@ -158,5 +159,8 @@ t.test('blocking: block and unblock through the API, the list, and blocklist_upd
 
   t.equal((await api('POST', '/blocklist', { phone: COMPANY_PHONE, action: 'block' })).statusCode, 400, 'not itself')
   t.equal((await api('POST', '/blocklist', { phone: 'abc', action: 'block' })).statusCode, 400, 'a bad phone')
+  const nobody = await api('POST', '/blocklist', { phone: NOBODY, action: 'block' })
+  t.equal(nobody.statusCode, 404, nobody.body)
+  t.match(nobody.json(), { error: { code: 'NOT_FOUND' } }, 'a number not on WhatsApp')
   t.equal((await api('POST', '/blocklist', { phone: ANNA, action: 'mute' })).statusCode, 400, 'an unknown action')
 })
