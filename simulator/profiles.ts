@@ -232,7 +232,7 @@ export class ProfileService {
       if (device === PHONE_DEVICE) continue
       const name = deviceName({ user: phone, device })
       const connection = this.#deps.devices.get(name)
-      if (connection === changedBy) continue
+      if (connection !== undefined && connection === changedBy) continue
       if (connection) this.#deps.mailbox.sendNotification(connection, notification)
       else this.#deps.mailbox.keep(name, { notification })
     }

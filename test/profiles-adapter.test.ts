@@ -1,5 +1,6 @@
 import t from 'tap'
 import { lidOf } from '../simulator/accounts.ts'
+import { controlApi } from '../simulator/control.ts'
 import { WhatsAppRefusal } from '../plugins/session-pool/socket-port.ts'
 import type { BlocklistEvent } from '../plugins/session-pool/profiles-port.ts'
 import { startSimulator } from './helpers/simulator.ts'
@@ -100,4 +101,48 @@ t.test('blocking: block and unblock by phone, the list by phone, the phone\'s ow
   t.same(simulator.profiles.blocked(SALON), [BORIS])
   t.same(events[2], { action: 'unblock', jids: [pn(ANNA)], otherDevice: false })
   t.same(await refusal(socket.profiles.setBlocked(pn(SALON), true)), 406, 'the number cannot block itself')
+})
+
+t.test('the phone\'s block list changes while the device is offline reach it at its next login; the control API', async (t) => {
+  const { simulator, link, connect } = await startSimulator(t)
+  const { socket, creds, keys } = await link(SALON)
+  const control = controlApi(simulator)
+  t.teardown(() => control.close())
+  const call = async (method: 'GET' | 'POST' | 'PUT', url: string, payload?: object) => {
+    const response = await control.inject({ method, url, ...(payload ? { payload } : {}) })
+    return { status: response.statusCode, body: response.json() }
+  }
+
+  await socket.end()
+  t.ok(await waitFor(() => simulator.liveDevices().length === 0, STEP_MS))
+  const phoneBlocks = (contact: string, action: string) => call('POST', `/accounts/${SALON}/blocklist`, { contact, action })
+  t.match(await phoneBlocks(ANNA, 'block'), { status: 200, body: { blocked: [ANNA] } })
+  t.match(await phoneBlocks(BORIS, 'block'), { status: 200 })
+  t.match(await phoneBlocks(ANNA, 'unblock'), { status: 200, body: { blocked: [BORIS] } })
+  const again = connect(creds, keys)
+  const events: BlocklistEvent[] = []
+  again.socket.on('blocklist', (batch) => events.push(...batch))
+  t.ok(await waitFor(() => events.length === 3, STEP_MS), 'the three changes, kept for the device')
+  t.same(events, [
+    { action: 'block', jids: [pn(ANNA)], otherDevice: true },
+    { action: 'block', jids: [pn(BORIS)], otherDevice: true },
+    { action: 'unblock', jids: [pn(ANNA)], otherDevice: true }
+  ], 'in order')
+  t.same(await again.socket.profiles.blocklist(), [pn(BORIS)])
+  t.match(await call('GET', `/accounts/${SALON}/blocklist`), { body: { blocked: [BORIS] } })
+
+  // The control API sets what a contact shows: a JPEG only, with a short-lived URL that the media server stops serving.
+  t.match(await call('PUT', `/accounts/${ANNA}/profile`, { picture: Buffer.from('GIF89a').toString('base64') }), { status: 415 })
+  const set = await call('PUT', `/accounts/${ANNA}/profile`, {
+    name: 'Анна', about: 'На работе', picture: (await jpeg()).toString('base64'), pictureTtlSeconds: 1, business: { description: 'Маникюр' }
+  })
+  t.match(set, {
+    status: 200, body: { name: 'Анна', about: { text: 'На работе' }, picture: { ttlSeconds: 1 }, business: { description: 'Маникюр' } }
+  })
+  const url = await again.socket.profiles.pictureUrl(pn(ANNA), 'image')
+  t.equal((await fetch(url)).status, 200)
+  await new Promise((resolve) => setTimeout(resolve, 2_100))
+  t.equal((await fetch(url)).status, 403, 'past its oe= the URL is refused, as WhatsApp\'s CDN does')
+  t.match(await call('PUT', `/accounts/${ANNA}/profile`, { picture: null, about: null, business: null }),
+    { body: { picture: null, about: null, business: null } })
 })
