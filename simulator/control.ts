@@ -101,7 +101,8 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
       ...rest,
       ...(media ? { media: { ...media, data: Buffer.from(media.data, 'base64') } } : {})
     })
-    if (sent.devices === 0 && sent.queued === 0) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
+    const noDevice = sent.devices === 0 && sent.queued === 0 && !sent.blocked
+    if (noDevice) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
     return { success: true, ...sent }
   })
 

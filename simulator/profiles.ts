@@ -70,6 +70,18 @@ export class ProfileService {
     return [...this.#blocked.get(phone) ?? []]
   }
 
+  /** Whether `phone` blocked `contact`. */
+  hasBlocked (phone: string, contact: string): boolean {
+    return this.#blocked.get(phone)?.has(contact) ?? false
+  }
+
+  /** A blocked contact's message: WhatsApp takes it from the contact's phone and delivers it to nobody. */
+  dropped (message: { from: string, to: string, id?: string }): { id: string, devices: 0, encrypted: 0, queued: 0, blocked: true } {
+    const id = message.id ?? stanzaId().toUpperCase()
+    this.#deps.record('profile', `${message.from} → ${message.to} dropped: ${message.to} blocked ${message.from}`)
+    return { id, devices: 0, encrypted: 0, queued: 0, blocked: true }
+  }
+
   /** Whether this service answers the query. */
   answers (iq: BinaryNode): boolean {
     const { xmlns } = iq.attrs
@@ -247,7 +259,7 @@ export class ProfileService {
   #hidesFrom (owner: string, asker: string, what: 'picture' | 'about'): boolean {
     const profile = this.profile(owner)
     const hidden = what === 'picture' ? profile.hidesPicture : profile.hidesAbout
-    return hidden || (this.#blocked.get(owner)?.has(asker) ?? false)
+    return hidden || this.hasBlocked(owner, asker)
   }
 }
 

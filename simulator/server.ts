@@ -99,9 +99,12 @@ export class WhatsAppSimulator {
   /**
    * The contact `from` writes to the account `to`: every live linked device of `to` gets the
    * message, encrypted when the device has opened a Signal session with the contact, otherwise as
-   * plaintext; offline devices get it at their next login. Returns the message id and the counts.
+   * plaintext; offline devices get it at their next login. Returns the message id and the counts
+   * (`blocked`: `to` blocked `from`, and nobody got it).
    */
-  deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number }> {
+  deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number, blocked?: true }> {
+    // WhatsApp hands nothing from a contact the account blocked to its devices (the contact sees one tick).
+    if (this.profiles.hasBlocked(options.to, options.from)) return Promise.resolve(this.profiles.dropped(options))
     return this.#contacts.deliver(options)
   }
 

@@ -9,6 +9,7 @@ import { waitFor } from './helpers/wait.ts'
 const ANNA = '79110000001'
 const BORIS = '79110000002'
 const SHOP = '79110000005'
+const VERA = '79110000003'
 const NOBODY = '79119999999'
 const STEP_MS = 10_000
 
@@ -142,6 +143,14 @@ t.test('blocking: block and unblock through the API, the list, and blocklist_upd
   const listed = async () => (await api('GET', '/blocklist')).json().blocked as { phone: string, lid: string | null }[]
   t.ok(await waitFor(async () => (await listed())[1]?.lid === `${lidOf(BORIS)}@lid`, STEP_MS), 'Boris listed with his LID')
   t.match(await listed(), [{ phone: ANNA }, { phone: BORIS }], 'the list by phone')
+
+  // WhatsApp delivers nothing from a contact the number blocked; Vera (not blocked) still gets through.
+  const dropped = await simulator.deliver({ from: BORIS, to: COMPANY_PHONE, text: 'Почему вы не отвечаете?' })
+  t.match(dropped, { devices: 0, queued: 0, blocked: true }, 'Boris\'s message reaches no device')
+  await simulator.deliver({ from: VERA, to: COMPANY_PHONE, text: 'Я всё ещё тут' })
+  t.ok(await waitFor(() => events.events.some((event) => event.type === 'message' && event.data.text === 'Я всё ещё тут'), STEP_MS),
+    'Vera\'s message arrives')
+  t.notOk(events.events.some((event) => event.type === 'message' && event.data.phone === BORIS), 'no message event from Boris')
 
   // Anna blocked the number: her picture is hidden from it.
   simulator.profiles.setPicture(ANNA, await jpeg())
