@@ -241,7 +241,7 @@ export default fp<ProfilesOptions>(async (app, options) => {
         }
         throw refusalOf(err)
       }
-      pictures.forget(companyId, contact.jid)
+      pictures.forget(companyId, [contact.jid, contact.lid])
       return { success: true as const, contact, blocked }
     }
   })
@@ -252,7 +252,7 @@ export default fp<ProfilesOptions>(async (app, options) => {
       for (const event of events) {
         void Promise.all(event.jids.map((jid) => contactOf(app, companyId, jid)))
           .then((contacts) => {
-            for (const contact of contacts) pictures.forget(companyId, contact.jid)
+            for (const contact of contacts) pictures.forget(companyId, [contact.jid, contact.lid])
             emit('blocklist_update', { action: event.action, contacts, otherDevice: event.otherDevice })
           })
           .catch((err: unknown) => app.log.warn({ err, companyId }, 'a block list change could not be published'))

@@ -44,9 +44,11 @@ export class PictureCache {
     if (until > now) this.#entries.set(keyOf(companyId, jid, quality), { answer, until })
   }
 
-  /** A block changes what the contact shows the number (and the number the contact): ask WhatsApp again. */
-  forget (companyId: string, jid: string): void {
-    for (const quality of ['image', 'preview']) this.#entries.delete(keyOf(companyId, jid, quality))
+  /** A block changes what the contact shows the number (and the number the contact): ask WhatsApp again, by any of its JIDs. */
+  forget (companyId: string, jids: (string | null)[]): void {
+    for (const jid of jids) {
+      if (jid !== null) for (const quality of ['image', 'preview']) this.#entries.delete(keyOf(companyId, jid, quality))
+    }
   }
 }
 
