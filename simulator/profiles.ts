@@ -98,7 +98,7 @@ export class ProfileService {
       return
     }
     const { xmlns } = iq.attrs
-    if (xmlns === 'w:profile:picture') connection.send(this.#picture(iq, asker))
+    if (xmlns === 'w:profile:picture') connection.send(this.#picture(connection, iq, asker))
     else if (xmlns === 'status') connection.send(this.#setAbout(iq, asker))
     else if (xmlns === 'usync') connection.send(this.#about(iq, asker))
     else if (xmlns === 'w:biz') connection.send(this.#business(iq))
@@ -112,21 +112,32 @@ export class ProfileService {
     this.#notify(phone, contact, blocked, undefined)
   }
 
-  /** Sets (or removes: undefined) the account's picture, hosted on the media server. */
-  setPicture (phone: string, jpeg: Buffer | undefined, ttlSeconds = PICTURE_URL_TTL_SECONDS): void {
-    this.profile(phone).picture = jpeg ? { id: String(unixSeconds()), jpeg, ttlSeconds } : undefined
+  /**
+   * Sets (or removes: undefined) the account's picture, hosted on the media server, and tells the
+   * linked devices of every account (but the device that set it) with a `picture` notification.
+   */
+  setPicture (phone: string, jpeg: Buffer | undefined, ttlSeconds = PICTURE_URL_TTL_SECONDS, changedBy?: Connection): void {
+    const id = String(unixSeconds())
+    this.profile(phone).picture = jpeg ? { id, jpeg, ttlSeconds } : undefined
     this.#deps.record('profile', `${phone} picture ${jpeg ? `set (${jpeg.length} bytes)` : 'removed'}`)
+    const jid = userJid(phone)
+    const change: BinaryNode = jpeg ? { tag: 'set', attrs: { jid, id } } : { tag: 'delete', attrs: { jid } }
+    const notification: BinaryNode = {
+      tag: 'notification', attrs: { from: jid, type: 'picture', id: stanzaId(), t: unixNow() }, content: [change]
+    }
+    // WhatsApp tells those who have the account among their contacts; the simulator tells every linked device.
+    for (const account of this.#deps.directory.accounts()) this.#tell(account.phone, notification, changedBy)
   }
 
   /** A picture: its URL (hosted anew with each answer, so each URL carries its own expiry), or 404/401. */
-  #picture (iq: BinaryNode, asker: string): BinaryNode {
+  #picture (connection: Connection, iq: BinaryNode, asker: string): BinaryNode {
     const target = iq.attrs.target ? this.#deps.directory.resolve(iq.attrs.target)?.account.phone : asker
     if (!target) return iqError(iq, 404, 'item-not-found')
     if (iq.attrs.type === 'set') {
       // A device sets or removes only its own account's picture here (groups are answered by the group service).
       if (target !== asker) return iqError(iq, 401, 'not-authorized')
       const jpeg = getBinaryNodeChild(iq, 'picture')?.content
-      this.setPicture(asker, jpeg instanceof Uint8Array ? Buffer.from(jpeg) : undefined)
+      this.setPicture(asker, jpeg instanceof Uint8Array ? Buffer.from(jpeg) : undefined, PICTURE_URL_TTL_SECONDS, connection)
       const result = iqResult(iq)
       const id = this.profile(asker).picture?.id
       if (id) result.content = [{ tag: 'picture', attrs: { id } }]
@@ -228,10 +239,7 @@ export class ProfileService {
     return true
   }
 
-  /**
-   * `<notification type="account_sync"><blocklist><item jid action>` to the account's linked devices
-   * but the one that made the change (it knows): live ones now, the others at their next login.
-   */
+  /** `<notification type="account_sync"><blocklist><item jid action>` to the account's linked devices but the one that made the change. */
   #notify (phone: string, contact: string, blocked: boolean, changedBy: Connection | undefined): void {
     const item = this.#item(contact)
     item.attrs.action = blocked ? 'block' : 'unblock'
@@ -240,13 +248,20 @@ export class ProfileService {
       attrs: { from: userJid(phone), type: 'account_sync', id: stanzaId(), t: unixNow() },
       content: [{ tag: 'blocklist', attrs: {}, content: [item] }]
     }
+    this.#tell(phone, notification, changedBy)
+  }
+
+  /** A notification to the account's linked devices but `changedBy`: live ones now, the others at their next login. */
+  #tell (phone: string, notification: BinaryNode, changedBy: Connection | undefined): void {
     for (const device of this.#deps.directory.account(phone).knownDevices) {
       if (device === PHONE_DEVICE) continue
       const name = deviceName({ user: phone, device })
       const connection = this.#deps.devices.get(name)
       if (connection !== undefined && connection === changedBy) continue
-      if (connection) this.#deps.mailbox.sendNotification(connection, notification)
-      else this.#deps.mailbox.keep(name, { notification })
+      // Each device acknowledges its own copy: the mailbox tracks them by id.
+      const copy = { ...notification, attrs: { ...notification.attrs, id: stanzaId() } }
+      if (connection) this.#deps.mailbox.sendNotification(connection, copy)
+      else this.#deps.mailbox.keep(name, { notification: copy })
     }
   }
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { lidOf } from '../simulator/accounts.ts'
 import { controlApi } from '../simulator/control.ts'
 import { WhatsAppRefusal } from '../plugins/session-pool/socket-port.ts'
-import type { BlocklistEvent } from '../plugins/session-pool/profiles-port.ts'
+import type { BlocklistEvent, PictureChange } from '../plugins/session-pool/profiles-port.ts'
 import { startSimulator } from './helpers/simulator.ts'
 import { jpeg, png } from './helpers/media-files.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -31,6 +31,8 @@ t.test('own profile: about and picture set through Baileys, read back by the num
   t.ok(about.setAt && Math.abs(about.setAt - Date.now() / 1000) < 60, 'with when it was set')
 
   // Baileys scales the picture to a 640 px JPEG itself; a PNG goes in as well.
+  const changes: PictureChange[] = []
+  socket.on('pictures', (batch) => changes.push(...batch))
   await socket.profiles.setPicture(await png(800, 600))
   const stored = simulator.profiles.profile(SALON).picture
   t.ok(stored?.jpeg.subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff])), 'WhatsApp got a JPEG')
@@ -43,6 +45,7 @@ t.test('own profile: about and picture set through Baileys, read back by the num
 
   await socket.profiles.removePicture()
   t.equal(simulator.profiles.profile(SALON).picture, undefined, 'removed')
+  t.same(changes, [], 'the device that changed its picture is not told of it')
   t.same(await refusal(socket.profiles.pictureUrl(pn(SALON), 'preview')), 404)
   t.equal(socket.profiles.ownName(), null, 'the simulator tells no push name at linking')
 })
@@ -50,8 +53,12 @@ t.test('own profile: about and picture set through Baileys, read back by the num
 t.test('contacts: picture by phone and by LID, about, privacy refusals, business profiles', async (t) => {
   const { simulator, link } = await startSimulator(t)
   const { socket } = await link(SALON)
+  const changes: PictureChange[] = []
+  socket.on('pictures', (batch) => changes.push(...batch))
   const annaPicture = await jpeg(120, 120)
   simulator.profiles.setPicture(ANNA, annaPicture, 3600)
+  t.ok(await waitFor(() => changes.length === 1, STEP_MS), 'WhatsApp tells of her new picture')
+  t.same(changes, [{ jid: pn(ANNA), removed: false }])
   simulator.profiles.profile(ANNA).about = { text: 'На работе', setAt: 1_700_000_000 }
   simulator.profiles.profile(SHOP).business = {
     description: 'Цветы с доставкой', category: 'Florist', email: 'shop@example.com', website: 'https://shop.example.com'
@@ -77,6 +84,9 @@ t.test('contacts: picture by phone and by LID, about, privacy refusals, business
     description: 'Цветы с доставкой', category: 'Florist', email: 'shop@example.com', websites: ['https://shop.example.com'], address: null
   })
   t.equal(await socket.profiles.businessProfile(pn(ANNA)), undefined, 'not a business')
+  simulator.profiles.setPicture(ANNA, undefined)
+  t.ok(await waitFor(() => changes.length === 2, STEP_MS))
+  t.same(changes[1], { jid: pn(ANNA), removed: true }, 'and of its removal')
 })
 
 t.test('blocking: block and unblock by phone, the list by phone, the phone\'s own blocks as events', async (t) => {

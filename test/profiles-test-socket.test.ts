@@ -3,7 +3,7 @@ import { initAuthCreds } from '@whiskeysockets/baileys'
 import pino from 'pino'
 import type { LedgerPort } from '../plugins/ownership/index.ts'
 import { WhatsAppRefusal, type SocketAuth } from '../plugins/session-pool/socket-port.ts'
-import type { BlocklistEvent } from '../plugins/session-pool/profiles-port.ts'
+import type { BlocklistEvent, PictureChange } from '../plugins/session-pool/profiles-port.ts'
 import { lidOf } from '../plugins/session-pool/test-groups.ts'
 import { TestWhatsApp, type TestSocket } from '../plugins/session-pool/test-socket.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -62,6 +62,8 @@ t.test('own profile: about and picture set and read back as the simulator answer
 t.test('contacts: pictures by phone and LID, privacy and blocks hide them, business profiles', async (t) => {
   const whatsapp = new TestWhatsApp(anyLedger())
   const { socket, phone } = await linkCompany(whatsapp, 'contacts')
+  const changes: PictureChange[] = []
+  socket.on('pictures', (batch) => changes.push(...batch))
   whatsapp.profiles.setPicture(ANNA, Buffer.from('Anna'), 600)
   whatsapp.profiles.profile(ANNA).about = { text: 'На работе', setAt: 1_700_000_000 }
   whatsapp.profiles.profile(SHOP).business = { description: 'Цветы', category: 'Florist', email: null, websites: [], address: null }
@@ -75,6 +77,10 @@ t.test('contacts: pictures by phone and LID, privacy and blocks hide them, busin
     { description: 'Цветы', category: 'Florist', email: null, websites: [], address: null })
   t.equal(await socket.profiles.businessProfile(pn(ANNA)), undefined)
 
+  whatsapp.profiles.setPicture(ANNA, undefined)
+  t.ok(await waitFor(() => changes.length === 2, EVENT_TIMEOUT_MS, 1))
+  t.same(changes, [{ jid: pn(ANNA), removed: false }, { jid: pn(ANNA), removed: true }], 'picture changes are told to open connections')
+  whatsapp.profiles.setPicture(ANNA, Buffer.from('Anna again'))
   whatsapp.profiles.profile(ANNA).hidesAbout = true
   t.same(await socket.profiles.about(pn(ANNA)), { text: null, setAt: null }, 'a hidden about')
   whatsapp.profiles.block(ANNA, phone, true)

@@ -83,6 +83,12 @@ t.test('contacts\' profiles: picture cached until it expires, about, business, p
   const again = (await api(`/contacts/${ANNA}/profile`)).json()
   t.same(again.picture, { ...anna.picture, cached: true }, 'the second read comes from the cache')
   t.equal(pictureQueries(), queries, 'without a query to WhatsApp')
+  // She changes her picture: WhatsApp tells the number, and the cached URL is dropped.
+  const newPicture = await jpeg(150, 150)
+  simulator.profiles.setPicture(ANNA, newPicture)
+  const fresh = async () => (await api(`/contacts/${ANNA}/picture/image`)).json().picture
+  t.ok(await waitFor(async () => (await fresh()).cached === false, STEP_MS), 'asked again after her change')
+  t.ok(Buffer.from(await (await fetch((await fresh()).url)).arrayBuffer()).equals(newPicture), 'her new picture')
   const preview = (await api(`/contacts/${ANNA}/picture/preview`)).json()
   t.match(preview, { quality: 'preview', picture: { status: 'set', cached: false } }, 'the preview is a picture of its own')
 

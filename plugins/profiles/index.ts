@@ -246,6 +246,18 @@ export default fp<ProfilesOptions>(async (app, options) => {
     }
   })
 
+  // A contact's new (or removed) picture makes its cached URLs stale (WhatsApp's `picture` notification);
+  // the bound (PROFILE_PICTURE_CACHE_MS) covers changes it does not tell.
+  app.sessionPool.onSocket((socket, { companyId }) => {
+    socket.on('pictures', (changes) => {
+      for (const change of changes) {
+        void contactOf(app, companyId, change.jid)
+          .then((contact) => pictures.forget(companyId, [contact.jid, contact.lid]))
+          .catch((err: unknown) => app.log.warn({ err, companyId }, 'a picture change could not be applied to the cache'))
+      }
+    })
+  })
+
   // Every change to the block list (the gateway's own, and the phone's or another device's) becomes a blocklist_update event.
   app.sessionPool.onSocket((socket, { companyId, emit }) => {
     socket.on('blocklist', (events) => {

@@ -44,6 +44,14 @@ export function profilePortOf (area: BaileysArea): ProfilePort {
     }
   })
 
+  // A person's `picture` notification (Baileys: contacts.update with imgUrl); groups' pictures are the groups area's.
+  sock.ev.on('contacts.update', (updates) => {
+    const changes = updates
+      .filter((update) => update.id && (update.imgUrl === 'changed' || update.imgUrl === 'removed') && !update.id.endsWith('@g.us'))
+      .map((update) => ({ jid: jidNormalizedUser(update.id!), removed: update.imgUrl === 'removed' }))
+    if (changes.length > 0) area.emit('pictures', changes)
+  })
+
   const ownJid = () => {
     const me = sock.authState.creds.me
     if (!me) throw new Error('the device is not linked to a number')

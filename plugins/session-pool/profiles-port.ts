@@ -40,6 +40,13 @@ export interface ProfilePort {
   blocklist: () => Promise<string[]>
 }
 
+/** A contact (or the number itself) set or removed its picture: WhatsApp's `picture` notification; any URL of the old one is stale. */
+export interface PictureChange {
+  /** The phone JID (or LID JID) whose picture changed. */
+  jid: string
+  removed: boolean
+}
+
 /** The block list changed: by this connection, or on another device of the number (its phone). */
 export interface BlocklistEvent {
   action: 'block' | 'unblock'

@@ -33,9 +33,11 @@ export class TestProfiles {
   /** Every number named to it, so that its LID names it too (test-group-state.ts). */
   readonly directory = new Directory()
   readonly #openConnectionsOf: (phone: string) => Listening[]
+  readonly #openConnections: () => Listening[]
 
-  constructor (openConnectionsOf: (phone: string) => Listening[]) {
+  constructor (openConnectionsOf: (phone: string) => Listening[], openConnections: () => Listening[]) {
     this.#openConnectionsOf = openConnectionsOf
+    this.#openConnections = openConnections
   }
 
   profile (phone: string): TestProfile {
@@ -51,8 +53,11 @@ export class TestProfiles {
     return [...this.#blocked.get(phone) ?? []]
   }
 
+  /** Sets or removes (undefined) a number's picture; every open connection hears of it, as WhatsApp's `picture` notification. */
   setPicture (phone: string, image: Buffer | undefined, ttlSeconds = PICTURE_URL_TTL_SECONDS): void {
     this.profile(phone).picture = image ? { id: String(Math.floor(Date.now() / 1000)), bytes: image.length, ttlSeconds } : undefined
+    const change = { jid: `${phone}@s.whatsapp.net`, removed: image === undefined }
+    for (const connection of this.#openConnections()) connection.emitLater('pictures', [change])
   }
 
   /** The number's phone (another of its devices) blocks or unblocks a contact: its open connections hear of it. */

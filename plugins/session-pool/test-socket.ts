@@ -57,7 +57,10 @@ export class TestWhatsApp {
   /** Its groups; a change is told to the open connection of each member's number. */
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
   /** Numbers' profiles and block lists; a change by a number's phone is told to its open connections. */
-  readonly profiles = new TestProfiles((phone) => this.#openConnectionsOf(phone))
+  readonly profiles = new TestProfiles(
+    (phone) => this.#openConnectionsOf(phone), () => [...this.#live.values()].filter((socket) => socket.state === 'open')
+  )
+
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
