@@ -21,6 +21,10 @@ import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
 import type { PollSendReply, PollSendRequest, PollsListQuery, PollsListReply, PollTallyReply } from './polls.ts'
+import type {
+  BlocklistReply, BlockReply, BlockRequest, ContactPictureReply, ContactProfileReply, OwnProfileReply, ProfileChangedReply,
+  ProfilePictureRequest, ProfileUpdateRequest
+} from './profiles.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 const HOLDER_RETRY_INTERVAL_MS = 50
@@ -199,6 +203,20 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     pollTally: (companyId: string, messageId: string) => call<PollTallyReply>(subjects.polls(companyId, 'get'), { messageId }),
     /** The company's latest polls, each with its tally. */
     listPolls: (companyId: string, query: PollsListQuery = {}) => call<PollsListReply>(subjects.polls(companyId, 'list'), query),
+    /** The number's own name, about, picture and business profile. */
+    profile: (companyId: string) => command<OwnProfileReply>(companyId, 'profile-get', {}),
+    updateProfile: (companyId: string, request: ProfileUpdateRequest) => command<ProfileChangedReply>(companyId, 'profile-update', request),
+    /** Sets the number's picture (a JPEG or PNG, base64). */
+    setProfilePicture: (companyId: string, request: ProfilePictureRequest) =>
+      command<ProfileChangedReply>(companyId, 'profile-picture', request),
+    removeProfilePicture: (companyId: string) => command<ProfileChangedReply>(companyId, 'profile-picture-remove', {}),
+    /** A contact's picture (cached until its URL expires), about and business profile; `phone` may be a LID JID. */
+    contactProfile: (companyId: string, phone: string) => command<ContactProfileReply>(companyId, 'contact-profile', { phone }),
+    contactPicture: (companyId: string, phone: string, quality: 'image' | 'preview' = 'image') =>
+      command<ContactPictureReply>(companyId, 'contact-picture', { phone, quality }),
+    blocklist: (companyId: string) => command<BlocklistReply>(companyId, 'blocklist-get', {}),
+    /** Blocks or unblocks a contact (a `blocklist_update` event follows). */
+    updateBlocklist: (companyId: string, request: BlockRequest) => command<BlockReply>(companyId, 'blocklist-update', request),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

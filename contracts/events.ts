@@ -8,6 +8,7 @@ import { ErrorReply } from './errors.ts'
 import { InboundMedia, MediaKind, ObjectId, UnavailableMedia } from './media.ts'
 import { EVENT_TYPES } from './webhooks.ts'
 import { PollVoteEventData } from './polls.ts'
+import { BlocklistUpdateEventData } from './profiles.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -248,7 +249,8 @@ export const EVENT_DATA = {
   group_participants: GroupParticipantsEventData,
   group_joined: GroupJoinedEventData,
   group_left: GroupLeftEventData,
-  poll_vote: PollVoteEventData
+  poll_vote: PollVoteEventData,
+  blocklist_update: BlocklistUpdateEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

@@ -34,7 +34,16 @@ export const COMMAND_SCOPES = {
   'group-join': 'send',
   'group-decide-join-requests': 'send',
   'group-leave': 'send',
-  'poll-send': 'send'
+  'poll-send': 'send',
+  // Profiles and blocking: reading them is `read`; changing them is `send`.
+  'profile-get': 'read',
+  'contact-profile': 'read',
+  'contact-picture': 'read',
+  'blocklist-get': 'read',
+  'profile-update': 'send',
+  'profile-picture': 'send',
+  'profile-picture-remove': 'send',
+  'blocklist-update': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 

@@ -6,6 +6,7 @@ import type { WhatsAppSimulator } from './server.ts'
 import { MEDIA_KINDS } from './media.ts'
 import { groupControl } from './control-groups.ts'
 import { pollControl } from './control-polls.ts'
+import { profileControl } from './control-profiles.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -101,7 +102,8 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
       ...rest,
       ...(media ? { media: { ...media, data: Buffer.from(media.data, 'base64') } } : {})
     })
-    if (sent.devices === 0 && sent.queued === 0) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
+    const noDevice = sent.devices === 0 && sent.queued === 0 && !sent.blocked
+    if (noDevice) return reply.code(404).send(notFound(`${request.body.to} has no linked device`))
     return { success: true, ...sent }
   })
 
@@ -174,5 +176,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   app.get('/log', async () => ({ success: true, log: simulator.log.slice(-200) }))
   void app.register(groupControl(simulator))
   void app.register(pollControl(simulator))
+  void app.register(profileControl(simulator))
   return app
 }

@@ -91,6 +91,8 @@ interface Stored {
   body: Buffer
   /** Expired files answer 410 Gone, as WhatsApp's media servers do for old media. */
   expired: boolean
+  /** A profile picture: served as itself (a JPEG), until its URL's `oe=` expiry (Unix ms), then 403 as WhatsApp's CDN does. */
+  picture?: { expiresAt: number }
 }
 
 /**
@@ -164,6 +166,19 @@ export class MediaServer {
     return { directPath, url: `https://${this.hostname}${directPath}&mms3=true` }
   }
 
+  /**
+   * Hosts a profile picture (plain JPEG, as WhatsApp's `pps.whatsapp.net` serves them) under a URL
+   * that expires: its `oe=` is the expiry in hex Unix seconds, as in WhatsApp's picture URLs.
+   */
+  hostPicture (jpeg: Buffer, ttlSeconds: number): { directPath: string, url: string, expiresAt: number } {
+    const name = randomBytes(16).toString('base64url')
+    const expiresAt = (Math.floor(Date.now() / 1000) + ttlSeconds) * 1000
+    const expiryHex = (expiresAt / 1000).toString(16).toUpperCase()
+    const directPath = `/v/t61.24694-24/${name}.jpg?ccb=11-4&oh=${randomBytes(8).toString('hex')}&oe=${expiryHex}`
+    this.#files.set(pathOf(directPath), { body: jpeg, expired: false, picture: { expiresAt } })
+    return { directPath, url: `https://${this.hostname}${directPath}&_nc_cat=1`, expiresAt }
+  }
+
   /** The encrypted file at a direct path or URL, unless unknown or expired. */
   file (directPathOrUrl: string): Buffer | undefined {
     const stored = this.#files.get(pathOf(directPathOrUrl))
@@ -198,6 +213,8 @@ export class MediaServer {
       const stored = this.#files.get(parsed.pathname)
       if (!stored) return json(404, { error: 'not found' })
       if (stored.expired) return json(410, { error: 'gone' })
+      if (stored.picture && Date.now() >= stored.picture.expiresAt) return json(403, { error: 'URL signature expired' })
+      if (stored.picture) return { status: 200, type: 'image/jpeg', body: stored.body }
       return { status: 200, type: 'application/octet-stream', body: stored.body }
     }
     return json(404, { error: 'not found' })

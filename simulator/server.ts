@@ -11,6 +11,7 @@ import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
 import { PollVoters } from './polls.ts'
+import { ProfileService } from './profiles.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -50,6 +51,8 @@ export class WhatsAppSimulator {
   readonly groups: GroupService
   /** Contacts and participants voting on the polls linked devices sent them. */
   readonly polls: PollVoters
+  /** Accounts' profiles (about, picture, business) and block lists. */
+  readonly profiles: ProfileService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -65,6 +68,9 @@ export class WhatsAppSimulator {
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
     })
     this.polls = new PollVoters(this.directory, this.#contacts, this.groups)
+    this.profiles = new ProfileService({
+      directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, media: this.media, record
+    })
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -97,9 +103,12 @@ export class WhatsAppSimulator {
   /**
    * The contact `from` writes to the account `to`: every live linked device of `to` gets the
    * message, encrypted when the device has opened a Signal session with the contact, otherwise as
-   * plaintext; offline devices get it at their next login. Returns the message id and the counts.
+   * plaintext; offline devices get it at their next login. Returns the message id and the counts
+   * (`blocked`: `to` blocked `from`, and nobody got it).
    */
-  deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number }> {
+  deliver (options: InboundOptions): Promise<{ id: string, devices: number, encrypted: number, queued: number, blocked?: true }> {
+    // WhatsApp hands nothing from a contact the account blocked to its devices (the contact sees one tick).
+    if (this.profiles.hasBlocked(options.to, options.from)) return Promise.resolve(this.profiles.dropped(options))
     return this.#contacts.deliver(options)
   }
 
@@ -207,6 +216,7 @@ export class WhatsAppSimulator {
     else if (iq.attrs.xmlns === 'w:g2') this.groups.answerIq(connection, iq)
     // A group's picture is set and read through the profile-picture query, with the group as `target`.
     else if (iq.attrs.xmlns === 'w:profile:picture' && isJidGroup(iq.attrs.target)) this.groups.answerPictureIq(connection, iq)
+    else if (this.profiles.answers(iq)) this.profiles.answerIq(connection, iq)
     else answerIq(connection, iq, this.directory, this.media)
   }
 

@@ -27,7 +27,9 @@ const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookRetryBaseMs: 100, webh
 /** The event types each sandbox flow below makes the gateway publish; together, every type there is. */
 const SIMULATOR_FLOW: EventType[] = [
   'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed',
-  'group_joined', 'group_participants', 'group_update', 'group_left', 'poll_vote'
+  'group_joined', 'group_participants', 'group_update', 'group_left',
+  'poll_vote',
+  'blocklist_update'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -181,6 +183,10 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     t.ok(await waitFor(() => simulator.received(CONTACT).some((message) => message.id === poll.messageId), STEP_MS), 'the poll arrived')
     await simulator.polls.vote({ from: CONTACT, to: COMPANY_PHONE, pollMessageId: poll.messageId as string, options: ['16:00'] })
     t.ok(await seen('poll_vote'), 'a vote')
+    // Blocking through the API, and the phone unblocking: both are blocklist_update events.
+    await post('/blocklist', { phone: CONTACT, action: 'block' })
+    simulator.profiles.block(COMPANY_PHONE, CONTACT, false)
+    t.ok(await seen('blocklist_update', 2), 'block list changes')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

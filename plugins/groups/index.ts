@@ -5,7 +5,7 @@ import {
   InviteRequest, JoinRequestsReply, JoinRequestsUpdate, userOfJid, type GroupUpdateRequest as GroupUpdate
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import { fileTypeFromBuffer } from 'file-type'
+import { pictureOf } from '../../core/pictures.ts'
 import { declareHolderCommand, memberJidOf, WhatsAppRefusal, type GroupMeta, type WaSocket } from '../session-pool/index.ts'
 import { eventOf, groupInfoOf, outcomeOf, refusalOf } from './translate.ts'
 
@@ -161,7 +161,7 @@ export default fp(async (app) => {
     },
     handle: async ({ companyId, request }) => {
       const { socket } = connection(companyId)
-      const image = await pictureOf(request.data)
+      const image = await pictureOf(request.data, 'a group picture')
       await refused(request.groupId, async () => {
         try {
           await socket.groups.setPicture(request.groupId, image)
@@ -337,16 +337,6 @@ export default fp(async (app) => {
     })
   })
 }, { name: 'groups', dependencies: ['config', 'bus', 'phone', 'ownership', 'session-pool'] })
-
-/** A group picture: a JPEG or a PNG, by its bytes rather than its claim. */
-async function pictureOf (base64: string): Promise<Buffer> {
-  const image = Buffer.from(base64, 'base64')
-  const type = await fileTypeFromBuffer(image)
-  if (type?.mime !== 'image/jpeg' && type?.mime !== 'image/png') {
-    throw new GatewayError(ErrorCode.UNSUPPORTED_MEDIA, `a group picture is a JPEG or a PNG; this is ${type?.mime ?? 'not an image'}`)
-  }
-  return image
-}
 
 /** A group change as WhatsApp takes it: one query per thing changed, the subject first. */
 async function applyUpdate (socket: WaSocket, request: GroupUpdate): Promise<void> {

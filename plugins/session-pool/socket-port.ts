@@ -5,7 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { CallEvent, CallPort } from './calls-port.ts'
 import type { ChatEvent, ChatPort } from './chats-port.ts'
 import type { InboundPollVote, PollPort } from './polls-port.ts'
-import type { BlocklistEvent, ProfilePort } from './profiles-port.ts'
+import type { BlocklistEvent, PictureChange, ProfilePort } from './profiles-port.ts'
 import type { InboundStatus, StatusPort } from './status-port.ts'
 
 /** What a session needs of a WhatsApp connection; the Baileys adapter and the test double both provide it. */
@@ -209,6 +209,7 @@ export interface SocketEvents {
   pollVotes: InboundPollVote[]
   calls: CallEvent[]
   blocklist: BlocklistEvent[]
+  pictures: PictureChange[]
   chats: ChatEvent[]
   statuses: InboundStatus[]
 }

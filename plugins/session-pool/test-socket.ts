@@ -10,7 +10,7 @@ import type { TestArea } from './test-area.ts'
 import { testCallPort } from './test-calls.ts'
 import { testChatPort } from './test-chats.ts'
 import { TestPolls, testPollPort } from './test-polls.ts'
-import { testProfilePort } from './test-profiles.ts'
+import { TestProfiles, testProfilePort } from './test-profiles.ts'
 import { testStatusPort } from './test-status.ts'
 import type { CallPort } from './calls-port.ts'
 import type { ChatPort } from './chats-port.ts'
@@ -59,6 +59,11 @@ export class TestWhatsApp {
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
   /** The polls companies sent; tests vote on them as contacts. */
   readonly polls = new TestPolls((companyId) => this.socketOf(companyId))
+  /** Numbers' profiles and block lists; a change by a number's phone is told to its open connections. */
+  readonly profiles = new TestProfiles(
+    (phone) => this.#openConnectionsOf(phone), () => [...this.#live.values()].filter((socket) => socket.state === 'open')
+  )
+
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
