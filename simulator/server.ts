@@ -10,6 +10,7 @@ import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
+import { CallService } from './calls.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -47,6 +48,8 @@ export class WhatsAppSimulator {
   readonly media: MediaServer
   /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
   readonly groups: GroupService
+  /** Calls from simulated contacts to linked devices, and the devices' rejections. */
+  readonly calls: CallService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -61,6 +64,7 @@ export class WhatsAppSimulator {
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
     })
+    this.calls = new CallService(this.directory, this.#devices, this.#mailbox, record)
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -218,6 +222,7 @@ export class WhatsAppSimulator {
     else if (node.tag === 'chatstate') this.#contacts.chatState(connection, node)
     else if (node.tag === 'presence') this.#contacts.presence(connection, node)
     else if (node.tag === 'ack') this.#mailbox.acknowledged(connection, node)
+    else if (node.tag === 'call') this.calls.fromDevice(connection, node)
     return undefined
   }
 }
