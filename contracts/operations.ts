@@ -33,7 +33,9 @@ export const COMMAND_SCOPES = {
   'group-revoke-invite': 'send',
   'group-join': 'send',
   'group-decide-join-requests': 'send',
-  'group-leave': 'send'
+  'group-leave': 'send',
+  // Calls: declining one is an act of the number, like a send.
+  'call-reject': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -44,7 +46,11 @@ export const CONTROL_SCOPES = {
   'auto-reactions.set': 'rules',
   // Message content is what the events carry.
   'messages.list': 'events',
-  'messages.get': 'events'
+  'messages.get': 'events',
+  // Calls: the record is a list like any; what the number does with calls is an automatic rule.
+  'calls.list': 'read',
+  'call-settings.get': 'rules',
+  'call-settings.set': 'rules'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

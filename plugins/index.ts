@@ -30,7 +30,7 @@ export const plugins: PluginModule[] = [
 /** The whole configuration of this composition: the core's settings and every plugin's. */
 export type GatewayConfig = Config & phone.PhoneOptions & media.MediaOptions & conversations.ConversationsOptions &
   webhooks.WebhooksOptions & ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
-  rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions
+  rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions & calls.CallsOptions
 
 /** Reads and validates the environment for this composition (tests and tools call it with their own env). */
 export function loadGatewayConfig (env: Env = process.env): GatewayConfig {

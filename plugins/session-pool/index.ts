@@ -21,6 +21,7 @@ export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
 export type { GroupEvent, GroupMeta, GroupMember, GroupMemberResult, WaSocket, SentMessage } from './socket-port.ts'
 export { WhatsAppRefusal } from './socket-port.ts'
+export type { CallEvent, CallPort } from './calls-port.ts'
 export { settings, type SessionPoolOptions } from './settings.ts'
 export { resealAll } from './sealing.ts'
 

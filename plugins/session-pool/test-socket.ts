@@ -7,7 +7,7 @@ import {
 } from './socket-port.ts'
 import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
-import { testCallPort } from './test-calls.ts'
+import { testCallPort, TestCalls } from './test-calls.ts'
 import { testChatPort } from './test-chats.ts'
 import { testPollPort } from './test-polls.ts'
 import { testProfilePort } from './test-profiles.ts'
@@ -56,6 +56,14 @@ export class TestWhatsApp {
   readonly sent = new Map<string, Sent[]>()
   /** Its groups; a change is told to the open connection of each member's number. */
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
+  /** Calls tests make to companies (test-calls.ts): told to the company's open connection. */
+  readonly calls = new TestCalls((companyId, event, payload) => {
+    const socket = this.#live.get(companyId)
+    if (socket?.state !== 'open') return false
+    socket.emitLater(event, payload)
+    return true
+  })
+
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
