@@ -162,6 +162,21 @@ t.test('admin: link by QR without reloading, send, see an inbound message live, 
   t.match(await groupsCard.getByRole('heading').textContent(), /Groups \(1\)/)
   t.match(await page.locator('.events li[data-type=group_joined]').first().textContent(),
     `joined the group "Салон: постоянные клиенты" (${group.id})`, 'the feed says it too')
+
+  // No call yet; a contact's video call, then its end, listed by itself, and worded in the feed.
+  const callsCard = page.locator('article[aria-labelledby=calls-title]')
+  await callsCard.locator('[data-state=empty]').waitFor({ timeout: STEP_MS })
+  const calling = await control(`/contacts/${OTHER_CONTACT}/calls`, { to: SANDBOX_LINKED_PHONE, video: true })
+  const rung = await calling.json() as { callId: string }
+  await page.locator('.events li[data-type=call]').first().waitFor({ timeout: STEP_MS })
+  t.match(await page.locator('.events li[data-type=call]').first().textContent(), /video call from \+7911\*\*\*1112/)
+  await control(`/calls/${rung.callId}/terminate`, {})
+  const callRow = callsCard.locator(`tr[data-call="${rung.callId}"]`)
+  t.ok(await waitFor(async () => (await callRow.locator('td').nth(2).textContent().catch(() => '')) === 'Ended', STEP_MS, 200),
+    'the call is listed, ended')
+  t.match(await callRow.locator('th, td').allTextContents(), ['+7911***1112', /s ago$/, 'Video', 'Ended', 'No'],
+    'the caller masked, when, video, how it ended, no text')
+  t.equal(await callsCard.locator('[data-state=empty]').count(), 0, 'the empty state is gone')
   await page.screenshot({ path: `${SCREENSHOTS}/company.png`, fullPage: true })
 
   await page.getByRole('link', { name: 'Companies' }).first().click()
@@ -331,6 +346,8 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
     method: 'POST', headers: json, body: JSON.stringify({ subject: 'Запись на стрижку', participants: [CONTACT] })
   })
   t.equal(created.status, 200, 'a group to list')
+  // And a call, so that its calls table is checked too.
+  t.equal((await control(`/contacts/${CONTACT}/calls`, { to: SANDBOX_LINKED_PHONE })).status, 200, 'a call to list')
   // axe is injected as a script, which the page's own policy would (rightly) refuse.
   const { page, errors } = await newPage(t, undefined, true)
   await page.goto(base)
@@ -349,7 +366,8 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
   t.equal(await page.evaluate('document.activeElement.tagName'), 'H1', 'focus moves to the new view\'s heading')
   const groupRows = page.locator('table.groups tbody tr')
   await groupRows.first().waitFor({ timeout: STEP_MS })
-  t.same(await axeViolations(page), [], 'company, with its groups')
+  await page.locator('table.calls tbody tr').first().waitFor({ timeout: STEP_MS })
+  t.same(await axeViolations(page), [], 'company, with its groups and calls')
   await page.goto(`${base}#/cluster`)
   await page.locator('table.replicas tbody tr').first().waitFor({ timeout: STEP_MS })
   t.same(await axeViolations(page), [], 'cluster')
@@ -375,7 +393,8 @@ t.test('the pages: served offline from the gateway, with a strict content securi
   const html = await page.text()
   t.notMatch(html, /https?:\/\//, 'nothing loaded from elsewhere')
   for (const file of [
-    'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/style.css'
+    'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/style.css',
+    'app/calls.js'
   ]) {
     t.equal((await fetch(`${base}${file}`)).status, 200, file)
   }
