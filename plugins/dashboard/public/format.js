@@ -86,7 +86,8 @@ export function describeEvent (event) {
       const kind = `${data.video ? 'video' : 'voice'} call${data.groupId ? ' (group)' : ''}`
       const from = maskPhone(data.phone ?? data.lid ?? data.from)
       if (data.rejectedBy) return `declined the ${kind} from ${from} (${data.rejectedBy === 'auto' ? 'automatically' : 'through the API'})`
-      if (data.status !== 'offer') return `${kind} from ${from}: ${data.status}`
+      const ended = { ringing: 'ringing', accept: 'answered', reject: 'declined', timeout: 'missed', terminate: 'ended' }[data.status]
+      if (data.status !== 'offer') return `${kind} from ${from}: ${ended ?? data.status}`
       return `${kind} from ${from}${data.offline ? ' (while offline)' : ''}`
     }
   }
