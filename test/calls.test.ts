@@ -107,8 +107,11 @@ t.test('calls reported, declined by the API and automatically with a text; setti
   t.equal((await api('GET', '/calls?before=nonsense')).statusCode, 400, 'a malformed cursor')
 })
 
-t.test('a call made while the number was offline is reported offline, neither declined nor answered', async (t) => {
+t.test('a call told offline is only reported; a call still ringing at a handoff is declined from the record', async (t) => {
   const { simulator, replica, companyId, events, settings } = await linkedGateway(t)
+  // A call still ringing when its holder goes: the next holder knows it only from the record.
+  const ringing = simulator.calls.call({ from: BORIS, to: '79001230101', byLid: true })!
+  t.ok(await waitFor(() => events.events.some((event) => event.type === 'call' && event.data.callId === ringing.id), STEP_MS))
   const set = await replica.app.inject({
     method: 'PUT', url: `/api/whatsapp/sessions/${companyId}/call-settings`, payload: { rejectCalls: true, replyText: REPLY }
   })
@@ -137,5 +140,12 @@ t.test('a call made while the number was offline is reported offline, neither de
   t.notOk(told().some((event) => event.data.rejectedBy), 'no reject event')
   t.same(simulator.received(ANNA), [], 'and no text: the call was over')
   const record = (await again.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/calls` })).json()
-  t.match(record.calls, [{ callId: missed.id, offline: true, status: 'terminate', rejectedBy: null, replyMessageId: null }])
+  t.match(record.calls, [
+    { callId: missed.id, offline: true, status: 'terminate', rejectedBy: null, replyMessageId: null },
+    { callId: ringing.id, offline: false, status: 'offer', from: lid(BORIS) }
+  ])
+
+  const declined = await again.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/calls/${ringing.id}/reject` })
+  t.match(declined.json(), { rejected: true, status: 'reject' }, 'the new holder declined a call the old one was told')
+  t.match(simulator.calls.get(ringing.id), { state: 'rejected' }, 'naming the caller as the offer did (its LID)')
 })
