@@ -17,6 +17,7 @@ import type {
   GroupCreateRequest, GroupIdReply, GroupInviteReply, GroupJoinReply, GroupParticipantsReply, GroupParticipantsRequest, GroupPictureRequest,
   GroupReply, GroupsListReply, GroupUpdateRequest, JoinRequestsReply, JoinRequestsUpdate
 } from './groups.ts'
+import type { CallRejectReply, CallSettings, CallSettingsReply, CallsPage, CallsQuery } from './calls.ts'
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
@@ -217,6 +218,14 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     blocklist: (companyId: string) => command<BlocklistReply>(companyId, 'blocklist-get', {}),
     /** Blocks or unblocks a contact (a `blocklist_update` event follows). */
     updateBlocklist: (companyId: string, request: BlockRequest) => command<BlockReply>(companyId, 'blocklist-update', request),
+    /** Declines a ringing call (the holder's connection rejects it); `rejected: false` when it was already over. */
+    rejectCall: (companyId: string, callId: string) => command<CallRejectReply>(companyId, 'call-reject', { callId }),
+    /** The calls the company received, most recent first (any replica answers). */
+    calls: (companyId: string, query: CallsQuery = {}) => call<CallsPage>(subjects.calls(companyId, 'calls.list'), query),
+    /** Whether calls are declined automatically, and the text each caller is answered with. */
+    callSettings: (companyId: string) => call<CallSettingsReply>(subjects.calls(companyId, 'call-settings.get'), {}),
+    setCallSettings: (companyId: string, settings: CallSettings) =>
+      call<CallSettingsReply>(subjects.calls(companyId, 'call-settings.set'), settings),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

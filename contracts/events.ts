@@ -9,6 +9,7 @@ import { InboundMedia, MediaKind, ObjectId, UnavailableMedia } from './media.ts'
 import { EVENT_TYPES } from './webhooks.ts'
 import { PollVoteEventData } from './polls.ts'
 import { BlocklistUpdateEventData } from './profiles.ts'
+import { CallEventData } from './calls.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -250,7 +251,8 @@ export const EVENT_DATA = {
   group_joined: GroupJoinedEventData,
   group_left: GroupLeftEventData,
   poll_vote: PollVoteEventData,
-  blocklist_update: BlocklistUpdateEventData
+  blocklist_update: BlocklistUpdateEventData,
+  call: CallEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

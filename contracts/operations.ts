@@ -43,7 +43,9 @@ export const COMMAND_SCOPES = {
   'profile-update': 'send',
   'profile-picture': 'send',
   'profile-picture-remove': 'send',
-  'blocklist-update': 'send'
+  'blocklist-update': 'send',
+  // Calls: declining one is an act of the number, like a send.
+  'call-reject': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -57,7 +59,11 @@ export const CONTROL_SCOPES = {
   'messages.get': 'events',
   // A tally names who voted what: what poll_vote events carry.
   'polls.get': 'events',
-  'polls.list': 'events'
+  'polls.list': 'events',
+  // Calls: the record is a list like any; what the number does with calls is an automatic rule.
+  'calls.list': 'read',
+  'call-settings.get': 'rules',
+  'call-settings.set': 'rules'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

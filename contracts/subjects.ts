@@ -31,6 +31,9 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     messages: (companyId: string, operation: 'list' | 'get') => `${namespace}.ctl.${companyId}.messages.${operation}`,
     /** Any replica answers (queue group): one poll's tally, or the company's latest polls with theirs. */
     polls: (companyId: string, operation: 'get' | 'list') => `${namespace}.ctl.${companyId}.polls.${operation}`,
+    /** Any replica answers (queue group): the calls a company received, or its call settings. */
+    calls: (companyId: string, operation: 'calls.list' | 'call-settings.get' | 'call-settings.set') =>
+      `${namespace}.ctl.${companyId}.${operation}`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */

@@ -7,7 +7,8 @@ export const EVENT_TYPES = [
   'connection_replaced', 'reconnect_failed', 'health_check_failed', 'error', 'owner_changed', 'webhook_paused',
   'group_update', 'group_participants', 'group_joined', 'group_left',
   'poll_vote',
-  'blocklist_update'
+  'blocklist_update',
+  'call'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

@@ -7,6 +7,7 @@ import { MEDIA_KINDS } from './media.ts'
 import { groupControl } from './control-groups.ts'
 import { pollControl } from './control-polls.ts'
 import { profileControl } from './control-profiles.ts'
+import { callControl } from './control-calls.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -177,5 +178,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   void app.register(groupControl(simulator))
   void app.register(pollControl(simulator))
   void app.register(profileControl(simulator))
+  void app.register(callControl(simulator))
   return app
 }

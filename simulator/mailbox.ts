@@ -52,8 +52,8 @@ export interface GroupEnvelope {
 export type InboundMessage = Omit<InboundOptions, 'media'> & {
   id: string, at: number, content: proto.IMessage, mediaKind?: MediaKind, group?: GroupEnvelope
 }
-/** What WhatsApp keeps for an offline device: contacts' messages, receipts for what it sent, and group notifications. */
-export type Kept = { message: InboundMessage } | { node: BinaryNode } | { notification: BinaryNode }
+/** What WhatsApp keeps for an offline device: contacts' messages, receipts for what it sent, group notifications and calls. */
+export type Kept = { message: InboundMessage } | { node: BinaryNode } | { notification: BinaryNode } | { call: BinaryNode }
 
 /** A message refused with an error ack is sent again this many times, this long after the refusal. */
 const REDELIVERIES_AFTER_ERROR = 5
@@ -66,6 +66,8 @@ interface Unacknowledged {
   receipts: Map<string, BinaryNode>
   /** Notifications (group changes), by id. */
   notifications: Map<string, BinaryNode>
+  /** Call stanzas (offers and their ends), by stanza id. */
+  calls: Map<string, BinaryNode>
 }
 
 /** A receipt as its ack names it: a group message gets one receipt per participant, under the same id. */
@@ -167,6 +169,12 @@ export class Mailbox {
     connection.send(notification)
   }
 
+  /** A call stanza (an offer, its end), kept until the device acknowledges it (`<ack class="call">`). */
+  sendCall (connection: Connection, call: BinaryNode): void {
+    this.#unacknowledgedOf(connection).calls.set(call.attrs.id, call)
+    connection.send(call)
+  }
+
   /**
    * The device's `<ack>` of a message or a receipt: WhatsApp forgets it. An ack carrying an `error`
    * (the device could not process the message, e.g. its key store was unreachable) is a refusal:
@@ -195,6 +203,8 @@ export class Mailbox {
       unacknowledged?.receipts.delete(receiptKey(ack.attrs))
     } else if (ack.attrs.class === 'notification') {
       unacknowledged?.notifications.delete(ack.attrs.id)
+    } else if (ack.attrs.class === 'call') {
+      unacknowledged?.calls.delete(ack.attrs.id)
     }
   }
 
@@ -224,6 +234,7 @@ export class Mailbox {
     for (const message of unacknowledged.messages.values()) this.keep(deviceName(connection.device), { message })
     for (const node of unacknowledged.receipts.values()) this.keep(deviceName(connection.device), { node })
     for (const notification of unacknowledged.notifications.values()) this.keep(deviceName(connection.device), { notification })
+    for (const call of unacknowledged.calls.values()) this.keep(deviceName(connection.device), { call })
   }
 
   /** The device logged in on `connection`: it gets what was kept for it, marked offline, then how many (`<ib><offline>`). */
@@ -241,6 +252,7 @@ export class Mailbox {
     for (const kept of waiting) {
       if ('message' in kept) await this.sendMessage(connection, kept.message, true)
       else if ('notification' in kept) this.sendNotification(connection, offline(kept.notification))
+      else if ('call' in kept) this.sendCall(connection, offline(kept.call))
       else this.sendReceipt(connection, offline(kept.node))
     }
     connection.send({ tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: String(waiting.length) } }] })
@@ -250,7 +262,7 @@ export class Mailbox {
   #unacknowledgedOf (connection: Connection): Unacknowledged {
     let unacknowledged = this.#unacknowledged.get(connection)
     if (!unacknowledged) {
-      unacknowledged = { messages: new Map(), receipts: new Map(), notifications: new Map() }
+      unacknowledged = { messages: new Map(), receipts: new Map(), notifications: new Map(), calls: new Map() }
       this.#unacknowledged.set(connection, unacknowledged)
     }
     return unacknowledged

@@ -12,6 +12,7 @@ import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
 import { PollVoters } from './polls.ts'
 import { ProfileService } from './profiles.ts'
+import { CallService } from './calls.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -53,6 +54,8 @@ export class WhatsAppSimulator {
   readonly polls: PollVoters
   /** Accounts' profiles (about, picture, business) and block lists. */
   readonly profiles: ProfileService
+  /** Calls from simulated contacts to linked devices, and the devices' rejections. */
+  readonly calls: CallService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -71,6 +74,7 @@ export class WhatsAppSimulator {
     this.profiles = new ProfileService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, media: this.media, record
     })
+    this.calls = new CallService(this.directory, this.#devices, this.#mailbox, record)
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -232,6 +236,7 @@ export class WhatsAppSimulator {
     else if (node.tag === 'chatstate') this.#contacts.chatState(connection, node)
     else if (node.tag === 'presence') this.#contacts.presence(connection, node)
     else if (node.tag === 'ack') this.#mailbox.acknowledged(connection, node)
+    else if (node.tag === 'call') this.calls.fromDevice(connection, node)
     return undefined
   }
 }

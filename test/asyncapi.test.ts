@@ -29,7 +29,8 @@ const SIMULATOR_FLOW: EventType[] = [
   'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed',
   'group_joined', 'group_participants', 'group_update', 'group_left',
   'poll_vote',
-  'blocklist_update'
+  'blocklist_update',
+  'call'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -187,6 +188,10 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     await post('/blocklist', { phone: CONTACT, action: 'block' })
     simulator.profiles.block(COMPANY_PHONE, CONTACT, false)
     t.ok(await seen('blocklist_update', 2), 'block list changes')
+    // A contact calls by LID, and hangs up.
+    const ringing = simulator.calls.call({ from: CONTACT, to: COMPANY_PHONE, byLid: true })!
+    simulator.calls.step(ringing.id, 'terminate')
+    t.ok(await waitFor(() => dataOf(nats, 'call').some((data) => data.status === 'terminate'), STEP_MS), 'a call, then its end')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

@@ -185,6 +185,20 @@ t.test('admin: link by QR without reloading, send, see an inbound message live, 
   t.same(await poll.locator('li .votes').allTextContents(), ['0 votes (0%)', '1 vote (100%)'], 'each option\'s votes and share')
   t.match(await page.locator('.events li[data-type=poll_vote]').first().textContent(), `+7911***1111 voted 15:00 on poll ${pollId}`,
     'the feed words the vote')
+  // No call yet; a contact's video call, then its end, listed by itself, and worded in the feed.
+  const callsCard = page.locator('article[aria-labelledby=calls-title]')
+  await callsCard.locator('[data-state=empty]').waitFor({ timeout: STEP_MS })
+  const calling = await control(`/contacts/${OTHER_CONTACT}/calls`, { to: SANDBOX_LINKED_PHONE, video: true })
+  const rung = await calling.json() as { callId: string }
+  await page.locator('.events li[data-type=call]').first().waitFor({ timeout: STEP_MS })
+  t.match(await page.locator('.events li[data-type=call]').first().textContent(), /video call from \+7911\*\*\*1112/)
+  await control(`/calls/${rung.callId}/terminate`, {})
+  const callRow = callsCard.locator(`tr[data-call="${rung.callId}"]`)
+  t.ok(await waitFor(async () => (await callRow.locator('td').nth(2).textContent().catch(() => '')) === 'Ended', STEP_MS, 200),
+    'the call is listed, ended')
+  t.match(await callRow.locator('th, td').allTextContents(), ['+7911***1112', /s ago$/, 'Video', 'Ended', 'No'],
+    'the caller masked, when, video, how it ended, no text')
+  t.equal(await callsCard.locator('[data-state=empty]').count(), 0, 'the empty state is gone')
   await page.screenshot({ path: `${SCREENSHOTS}/company.png`, fullPage: true })
 
   await page.getByRole('link', { name: 'Companies' }).first().click()
@@ -358,6 +372,8 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
     method: 'POST', headers: json, body: JSON.stringify({ phone: CONTACT, question: 'Какая услуга?', options: ['стрижка', 'окрашивание'] })
   })
   t.equal(pollSent.status, 200, 'a poll to show')
+  // And a call, so that its calls table is checked too.
+  t.equal((await control(`/contacts/${CONTACT}/calls`, { to: SANDBOX_LINKED_PHONE })).status, 200, 'a call to list')
   // axe is injected as a script, which the page's own policy would (rightly) refuse.
   const { page, errors } = await newPage(t, undefined, true)
   await page.goto(base)
@@ -377,7 +393,8 @@ t.test('accessible: signed in by keyboard alone, and no serious axe-core finding
   const groupRows = page.locator('table.groups tbody tr')
   await groupRows.first().waitFor({ timeout: STEP_MS })
   await page.locator('section.poll').first().waitFor({ timeout: STEP_MS })
-  t.same(await axeViolations(page), [], 'company, with its groups and polls')
+  await page.locator('table.calls tbody tr').first().waitFor({ timeout: STEP_MS })
+  t.same(await axeViolations(page), [], 'company, with its groups, polls and calls')
   await page.goto(`${base}#/cluster`)
   await page.locator('table.replicas tbody tr').first().waitFor({ timeout: STEP_MS })
   t.same(await axeViolations(page), [], 'cluster')
@@ -404,7 +421,7 @@ t.test('the pages: served offline from the gateway, with a strict content securi
   t.notMatch(html, /https?:\/\//, 'nothing loaded from elsewhere')
   for (const file of [
     'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/groups.js', 'app/polls.js',
-    'app/style.css'
+    'app/calls.js', 'app/style.css'
   ]) {
     t.equal((await fetch(`${base}${file}`)).status, 200, file)
   }

@@ -214,6 +214,15 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   await call('POST', `${base}/blocklist`, { key, payload: { phone: '79001234572', action: 'block' } })
   await call('POST', `${base}/blocklist`, { key, payload: { phone: 'abc', action: 'block' } })
   await call('GET', `${base}/blocklist`, { key })
+  // Calls, rung through the test transport: the record, a rejection by the API, the settings.
+  const callId = app.testWhatsApp!.calls.ring(company, { from: PHONE, video: true })!
+  t.ok(await waitFor(async () => (await call('GET', `${base}/calls`, { key })).json().calls.length === 1, 5_000), 'the call is recorded')
+  await call('POST', `${base}/calls/${callId}/reject`, { key })
+  await call('POST', `${base}/calls/0123456789ABCDEF0123456789ABCDEF/reject`, { key })
+  await call('GET', `${base}/calls?limit=0`, { key })
+  await call('GET', `${base}/call-settings`, { key })
+  await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: true, replyText: 'Напишите нам в чат' } })
+  await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: 'yes' } })
 
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })

@@ -7,7 +7,7 @@ import {
 } from './socket-port.ts'
 import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
-import { testCallPort } from './test-calls.ts'
+import { testCallPort, TestCalls } from './test-calls.ts'
 import { testChatPort } from './test-chats.ts'
 import { TestPolls, testPollPort } from './test-polls.ts'
 import { TestProfiles, testProfilePort } from './test-profiles.ts'
@@ -63,6 +63,14 @@ export class TestWhatsApp {
   readonly profiles = new TestProfiles(
     (phone) => this.#openConnectionsOf(phone), () => [...this.#live.values()].filter((socket) => socket.state === 'open')
   )
+
+  /** Calls tests make to companies (test-calls.ts): told to the company's open connection. */
+  readonly calls = new TestCalls((companyId, event, payload) => {
+    const socket = this.#live.get(companyId)
+    if (socket?.state !== 'open') return false
+    socket.emitLater(event, payload)
+    return true
+  })
 
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()

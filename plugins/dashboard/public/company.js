@@ -8,6 +8,7 @@ import { NewestEpochs } from './epochs.js'
 import { ErrorNote, StateBadge, html, may } from './html.js'
 import { Groups } from './groups.js'
 import { Polls } from './polls.js'
+import { Calls } from './calls.js'
 
 const EVENTS_SHOWN = 100
 /** Events after which the status is asked again. */
@@ -16,6 +17,8 @@ const STATUS_EVENTS = new Set(['connected', 'disconnected', 'logout', 'owner_cha
 const GROUP_EVENTS = new Set(['group_joined', 'group_left', 'group_update', 'group_participants'])
 /** After a vote or a sent poll, the polls are asked again. */
 const isPollEvent = (event) => event.type === 'poll_vote' || (event.type === 'message_sent' && event.data?.kind === 'poll')
+/** Events after which the calls are asked again. */
+const CALL_EVENTS = new Set(['call'])
 
 /** An idempotency key for one press of a button (crypto.randomUUID needs a secure context; this does not). */
 function newKey () {
@@ -238,6 +241,7 @@ export function Company ({ companyId, session }) {
   const [statusAsked, askStatus] = useState(0)
   const [groupsAsked, askGroups] = useState(0)
   const [pollsAsked, askPolls] = useState(0)
+  const [callsAsked, askCalls] = useState(0)
   // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
   // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
   const epochs = useRef(new NewestEpochs())
@@ -274,6 +278,7 @@ export function Company ({ companyId, session }) {
         if (STATUS_EVENTS.has(event.type)) askStatus((count) => count + 1)
         if (GROUP_EVENTS.has(event.type)) askGroups((count) => count + 1)
         if (isPollEvent(event)) askPolls((count) => count + 1)
+        if (CALL_EVENTS.has(event.type)) askCalls((count) => count + 1)
       }
     })
     return () => follower.stop()
@@ -302,6 +307,7 @@ export function Company ({ companyId, session }) {
       ? html`<${Groups} companyId=${companyId} api=${api} connected=${status.connected} refresh=${groupsAsked} />`
       : null}
     ${status && may(principal, 'events') ? html`<${Polls} companyId=${companyId} api=${api} refresh=${pollsAsked} />` : null}
+    ${status && may(principal, 'read') ? html`<${Calls} companyId=${companyId} api=${api} refresh=${callsAsked} />` : null}
     <${LiveEvents} events=${events} state=${live} onReact=${setReactTo} canSend=${may(principal, 'send')} />
     ${may(principal, 'link') && status?.health?.phoneNumber
       ? html`<${Logout} companyId=${companyId} api=${api} onDone=${() => askStatus((count) => count + 1)} />`

@@ -87,6 +87,14 @@ export function describeEvent (event) {
       const who = (data.participants ?? []).map((member) => maskPhone(member.phone ?? member.lid ?? member.jid)).join(', ')
       return `${String(data.action).replaceAll('_', ' ')} in ${data.groupId}: ${who}`
     }
+    case 'call': {
+      const kind = `${data.video ? 'video' : 'voice'} call${data.groupId ? ' (group)' : ''}`
+      const from = maskPhone(data.phone ?? data.lid ?? data.from)
+      if (data.rejectedBy) return `declined the ${kind} from ${from} (${data.rejectedBy === 'auto' ? 'automatically' : 'through the API'})`
+      const ended = { ringing: 'ringing', accept: 'answered', reject: 'declined', timeout: 'missed', terminate: 'ended' }[data.status]
+      if (data.status !== 'offer') return `${kind} from ${from}: ${ended ?? data.status}`
+      return `${kind} from ${from}${data.offline ? ' (while offline)' : ''}`
+    }
   }
   return JSON.stringify(data).slice(0, 120)
 }
