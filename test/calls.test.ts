@@ -89,7 +89,10 @@ t.test('calls reported, declined by the API and automatically with a text; setti
   t.ok(await step(inGroup.id, 'reject', (data) => data.rejectedBy === 'auto' && data.groupId === group), 'a group call, declined')
   t.ok(await waitFor(() => simulator.received(GLEB).some((message) => message.text === REPLY), STEP_MS), 'its caller answered')
 
-  // The record: most recent first, paged, the same through the typed client.
+  // The record: most recent first, paged, the same through the typed client. The reply's id is recorded
+  // once the text was sent, which may be a moment after the caller's phone got it.
+  const replyRecorded = async () => Boolean((await api('GET', '/calls?limit=1')).json().calls[0]?.replyMessageId)
+  t.ok(await waitFor(replyRecorded, STEP_MS), 'the group call\'s reply is on record')
   const page1 = (await api('GET', '/calls?limit=2')).json()
   t.equal(page1.calls.length, 2)
   t.ok(page1.next, 'a next page')
