@@ -2,7 +2,7 @@ export interface SimulatorLogEntry {
   at: number
   kind:
     | 'handshake' | 'pair-device' | 'pair-success' | 'login' | 'replaced' | 'logged-out'
-    | 'recv' | 'message' | 'inbound' | 'refused' | 'closed' | 'error' | 'media' | 'group'
+    | 'recv' | 'message' | 'inbound' | 'refused' | 'closed' | 'error' | 'media' | 'group' | 'app-state'
   detail: string
 }
 

@@ -10,6 +10,7 @@ import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
+import { AppStateService } from './app-state.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -47,6 +48,8 @@ export class WhatsAppSimulator {
   readonly media: MediaServer
   /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
   readonly groups: GroupService
+  /** App-state sync (archive, pin, mute, read, delete of chats): the shared key, the collections, the phone's changes. */
+  readonly appState: AppStateService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -61,6 +64,7 @@ export class WhatsAppSimulator {
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
     })
+    this.appState = new AppStateService({ directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, record })
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -186,7 +190,9 @@ export class WhatsAppSimulator {
 
   /** A linked device logs in: what WhatsApp kept for it while it was offline follows. */
   #login (connection: Connection, device: DeviceAddress): void {
-    if (this.#devices.login(connection, device)) this.#mailbox.handOver(connection)
+    if (!this.#devices.login(connection, device)) return
+    this.#mailbox.handOver(connection)
+    this.appState.loggedIn(connection).catch((err: unknown) => this.#record('error', `app-state key share: ${(err as Error).message}`))
   }
 
   /** A delivery or read receipt is how a device acknowledges a message: WhatsApp forgets it then, and the contact sees it. */
@@ -211,6 +217,8 @@ export class WhatsAppSimulator {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
     if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
+    // A device's app-state patches are taken in order, before its next stanza.
+    if (node.tag === 'iq' && node.attrs.xmlns === 'w:sync:app:state') return this.appState.answerIq(connection, node)
     if (node.tag === 'iq') this.#query(connection, node)
     // A device asks its phone to upload old media again (its download got 404/410).
     else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)
