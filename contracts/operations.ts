@@ -33,7 +33,10 @@ export const COMMAND_SCOPES = {
   'group-revoke-invite': 'send',
   'group-join': 'send',
   'group-decide-join-requests': 'send',
-  'group-leave': 'send'
+  'group-leave': 'send',
+  // Chat state: changing it is `send` (the chat list is a control operation, below).
+  'chat-update': 'send',
+  'chat-delete': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -44,7 +47,9 @@ export const CONTROL_SCOPES = {
   'auto-reactions.set': 'rules',
   // Message content is what the events carry.
   'messages.list': 'events',
-  'messages.get': 'events'
+  'messages.get': 'events',
+  // Each chat comes with its last message.
+  'chats.list': 'events'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

@@ -29,6 +29,8 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     autoReactionRules: (companyId: string, operation: 'get' | 'set') => `${namespace}.ctl.${companyId}.auto-reactions.${operation}`,
     /** Any replica answers (queue group): a page of the company's message history, or one message and its state. */
     messages: (companyId: string, operation: 'list' | 'get') => `${namespace}.ctl.${companyId}.messages.${operation}`,
+    /** Any replica answers (queue group): a page of the company's chats with their state and last message. */
+    chats: (companyId: string) => `${namespace}.ctl.${companyId}.chats.list`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */

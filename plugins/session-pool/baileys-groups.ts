@@ -93,7 +93,7 @@ export function groupMetaOf (metadata: GroupMetadata): GroupMeta {
  * `data` (`assertNodeErrorFree`, for every query) or, from `extractGroupMetadata`, the error node
  * itself. Anything else (a timeout, a closed connection) is no refusal and is thrown as it came.
  */
-function refusalOf (err: unknown): unknown {
+export function refusalOf (err: unknown): unknown {
   const boom = err as { isBoom?: boolean, data?: unknown, message?: string } | undefined
   if (!boom?.isBoom) return err
   const errorNode = boom.data as { tag?: string, attrs?: { code?: string } } | undefined

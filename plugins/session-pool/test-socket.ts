@@ -8,7 +8,7 @@ import {
 import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
 import { testCallPort } from './test-calls.ts'
-import { testChatPort } from './test-chats.ts'
+import { TestChats, testChatPort } from './test-chats.ts'
 import { testPollPort } from './test-polls.ts'
 import { testProfilePort } from './test-profiles.ts'
 import { testStatusPort } from './test-status.ts'
@@ -56,6 +56,8 @@ export class TestWhatsApp {
   readonly sent = new Map<string, Sent[]>()
   /** Its groups; a change is told to the open connection of each member's number. */
   readonly groups = new TestGroups((phone) => this.#openConnectionsOf(phone))
+  /** Chat state per number (archive, pin, mute, read, timer); the phone's changes are told to the number's open connections. */
+  readonly chats = new TestChats((phone) => this.#openConnectionsOf(phone))
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()
