@@ -87,6 +87,7 @@ export class AppStateService {
     const message: InboundMessage = {
       from: device.user,
       to: device.user,
+      peer: true,
       id: stanzaId().toUpperCase(),
       at: unixSeconds(),
       content: {

@@ -146,7 +146,7 @@ export class Contacts {
       ...rest,
       id,
       at: unixSeconds(),
-      content: media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' },
+      content: options.content ?? (media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' }),
       ...(media ? { mediaKind: media.kind } : {})
     }
     let devices = 0

@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { proto } from '@whiskeysockets/baileys'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { WhatsAppSimulator } from './server.ts'
 
@@ -27,6 +28,26 @@ export const chatControl = (simulator: WhatsAppSimulator): FastifyPluginAsyncTyp
     const body = request.body as Parameters<WhatsAppSimulator['appState']['phoneChanges']>[2]
     const patched = await simulator.appState.phoneChanges(request.params.phone, request.params.jid, body)
     return { success: true, ...patched }
+  })
+
+  // A contact sets the disappearing timer of its chat with the account: a protocol message, as the apps send it.
+  app.post('/contacts/:phone/disappearing', {
+    schema: {
+      params: Type.Object({ phone: Phone }),
+      body: Type.Object({ to: Phone, seconds: Type.Integer({ minimum: 0, maximum: 31_536_000, description: '0 turns it off' }) })
+    }
+  }, async (request, reply) => {
+    const sent = await simulator.deliver({
+      from: request.params.phone,
+      to: request.body.to,
+      content: {
+        protocolMessage: { type: proto.Message.ProtocolMessage.Type.EPHEMERAL_SETTING, ephemeralExpiration: request.body.seconds }
+      }
+    })
+    if (sent.devices === 0 && sent.queued === 0) {
+      return reply.code(404).send({ success: false, error: { code: 'NOT_FOUND', message: `${request.body.to} has no linked device` } })
+    }
+    return { success: true, ...sent }
   })
 
   app.get('/accounts/:phone/chats', { schema: { params: Type.Object({ phone: Phone }) } }, async (request) => ({

@@ -17,6 +17,10 @@ export interface InboundOptions {
   pushName?: string
   /** The contact writes as WhatsApp's LID-addressed chats do: from `<lid>@lid`, its phone not given. */
   byLid?: boolean
+  /** A message the contact's phone makes itself instead of a text (a protocol message: a chat's disappearing timer). */
+  content?: proto.IMessage
+  /** Between the account's own devices (its phone's app-state key share): WhatsApp marks it `category="peer"`. */
+  peer?: boolean
 }
 
 export interface ContactMedia {
@@ -125,7 +129,8 @@ export class Mailbox {
       t: String(message.at),
       type: media ? 'media' : 'text',
       ...(message.pushName ? { notify: message.pushName } : {}),
-      ...(offline ? { offline: '1' } : {})
+      ...(offline ? { offline: '1' } : {}),
+      ...(message.peer ? { category: 'peer' } : {})
     }
     if (message.group) {
       const { jid, participant, participantPn } = message.group

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
+import { controlApi } from '../simulator/control.ts'
 import { createGatewayClient, type ChatSummary, type EventEnvelope } from '../contracts/index.ts'
 import { COMPANY_PHONE, linkedGateway } from './helpers/linked-gateway.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -76,6 +77,16 @@ t.test('archive, pin, mute, read, timer and delete, both ways between the gatewa
   t.equal(timer.statusCode, 200, timer.body)
   t.equal(timer.json().state.disappearingSeconds, 604800)
   t.ok(await waitFor(() => simulator.received(ANNA).length > 0, STEP_MS), 'Anna\'s phone got the timer')
+  // Anna turns it off from her phone: a chat_update, and no message.
+  const messagesBefore = eventsOf('message').length
+  const control = controlApi(simulator)
+  t.teardown(() => control.close())
+  const off = await control.inject({ method: 'POST', url: `/contacts/${ANNA}/disappearing`, payload: { to: COMPANY_PHONE, seconds: 0 } })
+  t.equal(off.statusCode, 200, off.body)
+  t.ok(await waitFor(() => chatUpdates().some((update) => update.disappearingSeconds === 0), STEP_MS), 'her timer is an event')
+  t.same(chatUpdates().at(-1), { chat: pn(ANNA), disappearingSeconds: 0 })
+  t.equal(eventsOf('message').length, messagesBefore, 'not a message')
+  t.equal((await listed())[0].disappearingSeconds, 0, 'stored')
 
   // Through NATS with the typed client: unpin, then the list.
   const nc = await connect({ servers: gateway.settings.natsUrl })
@@ -85,7 +96,7 @@ t.test('archive, pin, mute, read, timer and delete, both ways between the gatewa
   t.equal(phoneSees(ANNA).pinned, false)
   const page = await client.chats(companyId, { limit: 1 })
   t.equal(page.chats.length, 1)
-  t.match(page.chats[0], { chat: pn(ANNA), pinned: false, disappearingSeconds: 604800 })
+  t.match(page.chats[0], { chat: pn(ANNA), pinned: false, disappearingSeconds: 0 })
   const second = await client.chats(companyId, { limit: 1, before: page.next! })
   t.match(second, { chats: [{ chat: pn(BORIS) }], next: null }, 'the next page')
 
@@ -98,7 +109,7 @@ t.test('archive, pin, mute, read, timer and delete, both ways between the gatewa
   t.ok(await waitFor(() => chatUpdates().some((update) => update.deleted), STEP_MS))
   t.same(chatUpdates().at(-1), { chat: pn(BORIS), deleted: true })
   t.ok(await waitFor(async () => (await listed()).length === 0, STEP_MS), 'no chat left in the list')
-  t.same(chatUpdates().filter((update) => update.chat === pn(ANNA)).length, 2, 'the company\'s deletion is no event')
+  t.same(chatUpdates().filter((update) => update.chat === pn(ANNA)).length, 3, 'the company\'s timer and deletion are no events')
   await simulator.deliver({ from: ANNA, to: COMPANY_PHONE, text: 'Снова я' })
   t.ok(await waitFor(async () => (await listed())[0]?.unreadCount === 1, STEP_MS), 'a new message brings the chat back, unread')
 })

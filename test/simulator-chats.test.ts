@@ -53,7 +53,7 @@ t.test('the device\'s chat changes reach WhatsApp as app-state patches the phone
 
 t.test('the phone\'s chat changes reach the device by server_sync: chats.update and chats.delete', async (t) => {
   const { simulator, url } = await startSimulator(t)
-  const { socket, creds, connect } = await linkDirectly(t, simulator, url, SALON)
+  const { socket, creds, connect, device } = await linkDirectly(t, simulator, url, SALON)
   t.ok(await keyShared(creds))
   const seen = chatEvents(socket)
 
@@ -81,6 +81,8 @@ t.test('the phone\'s chat changes reach the device by server_sync: chats.update 
   const { events } = await connect()
   t.ok(await until(() => events.of('chats.update').flat().some((update) => update.id === pn(VERA) && update.archived === true)),
     'the change made while the device was offline arrives at its next login')
+  t.ok(simulator.log.some((entry) => entry.detail === `1 kept messages handed to ${device}`),
+    'only the notification was kept: the device acknowledged the key share (category="peer", a peer_msg receipt)')
 })
 
 t.test('a patch that does not build on the latest version, or is no patch under the shared key, is refused', async (t) => {

@@ -1,6 +1,6 @@
 import type { BaileysEventMap, ChatModification } from '@whiskeysockets/baileys'
 import type { BaileysArea } from './baileys-area.ts'
-import { refusalOf } from './baileys-groups.ts'
+import { isEphemeralSetting, refusalOf } from './baileys-groups.ts'
 import type { ChatChange, ChatEvent, ChatPort, LastMessageRef } from './chats-port.ts'
 
 /** The phone shares the app-state key right after linking; a change asked before it arrives waits this long for it. */
@@ -31,6 +31,9 @@ export function chatPortOf (area: BaileysArea): ChatPort {
     return index >= 0
   }
 
+  // A contact's (or another device's) disappearing-timer message changes the chat: no message of the
+  // conversation; Baileys reports it as the chat's ephemeralExpiration in chats.update.
+  area.claim(isEphemeralSetting)
   sock.ev.on('chats.update', (updates) => {
     const events = updates.map((update) => chatEventOf(update)).flatMap((event) => {
       const kept = Object.fromEntries(Object.entries(event).filter(([flag, value]) =>

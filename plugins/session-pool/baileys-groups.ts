@@ -188,7 +188,7 @@ function isMe (sock: WASocket, jid: string | undefined): boolean {
   return !!jid && !!me && (areJidsSameUser(jid, me.id) || (!!me.lid && areJidsSameUser(jid, me.lid)))
 }
 
-const isEphemeralSetting = (message: WAMessage) =>
+export const isEphemeralSetting = (message: WAMessage) =>
   normalizeMessageContent(message.message)?.protocolMessage?.type === proto.Message.ProtocolMessage.Type.EPHEMERAL_SETTING
 
 /** A group message someone wrote: not a notification Baileys turned into a stub or into a disappearing-messages setting. */
