@@ -6,7 +6,7 @@ import {
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import {
-  chatOf, declareHolderCommand, WhatsAppRefusal, type ChatChange, type LastMessageRef, type WaSocket
+  chatOf, declareHolderCommand, WhatsAppRefusal, type ChatChange, type ChatEvent, type LastMessageRef, type WaSocket
 } from '../session-pool/index.ts'
 import { ChatStateStore, chatMigrations, ChatStateSchema, stateOf, type StateChange } from './store.ts'
 import { chatKeyOf, listChats } from './list.ts'
@@ -126,20 +126,22 @@ export default fp(async (app) => {
     (query, context) => list(context.companyId, query))
   app.addHook('onClose', async () => { await listing.close() })
 
-  // What another device of the number did (or a contact's timer) is stored, then published, under the session's lease.
+  // What another device of the number did (or a contact's timer) is stored, then published, under the
+  // session's lease; one batch after the other, so a chat's changes land and are told in their order.
   app.sessionPool.onSocket((socket, { companyId, emit }) => {
+    let applying = Promise.resolve()
+    const apply = async (event: ChatEvent) => {
+      const phone = event.jid.endsWith('@lid') ? await app.conversations.phoneOfLid(companyId, event.jid) : undefined
+      const key = phone ? app.phone.toJid(phone) : event.jid
+      const { data, change } = eventDataOf(key, event)
+      // A database outage loses the stored state of this change, not its event.
+      await store.apply(companyId, key, change)
+        .catch((err: unknown) => app.log.error({ err, companyId }, 'chat state change not stored'))
+      emit('chat_update', data)
+    }
     socket.on('chats', (events) => {
-      void (async () => {
-        for (const event of events) {
-          const key = event.jid.endsWith('@lid')
-            ? await app.conversations.phoneOfLid(companyId, event.jid)
-              .then((phone) => phone ? app.phone.toJid(phone) : event.jid)
-            : event.jid
-          const { data, change } = eventDataOf(key, event)
-          await store.apply(companyId, key, change)
-          emit('chat_update', data)
-        }
-      })().catch((err: unknown) => app.log.error({ err, companyId }, 'chat state change not stored'))
+      applying = applying.then(async () => { for (const event of events) await apply(event) })
+        .catch((err: unknown) => app.log.error({ err, companyId }, 'chat state change not published'))
     })
   })
 }, { name: 'chats', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'session-pool', 'conversations'] })
