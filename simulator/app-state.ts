@@ -40,6 +40,8 @@ interface AccountState {
   chats: Map<string, ChatFlags>
   /** Devices (numbers) the phone has shared the key with. */
   sharedWith: Set<number>
+  /** Changes the phone makes the moment a device's next patch arrives (it wrote first: the device's is then behind). */
+  racing: { jid: string, change: PhoneChatAction }[]
 }
 
 /**
@@ -117,8 +119,12 @@ export class AppStateService {
       const collection = this.#collection(account, name)
       const patch = getBinaryNodeChild(asked, 'patch')
       if (patch) {
+        for (const { jid, change } of account.racing.splice(0)) await this.phoneChanges(device.user, jid, change)
         const refusal = await this.#take(account, name, collection, Number(asked.attrs.version), patch)
-        if (refusal) return connection.send(iqError(iq, refusal.code, refusal.text))
+        if (refusal) {
+          this.#record('app-state', `${deviceName(device)}'s patch to ${name} refused: ${refusal.code} ${refusal.text}`)
+          return connection.send(iqError(iq, refusal.code, refusal.text))
+        }
         this.#record('app-state', `${deviceName(device)} patched ${name} to v${collection.version}`)
         this.#notify(device.user, name, collection.version, device.device)
         answers.push({ tag: 'collection', attrs: { name, version: String(collection.version) } })
@@ -152,6 +158,14 @@ export class AppStateService {
     this.#record('app-state', `phone ${phone}: ${change.action} ${jid} (${create.type} v${state.version})`)
     this.#notify(phone, create.type, state.version)
     return { collection: create.type, version: state.version }
+  }
+
+  /**
+   * The phone makes this change just before a device's next patch reaches WhatsApp: the device synced
+   * before it, so its patch builds on an older version (a race between two devices of the number).
+   */
+  raceNextPatch (phone: string, jid: string, change: PhoneChatAction): void {
+    this.#account(phone).racing.push({ jid, change })
   }
 
   /** A device's patch: it must build on the collection's latest version and carry a valid patch MAC under the account's key. */
@@ -233,7 +247,9 @@ export class AppStateService {
     let account = this.#accounts.get(phone)
     if (!account) {
       // WhatsApp's key ids are 6 bytes; the key itself is expanded by HKDF into the five syncd keys.
-      account = { keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set() }
+      account = {
+        keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set(), racing: []
+      }
       this.#accounts.set(phone, account)
     }
     return account

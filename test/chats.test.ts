@@ -100,6 +100,16 @@ t.test('archive, pin, mute, read, timer and delete, both ways between the gatewa
   const second = await client.chats(companyId, { limit: 1, before: page.next! })
   t.match(second, { chats: [{ chat: pn(BORIS) }], next: null }, 'the next page')
 
+  // The phone pins Boris's chat the moment the company archives it: the company's patch is behind, and
+  // is made again on top of the phone's.
+  simulator.appState.raceNextPatch(COMPANY_PHONE, pn(BORIS), { action: 'pin' })
+  const raced = await api('PATCH', `/chats/${BORIS}`, { archived: true })
+  t.equal(raced.statusCode, 200, raced.body)
+  t.same(phoneSees(BORIS), { pinned: true, archived: true }, 'both changes stand')
+  t.ok(await waitFor(() => chatUpdates().some((update) => update.chat === pn(BORIS) && update.pinned === true), STEP_MS),
+    'the phone\'s pin is an event')
+  t.ok(simulator.log.some((entry) => entry.detail.endsWith('refused: 409 conflict')), 'the first patch was behind, and refused')
+
   // Deleting: the company deletes Anna's chat; the phone deletes Boris's. Neither is listed.
   const deleted = await api('DELETE', `/chats/${ANNA}`)
   t.equal(deleted.statusCode, 200, deleted.body)

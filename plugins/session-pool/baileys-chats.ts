@@ -2,11 +2,14 @@ import type { BaileysEventMap, ChatModification } from '@whiskeysockets/baileys'
 import type { BaileysArea } from './baileys-area.ts'
 import { isEphemeralSetting, refusalOf } from './baileys-groups.ts'
 import type { ChatChange, ChatEvent, ChatPort, LastMessageRef } from './chats-port.ts'
+import { WhatsAppRefusal } from './socket-port.ts'
 
 /** The phone shares the app-state key right after linking; a change asked before it arrives waits this long for it. */
 const KEY_WAIT_MS = 10_000
 /** Baileys echoes a device's own change (emitOwnEvents) soon after making it; an echo expected longer is forgotten. */
 const ECHO_MS = 30_000
+/** WhatsApp's answer to a patch that does not build on the collection's latest version. */
+const CONFLICT = 409
 
 type Flag = Exclude<keyof ChatEvent, 'jid'>
 interface Echo { jid: string, flag: Flag, value: unknown, until: number }
@@ -71,10 +74,20 @@ export function chatPortOf (area: BaileysArea): ChatPort {
       await keyShared()
       const [flag, value] = echoOf(change)
       expect(jid, flag, value)
+      const patch = async () => {
+        try {
+          await sock.chatModify(modificationOf(change, jid, lastMessage), jid)
+        } catch (err) {
+          throw refusalOf(err)
+        }
+      }
       try {
-        await sock.chatModify(modificationOf(change, jid, lastMessage), jid)
+        await patch()
       } catch (err) {
-        throw refusalOf(err)
+        // Another device wrote to the collection between Baileys' sync and its patch (409): the next
+        // try syncs again first, and builds on that device's patch.
+        if (!(err instanceof WhatsAppRefusal && err.code === CONFLICT)) throw err
+        await patch()
       }
     },
     setDisappearing: async (jid, seconds) => {
