@@ -24,7 +24,18 @@ interface Echo { jid: string, flag: Flag, value: unknown, until: number }
 export function chatPortOf (area: BaileysArea): ChatPort {
   const { sock } = area
   const echoes: Echo[] = []
-  const expect = (jid: string, flag: Flag, value: unknown) => echoes.push({ jid, flag, value, until: Date.now() + ECHO_MS })
+  /** Runs an own change expecting its echo; a change that failed has none to expect. */
+  const expecting = async (jid: string, flag: Flag, value: unknown, change: () => Promise<unknown>) => {
+    const echo: Echo = { jid, flag, value, until: Date.now() + ECHO_MS }
+    echoes.push(echo)
+    try {
+      await change()
+    } catch (err) {
+      const index = echoes.indexOf(echo)
+      if (index >= 0) echoes.splice(index, 1)
+      throw err
+    }
+  }
   /** Whether this flag's value is the echo of an own change (consumed when it is). */
   const isEcho = (jid: string, flag: Flag, value: unknown) => {
     const now = Date.now()
@@ -73,7 +84,6 @@ export function chatPortOf (area: BaileysArea): ChatPort {
     modify: async (jid, change, lastMessage) => {
       await keyShared()
       const [flag, value] = echoOf(change)
-      expect(jid, flag, value)
       const patch = async () => {
         try {
           await sock.chatModify(modificationOf(change, jid, lastMessage), jid)
@@ -81,19 +91,19 @@ export function chatPortOf (area: BaileysArea): ChatPort {
           throw refusalOf(err)
         }
       }
-      try {
-        await patch()
-      } catch (err) {
-        // Another device wrote to the collection between Baileys' sync and its patch (409): the next
-        // try syncs again first, and builds on that device's patch.
-        if (!(err instanceof WhatsAppRefusal && err.code === CONFLICT)) throw err
-        await patch()
-      }
+      await expecting(jid, flag, value, async () => {
+        try {
+          await patch()
+        } catch (err) {
+          // Another device wrote to the collection between Baileys' sync and its patch (409): the next
+          // try syncs again first, and builds on that device's patch.
+          if (!(err instanceof WhatsAppRefusal && err.code === CONFLICT)) throw err
+          await patch()
+        }
+      })
     },
-    setDisappearing: async (jid, seconds) => {
-      expect(jid, 'disappearingSeconds', seconds)
-      await area.send(jid, { disappearingMessagesInChat: seconds })
-    }
+    setDisappearing: (jid, seconds) =>
+      expecting(jid, 'disappearingSeconds', seconds, () => area.send(jid, { disappearingMessagesInChat: seconds }))
   }
 }
 
