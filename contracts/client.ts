@@ -26,6 +26,7 @@ import type {
   BlocklistReply, BlockReply, BlockRequest, ContactPictureReply, ContactProfileReply, OwnProfileReply, ProfileChangedReply,
   ProfilePictureRequest, ProfileUpdateRequest
 } from './profiles.ts'
+import type { ChatDeletedReply, ChatsPage, ChatsQuery, ChatStateReply, ChatUpdateRequest } from './chats.ts'
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000
 const HOLDER_RETRY_INTERVAL_MS = 50
@@ -226,6 +227,12 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     callSettings: (companyId: string) => call<CallSettingsReply>(subjects.calls(companyId, 'call-settings.get'), {}),
     setCallSettings: (companyId: string, settings: CallSettings) =>
       call<CallSettingsReply>(subjects.calls(companyId, 'call-settings.set'), settings),
+    /** Archive, pin, mute, mark read or unread, set the disappearing timer: answers the chat's state then. */
+    updateChat: (companyId: string, request: ChatUpdateRequest) => command<ChatStateReply>(companyId, 'chat-update', request),
+    /** Deletes the chat on every device of the number (the history keeps its messages). */
+    deleteChat: (companyId: string, chat: string) => command<ChatDeletedReply>(companyId, 'chat-delete', { chat }),
+    /** A page of the chats, latest activity first: state, last message, unread count (any replica answers). */
+    chats: (companyId: string, query: ChatsQuery = {}) => call<ChatsPage>(subjects.chats(companyId), query),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

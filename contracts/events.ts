@@ -10,6 +10,7 @@ import { EVENT_TYPES } from './webhooks.ts'
 import { PollVoteEventData } from './polls.ts'
 import { BlocklistUpdateEventData } from './profiles.ts'
 import { CallEventData } from './calls.ts'
+import { ChatUpdateEventData } from './chats.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -252,7 +253,8 @@ export const EVENT_DATA = {
   group_left: GroupLeftEventData,
   poll_vote: PollVoteEventData,
   blocklist_update: BlocklistUpdateEventData,
-  call: CallEventData
+  call: CallEventData,
+  chat_update: ChatUpdateEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

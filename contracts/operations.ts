@@ -45,7 +45,10 @@ export const COMMAND_SCOPES = {
   'profile-picture-remove': 'send',
   'blocklist-update': 'send',
   // Calls: declining one is an act of the number, like a send.
-  'call-reject': 'send'
+  'call-reject': 'send',
+  // Chat state: changing it is `send` (the chat list is a control operation, below).
+  'chat-update': 'send',
+  'chat-delete': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -63,7 +66,9 @@ export const CONTROL_SCOPES = {
   // Calls: the record is a list like any; what the number does with calls is an automatic rule.
   'calls.list': 'read',
   'call-settings.get': 'rules',
-  'call-settings.set': 'rules'
+  'call-settings.set': 'rules',
+  // Each chat comes with its last message.
+  'chats.list': 'events'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

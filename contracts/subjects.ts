@@ -34,6 +34,8 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     /** Any replica answers (queue group): the calls a company received, or its call settings. */
     calls: (companyId: string, operation: 'calls.list' | 'call-settings.get' | 'call-settings.set') =>
       `${namespace}.ctl.${companyId}.${operation}`,
+    /** Any replica answers (queue group): a page of the company's chats with their state and last message. */
+    chats: (companyId: string) => `${namespace}.ctl.${companyId}.chats.list`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */

@@ -8,7 +8,8 @@ export const EVENT_TYPES = [
   'group_update', 'group_participants', 'group_joined', 'group_left',
   'poll_vote',
   'blocklist_update',
-  'call'
+  'call',
+  'chat_update'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

@@ -8,6 +8,7 @@ import { groupControl } from './control-groups.ts'
 import { pollControl } from './control-polls.ts'
 import { profileControl } from './control-profiles.ts'
 import { callControl } from './control-calls.ts'
+import { chatControl } from './control-chats.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -179,5 +180,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   void app.register(pollControl(simulator))
   void app.register(profileControl(simulator))
   void app.register(callControl(simulator))
+  void app.register(chatControl(simulator))
   return app
 }

@@ -17,10 +17,13 @@ export interface InboundOptions {
   pushName?: string
   /** The contact writes as WhatsApp's LID-addressed chats do: from `<lid>@lid`, its phone not given. */
   byLid?: boolean
-  /** A message other than a text or a file (a poll vote), as the phone encodes it; `text` and `media` are then unused. */
+  /** A message other than a text or a file (a poll vote, a protocol message setting a chat's disappearing timer), as the
+   * phone encodes it; `text` and `media` are then unused. */
   content?: proto.IMessage
   /** The stanza's `type` when it is not `text` or `media` (a vote travels as `poll`). */
   stanzaType?: string
+  /** Between the account's own devices (its phone's app-state key share): WhatsApp marks it `category="peer"`. */
+  peer?: boolean
 }
 
 export interface ContactMedia {
@@ -131,7 +134,8 @@ export class Mailbox {
       t: String(message.at),
       type: message.stanzaType ?? (media ? 'media' : 'text'),
       ...(message.pushName ? { notify: message.pushName } : {}),
-      ...(offline ? { offline: '1' } : {})
+      ...(offline ? { offline: '1' } : {}),
+      ...(message.peer ? { category: 'peer' } : {})
     }
     if (message.group) {
       const { jid, participant, participantPn } = message.group

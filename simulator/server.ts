@@ -13,6 +13,7 @@ import { GroupService } from './group-service.ts'
 import { PollVoters } from './polls.ts'
 import { ProfileService } from './profiles.ts'
 import { CallService } from './calls.ts'
+import { AppStateService } from './app-state.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -56,6 +57,8 @@ export class WhatsAppSimulator {
   readonly profiles: ProfileService
   /** Calls from simulated contacts to linked devices, and the devices' rejections. */
   readonly calls: CallService
+  /** App-state sync (archive, pin, mute, read, delete of chats): the shared key, the collections, the phone's changes. */
+  readonly appState: AppStateService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -75,6 +78,7 @@ export class WhatsAppSimulator {
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, media: this.media, record
     })
     this.calls = new CallService(this.directory, this.#devices, this.#mailbox, record)
+    this.appState = new AppStateService({ directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, record })
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -203,7 +207,9 @@ export class WhatsAppSimulator {
 
   /** A linked device logs in: what WhatsApp kept for it while it was offline follows. */
   #login (connection: Connection, device: DeviceAddress): void {
-    if (this.#devices.login(connection, device)) this.#mailbox.handOver(connection)
+    if (!this.#devices.login(connection, device)) return
+    this.#mailbox.handOver(connection)
+    this.appState.loggedIn(connection).catch((err: unknown) => this.#record('error', `app-state key share: ${(err as Error).message}`))
   }
 
   /** A delivery or read receipt is how a device acknowledges a message: WhatsApp forgets it then, and the contact sees it. */
@@ -229,6 +235,8 @@ export class WhatsAppSimulator {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
     if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
+    // A device's app-state patches are taken in order, before its next stanza.
+    if (node.tag === 'iq' && node.attrs.xmlns === 'w:sync:app:state') return this.appState.answerIq(connection, node)
     if (node.tag === 'iq') this.#query(connection, node)
     // A device asks its phone to upload old media again (its download got 404/410).
     else if (node.tag === 'receipt' && node.attrs.type === 'server-error') this.#contacts.mediaRetry(connection, node)

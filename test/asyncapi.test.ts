@@ -30,7 +30,8 @@ const SIMULATOR_FLOW: EventType[] = [
   'group_joined', 'group_participants', 'group_update', 'group_left',
   'poll_vote',
   'blocklist_update',
-  'call'
+  'call',
+  'chat_update'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -192,6 +193,9 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     const ringing = simulator.calls.call({ from: CONTACT, to: COMPANY_PHONE, byLid: true })!
     simulator.calls.step(ringing.id, 'terminate')
     t.ok(await waitFor(() => dataOf(nats, 'call').some((data) => data.status === 'terminate'), STEP_MS), 'a call, then its end')
+    // The phone archives the contact's chat: the linked device hears of it through app-state sync.
+    await simulator.appState.phoneChanges(COMPANY_PHONE, `${CONTACT}@s.whatsapp.net`, { action: 'archive' })
+    t.ok(await seen('chat_update'), 'the phone archived a chat')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

@@ -223,6 +223,14 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   await call('GET', `${base}/call-settings`, { key })
   await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: true, replyText: 'Напишите нам в чат' } })
   await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: 'yes' } })
+  // Chat state, in the test transport's model of WhatsApp's app state.
+  const chat = `${base}/chats/${PHONE}`
+  await call('PATCH', chat, { key, payload: { archived: true, mutedUntil: new Date(Date.now() + 3_600_000).toISOString() } })
+  await call('PATCH', chat, { key, payload: {} })
+  await call('PATCH', chat, { key: eventsOnly.key, payload: { pinned: true } })
+  await call('GET', `${base}/chats?limit=5`, { key })
+  await call('GET', `${base}/chats?before=yesterday`, { key })
+  await call('DELETE', chat, { key })
 
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })

@@ -9,6 +9,7 @@ import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
 import type { ConversationsOptions } from './settings.ts'
+import { ChatListQueries, type HistoryChat } from './chat-list.ts'
 import { ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type NewMessage, type Receipt } from './store.ts'
 
 export { settings, type ConversationsOptions } from './settings.ts'
@@ -38,9 +39,21 @@ export interface Conversations {
   admitChecks: (companyId: string, count: number) => void
   markEdited: (companyId: string, messageId: string, text: string) => Promise<void>
   markDeleted: (companyId: string, messageId: string) => Promise<void>
+  /**
+   * The history's chats (for the chats plugin's list), latest message first, after `before` (the
+   * latest message's time and id of the previous page's last chat); chats with nothing after their
+   * `hidden` time (deleted then) are left out.
+   */
+  chats: (companyId: string, options: { limit: number, before?: { at: Date, id: string }, hidden: { chat: string, at: Date }[] }) =>
+  Promise<HistoryChat[]>
+  /** A chat's latest message (`chat`: its JID as the history names it, see HistoryChat). */
+  latestIn: (companyId: string, chat: string) => Promise<MessageRecord | undefined>
+  /** How many messages each chat received after a time (its read mark; all for null). */
+  receivedAfter: (companyId: string, marks: { chat: string, after: Date | null }[]) => Promise<Map<string, number>>
   /** Waits until what was published so far is in the history (tests, shutdown). */
   flush: () => Promise<void>
 }
+export type { HistoryChat } from './chat-list.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -72,6 +85,7 @@ const STATE_OF: Record<string, DeliveryState> = {
  */
 export default fp<ConversationsOptions>(async (app, options) => {
   const store = new ConversationStore(() => app.orm.em.fork())
+  const chatList = new ChatListQueries(() => app.orm.em.fork())
   const checks = new BoundedMap<string, { exists: boolean, lid: string | null, at: number }>(CHECK_CACHE_ENTRIES)
   const checkBudget = new TokenBucket(options.numberChecksPerMinute, MINUTE_MS)
   const budgets = new BoundedMap<string, BucketState>(CHECK_CACHE_ENTRIES)
@@ -254,6 +268,9 @@ export default fp<ConversationsOptions>(async (app, options) => {
     },
     markEdited: async (companyId, messageId, text) => { await flush(); await store.markEdited(companyId, messageId, text) },
     markDeleted: async (companyId, messageId) => { await flush(); await store.markDeleted(companyId, messageId) },
+    chats: async (companyId, options) => { await flush(); return chatList.page(companyId, options) },
+    receivedAfter: (companyId, marks) => chatList.receivedAfter(companyId, marks),
+    latestIn: async (companyId, chat) => { await flush(); return chatList.latest(companyId, chat) },
     flush
   }
   app.decorate('conversations', conversations)

@@ -169,7 +169,7 @@ const RANK = `case whatsapp_messages.state when 'accepted' then 0 when 'server_a
   when 'read' then 3 when 'played' then 4 when 'failed' then 5 else -1 end`
 const rankOf = (state: DeliveryState) => ({ accepted: 0, server_ack: 1, delivered: 2, read: 3, played: 4, failed: 5 })[state]
 
-type Row = {
+export type MessageRow = {
   message_id: string,
   direction: 'in' | 'out',
   phone: string | null,
@@ -187,7 +187,7 @@ type Row = {
   updated_at: Date
 }
 
-export function recordOf (row: Row): MessageRecord {
+export function recordOf (row: MessageRow): MessageRecord {
   return {
     messageId: row.message_id,
     direction: row.direction,
@@ -285,7 +285,7 @@ export class ConversationStore {
   }
 
   async get (companyId: string, messageId: string): Promise<MessageRecord | undefined> {
-    const rows = await this.#em().getConnection().execute<Row[]>(
+    const rows = await this.#em().getConnection().execute<MessageRow[]>(
       'select * from whatsapp_messages where company_id = ? and message_id = ?', [companyId, messageId])
     return rows[0] ? recordOf(rows[0]) : undefined
   }
@@ -311,7 +311,7 @@ export class ConversationStore {
       params.push(options.before.at, options.before.id)
     }
     params.push(options.limit)
-    const rows = await this.#em().getConnection().execute<Row[]>(
+    const rows = await this.#em().getConnection().execute<MessageRow[]>(
       `select * from whatsapp_messages where ${where.join(' and ')} order by sent_at desc, message_id desc limit ?`, params)
     return rows.map(recordOf)
   }

@@ -93,7 +93,7 @@ export function groupMetaOf (metadata: GroupMetadata): GroupMeta {
  * `data` (`assertNodeErrorFree`, for every query) or, from `extractGroupMetadata`, the error node
  * itself. Anything else (a timeout, a closed connection) is no refusal and is thrown as it came.
  */
-function refusalOf (err: unknown): unknown {
+export function refusalOf (err: unknown): unknown {
   const boom = err as { isBoom?: boolean, data?: unknown, message?: string } | undefined
   if (!boom?.isBoom) return err
   const errorNode = boom.data as { tag?: string, attrs?: { code?: string } } | undefined
@@ -188,7 +188,7 @@ function isMe (sock: WASocket, jid: string | undefined): boolean {
   return !!jid && !!me && (areJidsSameUser(jid, me.id) || (!!me.lid && areJidsSameUser(jid, me.lid)))
 }
 
-const isEphemeralSetting = (message: WAMessage) =>
+export const isEphemeralSetting = (message: WAMessage) =>
   normalizeMessageContent(message.message)?.protocolMessage?.type === proto.Message.ProtocolMessage.Type.EPHEMERAL_SETTING
 
 /** A group message someone wrote: not a notification Baileys turned into a stub or into a disappearing-messages setting. */

@@ -20,6 +20,7 @@ export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPoli
 export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
 export type { GroupEvent, GroupMeta, GroupMember, GroupMemberResult, WaSocket, SentMessage } from './socket-port.ts'
+export type { ChatChange, ChatEvent, ChatPort, LastMessageRef } from './chats-port.ts'
 export { WhatsAppRefusal } from './socket-port.ts'
 export type { AboutText, BlocklistEvent, BusinessProfile, PictureChange, PictureQuality, ProfilePort } from './profiles-port.ts'
 export type { CallEvent, CallPort } from './calls-port.ts'

@@ -8,7 +8,7 @@ import {
 import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
 import { testCallPort, TestCalls } from './test-calls.ts'
-import { testChatPort } from './test-chats.ts'
+import { TestChats, testChatPort } from './test-chats.ts'
 import { TestPolls, testPollPort } from './test-polls.ts'
 import { TestProfiles, testProfilePort } from './test-profiles.ts'
 import { testStatusPort } from './test-status.ts'
@@ -72,6 +72,8 @@ export class TestWhatsApp {
     return true
   })
 
+  /** Chat state per number (archive, pin, mute, read, timer); the phone's changes are told to the number's open connections. */
+  readonly chats = new TestChats((phone) => this.#openConnectionsOf(phone))
   /** Presence updates per company, in order (`composing@<jid>`). */
   readonly presences = new Map<string, string[]>()
   readonly #stalls = new Map<string, Promise<void>>()

@@ -14,7 +14,8 @@ export class EventLog {
   constructor (socket: WASocket) {
     const names: (keyof BaileysEventMap)[] = [
       'messages.upsert', 'messages.update', 'message-receipt.update', 'groups.upsert', 'groups.update',
-      'group-participants.update', 'group.join-request', 'contacts.update', 'connection.update'
+      'group-participants.update', 'group.join-request', 'contacts.update', 'connection.update',
+      'chats.update', 'chats.delete'
     ]
     for (const name of names) socket.ev.on(name, (payload: unknown) => this.#list(name).push(payload))
   }
