@@ -5,6 +5,7 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { WhatsAppSimulator } from './server.ts'
 import { MEDIA_KINDS } from './media.ts'
 import { groupControl } from './control-groups.ts'
+import { statusControl } from './control-status.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -172,5 +173,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
 
   app.get('/log', async () => ({ success: true, log: simulator.log.slice(-200) }))
   void app.register(groupControl(simulator))
+  void app.register(statusControl(simulator))
   return app
 }

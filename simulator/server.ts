@@ -10,6 +10,7 @@ import { Mailbox, type InboundOptions } from './mailbox.ts'
 import { answerIq } from './queries.ts'
 import { MediaServer } from './media.ts'
 import { GroupService } from './group-service.ts'
+import { STATUS_JID, StatusService } from './status.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -47,6 +48,8 @@ export class WhatsAppSimulator {
   readonly media: MediaServer
   /** WhatsApp groups: their state, queries, notifications and messages, and the participants' side. */
   readonly groups: GroupService
+  /** Status posts (stories): the linked devices' posts as their recipients opened them, and contacts' posts. */
+  readonly status: StatusService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -60,6 +63,9 @@ export class WhatsAppSimulator {
     this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, this.media, record)
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
+    })
+    this.status = new StatusService({
+      directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, record
     })
   }
 
@@ -193,6 +199,7 @@ export class WhatsAppSimulator {
   #receipt (connection: Connection, node: BinaryNode): void {
     this.#mailbox.receipted(connection, node)
     if (isJidGroup(node.attrs.to)) this.groups.receiptFromDevice(connection, node)
+    else if (node.attrs.to === STATUS_JID) this.status.receiptFromDevice(connection, node)
     else this.#contacts.receiptFromDevice(connection, node)
   }
 
@@ -210,6 +217,7 @@ export class WhatsAppSimulator {
   #route (connection: Connection, node: BinaryNode): Promise<void> | undefined {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
     if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
+    if (node.tag === 'message' && node.attrs.to === STATUS_JID) return this.status.relay(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
     if (node.tag === 'iq') this.#query(connection, node)
     // A device asks its phone to upload old media again (its download got 404/410).
