@@ -17,6 +17,7 @@ import type {
   GroupCreateRequest, GroupIdReply, GroupInviteReply, GroupJoinReply, GroupParticipantsReply, GroupParticipantsRequest, GroupPictureRequest,
   GroupReply, GroupsListReply, GroupUpdateRequest, JoinRequestsReply, JoinRequestsUpdate
 } from './groups.ts'
+import type { StatusPostReply, StatusPostRequest } from './status.ts'
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
@@ -192,6 +193,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     decideGroupJoinRequests: (companyId: string, request: JoinRequestsUpdate) =>
       command<GroupParticipantsReply>(companyId, 'group-decide-join-requests', request),
     leaveGroup: (companyId: string, groupId: string) => command<GroupIdReply>(companyId, 'group-leave', { groupId }),
+    /** A status (story): a text with background and font, or an image or video, to these contacts or every contact of the history. */
+    postStatus: (companyId: string, request: StatusPostRequest) => command<StatusPostReply>(companyId, 'status-post', request),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

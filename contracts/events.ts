@@ -7,6 +7,7 @@ import { Location } from './content.ts'
 import { ErrorReply } from './errors.ts'
 import { InboundMedia, MediaKind, ObjectId, UnavailableMedia } from './media.ts'
 import { EVENT_TYPES } from './webhooks.ts'
+import { StatusEventData } from './status.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -244,7 +245,8 @@ export const EVENT_DATA = {
   group_update: GroupUpdateEventData,
   group_participants: GroupParticipantsEventData,
   group_joined: GroupJoinedEventData,
-  group_left: GroupLeftEventData
+  group_left: GroupLeftEventData,
+  status: StatusEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

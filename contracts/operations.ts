@@ -33,7 +33,9 @@ export const COMMAND_SCOPES = {
   'group-revoke-invite': 'send',
   'group-join': 'send',
   'group-decide-join-requests': 'send',
-  'group-leave': 'send'
+  'group-leave': 'send',
+  // Status posts (stories): posting one is `send`.
+  'status-post': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 

@@ -5,7 +5,8 @@ import { CompanyId } from './common.ts'
 export const EVENT_TYPES = [
   'qr', 'pairing_code', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout',
   'connection_replaced', 'reconnect_failed', 'health_check_failed', 'error', 'owner_changed', 'webhook_paused',
-  'group_update', 'group_participants', 'group_joined', 'group_left'
+  'group_update', 'group_participants', 'group_joined', 'group_left',
+  'status'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

@@ -40,6 +40,8 @@ export interface Conversations {
   markDeleted: (companyId: string, messageId: string) => Promise<void>
   /** Waits until what was published so far is in the history (tests, shutdown). */
   flush: () => Promise<void>
+  /** The phones (E.164 digits) of the company's chats with people in the history, the most recently active first. */
+  contactPhones: (companyId: string, limit: number) => Promise<string[]>
 }
 
 declare module 'fastify' {
@@ -254,7 +256,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
     },
     markEdited: async (companyId, messageId, text) => { await flush(); await store.markEdited(companyId, messageId, text) },
     markDeleted: async (companyId, messageId) => { await flush(); await store.markDeleted(companyId, messageId) },
-    flush
+    flush,
+    contactPhones: async (companyId, limit) => { await flush(); return store.contactPhones(companyId, limit) }
   }
   app.decorate('conversations', conversations)
 

@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
 import type { BucketState, TokenBucket } from './token-bucket.ts'
 
-export type BudgetKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction'
+export type BudgetKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction' | 'status'
 
 interface Stored {
   messages?: BucketState

@@ -70,7 +70,8 @@ export function statusPortOf (area: BaileysArea): StatusPort {
         userJid: sock.authState.creds.me!.id,
         upload: sock.waUploadToServer,
         messageId,
-        ...('text' in status ? { backgroundColor: argbHex(status.backgroundArgb), font: status.font } : {})
+        ...('text' in status && status.backgroundArgb !== undefined ? { backgroundColor: argbHex(status.backgroundArgb) } : {}),
+        ...('text' in status && status.font !== undefined ? { font: status.font } : {})
       })
       let sent = 0
       for (const statusJidList of batches) {

@@ -5,7 +5,7 @@ export const STATUS_BROADCAST = 'status@broadcast'
 
 /** What a status shows: a text on a background (ARGB) in one of WhatsApp's fonts, or an image or video. */
 export type OutboundStatus =
-  | { text: string, backgroundArgb: number, font: number }
+  | { text: string, backgroundArgb?: number, font?: number }
   | { file: OutboundFile & { kind: 'image' | 'video' } }
 
 /** A posted status: its id, and how many batches carried it. */
