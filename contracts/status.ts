@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type, type Static, type TSchema } from 'typebox'
 import { CompanyId } from './common.ts'
 import { InboundMedia, MAX_CAPTION_LENGTH, ObjectId, UnavailableMedia } from './media.ts'
 import { IdempotencyKey } from './sessions.ts'
@@ -23,9 +23,11 @@ export const STATUS_FONTS = {
   courierprime_bold: 10
 } as const
 export type StatusFontName = keyof typeof STATUS_FONTS
+export type StatusFontNumber = (typeof STATUS_FONTS)[StatusFontName]
 
-const FontNumber = Type.Union(Object.values(STATUS_FONTS).map((font) => Type.Literal(font)))
-const FontName = Type.Union(Object.keys(STATUS_FONTS).map((name) => Type.Literal(name)))
+// JSON Schema's `enum` (one error for a bad font, not one per allowed value), typed as the values it allows.
+const FontNumber = Type.Integer({ enum: Object.values(STATUS_FONTS) }) as unknown as TSchema & { static: StatusFontNumber }
+const FontName = Type.String({ enum: Object.keys(STATUS_FONTS) }) as unknown as TSchema & { static: StatusFontName }
 export const StatusFont = Type.Union([FontNumber, FontName], {
   description: `A text status's font: ${Object.entries(STATUS_FONTS).map(([name, font]) => `${font} (${name})`).join(', ')}`
 })
