@@ -27,7 +27,8 @@ const FAST_WEBHOOKS = { webhookAllowPrivate: true, webhookRetryBaseMs: 100, webh
 /** The event types each sandbox flow below makes the gateway publish; together, every type there is. */
 const SIMULATOR_FLOW: EventType[] = [
   'qr', 'connected', 'disconnected', 'message', 'message_sent', 'message_status', 'logout', 'owner_changed',
-  'group_joined', 'group_participants', 'group_update', 'group_left'
+  'group_joined', 'group_participants', 'group_update', 'group_left',
+  'status'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -176,6 +177,9 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     t.ok(await waitFor(() => dataOf(nats, 'message').some((data) => data.groupId === group.id), STEP_MS), 'a participant wrote')
     t.equal((await app.inject({ method: 'DELETE', url: `${api}/groups/${group.id}` })).statusCode, 200)
     t.ok(await seen('group_left'), 'left the group')
+    // A contact's status post (the company's own posts are in no chat: no event).
+    await simulator.status.post({ from: CONTACT, to: [COMPANY_PHONE], text: 'Открылись!', backgroundArgb: 0xff336699, font: 1 })
+    t.ok(await seen('status'), 'a contact posted a status')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))
