@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Readable } from 'node:stream'
 import { lidOf } from '../simulator/accounts.ts'
-import type { InboundMessage } from '../plugins/session-pool/socket-port.ts'
+import type { InboundMessage, WaSocket } from '../plugins/session-pool/socket-port.ts'
 import type { InboundStatus } from '../plugins/session-pool/status-port.ts'
 import { startSimulator } from './helpers/simulator.ts'
 import { jpeg, sha256Hex } from './helpers/media-files.ts'
@@ -16,6 +16,11 @@ const STEP_MS = 10_000
 
 const pn = (phone: string) => `${phone}@s.whatsapp.net`
 const until = (condition: () => boolean) => waitFor(condition, STEP_MS)
+/**
+ * A query answered after every one the socket sent before (the simulator answers in order): a socket
+ * ended before an answer leaves Baileys' 60 s timer for it armed, which holds the test's process open.
+ */
+const settled = (socket: WaSocket) => socket.onWhatsApp([pn(VERA)])
 
 t.test('batches under one id reach every listed device and the number\'s own devices; contacts\' posts are statuses', async (t) => {
   const { simulator, link } = await startSimulator(t)
@@ -76,4 +81,23 @@ t.test('batches under one id reach every listed device and the number\'s own dev
   t.ok(await until(() => simulator.account(VERA).receipts.some((receipt) => receipt.messageId === image.id)),
     'the device acknowledged the post to Vera')
   t.same(messages, [], 'no status became an inbound message')
+  await settled(socket)
+})
+
+t.test('a post made while the device was offline comes at its next login, marked offline', async (t) => {
+  const { simulator, link, connect } = await startSimulator(t)
+  const { socket, creds, keys } = await link(SALON)
+  await settled(socket)
+  await socket.end()
+  const posted = await simulator.status.post({ from: VERA, to: [SALON], text: 'Пока вас не было' })
+  t.same({ devices: posted.devices, queued: posted.queued }, { devices: 0, queued: 1 }, 'kept for the device')
+  const again = connect(creds, keys)
+  const statuses: InboundStatus[] = []
+  const messages: InboundMessage[] = []
+  again.socket.on('statuses', (batch) => statuses.push(...batch))
+  again.socket.on('messages', (batch) => messages.push(...batch))
+  t.ok(await until(() => statuses.length === 1), 'handed over at login')
+  t.match(statuses[0], { id: posted.id, text: 'Пока вас не было', posterAlt: pn(VERA), offline: true })
+  t.same(messages, [], 'and no inbound message')
+  await settled(again.socket)
 })
