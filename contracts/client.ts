@@ -18,6 +18,7 @@ import type {
   GroupReply, GroupsListReply, GroupUpdateRequest, JoinRequestsReply, JoinRequestsUpdate
 } from './groups.ts'
 import type { CallRejectReply, CallSettings, CallSettingsReply, CallsPage, CallsQuery } from './calls.ts'
+import type { StatusPostReply, StatusPostRequest } from './status.ts'
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
@@ -233,6 +234,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     deleteChat: (companyId: string, chat: string) => command<ChatDeletedReply>(companyId, 'chat-delete', { chat }),
     /** A page of the chats, latest activity first: state, last message, unread count (any replica answers). */
     chats: (companyId: string, query: ChatsQuery = {}) => call<ChatsPage>(subjects.chats(companyId), query),
+    /** A status (story): a text with background and font, or an image or video, to these contacts or every contact of the history. */
+    postStatus: (companyId: string, request: StatusPostRequest) => command<StatusPostReply>(companyId, 'status-post', request),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

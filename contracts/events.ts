@@ -11,6 +11,7 @@ import { PollVoteEventData } from './polls.ts'
 import { BlocklistUpdateEventData } from './profiles.ts'
 import { CallEventData } from './calls.ts'
 import { ChatUpdateEventData } from './chats.ts'
+import { StatusEventData } from './status.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -254,7 +255,8 @@ export const EVENT_DATA = {
   poll_vote: PollVoteEventData,
   blocklist_update: BlocklistUpdateEventData,
   call: CallEventData,
-  chat_update: ChatUpdateEventData
+  chat_update: ChatUpdateEventData,
+  status: StatusEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

@@ -48,7 +48,9 @@ export const COMMAND_SCOPES = {
   'call-reject': 'send',
   // Chat state: changing it is `send` (the chat list is a control operation, below).
   'chat-update': 'send',
-  'chat-delete': 'send'
+  'chat-delete': 'send',
+  // Status posts (stories): posting one is `send`.
+  'status-post': 'send'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 

@@ -9,7 +9,8 @@ export const EVENT_TYPES = [
   'poll_vote',
   'blocklist_update',
   'call',
-  'chat_update'
+  'chat_update',
+  'status'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

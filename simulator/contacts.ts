@@ -146,7 +146,7 @@ export class Contacts {
       ...rest,
       id,
       at: unixSeconds(),
-      content: options.content ?? (media ? this.#uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' }),
+      content: options.content ?? (media ? this.uploadAsPhone(id, media, options.text) : { conversation: options.text ?? '' }),
       ...(media ? { mediaKind: media.kind } : {})
     }
     let devices = 0
@@ -203,8 +203,8 @@ export class Contacts {
     return known !== undefined && this.#media.expire(known.directPath)
   }
 
-  /** The contact's phone encrypts and uploads a file, and builds the message that points to it. */
-  #uploadAsPhone (id: string, media: ContactMedia, caption: string | undefined): proto.IMessage {
+  /** The contact's phone encrypts and uploads a file, and builds the message that points to it (a status's too). */
+  uploadAsPhone (id: string, media: ContactMedia, caption: string | undefined): proto.IMessage {
     const encrypted = encryptMedia(media.data, media.kind)
     const { directPath, url } = this.#media.host(encrypted.body)
     this.#knownMedia.set(id, { kind: media.kind, mediaKey: encrypted.mediaKey, body: encrypted.body, directPath })

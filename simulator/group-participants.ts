@@ -77,7 +77,7 @@ export class ParticipantMessages {
       const nodes: BinaryNode[] = []
       if (!this.#holdersOf(group, senderName).has(deviceName(recipient))) {
         const senderKeyDistributionMessage = { groupId: group.jid, axolotlSenderKeyDistributionMessage: distribution }
-        nodes.push(await this.#pairwise(signal, recipient, { senderKeyDistributionMessage }))
+        nodes.push(await pairwise(this.#directory, this.#record, signal, recipient, { senderKeyDistributionMessage }))
         senderKeys++
       }
       nodes.push({ tag: 'enc', attrs: { v: '2', type: 'skmsg' }, content: skmsg })
@@ -170,23 +170,26 @@ export class ParticipantMessages {
     }
     return holders
   }
+}
 
-  /**
-   * The sender key for one linked device, 1:1-encrypted: on the session that device opened with this
-   * one, or a new one from the keys it registered when it was linked (pkmsg). A device linked
-   * elsewhere has neither: it gets the key in plaintext, which WhatsApp itself never does (logged).
-   */
-  async #pairwise (sender: SignalDevice, recipient: DeviceAddress, message: proto.IMessage): Promise<BinaryNode> {
-    const bytes = Buffer.from(proto.Message.encode(message).finish())
-    if (!sender.hasSession(recipient)) {
-      const keys = this.#directory.account(recipient.user).registeredKeys.get(recipient.device)
-      if (keys) await sender.openSession(recipient, keys)
-    }
-    if (!sender.hasSession(recipient)) {
-      this.#record('error', `no Signal keys for ${deviceName(recipient)}: its sender key goes in plaintext`)
-      return { tag: 'plaintext', attrs: {}, content: bytes }
-    }
-    const { type, ciphertext } = await sender.encrypt(recipient, writeRandomPadMax16(bytes))
-    return { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
+/**
+ * A message for one linked device, 1:1-encrypted by a simulated device (a participant's sender key,
+ * a status poster's): on the session that linked device opened with the sender, or a new one from the
+ * keys it registered when it was linked (pkmsg). A device linked elsewhere has neither: it gets the
+ * message in plaintext, which WhatsApp itself never does (logged).
+ */
+export async function pairwise (
+  directory: Directory, record: Recorder, sender: SignalDevice, recipient: DeviceAddress, message: proto.IMessage
+): Promise<BinaryNode> {
+  const bytes = Buffer.from(proto.Message.encode(message).finish())
+  if (!sender.hasSession(recipient)) {
+    const keys = directory.account(recipient.user).registeredKeys.get(recipient.device)
+    if (keys) await sender.openSession(recipient, keys)
   }
+  if (!sender.hasSession(recipient)) {
+    record('error', `no Signal keys for ${deviceName(recipient)}: its message goes in plaintext`)
+    return { tag: 'plaintext', attrs: {}, content: bytes }
+  }
+  const { type, ciphertext } = await sender.encrypt(recipient, writeRandomPadMax16(bytes))
+  return { tag: 'enc', attrs: { v: '2', type }, content: ciphertext }
 }

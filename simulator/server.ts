@@ -14,6 +14,7 @@ import { PollVoters } from './polls.ts'
 import { ProfileService } from './profiles.ts'
 import { CallService } from './calls.ts'
 import { AppStateService } from './app-state.ts'
+import { STATUS_JID, StatusService } from './status.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -59,6 +60,8 @@ export class WhatsAppSimulator {
   readonly calls: CallService
   /** App-state sync (archive, pin, mute, read, delete of chats): the shared key, the collections, the phone's changes. */
   readonly appState: AppStateService
+  /** Status posts (stories): the linked devices' posts as their recipients opened them, and contacts' posts. */
+  readonly status: StatusService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -79,6 +82,9 @@ export class WhatsAppSimulator {
     })
     this.calls = new CallService(this.directory, this.#devices, this.#mailbox, record)
     this.appState = new AppStateService({ directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, record })
+    this.status = new StatusService({
+      directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, record
+    })
   }
 
   async start (): Promise<{ url: string, port: number }> {
@@ -216,6 +222,7 @@ export class WhatsAppSimulator {
   #receipt (connection: Connection, node: BinaryNode): void {
     this.#mailbox.receipted(connection, node)
     if (isJidGroup(node.attrs.to)) this.groups.receiptFromDevice(connection, node)
+    else if (node.attrs.to === STATUS_JID) this.status.receiptFromDevice(connection, node)
     else this.#contacts.receiptFromDevice(connection, node)
   }
 
@@ -234,6 +241,7 @@ export class WhatsAppSimulator {
   #route (connection: Connection, node: BinaryNode): Promise<void> | undefined {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
     if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
+    if (node.tag === 'message' && node.attrs.to === STATUS_JID) return this.status.relay(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
     // A device's app-state patches are taken in order, before its next stanza.
     if (node.tag === 'iq' && node.attrs.xmlns === 'w:sync:app:state') return this.appState.answerIq(connection, node)

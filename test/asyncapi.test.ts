@@ -31,7 +31,8 @@ const SIMULATOR_FLOW: EventType[] = [
   'poll_vote',
   'blocklist_update',
   'call',
-  'chat_update'
+  'chat_update',
+  'status'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -196,6 +197,9 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     // The phone archives the contact's chat: the linked device hears of it through app-state sync.
     await simulator.appState.phoneChanges(COMPANY_PHONE, `${CONTACT}@s.whatsapp.net`, { action: 'archive' })
     t.ok(await seen('chat_update'), 'the phone archived a chat')
+    // A contact's status post (the company's own posts are in no chat: no event).
+    await simulator.status.post({ from: CONTACT, to: [COMPANY_PHONE], text: 'Открылись!', backgroundArgb: 0xff336699, font: 1 })
+    t.ok(await seen('status'), 'a contact posted a status')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

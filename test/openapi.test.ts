@@ -190,6 +190,10 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   t.equal((await call('POST', `${groups}/${theirs}/participants`, { key, payload: { action: 'promote', participants: [PHONE] } }))
     .statusCode, 409, 'not an admin')
   await call('DELETE', group, { key })
+  // Status posts: a text to a contact, and one refused for naming no one.
+  const story = { text: 'Акция', backgroundColor: '#1E8A5C', font: 'fb_script', recipients: [PHONE] }
+  await call('POST', `${base}/status`, { key, payload: story })
+  await call('POST', `${base}/status`, { key, payload: { text: 'Никому' } })
 
   // Polls, and a vote from the test transport's contact.
   await call('POST', `${base}/polls`, { key, payload: { phone: PHONE, question: 'Когда?', options: ['10:00'] } })

@@ -52,6 +52,8 @@ export interface Conversations {
   receivedAfter: (companyId: string, marks: { chat: string, after: Date | null }[]) => Promise<Map<string, number>>
   /** Waits until what was published so far is in the history (tests, shutdown). */
   flush: () => Promise<void>
+  /** The phones (E.164 digits) of the company's chats with people in the history, the most recently active first. */
+  contactPhones: (companyId: string, limit: number) => Promise<string[]>
 }
 export type { HistoryChat } from './chat-list.ts'
 
@@ -271,7 +273,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
     chats: async (companyId, options) => { await flush(); return chatList.page(companyId, options) },
     receivedAfter: (companyId, marks) => chatList.receivedAfter(companyId, marks),
     latestIn: async (companyId, chat) => { await flush(); return chatList.latest(companyId, chat) },
-    flush
+    flush,
+    contactPhones: async (companyId, limit) => { await flush(); return store.contactPhones(companyId, limit) }
   }
   app.decorate('conversations', conversations)
 

@@ -316,6 +316,14 @@ export class ConversationStore {
     return rows.map(recordOf)
   }
 
+  /** The phones of the company's chats with people (not groups), the most recently active first. */
+  async contactPhones (companyId: string, limit: number): Promise<string[]> {
+    const rows = await this.#em().getConnection().execute<{ phone: string }[]>(
+      `select phone from whatsapp_messages where company_id = ? and phone is not null and group_id is null
+        group by phone order by max(sent_at) desc limit ?`, [companyId, limit])
+    return rows.map((row: { phone: string }) => row.phone)
+  }
+
   async learnLid (companyId: string, lid: string, phone: string): Promise<void> {
     const connection = this.#em().getConnection()
     await connection.execute(`insert into whatsapp_contacts (company_id, lid, phone, updated_at) values (?, ?, ?, now())

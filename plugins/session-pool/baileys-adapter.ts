@@ -3,37 +3,11 @@ import makeWASocket, {
   downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, normalizeMessageContent, proto, WA_CERT_DETAILS,
   type AnyMessageContent, type CacheStore, type MiscMessageGenerationOptions, type SignalKeyStore, type WAMessage, type WAVersion
 } from '@whiskeysockets/baileys'
-import { MEDIA_KINDS, type MediaKind } from '../../contracts/index.ts'
 import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
-
-/**
- * A write of Signal keys failed (fenced by a newer lease epoch, or PostgreSQL down after the store's
- * own retries). Baileys stores a send's keys when its transaction commits, after the message went out:
- * a send that fails with this was sent.
- */
-class KeysNotStored extends Error {
-  constructor (cause: unknown) {
-    super(`Signal keys were not stored: ${(cause as Error).message}`, { cause })
-    this.name = 'KeysNotStored'
-  }
-}
-
-/** The auth store's keys, with a failed write told apart from every other failure. */
-function markingFailedWrites (keys: SignalKeyStore): SignalKeyStore {
-  return {
-    get: (type, ids) => keys.get(type, ids),
-    set: async (data) => {
-      try {
-        await keys.set(data)
-      } catch (err) {
-        throw new KeysNotStored(err)
-      }
-    },
-    ...(keys.clear ? { clear: () => keys.clear!() } : {})
-  }
-}
+import { KeysNotStored, markingFailedWrites } from './baileys-keys.ts'
+import { mediaOf, textOf } from './baileys-content.ts'
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
 export interface ILogger {
@@ -47,7 +21,7 @@ export interface ILogger {
 }
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  type InboundMediaRef, type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type Receipt, type SendOptions,
+  type InboundMessage, type OutboundContent, type OutboundFile, type Quoted, type Receipt, type SendOptions,
   type SocketEvents, type SocketFactory, type SocketOptions, type WaSocket
 } from './socket-port.ts'
 import {
@@ -155,35 +129,8 @@ const STATUS: Record<number, Receipt['status']> = {
   [proto.WebMessageInfo.Status.PLAYED]: 'played'
 }
 
-function textOf (message: proto.IMessage | null | undefined): string | undefined {
-  return message?.conversation ?? message?.extendedTextMessage?.text ?? undefined
-}
-
 /** Media messages kept per socket for their downloads (and a re-upload request, which needs the message). */
 const RECENT_MEDIA_MESSAGES = 1_000
-
-const MEDIA_FIELD: Record<MediaKind, 'imageMessage' | 'videoMessage' | 'audioMessage' | 'documentMessage' | 'stickerMessage'> = {
-  image: 'imageMessage', video: 'videoMessage', audio: 'audioMessage', document: 'documentMessage', sticker: 'stickerMessage'
-}
-
-/** What a media message says of its file (the message itself may be wrapped: ephemeral, view-once). */
-function mediaOf (message: proto.IMessage | null | undefined): InboundMediaRef | undefined {
-  const content = normalizeMessageContent(message)
-  for (const kind of MEDIA_KINDS) {
-    const media = content?.[MEDIA_FIELD[kind]] as (proto.Message.IAudioMessage & proto.Message.IDocumentMessage) | null | undefined
-    if (!media) continue
-    return {
-      kind,
-      ...(media.mimetype ? { mimetype: media.mimetype } : {}),
-      ...(media.fileName ? { fileName: media.fileName } : {}),
-      ...(media.caption ? { caption: media.caption } : {}),
-      ...(media.seconds ? { seconds: media.seconds } : {}),
-      ...(media.ptt ? { ptt: true } : {}),
-      ...(media.fileSha256?.length ? { sha256: Buffer.from(media.fileSha256).toString('hex') } : {})
-    }
-  }
-  return undefined
-}
 
 /** A file as Baileys' sendMessage takes it, streamed (Baileys encrypts it to a temporary file, then uploads). */
 function contentOf (file: OutboundFile): AnyMessageContent {
@@ -449,7 +396,9 @@ function adapt (
     }
   }
   watchGroups(sock, groupMetadata, (events) => emit('groups', events))
-  const area: BaileysArea = { sock, log, emit, send, claim: (owns) => { claims.push(owns) } }
+  const area: BaileysArea = {
+    sock, log, emit, send, claim: (owns) => { claims.push(owns) }, rememberMedia: (message) => { recentMedia.set(message.key.id!, message) }
+  }
   const sendWith = (jid: string, content: AnyMessageContent, options: SendOptions) =>
     send(jid, mentioning(content, options.mentions), quotedOf(options.quoted, (id, fromMe) => groupAuthors.keyOf(jid, id, fromMe)))
   return {

@@ -16,4 +16,6 @@ export interface BaileysArea {
   send: (jid: string, content: AnyMessageContent, options?: MiscMessageGenerationOptions) => Promise<SentMessage>
   /** Upserted messages `owns` accepts are the area's to handle: they are no contact's inbound message. */
   claim: (owns: (message: WAMessage) => boolean) => void
+  /** Keeps a received media message for the socket's `downloadMedia(id)`, as inbound messages' are. */
+  rememberMedia: (message: WAMessage) => void
 }

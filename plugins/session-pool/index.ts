@@ -16,6 +16,8 @@ import { resealAll } from './sealing.ts'
 // The public face: what other plugins may use of the session pool.
 export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
 export { chatOf, memberJidOf, type Chat } from './chat.ts'
+export { fetchInboundMedia } from './inbound-media.ts'
+export { STATUS_BROADCAST, type InboundStatus, type OutboundStatus, type PostedStatus } from './status-port.ts'
 export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPolicy } from './outbound.ts'
 export type { SessionPool, SocketListener } from './pool.ts'
 export type { Session, SessionState } from './session.ts'
@@ -105,6 +107,8 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   // Every message WhatsApp took is an event too (in the sender's trace): other services see sends they did not make.
   app.outbound.onOutcome((item, outcome) => {
     if (outcome.error !== undefined || !outcome.sent) return
+    // A status post is in no chat: its reply tells the caller, and the history keeps no chat named status@broadcast.
+    if (item.kind === 'status') return
     events.publish(item.companyId, 'message_sent', {
       messageId: outcome.sent.messageId,
       phone: item.recipient,

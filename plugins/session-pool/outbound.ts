@@ -13,7 +13,7 @@ import { WhatsAppRefusal, type SentMessage, type WaSocket } from './socket-port.
 const TRANSIENT_STATES = new Set(['connecting', 'reconnecting'])
 const RECONNECTING_RETRY_AFTER_S = 1
 
-export type OutboundKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction' | 'poll'
+export type OutboundKind = 'text' | 'media' | 'location' | 'contact' | 'edit' | 'delete' | 'reaction' | 'poll' | 'status'
 
 export type OutboundListener = (item: OutboundItem, outcome: { durationMs: number, error?: unknown, sent?: SentMessage }) => void
 

@@ -1,7 +1,7 @@
 import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  advances, ErrorCode, isGroupJid, userOfJid,
+  advances, isGroupJid, userOfJid,
   type DeliveryState, type EventData, type EventType, type InboundMedia, type PairingCodeEventData,
   type UnavailableMedia
 } from '../../contracts/index.ts'
@@ -12,6 +12,7 @@ import { isoFromSeconds } from '../../core/time.ts'
 import type { SessionPoolOptions } from './settings.ts'
 import type { PostgresAuthStore } from './auth-store.ts'
 import type { ConnectionUpdate, InboundMessage, Receipt, SocketFactory, WaSocket } from './socket-port.ts'
+import { fetchInboundMedia } from './inbound-media.ts'
 
 /** Baileys' DisconnectReason codes, and what the gateway does with each. */
 export const CloseCode = {
@@ -429,28 +430,9 @@ export class Session {
 
   /** Downloads a received file into the media bucket; one that cannot be had is described with why. */
   async #fetchMedia (message: InboundMessage): Promise<InboundMedia | UnavailableMedia> {
-    const ref = message.media!
-    const described = {
-      kind: ref.kind,
-      ...(ref.fileName ? { fileName: ref.fileName } : {}),
-      ...(ref.caption ? { caption: ref.caption } : {}),
-      ...(ref.seconds ? { seconds: ref.seconds } : {}),
-      ...(ref.ptt ? { ptt: true } : {})
-    }
-    const mimetype = ref.mimetype ?? 'application/octet-stream'
-    try {
-      const socket = this.#socket
-      if (!socket || this.#stopping) throw new Error('the connection closed before the file was fetched')
-      const stored = await this.#options.saveMedia(this.companyId, await socket.downloadMedia(message.id), {
-        kind: ref.kind, mimetype, ...(ref.fileName ? { fileName: ref.fileName } : {})
-      })
-      // Baileys checks neither the MAC nor the hashes of what it downloads; the declared SHA-256 is checked here.
-      if (ref.sha256 && ref.sha256 !== stored.sha256) throw new Error('the file does not match the SHA-256 its message declares')
-      return { ...described, mimetype, size: stored.size, sha256: stored.sha256, objectId: stored.objectId }
-    } catch (err) {
-      this.#options.log.warn({ err, companyId: this.companyId, messageId: message.id }, 'a received file could not be fetched')
-      return { ...described, mimetype, error: { code: ErrorCode.MEDIA_UNAVAILABLE, message: (err as Error).message } }
-    }
+    const { saveMedia: save, log } = this.#options
+    const socket = this.#stopping ? undefined : this.#socket
+    return fetchInboundMedia({ companyId: this.companyId, messageId: message.id, ref: message.media!, socket, save, log })
   }
 
   /** Receipts move a message's delivery state forward; one that would move it back (or repeat it) is not an event. */

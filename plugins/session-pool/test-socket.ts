@@ -41,6 +41,8 @@ export interface Sent {
   media?: { kind: string, mimetype: string, size: number, sha256: string, caption?: string, ptt?: boolean }
   /** A location, a contact card, an edit or a deletion. */
   content?: OutboundContent
+  /** A status post's batch: the JIDs it went to, and a text post's background (ARGB) and font. */
+  status?: { statusJidList: string[], backgroundArgb?: number, font?: number }
   messageId: string
   /** performance.now() when WhatsApp took it. */
   at: number
