@@ -314,7 +314,8 @@ export class TestSocket implements WaSocket {
   link (): boolean {
     if (this.#state !== 'qr') return false
     const { creds } = this.#options.auth
-    creds.me = { id: `${randomDigits(11)}:${1 + Math.floor(Math.random() * 20)}@s.whatsapp.net`, name: 'Test phone' }
+    // A mobile number of a real plan (+7 9xx): what is done with the number (a status post names it) normalises it.
+    creds.me = { id: `79${randomDigits(9)}:${1 + Math.floor(Math.random() * 20)}@s.whatsapp.net`, name: 'Test phone' }
     creds.account = {
       details: randomBytes(32),
       accountSignatureKey: randomBytes(32),
