@@ -43,6 +43,7 @@ import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, uniqueName } from '../test/hel
 import { startReplicaProcess, exitOf, type ReplicaProcess } from '../test/helpers/replica-process.ts'
 import { TcpProxy } from '../test/helpers/tcp-proxy.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { log } from './report.ts'
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120)
 const COMPANIES = Number(process.env.CHAOS_COMPANIES ?? 30)
@@ -74,7 +75,6 @@ const LOG_DIR = process.env.CHAOS_LOG_DIR
 const REPLICA_STOP_GRACE_MS = 30_000
 const WA_VERSION = '2.3000.1023223821'
 
-const log = (line: string) => process.stdout.write(`${line}\n`)
 const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]
 
 /**

@@ -23,6 +23,7 @@ import { startNatsCluster } from '../core/embedded/nats-cluster.ts'
 import { openKv } from '../core/nats/kv.ts'
 import { RECONNECT_WAIT_MS } from '../core/plugins/nats.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
+import { log, percentile } from './report.ts'
 
 const ROUNDS = Number(process.env.ELECTION_ROUNDS ?? 12)
 const TTL_MS = Number(process.env.LEASE_TTL_MS ?? 15_000)
@@ -33,12 +34,6 @@ const RENEW_TIMEOUT_MS = Math.max(500, Math.floor(TTL_MS / 4))
 const RETRY_MS = Math.max(25, Math.min(250, TTL_MS / 10))
 const FENCE_MARGIN_MS = (ttl: number) => Math.min(1_500, ttl / 4)
 const CANDIDATE_TTLS_MS = [5_000, 10_000, 15_000, 20_000, 30_000]
-
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]
-}
 
 const dir = await mkdtemp(join(tmpdir(), 'wa-elections-'))
 const cluster = await startNatsCluster({ dir })

@@ -16,6 +16,7 @@ import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uni
 import { benchNodeFlags, cpuMsOf, cpuMsOfAll, exitOf, ownCpuMs, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
+import { log, percentile } from './report.ts'
 
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 3)
 const COMPANIES = Number(process.env.BENCH_COMPANIES ?? 200)
@@ -26,12 +27,6 @@ const QUIET_MS = TTL_MS
 const RENEWAL_WINDOW_MS = 5_000
 /** BENCH_CPU_PROFILE=<dir>: every replica writes a CPU profile there when it stops (gracefully, at the end). */
 const PROFILE_DIR = process.env.BENCH_CPU_PROFILE
-
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
 
 const nc = await connect({ servers: TEST_NATS_URL })
 const jsm = await jetstreamManager(nc)

@@ -22,6 +22,7 @@ import { trustSimulatorCa } from '../simulator/media.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment, onSimulator } from './deployment.ts'
+import { log, percentile, quietLibsignal, round } from './report.ts'
 
 const PARTICIPANTS = Number(process.env.BENCH_GROUP_PARTICIPANTS ?? 256)
 const DEVICES_PER_PARTICIPANT = 2
@@ -36,12 +37,6 @@ const participants = Array.from({ length: PARTICIPANTS }, (_, index) => String(7
 const CONTACT = participants[0]
 const TEXT = 'Напоминание: салон завтра открывается в 10:00, ждём вас!'
 
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Answer { status: number, text: string, ms: number }
@@ -79,14 +74,7 @@ function clientThread () {
   }
 }
 
-// libsignal prints whole session records when a simulated device replaces a session: not the bench's output.
-for (const level of ['info', 'warn'] as const) {
-  const print = console[level]
-  console[level] = (...args: unknown[]) => {
-    if (typeof args[0] === 'string' && args[0].startsWith('Closing ')) return
-    print(...args)
-  }
-}
+quietLibsignal()
 
 trustSimulatorCa()
 const simulator = new WhatsAppSimulator()

@@ -18,6 +18,7 @@ import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment, onSimulator } from './deployment.ts'
+import { log, round } from './report.ts'
 
 const FILES = Number(process.env.BENCH_MEDIA_FILES ?? 100)
 const FILE_BYTES = Number(process.env.BENCH_MEDIA_FILE_MB ?? 1) * 1024 * 1024
@@ -28,8 +29,6 @@ const MB = 1024 * 1024
 const COMPANIES = Number(process.env.BENCH_MEDIA_COMPANIES ?? 4)
 const companies = Array.from({ length: COMPANIES }, (_, index) => ({ id: `media-bench-${index}`, phone: String(79_005_550_000 + index) }))
 
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
 /** A 1 MB "document": a PDF header, then random bytes (every file its own). */
 const file = () => Buffer.concat([Buffer.from('%PDF-1.4\n'), randomBytes(FILE_BYTES - 9)])

@@ -18,6 +18,7 @@ import { benchNodeFlags, cpuMsOf, exitOf, startReplicaProcess } from '../test/he
 import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment, onSimulator } from './deployment.ts'
+import { log, percentile, quietLibsignal, round } from './report.ts'
 
 const PARTICIPANTS = Number(process.env.BENCH_POLL_PARTICIPANTS ?? 200)
 const ROUNDS = Number(process.env.BENCH_POLL_ROUNDS ?? 30)
@@ -26,21 +27,7 @@ const COMPANY = { id: 'polls-bench', phone: '79005550200' }
 const OPTIONS = ['10:00', '12:00', '15:00', '18:00']
 const participants = Array.from({ length: PARTICIPANTS }, (_, index) => String(79_160_000_000 + index))
 
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
-
-// libsignal prints whole session records when a simulated device replaces a session: not the bench's output.
-for (const level of ['info', 'warn'] as const) {
-  const print = console[level]
-  console[level] = (...args: unknown[]) => {
-    if (typeof args[0] === 'string' && args[0].startsWith('Closing ')) return
-    print(...args)
-  }
-}
+quietLibsignal()
 
 trustSimulatorCa()
 const simulator = new WhatsAppSimulator()

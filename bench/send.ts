@@ -15,6 +15,7 @@ import { createGatewayClient } from '../contracts/index.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { benchNodeFlags, cpuMsOf, cpuMsOfAll, exitOf, ownCpuMs, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { log, percentile, round } from './report.ts'
 
 const CONCURRENCIES = [1, 16, 64]
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 5_000)
@@ -23,13 +24,6 @@ const COMPANIES = 8
 const START_TIMEOUT_MS = 30_000
 const TARGET_RATIO = 0.5
 const TARGET_P99_MS = 5
-
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
 
 /** The processes whose CPU time a run is charged with, by name (set once they are started). */
 const metered: Record<string, () => number> = {

@@ -30,6 +30,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
+import { log, percentile, round } from './report.ts'
 
 const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
 const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 10)
@@ -42,13 +43,6 @@ const REQUEST_TIMEOUT_MS = 30_000
 const MB = 1024 * 1024
 /** After start, the idle process is left this long before its memory is read (start-up work settles). */
 const IDLE_SETTLE_MS = 10_000
-
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
 
 /** Runs `total` calls of `work` with `concurrency` in flight; returns calls per second and failures. */
 async function throughput (total: number, concurrency: number, work: (index: number) => Promise<unknown>) {

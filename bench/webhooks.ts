@@ -17,17 +17,11 @@ import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment } from './deployment.ts'
+import { log, percentile, round } from './report.ts'
 
 const COMPANIES = Number(process.env.BENCH_WEBHOOK_COMPANIES ?? 4)
 const EVENTS_PER_COMPANY = Number(process.env.BENCH_WEBHOOK_EVENTS ?? 500)
 const TARGET_RATIO = 0.5
-
-const log = (line: string) => process.stdout.write(`${line}\n`)
-const round = (value: number, digits = 2) => Number(value.toFixed(digits))
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN
-}
 
 // The receiver: verifies every signature (as a real one would), records ids and the delay from the event.
 const received = new Map<string, number>()
