@@ -34,7 +34,7 @@ const vendorFiles = new Map(Object.entries(VENDOR).map(([name, specifier]) => {
  * nothing else under the folder (or outside it) can be asked for.
  */
 const APP_FILES = [
-  'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'groups.js', 'polls.js',
+  'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'asking.js', 'groups.js', 'polls.js',
   'calls.js', 'cluster.js', 'style.css'
 ]
 

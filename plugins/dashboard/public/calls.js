@@ -1,8 +1,8 @@
 // The calls the company's number received (GET …/calls, scope read; any replica answers, connected or
 // not): when, who, voice or video, how each ended and what the gateway did. Asked again when a call
 // event arrives (the company page changes `refresh` then) and on the Refresh button.
-import { useEffect, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
+import { RefreshButton, useAnswer } from './asking.js'
 import { ago, maskPhone } from './format.js'
 import { ErrorNote, html } from './html.js'
 
@@ -20,28 +20,9 @@ function outcomeOf (call) {
 }
 
 export function Calls ({ companyId, api, refresh }) {
-  const [calls, setCalls] = useState()
-  const [error, setError] = useState()
-  const [busy, setBusy] = useState(false)
-  const [asked, ask] = useState(0)
-
-  useEffect(() => {
-    let stopped = false
-    setBusy(true)
-    api.get(companyPath(companyId, `/calls?limit=${CALLS_SHOWN}`))
-      .then((answer) => {
-        if (stopped) return
-        setCalls(answer.calls)
-        setError(undefined)
-      })
-      .catch((err) => {
-        if (stopped) return
-        setCalls(undefined)
-        setError(err)
-      })
-      .finally(() => { if (!stopped) setBusy(false) })
-    return () => { stopped = true }
-  }, [companyId, refresh, asked])
+  const ask = () => api.get(companyPath(companyId, `/calls?limit=${CALLS_SHOWN}`))
+  const { answer, error, busy, askAgain } = useAnswer(ask, [companyId, refresh])
+  const calls = answer?.calls
 
   const count = calls ? `${calls.length}${calls.length === CALLS_SHOWN ? '+' : ''}` : undefined
   return html`
@@ -69,7 +50,6 @@ export function Calls ({ companyId, api, refresh }) {
             </table>
           </div>`
         : null}
-      <button class="secondary outline small" onClick=${() => ask((count) => count + 1)} disabled=${busy}
-        aria-busy=${busy ? 'true' : undefined}>Refresh calls</button>
+      <${RefreshButton} busy=${busy} onClick=${askAgain}>Refresh calls<//>
     </article>`
 }

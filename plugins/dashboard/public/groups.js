@@ -1,35 +1,15 @@
 // The groups the company's number is in (GET …/groups, scope read): each one's subject, size, whether
 // the number is an admin, and its JID. Asked again when the company connects, when a group event
 // arrives (the company page changes `refresh` then) and on the Refresh button.
-import { useEffect, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
+import { RefreshButton, useAnswer } from './asking.js'
 import { ErrorNote, html } from './html.js'
 
 const bySubject = (a, b) => a.subject.localeCompare(b.subject) || a.id.localeCompare(b.id)
 
 export function Groups ({ companyId, api, connected, refresh }) {
-  const [groups, setGroups] = useState()
-  const [error, setError] = useState()
-  const [busy, setBusy] = useState(false)
-  const [asked, ask] = useState(0)
-
-  useEffect(() => {
-    let stopped = false
-    setBusy(true)
-    api.get(companyPath(companyId, '/groups'))
-      .then((answer) => {
-        if (stopped) return
-        setGroups([...answer.groups].sort(bySubject))
-        setError(undefined)
-      })
-      .catch((err) => {
-        if (stopped) return
-        setGroups(undefined)
-        setError(err)
-      })
-      .finally(() => { if (!stopped) setBusy(false) })
-    return () => { stopped = true }
-  }, [companyId, connected, refresh, asked])
+  const { answer, error, busy, askAgain } = useAnswer(() => api.get(companyPath(companyId, '/groups')), [companyId, connected, refresh])
+  const groups = answer && [...answer.groups].sort(bySubject)
 
   const notConnected = error?.code === 'NOT_CONNECTED'
   return html`
@@ -59,7 +39,6 @@ export function Groups ({ companyId, api, connected, refresh }) {
             </table>
           </div>`
         : null}
-      <button class="secondary outline small" onClick=${() => ask((count) => count + 1)} disabled=${busy}
-        aria-busy=${busy ? 'true' : undefined}>Refresh groups</button>
+      <${RefreshButton} busy=${busy} onClick=${askAgain}>Refresh groups<//>
     </article>`
 }

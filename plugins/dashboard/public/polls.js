@@ -1,32 +1,17 @@
 // The company's latest polls and their tallies (GET …/polls, scope events): each option's votes as a
 // bar with its count and share, and how many people voted. Asked again on every poll_vote and sent
 // poll (the company page changes `refresh` then) and on the Refresh button.
-import { useEffect, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
+import { RefreshButton, useAnswer } from './asking.js'
 import { maskPhone } from './format.js'
 import { ErrorNote, html } from './html.js'
 
 const POLLS_SHOWN = 5
 
 export function Polls ({ companyId, api, refresh }) {
-  const [polls, setPolls] = useState()
-  const [error, setError] = useState()
-  const [busy, setBusy] = useState(false)
-  const [asked, ask] = useState(0)
-
-  useEffect(() => {
-    let stopped = false
-    setBusy(true)
-    api.get(companyPath(companyId, `/polls?limit=${POLLS_SHOWN}`))
-      .then((answer) => {
-        if (stopped) return
-        setPolls(answer.polls)
-        setError(undefined)
-      })
-      .catch((err) => { if (!stopped) setError(err) })
-      .finally(() => { if (!stopped) setBusy(false) })
-    return () => { stopped = true }
-  }, [companyId, refresh, asked])
+  const ask = () => api.get(companyPath(companyId, `/polls?limit=${POLLS_SHOWN}`))
+  const { answer, error, busy, askAgain } = useAnswer(ask, [companyId, refresh])
+  const polls = answer?.polls
 
   return html`
     <article aria-labelledby="polls-title">
@@ -35,8 +20,7 @@ export function Polls ({ companyId, api, refresh }) {
       ${polls === undefined && !error ? html`<p aria-busy="true">Loading polls…</p>` : null}
       ${polls?.length === 0 ? html`<p data-state="empty">No polls sent yet.</p>` : null}
       ${polls?.map((poll) => html`<${Tally} key=${poll.messageId} poll=${poll} />`)}
-      <button class="secondary outline small" onClick=${() => ask((count) => count + 1)} disabled=${busy}
-        aria-busy=${busy ? 'true' : undefined}>Refresh polls</button>
+      <${RefreshButton} busy=${busy} onClick=${askAgain}>Refresh polls<//>
     </article>`
 }
 
