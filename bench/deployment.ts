@@ -52,3 +52,18 @@ export function onSimulator (simulator: WhatsAppSimulator, url: string): Record<
     API_RATE_LIMIT_MAX: '10000000'
   }
 }
+
+/** A company's HTTP API on a replica, as a bench calls it: JSON in and out, anything but 2xx thrown with its body. */
+export function companyApi (replicaUrl: string, companyId: string) {
+  const base = `${replicaUrl}/api/whatsapp/sessions/${companyId}`
+  const call = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    })
+    const text = await response.text()
+    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`)
+    return JSON.parse(text) as Record<string, unknown>
+  }
+  return { base, call }
+}

@@ -21,7 +21,7 @@ import { WhatsAppSimulator } from '../simulator/server.ts'
 import { trustSimulatorCa } from '../simulator/media.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { benchDeployment, onSimulator } from './deployment.ts'
+import { benchDeployment, companyApi, onSimulator } from './deployment.ts'
 import { log, percentile, quietLibsignal, round } from './report.ts'
 
 const PARTICIPANTS = Number(process.env.BENCH_GROUP_PARTICIPANTS ?? 256)
@@ -84,16 +84,7 @@ const replica = await startReplicaProcess({ ...deployment.env, ...onSimulator(si
 const client = clientThread()
 
 try {
-  const api = `${replica.url}/api/whatsapp/sessions/${COMPANY.id}`
-  const call = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${api}${path}`, {
-      method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    })
-    const text = await response.text()
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`)
-    return JSON.parse(text) as Record<string, unknown>
-  }
+  const { base: api, call } = companyApi(replica.url, COMPANY.id)
   const { qr } = await call('POST', '/initialize') as { qr: string }
   simulator.scan(qr, COMPANY.phone)
   const connected = async () => (await call('GET', '/status')).connected === true

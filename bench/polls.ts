@@ -17,7 +17,7 @@ import { trustSimulatorCa } from '../simulator/media.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { benchDeployment, onSimulator } from './deployment.ts'
+import { benchDeployment, companyApi, onSimulator } from './deployment.ts'
 import { log, percentile, quietLibsignal, round } from './report.ts'
 
 const PARTICIPANTS = Number(process.env.BENCH_POLL_PARTICIPANTS ?? 200)
@@ -37,16 +37,7 @@ const replica = await startReplicaProcess({ ...deployment.env, ...onSimulator(si
 const nc = await connect({ servers: TEST_NATS_URL })
 
 try {
-  const api = `${replica.url}/api/whatsapp/sessions/${COMPANY.id}`
-  const call = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${api}${path}`, {
-      method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    })
-    const text = await response.text()
-    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`)
-    return JSON.parse(text) as Record<string, unknown>
-  }
+  const { call } = companyApi(replica.url, COMPANY.id)
   /** When each event (by type and the id that names it) arrived here. */
   const arrived = new Map<string, number>()
   nc.subscribe(`${deployment.namespace}.evt.${COMPANY.id}.>`, {

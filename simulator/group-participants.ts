@@ -2,7 +2,7 @@ import { proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/bai
 import { deviceName, userJid, type DeviceAddress, type Directory } from './accounts.ts'
 import type { Connection, LinkedDevices } from './connections.ts'
 import type { Recorder } from './log.ts'
-import { receiptIds, receiptMeansReceived, type InboundMessage, type Mailbox } from './mailbox.ts'
+import { deliverToLinkedDevices, receiptIds, receiptMeansReceived, type InboundMessage, type Mailbox } from './mailbox.ts'
 import { lidDeviceJid, lidJid } from './group-nodes.ts'
 import { refusals, type Group, type Groups } from './groups.ts'
 import { OwnSenderKey } from './sender-keys.ts'
@@ -98,21 +98,7 @@ export class ParticipantMessages {
         encrypt
       }
     })
-    let devices = 0
-    let queued = 0
-    for (const phone of group.members()) {
-      for (const linked of this.#directory.account(phone).knownDevices) {
-        const name = deviceName({ user: phone, device: linked })
-        const connection = this.#devices.get(name)
-        if (connection?.device) {
-          await this.#mailbox.sendMessage(connection, message(phone))
-          devices++
-        } else {
-          this.#mailbox.keep(name, { message: message(phone) })
-          queued++
-        }
-      }
-    }
+    const { devices, queued } = await deliverToLinkedDevices(this.#directory, this.#devices, this.#mailbox, group.members(), message)
     this.#record('inbound', `${senderName} → ${group.jid} ${id} (${devices} devices, ${queued} queued, ${senderKeys} sender keys)`)
     return { id, devices, queued, senderKeys }
   }

@@ -1,7 +1,7 @@
 import { getBinaryNodeChild, getBinaryNodeChildren, proto, writeRandomPadMax16, type BinaryNode } from '@whiskeysockets/baileys'
 import type { MediaKind } from './media.ts'
 import { deviceName, userJid, type DeviceAddress, type Directory } from './accounts.ts'
-import type { Connection } from './connections.ts'
+import type { Connection, LinkedDevices } from './connections.ts'
 import type { Recorder } from './log.ts'
 
 export interface InboundOptions {
@@ -271,4 +271,29 @@ export class Mailbox {
     }
     return unacknowledged
   }
+}
+
+/**
+ * A message to every linked device of these accounts (`messageFor(phone)` wraps it for one): at once to
+ * the devices online, kept for the others until their next login. Counts both.
+ */
+export async function deliverToLinkedDevices (
+  directory: Directory, devices: LinkedDevices, mailbox: Mailbox, phones: Iterable<string>, messageFor: (phone: string) => InboundMessage
+): Promise<{ devices: number, queued: number }> {
+  let live = 0
+  let queued = 0
+  for (const phone of phones) {
+    for (const linked of directory.account(phone).knownDevices) {
+      const name = deviceName({ user: phone, device: linked })
+      const connection = devices.get(name)
+      if (connection?.device) {
+        await mailbox.sendMessage(connection, messageFor(phone))
+        live++
+      } else {
+        mailbox.keep(name, { message: messageFor(phone) })
+        queued++
+      }
+    }
+  }
+  return { devices: live, queued }
 }

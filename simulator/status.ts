@@ -7,7 +7,7 @@ import type { Contacts } from './contacts.ts'
 import { lidDeviceJid } from './group-nodes.ts'
 import { pairwise } from './group-participants.ts'
 import type { Recorder } from './log.ts'
-import { receiptIds, type ContactMedia, type InboundMessage, type Mailbox } from './mailbox.ts'
+import { deliverToLinkedDevices, receiptIds, type ContactMedia, type InboundMessage, type Mailbox } from './mailbox.ts'
 import { OwnSenderKey, parseDistribution, parseSenderKeyMessage, SignatureChecks } from './sender-keys.ts'
 import type { CiphertextType } from './signal.ts'
 import { stanzaId, unixNow, unixSeconds } from './stanzas.ts'
@@ -159,21 +159,7 @@ export class StatusService {
       ...(options.media ? { mediaKind: options.media.kind } : {}),
       group: { jid: STATUS_JID, participant: lidDeviceJid(poster, device), participantPn: userJid(poster.phone), encrypt }
     })
-    let devices = 0
-    let queued = 0
-    for (const phone of options.to) {
-      for (const linked of this.#directory.account(phone).knownDevices) {
-        const name = deviceName({ user: phone, device: linked })
-        const connection = this.#devices.get(name)
-        if (connection?.device) {
-          await this.#mailbox.sendMessage(connection, message(phone))
-          devices++
-        } else {
-          this.#mailbox.keep(name, { message: message(phone) })
-          queued++
-        }
-      }
-    }
+    const { devices, queued } = await deliverToLinkedDevices(this.#directory, this.#devices, this.#mailbox, options.to, message)
     this.#record('inbound', `${senderName} → ${STATUS_JID} ${id} (${devices} devices, ${queued} queued)`)
     return { id, devices, queued }
   }
