@@ -34,6 +34,7 @@ interface Collection {
 
 /** One account's app state: the sync key its phone shares with each linked device, its collections, and the chats they describe. */
 interface AccountState {
+  phone: string
   keyId: Buffer
   keyData: Buffer
   collections: Map<string, Collection>
@@ -144,8 +145,16 @@ export class AppStateService {
 
   /** The phone changes a chat (another device of the number): a patch under the shared key, and `server_sync` to the linked devices. */
   async phoneChanges (phone: string, jid: string, change: PhoneChatAction): Promise<{ collection: string, version: number }> {
+    return this.#phoneWrites(phone, chatModificationToAppPatch(modificationOf(change), jid), `${change.action} ${jid}`)
+  }
+
+  /** The phone changes the account's name (its push name): a `pushNameSetting` patch in `critical_block`, as Baileys' updateProfileName. */
+  async phoneRenames (phone: string, name: string): Promise<{ collection: string, version: number }> {
+    return this.#phoneWrites(phone, chatModificationToAppPatch({ pushNameSetting: name }, ''), `name ${JSON.stringify(name)}`)
+  }
+
+  async #phoneWrites (phone: string, create: ReturnType<typeof chatModificationToAppPatch>, what: string) {
     const account = this.#account(phone)
-    const create = chatModificationToAppPatch(modificationOf(change), jid)
     // The phone stamps its actions (Baileys reads a pin's time from it).
     create.syncAction.timestamp = Date.now()
     const collection = this.#collection(account, create.type)
@@ -155,7 +164,7 @@ export class AppStateService {
     collection.version = state.version
     collection.patches.push({ version: state.version, bytes })
     this.#apply(account, { syncAction: proto.SyncActionData.fromObject({ value: create.syncAction }), index: create.index })
-    this.#record('app-state', `phone ${phone}: ${change.action} ${jid} (${create.type} v${state.version})`)
+    this.#record('app-state', `phone ${phone}: ${what} (${create.type} v${state.version})`)
     this.#notify(phone, create.type, state.version)
     return { collection: create.type, version: state.version }
   }
@@ -195,10 +204,14 @@ export class AppStateService {
     return undefined
   }
 
-  /** What a mutation says of a chat, kept as the phone would show it. */
+  /** What a mutation says of a chat, kept as the phone would show it; the name setting is the account's name. */
   #apply (account: AccountState, mutation: ChatMutation): void {
     const [type, jid] = mutation.index
     const value = mutation.syncAction.value
+    if (value?.pushNameSetting?.name) {
+      this.#directory.account(account.phone).pushName = value.pushNameSetting.name
+      return
+    }
     if (!jid || !value) return
     const flags = account.chats.get(jid) ?? {}
     if (value.archiveChatAction) flags.archived = Boolean(value.archiveChatAction.archived)
@@ -248,7 +261,7 @@ export class AppStateService {
     if (!account) {
       // WhatsApp's key ids are 6 bytes; the key itself is expanded by HKDF into the five syncd keys.
       account = {
-        keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set(), racing: []
+        phone, keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set(), racing: []
       }
       this.#accounts.set(phone, account)
     }
