@@ -50,7 +50,8 @@ interface AccountState {
  * with each linked device (APP_STATE_SYNC_KEY_SHARE), the server keeps each collection's patches and
  * version, answers `w:sync:app:state` queries with the patches after the asked version, takes a
  * device's patch when it extends the latest version (its patch MAC checked with the shared key), and
- * tells the account's devices of the phone's own changes with a `server_sync` notification. Patches
+ * tells the account's devices of the phone's own changes with a `server_sync` notification. The
+ * `pushNameSetting` mutation (`critical_block`) is the account's name (its push name). Patches
  * are made and checked with Baileys' own syncd functions (chat-utils), so they are what Baileys makes.
  */
 export class AppStateService {
