@@ -42,7 +42,7 @@ interface AccountState {
   /** Devices (numbers) the phone has shared the key with. */
   sharedWith: Set<number>
   /** Changes the phone makes the moment a device's next patch arrives (it wrote first: the device's is then behind). */
-  racing: { jid: string, change: PhoneChatAction }[]
+  racing: (() => Promise<unknown>)[]
 }
 
 /**
@@ -121,7 +121,7 @@ export class AppStateService {
       const collection = this.#collection(account, name)
       const patch = getBinaryNodeChild(asked, 'patch')
       if (patch) {
-        for (const { jid, change } of account.racing.splice(0)) await this.phoneChanges(device.user, jid, change)
+        for (const phoneWrites of account.racing.splice(0)) await phoneWrites()
         const refusal = await this.#take(account, name, collection, Number(asked.attrs.version), patch)
         if (refusal) {
           this.#record('app-state', `${deviceName(device)}'s patch to ${name} refused: ${refusal.code} ${refusal.text}`)
@@ -175,7 +175,12 @@ export class AppStateService {
    * before it, so its patch builds on an older version (a race between two devices of the number).
    */
   raceNextPatch (phone: string, jid: string, change: PhoneChatAction): void {
-    this.#account(phone).racing.push({ jid, change })
+    this.#account(phone).racing.push(() => this.phoneChanges(phone, jid, change))
+  }
+
+  /** The phone renames the account just before a device's next patch reaches WhatsApp (as raceNextPatch). */
+  raceNextRename (phone: string, name: string): void {
+    this.#account(phone).racing.push(() => this.phoneRenames(phone, name))
   }
 
   /** A device's patch: it must build on the collection's latest version and carry a valid patch MAC under the account's key. */

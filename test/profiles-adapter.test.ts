@@ -77,6 +77,17 @@ t.test('own name: an app-state patch WhatsApp keeps, which the number\'s other d
   t.equal(simulator.account(SALON).pushName, 'Лотос на Невском')
   t.ok(await waitFor(() => gateway.socket.profiles.ownName() === 'Лотос на Невском', STEP_MS))
   t.equal(simulator.appState.version(SALON, 'critical_block'), 3, 'three patches to critical_block')
+
+  // The phone renames the number just as the gateway does: WhatsApp refuses the gateway's patch, built on
+  // an older version (409); the adapter makes it again on top of the phone's, and the gateway's name stands.
+  const refused = () => simulator.log.filter((entry) => entry.kind === 'app-state' && entry.detail.includes('refused: 409')).length
+  simulator.appState.raceNextRename(SALON, 'Лотос (с телефона)')
+  await gateway.socket.profiles.setName('Лотос, Невский 1')
+  t.equal(refused(), 1, 'the racing patch was refused once')
+  t.equal(simulator.account(SALON).pushName, 'Лотос, Невский 1', 'the gateway\'s name stands')
+  t.equal(simulator.appState.version(SALON, 'critical_block'), 5, 'the phone\'s patch and the gateway\'s, one after the other')
+  t.ok(await waitFor(() => frontDesk.socket.profiles.ownName() === 'Лотос, Невский 1', STEP_MS), 'the other device agrees')
+  t.equal(gateway.socket.profiles.ownName(), 'Лотос, Невский 1')
 })
 
 t.test('contacts: picture by phone and by LID, about, privacy refusals, business profiles', async (t) => {
