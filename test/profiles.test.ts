@@ -68,6 +68,13 @@ t.test('the number\'s name: set through the API as an app-state patch; the phone
   const nameTold = () =>
     simulator.log.filter((entry) => entry.kind === 'app-state' && entry.detail.includes('patched critical_block')).length
 
+  // Announcing availability without a name (Baileys needs one: the number stands in) leaves the name unknown.
+  t.equal((await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/presence`, payload: { presence: 'available' }
+  })).statusCode, 200)
+  t.ok(await waitFor(() => simulator.account(COMPANY_PHONE).availability === 'available', STEP_MS), 'announced')
+  t.equal((await api('GET', '/profile')).json().name, null, 'no name until one is set')
+
   const renamed = await api('PATCH', '/profile', { name: 'Салон «Лотос»' })
   t.equal(renamed.statusCode, 200, renamed.body)
   t.equal(nameTold(), 1, 'one patch to critical_block')
