@@ -62,8 +62,16 @@ export const OwnProfileReply = Type.Object({
 export type OwnProfileReply = Static<typeof OwnProfileReply>
 
 export const ProfileUpdateRequest = Type.Object({
-  about: Type.String({ maxLength: 139, description: 'The number\'s about text (WhatsApp allows 139 characters); "" clears it' })
-}, { additionalProperties: false })
+  name: Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: 25,
+    pattern: '\\S',
+    description: 'The name the number shows others (push name): WhatsApp allows 25 characters (an emoji is one); not blank'
+  })),
+  about: Type.Optional(Type.String({
+    maxLength: 139, description: 'The number\'s about text (WhatsApp allows 139 characters); "" clears it'
+  }))
+}, { additionalProperties: false, minProperties: 1, description: 'What to change: `name`, `about` or both' })
 export type ProfileUpdateRequest = Static<typeof ProfileUpdateRequest>
 
 export const ProfilePictureRequest = Type.Object({

@@ -34,6 +34,7 @@ interface Collection {
 
 /** One account's app state: the sync key its phone shares with each linked device, its collections, and the chats they describe. */
 interface AccountState {
+  phone: string
   keyId: Buffer
   keyData: Buffer
   collections: Map<string, Collection>
@@ -41,7 +42,7 @@ interface AccountState {
   /** Devices (numbers) the phone has shared the key with. */
   sharedWith: Set<number>
   /** Changes the phone makes the moment a device's next patch arrives (it wrote first: the device's is then behind). */
-  racing: { jid: string, change: PhoneChatAction }[]
+  racing: (() => Promise<unknown>)[]
 }
 
 /**
@@ -49,7 +50,8 @@ interface AccountState {
  * with each linked device (APP_STATE_SYNC_KEY_SHARE), the server keeps each collection's patches and
  * version, answers `w:sync:app:state` queries with the patches after the asked version, takes a
  * device's patch when it extends the latest version (its patch MAC checked with the shared key), and
- * tells the account's devices of the phone's own changes with a `server_sync` notification. Patches
+ * tells the account's devices of the phone's own changes with a `server_sync` notification. The
+ * `pushNameSetting` mutation (`critical_block`) is the account's name (its push name). Patches
  * are made and checked with Baileys' own syncd functions (chat-utils), so they are what Baileys makes.
  */
 export class AppStateService {
@@ -119,7 +121,7 @@ export class AppStateService {
       const collection = this.#collection(account, name)
       const patch = getBinaryNodeChild(asked, 'patch')
       if (patch) {
-        for (const { jid, change } of account.racing.splice(0)) await this.phoneChanges(device.user, jid, change)
+        for (const phoneWrites of account.racing.splice(0)) await phoneWrites()
         const refusal = await this.#take(account, name, collection, Number(asked.attrs.version), patch)
         if (refusal) {
           this.#record('app-state', `${deviceName(device)}'s patch to ${name} refused: ${refusal.code} ${refusal.text}`)
@@ -144,8 +146,16 @@ export class AppStateService {
 
   /** The phone changes a chat (another device of the number): a patch under the shared key, and `server_sync` to the linked devices. */
   async phoneChanges (phone: string, jid: string, change: PhoneChatAction): Promise<{ collection: string, version: number }> {
+    return this.#phoneWrites(phone, chatModificationToAppPatch(modificationOf(change), jid), `${change.action} ${jid}`)
+  }
+
+  /** The phone changes the account's name (its push name): a `pushNameSetting` patch in `critical_block`, as Baileys' updateProfileName. */
+  async phoneRenames (phone: string, name: string): Promise<{ collection: string, version: number }> {
+    return this.#phoneWrites(phone, chatModificationToAppPatch({ pushNameSetting: name }, ''), `name ${JSON.stringify(name)}`)
+  }
+
+  async #phoneWrites (phone: string, create: ReturnType<typeof chatModificationToAppPatch>, what: string) {
     const account = this.#account(phone)
-    const create = chatModificationToAppPatch(modificationOf(change), jid)
     // The phone stamps its actions (Baileys reads a pin's time from it).
     create.syncAction.timestamp = Date.now()
     const collection = this.#collection(account, create.type)
@@ -155,7 +165,7 @@ export class AppStateService {
     collection.version = state.version
     collection.patches.push({ version: state.version, bytes })
     this.#apply(account, { syncAction: proto.SyncActionData.fromObject({ value: create.syncAction }), index: create.index })
-    this.#record('app-state', `phone ${phone}: ${change.action} ${jid} (${create.type} v${state.version})`)
+    this.#record('app-state', `phone ${phone}: ${what} (${create.type} v${state.version})`)
     this.#notify(phone, create.type, state.version)
     return { collection: create.type, version: state.version }
   }
@@ -165,7 +175,12 @@ export class AppStateService {
    * before it, so its patch builds on an older version (a race between two devices of the number).
    */
   raceNextPatch (phone: string, jid: string, change: PhoneChatAction): void {
-    this.#account(phone).racing.push({ jid, change })
+    this.#account(phone).racing.push(() => this.phoneChanges(phone, jid, change))
+  }
+
+  /** The phone renames the account just before a device's next patch reaches WhatsApp (as raceNextPatch). */
+  raceNextRename (phone: string, name: string): void {
+    this.#account(phone).racing.push(() => this.phoneRenames(phone, name))
   }
 
   /** A device's patch: it must build on the collection's latest version and carry a valid patch MAC under the account's key. */
@@ -195,10 +210,14 @@ export class AppStateService {
     return undefined
   }
 
-  /** What a mutation says of a chat, kept as the phone would show it. */
+  /** What a mutation says of a chat, kept as the phone would show it; the name setting is the account's name. */
   #apply (account: AccountState, mutation: ChatMutation): void {
     const [type, jid] = mutation.index
     const value = mutation.syncAction.value
+    if (value?.pushNameSetting?.name) {
+      this.#directory.account(account.phone).pushName = value.pushNameSetting.name
+      return
+    }
     if (!jid || !value) return
     const flags = account.chats.get(jid) ?? {}
     if (value.archiveChatAction) flags.archived = Boolean(value.archiveChatAction.archived)
@@ -248,7 +267,7 @@ export class AppStateService {
     if (!account) {
       // WhatsApp's key ids are 6 bytes; the key itself is expanded by HKDF into the five syncd keys.
       account = {
-        keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set(), racing: []
+        phone, keyId: randomBytes(6), keyData: randomBytes(32), collections: new Map(), chats: new Map(), sharedWith: new Set(), racing: []
       }
       this.#accounts.set(phone, account)
     }

@@ -8,7 +8,7 @@ const JPEG_MAGIC = Buffer.from([0xff, 0xd8, 0xff])
 
 /**
  * The control API's profile routes (PROTOCOL.md, Profiles): set what a simulated account shows
- * others (about, picture, privacy, business profile), read an account's profile and block list, and
+ * others (name, about, picture, privacy, business profile), read an account's profile and block list, and
  * have an account's phone block or unblock someone, as the number's other device would.
  */
 export const profileControl = (simulator: WhatsAppSimulator): FastifyPluginAsyncTypebox => async (app) => {
@@ -18,7 +18,9 @@ export const profileControl = (simulator: WhatsAppSimulator): FastifyPluginAsync
     schema: {
       params: Account,
       body: Type.Object({
-        name: Type.Optional(Type.String({ minLength: 1, maxLength: 25, description: 'the push name its messages carry' })),
+        name: Type.Optional(Type.String({
+          minLength: 1, maxLength: 25, description: 'the push name its messages carry, changed on its phone: its linked devices sync it'
+        })),
         about: Type.Optional(Type.Union([Type.String({ maxLength: 139 }), Type.Null()], { description: 'null removes it' })),
         picture: Type.Optional(Type.Union([Type.String({ minLength: 4, description: 'a JPEG, base64' }), Type.Null()])),
         pictureTtlSeconds: Type.Optional(Type.Integer({
@@ -44,7 +46,7 @@ export const profileControl = (simulator: WhatsAppSimulator): FastifyPluginAsync
       return reply.code(415).send({ success: false, error: { code: 'NOT_A_JPEG', message: 'a profile picture is a JPEG' } })
     }
     const profile = profiles.profile(phone)
-    if (body.name !== undefined) simulator.account(phone).pushName = body.name
+    if (body.name !== undefined) await simulator.appState.phoneRenames(phone, body.name)
     if (body.about !== undefined) {
       profile.about = body.about === null ? undefined : { text: body.about, setAt: Math.floor(Date.now() / 1000) }
     }

@@ -50,6 +50,46 @@ t.test('own profile: about and picture set through Baileys, read back by the num
   t.equal(socket.profiles.ownName(), null, 'the simulator tells no push name at linking')
 })
 
+t.test('own name: an app-state patch WhatsApp keeps, which the number\'s other device and the phone\'s rename reach', async (t) => {
+  const { simulator, link } = await startSimulator(t)
+  const gateway = await link(SALON)
+  const frontDesk = await link(SALON)
+  t.not(gateway.device, frontDesk.device, 'two linked devices of the number')
+  const savedNames: (string | undefined)[] = []
+  gateway.socket.on('creds', (creds) => savedNames.push(creds.me?.name))
+
+  // Asked right after linking: the adapter waits for the phone's app-state key if it has not come yet.
+  await gateway.socket.profiles.setName('Салон «Лотос»')
+  t.equal(simulator.account(SALON).pushName, 'Салон «Лотос»', 'WhatsApp holds the name')
+  t.equal(gateway.socket.profiles.ownName(), 'Салон «Лотос»', 'the device that set it answers it')
+  t.ok(savedNames.includes('Салон «Лотос»'), 'in the creds it saves')
+  t.ok(await waitFor(() => frontDesk.socket.profiles.ownName() === 'Салон «Лотос»', STEP_MS), 'the other device syncs it (server_sync)')
+
+  // The phone renames the number: both devices learn it.
+  const control = controlApi(simulator)
+  t.teardown(() => control.close())
+  const renamed = await control.inject({ method: 'PUT', url: `/accounts/${SALON}/profile`, payload: { name: 'Лотос' } })
+  t.equal(renamed.json().name, 'Лотос', renamed.body)
+  t.ok(await waitFor(() => gateway.socket.profiles.ownName() === 'Лотос' && frontDesk.socket.profiles.ownName() === 'Лотос', STEP_MS),
+    'both devices answer the phone\'s name')
+  // The next name builds on the phone's patch (Baileys syncs the collection first).
+  await frontDesk.socket.profiles.setName('Лотос на Невском')
+  t.equal(simulator.account(SALON).pushName, 'Лотос на Невском')
+  t.ok(await waitFor(() => gateway.socket.profiles.ownName() === 'Лотос на Невском', STEP_MS))
+  t.equal(simulator.appState.version(SALON, 'critical_block'), 3, 'three patches to critical_block')
+
+  // The phone renames the number just as the gateway does: WhatsApp refuses the gateway's patch, built on
+  // an older version (409); the adapter makes it again on top of the phone's, and the gateway's name stands.
+  const refused = () => simulator.log.filter((entry) => entry.kind === 'app-state' && entry.detail.includes('refused: 409')).length
+  simulator.appState.raceNextRename(SALON, 'Лотос (с телефона)')
+  await gateway.socket.profiles.setName('Лотос, Невский 1')
+  t.equal(refused(), 1, 'the racing patch was refused once')
+  t.equal(simulator.account(SALON).pushName, 'Лотос, Невский 1', 'the gateway\'s name stands')
+  t.equal(simulator.appState.version(SALON, 'critical_block'), 5, 'the phone\'s patch and the gateway\'s, one after the other')
+  t.ok(await waitFor(() => frontDesk.socket.profiles.ownName() === 'Лотос, Невский 1', STEP_MS), 'the other device agrees')
+  t.equal(gateway.socket.profiles.ownName(), 'Лотос, Невский 1')
+})
+
 t.test('contacts: picture by phone and by LID, about, privacy refusals, business profiles', async (t) => {
   const { simulator, link } = await startSimulator(t)
   const { socket } = await link(SALON)

@@ -55,8 +55,16 @@ t.test('own profile: about and picture set and read back as the simulator answer
   t.ok(expiry > Date.now() / 1000 + 3600, 'the URL carries its expiry as oe=')
   await socket.profiles.removePicture()
   t.same(await refusal(socket.profiles.pictureUrl(pn(phone), 'preview')), 404)
+  t.equal(socket.profiles.ownName(), null, 'no name told yet')
+  await socket.profiles.setName('Салон «Лотос»')
+  t.equal(whatsapp.profiles.profile(phone).name, 'Салон «Лотос»', 'the double holds the name set')
+  t.equal(socket.profiles.ownName(), 'Салон «Лотос»', 'and the connection answers it')
+  // The phone renames the number (another device): the connection answers its name.
   whatsapp.profiles.profile(phone).name = 'Лотос'
   t.equal(socket.profiles.ownName(), 'Лотос', 'the push name the test gave')
+  socket.end()
+  t.same(await refusal(socket.profiles.setName('Лотос 2')), 'not a refusal: Error: Connection Closed', 'a closed connection fails')
+  t.equal(whatsapp.profiles.profile(phone).name, 'Лотос', 'and changes nothing')
 })
 
 t.test('contacts: pictures by phone and LID, privacy and blocks hide them, business profiles', async (t) => {

@@ -2,6 +2,7 @@ import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { createGatewayClient, type EventEnvelope } from '../contracts/index.ts'
 import { lidOf } from '../simulator/accounts.ts'
+import { controlApi } from '../simulator/control.ts'
 import { COMPANY_PHONE, linkedGateway } from './helpers/linked-gateway.ts'
 import { jpeg, png, webp } from './helpers/media-files.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -54,7 +55,62 @@ t.test('the number\'s own profile: about and picture set through the API, read b
   t.match(gif.json(), { success: false, error: { code: 'UNSUPPORTED_MEDIA' } })
   t.equal((await api('PUT', '/profile/picture', { data: (await webp()).toString('base64') })).statusCode, 415, 'a WebP')
   t.match((await api('PATCH', '/profile', { about: 'x'.repeat(140) })).json(), { error: { code: 'VALIDATION_ERROR' } })
-  t.equal((await api('PATCH', '/profile', { name: 'Лотос' })).statusCode, 400, 'the name is not changed here (see docs/profiles.md)')
+})
+
+t.test('the number\'s name: set through the API as an app-state patch; the phone\'s change learned through app-state sync', async (t) => {
+  const { simulator, replica, companyId, settings } = await linkedGateway(t)
+  const api = (method: string, url: string, payload?: unknown) => replica.app.inject({
+    method: method as never, url: `/api/whatsapp/sessions/${companyId}${url}`, ...(payload ? { payload: payload as never } : {})
+  })
+  const control = controlApi(simulator)
+  t.teardown(() => control.close())
+  const whatsappName = async () => (await control.inject({ method: 'GET', url: `/accounts/${COMPANY_PHONE}/profile` })).json().name
+  const nameTold = () =>
+    simulator.log.filter((entry) => entry.kind === 'app-state' && entry.detail.includes('patched critical_block')).length
+
+  // Announcing availability without a name (Baileys needs one: the number stands in) leaves the name unknown.
+  t.equal((await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/presence`, payload: { presence: 'available' }
+  })).statusCode, 200)
+  t.ok(await waitFor(() => simulator.account(COMPANY_PHONE).availability === 'available', STEP_MS), 'announced')
+  t.equal((await api('GET', '/profile')).json().name, null, 'no name until one is set')
+
+  const renamed = await api('PATCH', '/profile', { name: 'Салон «Лотос»' })
+  t.equal(renamed.statusCode, 200, renamed.body)
+  t.equal(nameTold(), 1, 'one patch to critical_block')
+  t.equal(await whatsappName(), 'Салон «Лотос»', 'WhatsApp holds the name (the control API\'s profile)')
+  t.equal((await api('GET', '/profile')).json().name, 'Салон «Лотос»', 'GET /profile answers it')
+
+  // Name and about at once.
+  t.equal((await api('PATCH', '/profile', { name: 'Лотос', about: 'Стрижки 10:00–20:00' })).statusCode, 200)
+  t.equal(await whatsappName(), 'Лотос')
+  t.equal(simulator.profiles.profile(COMPANY_PHONE).about?.text, 'Стрижки 10:00–20:00')
+
+  // The phone renames the number: its linked devices hear of it (server_sync), and the gateway learns the name.
+  const phone = await control.inject({ method: 'PUT', url: `/accounts/${COMPANY_PHONE}/profile`, payload: { name: 'Лотос на Невском' } })
+  t.equal(phone.statusCode, 200, phone.body)
+  t.equal(phone.json().name, 'Лотос на Невском')
+  t.ok(await waitFor(async () => (await api('GET', '/profile')).json().name === 'Лотос на Невском', STEP_MS),
+    'GET /profile answers the phone\'s name')
+
+  // Over NATS, the typed client renames it too; a name built on the phone's patch (Baileys synced it first).
+  const nc = await connect({ servers: settings.natsUrl })
+  t.teardown(() => nc.close())
+  const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
+  t.match(await client.updateProfile(companyId, { name: 'Лотос 💇' }), { success: true })
+  t.equal(await whatsappName(), 'Лотос 💇')
+  t.equal((await client.profile(companyId)).name, 'Лотос 💇')
+  t.equal(simulator.log.filter((entry) => entry.kind === 'app-state' && entry.detail.includes('refused')).length, 0, 'no patch refused')
+
+  // Bad input: over WhatsApp's 25 characters, empty, blank, nothing to change; over NATS as over HTTP.
+  for (const body of [{ name: 'Ж'.repeat(26) }, { name: '' }, { name: '   ' }, {}, { name: 7 }]) {
+    const refused = await api('PATCH', '/profile', body)
+    t.equal(refused.statusCode, 400, `${JSON.stringify(body)}: ${refused.body}`)
+    t.match(refused.json(), { success: false, error: { code: 'VALIDATION_ERROR' } })
+  }
+  await t.rejects(client.updateProfile(companyId, { name: 'Ж'.repeat(26) }), { code: 'VALIDATION_ERROR' }, 'a long name over NATS')
+  t.equal(await whatsappName(), 'Лотос 💇', 'nothing refused reached WhatsApp')
+  t.equal(nameTold(), 3, 'three patches from the gateway, none for the refused names')
 })
 
 t.test('contacts\' profiles: picture cached until it expires, about, business, privacy, by phone or LID; bad phones are 400', async (t) => {

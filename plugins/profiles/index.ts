@@ -97,12 +97,14 @@ export default fp<ProfilesOptions>(async (app, options) => {
       url: `${BASE}/profile`,
       operationId: 'updateProfile',
       tags: TAGS,
-      summary: 'Change the number\'s about text',
+      summary: 'Change the number\'s name, about text or both',
       errors: [422]
     },
     handle: async ({ companyId, request }) => {
       const { socket } = connection(companyId)
-      await asked(() => socket.profiles.setAbout(request.about))
+      const { name, about } = request
+      if (about !== undefined) await asked(() => socket.profiles.setAbout(about))
+      if (name !== undefined) await asked(() => socket.profiles.setName(name))
       return { success: true as const }
     }
   })

@@ -425,11 +425,17 @@ function adapt (
     react: (jid, key, emoji) => send(jid, { react: { text: emoji, key: groupAuthors.keyOf(jid, key.id, key.fromMe) } }),
     markRead: async (jid, ids) => { await sock.readMessages(ids.map((id) => groupAuthors.keyOf(jid, id, false))) },
     setPresence: async (presence, jid) => {
-      // Baileys announces availability under the account's push name and skips it without one (it
-      // comes with the app-state sync the gateway does not run): the number stands in for it.
+      // Baileys announces availability under the account's push name and skips it without one (until the
+      // phone's app-state setting or a name set through the profile tells it): the number stands in for
+      // this call only, so that the profile's name stays what WhatsApp told (null until then).
       const me = sock.authState.creds.me
-      if (me && !me.name && (presence === 'available' || presence === 'unavailable')) me.name = me.id.split(/[:@]/)[0]
-      await sock.sendPresenceUpdate(presence, jid)
+      const standIn = me && !me.name && (presence === 'available' || presence === 'unavailable') ? me.id.split(/[:@]/)[0] : undefined
+      if (me && standIn) me.name = standIn
+      try {
+        await sock.sendPresenceUpdate(presence, jid)
+      } finally {
+        if (me && standIn && me.name === standIn) delete me.name
+      }
     },
     // Baileys leaves numbers that are not on WhatsApp out of its answer; ours names every number asked.
     onWhatsApp: async (jids) => {

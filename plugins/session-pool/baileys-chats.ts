@@ -1,15 +1,11 @@
 import type { BaileysEventMap, ChatModification } from '@whiskeysockets/baileys'
 import type { BaileysArea } from './baileys-area.ts'
-import { isEphemeralSetting, refusalOf } from './baileys-groups.ts'
+import { patchAppState } from './baileys-app-state.ts'
+import { isEphemeralSetting } from './baileys-groups.ts'
 import type { ChatChange, ChatEvent, ChatPort, LastMessageRef } from './chats-port.ts'
-import { WhatsAppRefusal } from './socket-port.ts'
 
-/** The phone shares the app-state key right after linking; a change asked before it arrives waits this long for it. */
-const KEY_WAIT_MS = 10_000
 /** Baileys echoes a device's own change (emitOwnEvents) soon after making it; an echo expected longer is forgotten. */
 const ECHO_MS = 30_000
-/** WhatsApp's answer to a patch that does not build on the collection's latest version. */
-const CONFLICT = 409
 
 type Flag = Exclude<keyof ChatEvent, 'jid'>
 interface Echo { jid: string, flag: Flag, value: unknown, until: number }
@@ -61,46 +57,10 @@ export function chatPortOf (area: BaileysArea): ChatPort {
     if (events.length > 0) area.emit('chats', events)
   })
 
-  /** The app-state key, which the phone shares once the device is linked. */
-  const keyShared = () => new Promise<void>((resolve, reject) => {
-    if (sock.authState.creds.myAppStateKeyId) return resolve()
-    const done = () => {
-      clearTimeout(timer)
-      sock.ev.off('creds.update', listener)
-    }
-    const listener = (update: BaileysEventMap['creds.update']) => {
-      if (!update.myAppStateKeyId) return
-      done()
-      resolve()
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new Error('the phone has not shared the app-state key with this device yet'))
-    }, KEY_WAIT_MS)
-    sock.ev.on('creds.update', listener)
-  })
-
   return {
     modify: async (jid, change, lastMessage) => {
-      await keyShared()
       const [flag, value] = echoOf(change)
-      const patch = async () => {
-        try {
-          await sock.chatModify(modificationOf(change, jid, lastMessage), jid)
-        } catch (err) {
-          throw refusalOf(err)
-        }
-      }
-      await expecting(jid, flag, value, async () => {
-        try {
-          await patch()
-        } catch (err) {
-          // Another device wrote to the collection between Baileys' sync and its patch (409): the next
-          // try syncs again first, and builds on that device's patch.
-          if (!(err instanceof WhatsAppRefusal && err.code === CONFLICT)) throw err
-          await patch()
-        }
-      })
+      await expecting(jid, flag, value, () => patchAppState(sock, () => sock.chatModify(modificationOf(change, jid, lastMessage), jid)))
     },
     setDisappearing: (jid, seconds) =>
       expecting(jid, 'disappearingSeconds', seconds, () => area.send(jid, { disappearingMessagesInChat: seconds }))

@@ -1,13 +1,15 @@
 import {
   getBinaryNodeChild, getBinaryNodeChildren, isLidUser, jidNormalizedUser, S_WHATSAPP_NET, type BinaryNode
 } from '@whiskeysockets/baileys'
+import { patchAppState } from './baileys-app-state.ts'
 import type { BaileysArea } from './baileys-area.ts'
 import type { BlocklistEvent, ProfilePort } from './profiles-port.ts'
 import { WhatsAppRefusal } from './socket-port.ts'
 
 /**
  * Profiles, contacts' profiles and blocking on Baileys' calls (`w:profile:picture`, usync `status`,
- * `status` set, `w:biz`, `blocklist`). The block list is read from WhatsApp's items themselves
+ * `status` set, `w:biz`, `blocklist`; the name is an app-state patch, `pushNameSetting` in
+ * `critical_block`). The block list is read from WhatsApp's items themselves
  * (`<item jid=<lid> pn_jid=<phone>>`) rather than through Baileys' fetchBlocklist and
  * `blocklist.update`, which keep only the LID: a contact the number never wrote to would have no
  * phone. Changes from the number's other devices come as `<notification type="account_sync">
@@ -83,6 +85,8 @@ export function profilePortOf (area: BaileysArea): ProfilePort {
       }
     }),
     setAbout: (text) => asking(() => sock.updateProfileStatus(text)),
+    // Baileys applies its own patch too (emitOwnEvents): creds.me.name is the new name once this returns.
+    setName: (name) => patchAppState(sock, () => sock.updateProfileName(name)),
     setPicture: (image) => asking(() => sock.updateProfilePicture(ownJid(), image)),
     removePicture: () => asking(() => sock.removeProfilePicture(ownJid())),
     setBlocked: (jid, blocked) => asking(async () => {

@@ -23,7 +23,10 @@ export interface BusinessProfile {
  * 404 no picture, 401 a picture hidden by the contact's privacy settings.
  */
 export interface ProfilePort {
-  /** The number's own name as its phone shows it to others (its push name), when WhatsApp told the device. */
+  /**
+   * The number's own name as its phone shows it to others (its push name), when WhatsApp told the
+   * device: the app-state setting (this device's or another's change), or the name on its own messages.
+   */
   ownName: () => string | null
   /** A picture's URL on WhatsApp's servers (it expires: `oe=` carries the expiry in hex Unix seconds). */
   pictureUrl: (jid: string, quality: PictureQuality) => Promise<string>
@@ -31,6 +34,8 @@ export interface ProfilePort {
   /** undefined: not a business account. */
   businessProfile: (jid: string) => Promise<BusinessProfile | undefined>
   setAbout: (text: string) => Promise<void>
+  /** Sets the number's own name: an app-state setting its other devices sync (`ownName` answers it once made). */
+  setName: (name: string) => Promise<void>
   /** Sets the number's own picture (the connection scales and re-encodes it as WhatsApp wants: a JPEG of at most 640 px). */
   setPicture: (image: Buffer) => Promise<void>
   removePicture: () => Promise<void>

@@ -97,6 +97,8 @@ export class TestProfiles {
         if (text.length > MAX_ABOUT_LENGTH) throw new WhatsAppRefusal(406, 'not-acceptable')
         this.profile(phone).about = { text, setAt: Math.floor(Date.now() / 1000) }
       },
+      // WhatsApp's server cannot read the setting (an app-state patch is encrypted between the number's devices): nothing is refused.
+      setName: async (name) => { this.profile(await self()).name = name },
       setPicture: async (image) => { this.setPicture(await self(), image) },
       removePicture: async () => { this.setPicture(await self(), undefined) },
       setBlocked: async (jid, blocked) => {
