@@ -95,12 +95,20 @@ t.test('polls on the test double: votes by phone and by LID, a change, a withdra
   // Withdrawn: the voter is no longer counted.
   whatsapp.polls.vote(messageId, { phone: LID_VOTER, lid: LID, options: [], timestampMs: start + 20 })
   t.ok(await waitFor(async () => (await tally()).poll.voters === 1, 5_000), 'a withdrawn vote counts no more')
+  // A vote naming options the poll does not have is not counted (nor taken for a withdrawal); the next real one is.
+  t.ok(await events.waitFor('poll_vote', 4), 'the withdrawal was an event')
+  const before = votes().length
+  whatsapp.polls.vote(messageId, { phone: VOTER, options: ['23:00'], timestampMs: start + 30 })
+  whatsapp.polls.vote(messageId, { phone: VOTER, options: ['10:00'], timestampMs: start + 31 })
+  t.ok(await events.waitFor('poll_vote', before + 1), 'the real vote')
+  t.match(votes().at(-1)?.data, { selectedOptions: ['10:00'], previousOptions: ['15:00'] }, 'replacing the last counted one')
+  t.equal(votes().length, before + 1, 'the doctored vote was no event')
 
   const nc = await connect({ servers: settings.natsUrl })
   t.teardown(() => nc.close())
   const client = createGatewayClient(nc, { namespace: settings.natsNamespace })
   const viaNats = await client.pollTally(companyId, messageId)
-  t.same(viaNats.poll.options.map((option) => option.votes), [0, 0, 1], 'the tally over NATS')
+  t.same(viaNats.poll.options.map((option) => option.votes), [1, 0, 0], 'the tally over NATS')
   await t.rejects(client.pollTally(companyId, 'NOPE'), { code: 'NOT_FOUND' })
   const multi = await client.sendPoll(companyId, {
     phone: VOTER, question: 'Which services?', options: ['cut', 'colour', 'nails'], multipleAnswers: true

@@ -41,6 +41,8 @@ async function countVote (
   const hashes = await socket.polls.openVote({ ...vote, voterAlt: vote.voterAlt ?? otherName ?? undefined }, poll.secret)
   if (!hashes) return { kind: 'unreadable' }
   const selected = selectedIndexes(poll, hashes)
+  // Options the poll does not have (a doctored vote) are no withdrawal: such a vote is not counted at all.
+  if (hashes.length > 0 && selected.length === 0) return { kind: 'unreadable' }
   const outcome = await store.recordVote(companyId, poll.messageId, {
     ...voter, selected, votedAtMs: vote.timestampMs, voteMessageId: vote.id
   })
@@ -60,7 +62,7 @@ async function countVote (
   }
 }
 
-/** The options a vote names by their hashes (a hash of no option, from a doctored vote, names nothing). */
+/** The options a vote names by their hashes (a hash of no option names nothing). */
 function selectedIndexes (poll: StoredPoll, hashes: Buffer[]): number[] {
   const wanted = new Set(hashes.map((hash) => hash.toString('hex')))
   return poll.options.flatMap((option, index) => wanted.has(pollOptionHash(option).toString('hex')) ? [index] : [])
