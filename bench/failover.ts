@@ -17,6 +17,7 @@ import { benchNodeFlags, cpuMsOf, cpuMsOfAll, exitOf, ownCpuMs, rssMbOf, startRe
 import { waitFor } from '../test/helpers/wait.ts'
 import { RENEWALS_PER_TTL } from '../plugins/ownership/membership.ts'
 import { log, percentile } from './report.ts'
+import { SOCKET_PLUGINS } from '../test/helpers/build.ts'
 
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 3)
 const COMPANIES = Number(process.env.BENCH_COMPANIES ?? 200)
@@ -47,7 +48,7 @@ const env = {
   LEASE_TTL_MS: String(TTL_MS),
   TEST_LEDGER_SUBJECT: ledgerSubject,
   // Ownership on its own: the ledger transport stands for each company's connection.
-  DISABLED_PLUGINS: 'session-pool,groups,polls,calls,profiles,chats,status,rate-limit,reactions,metrics',
+  DISABLED_PLUGINS: ['session-pool', ...SOCKET_PLUGINS, 'rate-limit', 'reactions', 'metrics'].join(','),
   // Measured over NATS only; no HTTP client here.
   AUTH_MODE: 'off'
 }

@@ -3,6 +3,7 @@ import { connect } from '@nats-io/transport-node'
 import pg from 'pg'
 import { subjectsFor } from '../contracts/index.ts'
 import { clusterEnv, clusterSettings, TEST_LEASE_TTL_MS } from './helpers/cluster.ts'
+import { SOCKET_PLUGINS } from './helpers/build.ts'
 import { serveLedger } from './helpers/ledger-server.ts'
 import { uniqueName } from './helpers/services.ts'
 import { exitOf, startReplicaProcess } from './helpers/replica-process.ts'
@@ -21,7 +22,7 @@ t.test('a replica process killed with SIGKILL: its companies are taken over with
   const env = {
     ...clusterEnv(settings),
     TEST_LEDGER_SUBJECT: ledgerSubject,
-    DISABLED_PLUGINS: 'session-pool,groups,rate-limit,reactions,metrics'
+    DISABLED_PLUGINS: ['session-pool', ...SOCKET_PLUGINS, 'rate-limit', 'reactions', 'metrics'].join(',')
   }
   const ids = Array.from({ length: COMPANIES }, (_, index) => `${uniqueName('co')}-${index}`)
   const victimId = uniqueName('victim')
