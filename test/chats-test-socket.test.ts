@@ -62,6 +62,14 @@ t.test('the test double keeps a number\'s chat state and tells its connection of
   t.equal(whatsapp.chats.get(phone, pn(ANNA)), undefined, 'deleted on the number')
   t.ok(await waitFor(async () => (await api('GET', '/chats')).json().chats.length === 0, STEP_MS), 'neither chat listed')
   t.equal(updates().length, 4, 'the gateway\'s deletion is no event')
+  // A late receipt for a message the history never had makes a placeholder row: no message of the chat's.
+  whatsapp.socketOf(companyId)!.emitLater('receipts', [
+    { id: 'LATE0RECEIPT0ANNA', to: pn(ANNA), status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
+  ])
+  const placeholder = () => replica.app.orm.em.fork().execute<{ kind: string }[]>(
+    'select kind from whatsapp_messages where company_id = ? and message_id = ?', [companyId, 'LATE0RECEIPT0ANNA'], 'all')
+  t.ok(await waitFor(async () => (await placeholder()).length === 1, STEP_MS), 'the receipt made its row')
+  t.same((await api('GET', '/chats')).json().chats, [], 'and brought back no deleted chat')
 
   const unlinked = await replica.app.inject({
     method: 'PATCH', url: `/api/whatsapp/sessions/${uniqueName('nobody')}/chats/${ANNA}`, payload: { archived: true }

@@ -17,6 +17,13 @@ type ChatRow = MessageRow & { chat: string, last_out: Date | null }
 type CountRow = { chat: string, count: string }
 
 /** The history by chat (for the chats plugin's list): latest first, paged by each chat's latest message. */
+/**
+ * A row a delivery receipt made before its message's own (ConversationStore.advance): stamped when the
+ * receipt came, it is no message of the chat's, and must neither be its last one nor bring back a chat
+ * deleted before the receipt arrived.
+ */
+const RECEIPT_PLACEHOLDER = "(direction = 'out' and kind = 'other')"
+
 export class ChatListQueries {
   readonly #em: () => EntityManager
 
@@ -44,7 +51,7 @@ export class ChatListQueries {
     }
     params.push(options.limit)
     const rows: ChatRow[] = await this.#em().getConnection().execute<ChatRow[]>(`
-      with company as (select *, ${CHAT} as chat from whatsapp_messages where company_id = ?),
+      with company as (select *, ${CHAT} as chat from whatsapp_messages where company_id = ? and not ${RECEIPT_PLACEHOLDER}),
       ${hidden}
       latest as (select distinct on (chat) * from company where chat is not null order by chat, sent_at desc, message_id desc)
       select latest.*, (select max(sent_at) from whatsapp_messages out
@@ -57,7 +64,8 @@ export class ChatListQueries {
   /** The chat's latest message. */
   async latest (companyId: string, chat: string): Promise<MessageRecord | undefined> {
     const rows: MessageRow[] = await this.#em().getConnection().execute<MessageRow[]>(
-      `select * from whatsapp_messages where company_id = ? and ${CHAT} = ? order by sent_at desc, message_id desc limit 1`,
+      `select * from whatsapp_messages where company_id = ? and ${CHAT} = ? and not ${RECEIPT_PLACEHOLDER}
+        order by sent_at desc, message_id desc limit 1`,
       [companyId, chat])
     return rows[0] ? recordOf(rows[0]) : undefined
   }
