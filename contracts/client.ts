@@ -22,6 +22,7 @@ import type { StatusPostReply, StatusPostRequest } from './status.ts'
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
+import type { HistoryMediaReply, HistoryRequest, HistoryRequestReply, HistoryStatusReply } from './history.ts'
 import type { PollSendReply, PollSendRequest, PollsListQuery, PollsListReply, PollTallyReply } from './polls.ts'
 import type {
   BlocklistReply, BlockReply, BlockRequest, ContactPictureReply, ContactProfileReply, OwnProfileReply, ProfileChangedReply,
@@ -234,6 +235,13 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     deleteChat: (companyId: string, chat: string) => command<ChatDeletedReply>(companyId, 'chat-delete', { chat }),
     /** A page of the chats, latest activity first: state, last message, unread count (any replica answers). */
     chats: (companyId: string, query: ChatsQuery = {}) => call<ChatsPage>(subjects.chats(companyId), query),
+    /** How far the import of the phone's history is (any replica answers). */
+    historyStatus: (companyId: string) => call<HistoryStatusReply>(subjects.historyStatus(companyId), {}),
+    /** Asks the phone for older messages of a chat; they arrive as a `history_sync` event (syncType `on_demand`) and in the history. */
+    requestHistory: (companyId: string, request: HistoryRequest) => command<HistoryRequestReply>(companyId, 'history-request', request),
+    /** Fetches the file of an imported history message into the media store (then GET …/media/:objectId). */
+    fetchHistoryMedia: (companyId: string, messageId: string) =>
+      command<HistoryMediaReply>(companyId, 'history-media', { messageId }),
     /** A status (story): a text with background and font, or an image or video, to these contacts or every contact of the history. */
     postStatus: (companyId: string, request: StatusPostRequest) => command<StatusPostReply>(companyId, 'status-post', request),
     /** A page of the message history, newest first (any replica answers). */

@@ -46,3 +46,6 @@ export type EventEnvelope = Static<typeof EventEnvelope>
 
 /** A time as an ISO 8601 string. */
 export const DateTime = (description: string) => Type.String({ format: 'date-time', description })
+
+/** WhatsApp message ids are ~20-32 characters; anything longer is not one. */
+export const MAX_MESSAGE_ID_LENGTH = 128

@@ -3,6 +3,7 @@ import { CompanyId } from './common.ts'
 import { IdempotencyKey, MAX_MESSAGE_ID_LENGTH, MAX_MESSAGE_LENGTH } from './sessions.ts'
 import { InboundMedia, MediaKind, UnavailableMedia } from './media.ts'
 import { ContactCard, Location } from './content.ts'
+import { HistoryMedia } from './history.ts'
 
 const Phone = Type.String({
   minLength: 1,
@@ -96,7 +97,9 @@ export const MessageRecord = Type.Object({
   })),
   kind: Type.String({ description: MESSAGE_KINDS.join(' | ') }),
   text: Type.Union([Type.String(), Type.Null()]),
-  media: Type.Optional(Type.Union([InboundMedia, UnavailableMedia, Type.Object({ kind: MediaKind, objectId: Type.String() })])),
+  media: Type.Optional(Type.Union([
+    InboundMedia, UnavailableMedia, HistoryMedia, Type.Object({ kind: MediaKind, objectId: Type.String() })
+  ])),
   location: Type.Optional(Location),
   contact: Type.Optional(ContactCard),
   poll: Type.Optional(Type.Object({

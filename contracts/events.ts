@@ -12,6 +12,7 @@ import { BlocklistUpdateEventData } from './profiles.ts'
 import { CallEventData } from './calls.ts'
 import { ChatUpdateEventData } from './chats.ts'
 import { StatusEventData } from './status.ts'
+import { HistorySyncEventData } from './history.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -256,7 +257,8 @@ export const EVENT_DATA = {
   blocklist_update: BlocklistUpdateEventData,
   call: CallEventData,
   chat_update: ChatUpdateEventData,
-  status: StatusEventData
+  status: StatusEventData,
+  history_sync: HistorySyncEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

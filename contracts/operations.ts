@@ -50,7 +50,10 @@ export const COMMAND_SCOPES = {
   'chat-update': 'send',
   'chat-delete': 'send',
   // Status posts (stories): posting one is `send`.
-  'status-post': 'send'
+  'status-post': 'send',
+  // History: asking the phone for older messages, or for a history message's file, reads what the events would carry.
+  'history-request': 'events',
+  'history-media': 'events'
 } as const satisfies Record<string, Scope>
 export type CommandName = keyof typeof COMMAND_SCOPES
 
@@ -70,7 +73,9 @@ export const CONTROL_SCOPES = {
   'call-settings.get': 'rules',
   'call-settings.set': 'rules',
   // Each chat comes with its last message.
-  'chats.list': 'events'
+  'chats.list': 'events',
+  // The history sync's progress: counts, no content.
+  'history.status': 'read'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

@@ -1,13 +1,13 @@
 import { Type, type Static } from 'typebox'
-import { CompanyId } from './common.ts'
+import { CompanyId, MAX_MESSAGE_ID_LENGTH } from './common.ts'
+import { HistoryLinkSettings, HistorySyncState } from './history.ts'
 import { OutboundMedia } from './media.ts'
 import { ContactCard, Location } from './content.ts'
 
 /** The old system's limit, kept. */
 export const MAX_MESSAGE_LENGTH = 4096
 
-/** WhatsApp message ids are ~20-32 characters; anything longer is not one. */
-export const MAX_MESSAGE_ID_LENGTH = 128
+export { MAX_MESSAGE_ID_LENGTH } from './common.ts'
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 export const IdempotencyKey = Type.String({
@@ -135,7 +135,8 @@ export const SessionStatus = Type.Object({
     phoneNumber: Type.Union([Type.String(), Type.Null()]),
     lastActivity: Type.Union([Type.String(), Type.Null()])
   }),
-  lastError: Type.Optional(Type.Union([SessionProblem, Type.Null()], { description: 'Since the holder took the company' }))
+  lastError: Type.Optional(Type.Union([SessionProblem, Type.Null()], { description: 'Since the holder took the company' })),
+  historySync: Type.Optional(HistorySyncState)
 })
 export type SessionStatus = Static<typeof SessionStatus>
 
@@ -161,7 +162,8 @@ export const InitializeRequest = Type.Object({
     minLength: 1,
     maxLength: 64,
     description: 'Link with a pairing code for this number instead of a QR'
-  }))
+  })),
+  history: Type.Optional(HistoryLinkSettings)
 })
 export type InitializeRequest = Static<typeof InitializeRequest>
 

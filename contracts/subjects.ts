@@ -36,6 +36,8 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
       `${namespace}.ctl.${companyId}.${operation}`,
     /** Any replica answers (queue group): a page of the company's chats with their state and last message. */
     chats: (companyId: string) => `${namespace}.ctl.${companyId}.chats.list`,
+    /** Any replica answers (queue group): how far the import of the phone's history is. */
+    historyStatus: (companyId: string) => `${namespace}.ctl.${companyId}.history.status`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */

@@ -10,7 +10,8 @@ export const EVENT_TYPES = [
   'blocklist_update',
   'call',
   'chat_update',
-  'status'
+  'status',
+  'history_sync'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

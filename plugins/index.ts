@@ -17,13 +17,14 @@ import * as calls from './calls/index.ts'
 import * as profiles from './profiles/index.ts'
 import * as chats from './chats/index.ts'
 import * as status from './status/index.ts'
+import * as history from './history/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
  * dependencies, skips disabled ones and hands each its own settings.
  */
 export const plugins: PluginModule[] = [
-  phone, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status,
+  phone, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status, history,
   rateLimit, reactions, metrics, webhooks, dashboard
 ]
 

@@ -70,6 +70,15 @@ export class ChatListQueries {
     return rows[0] ? recordOf(rows[0]) : undefined
   }
 
+  /** The chat's oldest message (where a request for older history starts). */
+  async oldest (companyId: string, chat: string): Promise<MessageRecord | undefined> {
+    const rows: MessageRow[] = await this.#em().getConnection().execute<MessageRow[]>(
+      `select * from whatsapp_messages where company_id = ? and ${CHAT} = ? and not ${RECEIPT_PLACEHOLDER}
+        order by sent_at asc, message_id asc limit 1`,
+      [companyId, chat])
+    return rows[0] ? recordOf(rows[0]) : undefined
+  }
+
   /** How many messages each chat received after its time (all of them for null). */
   async receivedAfter (companyId: string, marks: { chat: string, after: Date | null }[]): Promise<Map<string, number>> {
     if (marks.length === 0) return new Map()

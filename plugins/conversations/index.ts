@@ -25,6 +25,21 @@ export interface KnownMessage {
   sentAt: number
 }
 
+/** A message of the phone's history, as the history plugin imports it. */
+export interface HistoryRecord {
+  messageId: string
+  direction: 'in' | 'out'
+  phone: string | null
+  lid: string | null
+  groupId: string | null
+  /** What it says, shaped as a `message` event's data: text, media, location, contact, quotedMessageId. */
+  data: Record<string, unknown>
+  state: DeliveryState | null
+  sentAt: Date
+  /** A file not fetched yet: what fetching it takes (kept until it is). */
+  mediaRef?: unknown
+}
+
 /** The conversations plugin's public face. */
 export interface Conversations {
   message: (companyId: string, messageId: string) => Promise<MessageRecord | undefined>
@@ -50,6 +65,19 @@ export interface Conversations {
   latestIn: (companyId: string, chat: string) => Promise<MessageRecord | undefined>
   /** How many messages each chat received after a time (its read mark; all for null). */
   receivedAfter: (companyId: string, marks: { chat: string, after: Date | null }[]) => Promise<Map<string, number>>
+  /** Many LID-phone pairs at once (a history chunk's map), as learnLid. */
+  learnLids: (companyId: string, pairs: { lid: string, phone: string }[]) => Promise<void>
+  /** The chat's oldest message in the history. */
+  oldestIn: (companyId: string, chat: string) => Promise<MessageRecord | undefined>
+  /**
+   * Adds messages of the phone's history; one stored already (received live, imported before) is
+   * left as it is, and one older than MESSAGE_RETENTION_DAYS is not kept. Returns how many were added.
+   */
+  importHistory: (companyId: string, records: HistoryRecord[]) => Promise<number>
+  /** A history message's file not fetched yet: what fetching it takes. */
+  historyMediaRef: (companyId: string, messageId: string) => Promise<unknown>
+  /** The file of a history message was fetched: its description replaces the reference. */
+  fetchedMedia: (companyId: string, messageId: string, media: Record<string, unknown>) => Promise<void>
   /** Waits until what was published so far is in the history (tests, shutdown). */
   flush: () => Promise<void>
   /** The phones (E.164 digits) of the company's chats with people in the history, the most recently active first. */
@@ -229,7 +257,37 @@ export default fp<ConversationsOptions>(async (app, options) => {
     }
   })
 
+  const retentionMs = options.messageRetentionDays * 24 * 60 * 60 * 1000
   const conversations: Conversations = {
+    oldestIn: (companyId, chat) => chatList.oldest(companyId, chat),
+    learnLids: async (companyId, pairs) => {
+      const fresh = pairs.filter(({ lid, phone }) => lids.get(`${companyId}/${lid}`) !== phone)
+      await store.learnLids(companyId, fresh)
+      for (const { lid, phone } of fresh) remember(companyId, lid, phone)
+    },
+    importHistory: async (companyId, records) => {
+      // What this replica received live is written first: a message in both is then counted once, as live.
+      await flush()
+      const keptSince = Date.now() - retentionMs
+      return store.importHistory(records.filter((record) => record.sentAt.getTime() >= keptSince).map((record) => ({
+        companyId,
+        messageId: record.messageId,
+        direction: record.direction,
+        phone: record.phone,
+        lid: record.lid,
+        groupId: record.groupId,
+        kind: kindOf(record.data),
+        text: typeof record.data.text === 'string' ? record.data.text : null,
+        details: detailsOf(record.data),
+        quotedMessageId: typeof record.data.quotedMessageId === 'string' ? record.data.quotedMessageId : null,
+        state: record.state,
+        sentAt: record.sentAt,
+        epoch: 0,
+        mediaRef: record.mediaRef ?? null
+      })))
+    },
+    historyMediaRef: (companyId, messageId) => store.mediaRefOf(companyId, messageId),
+    fetchedMedia: (companyId, messageId, media) => store.fetchedMedia(companyId, messageId, media),
     // What this replica published so far is in the history first: a reply may quote a message just received.
     message: async (companyId, messageId) => {
       await flush()

@@ -102,10 +102,22 @@ export class AddGroupChats extends Migration {
   }
 }
 
+/** A message of the imported history may name a file not fetched yet: where it is and its key, until someone asks for it. */
+export class AddHistoryMediaRefs extends Migration {
+  override async up (): Promise<void> {
+    this.addSql('alter table whatsapp_messages add column if not exists media_ref jsonb')
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('alter table whatsapp_messages drop column if exists media_ref')
+  }
+}
+
 export const conversationMigrations = [
   { name: 'conversations_001_messages_and_contacts', class: CreateConversations },
   { name: 'conversations_002_message_epochs', class: AddMessageEpochs },
-  { name: 'conversations_003_group_chats', class: AddGroupChats }
+  { name: 'conversations_003_group_chats', class: AddGroupChats },
+  { name: 'conversations_004_history_media', class: AddHistoryMediaRefs }
 ]
 
 /** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
@@ -241,6 +253,53 @@ export class ConversationStore {
   }
 
   /**
+   * Messages of the phone's history, in one statement per call: one already stored (received live,
+   * or imported before) is left as it is. Returns how many were added.
+   */
+  async importHistory (rows: (NewMessage & { mediaRef: unknown })[]): Promise<number> {
+    if (rows.length === 0) return 0
+    const result = await this.#em().getConnection().execute<{ added: string }[]>(`with added as (
+      insert into whatsapp_messages
+        (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, media_ref)
+      select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state, sent_at, 0,
+        media_ref::jsonb
+      from json_to_recordset(?::json) as incoming (company_id varchar, message_id varchar, direction varchar, phone varchar,
+        lid varchar, group_id varchar, kind varchar, text text, details json, quoted_message_id varchar, state varchar,
+        sent_at timestamptz, media_ref json)
+      on conflict (company_id, message_id) do nothing
+      returning 1
+    ) select count(*) as added from added`, [JSON.stringify(rows.map((row) => ({
+      company_id: row.companyId,
+      message_id: row.messageId,
+      direction: row.direction,
+      phone: row.phone,
+      lid: row.lid,
+      group_id: row.groupId,
+      kind: row.kind,
+      text: row.text,
+      details: row.details,
+      quoted_message_id: row.quotedMessageId,
+      state: row.state,
+      sent_at: row.sentAt.toISOString(),
+      media_ref: row.mediaRef ?? null
+    })))])
+    return Number(result[0]?.added ?? 0)
+  }
+
+  /** A history message's file not fetched yet: its stored reference. */
+  async mediaRefOf (companyId: string, messageId: string): Promise<unknown> {
+    const rows = await this.#em().getConnection().execute<{ media_ref: unknown }[]>(
+      'select media_ref from whatsapp_messages where company_id = ? and message_id = ?', [companyId, messageId])
+    return rows[0]?.media_ref ?? undefined
+  }
+
+  /** The file of a history message, fetched: its description replaces the reference. */
+  async fetchedMedia (companyId: string, messageId: string, media: Record<string, unknown>): Promise<void> {
+    await this.#em().getConnection().execute(`update whatsapp_messages
+      set details = jsonb_set(coalesce(details, '{}'::jsonb), '{media}', ?::jsonb), media_ref = null, updated_at = now() where company_id = ? and message_id = ?`, [JSON.stringify(media), companyId, messageId], 'run')
+  }
+
+  /**
    * Moves outbound messages' states forward, in the order given; a receipt for a message not
    * recorded yet makes its row. One statement per round: round k takes each message's k-th receipt,
    * so a message's receipts apply in order, as one by one (folding them first would not: `failed`
@@ -331,6 +390,22 @@ export class ConversationStore {
     // Messages recorded while only one of the two was known now carry both: one contact, not two.
     await connection.execute(`update whatsapp_messages set phone = coalesce(phone, ?), lid = coalesce(lid, ?)
       where company_id = ? and (lid = ? or phone = ?) and (phone is null or lid is null)`, [phone, lid, companyId, lid, phone])
+  }
+
+  /** Many pairs at once (a history chunk's LID map), as learnLid one by one. */
+  async learnLids (companyId: string, pairs: { lid: string, phone: string }[]): Promise<void> {
+    const unique = [...new Map(pairs.map((pair) => [pair.lid, pair])).values()]
+    if (unique.length === 0) return
+    const connection = this.#em().getConnection()
+    const pairsJson = JSON.stringify(unique)
+    await connection.execute(`insert into whatsapp_contacts (company_id, lid, phone, updated_at)
+      select ?, lid, phone, now() from json_to_recordset(?::json) as learnt (lid varchar, phone varchar)
+      on conflict (company_id, lid) do update set phone = excluded.phone, updated_at = now()`, [companyId, pairsJson], 'run')
+    await connection.execute(`update whatsapp_messages set phone = coalesce(whatsapp_messages.phone, learnt.phone),
+        lid = coalesce(whatsapp_messages.lid, learnt.lid)
+      from json_to_recordset(?::json) as learnt (lid varchar, phone varchar)
+      where whatsapp_messages.company_id = ? and (whatsapp_messages.lid = learnt.lid or whatsapp_messages.phone = learnt.phone)
+        and (whatsapp_messages.phone is null or whatsapp_messages.lid is null)`, [pairsJson, companyId], 'run')
   }
 
   async phoneOfLid (companyId: string, lid: string): Promise<string | undefined> {

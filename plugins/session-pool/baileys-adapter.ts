@@ -1,13 +1,13 @@
 import type { Readable } from 'node:stream'
 import makeWASocket, {
-  downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, normalizeMessageContent, proto, WA_CERT_DETAILS,
+  downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
   type AnyMessageContent, type CacheStore, type MiscMessageGenerationOptions, type SignalKeyStore, type WAMessage, type WAVersion
 } from '@whiskeysockets/baileys'
 import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { KeysNotStored, markingFailedWrites } from './baileys-keys.ts'
-import { mediaOf, textOf } from './baileys-content.ts'
+import { detailsOf, mediaOf, textOf } from './baileys-content.ts'
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
 export interface ILogger {
@@ -33,6 +33,7 @@ import { chatPortOf } from './baileys-chats.ts'
 import { pollPortOf } from './baileys-polls.ts'
 import { profilePortOf } from './baileys-profiles.ts'
 import { statusPortOf } from './baileys-status.ts'
+import { HistoryNotices, historyPortOf } from './baileys-history.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
 const KEY_CACHE_ENTRIES = 5_000
@@ -178,28 +179,6 @@ function baileysContentOf (jid: string, content: OutboundContent): AnyMessageCon
   return { delete: { remoteJid: jid, id: content.delete.messageId, fromMe: true } }
 }
 
-/** The non-media content of an inbound message the gateway describes: a location, a contact card, what it replies to. */
-function detailsOf (message: proto.IMessage | null | undefined): Pick<InboundMessage, 'location' | 'contact' | 'quotedMessageId'> {
-  const content = normalizeMessageContent(message)
-  const location = content?.locationMessage
-  const contact = content?.contactMessage ?? content?.contactsArrayMessage?.contacts?.[0]
-  const context = content?.extendedTextMessage?.contextInfo ?? content?.imageMessage?.contextInfo ?? content?.locationMessage?.contextInfo
-  return {
-    ...(location && typeof location.degreesLatitude === 'number' && typeof location.degreesLongitude === 'number'
-      ? {
-          location: {
-            latitude: location.degreesLatitude,
-            longitude: location.degreesLongitude,
-            ...(location.name ? { name: location.name } : {}),
-            ...(location.address ? { address: location.address } : {})
-          }
-        }
-      : {}),
-    ...(contact?.vcard ? { contact: { name: contact.displayName ?? '', vcard: contact.vcard } } : {}),
-    ...(context?.stanzaId ? { quotedMessageId: context.stanzaId } : {})
-  }
-}
-
 /** WhatsApp's media server no longer has the file: the phone must upload it again. */
 function isGone (err: unknown): boolean {
   // Baileys 7.0.0-rc14 checks `error.status` for this, but its error carries `output.statusCode`.
@@ -230,6 +209,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     }
     // Filled by the socket's own group queries and events; Baileys reads it before every group send.
     const groupMetadata = new GroupMetadataCache((groupJid) => sock.groupMetadata(groupJid))
+    const history = new HistoryNotices(options.history ?? { mode: 'recent', days: null })
     const sock = makeWASocket({
       auth: { creds: options.auth.creds, keys },
       cachedGroupMetadata: async (groupJid) => groupMetadata.get(groupJid),
@@ -242,17 +222,16 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       // is also a 60 s timer that Baileys' end() leaves armed if no reply came (end() drops the
       // socket's close listeners first), which would outlive an ended session.
       fireInitQueries: false,
-      syncFullHistory: false,
-      // The gateway keeps no chat history. Waiting for the history sync after a fresh link would also
-      // hold every event in Baileys' buffer for up to 20 s, folding delivery receipts into the sends.
-      shouldSyncHistoryMessage: () => false,
+      // Asks WhatsApp for the whole history at registration (a link); the chunks are the history plugin's (baileys-history.ts).
+      syncFullHistory: history.settings.mode === 'full',
+      shouldSyncHistoryMessage: history.offer,
       // The auth store retries database failures itself and never a fenced write: Baileys' own ten
       // commit attempts 3 s apart would only hold a send's answer for half a minute.
       transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
     if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
-    return adapt(sock, settings, options.log, groupMetadata)
+    return adapt(sock, settings, options.log, groupMetadata, history)
   }
 }
 
@@ -281,7 +260,8 @@ function refuseWritesAfter (sock: ReturnType<typeof makeWASocket>, writableUntil
 }
 
 function adapt (
-  sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger, groupMetadata: GroupMetadataCache
+  sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger, groupMetadata: GroupMetadataCache,
+  history: HistoryNotices
 ): WaSocket {
   const reuploadTimeoutMs = settings.reuploadTimeoutMs ?? 30_000
   const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
@@ -467,6 +447,7 @@ function adapt (
     calls: callPortOf(area),
     profiles: profilePortOf(area),
     chats: chatPortOf(area),
-    status: statusPortOf(area)
+    status: statusPortOf(area),
+    history: historyPortOf(area, history, { standIn: settings.wsUrl !== undefined })
   }
 }

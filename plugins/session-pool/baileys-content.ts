@@ -1,6 +1,6 @@
 import { normalizeMessageContent, type proto } from '@whiskeysockets/baileys'
 import { MEDIA_KINDS, type MediaKind } from '../../contracts/index.ts'
-import type { InboundMediaRef } from './socket-port.ts'
+import type { InboundMediaRef, InboundMessage } from './socket-port.ts'
 
 /** How the gateway reads a received message's content (a contact's message, a status post). */
 
@@ -29,4 +29,26 @@ export function mediaOf (message: proto.IMessage | null | undefined): InboundMed
     }
   }
   return undefined
+}
+
+/** The non-media content of an inbound message the gateway describes: a location, a contact card, what it replies to. */
+export function detailsOf (message: proto.IMessage | null | undefined): Pick<InboundMessage, 'location' | 'contact' | 'quotedMessageId'> {
+  const content = normalizeMessageContent(message)
+  const location = content?.locationMessage
+  const contact = content?.contactMessage ?? content?.contactsArrayMessage?.contacts?.[0]
+  const context = content?.extendedTextMessage?.contextInfo ?? content?.imageMessage?.contextInfo ?? content?.locationMessage?.contextInfo
+  return {
+    ...(location && typeof location.degreesLatitude === 'number' && typeof location.degreesLongitude === 'number'
+      ? {
+          location: {
+            latitude: location.degreesLatitude,
+            longitude: location.degreesLongitude,
+            ...(location.name ? { name: location.name } : {}),
+            ...(location.address ? { address: location.address } : {})
+          }
+        }
+      : {}),
+    ...(contact?.vcard ? { contact: { name: contact.displayName ?? '', vcard: contact.vcard } } : {}),
+    ...(context?.stanzaId ? { quotedMessageId: context.stanzaId } : {})
+  }
 }

@@ -50,7 +50,8 @@ export function declareSessionCommands (app: FastifyInstance, pool: SessionPool)
         holder: config.replicaId,
         epoch: lease.epoch,
         health: { healthy: status.connected, phoneNumber: status.phoneNumber, lastActivity: status.lastActivity },
-        lastError: status.lastError
+        lastError: status.lastError,
+        ...await pool.statusParts(companyId)
       }
     }
   })

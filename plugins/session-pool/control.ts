@@ -9,6 +9,7 @@ import { GatewayError } from '../../core/errors.ts'
 import type { Principal } from '../../core/access/principal.ts'
 import { forgetCompany } from './commands.ts'
 import { requestPairing } from './pairing.ts'
+import { saveLinkSettings } from './link-settings.ts'
 
 export interface InitializeLimits {
   initializeTimeoutMs: number
@@ -40,6 +41,7 @@ async function initialize (
   await checkCompanyLimit(app, companyId, limits.maxCompanies)
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
+  if (request.history) await saveLinkSettings(app.orm.em.fork(), companyId, request.history)
   const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)
   let found: { status: InitializeReply['status'], data: Record<string, unknown> } | null
   try {

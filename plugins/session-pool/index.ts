@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { authMigrations, WhatsappAuthSchema, WhatsappKeySchema } from './auth-store.ts'
 import { pairingMigrations } from './pairing.ts'
+import { linkSettingsMigrations } from './link-settings.ts'
 import { SessionPool } from './pool.ts'
 import type { StopOutcome } from './session.ts'
 import { TestWhatsApp } from './test-socket.ts'
@@ -19,7 +20,10 @@ export { chatOf, memberJidOf, type Chat } from './chat.ts'
 export { fetchInboundMedia } from './inbound-media.ts'
 export { STATUS_BROADCAST, type InboundStatus, type OutboundStatus, type PostedStatus } from './status-port.ts'
 export { deliveryFields, type OutboundItem, type OutboundKind, type OutboundPolicy } from './outbound.ts'
-export type { SessionPool, SocketListener } from './pool.ts'
+export type { SessionPool, SocketListener, StatusParts } from './pool.ts'
+export type {
+  HistoryAnchor, HistoryChat, HistoryChunk, HistoryContact, HistoryMessage, HistoryNotice, HistoryPort, HistorySettings, StoredMediaRef
+} from './history-port.ts'
 export type { Session, SessionState } from './session.ts'
 export type { GroupEvent, GroupMeta, GroupMember, GroupMemberResult, WaSocket, SentMessage } from './socket-port.ts'
 export type { ChatChange, ChatEvent, ChatPort, LastMessageRef } from './chats-port.ts'
@@ -31,7 +35,7 @@ export { resealAll } from './sealing.ts'
 export type { InboundPollVote, OutboundPoll, PollPort, SentPoll } from './polls-port.ts'
 
 export const entities = [WhatsappAuthSchema, WhatsappKeySchema]
-export const migrations = [...authMigrations, ...pairingMigrations]
+export const migrations = [...authMigrations, ...pairingMigrations, ...linkSettingsMigrations]
 
 /** Health is looked at this often relative to the threshold, so a report comes at most a quarter late. */
 const HEALTH_CHECKS_PER_THRESHOLD = 4

@@ -1,15 +1,18 @@
 import type { EntityManager } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Events } from '../../core/events.ts'
+import type { SessionStatus } from '../../contracts/index.ts'
 import type { Conversations } from '../conversations/index.ts'
 import type { Media } from '../media/index.ts'
 import type { ConnectLease, Connector } from '../ownership/index.ts'
 import { PostgresAuthStore } from './auth-store.ts'
 import type { Sealer } from '../../core/sealing.ts'
 import { pendingPairing } from './pairing.ts'
+import { historySettingsOf } from './link-settings.ts'
 import { Session, type Emit, type StopOutcome } from './session.ts'
 import type { SessionPoolOptions } from './settings.ts'
 import type { SocketFactory, WaSocket } from './socket-port.ts'
+import type { HistorySettings } from './history-port.ts'
 
 export interface PoolOptions {
   settings: SessionPoolOptions
@@ -33,6 +36,9 @@ export interface PoolOptions {
  * Told of every socket a session opens, with the session's emit (which publishes nothing once the
  * session stops): how a feature plugin (groups) follows the connection's events of its own area.
  */
+/** What other plugins add to a session's status. */
+export type StatusParts = Required<Pick<SessionStatus, 'historySync'>>
+
 export type SocketListener = (socket: WaSocket, session: { companyId: string, emit: Emit }) => void
 
 /** A session and the lease it runs under (a restart reopens it under the same one). */
@@ -65,9 +71,27 @@ export class SessionPool implements Connector {
   readonly #closing = new Map<string, Promise<void>>()
 
   readonly #socketListeners: SocketListener[] = []
+  readonly #statusParts: { [K in keyof StatusParts]?: (companyId: string) => Promise<StatusParts[K]> } = {}
 
   constructor (options: PoolOptions) {
     this.#options = options
+  }
+
+  /** A part of the session's status another plugin keeps (the history sync's state), shown in the holder's answer. */
+  addStatusPart<K extends keyof StatusParts> (key: K, part: (companyId: string) => Promise<StatusParts[K]>): void {
+    this.#statusParts[key] = part as never
+  }
+
+  /** The parts of a company's status other plugins keep; one that fails is left out. */
+  async statusParts (companyId: string): Promise<Partial<StatusParts>> {
+    const entries = await Promise.all(Object.entries(this.#statusParts).map(async ([key, part]) => {
+      const value = await part(companyId).catch((err: unknown) => {
+        this.#options.log.warn({ err, companyId, part: key }, 'a part of the session status could not be read')
+        return undefined
+      })
+      return [key, value] as const
+    }))
+    return Object.fromEntries(entries.filter(([, value]) => value !== undefined))
   }
 
   /** Listens to every socket sessions open from now on (register before the first session starts). */
@@ -77,6 +101,11 @@ export class SessionPool implements Connector {
 
   get closeTimeoutMs (): number {
     return this.#options.settings.waCloseTimeoutMs
+  }
+
+  /** What the company's links take of its phone's history: its own choice at initialize, else the deployment's. */
+  historySettings (companyId: string): Promise<HistorySettings> {
+    return historySettingsOf(this.#options.em(), companyId, this.#options.settings)
   }
 
   get (companyId: string): Session | undefined {
@@ -124,6 +153,7 @@ export class SessionPool implements Connector {
     // An abandoned pairing attempt leaves `me` without `account`; logging in with that fails.
     if (auth.creds.me && !auth.paired) auth.resetCreds()
     const pairingPhone = auth.paired ? undefined : await pendingPairing(em(), companyId)
+    const history = await historySettingsOf(em(), companyId, settings)
     if (!live()) return false
     // Never two sockets: the session this one replaces, and any close still under way, end first.
     const previous = this.#held.get(companyId)
@@ -134,7 +164,7 @@ export class SessionPool implements Connector {
       epoch: lease.epoch,
       auth,
       // Every socket of the session refuses to write once the lease's deadline has passed.
-      factory: (options) => factory({ ...options, writableUntil: lease.writableUntil }),
+      factory: (options) => factory({ ...options, writableUntil: lease.writableUntil, history }),
       settings,
       log: log.child({ companyId }),
       pairingPhone,

@@ -1,4 +1,7 @@
-import { defineSettings, inNamespace, type Env, integerIn, milliseconds, token, urlWithScheme, type ValuesOf } from '../../core/settings.ts'
+import {
+  defineSettings, inNamespace, type Env, integerIn, milliseconds, oneOf, token, urlWithScheme, type ValuesOf
+} from '../../core/settings.ts'
+import { HISTORY_SYNC_MODES } from '../../contracts/index.ts'
 
 /** The session-pool plugin's settings; it receives their values as its options. */
 export const settings = defineSettings({
@@ -154,6 +157,22 @@ export const settings = defineSettings({
     expected: 'an integer from 1 to 1000000',
     fallback: () => 10_000,
     parse: integerIn(1, 1_000_000)
+  },
+  historySync: {
+    env: 'HISTORY_SYNC',
+    describe: 'What a newly linked number brings of its history: `off`, `recent` (what WhatsApp sends a new device by default:' +
+      ' recent chats and messages) or `full` (WhatsApp is asked for all of it). A company may choose otherwise at initialize',
+    expected: 'off | recent | full',
+    fallback: () => 'recent' as const,
+    parse: oneOf(HISTORY_SYNC_MODES)
+  },
+  historySyncDays: {
+    env: 'HISTORY_SYNC_DAYS',
+    describe: 'History messages older than this many days are not imported; unset: no limit (MESSAGE_RETENTION_DAYS still applies).' +
+      ' A company may choose otherwise at initialize',
+    expected: 'an integer from 1 to 36500',
+    fallback: () => undefined,
+    parse: integerIn(1, 36_500)
   }
 })
 

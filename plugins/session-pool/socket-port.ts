@@ -3,6 +3,7 @@ import type { AuthenticationCreds, SignalKeyStore } from '@whiskeysockets/bailey
 import type { ContactCard, Location, MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { CallEvent, CallPort } from './calls-port.ts'
+import type { HistoryNotice, HistoryPort, HistorySettings } from './history-port.ts'
 import type { ChatEvent, ChatPort } from './chats-port.ts'
 import type { InboundPollVote, PollPort } from './polls-port.ts'
 import type { BlocklistEvent, PictureChange, ProfilePort } from './profiles-port.ts'
@@ -212,6 +213,8 @@ export interface SocketEvents {
   pictures: PictureChange[]
   chats: ChatEvent[]
   statuses: InboundStatus[]
+  /** History chunks the phone announced that the company's mode takes (history-port.ts). */
+  historyNotices: HistoryNotice[]
 }
 
 export interface SentMessage {
@@ -250,6 +253,7 @@ export interface WaSocket {
   profiles: ProfilePort
   chats: ChatPort
   status: StatusPort
+  history: HistoryPort
 }
 
 export interface SendOptions {
@@ -271,6 +275,8 @@ export interface SocketOptions {
    * off: its lease may belong to another replica by then, even if this one's timers ran late.
    */
   writableUntil?: () => number
+  /** What of the phone's history the connection takes (default: what WhatsApp sends, no age limit). */
+  history?: HistorySettings
 }
 
 export type SocketFactory = (options: SocketOptions) => WaSocket

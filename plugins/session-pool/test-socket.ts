@@ -8,6 +8,8 @@ import {
 import { isGroupJid, TestGroups } from './test-groups.ts'
 import type { TestArea } from './test-area.ts'
 import { testCallPort, TestCalls } from './test-calls.ts'
+import { testHistoryPort, TestHistory } from './test-history.ts'
+import { SYNC_TYPES_OF, type HistoryPort } from './history-port.ts'
 import { TestChats, testChatPort } from './test-chats.ts'
 import { TestPolls, testPollPort } from './test-polls.ts'
 import { TestProfiles, testProfilePort } from './test-profiles.ts'
@@ -71,6 +73,15 @@ export class TestWhatsApp {
     const socket = this.#live.get(companyId)
     if (socket?.state !== 'open') return false
     socket.emitLater(event, payload)
+    return true
+  })
+
+  /** History the companies' phones send (test-history.ts): told to the company's open connection, as its mode takes it. */
+  readonly history = new TestHistory((companyId, notices) => {
+    const socket = this.#live.get(companyId)
+    if (socket?.state !== 'open') return false
+    const taken: readonly string[] = SYNC_TYPES_OF[socket.history.settings.mode]
+    socket.emitLater('historyNotices', notices.filter((notice) => taken.includes(notice.syncType)))
     return true
   })
 
@@ -196,6 +207,7 @@ export class TestSocket implements WaSocket {
   readonly profiles: ProfilePort
   readonly chats: ChatPort
   readonly status: StatusPort
+  readonly history: HistoryPort
 
   constructor (whatsapp: TestWhatsApp, options: SocketOptions, replica: string, ledger: LedgerPort) {
     this.#whatsapp = whatsapp
@@ -221,6 +233,7 @@ export class TestSocket implements WaSocket {
     this.profiles = testProfilePort(area)
     this.chats = testChatPort(area)
     this.status = testStatusPort(area)
+    this.history = testHistoryPort(area, options.history)
     this.#later(() => { void this.#connect() }, 0)
   }
 

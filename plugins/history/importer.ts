@@ -1,0 +1,195 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { userOfJid, type EventData } from '../../contracts/index.ts'
+import type { Conversations, HistoryRecord } from '../conversations/index.ts'
+import type { HistoryChunk, HistoryMessage, HistoryNotice, HistoryPort } from '../session-pool/index.ts'
+import type { HistoryStore } from './store.ts'
+
+/** Rows per insert: large enough that a chunk of thousands is a few statements, small enough to keep each one short. */
+const ROWS_PER_INSERT = 2_000
+const DAY_MS = 24 * 60 * 60 * 1000
+
+/** What importing needs of the connection that told a chunk. */
+export interface ImportSource {
+  companyId: string
+  history: HistoryPort
+  /** Publishes under the session's lease (nothing once it stopped). */
+  publish: (data: EventData<'history_sync'>) => void
+  /** Whether this replica still holds the company under the lease the chunks were told under. */
+  holds: () => boolean
+}
+
+/** A person's chat by phone JID, or a LID's with its phone (from the chunk's map). */
+function addressOf (jid: string, phoneOf: Map<string, string>, lidOf: Map<string, string>) {
+  if (jid.endsWith('@lid')) {
+    const phoneJid = phoneOf.get(jid)
+    return { phone: phoneJid ? userOfJid(phoneJid) : null, lid: jid }
+  }
+  if (jid.endsWith('@s.whatsapp.net')) return { phone: userOfJid(jid), lid: lidOf.get(jid) ?? null }
+  return { phone: null, lid: null }
+}
+
+/** A history message as the conversations plugin keeps it. */
+export function recordOf (message: HistoryMessage, phoneOf: Map<string, string>, lidOf: Map<string, string>): HistoryRecord {
+  const group = message.from.endsWith('@g.us')
+  const address = group
+    ? (message.fromMe || !message.participant
+        ? { phone: null, lid: null }
+        : addressOf(message.participantAlt ?? message.participant, phoneOf, lidOf))
+    : addressOf(message.fromAlt && message.from.endsWith('@lid') && !phoneOf.has(message.from)
+      ? message.fromAlt
+      : message.from, phoneOf, lidOf)
+  const media = message.media
+    ? {
+        kind: message.media.kind,
+        ...(message.media.mimetype ? { mimetype: message.media.mimetype } : {}),
+        ...(message.media.fileName ? { fileName: message.media.fileName } : {}),
+        ...(message.media.caption ? { caption: message.media.caption } : {}),
+        ...(message.media.seconds ? { seconds: message.media.seconds } : {}),
+        ...(message.media.ptt ? { ptt: true } : {}),
+        onDemand: true as const
+      }
+    : undefined
+  return {
+    messageId: message.id,
+    direction: message.fromMe ? 'out' : 'in',
+    phone: address.phone,
+    lid: address.lid,
+    groupId: group ? message.from : null,
+    data: {
+      ...(message.text !== undefined ? { text: message.text } : {}),
+      ...(media ? { media } : {}),
+      ...(message.location ? { location: message.location } : {}),
+      ...(message.contact ? { contact: message.contact } : {}),
+      ...(message.quotedMessageId ? { quotedMessageId: message.quotedMessageId } : {})
+    },
+    state: message.fromMe ? message.state ?? 'server_ack' : null,
+    sentAt: new Date(message.timestamp * 1000),
+    ...(message.mediaRef ? { mediaRef: message.mediaRef } : {})
+  }
+}
+
+/** The name a chat goes by in the list: the group's JID, else the contact's phone JID, else its LID (as the history's chats are named). */
+function listNameOf (jid: string, phoneOf: Map<string, string>): string {
+  return jid.endsWith('@lid') ? phoneOf.get(jid) ?? jid : jid
+}
+
+/**
+ * Imports the history chunks a company's phone sends, one chunk at a time per company (a chunk is
+ * read whole, a few MB at most, and let go before the next): each is kept as told before it is
+ * read, its messages go into the history in large inserts (one stored before is left alone), its
+ * names and LID map too, and then it is marked imported, once, whichever holder gets there.
+ */
+export class HistoryImporter {
+  readonly #store: HistoryStore
+  readonly #conversations: Conversations
+  readonly #log: FastifyBaseLogger
+  /** Each company's queue: chunks are imported in the order they were told. */
+  readonly #queues = new Map<string, Promise<void>>()
+  readonly #queued = new Set<string>()
+
+  constructor (store: HistoryStore, conversations: Conversations, log: FastifyBaseLogger) {
+    this.#store = store
+    this.#conversations = conversations
+    this.#log = log
+  }
+
+  /** The phone told of chunks: each is kept (a known one is not imported again), then imported in turn. */
+  async told (source: ImportSource, notices: HistoryNotice[]): Promise<void> {
+    const fresh = await this.#store.told(source.companyId, notices)
+    for (const notice of fresh) this.#enqueue(source, notice)
+  }
+
+  /** A holder took the company: what its predecessors were told and did not import is imported now. */
+  async resume (source: ImportSource): Promise<void> {
+    for (const notice of await this.#store.pending(source.companyId)) this.#enqueue(source, notice)
+  }
+
+  /** Resolves once every chunk queued so far is imported (or given up). */
+  async settled (companyId?: string): Promise<void> {
+    const queues = companyId ? [this.#queues.get(companyId)] : [...this.#queues.values()]
+    await Promise.all(queues)
+  }
+
+  #enqueue (source: ImportSource, notice: HistoryNotice): void {
+    const key = `${source.companyId}/${notice.id}`
+    if (this.#queued.has(key)) return
+    this.#queued.add(key)
+    const previous = this.#queues.get(source.companyId) ?? Promise.resolve()
+    const next = previous.then(() => this.#importOne(source, notice)).finally(() => this.#queued.delete(key))
+    this.#queues.set(source.companyId, next)
+    void next.finally(() => { if (this.#queues.get(source.companyId) === next) this.#queues.delete(source.companyId) })
+  }
+
+  async #importOne (source: ImportSource, notice: HistoryNotice): Promise<void> {
+    const { companyId, history } = source
+    // A replica that lost the company leaves the chunk pending: the new holder imports it.
+    if (!source.holds()) return
+    let chunk: HistoryChunk
+    try {
+      chunk = await history.read(notice)
+    } catch (err) {
+      const retry = await this.#store.failed(companyId, notice.id).catch(() => false)
+      this.#log.warn({ err, companyId, notice: notice.id, syncType: notice.syncType, retry }, 'a history chunk could not be read')
+      return
+    }
+    try {
+      const added = await this.#write(companyId, history, chunk)
+      if (!await this.#store.imported(companyId, notice.id, { chats: chunk.chats.length, messages: added })) return
+      const totals = await this.#store.state(companyId, history.settings.mode)
+      source.publish({
+        syncType: notice.syncType,
+        chunk: notice.chunkOrder,
+        progress: notice.progress,
+        chats: chunk.chats.length,
+        messages: added,
+        done: totals.state === 'done',
+        ...(notice.requestId ? { requestId: notice.requestId } : {}),
+        totals: { chunks: totals.chunks, chats: totals.chats, messages: totals.messages }
+      })
+    } catch (err) {
+      const retry = await this.#store.failed(companyId, notice.id).catch(() => false)
+      this.#log.error({ err, companyId, notice: notice.id, retry }, 'a history chunk could not be imported')
+      if (retry && source.holds()) this.#enqueueAgain(source, notice)
+    }
+  }
+
+  #enqueueAgain (source: ImportSource, notice: HistoryNotice): void {
+    setTimeout(() => this.#enqueue(source, notice), 1_000).unref()
+  }
+
+  /** Writes a chunk's LID map, names and messages; returns how many messages were new to the history. */
+  async #write (companyId: string, history: HistoryPort, chunk: HistoryChunk): Promise<number> {
+    const phoneOf = new Map<string, string>()
+    const lidOf = new Map<string, string>()
+    for (const { lid, phone } of chunk.lids) {
+      phoneOf.set(lid, phone)
+      lidOf.set(phone, lid)
+    }
+    if (chunk.lids.length > 0) {
+      await this.#conversations.learnLids(companyId, chunk.lids.map(({ lid, phone }) => ({ lid, phone: userOfJid(phone) })))
+    }
+    // A name the phone saved wins over the one a contact gave themselves (push name), which only fills a gap.
+    const saved = [
+      ...chunk.chats.filter((chat) => chat.name).map((chat) => ({ chat: listNameOf(chat.jid, phoneOf), name: chat.name! })),
+      ...chunk.contacts.filter((contact) => contact.name)
+        .map((contact) => ({ chat: listNameOf(contact.phone ?? contact.jid, phoneOf), name: contact.name! }))
+    ]
+    const pushed = chunk.contacts.filter((contact) => !contact.name && contact.notify)
+      .map((contact) => ({ chat: listNameOf(contact.phone ?? contact.jid, phoneOf), name: contact.notify! }))
+    await this.#store.name(companyId, saved, { replace: true })
+    await this.#store.name(companyId, pushed, { replace: false })
+    const since = history.settings.days === null ? 0 : Date.now() - history.settings.days * DAY_MS
+    let added = 0
+    let batch: HistoryRecord[] = []
+    for (const message of chunk.messages) {
+      if (message.timestamp * 1000 < since) continue
+      batch.push(recordOf(message, phoneOf, lidOf))
+      if (batch.length === ROWS_PER_INSERT) {
+        added += await this.#conversations.importHistory(companyId, batch)
+        batch = []
+      }
+    }
+    added += await this.#conversations.importHistory(companyId, batch)
+    return added
+  }
+}

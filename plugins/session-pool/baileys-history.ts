@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import { promisify } from 'node:util'
+import { inflate } from 'node:zlib'
+import {
+  downloadContentFromMessage, downloadHistory, jidNormalizedUser, normalizeMessageContent, proto, type WAMessageKey
+} from '@whiskeysockets/baileys'
+import type { Dispatcher } from 'undici'
+import { HISTORY_SYNC_TYPES, type MediaKind } from '../../contracts/index.ts'
+import type { BaileysArea } from './baileys-area.ts'
+import { detailsOf, mediaOf, textOf } from './baileys-content.ts'
+import { groupAuthorOf, mentionsOf } from './baileys-groups.ts'
+import {
+  SYNC_TYPES_OF, type HistoryChat, type HistoryChunk, type HistoryContact, type HistoryMessage,
+  type HistoryNotice, type HistoryPort, type HistorySettings, type StoredMediaRef
+} from './history-port.ts'
+import { mediaHostDispatcher } from './media-host.ts'
+import type { LidMapping } from './socket-port.ts'
+
+const STATE: Partial<Record<number, HistoryMessage['state']>> = {
+  [proto.WebMessageInfo.Status.ERROR]: 'failed',
+  [proto.WebMessageInfo.Status.SERVER_ACK]: 'server_ack',
+  [proto.WebMessageInfo.Status.DELIVERY_ACK]: 'delivered',
+  [proto.WebMessageInfo.Status.READ]: 'read',
+  [proto.WebMessageInfo.Status.PLAYED]: 'played'
+}
+
+const MEDIA_FIELD: Record<MediaKind, 'imageMessage' | 'videoMessage' | 'audioMessage' | 'documentMessage' | 'stickerMessage'> = {
+  image: 'imageMessage', video: 'videoMessage', audio: 'audioMessage', document: 'documentMessage', sticker: 'stickerMessage'
+}
+
+const inflateAsync = promisify(inflate)
+
+const base64 = (bytes: Uint8Array | null | undefined) => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined)
+
+/** A history-sync notification as a notice: what reading its chunk takes, under an id the same chunk always gets. */
+export function noticeOf (notification: proto.Message.IHistorySyncNotification): HistoryNotice | undefined {
+  const syncType = (HISTORY_SYNC_TYPES as readonly string[])[notification.syncType ?? -1] as HistoryNotice['syncType'] | undefined
+  const inline = base64(notification.initialHistBootstrapInlinePayload)
+  const identity = notification.fileEncSha256?.length ? notification.fileEncSha256 : notification.initialHistBootstrapInlinePayload
+  // Baileys asks once with an empty notification whether history is wanted at all: that is no chunk.
+  if (!syncType || !identity?.length || (!notification.directPath && !inline)) return undefined
+  return {
+    id: createHash('sha256').update(identity).digest('hex'),
+    syncType,
+    chunkOrder: notification.chunkOrder ?? 0,
+    progress: typeof notification.progress === 'number' ? notification.progress : null,
+    pointer: {
+      ...(notification.directPath ? { directPath: notification.directPath } : {}),
+      ...(base64(notification.mediaKey) ? { mediaKey: base64(notification.mediaKey) } : {}),
+      ...(base64(notification.fileEncSha256) ? { fileEncSha256: base64(notification.fileEncSha256) } : {}),
+      ...(base64(notification.fileSha256) ? { fileSha256: base64(notification.fileSha256) } : {}),
+      ...(notification.fileLength ? { fileLength: Number(notification.fileLength) } : {}),
+      ...(inline ? { inline } : {})
+    },
+    ...(notification.peerDataRequestSessionId ? { requestId: notification.peerDataRequestSessionId } : {})
+  }
+}
+
+/**
+ * Where history notifications are taken, before Baileys would process them: Baileys' own import
+ * (its `shouldSyncHistoryMessage` answered true) downloads the chunk after the message was already
+ * acknowledged to WhatsApp and hands it over only as an event; a holder that died in between would
+ * lose it. Baileys is told no to every chunk, and each one the company's mode takes is passed on as
+ * a notice (kept by the history plugin before it is read, so another holder can finish it).
+ * Answering no also spares a new link Baileys' 20 s wait for the first chunk with every event held.
+ */
+export class HistoryNotices {
+  readonly settings: HistorySettings
+  readonly #accepted: Set<string>
+  #emit: ((notices: HistoryNotice[]) => void) | undefined
+  readonly #early: HistoryNotice[] = []
+
+  constructor (settings: HistorySettings) {
+    this.settings = settings
+    this.#accepted = new Set(SYNC_TYPES_OF[settings.mode])
+  }
+
+  /** Baileys' `shouldSyncHistoryMessage`. */
+  readonly offer = (notification: proto.Message.IHistorySyncNotification): boolean => {
+    const notice = noticeOf(notification)
+    if (!notice || !this.#accepted.has(notice.syncType)) return false
+    if (this.#emit) this.#emit([notice])
+    else this.#early.push(notice)
+    return false
+  }
+
+  attach (emit: (notices: HistoryNotice[]) => void): void {
+    this.#emit = emit
+    if (this.#early.length > 0) emit(this.#early.splice(0))
+  }
+}
+
+/** A history message's file: where it is and its key, to fetch it when someone asks. */
+function mediaRefOf (message: proto.IMessage, kind: MediaKind): StoredMediaRef | undefined {
+  const media = normalizeMessageContent(message)?.[MEDIA_FIELD[kind]]
+  const mediaKey = base64(media?.mediaKey)
+  if (!media || !mediaKey || (!media.directPath && !media.url)) return undefined
+  return { kind, mediaKey, ...(media.directPath ? { directPath: media.directPath } : {}), ...(media.url ? { url: media.url } : {}) }
+}
+
+/** A stored message as the history keeps it; system stubs and what describes no content (reactions, protocol messages) are left out. */
+export function historyMessageOf (info: proto.IWebMessageInfo): HistoryMessage | undefined {
+  const { key, message } = info
+  if (!key?.id || !key.remoteJid || !message || info.messageStubType) return undefined
+  const media = mediaOf(message)
+  const text = textOf(message)
+  const details = detailsOf(message)
+  if (!media && text === undefined && !details.location && !details.contact) return undefined
+  const mediaRef = media ? mediaRefOf(message, media.kind) : undefined
+  const participant = key.participant ?? info.participant
+  const state = key.fromMe ? STATE[info.status ?? -1] : undefined
+  return {
+    ...(media ? { media } : {}),
+    ...(mediaRef ? { mediaRef } : {}),
+    ...details,
+    ...groupAuthorOf({ ...key, participant } as WAMessageKey),
+    ...mentionsOf(message),
+    id: key.id,
+    from: jidNormalizedUser(key.remoteJid),
+    ...((key as WAMessageKey).remoteJidAlt ? { fromAlt: jidNormalizedUser((key as WAMessageKey).remoteJidAlt!) } : {}),
+    ...(info.pushName ? { pushName: info.pushName } : {}),
+    ...(text !== undefined ? { text } : {}),
+    timestamp: Number(info.messageTimestamp ?? 0),
+    fromMe: key.fromMe === true,
+    ...(state ? { state } : {})
+  }
+}
+
+/** A chunk's content as the history port gives it: chats, contacts (names, phone and LID), messages and the LID map. */
+export function chunkOf (sync: proto.IHistorySync): HistoryChunk {
+  const chats: HistoryChat[] = []
+  const contacts: HistoryContact[] = []
+  const messages: HistoryMessage[] = []
+  const lids: LidMapping[] = []
+  for (const mapping of sync.phoneNumberToLidMappings ?? []) {
+    if (mapping.lidJid && mapping.pnJid) lids.push({ lid: mapping.lidJid, phone: mapping.pnJid })
+  }
+  for (const { id, pushname } of sync.pushnames ?? []) {
+    if (id && pushname) contacts.push({ jid: jidNormalizedUser(id), notify: pushname })
+  }
+  for (const conversation of sync.conversations ?? []) {
+    if (!conversation.id) continue
+    const jid = jidNormalizedUser(conversation.id)
+    const isLid = jid.endsWith('@lid')
+    const alt = isLid ? conversation.pnJid : conversation.lidJid
+    if (alt && !jid.endsWith('@g.us')) {
+      lids.push(isLid ? { lid: jid, phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt), phone: jid })
+    }
+    const name = conversation.displayName ?? conversation.name ?? undefined
+    chats.push({
+      jid,
+      ...(name ? { name } : {}),
+      ...(alt ? { alt: jidNormalizedUser(alt) } : {}),
+      ...(conversation.unreadCount ? { unreadCount: conversation.unreadCount } : {}),
+      ...(conversation.archived ? { archived: true } : {}),
+      ...(conversation.pinned ? { pinned: true } : {}),
+      ...(conversation.muteEndTime ? { mutedUntil: Number(conversation.muteEndTime) } : {})
+    })
+    if (name && !jid.endsWith('@g.us')) {
+      contacts.push({
+        jid,
+        name,
+        ...(isLid ? { lid: jid } : { phone: jid }),
+        ...(alt ? (isLid ? { phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt) }) : {})
+      })
+    }
+    for (const item of conversation.messages ?? []) {
+      const message = item.message ? historyMessageOf(item.message) : undefined
+      if (message) messages.push(message)
+    }
+  }
+  return { chats, contacts, messages, lids }
+}
+
+const bytes = (value: string | undefined) => (value ? Buffer.from(value, 'base64') : undefined)
+
+/**
+ * History in the Baileys adapter: chunks are downloaded (through the server's own media host when it
+ * is not WhatsApp's: Baileys fetches history blobs from WhatsApp's fixed host), read into the port's
+ * shape, and their LID map given to the connection, as Baileys' own import does.
+ */
+export function historyPortOf (area: BaileysArea, notices: HistoryNotices, options: { standIn: boolean }): HistoryPort {
+  const { sock, emit, log } = area
+  notices.attach((list) => emit('historyNotices', list))
+  let dispatcher: Promise<Dispatcher | undefined> | undefined
+  const fetchOptions = async (): Promise<RequestInit> => {
+    if (!options.standIn) return {}
+    dispatcher ??= sock.refreshMediaConn(false).then((conn) => {
+      const host = conn.hosts[0]?.hostname
+      return host ? mediaHostDispatcher(host) : undefined
+    })
+    const chosen = await dispatcher.catch((err: unknown) => {
+      dispatcher = undefined
+      throw err
+    })
+    return chosen ? { dispatcher: chosen } as RequestInit : {}
+  }
+  return {
+    settings: notices.settings,
+    read: async (notice) => {
+      const { pointer } = notice
+      const sync = pointer.inline
+        ? proto.HistorySync.decode(await inflateAsync(Buffer.from(pointer.inline, 'base64')))
+        : await downloadHistory({
+          directPath: pointer.directPath,
+          mediaKey: bytes(pointer.mediaKey),
+          fileEncSha256: bytes(pointer.fileEncSha256),
+          fileSha256: bytes(pointer.fileSha256)
+        }, await fetchOptions())
+      const chunk = chunkOf(sync)
+      if (chunk.lids.length > 0) {
+        await sock.signalRepository.lidMapping.storeLIDPNMappings(chunk.lids.map(({ lid, phone }) => ({ lid, pn: phone })))
+          .catch((err: unknown) => log.warn({ err }, 'the LID map of a history chunk was not kept by the connection'))
+      }
+      return chunk
+    },
+    requestOlder: async (anchor, count) =>
+      sock.fetchMessageHistory(count, { remoteJid: anchor.chat, id: anchor.messageId, fromMe: anchor.fromMe }, anchor.timestampMs),
+    downloadMedia: async (ref) => downloadContentFromMessage({
+      mediaKey: bytes(ref.mediaKey), directPath: ref.directPath, url: ref.url
+    }, ref.kind, { options: await fetchOptions() }) as Promise<Readable>
+  }
+}
