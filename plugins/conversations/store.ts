@@ -296,7 +296,8 @@ export class ConversationStore {
   /** The file of a history message, fetched: its description replaces the reference. */
   async fetchedMedia (companyId: string, messageId: string, media: Record<string, unknown>): Promise<void> {
     await this.#em().getConnection().execute(`update whatsapp_messages
-      set details = jsonb_set(coalesce(details, '{}'::jsonb), '{media}', ?::jsonb), media_ref = null, updated_at = now() where company_id = ? and message_id = ?`, [JSON.stringify(media), companyId, messageId], 'run')
+      set details = jsonb_set(coalesce(details, '{}'::jsonb), '{media}', ?::jsonb), media_ref = null, updated_at = now()
+      where company_id = ? and message_id = ?`, [JSON.stringify(media), companyId, messageId], 'run')
   }
 
   /**
