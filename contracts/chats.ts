@@ -60,6 +60,9 @@ export type ChatsQuery = Static<typeof ChatsQuery>
 
 export const ChatSummary = Type.Object({
   ...ChatState.properties,
+  name: Type.Union([Type.String(), Type.Null()], {
+    description: 'The contact\'s name as the phone saved it (else as they gave it), or the group\'s subject, when known'
+  }),
   lastMessage: MessageRecord,
   unreadCount: Type.Integer({ minimum: 0, description: 'Messages received after the chat was last read (or last written in)' })
 })

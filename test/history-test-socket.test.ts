@@ -37,7 +37,7 @@ t.test('the phone\'s history chunks are imported once each, with progress, and o
   t.match((await api('GET', '/history')).json(), { sync: { mode: 'recent', state: 'idle', chunks: 0 } }, 'nothing yet')
 
   // Anna wrote live before the sync: her message comes again in the history and stays one.
-  whatsapp.deliver(companyId, { from: ANNA, text: 'Запишите меня', id: 'LIVE-1' })
+  whatsapp.deliver(companyId, { from: ANNA, text: 'Запишите меня', id: 'LIVE-1', pushName: 'Anna' })
   t.ok(await events.waitFor('message', 1, STEP_MS))
   const annaOlder = [message('A-1', pn(ANNA), 20, 'Здравствуйте'), message('A-2', pn(ANNA), 19, 'Добрый день!', true)]
   const first: HistoryChunk = {
@@ -70,6 +70,8 @@ t.test('the phone\'s history chunks are imported once each, with progress, and o
 
   const chats = (await api('GET', '/chats')).json()
   t.match(chats.chats.map((chat: { chat: string }) => chat.chat), [pn(ANNA), pn(BORIS)], 'newest first, Boris by phone')
+  t.same(chats.chats.map((chat: { name: string }) => chat.name), ['Анна Петрова', 'Борис'],
+    'names as the phone saved them: Boris\'s own (push) name does not replace his saved one')
   const boris = await api('GET', `/messages?chat=${BORIS}`)
   t.equal(boris.statusCode, 200, boris.body)
   t.same(boris.json().messages.map((row: { messageId: string, direction: string, lid: string }) => [row.messageId, row.direction, row.lid]),

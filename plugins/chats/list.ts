@@ -29,12 +29,14 @@ export async function listChats (app: FastifyInstance, store: ChatStateStore, co
   const unread = await app.conversations.receivedAfter(companyId, shown.map(({ chat, lastOutboundAt }) => ({
     chat, after: latest(stored.get(chat)?.readAt, stored.get(chat)?.clearedAt, lastOutboundAt)
   })))
+  const names = await app.conversations.namesOf(companyId, shown.map(({ chat }) => chat))
   const last = shown.at(-1)
   return {
     success: true,
     companyId,
     chats: shown.map(({ chat, lastMessage }) => ({
       ...stateOf(chat, stored.get(chat)),
+      name: names.get(chat) ?? null,
       lastMessage,
       unreadCount: unread.get(chat) ?? 0
     })),

@@ -67,6 +67,12 @@ export interface Conversations {
   receivedAfter: (companyId: string, marks: { chat: string, after: Date | null }[]) => Promise<Map<string, number>>
   /** Many LID-phone pairs at once (a history chunk's map), as learnLid. */
   learnLids: (companyId: string, pairs: { lid: string, phone: string }[]) => Promise<void>
+  /**
+   * Names chats (`chat`: its JID as the chat list names it): `replace` for a name the phone saved or
+   * a group's subject; otherwise (a push name) only where none is known.
+   */
+  nameChats: (companyId: string, names: { chat: string, name: string }[], options: { replace: boolean }) => Promise<void>
+  namesOf: (companyId: string, chats: string[]) => Promise<Map<string, string>>
   /** The chat's oldest message in the history. */
   oldestIn: (companyId: string, chat: string) => Promise<MessageRecord | undefined>
   /**
@@ -121,6 +127,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
   const budgets = new BoundedMap<string, BucketState>(CHECK_CACHE_ENTRIES)
   /** Edits and deletions sent lately, whose receipts are not about a message of the history. */
   const protocolMessages = new BoundedMap<string, true>(CHECK_CACHE_ENTRIES)
+  /** `<companyId>/<chat>` → the contact's push name, as last stored: the same name again writes nothing. */
+  const pushNames = new BoundedMap<string, string>(CHECK_CACHE_ENTRIES)
   /** `<companyId>/<lid>` → phone, as last stored: the same mapping again writes nothing. */
   const lids = new BoundedMap<string, string>(CHECK_CACHE_ENTRIES)
   /**
@@ -135,7 +143,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
 
   // The holder's writes, in the order it published: inserts batched, state changes after them.
   type Pending = { insert: NewMessage } | { advance: Receipt } |
-  { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } }
+  { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } } |
+  { name: { companyId: string, chat: string, name: string } }
   const pending: Pending[] = []
   let flushing: Promise<void> = Promise.resolve()
   const flushNow = async () => {
@@ -157,6 +166,9 @@ export default fp<ConversationsOptions>(async (app, options) => {
             await store.learnLid(item.lid.companyId, item.lid.lid, item.lid.phone)
           } else if ('forget' in item) {
             await store.forgetPlaceholder(item.forget.companyId, item.forget.messageId)
+          } else if ('name' in item) {
+            // The name a contact gave themselves names their chat only where the phone saved none.
+            await store.name(item.name.companyId, [item.name], { replace: false })
           }
         }
         if (receipts.length > 0) await store.advance(receipts)
@@ -209,6 +221,12 @@ export default fp<ConversationsOptions>(async (app, options) => {
           epoch: event.epoch
         }
       })
+      const pushName = text(data.pushName)
+      const chat = phone ? `${phone}@s.whatsapp.net` : lid
+      if (pushName && chat && !data.groupId && pushNames.get(`${companyId}/${chat}`) !== pushName) {
+        pushNames.set(`${companyId}/${chat}`, pushName)
+        pending.push({ name: { companyId, chat, name: pushName } })
+      }
       if (phone && lid && lids.get(`${companyId}/${lid}`) !== phone) {
         remember(companyId, lid, phone)
         pending.push({ lid: { companyId, lid, phone } })
@@ -260,6 +278,8 @@ export default fp<ConversationsOptions>(async (app, options) => {
   const retentionMs = options.messageRetentionDays * 24 * 60 * 60 * 1000
   const conversations: Conversations = {
     oldestIn: (companyId, chat) => chatList.oldest(companyId, chat),
+    nameChats: (companyId, names, nameOptions) => store.name(companyId, names, nameOptions),
+    namesOf: (companyId, chats) => store.namesOf(companyId, chats),
     learnLids: async (companyId, pairs) => {
       const fresh = pairs.filter(({ lid, phone }) => lids.get(`${companyId}/${lid}`) !== phone)
       await store.learnLids(companyId, fresh)

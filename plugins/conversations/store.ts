@@ -113,11 +113,29 @@ export class AddHistoryMediaRefs extends Migration {
   }
 }
 
+/** The names chats go by, by the chat's JID as the chat list names chats (a group's, a phone's, a LID's). */
+export class CreateChatNames extends Migration {
+  override async up (): Promise<void> {
+    this.addSql(`create table if not exists whatsapp_chat_names (
+      company_id varchar(64) not null,
+      chat varchar(80) not null,
+      name varchar(256) not null,
+      updated_at timestamptz not null default now(),
+      primary key (company_id, chat)
+    )`)
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop table if exists whatsapp_chat_names')
+  }
+}
+
 export const conversationMigrations = [
   { name: 'conversations_001_messages_and_contacts', class: CreateConversations },
   { name: 'conversations_002_message_epochs', class: AddMessageEpochs },
   { name: 'conversations_003_group_chats', class: AddGroupChats },
-  { name: 'conversations_004_history_media', class: AddHistoryMediaRefs }
+  { name: 'conversations_004_history_media', class: AddHistoryMediaRefs },
+  { name: 'conversations_005_chat_names', class: CreateChatNames }
 ]
 
 /** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
@@ -419,6 +437,24 @@ export class ConversationStore {
     const rows = await this.#em().getConnection().execute<{ lid: string }[]>(
       'select lid from whatsapp_contacts where company_id = ? and phone = ? order by updated_at desc limit 1', [companyId, phone])
     return rows[0]?.lid
+  }
+
+/** Chats' names: a contact's name as the phone saved it or as they gave it (push name), a group's subject. */
+  async name (companyId: string, names: { chat: string, name: string }[], options: { replace: boolean }): Promise<void> {
+    if (names.length === 0) return
+    const unique = [...new Map(names.map((entry) => [entry.chat, entry])).values()]
+    await this.#em().getConnection().execute(`insert into whatsapp_chat_names (company_id, chat, name)
+      select ?, chat, name from json_to_recordset(?::json) as named (chat varchar, name varchar)
+      on conflict (company_id, chat) do ${options.replace ? 'update set name = excluded.name, updated_at = now()' : 'nothing'}`,
+    [companyId, JSON.stringify(unique.map((entry) => ({ chat: entry.chat, name: entry.name.slice(0, 256) })))], 'run')
+  }
+
+  async namesOf (companyId: string, chats: string[]): Promise<Map<string, string>> {
+    if (chats.length === 0) return new Map()
+    const rows: { chat: string, name: string }[] = await this.#em().getConnection().execute<{ chat: string, name: string }[]>(
+      `select chat, name from whatsapp_chat_names where company_id = ?
+        and chat in (select json_array_elements_text(?::json))`, [companyId, JSON.stringify(chats)])
+    return new Map(rows.map((row) => [row.chat, row.name]))
   }
 
   async forgetOlderThan (days: number): Promise<number> {

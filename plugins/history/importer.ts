@@ -176,8 +176,8 @@ export class HistoryImporter {
     ]
     const pushed = chunk.contacts.filter((contact) => !contact.name && contact.notify)
       .map((contact) => ({ chat: listNameOf(contact.phone ?? contact.jid, phoneOf), name: contact.notify! }))
-    await this.#store.name(companyId, saved, { replace: true })
-    await this.#store.name(companyId, pushed, { replace: false })
+    await this.#conversations.nameChats(companyId, saved, { replace: true })
+    await this.#conversations.nameChats(companyId, pushed, { replace: false })
     const since = history.settings.days === null ? 0 : Date.now() - history.settings.days * DAY_MS
     let added = 0
     let batch: HistoryRecord[] = []

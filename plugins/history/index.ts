@@ -12,10 +12,8 @@ import { historyMigrations, HistoryStore } from './store.ts'
 
 export const migrations = historyMigrations
 
-/** The history plugin's public face: the names the phone's history gave chats. */
+/** The history plugin's public face. */
 export interface History {
-  /** By the chat's JID as the history's chat list names chats (a group's, a phone's, a LID's). */
-  namesOf: (companyId: string, chats: string[]) => Promise<Map<string, string>>
   /** Resolves once every chunk told so far is imported (tests, benchmarks). */
   settled: (companyId?: string) => Promise<void>
 }
@@ -169,7 +167,6 @@ export default fp(async (app) => {
     (_request, context) => statusReply(context.companyId))
 
   app.decorate('history', {
-    namesOf: (companyId, chats) => store.namesOf(companyId, chats),
     settled: (companyId) => importer.settled(companyId)
   } satisfies History)
 

@@ -5,8 +5,7 @@ import type { HistoryNotice } from '../session-pool/index.ts'
 
 /**
  * Each history chunk the phone told of, kept from the moment it was told until it is imported: a
- * holder that takes the company over reads what its predecessor was told and did not finish. The
- * chats' names from the history, by the chat's JID as the history names chats.
+ * holder that takes the company over reads what its predecessor was told and did not finish.
  */
 export class CreateHistoryTables extends Migration {
   override async up (): Promise<void> {
@@ -27,22 +26,14 @@ export class CreateHistoryTables extends Migration {
     )`)
     this.addSql(`create index if not exists whatsapp_history_chunks_pending on whatsapp_history_chunks (company_id, told_at)
       where state = 'pending'`)
-    this.addSql(`create table if not exists whatsapp_chat_names (
-      company_id varchar(64) not null,
-      chat varchar(80) not null,
-      name varchar(256) not null,
-      updated_at timestamptz not null default now(),
-      primary key (company_id, chat)
-    )`)
   }
 
   override async down (): Promise<void> {
     this.addSql('drop table if exists whatsapp_history_chunks')
-    this.addSql('drop table if exists whatsapp_chat_names')
   }
 }
 
-export const historyMigrations = [{ name: 'history_001_chunks_and_names', class: CreateHistoryTables }]
+export const historyMigrations = [{ name: 'history_001_chunks', class: CreateHistoryTables }]
 
 /** A chunk that failed this many times is given up (left `failed`, counted in the state); each failure is logged. */
 export const MAX_CHUNK_ATTEMPTS = 5
@@ -130,23 +121,5 @@ export class HistoryStore {
       updatedAt: row?.updated ? new Date(row.updated).toISOString() : null,
       finishedAt: done && row?.updated ? new Date(row.updated).toISOString() : null
     }
-  }
-
-  /** The chats' names the history gave (a contact's saved name, a group's subject). */
-  async name (companyId: string, names: { chat: string, name: string }[], options: { replace: boolean }): Promise<void> {
-    if (names.length === 0) return
-    const unique = [...new Map(names.map((entry) => [entry.chat, entry])).values()]
-    await this.#em().getConnection().execute(`insert into whatsapp_chat_names (company_id, chat, name)
-      select ?, chat, name from json_to_recordset(?::json) as named (chat varchar, name varchar)
-      on conflict (company_id, chat) do ${options.replace ? 'update set name = excluded.name, updated_at = now()' : 'nothing'}`,
-    [companyId, JSON.stringify(unique.map((entry) => ({ chat: entry.chat, name: entry.name.slice(0, 256) })))], 'run')
-  }
-
-  async namesOf (companyId: string, chats: string[]): Promise<Map<string, string>> {
-    if (chats.length === 0) return new Map()
-    const rows: { chat: string, name: string }[] = await this.#em().getConnection().execute<{ chat: string, name: string }[]>(
-      `select chat, name from whatsapp_chat_names where company_id = ?
-        and chat in (select json_array_elements_text(?::json))`, [companyId, JSON.stringify(chats)])
-    return new Map(rows.map((row) => [row.chat, row.name]))
   }
 }
