@@ -8,6 +8,7 @@ import { NewestEpochs } from './epochs.js'
 import { ErrorNote, StateBadge, html, may } from './html.js'
 import { Groups } from './groups.js'
 import { Polls } from './polls.js'
+import { History } from './history.js'
 import { Calls } from './calls.js'
 
 const EVENTS_SHOWN = 100
@@ -242,6 +243,8 @@ export function Company ({ companyId, session }) {
   const [groupsAsked, askGroups] = useState(0)
   const [pollsAsked, askPolls] = useState(0)
   const [callsAsked, askCalls] = useState(0)
+  const [historyAsked, askHistory] = useState(0)
+  const [lastSync, setLastSync] = useState()
   // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
   // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
   const epochs = useRef(new NewestEpochs())
@@ -279,6 +282,10 @@ export function Company ({ companyId, session }) {
         if (GROUP_EVENTS.has(event.type)) askGroups((count) => count + 1)
         if (isPollEvent(event)) askPolls((count) => count + 1)
         if (CALL_EVENTS.has(event.type)) askCalls((count) => count + 1)
+        if (event.type === 'history_sync') {
+          setLastSync(event.data)
+          askHistory((count) => count + 1)
+        }
       }
     })
     return () => follower.stop()
@@ -308,6 +315,9 @@ export function Company ({ companyId, session }) {
       : null}
     ${status && may(principal, 'events') ? html`<${Polls} companyId=${companyId} api=${api} refresh=${pollsAsked} />` : null}
     ${status && may(principal, 'read') ? html`<${Calls} companyId=${companyId} api=${api} refresh=${callsAsked} />` : null}
+    ${status && may(principal, 'read')
+      ? html`<${History} companyId=${companyId} api=${api} refresh=${historyAsked} lastSync=${lastSync} />`
+      : null}
     <${LiveEvents} events=${events} state=${live} onReact=${setReactTo} canSend=${may(principal, 'send')} />
     ${may(principal, 'link') && status?.health?.phoneNumber
       ? html`<${Logout} companyId=${companyId} api=${api} onDone=${() => askStatus((count) => count + 1)} />`
