@@ -57,6 +57,8 @@ export class HistoryService {
   readonly #options: HistoryOptions
   /** Called when a device acknowledges a chunk, before the next is sent (tests break connections there). */
   readonly acknowledgedListeners = new Set<(device: string, chunk: SentChunk) => void>()
+  /** Called when a chunk was handed to a device's connection, before its receipt can come. */
+  readonly sentListeners = new Set<(device: string, chunk: SentChunk) => void>()
 
   constructor (options: HistoryOptions & {
     directory: Directory, devices: LinkedDevices, mailbox: Mailbox, media: MediaServer, record: Recorder
@@ -147,7 +149,8 @@ export class HistoryService {
       this.#record('error', `peer message ${node.attrs.id} from ${deviceName(device)}: ${(err as Error).message}`)
       return
     }
-    const request = message.protocolMessage?.peerDataOperationRequestMessage
+    // Baileys wraps what it sends its own devices as a device-sent message.
+    const request = (message.deviceSentMessage?.message ?? message).protocolMessage?.peerDataOperationRequestMessage
     const onDemand = request?.historySyncOnDemandRequest
     if (request?.peerDataOperationRequestType !== proto.Message.PeerDataOperationRequestType.HISTORY_SYNC_ON_DEMAND || !onDemand) return
     const chunk = planOnDemand(this.of(device.user), {
@@ -202,7 +205,7 @@ export class HistoryService {
       }
     }
     const syncType = proto.HistorySync.HistorySyncType[chunk.syncType]
-    sync.sent.push({
+    const sent: SentChunk = {
       messageId: id,
       syncType,
       chunkOrder: chunk.chunkOrder,
@@ -210,8 +213,10 @@ export class HistoryService {
       conversations: chunk.segments.length,
       messages,
       acknowledged: false
-    })
+    }
+    sync.sent.push(sent)
     await this.#mailbox.sendMessage(connection, message)
+    for (const listener of this.sentListeners) listener(sync.device, sent)
     const size = `${messages} messages, ${encrypted.body.length} bytes`
     this.#record('history', `${sync.device}: ${syncType} #${chunk.chunkOrder} (${size}) as ${id}`)
     return id

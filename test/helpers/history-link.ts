@@ -19,9 +19,12 @@ export interface HistoryConnection {
 /**
  * Real Baileys linked to `phone` on the simulator, as a gateway links for history: it processes every
  * history notification (FULL included), fetches blobs from the simulator's media server (WhatsApp's
- * fixed media host redirected), and asks for the full history when `syncFullHistory`.
+ * fixed media host redirected), and asks for the full history when `syncFullHistory`. With `mayClose`, the
+ * first connection after linking may end before it opened (a test breaks it mid-sync).
  */
-export async function linkForHistory (t: Test, simulator: WhatsAppSimulator, url: string, phone: string, syncFullHistory: boolean) {
+export async function linkForHistory (
+  t: Test, simulator: WhatsAppSimulator, url: string, phone: string, syncFullHistory: boolean, mayClose = false
+) {
   const creds = initAuthCreds()
   const keys = memoryKeys()
   const dispatcher = mediaHostDispatcher(simulator.media.hostname)
@@ -52,10 +55,11 @@ export async function linkForHistory (t: Test, simulator: WhatsAppSimulator, url
     (update.lastDisconnect?.error as { output?: { statusCode?: number } } | undefined)?.output?.statusCode
   if (!await waitFor(() => linking.updates.some((update) => closeCode(update) === 515), LINK_TIMEOUT_MS)) throw new Error('no restart')
   /** A new connection of the linked device (after the previous one ended). */
-  const connect = async (): Promise<HistoryConnection> => {
+  const connect = async (closing = false): Promise<HistoryConnection> => {
     const live = open()
-    if (!await waitFor(() => live.updates.some((update) => update.connection === 'open'), LINK_TIMEOUT_MS)) throw new Error('not open')
+    const settled = () => live.updates.some((update) => update.connection === 'open' || (closing && update.connection === 'close'))
+    if (!await waitFor(settled, LINK_TIMEOUT_MS)) throw new Error('not open')
     return { socket: live.socket, histories: live.histories }
   }
-  return { ...await connect(), connect, creds, device: creds.me!.id.replace(/@.*/, '') }
+  return { ...await connect(mayClose), connect: () => connect(), creds, device: creds.me!.id.replace(/@.*/, '') }
 }
