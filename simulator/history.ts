@@ -63,6 +63,8 @@ export interface GenerateInput {
 export class PhoneHistory {
   readonly chats = new Map<string, HistoryChat>()
   #generated = 0
+  /** Messages added without an id get `H<n>` by this count. */
+  #unnamed = 0
 
   get messageCount (): number {
     let count = 0
@@ -75,7 +77,7 @@ export class PhoneHistory {
       const chat = this.#chat(input.jid, input.name, input.lid)
       for (const message of input.messages) {
         chat.messages.push({
-          id: message.id ?? `H${this.chats.size}-${chat.messages.length}-${this.messageCount}`,
+          id: message.id ?? `HM${this.#unnamed++}`,
           fromMe: message.fromMe,
           timestamp: message.timestamp,
           ...(message.text !== undefined ? { text: message.text } : {}),

@@ -243,3 +243,22 @@ t.test('on demand the phone sends the chat\'s older messages, then an empty chun
   t.match(simulator.history.syncs(SALON)[0].chunks.at(-1), { syncType: 'ON_DEMAND', conversations: 1, messages: 0 },
     'the conversation, without messages')
 })
+
+t.test('100,000 messages in 2,000 chats reach a device in chunks of 5,000', async (t) => {
+  const { simulator, url } = await startSimulator(t)
+  const app = controlApi(simulator)
+  t.teardown(() => app.close())
+  const started = Date.now()
+  const posted = await app.inject({
+    method: 'POST',
+    url: `/accounts/${SALON}/history`,
+    payload: { generate: { chats: 2_000, messagesPerChat: 50, days: 365, lidShare: 0.3, mediaShare: 0.02 }, messagesPerChunk: 5_000 }
+  })
+  t.same(posted.json(), { success: true, chats: 2_000, messages: 100_000 })
+  const device = await linkForHistory(t, simulator, url, SALON, true)
+  t.ok(await waitFor(() => messagesOf(device).length === 100_000, 60_000), 'every message received')
+  const chunks = simulator.history.syncs(SALON)[0].chunks
+  t.ok(chunks.every((chunk) => chunk.messages <= 5_000), `${chunks.length} chunks of at most 5,000 messages`)
+  t.equal(new Set(messagesOf(device).map((message) => message.key.id)).size, 100_000, 'each once')
+  t.comment(`generated, synced and processed in ${Date.now() - started} ms`)
+})
