@@ -169,17 +169,24 @@ export class HistoryService {
   async #sendNext (connection: Connection, sync: DeviceSync): Promise<void> {
     const chunk = sync.chunks[sync.next]
     if (!chunk) return
+    // In flight from now: a login or receipt meanwhile must not send another one alongside.
+    const id = stanzaId().toUpperCase()
+    sync.inFlight = id
     sync.next++
-    sync.inFlight = await this.#send(connection, sync, chunk)
+    await this.#send(connection, sync, chunk, id)
+  }
+
+  /** The device was unlinked: its sync ends. */
+  forget (device: string): void {
+    this.#syncs.delete(device)
   }
 
   /** Builds the chunk's blob (HistorySync, deflated, encrypted with the history keys), hosts it and notifies the device. */
-  async #send (connection: Connection, sync: DeviceSync, chunk: PlannedChunk): Promise<string> {
+  async #send (connection: Connection, sync: DeviceSync, chunk: PlannedChunk, id = stanzaId().toUpperCase()): Promise<void> {
     const phone = connection.device!.user
     const historySync = historySyncOf(chunk, this.#media)
     const encrypted = encryptMedia(deflateSync(proto.HistorySync.encode(historySync).finish()), 'history')
     const { directPath } = this.#media.host(encrypted.body)
-    const id = stanzaId().toUpperCase()
     const messages = chunk.segments.reduce((sum, segment) => sum + segment.to - segment.from, 0)
     const message: InboundMessage = {
       from: phone,
@@ -219,6 +226,5 @@ export class HistoryService {
     for (const listener of this.sentListeners) listener(sync.device, sent)
     const size = `${messages} messages, ${encrypted.body.length} bytes`
     this.#record('history', `${sync.device}: ${syncType} #${chunk.chunkOrder} (${size}) as ${id}`)
-    return id
   }
 }

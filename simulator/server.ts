@@ -182,6 +182,7 @@ export class WhatsAppSimulator {
   logout (device: string): boolean {
     if (!this.#devices.logout(device)) return false
     this.#mailbox.discard(device)
+    this.history.forget(device)
     return true
   }
 

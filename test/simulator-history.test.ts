@@ -111,6 +111,8 @@ t.test('a newly linked device gets the recent history: bootstrap, push names, re
   t.ok(contacts.some((contact) => contact.id === pn(ANNA) && contact.notify === 'Anna'), 'Anna\'s push name')
   t.ok(contacts.some((contact) => contact.id === pn(BORIS) && contact.notify === 'Boris'), 'Boris\'s push name')
   t.match(simulator.history.syncs(SALON), [{ device: device.device, planned: 3 }])
+  // Baileys counts a finished initial sync (its app-state sync answered) and skips the wait at its next login.
+  t.ok(await waitFor(() => device.creds.accountSyncCounter === 1, STEP_MS), 'Baileys finished its initial sync')
 })
 
 t.test('with syncFullHistory the older messages follow in FULL chunks, and history media downloads', async (t) => {
