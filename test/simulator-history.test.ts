@@ -79,7 +79,13 @@ const chunksSent = (simulator: WhatsAppSimulator) =>
 
 t.test('a newly linked device gets the recent history: bootstrap, push names, recent; chats, contacts and LID mappings', async (t) => {
   const { simulator, url } = await startSimulator(t)
-  simulator.history.of(SALON).add(CHATS)
+  const app = controlApi(simulator)
+  t.teardown(() => app.close())
+  const posted = await app.inject({ method: 'POST', url: `/accounts/${SALON}/history`, payload: { chats: CHATS } })
+  t.same(posted.json(), { success: true, chats: 3, messages: 8 }, 'the phone holds the chats the control API gave it')
+  const notAJid = { chats: [{ jid: 'nobody', messages: [] }] }
+  const refused = await app.inject({ method: 'POST', url: `/accounts/${SALON}/history`, payload: notAJid })
+  t.equal(refused.statusCode, 400, 'a chat that is not a JID is refused')
   const device = await linkForHistory(t, simulator, url, SALON, false)
   t.ok(await synced(simulator, device, 6), 'every chunk acknowledged, the recent messages received')
   t.same(chunksSent(simulator), ['INITIAL_BOOTSTRAP #0 100%', 'PUSH_NAME #0 100%', 'RECENT #0 100%'],
