@@ -16,7 +16,8 @@ const HistoryMessage = Type.Object({
     fileName: Type.Optional(Type.String({ minLength: 1, maxLength: 255 }))
   })),
   timestamp: Type.Integer({ minimum: 0, description: 'Unix seconds' }),
-  participant: Type.Optional(Type.String({ pattern: '^\\d{5,20}@s\\.whatsapp\\.net$', description: 'a group message\'s sender' }))
+  participant: Type.Optional(Type.String({ pattern: '^\\d{5,20}@s\\.whatsapp\\.net$', description: 'a group message\'s sender' })),
+  pushName: Type.Optional(Type.String({ maxLength: 64, description: 'a received group message\'s sender name' }))
 })
 const HistoryChat = Type.Object({
   jid: Jid,

@@ -41,8 +41,7 @@ export function planInitialSync (history: PhoneHistory, options: PlanOptions): P
   }
   const chunks: PlannedChunk[] = [{ syncType: SyncType.INITIAL_BOOTSTRAP, chunkOrder: 0, progress: 100, segments: bootstrap }]
 
-  const pushNames = chats.filter((chat) => chat.name && chat.pnJid).map((chat) => ({ id: chat.pnJid!, pushname: chat.name! }))
-  chunks.push({ syncType: SyncType.PUSH_NAME, chunkOrder: 0, progress: 100, segments: [], pushNames })
+  chunks.push({ syncType: SyncType.PUSH_NAME, chunkOrder: 0, progress: 100, segments: [], pushNames: pushNamesOf(chats) })
 
   // Chats the bootstrap left out, and those it carried only the last messages of.
   const inBootstrap = new Set(bootstrap.map((segment) => segment.chat))
@@ -96,6 +95,18 @@ function pack (syncType: proto.HistorySync.HistorySyncType, segments: Segment[],
     progress: Math.floor(100 * (index + 1) / chunks.length),
     segments: chunk
   }))
+}
+
+/** The names of the person chats' contacts, and of the group participants whose messages carry one (their latest). */
+function pushNamesOf (chats: HistoryChat[]): { id: string, pushname: string }[] {
+  const names = new Map<string, string>()
+  for (const chat of chats) {
+    if (chat.name && chat.pnJid) names.set(chat.pnJid, chat.name)
+    for (const message of chat.messages) {
+      if (message.participant && message.pushName) names.set(message.participant, message.pushName)
+    }
+  }
+  return [...names].map(([id, pushname]) => ({ id, pushname }))
 }
 
 const lastTimestamp = (chat: HistoryChat) => chat.messages.at(-1)?.timestamp ?? 0

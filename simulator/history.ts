@@ -12,6 +12,8 @@ export interface HistoryMessage {
   media?: HistoryMedia
   /** A group message's sender (phone JID); absent for the account's own. */
   participant?: string
+  /** The sender's name on a received group message (a person chat's messages carry the chat's name). */
+  pushName?: string
 }
 
 export interface HistoryMedia {
@@ -49,6 +51,7 @@ export interface MessageInput {
   /** Unix seconds. */
   timestamp: number
   participant?: string
+  pushName?: string
 }
 
 export interface GenerateInput {
@@ -82,7 +85,8 @@ export class PhoneHistory {
           timestamp: message.timestamp,
           ...(message.text !== undefined ? { text: message.text } : {}),
           ...(message.media ? { media: { ...message.media } } : {}),
-          ...(message.participant ? { participant: message.participant } : {})
+          ...(message.participant ? { participant: message.participant } : {}),
+          ...(message.pushName ? { pushName: message.pushName } : {})
         })
       }
       chat.messages.sort((a, b) => a.timestamp - b.timestamp)
@@ -188,7 +192,7 @@ function webMessageOf (chat: HistoryChat, record: HistoryMessage, media: MediaSe
     ...(participant ? { participant } : {}),
     ...(record.fromMe
       ? { status: proto.WebMessageInfo.Status.READ }
-      : { pushName: group ? undefined : chat.name, status: proto.WebMessageInfo.Status.DELIVERY_ACK })
+      : { pushName: record.pushName ?? (group ? undefined : chat.name), status: proto.WebMessageInfo.Status.DELIVERY_ACK })
   }
 }
 

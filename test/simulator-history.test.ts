@@ -54,7 +54,7 @@ const CHATS: ChatInput[] = [
     jid: GROUP,
     name: 'Staff',
     messages: [
-      { id: 'G1', fromMe: false, participant: pn(VERA), text: 'morning all', timestamp: now - 4 * DAY },
+      { id: 'G1', fromMe: false, participant: pn(VERA), pushName: 'Vera', text: 'morning all', timestamp: now - 4 * DAY },
       { id: 'G2', fromMe: true, text: 'morning', timestamp: now - 4 * DAY + 60 }
     ]
   }
@@ -105,7 +105,7 @@ t.test('a newly linked device gets the recent history: bootstrap, push names, re
   t.ok(byId.get('A3')?.message?.extendedTextMessage, 'a text with a link is an extendedTextMessage')
   t.equal(byId.get('A4')?.pushName, 'Anna', 'a received message carries its sender\'s push name')
   t.equal(byId.get('A2')?.status, proto.WebMessageInfo.Status.READ, 'a sent one its status')
-  t.equal(byId.get('G1')?.key.participant, pn(VERA), 'a group message its participant')
+  t.match(byId.get('G1'), { key: { participant: pn(VERA) }, pushName: 'Vera' }, 'a group message its participant and name')
 
   const chats = device.histories.flatMap((set) => set.chats)
   t.same(new Set(chats.map((chat) => chat.id)), new Set([pn(ANNA), boris, GROUP]), 'the three chats')
@@ -116,6 +116,7 @@ t.test('a newly linked device gets the recent history: bootstrap, push names, re
   const contacts = device.histories.flatMap((set) => set.contacts)
   t.ok(contacts.some((contact) => contact.id === pn(ANNA) && contact.notify === 'Anna'), 'Anna\'s push name')
   t.ok(contacts.some((contact) => contact.id === pn(BORIS) && contact.notify === 'Boris'), 'Boris\'s push name')
+  t.ok(contacts.some((contact) => contact.id === pn(VERA) && contact.notify === 'Vera'), 'the group participant Vera\'s push name')
   t.match(simulator.history.syncs(SALON), [{ device: device.device, planned: 3 }])
   // Baileys counts a finished initial sync (its app-state sync answered) and skips the wait at its next login.
   t.ok(await waitFor(() => device.creds.accountSyncCounter === 1, STEP_MS), 'Baileys finished its initial sync')
