@@ -115,6 +115,8 @@ export class Account {
   readonly registeredKeys = new Map<number, RegisteredKeys>()
   /** The privacy setting "who can add me to groups": `nobody` makes adds fail with 403 (an invitation instead). */
   groupAdd: 'all' | 'nobody' = 'all'
+  /** Devices just linked, until their first login, and whether each asked for the full history (`requireFullSync`). */
+  readonly awaitingHistory = new Map<number, { fullSync: boolean }>()
   /** The name the account shows others (`notify` on its messages), if set. */
   pushName: string | undefined
 

@@ -10,6 +10,7 @@ import { profileControl } from './control-profiles.ts'
 import { callControl } from './control-calls.ts'
 import { chatControl } from './control-chats.ts'
 import { statusControl } from './control-status.ts'
+import { historyControl } from './control-history.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -183,5 +184,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   void app.register(callControl(simulator))
   void app.register(chatControl(simulator))
   void app.register(statusControl(simulator))
+  void app.register(historyControl(simulator))
   return app
 }

@@ -43,6 +43,8 @@ export class Linking {
   readonly #options: { qrRefs?: number }
   /** The keys each unlinked connection registers with (its handshake's pairing data), until it is linked. */
   readonly #registrations = new WeakMap<Connection, RegisteredKeys>()
+  /** Whether each unlinked connection's companion asked for the full history (its companion props' `requireFullSync`). */
+  readonly #fullSync = new WeakMap<Connection, boolean>()
 
   constructor (directory: Directory, record: Recorder, options: { qrRefs?: number }) {
     this.#directory = directory
@@ -54,6 +56,7 @@ export class Linking {
   offerQr (connection: Connection, registration?: proto.ClientPayload.IDevicePairingRegistrationData | null): void {
     const keys = registration ? registeredKeys(registration) : undefined
     if (keys) this.#registrations.set(connection, keys)
+    this.#fullSync.set(connection, requiresFullSync(registration))
     const refs = Array.from({ length: this.#options.qrRefs ?? DEFAULT_QR_REFS }, () => `2@${randomBytes(32).toString('base64')}`)
     for (const ref of refs) this.#waitingForScan.set(ref, connection)
     connection.send({
@@ -180,6 +183,7 @@ export class Linking {
     account.knownDevices.add(device)
     const keys = this.#registrations.get(waiting)
     if (keys) account.registeredKeys.set(device, keys)
+    account.awaitingHistory.set(device, { fullSync: this.#fullSync.get(waiting) ?? false })
     waiting.send({
       tag: 'iq',
       attrs: { from: S_WHATSAPP_NET, type: 'set', id: stanzaId() },
@@ -200,6 +204,16 @@ export class Linking {
       waiting.socket.close()
     }, RESTART_AFTER_PAIRING_MS)
     return `${phoneNumber}:${device}`
+  }
+}
+
+/** The companion asked for the whole history, not only the recent window (Baileys' `syncFullHistory`). */
+function requiresFullSync (registration: proto.ClientPayload.IDevicePairingRegistrationData | null | undefined): boolean {
+  if (!registration?.deviceProps?.length) return false
+  try {
+    return Boolean(proto.DeviceProps.decode(registration.deviceProps).requireFullSync)
+  } catch {
+    return false
   }
 }
 

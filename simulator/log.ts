@@ -3,7 +3,7 @@ export interface SimulatorLogEntry {
   kind:
     | 'handshake' | 'pair-device' | 'pair-success' | 'login' | 'replaced' | 'logged-out'
     | 'recv' | 'message' | 'inbound' | 'refused' | 'closed' | 'error' | 'media' | 'group'
-    | 'profile' | 'call' | 'app-state'
+    | 'profile' | 'call' | 'app-state' | 'history'
   detail: string
 }
 

@@ -242,11 +242,11 @@ export class Mailbox {
   }
 
   /** The device logged in on `connection`: it gets what was kept for it, marked offline, then how many (`<ib><offline>`). */
-  handOver (connection: Connection): void {
+  handOver (connection: Connection): Promise<void> {
     const name = deviceName(connection.device!)
     const waiting = this.#kept.get(name) ?? []
     this.#kept.delete(name)
-    this.#sendKept(connection, name, waiting).catch((err: unknown) => {
+    return this.#sendKept(connection, name, waiting).catch((err: unknown) => {
       this.#record('error', `offline messages for ${name}: ${(err as Error).message}`)
     })
   }

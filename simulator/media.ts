@@ -43,8 +43,10 @@ export function trustSimulatorCa (): void {
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest()
 
 /** The media key expanded with HKDF-SHA256 (no salt) into the IV, the AES-256-CBC key and the HMAC key. */
-export function mediaKeys (mediaKey: Uint8Array, kind: MediaKind): { iv: Buffer, cipherKey: Buffer, macKey: Buffer } {
-  const expanded = Buffer.from(hkdfSync('sha256', mediaKey, Buffer.alloc(0), KEY_INFO[kind], 112))
+export function mediaKeys (mediaKey: Uint8Array, kind: MediaKind | 'history'): { iv: Buffer, cipherKey: Buffer, macKey: Buffer } {
+  // A history sync blob is encrypted as media is, with keys of its own ('md-msg-hist' in Baileys).
+  const info = kind === 'history' ? 'WhatsApp History Keys' : KEY_INFO[kind]
+  const expanded = Buffer.from(hkdfSync('sha256', mediaKey, Buffer.alloc(0), info, 112))
   return { iv: expanded.subarray(0, 16), cipherKey: expanded.subarray(16, 48), macKey: expanded.subarray(48, 80) }
 }
 
@@ -58,7 +60,7 @@ export interface EncryptedMedia {
 }
 
 /** Encrypts a file as a WhatsApp client does before uploading it. */
-export function encryptMedia (plain: Uint8Array, kind: MediaKind): EncryptedMedia {
+export function encryptMedia (plain: Uint8Array, kind: MediaKind | 'history'): EncryptedMedia {
   const mediaKey = randomBytes(32)
   const { iv, cipherKey, macKey } = mediaKeys(mediaKey, kind)
   const cipher = createCipheriv('aes-256-cbc', cipherKey, iv)

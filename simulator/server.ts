@@ -15,6 +15,7 @@ import { ProfileService } from './profiles.ts'
 import { CallService } from './calls.ts'
 import { AppStateService } from './app-state.ts'
 import { STATUS_JID, StatusService } from './status.ts'
+import { HistoryService } from './history-sync.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
@@ -31,6 +32,10 @@ export interface SimulatorOptions {
   mediaPort?: number
   /** The host clients reach the media server by (in URLs): 127.0.0.1 unless it runs behind another name. */
   mediaPublicHost?: string
+  /** The most messages one history sync chunk carries (default 3000; POST /accounts/:phone/history can set it per account). */
+  historyMessagesPerChunk?: number
+  /** Messages newer than this many days come in the RECENT sync; older ones only in a FULL one (default 90). */
+  historyRecentDays?: number
 }
 
 /**
@@ -62,6 +67,8 @@ export class WhatsAppSimulator {
   readonly appState: AppStateService
   /** Status posts (stories): the linked devices' posts as their recipients opened them, and contacts' posts. */
   readonly status: StatusService
+  /** The phones' chat history, synced to newly linked devices and fetched on demand. */
+  readonly history: HistoryService
 
   constructor (options: SimulatorOptions = {}) {
     this.#options = options
@@ -82,6 +89,15 @@ export class WhatsAppSimulator {
     })
     this.calls = new CallService(this.directory, this.#devices, this.#mailbox, record)
     this.appState = new AppStateService({ directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, record })
+    this.history = new HistoryService({
+      directory: this.directory,
+      devices: this.#devices,
+      mailbox: this.#mailbox,
+      media: this.media,
+      record,
+      messagesPerChunk: options.historyMessagesPerChunk,
+      recentDays: options.historyRecentDays
+    })
     this.status = new StatusService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, record
     })
@@ -166,6 +182,7 @@ export class WhatsAppSimulator {
   logout (device: string): boolean {
     if (!this.#devices.logout(device)) return false
     this.#mailbox.discard(device)
+    this.history.forget(device)
     return true
   }
 
@@ -214,14 +231,20 @@ export class WhatsAppSimulator {
   /** A linked device logs in: what WhatsApp kept for it while it was offline follows. */
   #login (connection: Connection, device: DeviceAddress): void {
     if (!this.#devices.login(connection, device)) return
-    this.#mailbox.handOver(connection)
-    this.appState.loggedIn(connection).catch((err: unknown) => this.#record('error', `app-state key share: ${(err as Error).message}`))
+    const handedOver = this.#mailbox.handOver(connection)
+    const keyShared = this.appState.loggedIn(connection)
+      .catch((err: unknown) => this.#record('error', `app-state key share: ${(err as Error).message}`))
+    // History comes after the offline messages' end (`<ib><offline>`): Baileys awaits it from then on.
+    Promise.all([handedOver, keyShared]).then(() => this.history.loggedIn(connection))
+      .catch((err: unknown) => this.#record('error', `history sync: ${(err as Error).message}`))
   }
 
   /** A delivery or read receipt is how a device acknowledges a message: WhatsApp forgets it then, and the contact sees it. */
   #receipt (connection: Connection, node: BinaryNode): void {
     this.#mailbox.receipted(connection, node)
-    if (isJidGroup(node.attrs.to)) this.groups.receiptFromDevice(connection, node)
+    if (node.attrs.type === 'hist_sync') {
+      this.history.receipted(connection, node).catch((err: unknown) => this.#record('error', `history sync: ${(err as Error).message}`))
+    } else if (isJidGroup(node.attrs.to)) this.groups.receiptFromDevice(connection, node)
     else if (node.attrs.to === STATUS_JID) this.status.receiptFromDevice(connection, node)
     else this.#contacts.receiptFromDevice(connection, node)
   }
@@ -242,6 +265,8 @@ export class WhatsAppSimulator {
     this.#record('recv', `${node.tag} ${JSON.stringify(node.attrs)}`)
     if (node.tag === 'message' && isJidGroup(node.attrs.to)) return this.groups.relay(connection, node)
     if (node.tag === 'message' && node.attrs.to === STATUS_JID) return this.status.relay(connection, node)
+    // A device's message to its own phone (a history request) carries one <enc>, no <participants>.
+    if (node.tag === 'message' && node.attrs.category === 'peer') return this.history.peerMessage(connection, node)
     if (node.tag === 'message') return this.#contacts.relay(connection, node)
     // A device's app-state patches are taken in order, before its next stanza.
     if (node.tag === 'iq' && node.attrs.xmlns === 'w:sync:app:state') return this.appState.answerIq(connection, node)
