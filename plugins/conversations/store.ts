@@ -439,7 +439,7 @@ export class ConversationStore {
     return rows[0]?.lid
   }
 
-/** Chats' names: a contact's name as the phone saved it or as they gave it (push name), a group's subject. */
+  /** Chats' names: a contact's name as the phone saved it or as they gave it (push name), a group's subject. */
   async name (companyId: string, names: { chat: string, name: string }[], options: { replace: boolean }): Promise<void> {
     if (names.length === 0) return
     const unique = [...new Map(names.map((entry) => [entry.chat, entry])).values()]

@@ -4,8 +4,8 @@ import type { Conversations, HistoryRecord } from '../conversations/index.ts'
 import type { HistoryChunk, HistoryMessage, HistoryNotice, HistoryPort } from '../session-pool/index.ts'
 import type { HistoryStore } from './store.ts'
 
-/** Rows per insert: large enough that a chunk of thousands is a few statements, small enough to keep each one short. */
-const ROWS_PER_INSERT = 2_000
+/** Rows per insert at most: a slice of a chunk (a few hundred messages) is one statement, a longer conversation a few. */
+const ROWS_PER_INSERT = 1_000
 const DAY_MS = 24 * 60 * 60 * 1000
 
 /** What importing needs of the connection that told a chunk. */
@@ -124,41 +124,42 @@ export class HistoryImporter {
     const { companyId, history } = source
     // A replica that lost the company leaves the chunk pending: the new holder imports it.
     if (!source.holds()) return
-    let chunk: HistoryChunk
+    // A request for older messages asked for them: the link's age limit is for what the phone sends by itself.
+    const since = history.settings.days === null || notice.syncType === 'on_demand' ? 0 : Date.now() - history.settings.days * DAY_MS
+    let added = 0
+    let chats = 0
     try {
-      chunk = await history.read(notice)
+      await history.read(notice, async (slice) => {
+        added += await this.#write(companyId, slice, since)
+        chats += slice.chats.length
+      })
+      if (!await this.#store.imported(companyId, notice.id, { chats, messages: added })) return
     } catch (err) {
       const retry = await this.#store.failed(companyId, notice.id).catch(() => false)
-      this.#log.warn({ err, companyId, notice: notice.id, syncType: notice.syncType, retry }, 'a history chunk could not be read')
+      this.#log.warn({ err, companyId, notice: notice.id, syncType: notice.syncType, retry }, 'a history chunk could not be imported')
+      // Writing is idempotent: a chunk read again adds only what it did not add before.
+      if (retry && source.holds()) this.#enqueueAgain(source, notice)
       return
     }
-    try {
-      const added = await this.#write(companyId, history, chunk)
-      if (!await this.#store.imported(companyId, notice.id, { chats: chunk.chats.length, messages: added })) return
-      const totals = await this.#store.state(companyId, history.settings.mode)
-      source.publish({
-        syncType: notice.syncType,
-        chunk: notice.chunkOrder,
-        progress: notice.progress,
-        chats: chunk.chats.length,
-        messages: added,
-        done: totals.state === 'done',
-        ...(notice.requestId ? { requestId: notice.requestId } : {}),
-        totals: { chunks: totals.chunks, chats: totals.chats, messages: totals.messages }
-      })
-    } catch (err) {
-      const retry = await this.#store.failed(companyId, notice.id).catch(() => false)
-      this.#log.error({ err, companyId, notice: notice.id, retry }, 'a history chunk could not be imported')
-      if (retry && source.holds()) this.#enqueueAgain(source, notice)
-    }
+    const totals = await this.#store.state(companyId, history.settings.mode)
+    source.publish({
+      syncType: notice.syncType,
+      chunk: notice.chunkOrder,
+      progress: notice.progress,
+      chats,
+      messages: added,
+      done: totals.state === 'done',
+      ...(notice.requestId ? { requestId: notice.requestId } : {}),
+      totals: { chunks: totals.chunks, chats: totals.chats, messages: totals.messages }
+    })
   }
 
   #enqueueAgain (source: ImportSource, notice: HistoryNotice): void {
     setTimeout(() => this.#enqueue(source, notice), 1_000).unref()
   }
 
-  /** Writes a chunk's LID map, names and messages; returns how many messages were new to the history. */
-  async #write (companyId: string, history: HistoryPort, chunk: HistoryChunk): Promise<number> {
+  /** Writes a slice's LID map, names and messages (those since `since`, ms); returns how many messages were new to the history. */
+  async #write (companyId: string, chunk: HistoryChunk, since: number): Promise<number> {
     const phoneOf = new Map<string, string>()
     const lidOf = new Map<string, string>()
     for (const { lid, phone } of chunk.lids) {
@@ -178,7 +179,6 @@ export class HistoryImporter {
       .map((contact) => ({ chat: listNameOf(contact.phone ?? contact.jid, phoneOf), name: contact.notify! }))
     await this.#conversations.nameChats(companyId, saved, { replace: true })
     await this.#conversations.nameChats(companyId, pushed, { replace: false })
-    const since = history.settings.days === null ? 0 : Date.now() - history.settings.days * DAY_MS
     let added = 0
     let batch: HistoryRecord[] = []
     for (const message of chunk.messages) {

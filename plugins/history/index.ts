@@ -39,6 +39,8 @@ export default fp(async (app) => {
   const importer = new HistoryImporter(store, app.conversations, app.log)
   /** Each held company's connection, for the holder's commands. */
   const sockets = new Map<string, WaSocket>()
+  /** Set as the replica shuts down: chunks not begun are left to the next holder rather than holding the shutdown up. */
+  let closing = false
 
   const stateOf = async (companyId: string): Promise<HistorySyncState> => {
     const mode = sockets.get(companyId)?.history.settings.mode ?? (await app.sessionPool.historySettings(companyId)).mode
@@ -52,7 +54,7 @@ export default fp(async (app) => {
       companyId,
       history: socket.history,
       publish: (data: Parameters<typeof emit<'history_sync'>>[1]) => emit('history_sync', data),
-      holds: () => sockets.get(companyId) === socket && app.sessionPool.get(companyId) === session
+      holds: () => !closing && sockets.get(companyId) === socket && app.sessionPool.get(companyId) === session
     }
     socket.on('connection', (update) => {
       if (update.connection === 'open') {
@@ -72,6 +74,12 @@ export default fp(async (app) => {
     if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} is not connected`)
     return socket.history
   }
+
+  // Both routes name everything in the path: a POST without a body (curl -X POST) is the empty one.
+  const BODYLESS = new Set([`${BASE}/chats/:chat/history`, `${BASE}/messages/:messageId/media`])
+  app.addHook('preValidation', async (request) => {
+    if (request.method === 'POST' && BODYLESS.has(request.routeOptions.url ?? '')) request.body ??= {}
+  })
 
   declareHolderCommand(app, {
     name: 'history-request',
@@ -170,7 +178,10 @@ export default fp(async (app) => {
     settled: (companyId) => importer.settled(companyId)
   } satisfies History)
 
-  app.addHook('preClose', async () => { await importer.settled() })
+  app.addHook('preClose', async () => {
+    closing = true
+    await importer.settled()
+  })
   app.addHook('onClose', async () => { await answering.close() })
 }, { name: 'history', dependencies: ['config', 'bus', 'db', 'events', 'conversations', 'media', 'ownership', 'session-pool'] })
 

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import makeWASocket, {
-  downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
+  Browsers, downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
   type AnyMessageContent, type CacheStore, type MiscMessageGenerationOptions, type SignalKeyStore, type WAMessage, type WAVersion
 } from '@whiskeysockets/baileys'
 import { withDeadline } from '../../core/deadline.ts'
@@ -224,6 +224,8 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       fireInitQueries: false,
       // Asks WhatsApp for the whole history at registration (a link); the chunks are the history plugin's (baileys-history.ts).
       syncFullHistory: history.settings.mode === 'full',
+      // WhatsApp gives the whole history only to a desktop companion.
+      ...(history.settings.mode === 'full' ? { browser: Browsers.macOS('Desktop') } : {}),
       shouldSyncHistoryMessage: history.offer,
       // The auth store retries database failures itself and never a fenced write: Baileys' own ten
       // commit attempts 3 s apart would only hold a send's answer for half a minute.

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { promisify } from 'node:util'
-import { inflate } from 'node:zlib'
+import { createInflate, inflate } from 'node:zlib'
+import protobuf from 'protobufjs/minimal.js'
 import {
-  downloadContentFromMessage, downloadHistory, jidNormalizedUser, normalizeMessageContent, proto, type WAMessageKey
+  downloadContentFromMessage, jidNormalizedUser, normalizeMessageContent, proto, type WAMessageKey
 } from '@whiskeysockets/baileys'
 import type { Dispatcher } from 'undici'
 import { HISTORY_SYNC_TYPES, type MediaKind } from '../../contracts/index.ts'
@@ -11,11 +13,10 @@ import type { BaileysArea } from './baileys-area.ts'
 import { detailsOf, mediaOf, textOf } from './baileys-content.ts'
 import { groupAuthorOf, mentionsOf } from './baileys-groups.ts'
 import {
-  SYNC_TYPES_OF, type HistoryChat, type HistoryChunk, type HistoryContact, type HistoryMessage,
+  SYNC_TYPES_OF, type HistoryChunk, type HistoryMessage,
   type HistoryNotice, type HistoryPort, type HistorySettings, type StoredMediaRef
 } from './history-port.ts'
 import { mediaHostDispatcher } from './media-host.ts'
-import type { LidMapping } from './socket-port.ts'
 
 const STATE: Partial<Record<number, HistoryMessage['state']>> = {
   [proto.WebMessageInfo.Status.ERROR]: 'failed',
@@ -127,50 +128,98 @@ export function historyMessageOf (info: proto.IWebMessageInfo): HistoryMessage |
   }
 }
 
-/** A chunk's content as the history port gives it: chats, contacts (names, phone and LID), messages and the LID map. */
-export function chunkOf (sync: proto.IHistorySync): HistoryChunk {
-  const chats: HistoryChat[] = []
-  const contacts: HistoryContact[] = []
-  const messages: HistoryMessage[] = []
-  const lids: LidMapping[] = []
-  for (const mapping of sync.phoneNumberToLidMappings ?? []) {
-    if (mapping.lidJid && mapping.pnJid) lids.push({ lid: mapping.lidJid, phone: mapping.pnJid })
+/** How many messages a slice of a chunk holds at most before it is handed over (a conversation is not split). */
+const SLICE_MESSAGES = 500
+
+const emptySlice = (): HistoryChunk => ({ chats: [], contacts: [], messages: [], lids: [] })
+
+/** A conversation of a chunk into a slice: the chat, its name as a contact's, its LID pair and its messages. */
+function addConversation (slice: HistoryChunk, conversation: proto.IConversation): void {
+  if (!conversation.id) return
+  const jid = jidNormalizedUser(conversation.id)
+  const isLid = jid.endsWith('@lid')
+  const alt = isLid ? conversation.pnJid : conversation.lidJid
+  if (alt && !jid.endsWith('@g.us')) {
+    slice.lids.push(isLid ? { lid: jid, phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt), phone: jid })
   }
-  for (const { id, pushname } of sync.pushnames ?? []) {
-    if (id && pushname) contacts.push({ jid: jidNormalizedUser(id), notify: pushname })
-  }
-  for (const conversation of sync.conversations ?? []) {
-    if (!conversation.id) continue
-    const jid = jidNormalizedUser(conversation.id)
-    const isLid = jid.endsWith('@lid')
-    const alt = isLid ? conversation.pnJid : conversation.lidJid
-    if (alt && !jid.endsWith('@g.us')) {
-      lids.push(isLid ? { lid: jid, phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt), phone: jid })
-    }
-    const name = conversation.displayName ?? conversation.name ?? undefined
-    chats.push({
+  const name = conversation.displayName ?? conversation.name ?? undefined
+  slice.chats.push({
+    jid,
+    ...(name ? { name } : {}),
+    ...(alt ? { alt: jidNormalizedUser(alt) } : {}),
+    ...(conversation.unreadCount ? { unreadCount: conversation.unreadCount } : {}),
+    ...(conversation.archived ? { archived: true } : {}),
+    ...(conversation.pinned ? { pinned: true } : {}),
+    ...(conversation.muteEndTime ? { mutedUntil: Number(conversation.muteEndTime) } : {})
+  })
+  if (name && !jid.endsWith('@g.us')) {
+    slice.contacts.push({
       jid,
-      ...(name ? { name } : {}),
-      ...(alt ? { alt: jidNormalizedUser(alt) } : {}),
-      ...(conversation.unreadCount ? { unreadCount: conversation.unreadCount } : {}),
-      ...(conversation.archived ? { archived: true } : {}),
-      ...(conversation.pinned ? { pinned: true } : {}),
-      ...(conversation.muteEndTime ? { mutedUntil: Number(conversation.muteEndTime) } : {})
+      name,
+      ...(isLid ? { lid: jid } : { phone: jid }),
+      ...(alt ? (isLid ? { phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt) }) : {})
     })
-    if (name && !jid.endsWith('@g.us')) {
-      contacts.push({
-        jid,
-        name,
-        ...(isLid ? { lid: jid } : { phone: jid }),
-        ...(alt ? (isLid ? { phone: jidNormalizedUser(alt) } : { lid: jidNormalizedUser(alt) }) : {})
-      })
-    }
-    for (const item of conversation.messages ?? []) {
-      const message = item.message ? historyMessageOf(item.message) : undefined
-      if (message) messages.push(message)
+  }
+  for (const item of conversation.messages ?? []) {
+    const message = item.message ? historyMessageOf(item.message) : undefined
+    if (message) slice.messages.push(message)
+  }
+}
+
+/**
+ * Reads an inflated `HistorySync` field by field (as its generated decoder does, without keeping the
+ * whole message): each conversation is decoded, turned into the port's shape and let go, and a slice
+ * is handed to `take` once it holds SLICE_MESSAGES messages, so a chunk's thousands of messages never
+ * live as objects all at once. Push names and the LID map (written after the conversations) come in
+ * the last slice.
+ */
+export async function readHistorySync (inflated: Uint8Array, take: (slice: HistoryChunk) => Promise<void>): Promise<void> {
+  const reader = protobuf.Reader.create(inflated)
+  let slice = emptySlice()
+  const handOver = async () => {
+    const full = slice
+    slice = emptySlice()
+    if (full.chats.length + full.contacts.length + full.messages.length + full.lids.length > 0) await take(full)
+  }
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32()
+    switch (tag >>> 3) {
+      case HISTORY_SYNC_FIELDS.conversations:
+        addConversation(slice, proto.Conversation.decode(reader, reader.uint32()))
+        if (slice.messages.length >= SLICE_MESSAGES) await handOver()
+        break
+      case HISTORY_SYNC_FIELDS.pushnames: {
+        const { id, pushname } = proto.Pushname.decode(reader, reader.uint32())
+        if (id && pushname) slice.contacts.push({ jid: jidNormalizedUser(id), notify: pushname })
+        break
+      }
+      case HISTORY_SYNC_FIELDS.phoneNumberToLidMappings: {
+        const { lidJid, pnJid } = proto.PhoneNumberToLIDMapping.decode(reader, reader.uint32())
+        if (lidJid && pnJid) slice.lids.push({ lid: lidJid, phone: pnJid })
+        break
+      }
+      default:
+        reader.skipType(tag & 7)
     }
   }
-  return { chats, contacts, messages, lids }
+  await handOver()
+}
+
+/** The fields of `HistorySync` (WAProto.proto) the gateway reads. */
+const HISTORY_SYNC_FIELDS = { conversations: 2, pushnames: 7, phoneNumberToLidMappings: 15 } as const
+
+/** A chunk's blob, downloaded, decrypted and inflated (a few MB at most; its objects are read slice by slice). */
+async function inflatedBlob (notice: HistoryNotice, options: RequestInit): Promise<Buffer> {
+  const { pointer } = notice
+  if (pointer.inline) return inflateAsync(Buffer.from(pointer.inline, 'base64'))
+  const stream = await downloadContentFromMessage({
+    directPath: pointer.directPath, mediaKey: bytes(pointer.mediaKey)
+  }, 'md-msg-hist', { options })
+  const parts: Buffer[] = []
+  const inflater = createInflate()
+  inflater.on('data', (part: Buffer) => parts.push(part))
+  await pipeline(stream, inflater)
+  return Buffer.concat(parts)
 }
 
 const bytes = (value: string | undefined) => (value ? Buffer.from(value, 'base64') : undefined)
@@ -198,22 +247,15 @@ export function historyPortOf (area: BaileysArea, notices: HistoryNotices, optio
   }
   return {
     settings: notices.settings,
-    read: async (notice) => {
-      const { pointer } = notice
-      const sync = pointer.inline
-        ? proto.HistorySync.decode(await inflateAsync(Buffer.from(pointer.inline, 'base64')))
-        : await downloadHistory({
-          directPath: pointer.directPath,
-          mediaKey: bytes(pointer.mediaKey),
-          fileEncSha256: bytes(pointer.fileEncSha256),
-          fileSha256: bytes(pointer.fileSha256)
-        }, await fetchOptions())
-      const chunk = chunkOf(sync)
-      if (chunk.lids.length > 0) {
-        await sock.signalRepository.lidMapping.storeLIDPNMappings(chunk.lids.map(({ lid, phone }) => ({ lid, pn: phone })))
-          .catch((err: unknown) => log.warn({ err }, 'the LID map of a history chunk was not kept by the connection'))
-      }
-      return chunk
+    read: async (notice, take) => {
+      const inflated = await inflatedBlob(notice, await fetchOptions())
+      await readHistorySync(inflated, async (slice) => {
+        if (slice.lids.length > 0) {
+          await sock.signalRepository.lidMapping.storeLIDPNMappings(slice.lids.map(({ lid, phone }) => ({ lid, pn: phone })))
+            .catch((err: unknown) => log.warn({ err }, 'the LID map of a history chunk was not kept by the connection'))
+        }
+        await take(slice)
+      })
     },
     requestOlder: async (anchor, count) =>
       sock.fetchMessageHistory(count, { remoteJid: anchor.chat, id: anchor.messageId, fromMe: anchor.fromMe }, anchor.timestampMs),

@@ -103,8 +103,12 @@ export interface HistoryAnchor {
 /** History through the connection. */
 export interface HistoryPort {
   readonly settings: HistorySettings
-  /** Downloads and reads an announced chunk (one at a time: a chunk is a few MB at most). */
-  read: (notice: HistoryNotice) => Promise<HistoryChunk>
+  /**
+   * Downloads an announced chunk and hands its content to `take` in slices of a few hundred
+   * messages, each taken before the next is read: a chunk (thousands of messages) is never held
+   * whole as objects. The LID map comes in the slices too (at the end, as WhatsApp writes it).
+   */
+  read: (notice: HistoryNotice, take: (slice: HistoryChunk) => Promise<void>) => Promise<void>
   /**
    * Asks the phone for up to `count` messages of the chat older than `anchor`; the answer comes as an
    * `on_demand` chunk. Resolves to the request's id.

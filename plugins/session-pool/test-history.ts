@@ -81,10 +81,10 @@ export function testHistoryPort (area: TestArea, settings: HistorySettings | und
   const chosen = settings ?? { mode: 'recent', days: null }
   return {
     settings: chosen,
-    read: async (notice) => {
+    read: async (notice, take) => {
       const chunk = whatsapp.history.read(notice.id)
       if (!chunk) throw new Error(`no history chunk ${notice.id}`)
-      return chunk
+      await take(chunk)
     },
     requestOlder: async (anchor, count) => {
       await area.writable()
