@@ -1,6 +1,7 @@
 import { defineEntity, p, type EntityManager } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { DeliveryState, MessageRecord } from '../../contracts/index.ts'
+import { runWithParameters } from '../../core/sql.ts'
 
 /** One message in or out of a company's WhatsApp, as the history keeps it. */
 export const MessageSchema = defineEntity({
@@ -276,12 +277,12 @@ export class ConversationStore {
    */
   async importHistory (rows: (NewMessage & { mediaRef: unknown })[]): Promise<number> {
     if (rows.length === 0) return 0
-    const result = await this.#em().getConnection().execute<{ added: string }[]>(`with added as (
+    const result = await runWithParameters<{ added: string }>(this.#em(), `with added as (
       insert into whatsapp_messages
         (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, media_ref)
       select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state, sent_at, 0,
         media_ref::jsonb
-      from json_to_recordset(?::json) as incoming (company_id varchar, message_id varchar, direction varchar, phone varchar,
+      from json_to_recordset($1::json) as incoming (company_id varchar, message_id varchar, direction varchar, phone varchar,
         lid varchar, group_id varchar, kind varchar, text text, details json, quoted_message_id varchar, state varchar,
         sent_at timestamptz, media_ref json)
       on conflict (company_id, message_id) do nothing
@@ -415,16 +416,15 @@ export class ConversationStore {
   async learnLids (companyId: string, pairs: { lid: string, phone: string }[]): Promise<void> {
     const unique = [...new Map(pairs.map((pair) => [pair.lid, pair])).values()]
     if (unique.length === 0) return
-    const connection = this.#em().getConnection()
     const pairsJson = JSON.stringify(unique)
-    await connection.execute(`insert into whatsapp_contacts (company_id, lid, phone, updated_at)
-      select ?, lid, phone, now() from json_to_recordset(?::json) as learnt (lid varchar, phone varchar)
-      on conflict (company_id, lid) do update set phone = excluded.phone, updated_at = now()`, [companyId, pairsJson], 'run')
-    await connection.execute(`update whatsapp_messages set phone = coalesce(whatsapp_messages.phone, learnt.phone),
+    await runWithParameters(this.#em(), `insert into whatsapp_contacts (company_id, lid, phone, updated_at)
+      select $1, lid, phone, now() from json_to_recordset($2::json) as learnt (lid varchar, phone varchar)
+      on conflict (company_id, lid) do update set phone = excluded.phone, updated_at = now()`, [companyId, pairsJson])
+    await runWithParameters(this.#em(), `update whatsapp_messages set phone = coalesce(whatsapp_messages.phone, learnt.phone),
         lid = coalesce(whatsapp_messages.lid, learnt.lid)
-      from json_to_recordset(?::json) as learnt (lid varchar, phone varchar)
-      where whatsapp_messages.company_id = ? and (whatsapp_messages.lid = learnt.lid or whatsapp_messages.phone = learnt.phone)
-        and (whatsapp_messages.phone is null or whatsapp_messages.lid is null)`, [pairsJson, companyId], 'run')
+      from json_to_recordset($1::json) as learnt (lid varchar, phone varchar)
+      where whatsapp_messages.company_id = $2 and (whatsapp_messages.lid = learnt.lid or whatsapp_messages.phone = learnt.phone)
+        and (whatsapp_messages.phone is null or whatsapp_messages.lid is null)`, [pairsJson, companyId])
   }
 
   async phoneOfLid (companyId: string, lid: string): Promise<string | undefined> {

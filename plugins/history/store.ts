@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/core'
 import { Migration } from '@mikro-orm/migrations'
 import type { HistorySyncMode, HistorySyncState } from '../../contracts/index.ts'
 import type { HistoryNotice } from '../session-pool/index.ts'
+import { runWithParameters } from '../../core/sql.ts'
 
 /**
  * Each history chunk the phone told of, kept from the moment it was told until it is imported: a
@@ -61,10 +62,10 @@ export class HistoryStore {
   async told (companyId: string, notices: HistoryNotice[]): Promise<HistoryNotice[]> {
     if (notices.length === 0) return []
     type Added = { notice_id: string }
-    const rows: Added[] = await this.#em().getConnection().execute<Added[]>(`insert into whatsapp_history_chunks
+    const rows = await runWithParameters<Added>(this.#em(), `insert into whatsapp_history_chunks
       (company_id, notice_id, sync_type, chunk_order, progress, notice)
-      select ?, notice->>'id', notice->>'syncType', (notice->>'chunkOrder')::int, (notice->>'progress')::int, notice
-      from jsonb_array_elements(?::jsonb) as told (notice)
+      select $1, notice->>'id', notice->>'syncType', (notice->>'chunkOrder')::int, (notice->>'progress')::int, notice
+      from jsonb_array_elements($2::jsonb) as told (notice)
       on conflict (company_id, notice_id) do nothing returning notice_id`, [companyId, JSON.stringify(notices)])
     const added = new Set(rows.map((row) => row.notice_id))
     return notices.filter((notice) => added.has(notice.id))
