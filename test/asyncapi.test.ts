@@ -10,6 +10,7 @@ import { ASYNCAPI_PATH, asyncApiDocument, componentStemOf } from '../core/docs/a
 import { asyncApiJudge } from './helpers/asyncapi-judge.ts'
 import { build } from './helpers/build.ts'
 import type { ClusterSettings } from './helpers/cluster.ts'
+import { controlApi } from '../simulator/control.ts'
 import { COMPANY_PHONE, CONTACT } from './helpers/linked-gateway.ts'
 import { jpeg } from './helpers/media-files.ts'
 import { dropNamespaceAfter } from './helpers/namespace-cleanup.ts'
@@ -32,7 +33,8 @@ const SIMULATOR_FLOW: EventType[] = [
   'blocklist_update',
   'call',
   'chat_update',
-  'status'
+  'status',
+  'history_sync'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -152,10 +154,18 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     t.ok(await waitFor(() => frames.length > 0, STEP_MS))
     t.match(frames[0], { type: 'subscribed', companyId, seq: Number }, 'the socket\'s first message')
 
-    // Linking, then messages both ways with every kind of outbound message, receipts, a refusal, and a logout.
+    // Linking a phone that has a chat (its history is imported), then messages both ways with every kind of
+    // outbound message, receipts, a refusal, and a logout.
+    const seeded = await controlApi(simulator).inject({
+      method: 'POST',
+      url: `/accounts/${COMPANY_PHONE}/history`,
+      payload: { chats: [{ jid: '79111230199@s.whatsapp.net', name: 'Ольга', messages: [{ fromMe: false, text: 'Добрый день', timestamp: Math.floor(Date.now() / 1000) - 3_600 }] }] }
+    })
+    t.equal(seeded.statusCode, 200, 'the phone has a chat')
     const { qr } = await post('/initialize', {})
     t.ok(simulator.scan(qr as string, COMPANY_PHONE), 'scanned')
     t.ok(await seen('connected'), 'connected')
+    t.ok(await waitFor(() => dataOf(nats, 'history_sync').some((data) => data.done === true), STEP_MS), 'its history imported')
     const inbound = await simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Можно на 15:00?', pushName: 'Анна' })
     const photo = { kind: 'image' as const, data: await jpeg(), mimetype: 'image/jpeg' }
     await simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Вот фото', media: photo })

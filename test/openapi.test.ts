@@ -227,6 +227,32 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   await call('GET', `${base}/call-settings`, { key })
   await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: true, replyText: 'Напишите нам в чат' } })
   await call('PUT', `${base}/call-settings`, { key, payload: { rejectCalls: 'yes' } })
+  // History: a chunk the phone sends, the import's state, a file fetched when asked for, older messages asked for.
+  const history = app.testWhatsApp!.history
+  history.file('/test/history/photo', Buffer.from('a photo'))
+  history.announce(company, [{
+    syncType: 'recent',
+    chunkOrder: 0,
+    progress: 100,
+    chunk: {
+      chats: [{ jid: `${PHONE}@s.whatsapp.net`, name: 'Анна' }],
+      contacts: [],
+      lids: [],
+      messages: [{
+        id: 'HIST-1',
+        from: `${PHONE}@s.whatsapp.net`,
+        fromMe: false,
+        timestamp: Math.floor(Date.now() / 1000) - 3_600,
+        media: { kind: 'image', mimetype: 'image/jpeg' },
+        mediaRef: { kind: 'image', directPath: '/test/history/photo', mediaKey: 'AAAA' }
+      }]
+    }
+  }])
+  t.ok(await waitFor(async () => (await call('GET', `${base}/history`, { key })).json().sync.chunks === 1, 5_000), 'the chunk is imported')
+  await call('POST', `${base}/messages/HIST-1/media`, { key })
+  await call('POST', `${base}/messages/NO-SUCH-MESSAGE/media`, { key })
+  await call('POST', `${base}/chats/${PHONE}/history`, { key, payload: { count: 10 } })
+  await call('POST', `${base}/chats/${PHONE}/history`, { key, payload: { count: 0 } })
   // Chat state, in the test transport's model of WhatsApp's app state.
   const chat = `${base}/chats/${PHONE}`
   await call('PATCH', chat, { key, payload: { archived: true, mutedUntil: new Date(Date.now() + 3_600_000).toISOString() } })
