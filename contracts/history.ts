@@ -41,7 +41,7 @@ export const HistorySyncState = Type.Object({
   progress: Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.Null()], { description: 'How far the phone says its sync is' }),
   chunks: Type.Integer({ minimum: 0, description: 'Chunks imported' }),
   pending: Type.Integer({ minimum: 0, description: 'Chunks told and not imported yet' }),
-  chats: Type.Integer({ minimum: 0, description: 'Chats the imported chunks held' }),
+  chats: Type.Integer({ minimum: 0, description: 'Chats the imported chunks held, each counted once' }),
   messages: Type.Integer({ minimum: 0, description: 'Messages imported (a message stored before is not counted again)' }),
   startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   updatedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),

@@ -86,6 +86,7 @@ export class HistoryImporter {
   /** Each company's queue: chunks are imported in the order they were told. */
   readonly #queues = new Map<string, Promise<void>>()
   readonly #queued = new Set<string>()
+  readonly #telling = new Map<string, Promise<void>>()
 
   constructor (store: HistoryStore, conversations: Conversations, log: FastifyBaseLogger) {
     this.#store = store
@@ -93,10 +94,22 @@ export class HistoryImporter {
     this.#log = log
   }
 
-  /** The phone told of chunks: each is kept (a known one is not imported again), then imported in turn. */
+  /**
+   * The phone told of chunks: each is kept (a known one is not imported again), then imported in
+   * turn. Notices are kept one telling after the other, so chunks queue in the order they were told.
+   */
   async told (source: ImportSource, notices: HistoryNotice[]): Promise<void> {
-    const fresh = await this.#store.told(source.companyId, notices)
-    for (const notice of fresh) this.#enqueue(source, notice)
+    const previous = this.#telling.get(source.companyId) ?? Promise.resolve()
+    const telling = previous.catch(() => {}).then(async () => {
+      const fresh = await this.#store.told(source.companyId, notices)
+      for (const notice of fresh) this.#enqueue(source, notice)
+    })
+    this.#telling.set(source.companyId, telling)
+    try {
+      await telling
+    } finally {
+      if (this.#telling.get(source.companyId) === telling) this.#telling.delete(source.companyId)
+    }
   }
 
   /** A holder took the company: what its predecessors were told and did not import is imported now. */
@@ -106,6 +119,8 @@ export class HistoryImporter {
 
   /** Resolves once every chunk queued so far is imported (or given up). */
   async settled (companyId?: string): Promise<void> {
+    const tellings = companyId ? [this.#telling.get(companyId)] : [...this.#telling.values()]
+    await Promise.allSettled(tellings)
     const queues = companyId ? [this.#queues.get(companyId)] : [...this.#queues.values()]
     await Promise.all(queues)
   }
@@ -177,6 +192,7 @@ export class HistoryImporter {
     ]
     const pushed = chunk.contacts.filter((contact) => !contact.name && contact.notify)
       .map((contact) => ({ chat: listNameOf(contact.phone ?? contact.jid, phoneOf), name: contact.notify! }))
+    await this.#store.chats(companyId, [...new Set(chunk.chats.map((chat) => listNameOf(chat.jid, phoneOf)))])
     await this.#conversations.nameChats(companyId, saved, { replace: true })
     await this.#conversations.nameChats(companyId, pushed, { replace: false })
     let added = 0

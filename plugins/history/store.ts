@@ -27,10 +27,17 @@ export class CreateHistoryTables extends Migration {
     )`)
     this.addSql(`create index if not exists whatsapp_history_chunks_pending on whatsapp_history_chunks (company_id, told_at)
       where state = 'pending'`)
+    // The chats the imported chunks held, each once (a chat comes in the bootstrap and again later, or split over chunks).
+    this.addSql(`create table if not exists whatsapp_history_chats (
+      company_id varchar(64) not null,
+      chat varchar(80) not null,
+      primary key (company_id, chat)
+    )`)
   }
 
   override async down (): Promise<void> {
     this.addSql('drop table if exists whatsapp_history_chunks')
+    this.addSql('drop table if exists whatsapp_history_chats')
   }
 }
 
@@ -78,6 +85,13 @@ export class HistoryStore {
     return rows.map((row) => row.notice)
   }
 
+  /** The chats a slice held (as the chat list names them), each counted once in the sync's state. */
+  async chats (companyId: string, chats: string[]): Promise<void> {
+    if (chats.length === 0) return
+    await runWithParameters(this.#em(), `insert into whatsapp_history_chats (company_id, chat)
+      select $1, chat from json_array_elements_text($2::json) as chat on conflict do nothing`, [companyId, JSON.stringify(chats)])
+  }
+
   /** Records a chunk imported; false when it was not pending any more (another holder imported it first). */
   async imported (companyId: string, noticeId: string, counts: { chats: number, messages: number }): Promise<boolean> {
     const rows = await this.#em().getConnection().execute<{ notice_id: string }[]>(`update whatsapp_history_chunks
@@ -101,14 +115,16 @@ export class HistoryStore {
         count(*) filter (where state = 'imported') as imported,
         count(*) filter (where state = 'pending') as pending,
         count(*) filter (where state = 'failed') as failed,
-        sum(chats) as chats, sum(messages) as messages,
+        (select count(*) from whatsapp_history_chats where company_id = ?) as chats, sum(messages) as messages,
         min(told_at) as started, max(coalesce(imported_at, told_at)) as updated,
         coalesce(bool_or(progress >= 100 and sync_type in ('recent', 'full') and state <> 'pending'), false) as finished
-      from whatsapp_history_chunks where company_id = ?`, [companyId]).then((rows) => rows[0])
+      from whatsapp_history_chunks where company_id = ?`, [companyId, companyId]).then((rows) => rows[0])
     const imported = Number(row?.imported ?? 0)
     const pending = Number(row?.pending ?? 0)
+    // How far the sync under way is: the latest chunk's of the main sync (recent, then full), else the bootstrap's.
     const progress = await this.#em().getConnection().execute<{ progress: number | null }[]>(`select progress from whatsapp_history_chunks
-      where company_id = ? and sync_type <> 'on_demand' and progress is not null order by progress desc limit 1`, [companyId])
+      where company_id = ? and sync_type <> 'on_demand' and progress is not null
+      order by sync_type in ('recent', 'full') desc, told_at desc, chunk_order desc limit 1`, [companyId])
     const done = pending === 0 && imported > 0 && row?.finished === true
     return {
       mode,
