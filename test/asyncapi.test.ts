@@ -159,7 +159,13 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     const seeded = await controlApi(simulator).inject({
       method: 'POST',
       url: `/accounts/${COMPANY_PHONE}/history`,
-      payload: { chats: [{ jid: '79111230199@s.whatsapp.net', name: 'Ольга', messages: [{ fromMe: false, text: 'Добрый день', timestamp: Math.floor(Date.now() / 1000) - 3_600 }] }] }
+      payload: {
+        chats: [{
+          jid: '79111230199@s.whatsapp.net',
+          name: 'Ольга',
+          messages: [{ fromMe: false, text: 'Добрый день', timestamp: Math.floor(Date.now() / 1000) - 3_600 }]
+        }]
+      }
     })
     t.equal(seeded.statusCode, 200, 'the phone has a chat')
     const { qr } = await post('/initialize', {})
