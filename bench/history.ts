@@ -7,7 +7,8 @@
  * linked; the import runs from the phone's scan to the `history_sync` event that says it is done.
  * RSS is sampled every 50 ms: its peak over the baseline is the growth. Then the history's rows are
  * compared with the phone's messages by id: a message missing is lost, a row beyond one per message
- * is a duplicate. The last line is one JSON object; a bench reports and does not fail.
+ * is a duplicate, and the chat list's first page is timed (median of five). The last line is one JSON
+ * object; a bench reports and does not fail.
  */
 import { connect } from '@nats-io/transport-node'
 import pg from 'pg'
@@ -18,7 +19,7 @@ import { benchNodeFlags, exitOf, rssMbOf, startReplicaProcess } from '../test/he
 import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment, companyApi, onSimulator } from './deployment.ts'
-import { log, quietLibsignal, round } from './report.ts'
+import { log, percentile, quietLibsignal, round } from './report.ts'
 
 const CHATS = Number(process.env.BENCH_HISTORY_CHATS ?? 2_000)
 const PER_CHAT = Number(process.env.BENCH_HISTORY_MESSAGES_PER_CHAT ?? 50)
@@ -87,6 +88,15 @@ try {
     "select count(distinct coalesce(group_id, phone || '@s.whatsapp.net', lid)) as count from whatsapp_messages where company_id = $1",
     [COMPANY.id])).rows[0].count)
   log(`${chunks} chunks imported in ${round(importMs / 1000, 1)} s; RSS peak ${round(peak, 1)} MB`)
+  // What a user opens next: the chat list's first page, over the imported history.
+  const { call } = companyApi(replica.url, COMPANY.id)
+  const pageTimes: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const at = performance.now()
+    await call('GET', '/chats?limit=20')
+    pageTimes.push(performance.now() - at)
+  }
+  const chatsPageMs = percentile(pageTimes, 50)
   console.log(JSON.stringify({
     messages: stored.size,
     chats,
@@ -94,7 +104,8 @@ try {
     messages_per_s: Math.round(stored.size / (importMs / 1000)),
     rss_growth_mb: round(peak - baseline, 1),
     duplicates,
-    lost
+    lost,
+    chats_page_ms: round(chatsPageMs, 1)
   }))
 } finally {
   await nc.close()

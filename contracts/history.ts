@@ -115,6 +115,7 @@ export const HistoryMedia = Type.Object({
   caption: Type.Optional(Type.String()),
   seconds: Type.Optional(Type.Integer()),
   ptt: Type.Optional(Type.Boolean()),
+  sha256: Type.Optional(Type.String({ description: 'Hex SHA-256 of the file, as its message declares' })),
   onDemand: Type.Literal(true, { description: 'Fetched when asked for (POST …/messages/:messageId/media)' })
 })
 export type HistoryMedia = Static<typeof HistoryMedia>

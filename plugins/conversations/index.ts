@@ -10,7 +10,9 @@ import { GatewayError } from '../../core/errors.ts'
 import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
 import type { ConversationsOptions } from './settings.ts'
 import { ChatListQueries, type HistoryChat } from './chat-list.ts'
-import { ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type NewMessage, type Receipt } from './store.ts'
+import {
+  ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type HistoryColumns, type NewMessage, type Receipt
+} from './store.ts'
 
 export { settings, type ConversationsOptions } from './settings.ts'
 export const entities = [MessageSchema, ContactIdentitySchema]
@@ -120,8 +122,10 @@ const STATE_OF: Record<string, DeliveryState> = {
  * what it publishes (batched); any replica reads.
  */
 export default fp<ConversationsOptions>(async (app, options) => {
-  const store = new ConversationStore(() => app.orm.em.fork())
-  const chatList = new ChatListQueries(() => app.orm.em.fork())
+  // Both run SQL of their own and nothing else: the root EntityManager's connection serves them. A fork
+  // per statement (an EntityManager with its unit of work) was most of what a history import allocated.
+  const store = new ConversationStore(() => app.orm.em)
+  const chatList = new ChatListQueries(() => app.orm.em)
   const checks = new BoundedMap<string, { exists: boolean, lid: string | null, at: number }>(CHECK_CACHE_ENTRIES)
   const checkBudget = new TokenBucket(options.numberChecksPerMinute, MINUTE_MS)
   const budgets = new BoundedMap<string, BucketState>(CHECK_CACHE_ENTRIES)
@@ -289,22 +293,38 @@ export default fp<ConversationsOptions>(async (app, options) => {
       // What this replica received live is written first: a message in both is then counted once, as live.
       await flush()
       const keptSince = Date.now() - retentionMs
-      return store.importHistory(records.filter((record) => record.sentAt.getTime() >= keptSince).map((record) => ({
-        companyId,
-        messageId: record.messageId,
-        direction: record.direction,
-        phone: record.phone,
-        lid: record.lid,
-        groupId: record.groupId,
-        kind: kindOf(record.data),
-        text: typeof record.data.text === 'string' ? record.data.text : null,
-        details: detailsOf(record.data),
-        quotedMessageId: typeof record.data.quotedMessageId === 'string' ? record.data.quotedMessageId : null,
-        state: record.state,
-        sentAt: record.sentAt,
-        epoch: 0,
-        mediaRef: record.mediaRef ?? null
-      })))
+      const columns: HistoryColumns = {
+        messageIds: [],
+        directions: [],
+        phones: [],
+        lids: [],
+        groupIds: [],
+        kinds: [],
+        texts: [],
+        details: [],
+        quotedMessageIds: [],
+        states: [],
+        sentAtSeconds: [],
+        mediaRefs: []
+      }
+      for (const record of records) {
+        const sentAt = record.sentAt.getTime()
+        if (sentAt < keptSince) continue
+        const details = detailsOf(record.data)
+        columns.messageIds.push(record.messageId)
+        columns.directions.push(record.direction)
+        columns.phones.push(record.phone)
+        columns.lids.push(record.lid)
+        columns.groupIds.push(record.groupId)
+        columns.kinds.push(kindOf(record.data))
+        columns.texts.push(typeof record.data.text === 'string' ? record.data.text : null)
+        columns.details.push(details === null ? null : JSON.stringify(details))
+        columns.quotedMessageIds.push(typeof record.data.quotedMessageId === 'string' ? record.data.quotedMessageId : null)
+        columns.states.push(record.state)
+        columns.sentAtSeconds.push(sentAt / 1000)
+        columns.mediaRefs.push(record.mediaRef === undefined ? null : JSON.stringify(record.mediaRef))
+      }
+      return store.importHistory(companyId, columns)
     },
     historyMediaRef: (companyId, messageId) => store.mediaRefOf(companyId, messageId),
     fetchedMedia: (companyId, messageId, media) => store.fetchedMedia(companyId, messageId, media),

@@ -165,6 +165,22 @@ function roundsOf<Row extends { companyId: string, messageId: string }> (rows: R
   return rounds
 }
 
+/** Messages of the phone's history as one statement takes them: a column each (JSON columns as JSON text). */
+export interface HistoryColumns {
+  messageIds: string[]
+  directions: ('in' | 'out')[]
+  phones: (string | null)[]
+  lids: (string | null)[]
+  groupIds: (string | null)[]
+  kinds: string[]
+  texts: (string | null)[]
+  details: (string | null)[]
+  quotedMessageIds: (string | null)[]
+  states: (DeliveryState | null)[]
+  sentAtSeconds: number[]
+  mediaRefs: (string | null)[]
+}
+
 /** A row to add (or, for one already there, to complete: a later event may know the LID or the text). */
 export interface NewMessage {
   companyId: string
@@ -275,33 +291,23 @@ export class ConversationStore {
    * Messages of the phone's history, in one statement per call: one already stored (received live,
    * or imported before) is left as it is. Returns how many were added.
    */
-  async importHistory (rows: (NewMessage & { mediaRef: unknown })[]): Promise<number> {
-    if (rows.length === 0) return 0
+  async importHistory (companyId: string, columns: HistoryColumns): Promise<number> {
+    if (columns.messageIds.length === 0) return 0
+    // Column by column, as arrays: no object per row to build, to serialize or for the garbage collector.
     const result = await runWithParameters<{ added: string }>(this.#em(), `with added as (
       insert into whatsapp_messages
         (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, media_ref)
-      select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state, sent_at, 0,
-        media_ref::jsonb
-      from json_to_recordset($1::json) as incoming (company_id varchar, message_id varchar, direction varchar, phone varchar,
-        lid varchar, group_id varchar, kind varchar, text text, details json, quoted_message_id varchar, state varchar,
-        sent_at timestamptz, media_ref json)
+      select $1, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state,
+        to_timestamp(sent_at), 0, media_ref::jsonb
+      from unnest($2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::text[], $9::text[],
+        $10::varchar[], $11::varchar[], $12::float8[], $13::text[])
+        as incoming (message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, media_ref)
       on conflict (company_id, message_id) do nothing
       returning 1
-    ) select count(*) as added from added`, [JSON.stringify(rows.map((row) => ({
-      company_id: row.companyId,
-      message_id: row.messageId,
-      direction: row.direction,
-      phone: row.phone,
-      lid: row.lid,
-      group_id: row.groupId,
-      kind: row.kind,
-      text: row.text,
-      details: row.details,
-      quoted_message_id: row.quotedMessageId,
-      state: row.state,
-      sent_at: row.sentAt.toISOString(),
-      media_ref: row.mediaRef ?? null
-    })))])
+    ) select count(*) as added from added`, [
+      companyId, columns.messageIds, columns.directions, columns.phones, columns.lids, columns.groupIds, columns.kinds, columns.texts,
+      columns.details, columns.quotedMessageIds, columns.states, columns.sentAtSeconds, columns.mediaRefs
+    ])
     return Number(result[0]?.added ?? 0)
   }
 

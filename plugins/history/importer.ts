@@ -28,45 +28,37 @@ function addressOf (jid: string, phoneOf: Map<string, string>, lidOf: Map<string
   return { phone: null, lid: null }
 }
 
-/** A history message as the conversations plugin keeps it. */
+/** A history message as the conversations plugin keeps it (built by assignment: it runs for every message of a sync). */
 export function recordOf (message: HistoryMessage, phoneOf: Map<string, string>, lidOf: Map<string, string>): HistoryRecord {
   const group = message.from.endsWith('@g.us')
   const address = group
     ? (message.fromMe || !message.participant
-        ? { phone: null, lid: null }
+        ? NO_ADDRESS
         : addressOf(message.participantAlt ?? message.participant, phoneOf, lidOf))
     : addressOf(message.fromAlt && message.from.endsWith('@lid') && !phoneOf.has(message.from)
       ? message.fromAlt
       : message.from, phoneOf, lidOf)
-  const media = message.media
-    ? {
-        kind: message.media.kind,
-        ...(message.media.mimetype ? { mimetype: message.media.mimetype } : {}),
-        ...(message.media.fileName ? { fileName: message.media.fileName } : {}),
-        ...(message.media.caption ? { caption: message.media.caption } : {}),
-        ...(message.media.seconds ? { seconds: message.media.seconds } : {}),
-        ...(message.media.ptt ? { ptt: true } : {}),
-        onDemand: true as const
-      }
-    : undefined
-  return {
+  const data: Record<string, unknown> = {}
+  if (message.text !== undefined) data.text = message.text
+  if (message.media) data.media = { ...message.media, onDemand: true }
+  if (message.location) data.location = message.location
+  if (message.contact) data.contact = message.contact
+  if (message.quotedMessageId) data.quotedMessageId = message.quotedMessageId
+  const record: HistoryRecord = {
     messageId: message.id,
     direction: message.fromMe ? 'out' : 'in',
     phone: address.phone,
     lid: address.lid,
     groupId: group ? message.from : null,
-    data: {
-      ...(message.text !== undefined ? { text: message.text } : {}),
-      ...(media ? { media } : {}),
-      ...(message.location ? { location: message.location } : {}),
-      ...(message.contact ? { contact: message.contact } : {}),
-      ...(message.quotedMessageId ? { quotedMessageId: message.quotedMessageId } : {})
-    },
+    data,
     state: message.fromMe ? message.state ?? 'server_ack' : null,
-    sentAt: new Date(message.timestamp * 1000),
-    ...(message.mediaRef ? { mediaRef: message.mediaRef } : {})
+    sentAt: new Date(message.timestamp * 1000)
   }
+  if (message.mediaRef) record.mediaRef = message.mediaRef
+  return record
 }
+
+const NO_ADDRESS = { phone: null, lid: null }
 
 /** The name a chat goes by in the list: the group's JID, else the contact's phone JID, else its LID (as the history's chats are named). */
 function listNameOf (jid: string, phoneOf: Map<string, string>): string {

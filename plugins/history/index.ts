@@ -35,7 +35,8 @@ const DEFAULT_REQUEST_COUNT = 50
  * Progress is a `history_sync` event per chunk, the session's status and `GET …/history`.
  */
 export default fp(async (app) => {
-  const store = new HistoryStore(() => app.orm.em.fork())
+  // SQL of its own only: the root EntityManager's connection serves it (a fork per statement would only allocate).
+  const store = new HistoryStore(() => app.orm.em)
   const importer = new HistoryImporter(store, app.conversations, app.log)
   /** Each held company's connection, for the holder's commands. */
   const sockets = new Map<string, WaSocket>()

@@ -100,32 +100,46 @@ function mediaRefOf (message: proto.IMessage, kind: MediaKind): StoredMediaRef |
   return { kind, mediaKey, ...(media.directPath ? { directPath: media.directPath } : {}), ...(media.url ? { url: media.url } : {}) }
 }
 
-/** A stored message as the history keeps it; system stubs and what describes no content (reactions, protocol messages) are left out. */
-export function historyMessageOf (info: proto.IWebMessageInfo): HistoryMessage | undefined {
+/** WhatsApp's timestamps are numbers or Longs (protobufjs' 64-bit integers), in seconds. */
+const secondsOf = (value: number | { toNumber: () => number } | null | undefined) =>
+  value === null || value === undefined ? 0 : typeof value === 'number' ? value : value.toNumber()
+
+/**
+ * A stored message as the history keeps it; system stubs and what describes no content (reactions,
+ * protocol messages) are left out. `chat` is the message's chat, normalized once per conversation.
+ * Built by assignment: this runs for every message of a sync (100,000 and more), and each spread of
+ * an optional field is an object more for the garbage collector.
+ */
+export function historyMessageOf (info: proto.IWebMessageInfo, chat?: string): HistoryMessage | undefined {
   const { key, message } = info
-  if (!key?.id || !key.remoteJid || !message || info.messageStubType) return undefined
+  const from = chat ?? (key?.remoteJid ? jidNormalizedUser(key.remoteJid) : undefined)
+  if (!key?.id || !from || !message || info.messageStubType) return undefined
   const media = mediaOf(message)
   const text = textOf(message)
   const details = detailsOf(message)
   if (!media && text === undefined && !details.location && !details.contact) return undefined
-  const mediaRef = media ? mediaRefOf(message, media.kind) : undefined
-  const participant = key.participant ?? info.participant
-  const state = key.fromMe ? STATE[info.status ?? -1] : undefined
-  return {
-    ...(media ? { media } : {}),
-    ...(mediaRef ? { mediaRef } : {}),
-    ...details,
-    ...groupAuthorOf({ ...key, participant } as WAMessageKey),
-    ...mentionsOf(message),
-    id: key.id,
-    from: jidNormalizedUser(key.remoteJid),
-    ...((key as WAMessageKey).remoteJidAlt ? { fromAlt: jidNormalizedUser((key as WAMessageKey).remoteJidAlt!) } : {}),
-    ...(info.pushName ? { pushName: info.pushName } : {}),
-    ...(text !== undefined ? { text } : {}),
-    timestamp: Number(info.messageTimestamp ?? 0),
-    fromMe: key.fromMe === true,
-    ...(state ? { state } : {})
+  const result: HistoryMessage = { id: key.id, from, timestamp: secondsOf(info.messageTimestamp), fromMe: key.fromMe === true }
+  if (text !== undefined) result.text = text
+  if (media) {
+    result.media = media
+    const mediaRef = mediaRefOf(message, media.kind)
+    if (mediaRef) result.mediaRef = mediaRef
   }
+  if (details.location) result.location = details.location
+  if (details.contact) result.contact = details.contact
+  if (details.quotedMessageId) result.quotedMessageId = details.quotedMessageId
+  const participant = key.participant ?? info.participant
+  if (participant && from.endsWith('@g.us')) Object.assign(result, groupAuthorOf({ ...key, participant } as WAMessageKey))
+  const { mentions } = mentionsOf(message)
+  if (mentions) result.mentions = mentions
+  const alt = (key as WAMessageKey).remoteJidAlt
+  if (alt) result.fromAlt = jidNormalizedUser(alt)
+  if (info.pushName) result.pushName = info.pushName
+  if (key.fromMe) {
+    const state = STATE[info.status ?? -1]
+    if (state) result.state = state
+  }
+  return result
 }
 
 /**
@@ -167,7 +181,7 @@ function addConversation (slice: HistoryChunk, conversation: proto.IConversation
     })
   }
   for (const item of conversation.messages ?? []) {
-    const message = item.message ? historyMessageOf(item.message) : undefined
+    const message = item.message ? historyMessageOf(item.message, jid) : undefined
     if (message) slice.messages.push(message)
   }
 }
