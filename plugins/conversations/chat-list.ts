@@ -2,7 +2,10 @@ import type { EntityManager } from '@mikro-orm/core'
 import type { MessageRecord } from '../../contracts/index.ts'
 import { recordOf, type MessageRow } from './store.ts'
 
-/** A message's chat as a JID: the group, else the contact by phone, else by LID (one contact's rows carry both once learnt). */
+/**
+ * A message's chat as a JID: the group, else the contact by phone, else by LID (one contact's rows
+ * carry both once learnt). The index whatsapp_messages_by_chat is on this very expression.
+ */
 const CHAT = "coalesce(group_id, phone || '@s.whatsapp.net', lid)"
 const columnsOf = (table: string) => CHAT.replaceAll(/(group_id|phone|lid)/g, `${table}.$1`)
 

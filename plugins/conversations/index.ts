@@ -100,6 +100,11 @@ declare module 'fastify' {
 }
 
 const FLUSH_EVERY_MS = 50
+/**
+ * Messages imported (a phone's history) after which PostgreSQL is asked to analyze the table: before
+ * autovacuum gets to it, its plans for the chat list assume the table as small as before the import.
+ */
+const ANALYZE_AFTER_IMPORTED = 20_000
 const MAX_BATCH = 500
 const RETENTION_SWEEP_MS = 3_600_000
 const CHECK_CACHE_ENTRIES = 50_000
@@ -280,6 +285,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
   })
 
   const retentionMs = options.messageRetentionDays * 24 * 60 * 60 * 1000
+  let importedSinceAnalyze = 0
   const conversations: Conversations = {
     oldestIn: (companyId, chat) => chatList.oldest(companyId, chat),
     nameChats: (companyId, names, nameOptions) => store.name(companyId, names, nameOptions),
@@ -324,7 +330,13 @@ export default fp<ConversationsOptions>(async (app, options) => {
         columns.sentAtSeconds.push(sentAt / 1000)
         columns.mediaRefs.push(record.mediaRef === undefined ? null : JSON.stringify(record.mediaRef))
       }
-      return store.importHistory(companyId, columns)
+      const added = await store.importHistory(companyId, columns)
+      importedSinceAnalyze += added
+      if (importedSinceAnalyze >= ANALYZE_AFTER_IMPORTED) {
+        importedSinceAnalyze = 0
+        store.analyze().catch((err: unknown) => app.log.warn({ err }, 'the message history was not analyzed after an import'))
+      }
+      return added
     },
     historyMediaRef: (companyId, messageId) => store.mediaRefOf(companyId, messageId),
     fetchedMedia: (companyId, messageId, media) => store.fetchedMedia(companyId, messageId, media),

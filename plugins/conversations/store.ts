@@ -131,12 +131,29 @@ export class CreateChatNames extends Migration {
   }
 }
 
+/**
+ * The chat list finds each chat's latest message, and its latest one out, by the chat's JID as the
+ * list names chats (chat-list.ts CHAT): by this index, not by sorting every message of the company
+ * (100,000 imported messages: a page in 47 ms instead of 520).
+ */
+export class AddChatIndex extends Migration {
+  override async up (): Promise<void> {
+    this.addSql(`create index if not exists whatsapp_messages_by_chat
+      on whatsapp_messages (company_id, (coalesce(group_id, phone || '@s.whatsapp.net', lid)), sent_at desc, message_id desc)`)
+  }
+
+  override async down (): Promise<void> {
+    this.addSql('drop index if exists whatsapp_messages_by_chat')
+  }
+}
+
 export const conversationMigrations = [
   { name: 'conversations_001_messages_and_contacts', class: CreateConversations },
   { name: 'conversations_002_message_epochs', class: AddMessageEpochs },
   { name: 'conversations_003_group_chats', class: AddGroupChats },
   { name: 'conversations_004_history_media', class: AddHistoryMediaRefs },
-  { name: 'conversations_005_chat_names', class: CreateChatNames }
+  { name: 'conversations_005_chat_names', class: CreateChatNames },
+  { name: 'conversations_006_chat_index', class: AddChatIndex }
 ]
 
 /** A delivery receipt of an outbound message, and the chat it went to (for a row it has to make). */
@@ -309,6 +326,11 @@ export class ConversationStore {
       columns.details, columns.quotedMessageIds, columns.states, columns.sentAtSeconds, columns.mediaRefs
     ])
     return Number(result[0]?.added ?? 0)
+  }
+
+  /** Has PostgreSQL look at the table again (after a large import its plans would assume it small). */
+  async analyze (): Promise<void> {
+    await this.#em().getConnection().execute('analyze whatsapp_messages', [], 'run')
   }
 
   /** A history message's file not fetched yet: its stored reference. */
