@@ -22,6 +22,7 @@ import type { StatusPostReply, StatusPostRequest } from './status.ts'
 import type {
   ChatReply, DeleteRequest, EditRequest, MessageReply, MessagesPage, MessagesQuery, NumberCheckReply, PresenceRequest, ReadRequest
 } from './conversations.ts'
+import type { ProxyCheckReply, ProxyReply, ProxySetRequest } from './proxy.ts'
 import type { HistoryMediaReply, HistoryRequest, HistoryRequestReply, HistoryStatusReply } from './history.ts'
 import type { PollSendReply, PollSendRequest, PollsListQuery, PollsListReply, PollTallyReply } from './polls.ts'
 import type {
@@ -235,6 +236,13 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     deleteChat: (companyId: string, chat: string) => command<ChatDeletedReply>(companyId, 'chat-delete', { chat }),
     /** A page of the chats, latest activity first: state, last message, unread count (any replica answers). */
     chats: (companyId: string, query: ChatsQuery = {}) => call<ChatsPage>(subjects.chats(companyId), query),
+    /** The company's proxy (its own, or the deployment's), without its password. */
+    proxy: (companyId: string) => call<ProxyReply>(subjects.proxy(companyId, 'get'), {}),
+    /** Sets the company's proxy; its connection reconnects through it. */
+    setProxy: (companyId: string, request: ProxySetRequest) => call<ProxyReply>(subjects.proxy(companyId, 'set'), request),
+    removeProxy: (companyId: string) => call<ProxyReply>(subjects.proxy(companyId, 'delete'), {}),
+    /** Opens a tunnel through the company's proxy to WhatsApp and times it. */
+    checkProxy: (companyId: string) => call<ProxyCheckReply>(subjects.proxy(companyId, 'check'), {}),
     /** How far the import of the phone's history is (any replica answers). */
     historyStatus: (companyId: string) => call<HistoryStatusReply>(subjects.historyStatus(companyId), {}),
     /** Asks the phone for older messages of a chat; they arrive as a `history_sync` event (syncType `on_demand`) and in the history. */

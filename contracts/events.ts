@@ -177,6 +177,16 @@ export const SessionErrorEventData = Type.Union([
   }),
   Type.Object({ reason: Type.Literal('circuit_open'), code: CloseCodeOrNull, retryAt: DateTime('When reconnecting resumes') }, {
     title: 'circuit_open', description: 'BREAKER_THRESHOLD failures within BREAKER_WINDOW_MS: reconnects wait BREAKER_COOLDOWN_MS'
+  }),
+  Type.Object({
+    reason: Type.Union([Type.Literal('proxy_unreachable'), Type.Literal('proxy_auth_failed')]),
+    code: Type.Null(),
+    message: Type.String({ description: 'What the proxy (or the connection to it) said; never its credentials' }),
+    retryAt: DateTime('When the next attempt is made')
+  }, {
+    title: 'proxy_failed',
+    description: 'The company\'s proxy failed the connection: it is tried again with backoff (up to a minute), apart from' +
+      ' RECONNECT_MAX_ATTEMPTS, until it answers or the company\'s proxy is changed'
   })
 ], { description: 'Something went wrong with the connection; branch on `reason`' })
 export type SessionErrorEventData = Static<typeof SessionErrorEventData>

@@ -75,7 +75,12 @@ export const CONTROL_SCOPES = {
   // Each chat comes with its last message.
   'chats.list': 'events',
   // The history sync's progress: counts, no content.
-  'history.status': 'read'
+  'history.status': 'read',
+  // A company's proxy is how it connects, like linking it: setting it is `link`; reading it shows no password.
+  'proxy.get': 'read',
+  'proxy.set': 'link',
+  'proxy.delete': 'link',
+  'proxy.check': 'read'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

@@ -163,7 +163,10 @@ export const InitializeRequest = Type.Object({
     maxLength: 64,
     description: 'Link with a pairing code for this number instead of a QR'
   })),
-  history: Type.Optional(HistoryLinkSettings)
+  history: Type.Optional(HistoryLinkSettings),
+  proxy: Type.Optional(Type.String({
+    minLength: 8, maxLength: 512, description: 'The company\'s proxy, as PUT …/proxy sets it (http://, https://, socks5://, socks5h://)'
+  }))
 })
 export type InitializeRequest = Static<typeof InitializeRequest>
 

@@ -36,6 +36,10 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
       `${namespace}.ctl.${companyId}.${operation}`,
     /** Any replica answers (queue group): a page of the company's chats with their state and last message. */
     chats: (companyId: string) => `${namespace}.ctl.${companyId}.chats.list`,
+    /** Any replica answers (queue group): the company's proxy, set, removed or checked. */
+    proxy: (companyId: string, operation: 'get' | 'set' | 'delete' | 'check') => `${namespace}.ctl.${companyId}.proxy.${operation}`,
+    /** Published when a company's proxy changes, so its holder reconnects through the new one. */
+    proxyChanged: `${namespace}.sys.proxy.changed`,
     /** Any replica answers (queue group): how far the import of the phone's history is. */
     historyStatus: (companyId: string) => `${namespace}.ctl.${companyId}.history.status`,
     /** Published when a company's desired state changes, so every replica follows it. */

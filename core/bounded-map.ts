@@ -41,4 +41,9 @@ export class BoundedMap<K, V> {
   clear (): void {
     this.#entries.clear()
   }
+
+  /** The values kept, least recently used first. */
+  values (): IterableIterator<V> {
+    return this.#entries.values()
+  }
 }

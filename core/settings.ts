@@ -30,6 +30,8 @@ export interface Setting<T> {
    * is refused unless NODE_ENV is `development` or `test`.
    */
   developmentOnly?: { reason: string, applies?: (value: T) => boolean }
+  /** Set when a value may hold credentials (a proxy URL): an error names the variable and not the value. */
+  secret?: true
 }
 
 const DEVELOPMENT_ENVIRONMENTS = ['development', 'test']
@@ -57,7 +59,9 @@ export function readSettings<Table extends SettingsTable> (table: Table, env: En
       continue
     }
     const value = setting.parse(raw.trim())
-    if (value === undefined) throw new ConfigError(setting.env, setting.expected, raw)
+    if (value === undefined) {
+      throw new ConfigError(setting.env, setting.expected, setting.secret ? '(hidden: it may hold credentials)' : raw)
+    }
     if (setting.notInProduction !== undefined && env.NODE_ENV === 'production') {
       throw new ConfigError(setting.env, `unset when NODE_ENV=production (${setting.notInProduction})`, raw)
     }

@@ -102,6 +102,7 @@ t.test('a late connect of an ended lease neither replaces nor leaves behind the 
     },
     em: () => app.orm.em.fork(),
     log: pino({ level: 'silent' }),
+    proxyOf: async () => undefined,
     events: app.events,
     media: app.media,
     contacts: app.conversations,

@@ -63,6 +63,11 @@ export interface SafeRequestOptions {
   /** Covers the whole exchange, the response body included (the caller reads it before the deadline). */
   signal: AbortSignal
   totalTimeoutMs: number
+  /**
+   * The company's proxy's agent: the request goes through it (the target is still checked here; the
+   * proxy resolves the name itself). Unset: directly, to the address checked (pinned).
+   */
+  proxyAgent?: HttpAgent
 }
 
 /** Why a safe request did not get an answer: the target is not allowed, or could not be reached. */
@@ -121,7 +126,7 @@ export async function safeRequest (url: string, options: SafeRequestOptions): Pr
   return new Promise<IncomingMessage>((resolve, reject) => {
     const request = send(parsed, {
       method: options.method ?? 'GET',
-      agent: agentFor(parsed, pinned),
+      agent: options.proxyAgent ?? agentFor(parsed, pinned),
       signal,
       headers: { 'user-agent': 'wa-gateway', ...options.headers, ...(options.body ? { 'content-length': options.body.length } : {}) }
     })

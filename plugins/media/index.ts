@@ -44,7 +44,8 @@ export default fp<MediaOptions>(async (app, options) => {
   })
   const ffmpeg = await ffmpegRuns(options.ffmpegPath)
   if (!ffmpeg) app.log.info('ffmpeg is not available: voice notes are sent only when they are already ogg/opus')
-  const service = new MediaService(store, options, ffmpeg)
+  // A URL a send names is fetched through the company's proxy, like the rest of its traffic.
+  const service = new MediaService(store, options, ffmpeg, (companyId) => app.proxies.routeOf(companyId))
 
   // Files stream through: a part is never held whole in memory. The file's own limit is checked as it
   // streams (per kind, MEDIA_TOO_LARGE); this one only stops a body far past any limit.
@@ -131,7 +132,7 @@ export default fp<MediaOptions>(async (app, options) => {
       .header('digest', `sha-256=${Buffer.from(media.sha256, 'hex').toString('base64')}`)
     return reply.send(stream as never)
   })
-}, { name: 'media', dependencies: ['config', 'nats', 'bus'] })
+}, { name: 'media', dependencies: ['config', 'nats', 'bus', 'proxy'] })
 
 const badMultipart = (message: string) => new GatewayError(ErrorCode.VALIDATION_ERROR, `multipart send: ${message}`)
 

@@ -6,6 +6,7 @@ import { contentTypeOf, isOggOpus, maxBytesOf, SNIFF_BYTES, tooLarge, VOICE_NOTE
 import type { MediaOptions } from './settings.ts'
 import { MediaStore, newObjectId, type StoredMedia } from './store.ts'
 import { fetchMediaUrl } from './url-fetch.ts'
+import type { ProxyRoute } from '../../core/proxy.ts'
 
 /** A file ready to send: in the media bucket, its type checked against its kind. */
 export interface StagedMedia extends StoredMedia {
@@ -31,10 +32,13 @@ export class MediaService {
   readonly #options: MediaOptions
   readonly #ffmpeg: boolean
 
-  constructor (store: MediaStore, options: MediaOptions, ffmpeg: boolean) {
+  readonly #proxyOf: (companyId: string) => Promise<ProxyRoute | undefined>
+
+  constructor (store: MediaStore, options: MediaOptions, ffmpeg: boolean, proxyOf: (companyId: string) => Promise<ProxyRoute | undefined>) {
     this.#store = store
     this.#options = options
     this.#ffmpeg = ffmpeg
+    this.#proxyOf = proxyOf
   }
 
   /**
@@ -57,7 +61,9 @@ export class MediaService {
       if (bytes.length > limit) throw tooLarge(media.kind, limit)
       file = { stream: Readable.from([bytes]), declaredType: media.mimetype, fileName: media.fileName }
     } else {
+      const proxy = await this.#proxyOf(companyId)
       const fetched = await fetchMediaUrl(media.url!, {
+        ...(proxy ? { proxyAgent: proxy.agent } : {}),
         allowPrivate: this.#options.mediaUrlAllowPrivate,
         connectTimeoutMs: this.#options.mediaConnectTimeoutMs,
         totalTimeoutMs: this.#options.mediaFetchTimeoutMs,

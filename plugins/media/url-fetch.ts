@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { ErrorCode } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import type { Agent as HttpAgent } from 'node:http'
 import { safeRequest, SafeRequestError } from '../../core/net/safe-request.ts'
 
 export { isPublicAddress } from '../../core/net/safe-request.ts'
@@ -10,6 +11,8 @@ export interface FetchLimits {
   connectTimeoutMs: number
   totalTimeoutMs: number
   maxBytes: number
+  /** The company's proxy's agent, when it has one: its URL media is fetched through it too. */
+  proxyAgent?: HttpAgent
 }
 
 export interface Fetched {

@@ -1,3 +1,4 @@
+import type { Agent as HttpsAgent } from 'node:https'
 import type { Readable } from 'node:stream'
 import makeWASocket, {
   Browsers, downloadMediaMessage, generateMessageIDV2, makeCacheableSignalKeyStore, proto, WA_CERT_DETAILS,
@@ -34,6 +35,7 @@ import { pollPortOf } from './baileys-polls.ts'
 import { profilePortOf } from './baileys-profiles.ts'
 import { statusPortOf } from './baileys-status.ts'
 import { HistoryNotices, historyPortOf } from './baileys-history.ts'
+import { proxyFailureOf, type ProxyRoute } from '../../core/proxy.ts'
 
 /** Keys kept in memory per company; the least recently used beyond this are read again from PostgreSQL. */
 const KEY_CACHE_ENTRIES = 5_000
@@ -227,13 +229,23 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       // WhatsApp gives the whole history only to a desktop companion.
       ...(history.settings.mode === 'full' ? { browser: Browsers.macOS('Desktop') } : {}),
       shouldSyncHistoryMessage: history.offer,
+      // Every connection through the company's proxy: the WebSocket (agent), uploads (https.request with
+      // fetchAgent) and every fetch (downloads, history blobs, app-state blobs: an undici dispatcher).
+      ...(options.proxy
+        ? {
+            // The tunnelling agents (https-proxy-agent, socks-proxy-agent) serve https requests; Baileys types them as https Agents.
+            agent: options.proxy.agent as HttpsAgent,
+            fetchAgent: options.proxy.agent as HttpsAgent,
+            options: { dispatcher: options.proxy.dispatcher } as RequestInit
+          }
+        : {}),
       // The auth store retries database failures itself and never a fenced write: Baileys' own ten
       // commit attempts 3 s apart would only hold a send's answer for half a minute.
       transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
     if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
-    return adapt(sock, settings, options.log, groupMetadata, history)
+    return adapt(sock, settings, options.log, groupMetadata, history, options.proxy)
   }
 }
 
@@ -263,7 +275,8 @@ function refuseWritesAfter (sock: ReturnType<typeof makeWASocket>, writableUntil
 
 function adapt (
   sock: ReturnType<typeof makeWASocket>, settings: BaileysSettings, log: FastifyBaseLogger, groupMetadata: GroupMetadataCache,
-  history: HistoryNotices
+  history: HistoryNotices,
+  proxy: ProxyRoute | undefined
 ): WaSocket {
   const reuploadTimeoutMs = settings.reuploadTimeoutMs ?? 30_000
   const recentMedia = new BoundedMap<string, WAMessage>(RECENT_MEDIA_MESSAGES)
@@ -276,11 +289,15 @@ function adapt (
   const claims: ((message: WAMessage) => boolean)[] = []
   const claimed = (message: WAMessage) => claims.some((owns) => owns(message))
   sock.ev.on('connection.update', (update) => {
+    const closed = update.connection === 'close'
+    // Through a proxy, a connection that failed before WhatsApp answered is the proxy's failure.
+    const proxyFailure = closed && proxy ? proxyFailureOf(update.lastDisconnect?.error) : undefined
     emit('connection', {
       connection: update.connection,
       qr: update.qr,
-      closeCode: update.connection === 'close' ? closeCodeOf(update.lastDisconnect?.error) : undefined,
-      isNewLogin: update.isNewLogin
+      closeCode: closed ? closeCodeOf(update.lastDisconnect?.error) : undefined,
+      isNewLogin: update.isNewLogin,
+      ...(proxyFailure ? { proxyFailure: { kind: proxyFailure, message: String(update.lastDisconnect?.error?.message ?? '') } } : {})
     })
   })
   sock.ev.on('creds.update', () => emit('creds', sock.authState.creds))
@@ -391,7 +408,8 @@ function adapt (
     downloadMedia: async (messageId) => {
       const message = recentMedia.get(messageId)
       if (!message) throw new Error(`message ${messageId} is not a recent media message of this connection`)
-      const download = (from: WAMessage) => downloadMediaMessage(from, 'stream', {}) as Promise<Readable>
+      const download = (from: WAMessage) =>
+        downloadMediaMessage(from, 'stream', proxy ? { options: { dispatcher: proxy.dispatcher } as RequestInit } : {}) as Promise<Readable>
       try {
         return await download(message)
       } catch (err) {
@@ -450,6 +468,6 @@ function adapt (
     profiles: profilePortOf(area),
     chats: chatPortOf(area),
     status: statusPortOf(area),
-    history: historyPortOf(area, history, { standIn: settings.wsUrl !== undefined })
+    history: historyPortOf(area, history, { standIn: settings.wsUrl !== undefined, ...(proxy ? { dispatcher: proxy.dispatcher } : {}) })
   }
 }

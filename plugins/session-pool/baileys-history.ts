@@ -249,15 +249,18 @@ const bytes = (value: string | undefined) => (value ? Buffer.from(value, 'base64
  * is not WhatsApp's: Baileys fetches history blobs from WhatsApp's fixed host), read into the port's
  * shape, and their LID map given to the connection, as Baileys' own import does.
  */
-export function historyPortOf (area: BaileysArea, notices: HistoryNotices, options: { standIn: boolean }): HistoryPort {
+export function historyPortOf (
+  area: BaileysArea, notices: HistoryNotices, options: { standIn: boolean, dispatcher?: Dispatcher }
+): HistoryPort {
   const { sock, emit, log } = area
   notices.attach((list) => emit('historyNotices', list))
   let dispatcher: Promise<Dispatcher | undefined> | undefined
+  // Through the company's proxy (when it has one), and, on a stand-in for WhatsApp, to its media host.
   const fetchOptions = async (): Promise<RequestInit> => {
-    if (!options.standIn) return {}
+    if (!options.standIn) return options.dispatcher ? { dispatcher: options.dispatcher } as RequestInit : {}
     dispatcher ??= sock.refreshMediaConn(false).then((conn) => {
       const host = conn.hosts[0]?.hostname
-      return host ? mediaHostDispatcher(host) : undefined
+      return host ? mediaHostDispatcher(host, options.dispatcher) : options.dispatcher
     })
     const chosen = await dispatcher.catch((err: unknown) => {
       dispatcher = undefined

@@ -40,6 +40,8 @@ async function initialize (
   const timeoutMs = limits.initializeTimeoutMs
   await checkCompanyLimit(app, companyId, limits.maxCompanies)
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
+  // A proxy given here is checked and kept first: a bad URL refuses the whole initialize, and the first socket already uses it.
+  if (request.proxy !== undefined) await app.proxies.set(companyId, request.proxy)
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
   if (request.history) await saveLinkSettings(app.orm.em.fork(), companyId, request.history)
   const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)

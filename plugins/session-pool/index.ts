@@ -92,6 +92,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
     events,
     media: app.media,
     contacts: app.conversations,
+    proxyOf: (companyId) => app.proxies.routeOf(companyId),
     onOutcome: (companyId, outcome) => {
       if (!FINAL_OUTCOMES.has(outcome)) return
       ownership.setDesired(companyId, 'offline')
@@ -99,6 +100,12 @@ export default fp<SessionPoolOptions>(async (app, options) => {
     }
   })
   app.decorate('sessionPool', pool)
+  // A company's proxy changed (on any replica): its connection reconnects through the new route, under the same lease.
+  app.proxies.onChange((companyId) => {
+    if (!pool.get(companyId)) return
+    pool.restart(companyId).catch((err: unknown) => app.log.error({ err, companyId }, 'could not reconnect through the new proxy'))
+  })
+  if (options.waWsUrl) app.proxies.useEndpoint(options.waWsUrl)
   ownership.useConnector(pool)
   const idempotencyKv = await app.openKv(options.idempotencyBucket, { ttlMs: IDEMPOTENCY_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
   app.decorate('outbound', new Outbound({
@@ -132,4 +139,7 @@ export default fp<SessionPoolOptions>(async (app, options) => {
 
   declareSessionCommands(app, pool)
   registerSessionControl(app, options)
-}, { name: 'session-pool', dependencies: ['config', 'bus', 'db', 'events', 'sealing', 'phone', 'ownership', 'media', 'conversations'] })
+}, {
+  name: 'session-pool',
+  dependencies: ['config', 'bus', 'db', 'events', 'sealing', 'phone', 'ownership', 'media', 'conversations', 'proxy']
+})

@@ -13,6 +13,7 @@ import { Session, type Emit, type StopOutcome } from './session.ts'
 import type { SessionPoolOptions } from './settings.ts'
 import type { SocketFactory, WaSocket } from './socket-port.ts'
 import type { HistorySettings } from './history-port.ts'
+import type { ProxyRoute } from '../../core/proxy.ts'
 
 export interface PoolOptions {
   settings: SessionPoolOptions
@@ -28,6 +29,8 @@ export interface PoolOptions {
   media: Pick<Media, 'save'>
   /** Who contacts are, by phone and by LID. */
   contacts: Pick<Conversations, 'phoneOfLid' | 'learnLid'>
+  /** The route a company's connections take (its proxy), looked up at each connect; undefined: direct. */
+  proxyOf: (companyId: string) => Promise<ProxyRoute | undefined>
   /** A session ended for good (logout, 440, forbidden, …): the company must not be retried. */
   onOutcome: (companyId: string, outcome: StopOutcome) => void
 }
@@ -154,6 +157,7 @@ export class SessionPool implements Connector {
     if (auth.creds.me && !auth.paired) auth.resetCreds()
     const pairingPhone = auth.paired ? undefined : await pendingPairing(em(), companyId)
     const history = await historySettingsOf(em(), companyId, settings)
+    const proxy = await this.#options.proxyOf(companyId)
     if (!live()) return false
     // Never two sockets: the session this one replaces, and any close still under way, end first.
     const previous = this.#held.get(companyId)
@@ -164,7 +168,7 @@ export class SessionPool implements Connector {
       epoch: lease.epoch,
       auth,
       // Every socket of the session refuses to write once the lease's deadline has passed.
-      factory: (options) => factory({ ...options, writableUntil: lease.writableUntil, history }),
+      factory: (options) => factory({ ...options, writableUntil: lease.writableUntil, history, ...(proxy ? { proxy } : {}) }),
       settings,
       log: log.child({ companyId }),
       pairingPhone,

@@ -27,6 +27,8 @@ export const CloseCode = {
   restartRequired: 515
 } as const
 
+/** The longest wait between attempts while the company's proxy fails its connections. */
+const PROXY_RETRY_MAX_MS = 60_000
 /** ± this share of a backoff delay is random, so companies do not reconnect in lockstep. */
 const JITTER_SHARE = 0.2
 
@@ -132,6 +134,8 @@ export class Session {
   #state: SessionState = 'connecting'
   #stopping = false
   #reconnectAttempts = 0
+  /** Connections the company's proxy failed in a row (its own backoff, apart from WhatsApp's closes). */
+  #proxyFailures = 0
   #failures: number[] = []
   #breakerOpenUntil = 0
   #timer: NodeJS.Timeout | undefined
@@ -286,11 +290,33 @@ export class Session {
       this.#unhealthySince = undefined
       this.#unhealthyReported = false
       this.#reconnectAttempts = 0
+      this.#proxyFailures = 0
       this.touch()
       emit('connected', { phoneNumber: this.status().phoneNumber, isNewLogin: update.isNewLogin ?? false })
       return
     }
-    if (update.connection === 'close') this.#onClose(update.closeCode)
+    if (update.connection === 'close') {
+      if (update.proxyFailure) this.#onProxyFailure(update.proxyFailure)
+      else this.#onClose(update.closeCode)
+    }
+  }
+
+  /**
+   * The company's proxy failed the connection: unreachable, or it refused the credentials. That is
+   * the proxy's outage, not WhatsApp's answer, so it neither counts towards RECONNECT_MAX_ATTEMPTS
+   * nor opens the breaker: the session tries again with backoff, capped at PROXY_RETRY_MAX_MS, until
+   * the proxy answers or the company's proxy is changed (which reconnects it at once).
+   */
+  #onProxyFailure (failure: { kind: 'proxy_unreachable' | 'proxy_auth_failed', message: string }): void {
+    const { settings, emit } = this.#options
+    this.#socket = undefined
+    const base = Math.min(settings.reconnectBaseMs * 2 ** this.#proxyFailures, PROXY_RETRY_MAX_MS)
+    const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
+    emit('error', { code: null, reason: failure.kind, message: failure.message, retryAt: new Date(Date.now() + delay).toISOString() })
+    this.#proxyFailures++
+    this.#state = 'reconnecting'
+    this.#unhealthySince ??= performance.now()
+    this.#schedule(delay)
   }
 
   #onClose (code: number | undefined): void {

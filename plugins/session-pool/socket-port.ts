@@ -4,6 +4,7 @@ import type { ContactCard, Location, MediaKind } from '../../contracts/index.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { CallEvent, CallPort } from './calls-port.ts'
 import type { HistoryNotice, HistoryPort, HistorySettings } from './history-port.ts'
+import type { ProxyFailure, ProxyRoute } from '../../core/proxy.ts'
 import type { ChatEvent, ChatPort } from './chats-port.ts'
 import type { InboundPollVote, PollPort } from './polls-port.ts'
 import type { BlocklistEvent, PictureChange, ProfilePort } from './profiles-port.ts'
@@ -17,6 +18,8 @@ export interface ConnectionUpdate {
   /** Close code (Baileys' `lastDisconnect.error.output.statusCode`); undefined after our own end(). */
   closeCode?: number
   isNewLogin?: boolean
+  /** The connection went through a proxy and the proxy failed it (unreachable, or it refused the credentials). */
+  proxyFailure?: { kind: ProxyFailure, message: string }
 }
 
 export interface InboundMessage {
@@ -275,6 +278,8 @@ export interface SocketOptions {
    * off: its lease may belong to another replica by then, even if this one's timers ran late.
    */
   writableUntil?: () => number
+  /** The company's proxy: every connection of the socket (WebSocket, uploads, downloads) goes through it; unset: direct. */
+  proxy?: ProxyRoute
   /** What of the phone's history the connection takes (default: what WhatsApp sends, no age limit). */
   history?: HistorySettings
 }
