@@ -253,6 +253,13 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   await call('POST', `${base}/messages/NO-SUCH-MESSAGE/media`, { key })
   await call('POST', `${base}/chats/${PHONE}/history`, { key, payload: { count: 10 } })
   await call('POST', `${base}/chats/${PHONE}/history`, { key, payload: { count: 0 } })
+  // A proxy for the company: set (a refusal of a URL that is none), read without its password, checked
+  // (nothing listens at its port: proxy_unreachable), removed.
+  await call('PUT', `${base}/proxy`, { key, payload: { url: 'http://salon:secret@127.0.0.1:9' } })
+  await call('PUT', `${base}/proxy`, { key, payload: { url: 'ftp://127.0.0.1:21' } })
+  await call('GET', `${base}/proxy`, { key })
+  await call('GET', `${base}/proxy/check`, { key })
+  await call('DELETE', `${base}/proxy`, { key })
   // Chat state, in the test transport's model of WhatsApp's app state.
   const chat = `${base}/chats/${PHONE}`
   await call('PATCH', chat, { key, payload: { archived: true, mutedUntil: new Date(Date.now() + 3_600_000).toISOString() } })
