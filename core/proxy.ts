@@ -22,7 +22,8 @@ export function parseProxyUrl (raw: string): URL | undefined {
   const scheme = url.protocol.slice(0, -1)
   if (!(PROXY_SCHEMES as readonly string[]).includes(scheme) || !url.hostname) return undefined
   if ((url.pathname !== '' && url.pathname !== '/') || url.search || url.hash) return undefined
-  if (!url.port) url.port = scheme.startsWith('socks') ? '1080' : scheme === 'https' ? '443' : '80'
+  // SOCKS has no port a URL implies; http and https keep theirs implied (a URL drops 80 and 443).
+  if (!url.port && scheme.startsWith('socks')) url.port = '1080'
   return url
 }
 
@@ -39,7 +40,7 @@ export function describeProxy (url: URL): ProxyDescription {
   return {
     scheme: url.protocol.slice(0, -1) as ProxyScheme,
     host: url.hostname,
-    port: Number(url.port),
+    port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : url.protocol === 'http:' ? 80 : 1080,
     username: url.username ? decodeURIComponent(url.username) : null,
     hasPassword: url.password !== ''
   }
@@ -88,7 +89,9 @@ export function rendezvousPick (key: string, candidates: readonly string[]): str
   return best?.candidate
 }
 
-const AUTH_FAILURE = /\b407\b|authenticat|auth(orization)? (failed|required)|Proxy-Authenticate|rejected the credentials/i
+// tinyproxy answers a wrong password with 401 (407 only when none is given); https-proxy-agent then hands
+// the proxy's answer to the WebSocket, which fails with "Unexpected server response: 401".
+const AUTH_FAILURE = /\b40[17]\b|authenticat|auth(orization)? (failed|required)|Proxy-Authenticate|rejected the credentials/i
 const UNREACHABLE = new RegExp(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT',
   'socket hang up', 'Proxy connection', 'SOCKS', 'Socks5'].join('|'), 'i')
 
