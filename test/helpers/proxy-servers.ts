@@ -33,6 +33,20 @@ export interface ProxyOptions {
 const READY_TIMEOUT_MS = 5_000
 
 /**
+ * Process groups of proxies still running. Each runs detached (its own group, so stop ends all of it);
+ * should the test process end without its teardowns (an uncaught error, process.exit), they are
+ * killed on the way out rather than left listening.
+ */
+const running = new Set<number>()
+process.once('exit', () => {
+  for (const pid of running) {
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch { /* already gone */ }
+  }
+})
+
+/**
  * tinyproxy (HTTP CONNECT, basic auth), listening on 127.0.0.1, connecting out from `bind`. It runs
  * in the foreground (-d) as the current user: without a `User` line it keeps the user it was started
  * as (root here warns and goes on), so it can write its log in the test's temp dir.
@@ -113,6 +127,7 @@ async function managed (t: Test, launch: Launch): Promise<ProxyServer> {
     const deadline = Date.now() + READY_TIMEOUT_MS
     for (;;) {
       const started = spawn(launch.command[0]!, launch.command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+      if (started.pid !== undefined) running.add(started.pid)
       for (const stream of [started.stdout, started.stderr]) stream?.on('data', (chunk: Buffer) => { printed += chunk.toString() })
       const exited = new Promise<void>((resolve) => started.once('exit', () => resolve()))
       started.once('error', () => {})
@@ -174,6 +189,7 @@ async function stopProcess (child: ChildProcess, exited: Promise<void>): Promise
   const timer = setTimeout(() => signal('SIGKILL'), 2_000)
   await exited
   clearTimeout(timer)
+  if (child.pid !== undefined) running.delete(child.pid)
 }
 
 function tempDir (t: Test, prefix: string): string {
