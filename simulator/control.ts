@@ -11,6 +11,7 @@ import { callControl } from './control-calls.ts'
 import { chatControl } from './control-chats.ts'
 import { statusControl } from './control-status.ts'
 import { historyControl } from './control-history.ts'
+import { peerControl } from './control-peers.ts'
 
 const Device = Type.Object({ device: Type.String({ pattern: '^\\d{5,20}:\\d{1,4}$', description: '<phone>:<device>' }) })
 const Phone = Type.String({ pattern: '^\\d{10,15}$', description: 'E.164 digits without +' })
@@ -185,5 +186,6 @@ export function controlApi (simulator: WhatsAppSimulator): FastifyInstance {
   void app.register(chatControl(simulator))
   void app.register(statusControl(simulator))
   void app.register(historyControl(simulator))
+  void app.register(peerControl(simulator))
   return app
 }

@@ -1,9 +1,10 @@
 import { createHash, createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:https'
+import { createServer } from 'node:https'
 import { getCACertificates, setDefaultCACertificates } from 'node:tls'
 import { proto, type BinaryNode } from '@whiskeysockets/baileys'
 import type { Recorder } from './log.ts'
+import { Peers, type GatedListener } from './peers.ts'
 
 /** What a WhatsApp media message carries. */
 export type MediaKind = 'image' | 'video' | 'audio' | 'document' | 'sticker'
@@ -107,12 +108,15 @@ export class MediaServer {
   readonly #auth = randomBytes(24).toString('base64url')
   readonly #record: Recorder
   readonly #publicHost: string
-  #server?: Server
+  /** Who may connect (the simulator's allow list), and the record of who did. */
+  readonly #peers: Peers
+  #listener?: GatedListener
   #port = 0
 
-  constructor (record: Recorder, options: { publicHost?: string } = {}) {
+  constructor (record: Recorder, options: { publicHost?: string, peers?: Peers } = {}) {
     this.#record = record
     this.#publicHost = options.publicHost ?? '127.0.0.1'
+    this.#peers = options.peers ?? new Peers()
   }
 
   async start (host: string, port = 0): Promise<number> {
@@ -129,21 +133,16 @@ export class MediaServer {
       })
       request.on('error', () => response.destroy())
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => resolve())
-    })
-    this.#server = server
-    this.#port = (server.address() as { port: number }).port
+    // The HTTPS server never listens itself: the peers' gate hands it the connections it accepts.
+    this.#listener = await this.#peers.listen('media', server, host, port)
+    this.#port = this.#listener.port
     return this.#port
   }
 
   async stop (): Promise<void> {
-    const server = this.#server
-    this.#server = undefined
-    if (!server) return
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    const listener = this.#listener
+    this.#listener = undefined
+    await listener?.close()
   }
 
   /** `host:port` as clients reach it (the media_conn `hostname`, and every URL's host). */

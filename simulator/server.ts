@@ -1,3 +1,4 @@
+import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { isJidGroup, type BinaryNode } from '@whiskeysockets/baileys'
 import { SimulatorIdentity } from './noise.ts'
@@ -16,10 +17,12 @@ import { CallService } from './calls.ts'
 import { AppStateService } from './app-state.ts'
 import { STATUS_JID, StatusService } from './status.ts'
 import { HistoryService } from './history-sync.ts'
+import { Peers, type GatedListener, type PeerConnection } from './peers.ts'
 
 export type { SimulatorLogEntry } from './log.ts'
 export type { InboundOptions } from './mailbox.ts'
 export type { PairingCodeOutcome } from './linking.ts'
+export type { PeerConnection } from './peers.ts'
 
 export interface SimulatorOptions {
   host?: string
@@ -36,6 +39,11 @@ export interface SimulatorOptions {
   historyMessagesPerChunk?: number
   /** Messages newer than this many days come in the RECENT sync; older ones only in a FULL one (default 90). */
   historyRecentDays?: number
+  /**
+   * The only client addresses the WebSocket and media servers accept (e.g. a proxy's outgoing
+   * address, `['127.0.0.2']`); a connection from any other is destroyed at once. Default: any.
+   */
+  allowedPeers?: string[]
 }
 
 /**
@@ -49,6 +57,11 @@ export class WhatsAppSimulator {
   readonly directory: Directory
   readonly #options: SimulatorOptions
   #server: WebSocketServer | undefined
+  #listener: GatedListener | undefined
+  /** Where each connection came from, and which addresses may connect (PROTOCOL.md § 21). */
+  readonly #peers: Peers
+  /** The peer record of each WebSocket connection, to name the device that logs in on it. */
+  readonly #peerOf = new WeakMap<Connection, PeerConnection>()
   readonly #devices: LinkedDevices
   readonly #linking: Linking
   readonly #mailbox: Mailbox
@@ -75,10 +88,11 @@ export class WhatsAppSimulator {
     this.identity = options.identity ?? new SimulatorIdentity()
     this.directory = new Directory(options.notOnWhatsApp)
     const record: Recorder = (kind, detail) => this.#record(kind, detail)
+    this.#peers = new Peers(options.allowedPeers)
     this.#devices = new LinkedDevices(this.directory, record)
     this.#linking = new Linking(this.directory, record, options)
     this.#mailbox = new Mailbox(this.directory, record)
-    this.media = new MediaServer(record, { publicHost: options.mediaPublicHost })
+    this.media = new MediaServer(record, { publicHost: options.mediaPublicHost, peers: this.#peers })
     this.#contacts = new Contacts(this.directory, this.#devices, this.#mailbox, this.media, record)
     this.groups = new GroupService({
       directory: this.directory, devices: this.#devices, mailbox: this.#mailbox, contacts: this.#contacts, media: this.media, record
@@ -104,30 +118,57 @@ export class WhatsAppSimulator {
   }
 
   async start (): Promise<{ url: string, port: number }> {
-    const server = new WebSocketServer({ host: this.#options.host ?? '127.0.0.1', port: this.#options.port ?? 0 })
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve)
-      server.once('error', reject)
+    const server = new WebSocketServer({ noServer: true })
+    // As ws's own server answers a request that is no WebSocket upgrade.
+    const http = createServer((_request, response) => {
+      response.writeHead(426, { 'content-type': 'text/plain' })
+      response.end(STATUS_CODES[426])
     })
-    server.on('connection', (socket) => this.#serve(socket))
+    http.on('upgrade', (request: IncomingMessage, socket, head) => {
+      server.handleUpgrade(request, socket, head, (client) => server.emit('connection', client, request))
+    })
+    server.on('connection', (socket: WebSocket, request: IncomingMessage) => this.#serve(socket, request))
+    // The HTTP server never listens itself: the peers' gate hands it the connections it accepts.
+    this.#listener = await this.#peers.listen('ws', http, this.#options.host ?? '127.0.0.1', this.#options.port ?? 0)
     this.#server = server
     await this.media.start(this.#options.host ?? '127.0.0.1', this.#options.mediaPort ?? 0)
-    const { port } = server.address() as { port: number }
+    const { port } = this.#listener
     return { url: `ws://127.0.0.1:${port}/ws/chat`, port }
   }
 
   /** The WebSocket port Baileys connects to, once started. */
   get port (): number | undefined {
-    return (this.#server?.address() as { port: number } | null | undefined)?.port
+    return this.#listener?.port
   }
 
   async stop (): Promise<void> {
     const server = this.#server
+    const listener = this.#listener
     this.#server = undefined
+    this.#listener = undefined
     if (!server) return
     await this.media.stop()
     for (const client of server.clients) client.terminate()
     await new Promise<void>((resolve) => server.close(() => resolve()))
+    await listener?.close()
+  }
+
+  /**
+   * Only these client addresses may connect to the WebSocket and media servers from now on
+   * (connections already open stay); undefined: any address again.
+   */
+  allowPeers (addresses: string[] | undefined): void {
+    this.#peers.allow(addresses)
+  }
+
+  /** The addresses allowed to connect, or undefined when any may. */
+  allowedPeers (): string[] | undefined {
+    return this.#peers.allowed
+  }
+
+  /** Every connection to the WebSocket and media servers so far, accepted and refused, with its client's address. */
+  peers (): PeerConnection[] {
+    return this.#peers.list()
   }
 
   /**
@@ -210,8 +251,8 @@ export class WhatsAppSimulator {
     this.log.push({ at: Date.now(), kind, detail })
   }
 
-  #serve (socket: WebSocket): void {
-    accept(socket, this.identity, {
+  #serve (socket: WebSocket, request: IncomingMessage): void {
+    const connection = accept(socket, this.identity, {
       handshake: (connection, payload) => {
         this.#record('handshake', payload.devicePairingData ? 'unlinked device' : `login ${payload.username ?? ''}:${payload.device ?? 0}`)
         if (payload.devicePairingData) this.#linking.offerQr(connection, payload.devicePairingData)
@@ -226,11 +267,15 @@ export class WhatsAppSimulator {
         this.#linking.forget(connection)
       }
     })
+    const peer = this.#peers.of(request.socket)
+    if (peer) this.#peerOf.set(connection, peer)
   }
 
   /** A linked device logs in: what WhatsApp kept for it while it was offline follows. */
   #login (connection: Connection, device: DeviceAddress): void {
     if (!this.#devices.login(connection, device)) return
+    const peer = this.#peerOf.get(connection)
+    if (peer) peer.device = deviceName(device)
     const handedOver = this.#mailbox.handOver(connection)
     const keyShared = this.appState.loggedIn(connection)
       .catch((err: unknown) => this.#record('error', `app-state key share: ${(err as Error).message}`))
