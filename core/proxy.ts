@@ -93,7 +93,7 @@ export function rendezvousPick (key: string, candidates: readonly string[]): str
 // the proxy's answer to the WebSocket, which fails with "Unexpected server response: 401".
 const AUTH_FAILURE = /\b40[17]\b|authenticat|auth(orization)? (failed|required)|Proxy-Authenticate|rejected the credentials/i
 const UNREACHABLE = new RegExp(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT',
-  'socket hang up', 'Proxy connection', 'SOCKS', 'Socks5'].join('|'), 'i')
+  'socket hang up', 'Proxy connection', 'SOCKS', 'Socks5', 'from the proxy'].join('|'), 'i')
 
 /** Whether an error of a connection made through a proxy is the proxy's, and which kind. */
 export function proxyFailureOf (err: unknown): ProxyFailure | undefined {

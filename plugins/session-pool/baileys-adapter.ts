@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type { Agent as HttpsAgent } from 'node:https'
 import type { Readable } from 'node:stream'
 import makeWASocket, {
@@ -288,6 +289,15 @@ function adapt (
   /** Upserted messages a feature area handles itself (baileys-area.ts): no contact's inbound message. */
   const claims: ((message: WAMessage) => boolean)[] = []
   const claimed = (message: WAMessage) => claims.some((owns) => owns(message))
+  if (proxy) {
+    // An HTTP proxy's refusal of the tunnel (407, or tinyproxy's 401 for a wrong password) reaches the
+    // WebSocket through https-proxy-agent as the server's answer to the upgrade. Baileys listens for
+    // 'unexpected-response' and does nothing with it, so the connection would hang until its connect
+    // timeout: it ends here, with the answer as its error.
+    (sock.ws as unknown as EventEmitter).on('unexpected-response', (_request: unknown, response: { statusCode?: number }) => {
+      void sock.end(new Error(`Unexpected server response: ${response.statusCode ?? 'none'} (from the proxy)`))
+    })
+  }
   sock.ev.on('connection.update', (update) => {
     const closed = update.connection === 'close'
     // Through a proxy, a connection that failed before WhatsApp answered is the proxy's failure.
