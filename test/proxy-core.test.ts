@@ -15,27 +15,29 @@ t.test('proxy URLs: the four schemes with a host, default ports, nothing else', 
   t.equal(redactProxyUrl(url), 'socks5://anna:***@127.0.0.1:1081', 'the password never shows')
 })
 
-t.test('rendezvous hashing: a company keeps its proxy; adding one moves about 1/n of the companies, removing one only its own', async (t) => {
-  const proxies = ['http://p1:3128', 'http://p2:3128', 'http://p3:3128', 'http://p4:3128']
-  const companies = Array.from({ length: 4_000 }, (_, index) => `salon-${index}`)
-  const before = new Map(companies.map((company) => [company, rendezvousPick(company, proxies)!]))
-  t.same(companies.map((company) => rendezvousPick(company, [...proxies].reverse())), companies.map((company) => before.get(company)),
-    'the same pick whatever the list\'s order')
-  const counts = proxies.map((proxy) => [...before.values()].filter((picked) => picked === proxy).length)
-  t.ok(counts.every((count) => count > 800 && count < 1_200), `spread evenly: ${counts.join(', ')}`)
-  const added = [...proxies, 'http://p5:3128']
-  const moved = companies.filter((company) => rendezvousPick(company, added) !== before.get(company))
-  t.ok(moved.length > 600 && moved.length < 1_000, `a fifth proxy takes about a fifth: ${moved.length}`)
-  t.ok(moved.every((company) => rendezvousPick(company, added) === 'http://p5:3128'), 'and only to itself')
-  const removed = proxies.slice(1)
-  const movedOnRemoval = companies.filter((company) => rendezvousPick(company, removed) !== before.get(company))
-  t.ok(movedOnRemoval.every((company) => before.get(company) === 'http://p1:3128'), 'removing p1 moves only its companies')
-  t.equal(rendezvousPick('salon-1', []), undefined)
-})
+t.test('rendezvous hashing: a company keeps its proxy; adding one moves about 1/n of the companies, removing one only its own',
+  async (t) => {
+    const proxies = ['http://p1:3128', 'http://p2:3128', 'http://p3:3128', 'http://p4:3128']
+    const companies = Array.from({ length: 4_000 }, (_, index) => `salon-${index}`)
+    const before = new Map(companies.map((company) => [company, rendezvousPick(company, proxies)!]))
+    t.same(companies.map((company) => rendezvousPick(company, [...proxies].reverse())), companies.map((company) => before.get(company)),
+      'the same pick whatever the list\'s order')
+    const counts = proxies.map((proxy) => [...before.values()].filter((picked) => picked === proxy).length)
+    t.ok(counts.every((count) => count > 800 && count < 1_200), `spread evenly: ${counts.join(', ')}`)
+    const added = [...proxies, 'http://p5:3128']
+    const moved = companies.filter((company) => rendezvousPick(company, added) !== before.get(company))
+    t.ok(moved.length > 600 && moved.length < 1_000, `a fifth proxy takes about a fifth: ${moved.length}`)
+    t.ok(moved.every((company) => rendezvousPick(company, added) === 'http://p5:3128'), 'and only to itself')
+    const removed = proxies.slice(1)
+    const movedOnRemoval = companies.filter((company) => rendezvousPick(company, removed) !== before.get(company))
+    t.ok(movedOnRemoval.every((company) => before.get(company) === 'http://p1:3128'), 'removing p1 moves only its companies')
+    t.equal(rendezvousPick('salon-1', []), undefined)
+  })
 
 t.test('a proxy\'s failures are told apart: refused credentials, and a proxy that cannot be reached', async (t) => {
   t.equal(proxyFailureOf(new Error('Unexpected server response: 407')), 'proxy_auth_failed')
-  t.equal(proxyFailureOf(new Error('WebSocket Error (Unexpected server response: 401)')), 'proxy_auth_failed', 'tinyproxy\'s wrong password')
+  t.equal(proxyFailureOf(new Error('WebSocket Error (Unexpected server response: 401)')), 'proxy_auth_failed',
+    'tinyproxy\'s wrong password')
   t.equal(proxyFailureOf({ message: 'WebSocket Error (Socks5 Authentication failed)' }), 'proxy_auth_failed')
   t.equal(proxyFailureOf({ message: 'fetch failed', cause: { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:9' } }),
     'proxy_unreachable')

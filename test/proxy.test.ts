@@ -50,7 +50,8 @@ for (const kind of ['http', 'socks5'] as const) {
     t.equal((await api('POST', '/send', { phone: CONTACT, media: { kind: 'image', data: photo.toString('base64') } })).statusCode, 200)
     t.ok(await waitFor(() => simulator.received(CONTACT).length === 2, STEP_MS), 'the contact got the text and the photo (uploaded)')
     t.match(simulator.received(CONTACT).map((message) => message.kind), ['text', 'media'])
-    await simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Вот фото', media: { kind: 'image', data: photo, mimetype: 'image/jpeg' } })
+    const media = { kind: 'image' as const, data: photo, mimetype: 'image/jpeg' }
+    await simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Вот фото', media })
     t.ok(await events.waitFor('message', 1, STEP_MS), 'the contact\'s photo arrived')
     const inbound = events.events.find((event) => event.type === 'message')!.data as { media?: { objectId?: string, error?: unknown } }
     t.ok(inbound.media?.objectId, 'and was downloaded (through the proxy: nothing else may reach the media server)')
@@ -62,7 +63,9 @@ for (const kind of ['http', 'socks5'] as const) {
     t.ok(proxy.tunnels() >= peers.length, `the proxy's log counts every tunnel (${proxy.tunnels()} for ${peers.length} connections)`)
 
     const shown = await api('GET', '/proxy')
-    t.match(shown.json(), { proxy: { source: 'company', scheme: kind, host: '127.0.0.1', port: proxy.port, username: 'salon', hasPassword: true } })
+    t.match(shown.json(), {
+      proxy: { source: 'company', scheme: kind, host: '127.0.0.1', port: proxy.port, username: 'salon', hasPassword: true }
+    })
     t.notMatch(shown.body, /secret/, 'never its password')
     const check = await api('GET', '/proxy/check')
     t.match(check.json(), { ok: true, roundTripMs: Number, endpoint: url }, 'a tunnel to the WhatsApp endpoint, timed')
