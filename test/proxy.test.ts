@@ -1,4 +1,8 @@
 import t from 'tap'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { controlApi } from '../simulator/control.ts'
 import type { EventEnvelope } from '../contracts/index.ts'
 import { COMPANY_PHONE, CONTACT } from './helpers/linked-gateway.ts'
 import { jpeg } from './helpers/media-files.ts'
@@ -33,8 +37,31 @@ for (const kind of ['http', 'socks5'] as const) {
       waWsUrl: url,
       waVersion: TEST_WA_VERSION,
       waCertPublicKey: simulator.identity.publicKeyHex,
-      reconnectBaseMs: 200
+      reconnectBaseMs: 200,
+      mediaUrlAllowPrivate: true
     })
+    // A file server on loopback that says where each request came from (a send's `media.url`).
+    const fileRequests: string[] = []
+    const photo = await jpeg()
+    const files = createServer((request, response) => {
+      fileRequests.push((request.socket.remoteAddress ?? '').replace(/^::ffff:/, ''))
+      response.writeHead(200, { 'content-type': 'image/jpeg' }).end(photo)
+    }).listen(0, '127.0.0.1')
+    await once(files, 'listening')
+    t.teardown(() => files.close())
+    // The phone has a chat already: its history comes as a blob from the media server, through the proxy too.
+    const seeded = await controlApi(simulator).inject({
+      method: 'POST',
+      url: `/accounts/${COMPANY_PHONE}/history`,
+      payload: {
+        chats: [{
+          jid: `${CONTACT}@s.whatsapp.net`,
+          name: 'Анна',
+          messages: [{ fromMe: false, text: 'Добрый день', timestamp: Math.floor(Date.now() / 1000) - 600 }]
+        }]
+      }
+    })
+    t.equal(seeded.statusCode, 200)
     const companyId = uniqueName('salon')
     const events = await recordEvents(t, settings, companyId)
     const api = (method: 'GET' | 'POST' | 'PUT', path: string, payload?: Record<string, unknown>) =>
@@ -44,12 +71,16 @@ for (const kind of ['http', 'socks5'] as const) {
     t.equal(init.statusCode, 200, 'initialize with the company\'s proxy')
     t.ok(simulator.scan(init.json().qr, COMPANY_PHONE), 'the phone scanned the QR')
     t.ok(await events.waitFor('connected', 1, STEP_MS), 'linked through the proxy')
+    const synced = () => events.events.some((event) => event.type === 'history_sync' && (event.data as { done: boolean }).done)
+    t.ok(await waitFor(synced, STEP_MS), 'the phone\'s history imported (its blobs fetched through the proxy)')
 
     t.equal((await api('POST', '/send', { phone: CONTACT, message: 'Ваша запись подтверждена' })).statusCode, 200)
-    const photo = await jpeg()
     t.equal((await api('POST', '/send', { phone: CONTACT, media: { kind: 'image', data: photo.toString('base64') } })).statusCode, 200)
-    t.ok(await waitFor(() => simulator.received(CONTACT).length === 2, STEP_MS), 'the contact got the text and the photo (uploaded)')
-    t.match(simulator.received(CONTACT).map((message) => message.kind), ['text', 'media'])
+    const fileUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}/photo.jpg`
+    t.equal((await api('POST', '/send', { phone: CONTACT, media: { kind: 'image', url: fileUrl } })).statusCode, 200)
+    t.same(fileRequests, [PROXY_ADDRESS], 'the file a send names by URL was fetched through the proxy')
+    t.ok(await waitFor(() => simulator.received(CONTACT).length === 3, STEP_MS), 'the contact got the text and both photos (uploaded)')
+    t.match(simulator.received(CONTACT).map((message) => message.kind), ['text', 'media', 'media'])
     const media = { kind: 'image' as const, data: photo, mimetype: 'image/jpeg' }
     await simulator.deliver({ from: CONTACT, to: COMPANY_PHONE, text: 'Вот фото', media })
     t.ok(await events.waitFor('message', 1, STEP_MS), 'the contact\'s photo arrived')
