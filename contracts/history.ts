@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { CompanyId, MAX_MESSAGE_ID_LENGTH } from './common.ts'
-import { InboundMedia, MediaKind } from './media.ts'
+import { DescribedMedia, InboundMedia } from './media.ts'
 
 /** What a newly linked number brings of its history: nothing, what WhatsApp sends a new device by default, or all of it. */
 export const HISTORY_SYNC_MODES = ['off', 'recent', 'full'] as const
@@ -109,12 +109,7 @@ export type HistoryMediaReply = Static<typeof HistoryMediaReply>
 
 /** The file of a message of the imported history, not fetched yet: `POST …/messages/:messageId/media` fetches it. */
 export const HistoryMedia = Type.Object({
-  kind: MediaKind,
-  mimetype: Type.Optional(Type.String()),
-  fileName: Type.Optional(Type.String()),
-  caption: Type.Optional(Type.String()),
-  seconds: Type.Optional(Type.Integer()),
-  ptt: Type.Optional(Type.Boolean()),
+  ...DescribedMedia,
   sha256: Type.Optional(Type.String({ description: 'Hex SHA-256 of the file, as its message declares' })),
   onDemand: Type.Literal(true, { description: 'Fetched when asked for (POST …/messages/:messageId/media)' })
 })

@@ -51,14 +51,19 @@ export const InboundMedia = Type.Object({
 })
 export type InboundMedia = Static<typeof InboundMedia>
 
-/** A media message whose file could not be fetched: the event still says what it was. */
-export const UnavailableMedia = Type.Object({
+/** What a received media message says of its file, whether or not the file itself is at hand. */
+export const DescribedMedia = {
   kind: MediaKind,
   mimetype: Type.Optional(Type.String()),
   fileName: Type.Optional(Type.String()),
   caption: Type.Optional(Type.String()),
   seconds: Type.Optional(Type.Integer()),
-  ptt: Type.Optional(Type.Boolean()),
+  ptt: Type.Optional(Type.Boolean())
+}
+
+/** A media message whose file could not be fetched: the event still says what it was. */
+export const UnavailableMedia = Type.Object({
+  ...DescribedMedia,
   error: Type.Object({ code: Type.String(), message: Type.String() })
 })
 export type UnavailableMedia = Static<typeof UnavailableMedia>

@@ -4,7 +4,7 @@ import type { EventEnvelope } from '../contracts/index.ts'
 import { controlApi } from '../simulator/control.ts'
 import { COMPANY_PHONE } from './helpers/linked-gateway.ts'
 import { recordEvents, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
-import { startSimulator, TEST_WA_VERSION } from './helpers/simulator.ts'
+import { baileysOn, startSimulator } from './helpers/simulator.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -28,13 +28,7 @@ const syncsOf = (events: EventEnvelope[]) => events.filter((event) => event.type
 t.test('a linked phone\'s chats reach the chat list and the history, files on demand, older messages on request', async (t) => {
   const { simulator, url } = await startSimulator(t)
   const settings = await sessionCluster(t)
-  const replica = await startSessionReplica(t, settings, {
-    waTransport: 'baileys',
-    waWsUrl: url,
-    waVersion: TEST_WA_VERSION,
-    waCertPublicKey: simulator.identity.publicKeyHex,
-    messageRetentionDays: 365
-  })
+  const replica = await startSessionReplica(t, settings, { ...baileysOn(simulator, url), messageRetentionDays: 365 })
   const control = controlApi(simulator)
   t.teardown(() => control.close())
   const seeded = await control.inject({
@@ -111,9 +105,7 @@ t.test('a takeover in the middle of a sync loses and doubles nothing: the new ho
   const PER_CHAT = 20
   const { simulator, url } = await startSimulator(t)
   const settings = await sessionCluster(t)
-  const baileys = {
-    waTransport: 'baileys' as const, waWsUrl: url, waVersion: TEST_WA_VERSION, waCertPublicKey: simulator.identity.publicKeyHex
-  }
+  const baileys = baileysOn(simulator, url)
   const control = controlApi(simulator)
   t.teardown(() => control.close())
   const seeded = await control.inject({

@@ -8,7 +8,7 @@ import { COMPANY_PHONE, CONTACT } from './helpers/linked-gateway.ts'
 import { jpeg } from './helpers/media-files.ts'
 import { startMicrosocks, startTinyproxy, type ProxyServer } from './helpers/proxy-servers.ts'
 import { recordEvents, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
-import { startSimulator, TEST_WA_VERSION } from './helpers/simulator.ts'
+import { baileysOn, startSimulator } from './helpers/simulator.ts'
 import { uniqueName } from './helpers/services.ts'
 import { waitFor } from './helpers/wait.ts'
 
@@ -33,10 +33,7 @@ for (const kind of ['http', 'socks5'] as const) {
     const { simulator, url } = await startSimulator(t, { allowedPeers: [PROXY_ADDRESS] })
     const settings = await sessionCluster(t)
     const replica = await startSessionReplica(t, settings, {
-      waTransport: 'baileys',
-      waWsUrl: url,
-      waVersion: TEST_WA_VERSION,
-      waCertPublicKey: simulator.identity.publicKeyHex,
+      ...baileysOn(simulator, url),
       reconnectBaseMs: 200,
       mediaUrlAllowPrivate: true
     })
@@ -130,9 +127,7 @@ t.test('a company without a proxy is unaffected: it connects directly while anot
   const proxy = await startTinyproxy(t, { user: 'salon', password: 'proxy-secret-2' })
   const { simulator, url } = await startSimulator(t)
   const settings = await sessionCluster(t)
-  const replica = await startSessionReplica(t, settings, {
-    waTransport: 'baileys', waWsUrl: url, waVersion: TEST_WA_VERSION, waCertPublicKey: simulator.identity.publicKeyHex
-  })
+  const replica = await startSessionReplica(t, settings, baileysOn(simulator, url))
   const link = async (phone: string, proxyUrl?: string) => {
     const companyId = uniqueName('salon')
     const events = await recordEvents(t, settings, companyId)

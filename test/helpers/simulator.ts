@@ -77,3 +77,13 @@ export async function startSimulator (t: Test, options: SimulatorOptions & { reu
   }
   return { simulator, url, factory, connect, link }
 }
+
+/** A replica's settings for real Baileys on this simulator (its WebSocket at `url`), as the end-to-end tests start one. */
+export function baileysOn (simulator: WhatsAppSimulator, url: string) {
+  return {
+    waTransport: 'baileys' as const,
+    waWsUrl: url,
+    waVersion: TEST_WA_VERSION,
+    waCertPublicKey: simulator.identity.publicKeyHex
+  }
+}
