@@ -228,18 +228,50 @@ export async function readHistorySync (inflated: Uint8Array, take: (slice: Histo
 /** The fields of `HistorySync` (WAProto.proto) the gateway reads. */
 const HISTORY_SYNC_FIELDS = { conversations: 2, pushnames: 7, phoneNumberToLidMappings: 15 } as const
 
-/** A chunk's blob, downloaded, decrypted and inflated (a few MB at most; its objects are read slice by slice). */
-async function inflatedBlob (notice: HistoryNotice, options: RequestInit): Promise<Buffer> {
+/**
+ * Buffers chunks are inflated into, used again from one chunk to the next: a sync of a hundred
+ * chunks would otherwise leave a hundred blobs of a few MB each for the garbage collector, which
+ * frees memory outside V8's heap only after a full collection. At most BLOB_BUFFERS_KEPT wait here,
+ * and none once no history was read for BLOB_BUFFERS_IDLE_MS.
+ */
+const blobBuffers: Buffer[] = []
+const BLOB_BUFFERS_KEPT = 2
+const BLOB_BUFFER_BYTES = 4 * 1024 * 1024
+const BLOB_BUFFERS_IDLE_MS = 60_000
+let blobBuffersIdle: NodeJS.Timeout | undefined
+
+/**
+ * A chunk's blob, downloaded, decrypted and inflated into a reused buffer, handed to `read` (a few MB
+ * at most). What is read out of it must not keep views of it: the history port's messages hold strings.
+ */
+async function withInflatedBlob (
+  notice: HistoryNotice, options: RequestInit, read: (blob: Uint8Array) => Promise<void>
+): Promise<void> {
   const { pointer } = notice
-  if (pointer.inline) return inflateAsync(Buffer.from(pointer.inline, 'base64'))
+  if (pointer.inline) return read(await inflateAsync(Buffer.from(pointer.inline, 'base64')))
   const stream = await downloadContentFromMessage({
     directPath: pointer.directPath, mediaKey: bytes(pointer.mediaKey)
   }, 'md-msg-hist', { options })
-  const parts: Buffer[] = []
+  let buffer = blobBuffers.pop() ?? Buffer.allocUnsafe(BLOB_BUFFER_BYTES)
+  let length = 0
   const inflater = createInflate()
-  inflater.on('data', (part: Buffer) => parts.push(part))
-  await pipeline(stream, inflater)
-  return Buffer.concat(parts)
+  inflater.on('data', (part: Buffer) => {
+    if (length + part.length > buffer.length) {
+      const larger = Buffer.allocUnsafe(Math.max(buffer.length * 2, length + part.length))
+      buffer.copy(larger, 0, 0, length)
+      buffer = larger
+    }
+    part.copy(buffer, length)
+    length += part.length
+  })
+  try {
+    await pipeline(stream, inflater)
+    await read(buffer.subarray(0, length))
+  } finally {
+    if (blobBuffers.length < BLOB_BUFFERS_KEPT) blobBuffers.push(buffer)
+    clearTimeout(blobBuffersIdle)
+    blobBuffersIdle = setTimeout(() => { blobBuffers.length = 0 }, BLOB_BUFFERS_IDLE_MS).unref()
+  }
 }
 
 const bytes = (value: string | undefined) => (value ? Buffer.from(value, 'base64') : undefined)
@@ -271,14 +303,13 @@ export function historyPortOf (
   return {
     settings: notices.settings,
     read: async (notice, take) => {
-      const inflated = await inflatedBlob(notice, await fetchOptions())
-      await readHistorySync(inflated, async (slice) => {
+      await withInflatedBlob(notice, await fetchOptions(), (blob) => readHistorySync(blob, async (slice) => {
         if (slice.lids.length > 0) {
           await sock.signalRepository.lidMapping.storeLIDPNMappings(slice.lids.map(({ lid, phone }) => ({ lid, pn: phone })))
             .catch((err: unknown) => log.warn({ err }, 'the LID map of a history chunk was not kept by the connection'))
         }
         await take(slice)
-      })
+      }))
     },
     requestOlder: async (anchor, count) =>
       sock.fetchMessageHistory(count, { remoteJid: anchor.chat, id: anchor.messageId, fromMe: anchor.fromMe }, anchor.timestampMs),
