@@ -149,3 +149,27 @@ t.test('a company without a proxy is unaffected: it connects directly while anot
   t.same(shown.json().proxy, null, 'no proxy')
   t.equal((await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${proxied}/proxy` })).json().proxy.source, 'company')
 })
+
+t.test('WA_PROXY_URLS: a company without its own proxy goes through its pick from the list, the same one each time', async (t) => {
+  const proxies = [
+    await startTinyproxy(t, { user: 'salon', password: 'proxy-secret-3' }),
+    await startMicrosocks(t, { user: 'salon', password: 'proxy-secret-4' })
+  ]
+  const { simulator, url } = await startSimulator(t, { allowedPeers: [PROXY_ADDRESS] })
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { ...baileysOn(simulator, url), waProxyUrls: proxies.map((proxy) => proxy.url) })
+  const companyId = uniqueName('salon')
+  const events = await recordEvents(t, settings, companyId)
+  const shown = (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/proxy` })).json()
+  t.equal(shown.proxy.source, 'list', 'its pick from the list')
+  const picked = proxies.find((proxy) => proxy.port === shown.proxy.port)!
+  const other = proxies.find((proxy) => proxy !== picked)!
+  const init = await replica.app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize` })
+  simulator.scan(init.json().qr, COMPANY_PHONE)
+  t.ok(await events.waitFor('connected', 1, STEP_MS), 'linked through the list\'s proxy')
+  t.ok(picked.tunnels() > 0, 'the picked proxy carried it')
+  t.equal(other.tunnels(), 0, 'the other one nothing')
+  t.same(simulator.peers().filter((peer) => peer.refused), [], 'nothing went around it')
+  const again = (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/proxy` })).json()
+  t.equal(again.proxy.port, picked.port, 'the same pick when asked again')
+})
