@@ -150,3 +150,36 @@ t.test('a takeover in the middle of a sync loses and doubles nothing: the new ho
   t.match((await second.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/history` })).json().sync,
     { state: 'done', pending: 0, messages: expected.length })
 })
+
+t.test('history.sync "full" at initialize: the phone sends its older messages too (WhatsApp\'s FULL chunks)', async (t) => {
+  const { simulator, url } = await startSimulator(t)
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { ...baileysOn(simulator, url), messageRetentionDays: 365 })
+  const seeded = await controlApi(simulator).inject({
+    method: 'POST',
+    url: `/accounts/${COMPANY_PHONE}/history`,
+    payload: {
+      chats: [{
+        jid: pn(ANNA),
+        name: 'Анна',
+        messages: [
+          { id: 'FULL-OLD', fromMe: false, text: 'Полгода назад', timestamp: ago(180) },
+          { id: 'FULL-NEW', fromMe: false, text: 'Вчера', timestamp: ago(1) }
+        ]
+      }]
+    }
+  })
+  t.equal(seeded.statusCode, 200)
+  const companyId = uniqueName('salon')
+  const events = await recordEvents(t, settings, companyId)
+  const init = await replica.app.inject({
+    method: 'POST', url: `/api/whatsapp/sessions/${companyId}/initialize`, payload: { history: { sync: 'full' } }
+  })
+  simulator.scan(init.json().qr, COMPANY_PHONE)
+  t.ok(await events.waitFor('connected', 1, STEP_MS), 'linked')
+  t.ok(await waitFor(() => syncsOf(events.events).some((sync) => sync.syncType === 'full' && sync.done), STEP_MS), 'the full sync ended')
+  const rows = (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/messages?chat=${ANNA}` })).json()
+  t.same(rows.messages.map((row: { messageId: string }) => row.messageId), ['FULL-NEW', 'FULL-OLD'], 'the recent and the older message')
+  t.match((await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/history` })).json().sync,
+    { mode: 'full', state: 'done' })
+})
