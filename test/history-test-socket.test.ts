@@ -128,3 +128,36 @@ t.test('a company that chose no history imports none, and one that chose a limit
   const quietStatus = (await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${quiet}/history` })).json()
   t.match(quietStatus.sync, { mode: 'off', state: 'idle' })
 })
+
+t.test('a connection that drops in the middle of a sync, and comes back: every chunk told is imported once', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings)
+  const companyId = uniqueName('salon')
+  const events = await linkCompany(replica, companyId, settings, t)
+  const whatsapp = replica.app.testWhatsApp!
+  const CHUNKS = 20
+  const PER_CHUNK = 400
+  const chunks = Array.from({ length: CHUNKS }, (_, index) => ({
+    syncType: 'recent' as const,
+    chunkOrder: index,
+    progress: Math.floor((100 * (index + 1)) / CHUNKS),
+    chunk: {
+      chats: [{ jid: pn(`7911${String(index).padStart(7, '0')}`) }],
+      contacts: [],
+      lids: [],
+      messages: Array.from({ length: PER_CHUNK }, (_, n) => message(`D${index}-${n}`, pn(`7911${String(index).padStart(7, '0')}`), 1, `text ${n}`))
+    }
+  }))
+  t.ok(whatsapp.history.announce(companyId, chunks), 'twenty chunks told at once')
+  t.ok(await events.waitFor('history_sync', 1, STEP_MS), 'the import began')
+  // The connection drops with chunks still to import (a transient close: the session reconnects under the same lease).
+  whatsapp.drop(companyId, 428)
+  t.ok(await events.waitFor('connected', 2, STEP_MS), 'reconnected')
+  const syncs = () => events.events.filter((event) => event.type === 'history_sync').map((event) => event.data as { messages: number })
+  t.ok(await waitFor(() => syncs().length === CHUNKS, STEP_MS), 'an event per chunk, after the reconnect if not before')
+  await replica.app.history.settled(companyId)
+  t.equal(syncs().length, CHUNKS, 'none twice')
+  t.equal(syncs().reduce((sum, sync) => sum + sync.messages, 0), CHUNKS * PER_CHUNK, 'every message once')
+  t.match((await replica.app.inject({ method: 'GET', url: `/api/whatsapp/sessions/${companyId}/history` })).json().sync,
+    { state: 'done', pending: 0, chunks: CHUNKS, messages: CHUNKS * PER_CHUNK })
+})

@@ -8,13 +8,14 @@ import type { HistoryStore } from './store.ts'
 const ROWS_PER_INSERT = 1_000
 const DAY_MS = 24 * 60 * 60 * 1000
 
-/** What importing needs of the connection that told a chunk. */
+/** What importing needs of the session that was told of a chunk. */
 export interface ImportSource {
   companyId: string
-  history: HistoryPort
+  /** The session's connection's history, while one is open (a reconnect opens another). */
+  history: () => HistoryPort | undefined
   /** Publishes under the session's lease (nothing once it stopped). */
   publish: (data: EventData<'history_sync'>) => void
-  /** Whether this replica still holds the company under the lease the chunks were told under. */
+  /** Whether this replica still holds the company in that session. */
   holds: () => boolean
 }
 
@@ -77,7 +78,8 @@ export class HistoryImporter {
   readonly #log: FastifyBaseLogger
   /** Each company's queue: chunks are imported in the order they were told. */
   readonly #queues = new Map<string, Promise<void>>()
-  readonly #queued = new Set<string>()
+  /** Chunks queued, with the session to import them in: the newest one told of them (a restart's, a takeover's). */
+  readonly #queued = new Map<string, ImportSource>()
   readonly #telling = new Map<string, Promise<void>>()
 
   constructor (store: HistoryStore, conversations: Conversations, log: FastifyBaseLogger) {
@@ -119,18 +121,22 @@ export class HistoryImporter {
 
   #enqueue (source: ImportSource, notice: HistoryNotice): void {
     const key = `${source.companyId}/${notice.id}`
-    if (this.#queued.has(key)) return
-    this.#queued.add(key)
+    // Queued already (by a session since replaced, say): it is imported once, in the newest session.
+    const queued = this.#queued.has(key)
+    this.#queued.set(key, source)
+    if (queued) return
     const previous = this.#queues.get(source.companyId) ?? Promise.resolve()
-    const next = previous.then(() => this.#importOne(source, notice)).finally(() => this.#queued.delete(key))
+    const next = previous.then(() => this.#importOne(this.#queued.get(key) ?? source, notice)).finally(() => this.#queued.delete(key))
     this.#queues.set(source.companyId, next)
     void next.finally(() => { if (this.#queues.get(source.companyId) === next) this.#queues.delete(source.companyId) })
   }
 
   async #importOne (source: ImportSource, notice: HistoryNotice): Promise<void> {
-    const { companyId, history } = source
-    // A replica that lost the company leaves the chunk pending: the new holder imports it.
-    if (!source.holds()) return
+    const { companyId } = source
+    // A replica that lost the company leaves the chunk pending: the new holder imports it. So does a
+    // session between two connections: its next one resumes the chunks still pending.
+    const history = source.holds() ? source.history() : undefined
+    if (!history) return
     // A request for older messages asked for them: the link's age limit is for what the phone sends by itself.
     const since = history.settings.days === null || notice.syncType === 'on_demand' ? 0 : Date.now() - history.settings.days * DAY_MS
     let added = 0

@@ -6,7 +6,7 @@ import {
   HistoryRequestReply, HistoryStatusReply, MAX_MESSAGE_ID_LENGTH, type HistorySyncState, type InboundMedia
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
-import { chatOf, declareHolderCommand, type HistoryPort, type StoredMediaRef, type WaSocket } from '../session-pool/index.ts'
+import { chatOf, declareHolderCommand, type HistoryPort, type StoredMediaRef } from '../session-pool/index.ts'
 import { HistoryImporter } from './importer.ts'
 import { historyMigrations, HistoryStore } from './store.ts'
 
@@ -38,13 +38,11 @@ export default fp(async (app) => {
   // SQL of its own only: the root EntityManager's connection serves it (a fork per statement would only allocate).
   const store = new HistoryStore(() => app.orm.em)
   const importer = new HistoryImporter(store, app.conversations, app.log)
-  /** Each held company's connection, for the holder's commands. */
-  const sockets = new Map<string, WaSocket>()
   /** Set as the replica shuts down: chunks not begun are left to the next holder rather than holding the shutdown up. */
   let closing = false
 
   const stateOf = async (companyId: string): Promise<HistorySyncState> => {
-    const mode = sockets.get(companyId)?.history.settings.mode ?? (await app.sessionPool.historySettings(companyId)).mode
+    const mode = app.sessionPool.get(companyId)?.socket?.history.settings.mode ?? (await app.sessionPool.historySettings(companyId)).mode
     return store.state(companyId, mode)
   }
   app.sessionPool.addStatusPart('historySync', stateOf)
@@ -53,17 +51,13 @@ export default fp(async (app) => {
     const session = app.sessionPool.get(companyId)
     const source = {
       companyId,
-      history: socket.history,
+      history: () => session?.socket?.history,
       publish: (data: Parameters<typeof emit<'history_sync'>>[1]) => emit('history_sync', data),
-      holds: () => !closing && sockets.get(companyId) === socket && app.sessionPool.get(companyId) === session
+      holds: () => !closing && session !== undefined && app.sessionPool.get(companyId) === session
     }
     socket.on('connection', (update) => {
-      if (update.connection === 'open') {
-        sockets.set(companyId, socket)
-        importer.resume(source).catch((err: unknown) => app.log.error({ err, companyId }, 'the history import could not resume'))
-      } else if (update.connection === 'close' && sockets.get(companyId) === socket) {
-        sockets.delete(companyId)
-      }
+      if (update.connection !== 'open') return
+      importer.resume(source).catch((err: unknown) => app.log.error({ err, companyId }, 'the history import could not resume'))
     })
     socket.on('historyNotices', (notices) => {
       importer.told(source, notices).catch((err: unknown) => app.log.error({ err, companyId }, 'history chunks told were not kept'))
@@ -71,9 +65,9 @@ export default fp(async (app) => {
   })
 
   const historyOf = (companyId: string): HistoryPort => {
-    const socket = sockets.get(companyId)
-    if (!socket) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} is not connected`)
-    return socket.history
+    const history = app.sessionPool.get(companyId)?.socket?.history
+    if (!history) throw new GatewayError(ErrorCode.NOT_CONNECTED, `company ${companyId} is not connected`)
+    return history
   }
 
   // Both routes name everything in the path: a POST without a body (curl -X POST) is the empty one.
