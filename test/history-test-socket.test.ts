@@ -137,17 +137,20 @@ t.test('a connection that drops in the middle of a sync, and comes back: every c
   const whatsapp = replica.app.testWhatsApp!
   const CHUNKS = 20
   const PER_CHUNK = 400
-  const chunks = Array.from({ length: CHUNKS }, (_, index) => ({
-    syncType: 'recent' as const,
-    chunkOrder: index,
-    progress: Math.floor((100 * (index + 1)) / CHUNKS),
-    chunk: {
-      chats: [{ jid: pn(`7911${String(index).padStart(7, '0')}`) }],
-      contacts: [],
-      lids: [],
-      messages: Array.from({ length: PER_CHUNK }, (_, n) => message(`D${index}-${n}`, pn(`7911${String(index).padStart(7, '0')}`), 1, `text ${n}`))
+  const chunks = Array.from({ length: CHUNKS }, (_, index) => {
+    const chat = pn(`7911${String(index).padStart(7, '0')}`)
+    return {
+      syncType: 'recent' as const,
+      chunkOrder: index,
+      progress: Math.floor((100 * (index + 1)) / CHUNKS),
+      chunk: {
+        chats: [{ jid: chat }],
+        contacts: [],
+        lids: [],
+        messages: Array.from({ length: PER_CHUNK }, (_, n) => message(`D${index}-${n}`, chat, 1, `text ${n}`))
+      }
     }
-  }))
+  })
   t.ok(whatsapp.history.announce(companyId, chunks), 'twenty chunks told at once')
   t.ok(await events.waitFor('history_sync', 1, STEP_MS), 'the import began')
   // The connection drops with chunks still to import (a transient close: the session reconnects under the same lease).
