@@ -12,6 +12,22 @@ t.test('a send whose keys cannot be stored after it went out is reported sent, a
   const db = new pg.Client({ connectionString: gateway.settings.databaseUrl })
   await db.connect()
   t.teardown(() => db.end())
+  // The login's own writes (creds, pre-keys, app-state keys) go on for a moment after `connected`; one of them
+  // after the fence below would stop the session before the send this test is about. The fence waits for a
+  // second in which the company's creds and keys did not change.
+  const writes = async () => JSON.stringify((await db.query(`select
+    (select updated_at from whatsapp_auth where company_id = $1) as creds,
+    (select count(*) from whatsapp_keys where company_id = $1) as keys`, [gateway.companyId])).rows[0])
+  let seen = await writes()
+  let quietSince = performance.now()
+  t.ok(await waitFor(async () => {
+    const now = await writes()
+    if (now !== seen) {
+      seen = now
+      quietSince = performance.now()
+    }
+    return performance.now() - quietSince >= 1_000
+  }, 20_000, 100), 'the login\'s writes are done')
   // A takeover as PostgreSQL sees it: a newer epoch is claimed, and every key write of this holder is now refused.
   const fenced = await db.query('update sessions set epoch = epoch + 1000 where company_id = $1', [gateway.companyId])
   t.equal(fenced.rowCount, 1)
