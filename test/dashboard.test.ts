@@ -421,7 +421,7 @@ t.test('the pages: served offline from the gateway, with a strict content securi
   t.notMatch(html, /https?:\/\//, 'nothing loaded from elsewhere')
   for (const file of [
     'vendor/preact.mjs', 'vendor/hooks.mjs', 'vendor/htm.mjs', 'vendor/pico.min.css', 'app/app.js', 'app/asking.js', 'app/groups.js',
-    'app/polls.js', 'app/calls.js', 'app/history.js', 'app/style.css'
+    'app/polls.js', 'app/calls.js', 'app/history.js', 'app/chats.js', 'app/style.css'
   ]) {
     t.equal((await fetch(`${base}${file}`)).status, 200, file)
   }

@@ -9,10 +9,13 @@ import { ErrorNote, StateBadge, html, may } from './html.js'
 import { Groups } from './groups.js'
 import { Polls } from './polls.js'
 import { History } from './history.js'
+import { Chats } from './chats.js'
 import { Calls } from './calls.js'
 
 const EVENTS_SHOWN = 100
 /** Events after which the status is asked again. */
+/** Events after which the chat list is asked again: a history chunk, a message either way, a chat changed elsewhere. */
+const CHAT_EVENTS = new Set(['history_sync', 'message', 'message_sent', 'chat_update'])
 const STATUS_EVENTS = new Set(['connected', 'disconnected', 'logout', 'owner_changed', 'connection_replaced', 'error', 'reconnect_failed'])
 /** Events after which the groups are asked again. */
 const GROUP_EVENTS = new Set(['group_joined', 'group_left', 'group_update', 'group_participants'])
@@ -245,6 +248,7 @@ export function Company ({ companyId, session }) {
   const [callsAsked, askCalls] = useState(0)
   const [historyAsked, askHistory] = useState(0)
   const [lastSync, setLastSync] = useState()
+  const [chatsAsked, askChats] = useState(0)
   // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
   // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
   const epochs = useRef(new NewestEpochs())
@@ -286,6 +290,7 @@ export function Company ({ companyId, session }) {
           setLastSync(event.data)
           askHistory((count) => count + 1)
         }
+        if (CHAT_EVENTS.has(event.type)) askChats((count) => count + 1)
       }
     })
     return () => follower.stop()
@@ -318,6 +323,7 @@ export function Company ({ companyId, session }) {
     ${status && may(principal, 'read')
       ? html`<${History} companyId=${companyId} api=${api} refresh=${historyAsked} lastSync=${lastSync} />`
       : null}
+    ${status && may(principal, 'events') ? html`<${Chats} companyId=${companyId} api=${api} refresh=${chatsAsked} />` : null}
     <${LiveEvents} events=${events} state=${live} onReact=${setReactTo} canSend=${may(principal, 'send')} />
     ${may(principal, 'link') && status?.health?.phoneNumber
       ? html`<${Logout} companyId=${companyId} api=${api} onDone=${() => askStatus((count) => count + 1)} />`
