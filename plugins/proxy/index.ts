@@ -71,10 +71,10 @@ export default fp<ProxyOptions>(async (app, options) => {
     }
     return route
   }
-  const describe = async (companyId: string): Promise<ProxyReply> => {
-    const proxy = await chosen(companyId)
-    return { success: true, companyId, proxy: proxy ? { source: proxy.source, ...describeProxy(new URL(proxy.url)) } : null }
-  }
+  const described = (proxy: Awaited<ReturnType<typeof chosen>>): ProxyDescription | null =>
+    proxy ? { source: proxy.source, ...describeProxy(new URL(proxy.url)) } : null
+  const describe = async (companyId: string): Promise<ProxyReply> =>
+    ({ success: true, companyId, proxy: described(await chosen(companyId)) })
   const changed = (companyId: string) => app.bus.publish(app.subjects.proxyChanged, { companyId })
 
   const set = async (companyId: string, raw: string): Promise<ProxyReply> => {
@@ -87,17 +87,17 @@ export default fp<ProxyOptions>(async (app, options) => {
     }
     await store.set(companyId, url.href)
     changed(companyId)
-    return describe(companyId)
+    // What was just stored is the company's proxy now: no need to read it back and open it again.
+    return { success: true, companyId, proxy: described({ url: url.href, source: 'company' }) }
   }
   const remove = async (companyId: string): Promise<ProxyReply> => {
     if (await store.remove(companyId)) changed(companyId)
     return describe(companyId)
   }
   const check = async (companyId: string): Promise<ProxyCheckReply> => {
-    const { proxy } = await describe(companyId)
-    const url = (await chosen(companyId))?.url
-    const result = await checkTunnel(url ? routeFor(url) : undefined, endpoint, options.proxyCheckTimeoutMs)
-    return { success: true, companyId, proxy, endpoint, ...result }
+    const proxy = await chosen(companyId)
+    const result = await checkTunnel(proxy ? routeFor(proxy.url) : undefined, endpoint, options.proxyCheckTimeoutMs)
+    return { success: true, companyId, proxy: described(proxy), endpoint, ...result }
   }
 
   const routesOf = app.withTypeProvider<TypeBoxTypeProvider>()

@@ -31,6 +31,7 @@ export const CloseCode = {
 const PROXY_RETRY_MAX_MS = 60_000
 /** ± this share of a backoff delay is random, so companies do not reconnect in lockstep. */
 const JITTER_SHARE = 0.2
+const jittered = (delayMs: number) => Math.round(delayMs * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
 
 /** Why a session ended for good; the pool marks the company offline so no replica retries it. */
 export type StopOutcome = 'connection_replaced' | 'logged_out' | 'forbidden' | 'qr_expired' | 'reconnect_failed' | 'fenced'
@@ -311,7 +312,7 @@ export class Session {
     const { settings, emit } = this.#options
     this.#socket = undefined
     const base = Math.min(settings.reconnectBaseMs * 2 ** this.#proxyFailures, PROXY_RETRY_MAX_MS)
-    const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
+    const delay = jittered(base)
     emit('error', { code: null, reason: failure.kind, message: failure.message, retryAt: new Date(Date.now() + delay).toISOString() })
     this.#proxyFailures++
     this.#state = 'reconnecting'
@@ -372,7 +373,7 @@ export class Session {
       return
     }
     const base = settings.reconnectBaseMs * 2 ** this.#reconnectAttempts
-    const delay = Math.round(base * (1 - JITTER_SHARE + Math.random() * 2 * JITTER_SHARE))
+    const delay = jittered(base)
     this.#reconnectAttempts++
     this.#state = 'reconnecting'
     this.#unhealthySince ??= performance.now()
