@@ -23,8 +23,8 @@ export interface Proxies {
    * else WA_PROXY_URL; undefined: direct.
    */
   routeOf: (companyId: string) => Promise<ProxyRoute | undefined>
-  /** Sets a company's own proxy (a URL of PROXY_SCHEMES, else a 400); its holder reconnects through it. */
-  set: (companyId: string, url: string) => Promise<ProxyReply>
+  /** Sets a company's own proxy (a URL of PROXY_SCHEMES, else a 400 naming `field`); its holder reconnects through it. */
+  set: (companyId: string, url: string, field?: string) => Promise<ProxyReply>
   /** Called on every replica when a company's proxy changed (set or removed anywhere). */
   onChange: (listener: (companyId: string) => void) => void
   /** Where a check tunnels to: WhatsApp's WebSocket URL, as the connections use it. */
@@ -77,12 +77,12 @@ export default fp<ProxyOptions>(async (app, options) => {
     ({ success: true, companyId, proxy: described(await chosen(companyId)) })
   const changed = (companyId: string) => app.bus.publish(app.subjects.proxyChanged, { companyId })
 
-  const set = async (companyId: string, raw: string): Promise<ProxyReply> => {
+  const set = async (companyId: string, raw: string, field = 'url'): Promise<ProxyReply> => {
     const url = parseProxyUrl(raw)
     // The refusal does not repeat the URL: it may hold a password.
     if (!url) {
-      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'url must be an http://, https://, socks5:// or socks5h:// URL with a host', {
-        details: [{ field: 'url', message: 'is not a proxy URL this gateway takes' }]
+      throw new GatewayError(ErrorCode.VALIDATION_ERROR, `${field} must be an http://, https://, socks5:// or socks5h:// URL with a host`, {
+        details: [{ field, message: 'is not a proxy URL this gateway takes' }]
       })
     }
     await store.set(companyId, url.href)

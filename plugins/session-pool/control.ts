@@ -41,7 +41,7 @@ async function initialize (
   await checkCompanyLimit(app, companyId, limits.maxCompanies)
   const pairingPhone = request.phoneNumber === undefined ? undefined : app.phone.normalize(request.phoneNumber)
   // A proxy given here is checked and kept first: a bad URL refuses the whole initialize, and the first socket already uses it.
-  if (request.proxy !== undefined) await app.proxies.set(companyId, request.proxy)
+  if (request.proxy !== undefined) await app.proxies.set(companyId, request.proxy, 'proxy')
   await requestPairing(app.orm.em.fork(), companyId, pairingPhone)
   if (request.history) await saveLinkSettings(app.orm.em.fork(), companyId, request.history)
   const waiting = bus.firstOf(['qr', 'pairing_code', 'connected', 'error'].map((type) => app.subjects.event(companyId, type)), timeoutMs)
