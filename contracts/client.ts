@@ -26,6 +26,10 @@ import type { ProxyCheckReply, ProxyReply, ProxySetRequest } from './proxy.ts'
 import type { HistoryMediaReply, HistoryRequest, HistoryRequestReply, HistoryStatusReply } from './history.ts'
 import type { PollSendReply, PollSendRequest, PollsListQuery, PollsListReply, PollTallyReply } from './polls.ts'
 import type {
+  QuietHours, QuietHoursReply, SchedulableCommand, ScheduledListQuery, ScheduledListReply, ScheduledMessageReply, ScheduledReply
+} from './scheduled.ts'
+import type { CampaignCreateRequest, CampaignReply, CampaignReportReply, CampaignsReply } from './campaigns.ts'
+import type {
   BlocklistReply, BlockReply, BlockRequest, ContactPictureReply, ContactProfileReply, OwnProfileReply, ProfileChangedReply,
   ProfilePictureRequest, ProfileUpdateRequest
 } from './profiles.ts'
@@ -160,7 +164,9 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     normalizePhone: (phone: string, country?: string) =>
       call<NormalizePhoneReply>(subjects.phoneNormalize, { phone, country } satisfies NormalizePhoneRequest),
     /** Sends through the replica holding the company; NOT_CONNECTED at once when none does. */
-    send: (companyId: string, request: SendRequest) => command<SendReply>(companyId, 'send', request),
+    /** With `sendAt` the holder schedules it instead (a ScheduledReply); `schedule` does so from any replica. */
+    send: <R extends SendRequest>(companyId: string, request: R) =>
+      command<R extends { sendAt: string } ? ScheduledReply : SendReply>(companyId, 'send', request),
     /** Reacts to a message through the holder; `emoji: ''` removes the reaction. */
     react: (companyId: string, request: ReactionRequest) => command<ReactionReply>(companyId, 'react', request),
     autoReactionRules: (companyId: string) => call<AutoReactionRulesReply>(subjects.autoReactionRules(companyId, 'get'), {}),
@@ -252,6 +258,30 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
       command<HistoryMediaReply>(companyId, 'history-media', { messageId }),
     /** A status (story): a text with background and font, or an image or video, to these contacts or every contact of the history. */
     postStatus: (companyId: string, request: StatusPostRequest) => command<StatusPostReply>(companyId, 'status-post', request),
+    /** Schedules a send (`send` or `poll-send`, its request with `sendAt`) from any replica, whether or not the company is connected. */
+    schedule: (companyId: string, command: SchedulableCommand, request: (SendRequest | PollSendRequest) & { sendAt: string }) =>
+      call<ScheduledReply>(subjects.scheduled(companyId, 'create'), { command, request }),
+    /** The company's scheduled messages, by due time. */
+    scheduled: (companyId: string, query: ScheduledListQuery = {}) =>
+      call<ScheduledListReply>(subjects.scheduled(companyId, 'list'), query),
+    /** One scheduled message, by its key or id. */
+    scheduledMessage: (companyId: string, key: string) => call<ScheduledMessageReply>(subjects.scheduled(companyId, 'get'), { key }),
+    /** Cancels a pending scheduled message, by its key or id. */
+    cancelScheduled: (companyId: string, key: string) => call<ScheduledMessageReply>(subjects.scheduled(companyId, 'cancel'), { key }),
+    quietHours: (companyId: string) => call<QuietHoursReply>(subjects.quietHours(companyId, 'get'), {}),
+    /** The hours scheduled and campaign messages may go out, in the company's time zone. */
+    setQuietHours: (companyId: string, hours: QuietHours) => call<QuietHoursReply>(subjects.quietHours(companyId, 'set'), hours),
+    removeQuietHours: (companyId: string) => call<QuietHoursReply>(subjects.quietHours(companyId, 'delete'), {}),
+    /** A campaign: one templated message to each recipient, paced within the company's budget. */
+    createCampaign: (companyId: string, request: CampaignCreateRequest) =>
+      call<CampaignReply>(subjects.campaigns(companyId, 'create'), request),
+    campaigns: (companyId: string) => call<CampaignsReply>(subjects.campaigns(companyId, 'list'), {}),
+    campaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'get'), { id }),
+    pauseCampaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'pause'), { id }),
+    resumeCampaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'resume'), { id }),
+    cancelCampaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'cancel'), { id }),
+    /** One CSV line per recipient: phone, status, message id, error and times. */
+    campaignReport: (companyId: string, id: string) => call<CampaignReportReply>(subjects.campaigns(companyId, 'report'), { id }),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

@@ -13,6 +13,8 @@ import { CallEventData } from './calls.ts'
 import { ChatUpdateEventData } from './chats.ts'
 import { StatusEventData } from './status.ts'
 import { HistorySyncEventData } from './history.ts'
+import { MessageExpiredEventData, MessageFailedEventData, MessageScheduledEventData } from './scheduled.ts'
+import { CampaignProgressEventData } from './campaigns.ts'
 
 /**
  * The `data` of every event type, as the gateway publishes it on `<namespace>.evt.<companyId>.<type>`
@@ -268,7 +270,11 @@ export const EVENT_DATA = {
   call: CallEventData,
   chat_update: ChatUpdateEventData,
   status: StatusEventData,
-  history_sync: HistorySyncEventData
+  history_sync: HistorySyncEventData,
+  message_scheduled: MessageScheduledEventData,
+  message_expired: MessageExpiredEventData,
+  message_failed: MessageFailedEventData,
+  campaign_progress: CampaignProgressEventData
 } as const satisfies Record<EventType, TSchema>
 
 export type EventData<T extends EventType> = Static<(typeof EVENT_DATA)[T]>

@@ -80,7 +80,24 @@ export const CONTROL_SCOPES = {
   'proxy.get': 'read',
   'proxy.set': 'link',
   'proxy.delete': 'link',
-  'proxy.check': 'read'
+  'proxy.check': 'read',
+  // Scheduling a send is sending; what is scheduled carries content, as the history does.
+  'scheduled.create': 'send',
+  'scheduled.cancel': 'send',
+  'scheduled.list': 'events',
+  'scheduled.get': 'events',
+  // When the company may message customers is a rule of its own, like its automatic reactions.
+  'quiet-hours.get': 'read',
+  'quiet-hours.set': 'rules',
+  'quiet-hours.delete': 'rules',
+  // A campaign is many sends; its counts are read like a session's; its report names every recipient.
+  'campaigns.create': 'send',
+  'campaigns.pause': 'send',
+  'campaigns.resume': 'send',
+  'campaigns.cancel': 'send',
+  'campaigns.list': 'read',
+  'campaigns.get': 'read',
+  'campaigns.report': 'events'
 } as const satisfies Record<string, Scope>
 export type ControlOperation = keyof typeof CONTROL_SCOPES
 

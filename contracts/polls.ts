@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { DateTime } from './common.ts'
 import { MAX_MESSAGE_ID_LENGTH, IdempotencyKey, SendReply } from './sessions.ts'
+import { ScheduleFields } from './scheduled.ts'
 
 /** WhatsApp's limits: 2 to 12 options; an option's text is what votes name (by its hash), so no two may be equal. */
 export const POLL_MAX_OPTIONS = 12
@@ -13,7 +14,8 @@ export const PollSendRequest = Type.Object({
   question: Type.String({ minLength: 1, maxLength: 255, description: 'The poll\'s question' }),
   options: Type.Array(Option, { minItems: 2, maxItems: POLL_MAX_OPTIONS, uniqueItems: true }),
   multipleAnswers: Type.Optional(Type.Boolean({ description: 'Voters may pick several options (default: one)' })),
-  idempotencyKey: Type.Optional(IdempotencyKey)
+  idempotencyKey: Type.Optional(IdempotencyKey),
+  ...ScheduleFields
 }, { additionalProperties: false })
 export type PollSendRequest = Static<typeof PollSendRequest>
 

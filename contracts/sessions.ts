@@ -3,6 +3,7 @@ import { CompanyId, MAX_MESSAGE_ID_LENGTH } from './common.ts'
 import { HistoryLinkSettings, HistorySyncState } from './history.ts'
 import { OutboundMedia } from './media.ts'
 import { ContactCard, Location } from './content.ts'
+import { ScheduleFields } from './scheduled.ts'
 
 /** The old system's limit, kept. */
 export const MAX_MESSAGE_LENGTH = 4096
@@ -36,6 +37,7 @@ export const SendRequest = Type.Object({
     minLength: 1, maxLength: MAX_MESSAGE_ID_LENGTH, description: 'Reply to this message (one the gateway has seen in this chat)'
   })),
   idempotencyKey: Type.Optional(IdempotencyKey),
+  ...ScheduleFields,
   options: Type.Optional(Type.Object({
     quoted: Type.Optional(Type.String({
       minLength: 1,

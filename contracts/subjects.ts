@@ -42,6 +42,14 @@ export function subjectsFor (namespace: string = DEFAULT_NAMESPACE) {
     proxyChanged: `${namespace}.sys.proxy.changed`,
     /** Any replica answers (queue group): how far the import of the phone's history is. */
     historyStatus: (companyId: string) => `${namespace}.ctl.${companyId}.history.status`,
+    /** Any replica answers (queue group): schedule a send, list the company's scheduled messages, read or cancel one. */
+    scheduled: (companyId: string, operation: 'create' | 'list' | 'get' | 'cancel') =>
+      `${namespace}.ctl.${companyId}.scheduled.${operation}`,
+    /** Any replica answers (queue group): the hours the company may message customers. */
+    quietHours: (companyId: string, operation: 'get' | 'set' | 'delete') => `${namespace}.ctl.${companyId}.quiet-hours.${operation}`,
+    /** Any replica answers (queue group): the company's campaigns. */
+    campaigns: (companyId: string, operation: 'create' | 'list' | 'get' | 'pause' | 'resume' | 'cancel' | 'report') =>
+      `${namespace}.ctl.${companyId}.campaigns.${operation}`,
     /** Published when a company's desired state changes, so every replica follows it. */
     desiredChanged: `${namespace}.sys.desired.changed`,
     /** Every replica answers (no queue group): its own metrics, for the cluster-wide JSON. */

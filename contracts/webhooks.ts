@@ -11,7 +11,9 @@ export const EVENT_TYPES = [
   'call',
   'chat_update',
   'status',
-  'history_sync'
+  'history_sync',
+  'message_scheduled', 'message_expired', 'message_failed',
+  'campaign_progress'
 ] as const
 
 const WebhookUrl = Type.String({ minLength: 8, maxLength: 2048, description: 'An http(s) URL (public addresses only)' })

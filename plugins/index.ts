@@ -19,13 +19,14 @@ import * as chats from './chats/index.ts'
 import * as status from './status/index.ts'
 import * as history from './history/index.ts'
 import * as proxy from './proxy/index.ts'
+import * as scheduler from './scheduler/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
  * dependencies, skips disabled ones and hands each its own settings.
  */
 export const plugins: PluginModule[] = [
-  phone, proxy, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status, history,
+  phone, proxy, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status, history, scheduler,
   rateLimit, reactions, metrics, webhooks, dashboard
 ]
 
@@ -33,7 +34,7 @@ export const plugins: PluginModule[] = [
 export type GatewayConfig = Config & phone.PhoneOptions & media.MediaOptions & conversations.ConversationsOptions &
   webhooks.WebhooksOptions & ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
   rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions &
-  profiles.ProfilesOptions & calls.CallsOptions & proxy.ProxyOptions
+  profiles.ProfilesOptions & calls.CallsOptions & proxy.ProxyOptions & scheduler.SchedulerOptions
 
 /** Reads and validates the environment for this composition (tests and tools call it with their own env). */
 export function loadGatewayConfig (env: Env = process.env): GatewayConfig {

@@ -15,6 +15,7 @@ import {
 import type { Connector } from './connector.ts'
 import type { Bus, RequestOptions } from '../../core/bus.ts'
 import type { OwnershipOptions } from './settings.ts'
+import type { CommandLease } from './command-router.ts'
 
 export type { ConnectLease, Connector } from './connector.ts'
 export type { CommandHandler, CommandLease } from './command-router.ts'
@@ -27,6 +28,8 @@ export interface OwnershipService {
   readonly replica: string
   holds: (companyId: string) => boolean
   epochOf: (companyId: string) => number | undefined
+  /** The lease this replica holds the company under (what a command runs with); undefined when it holds none. */
+  leaseOf: (companyId: string) => CommandLease | undefined
   heldCompanies: () => string[]
   /**
    * A command for the company's holder, from any replica. While the company is desired online but
@@ -85,6 +88,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
     replica: config.replicaId,
     holds: (companyId) => coordinator?.holds(companyId) ?? false,
     epochOf: (companyId) => coordinator?.epochOf(companyId),
+    leaseOf: (companyId) => coordinator?.leaseOf(companyId),
     heldCompanies: () => coordinator?.heldCompanies() ?? [],
     requestHolder: <Reply>(companyId: string, command: string, payload: unknown, requestOptions?: RequestOptions): Promise<Reply> =>
       retryBetweenHolders(() => app.bus.request<Reply>(app.subjects.command(companyId, command), payload, requestOptions),

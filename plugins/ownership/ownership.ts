@@ -235,6 +235,12 @@ export class Ownership {
     return held && !held.ending ? held.epoch : undefined
   }
 
+  /** The lease this replica holds the company under, as commands get it; undefined when it holds none (or is giving it up). */
+  leaseOf (companyId: string): { epoch: number, since: string } | undefined {
+    const held = this.#held.get(companyId)
+    return held && !held.ending ? { epoch: held.epoch, since: held.value.since } : undefined
+  }
+
   heldCompanies (): string[] {
     return [...this.#held.all()].filter((held) => !held.ending).map((held) => held.companyId)
   }

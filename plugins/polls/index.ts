@@ -58,6 +58,7 @@ export default fp(async (app) => {
     name: 'poll-send',
     request: PollSendRequest,
     reply: PollSendReply,
+    schedulable: 'poll-send',
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/polls',
@@ -67,7 +68,7 @@ export default fp(async (app) => {
         ' and its tally is at GET …/messages/{messageId}/poll',
       errors: [404, 409, 422, 429, 503, 504]
     },
-    handle: async ({ companyId, request, lease, idempotencyKey }) => {
+    handle: async ({ companyId, request, lease, idempotencyKey, messageId }) => {
       const chat = await chatOf(app, companyId, request.phone)
       const multipleAnswers = request.multipleAnswers ?? false
       const poll = { question: request.question, options: request.options, selectableCount: multipleAnswers ? ANY_NUMBER : SINGLE_CHOICE }
@@ -85,7 +86,7 @@ export default fp(async (app) => {
           lid: chat.lid
         },
         write: async (socket) => {
-          const sent = await socket.polls.send(chat.jid, poll)
+          const sent = await socket.polls.send(chat.jid, poll, messageId ? { messageId } : {})
           // The poll went out: without its secret no vote could ever be read, so it is kept before the send counts as done.
           // Now, in milliseconds (WhatsApp's timestamp has seconds): polls sent within a second keep their order.
           const createdAt = new Date()

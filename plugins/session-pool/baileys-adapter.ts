@@ -395,7 +395,7 @@ function adapt (
   // Every send under an id chosen here: when its keys cannot be stored after it went out, it is still
   // reported as sent, under that id, so a retry with the same idempotency key does not send it twice.
   const send = async (jid: string, content: AnyMessageContent, options: MiscMessageGenerationOptions = {}) => {
-    const messageId = generateMessageIDV2(sock.user?.id)
+    const messageId = options.messageId ?? generateMessageIDV2(sock.user?.id)
     try {
       return sent(await sock.sendMessage(jid, content, { ...options, messageId }))
     } catch (err) {
@@ -409,7 +409,10 @@ function adapt (
     sock, log, emit, send, claim: (owns) => { claims.push(owns) }, rememberMedia: (message) => { recentMedia.set(message.key.id!, message) }
   }
   const sendWith = (jid: string, content: AnyMessageContent, options: SendOptions) =>
-    send(jid, mentioning(content, options.mentions), quotedOf(options.quoted, (id, fromMe) => groupAuthors.keyOf(jid, id, fromMe)))
+    send(jid, mentioning(content, options.mentions), {
+      ...quotedOf(options.quoted, (id, fromMe) => groupAuthors.keyOf(jid, id, fromMe)),
+      ...(options.messageId ? { messageId: options.messageId } : {})
+    })
   return {
     on: (event, listener) => { (handlers[event] ??= [] as never[]).push(listener as never) },
     sendText: (jid, text, options = {}) => sendWith(jid, { text }, options),

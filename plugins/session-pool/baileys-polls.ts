@@ -47,11 +47,11 @@ export function pollPortOf (area: BaileysArea): PollPort {
   }
 
   return {
-    send: async (jid, poll) => {
+    send: async (jid, poll, options = {}) => {
       const secret = randomBytes(POLL_SECRET_BYTES)
       const sent = await area.send(jid, {
         poll: { name: poll.question, values: poll.options, selectableCount: poll.selectableCount, messageSecret: secret }
-      })
+      }, options.messageId ? { messageId: options.messageId } : {})
       return { ...sent, secret }
     },
     openVote: async (vote, secret) => {

@@ -2,9 +2,11 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from
 import { Type, type Static, type TObject, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { Value } from 'typebox/value'
-import { COMMAND_SCOPES, CompanyParams, ErrorReply, type CommandName } from '../../contracts/index.ts'
+import {
+  COMMAND_SCOPES, CompanyParams, ErrorCode, ErrorReply, ScheduledReply, type CommandName, type SchedulableCommand
+} from '../../contracts/index.ts'
 import type { HandlerContext } from '../../core/bus.ts'
-import { assertValid } from '../../core/errors.ts'
+import { assertValid, GatewayError } from '../../core/errors.ts'
 import type { CommandLease } from '../ownership/index.ts'
 
 /** NATS header a client may set instead of `idempotencyKey` (the JetStream de-duplication header, reused). */
@@ -21,7 +23,62 @@ export interface HolderCall<Request> {
   lease: CommandLease
   /** The client's idempotency key: the body's `idempotencyKey`, else `Idempotency-Key` (HTTP) or `Nats-Msg-Id` (NATS). */
   idempotencyKey: string | undefined
-  context: HandlerContext
+  /** WhatsApp's id for what the command sends, when its caller chose one (a scheduled message's, see SendOptions). */
+  messageId?: string
+  /** Absent when the command runs in-process (`HolderCommands.run`). */
+  context?: HandlerContext
+}
+
+/** Where a schedulable send with `sendAt` goes instead of the holder (the scheduler plugin). */
+export type ScheduleSend = (companyId: string, command: SchedulableCommand, request: Record<string, unknown>) => Promise<ScheduledReply>
+
+interface Declared {
+  /** Validates and prepares a request as the command's route would (a file is fetched and stored). */
+  prepare: (companyId: string, payload: unknown) => Promise<unknown>
+  /** Runs the handler on a request already validated and prepared. */
+  handle: (call: HolderCall<unknown>) => Promise<unknown>
+}
+
+/**
+ * Every holder command declared, for running one in-process on the holder (the scheduler sends a
+ * due message through the same handler a client's request takes), and the scheduler a schedulable
+ * send with `sendAt` is handed to. Session-pool knows no scheduler: the scheduler plugs itself in.
+ */
+export class HolderCommands {
+  readonly #declared = new Map<string, Declared>()
+  #schedule: ScheduleSend | undefined
+
+  add (name: string, declared: Declared): void {
+    this.#declared.set(name, declared)
+  }
+
+  useScheduler (schedule: ScheduleSend): void {
+    this.#schedule = schedule
+  }
+
+  /** Hands a send with `sendAt` to the scheduler; a deployment without one refuses it. */
+  schedule (companyId: string, command: SchedulableCommand, request: Record<string, unknown>): Promise<ScheduledReply> {
+    if (!this.#schedule) {
+      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'this gateway schedules nothing (its scheduler plugin is not loaded)', {
+        details: [{ field: '/sendAt', message: 'send without it' }]
+      })
+    }
+    return this.#schedule(companyId, command, request)
+  }
+
+  /** Validates and prepares a request for a declared command (a send to schedule that came without its route). */
+  async prepare (name: string, companyId: string, payload: unknown): Promise<unknown> {
+    const declared = this.#declared.get(name)
+    if (!declared) throw new Error(`no holder command ${name} is declared`)
+    return declared.prepare(companyId, payload)
+  }
+
+  /** Runs a declared command here, under `lease` (this replica must hold the company), on a request already prepared. */
+  async run<Reply> (name: string, call: Omit<HolderCall<unknown>, 'context'>): Promise<Reply> {
+    const declared = this.#declared.get(name)
+    if (!declared) throw new Error(`no holder command ${name} is declared`)
+    return await declared.handle(call) as Reply
+  }
 }
 
 /** One operation on a company's WhatsApp connection, declared once for NATS and HTTP. */
@@ -55,6 +112,27 @@ export interface HolderCommand<Request extends TSchema, Reply extends TSchema> {
    */
   prepare?: (companyId: string, request: Static<Request>) => Promise<Static<Request>>
   handle: (call: HolderCall<Static<Request>>) => Promise<Static<Reply>>
+  /**
+   * The command sends a message that may be scheduled: a request with `sendAt` is prepared, then
+   * handed to the scheduler (HTTP 202), never to the holder. Its value names the send to the scheduler.
+   */
+  schedulable?: SchedulableCommand
+}
+
+/** Fields that only mean something with `sendAt`. */
+const SCHEDULE_ONLY_FIELDS = ['scheduleKey', 'expiresAt', 'quietHours'] as const
+
+/** Whether a schedulable request is for later; one naming schedule fields without `sendAt` is refused, not sent now. */
+function isScheduled (request: unknown): request is Record<string, unknown> & { sendAt: string } {
+  const fields = request as Record<string, unknown>
+  if (typeof fields.sendAt === 'string') return true
+  const stray = SCHEDULE_ONLY_FIELDS.find((field) => fields[field] !== undefined)
+  if (stray) {
+    throw new GatewayError(ErrorCode.VALIDATION_ERROR, `${stray} is for scheduled sends: give sendAt too`, {
+      details: [{ field: `/${stray}`, message: 'needs sendAt' }]
+    })
+  }
+  return false
 }
 
 /** Over HTTP the idempotency key may come as a header; it travels to the holder as the NATS message id. */
@@ -75,9 +153,19 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
   const validator = Compile(command.request)
   // Served through the holder's per-company subscription; NATS service discovery lists it once, for every company.
   app.bus.describeEndpoint({ subject: app.subjects.command('*', command.name), request: command.request, reply: command.reply })
-  app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
+  const { schedulable } = command
+  const prepared = async (companyId: string, payload: unknown) => {
     const valid = assertValid(validator, payload, 'payload')
-    const request = command.prepare ? await command.prepare(companyId, valid) : valid
+    return command.prepare ? await command.prepare(companyId, valid) : valid
+  }
+  app.holderCommands.add(command.name, {
+    prepare: prepared,
+    handle: (call) => command.handle(call as HolderCall<Static<Request>>)
+  })
+  app.ownership.registerCommand(command.name, async (companyId, payload, context, lease) => {
+    const request = await prepared(companyId, payload)
+    // Over NATS the holder takes a scheduled send like any replica would: it stores it.
+    if (schedulable && isScheduled(request)) return app.holderCommands.schedule(companyId, schedulable, request)
     const fromBody = (request as { idempotencyKey?: unknown }).idempotencyKey
     const idempotencyKey = typeof fromBody === 'string' ? fromBody : (context.headers?.get(NATS_MSG_ID) || undefined)
     return command.handle({ companyId, request, lease, idempotencyKey, context })
@@ -98,6 +186,7 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
     ...(takesBody ? { body } : {}),
     response: {
       200: command.reply,
+      ...(schedulable ? { 202: ScheduledReply } : {}),
       ...Object.fromEntries(errors.map((status) => [status, ErrorReply]))
     }
   }
@@ -114,7 +203,7 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
           }
         }
       : {}),
-    handler: async (request) => {
+    handler: async (request, reply) => {
       const params = request.params as CompanyParams & Record<string, string>
       const { companyId } = params
       // Only the schema's fields travel to the holder (cleaned in place: the body is not used again).
@@ -123,6 +212,10 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
         ...Object.fromEntries(pathFields.map((field) => [field, params[field]]))
       } as Static<Request>
       const payload = takesBody && command.prepare ? await command.prepare(companyId, cleaned) : cleaned
+      // A send for later is stored where it arrives: no holder is needed now, and none is asked.
+      if (schedulable && isScheduled(payload)) {
+        return reply.code(202).send(await app.holderCommands.schedule(companyId, schedulable, payload))
+      }
       return app.ownership.requestHolder(companyId, command.name, payload, idempotencyHeaders(request))
     }
   })

@@ -8,6 +8,7 @@ import { TestWhatsApp } from './test-socket.ts'
 import type { SocketFactory } from './socket-port.ts'
 import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from './idempotency.ts'
 import { Outbound } from './outbound.ts'
+import { HolderCommands } from './holder-command.ts'
 import { isoFromSeconds } from '../../core/time.ts'
 import { declareSessionCommands } from './commands.ts'
 import { registerSessionControl } from './control.ts'
@@ -15,7 +16,9 @@ import type { SessionPoolOptions } from './settings.ts'
 import { resealAll } from './sealing.ts'
 
 // The public face: what other plugins may use of the session pool.
-export { declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand } from './holder-command.ts'
+export {
+  declareHolderCommand, idempotencyHeaders, type HolderCall, type HolderCommand, type HolderCommands, type ScheduleSend
+} from './holder-command.ts'
 export { chatOf, memberJidOf, type Chat } from './chat.ts'
 export { fetchInboundMedia } from './inbound-media.ts'
 export { STATUS_BROADCAST, type InboundStatus, type OutboundStatus, type PostedStatus } from './status-port.ts'
@@ -48,6 +51,8 @@ declare module 'fastify' {
     outbound: Outbound
     /** With WA_TRANSPORT=test: the in-process WhatsApp the sessions connect to. */
     testWhatsApp: TestWhatsApp | undefined
+    /** Every holder command declared: run in-process on the holder, and where scheduled sends go. */
+    holderCommands: HolderCommands
   }
 }
 
@@ -60,6 +65,7 @@ const FINAL_OUTCOMES = new Set<StopOutcome>(['connection_replaced', 'logged_out'
  */
 export default fp<SessionPoolOptions>(async (app, options) => {
   const { config, ownership, events } = app
+  app.decorate('holderCommands', new HolderCommands())
 
   const testWhatsApp = options.waTransport === 'test'
     ? new TestWhatsApp(ownership.testLedger, { closeTimeoutMs: options.waCloseTimeoutMs })

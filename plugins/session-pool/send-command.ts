@@ -24,6 +24,7 @@ export function declareSendCommand (app: FastifyInstance): void {
     name: 'send',
     request: SendRequest,
     reply: SendReply,
+    schedulable: 'send',
     http: {
       method: 'POST',
       url: '/api/whatsapp/sessions/:companyId/send',
@@ -60,7 +61,7 @@ export function declareSendCommand (app: FastifyInstance): void {
         }
       }
     },
-    handle: async ({ companyId, request, lease, idempotencyKey }) => {
+    handle: async ({ companyId, request, lease, idempotencyKey, messageId }) => {
       const chat = await chatOf(app, companyId, request.phone)
       // `options.quoted` (kept from the first API) quotes any id; `quotedMessageId` one the history has.
       const quoted = request.quotedMessageId
@@ -90,7 +91,7 @@ export function declareSendCommand (app: FastifyInstance): void {
         write: async (socket) => {
           const ownPhone = app.sessionPool.get(companyId)?.status().phoneNumber ?? null
           const mentions = await mentionsOf(app, socket, chat, request.mentions, ownPhone && userOfJid(ownPhone))
-          const options = { quoted, ...(mentions ? { mentions } : {}) }
+          const options = { quoted, ...(mentions ? { mentions } : {}), ...(messageId ? { messageId } : {}) }
           if (media) {
             const opened = await app.media.open(companyId, media.objectId!)
             if (!opened) throw new GatewayError(ErrorCode.NOT_FOUND, `the file ${media.objectId} left the media bucket before it was sent`)

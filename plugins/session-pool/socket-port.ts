@@ -262,6 +262,12 @@ export interface WaSocket {
 export interface SendOptions {
   quoted?: Quoted
   mentions?: string[]
+  /**
+   * WhatsApp's id for the message, chosen by the caller instead of a new one: a scheduled message's is
+   * derived from its own id, so a resend after a holder died mid-send is the same message, which
+   * WhatsApp's clients show once.
+   */
+  messageId?: string
 }
 
 export interface SocketAuth {

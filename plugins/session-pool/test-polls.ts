@@ -65,10 +65,10 @@ export class TestPolls {
 
 export function testPollPort (area: TestArea): PollPort {
   return {
-    send: async (jid, poll) => {
+    send: async (jid, poll, options = {}) => {
       await area.writable(jid)
       const phone = area.phone()!
-      const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+      const messageId = options.messageId ?? `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
       const secret = randomBytes(POLL_SECRET_BYTES)
       area.record({ to: jid, poll, messageId, at: performance.now() })
       const creatorJid = `${phone}@s.whatsapp.net`

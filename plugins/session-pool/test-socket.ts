@@ -379,7 +379,7 @@ export class TestSocket implements WaSocket {
 
   async sendText (jid: string, text: string, options: SendOptions = {}) {
     await this.#writable(jid)
-    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    const messageId = options.messageId ?? `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     this.#whatsapp.record(this.#options.companyId, { to: jid, text, ...sendOptions(options), messageId, at: performance.now() })
     this.#later(() => this.#emit('receipts', [
       { id: messageId, to: jid, status: 'delivered', timestamp: Math.floor(Date.now() / 1000) }
@@ -389,7 +389,7 @@ export class TestSocket implements WaSocket {
 
   async sendContent (jid: string, content: OutboundContent, options: SendOptions = {}) {
     await this.#writable(jid)
-    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    const messageId = options.messageId ?? `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     this.#whatsapp.record(this.#options.companyId, { to: jid, content, ...sendOptions(options), messageId, at: performance.now() })
     return { messageId, timestamp: Math.floor(Date.now() / 1000) }
   }
@@ -406,7 +406,7 @@ export class TestSocket implements WaSocket {
     }
     // The file is uploaded before the message goes to the group, so a refusal comes after the upload.
     if (isGroupJid(jid)) this.#whatsapp.groups.assertMayWrite(jid, this.phone)
-    const messageId = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
+    const messageId = options.messageId ?? `3EB0${randomBytes(8).toString('hex').toUpperCase()}`
     const media = {
       kind: file.kind,
       mimetype: file.mimetype,

@@ -1,0 +1,190 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { EventData } from '../../contracts/index.ts'
+import type { CommandLease } from '../ownership/index.ts'
+import { derivedMessageId, failureOf, retryDelayOf } from './outcomes.ts'
+import { isAllowed, nextAllowed, type AllowedHours } from './quiet-hours.ts'
+import { iso, type ScheduledRow, type SchedulerStore } from './store.ts'
+
+/** Due messages read per look. */
+const DUE_BATCH = 200
+/** Expired messages are looked for this often (by every replica: a company nobody holds has its messages expire too). */
+const EXPIRY_SWEEP_MS = 1_000
+const EXPIRED_BATCH = 500
+/** A sent message's state is written this many times before it is left for the next holder to resend (same WhatsApp id). */
+const RECORD_ATTEMPTS = 3
+
+type Publish = <T extends 'message_expired' | 'message_failed'>(companyId: string, type: T, data: EventData<T>, epoch: number) => void
+
+export interface DispatcherOptions {
+  store: SchedulerStore
+  pollMs: number
+  maxAttempts: number
+  /** The companies this replica holds with an open connection, each with its lease. */
+  ready: () => { companyId: string, lease: CommandLease }[]
+  /** Whether the lease is still this replica's (a company handed off mid-batch stops there). */
+  stillHeld: (companyId: string, epoch: number) => boolean
+  /** Sends the message through its command's handler under the lease, with WhatsApp's id chosen. */
+  send: (row: ScheduledRow, lease: CommandLease, messageId: string) => Promise<{ messageId: string }>
+  allowedHours: (companyId: string) => Promise<AllowedHours | undefined>
+  publish: Publish
+  log: FastifyBaseLogger
+}
+
+/**
+ * Sends the scheduled messages of the companies this replica holds, each once and on time: it looks
+ * for due messages every SCHEDULER_POLL_MS, takes each under the lease's epoch (a fenced write: a
+ * replica that lost the company cannot take one), sends it under a WhatsApp id derived from its own,
+ * and records the outcome under the same epoch. A newer holder first makes the messages its
+ * predecessor left `sending` pending again: sent again under the same id, they show once.
+ */
+export class Dispatcher {
+  readonly #options: DispatcherOptions
+  /** Companies whose due messages are being sent now: one batch per company at a time, in due order. */
+  readonly #busy = new Set<string>()
+  readonly #working = new Set<Promise<void>>()
+  /** The epoch under which each company's predecessors' unfinished messages were taken back. */
+  readonly #recovered = new Map<string, number>()
+  #timer: NodeJS.Timeout | undefined
+  #looking = false
+  #stopped = false
+  #lastSweep = 0
+
+  constructor (options: DispatcherOptions) {
+    this.#options = options
+  }
+
+  start (): void {
+    this.#timer = setInterval(() => { void this.look() }, this.#options.pollMs)
+    this.#timer.unref()
+  }
+
+  /** Stops looking and waits for the messages being sent (a shutdown: the rest is the next holder's). */
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearInterval(this.#timer)
+    await Promise.allSettled([...this.#working])
+  }
+
+  /** Resolves once nothing is being sent (tests, benchmarks). */
+  async settled (): Promise<void> {
+    while (this.#working.size > 0) await Promise.allSettled([...this.#working])
+  }
+
+  /** One look: expire what is past its time, take back predecessors' unfinished sends, send what is due. */
+  async look (): Promise<void> {
+    if (this.#looking || this.#stopped) return
+    this.#looking = true
+    try {
+      if (Date.now() - this.#lastSweep >= EXPIRY_SWEEP_MS) {
+        this.#lastSweep = Date.now()
+        await this.#expire()
+      }
+      const ready = this.#options.ready().filter(({ companyId }) => !this.#busy.has(companyId))
+      if (ready.length === 0) return
+      await this.#recover(ready)
+      const leases = new Map(ready.map(({ companyId, lease }) => [companyId, lease]))
+      const due = await this.#options.store.due([...leases.keys()], DUE_BATCH)
+      const byCompany = new Map<string, ScheduledRow[]>()
+      for (const row of due) byCompany.set(row.company_id, [...(byCompany.get(row.company_id) ?? []), row])
+      for (const [companyId, rows] of byCompany) {
+        this.#busy.add(companyId)
+        const work = this.#sendAll(rows, leases.get(companyId)!).finally(() => {
+          this.#busy.delete(companyId)
+          this.#working.delete(work)
+        })
+        this.#working.add(work)
+      }
+    } catch (err) {
+      this.#options.log.warn({ err }, 'scheduled messages: a look for due ones failed; the next one tries again')
+    } finally {
+      this.#looking = false
+    }
+  }
+
+  async #expire (): Promise<void> {
+    const expired = await this.#options.store.expire(EXPIRED_BATCH)
+    for (const row of expired) {
+      this.#options.publish(row.company_id, 'message_expired', {
+        id: row.id, scheduleKey: row.schedule_key, phone: row.phone, dueAt: iso(row.due_at), expiresAt: iso(row.expires_at!)
+      }, 0)
+    }
+  }
+
+  /** Once per lease: the messages an older epoch left `sending` are pending again. */
+  async #recover (ready: { companyId: string, lease: CommandLease }[]): Promise<void> {
+    const held = new Set(ready.map(({ companyId }) => companyId))
+    for (const companyId of this.#recovered.keys()) {
+      if (!held.has(companyId) && !this.#busy.has(companyId)) this.#recovered.delete(companyId)
+    }
+    const unrecovered = ready.filter(({ companyId, lease }) => this.#recovered.get(companyId) !== lease.epoch)
+    if (unrecovered.length === 0) return
+    // One query says which companies have anything to take back; most have nothing.
+    const unfinished = await this.#options.store.withUnfinished(unrecovered.map(({ companyId }) => companyId))
+    for (const { companyId, lease } of unrecovered) {
+      if (!unfinished.has(companyId)) {
+        this.#recovered.set(companyId, lease.epoch)
+        continue
+      }
+      const taken = await this.#options.store.recover(companyId, lease.epoch)
+      this.#recovered.set(companyId, lease.epoch)
+      if (taken > 0) {
+        this.#options.log.info({ companyId, epoch: lease.epoch, taken }, 'scheduled messages a predecessor began are pending again')
+      }
+    }
+  }
+
+  async #sendAll (rows: ScheduledRow[], lease: CommandLease): Promise<void> {
+    for (const row of rows) {
+      if (this.#stopped || !this.#options.stillHeld(row.company_id, lease.epoch)) return
+      try {
+        await this.#sendOne(row, lease)
+      } catch (err) {
+        this.#options.log.warn({ err, companyId: row.company_id, id: row.id },
+          'a scheduled message could not be handled; the next look tries again')
+      }
+    }
+  }
+
+  async #sendOne (row: ScheduledRow, lease: CommandLease): Promise<void> {
+    const { store, log } = this.#options
+    const now = Date.now()
+    if (row.quiet_hours === 'respect') {
+      const hours = await this.#options.allowedHours(row.company_id)
+      if (hours && !isAllowed(hours, now)) {
+        await store.defer(row, new Date(nextAllowed(hours, now)))
+        return
+      }
+    }
+    if (!await store.claim(row, lease.epoch)) return
+    const attempts = row.attempts + 1
+    let messageId: string
+    try {
+      messageId = (await this.#options.send(row, lease, derivedMessageId(row.id))).messageId
+    } catch (err) {
+      const failure = failureOf(err)
+      const error = { code: failure.code, message: failure.message }
+      if (failure.passing && attempts < this.#options.maxAttempts) {
+        log.debug({ err, companyId: row.company_id, id: row.id, attempts }, 'scheduled message not sent; trying again later')
+        await store.retryAt(row, lease.epoch, new Date(Date.now() + retryDelayOf(failure, attempts)), error)
+        return
+      }
+      await store.failed(row, lease.epoch, error)
+      const ref = { id: row.id, scheduleKey: row.schedule_key, phone: row.phone }
+      this.#options.publish(row.company_id, 'message_failed', { ...ref, error }, lease.epoch)
+      return
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.sent(row, lease.epoch, messageId)
+        return
+      } catch (err) {
+        if (attempt >= RECORD_ATTEMPTS) {
+          // Left `sending`: the next holder sends it again under the same WhatsApp id, which the phone shows once.
+          log.error({ err, companyId: row.company_id, id: row.id, messageId }, 'a sent scheduled message was not recorded as sent')
+          return
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+      }
+    }
+  }
+}
