@@ -34,7 +34,9 @@ const SIMULATOR_FLOW: EventType[] = [
   'call',
   'chat_update',
   'status',
-  'history_sync'
+  'history_sync',
+  'message_scheduled', 'message_expired', 'message_failed',
+  'campaign_progress'
 ]
 const FAILURE_FLOW: EventType[] = [
   'pairing_code', 'error', 'reconnect_failed', 'connection_replaced', 'health_check_failed', 'webhook_paused'
@@ -216,6 +218,34 @@ t.test('a sandbox flow\'s events (real Baileys on the simulator) are what the do
     // A contact's status post (the company's own posts are in no chat: no event).
     await simulator.status.post({ from: CONTACT, to: [COMPANY_PHONE], text: 'Открылись!', backgroundArgb: 0xff336699, font: 1 })
     t.ok(await seen('status'), 'a contact posted a status')
+    // Scheduled messages: one sent at its time, one past its expiresAt, one to the group the number left (it fails).
+    const later = (ms: number) => new Date(Date.now() + ms).toISOString()
+    const schedule = async (payload: Json) => {
+      const response = await app.inject({ method: 'POST', url: `${api}/send`, payload })
+      if (response.statusCode !== 202) throw new Error(`a scheduled send answered ${response.statusCode}: ${response.body}`)
+      return response.json() as Json
+    }
+    const reminder = await schedule({ phone: CONTACT, message: 'Ждём вас завтра', sendAt: later(300), scheduleKey: 'booking-1' })
+    await schedule({ phone: CONTACT, message: 'Устарело', sendAt: later(-10_000), expiresAt: later(-5_000) })
+    await schedule({ phone: group.id, message: 'Всем привет', sendAt: later(300) })
+    t.ok(await seen('message_expired'), 'a scheduled message expired')
+    t.ok(await seen('message_failed'), 'one to a group the number left failed')
+    t.ok(await waitFor(() => dataOf(nats, 'message_sent').some((data) => data.text === 'Ждём вас завтра'), STEP_MS),
+      `the reminder ${reminder.id as string} went`)
+    // A campaign of two recipients, to its end.
+    const campaign = await app.inject({
+      method: 'POST',
+      url: `${api}/campaigns`,
+      payload: {
+        name: 'Акция',
+        template: { text: 'Скидка для вас, {{name}}' },
+        quietHours: 'ignore',
+        pacing: { messagesPerMinute: 600 },
+        recipients: [{ phone: CONTACT, variables: { name: 'Анна' } }, { phone: '79111230556', variables: { name: 'Олег' } }]
+      }
+    })
+    t.equal(campaign.statusCode, 201, campaign.body)
+    t.ok(await waitFor(() => dataOf(nats, 'campaign_progress').some((data) => data.status === 'finished'), STEP_MS), 'a campaign ran')
     simulator.account('79111230555').refusal = '463'
     await post('/send', { phone: '79111230555', message: 'Здравствуйте' })
     const states = () => new Set(dataOf(nats, 'message_status').map((data) => data.state))

@@ -269,6 +269,38 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   await call('GET', `${base}/chats?before=yesterday`, { key })
   await call('DELETE', chat, { key })
 
+  // Scheduled messages and quiet hours.
+  const inAnHour = new Date(Date.now() + 3_600_000).toISOString()
+  await call('POST', `${base}/send`, { key, payload: { phone: PHONE, message: 'Напоминание', sendAt: inAnHour, scheduleKey: 'booking-1' } })
+  await call('POST', `${base}/polls`, { key, payload: { phone: PHONE, question: 'Удобно?', options: ['да', 'нет'], sendAt: inAnHour } })
+  await call('POST', `${base}/send`, { key, payload: { phone: PHONE, message: 'x', scheduleKey: 'booking-1' } })
+  await call('GET', `${base}/scheduled?status=scheduled&limit=10`, { key })
+  await call('GET', `${base}/scheduled?cursor=nonsense`, { key })
+  await call('GET', `${base}/scheduled/booking-1`, { key })
+  await call('GET', `${base}/scheduled/no-such-key`, { key })
+  await call('DELETE', `${base}/scheduled/booking-1`, { key })
+  await call('DELETE', `${base}/scheduled/booking-1`, { key })
+  await call('PUT', `${base}/quiet-hours`, { key, payload: { timezone: 'Europe/Moscow', from: '09:00', to: '21:00' } })
+  await call('PUT', `${base}/quiet-hours`, { key, payload: { timezone: 'Nowhere/City', from: '09:00', to: '21:00' } })
+  await call('GET', `${base}/quiet-hours`, { key })
+  await call('DELETE', `${base}/quiet-hours`, { key })
+  // A campaign: created (and a refusal), listed, read, paused, resumed, cancelled, reported.
+  const campaign = await call('POST', `${base}/campaigns`, {
+    key,
+    payload: { name: 'Акция', template: { text: 'Привет, {{name}}' }, recipients: [{ phone: PHONE, variables: { name: 'Анна' } }], startAt: inAnHour }
+  })
+  const campaignUrl = `${base}/campaigns/${campaign.json().campaign.id as string}`
+  const unnamed = { name: 'Без имени', template: { text: '{{name}}' }, recipients: [{ phone: PHONE }] }
+  await call('POST', `${base}/campaigns`, { key, payload: unnamed })
+  await call('GET', `${base}/campaigns`, { key })
+  await call('GET', campaignUrl, { key })
+  await call('GET', `${base}/campaigns/00000000-0000-4000-8000-000000000000`, { key })
+  await call('POST', `${campaignUrl}/pause`, { key })
+  await call('POST', `${campaignUrl}/pause`, { key })
+  await call('POST', `${campaignUrl}/resume`, { key })
+  await call('POST', `${campaignUrl}/cancel`, { key })
+  await call('GET', `${campaignUrl}/report`, { key })
+
   await call('DELETE', base, { key })
   await call('DELETE', `/api/admin/keys/${eventsOnly.id as string}`, { key: ADMIN })
   // The API limit, from an IP of its own.

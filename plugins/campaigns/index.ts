@@ -9,6 +9,7 @@ import {
   type CampaignState, type NumberCheckReply
 } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 import type { CommandLease } from '../ownership/index.ts'
 import { csvField, placeholdersOf, prepareRecipients, recipientsFromCsv } from './recipients.ts'
 import { campaignMigrations, CampaignStore, viewOf, type CampaignRow } from './store.ts'
@@ -213,7 +214,12 @@ export default fp(async (app) => {
         ' named `file`), a start time and pacing; the company\'s holder sends it',
       params: CompanyParams,
       body: CampaignCreateRequest,
-      response: { 201: CampaignReply }
+      response: {
+        201: CampaignReply,
+        413: errorAnswer('The template\'s file is over MEDIA_MAX_BYTES or WhatsApp\'s limit (`MEDIA_TOO_LARGE`)'),
+        415: errorAnswer('The template\'s file is not a type its kind takes (`UNSUPPORTED_MEDIA`)'),
+        422: errorAnswer('The template\'s file could not be fetched or converted (`MEDIA_UNREACHABLE`, `MEDIA_CONVERSION_UNAVAILABLE`)')
+      }
     },
     // After access control, before validation: a form becomes the JSON body.
     preValidation: async (request: FastifyRequest) => {
@@ -257,7 +263,7 @@ export default fp(async (app) => {
           cancel: 'Cancel a campaign: recipients not yet sent are skipped'
         }[action],
         params: IdParams,
-        response: { 200: CampaignReply }
+        response: { 200: CampaignReply, 409: errorAnswer('The campaign is in a state the action does not apply to (`IN_PROGRESS`)') }
       }
     }, (request) => act(request.params.companyId, request.params.id, action))
   }

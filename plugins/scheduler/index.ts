@@ -9,6 +9,7 @@ import {
 } from '../../contracts/index.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
+import { errorAnswer } from '../../core/plugins/docs.ts'
 import type { ScheduleSend } from '../session-pool/index.ts'
 import { Dispatcher } from './dispatcher.ts'
 import { nextAllowed, quietHoursOf, type AllowedHours } from './quiet-hours.ts'
@@ -233,7 +234,10 @@ export default fp<SchedulerOptions>(async (app, options) => {
       tags: TAGS,
       summary: 'Cancel the pending message scheduled with this key (or id); one being sent or already sent is 409',
       params: KeyParams,
-      response: { 200: ScheduledMessageReply }
+      response: {
+        200: ScheduledMessageReply,
+        409: errorAnswer('The message is being sent, was sent, or is no longer pending (`IN_PROGRESS`)')
+      }
     }
   }, (request) => cancel(request.params.companyId, request.params.key))
   routes.get(`${BASE}/quiet-hours`, {

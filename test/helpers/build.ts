@@ -92,4 +92,4 @@ export async function build (t: Test, options: BuildOptions = {}): Promise<Fasti
 }
 
 /** The plugins that reach WhatsApp through session-pool's sockets: disabling session-pool disables them too. */
-export const SOCKET_PLUGINS = ['groups', 'polls', 'calls', 'profiles', 'chats', 'status', 'history']
+export const SOCKET_PLUGINS = ['groups', 'polls', 'calls', 'profiles', 'chats', 'status', 'history', 'scheduler', 'campaigns']
