@@ -287,7 +287,9 @@ t.test('every operation\'s real answers, refusals included, are what the documen
   // A campaign: created (and a refusal), listed, read, paused, resumed, cancelled, reported.
   const campaign = await call('POST', `${base}/campaigns`, {
     key,
-    payload: { name: 'Акция', template: { text: 'Привет, {{name}}' }, recipients: [{ phone: PHONE, variables: { name: 'Анна' } }], startAt: inAnHour }
+    payload: {
+      name: 'Акция', template: { text: 'Привет, {{name}}' }, recipients: [{ phone: PHONE, variables: { name: 'Анна' } }], startAt: inAnHour
+    }
   })
   const campaignUrl = `${base}/campaigns/${campaign.json().campaign.id as string}`
   const unnamed = { name: 'Без имени', template: { text: '{{name}}' }, recipients: [{ phone: PHONE }] }
