@@ -35,7 +35,7 @@ export const plugins: PluginModule[] = [
 export type GatewayConfig = Config & phone.PhoneOptions & media.MediaOptions & conversations.ConversationsOptions &
   webhooks.WebhooksOptions & ownership.OwnershipOptions & sessionPool.SessionPoolOptions &
   rateLimit.RateLimitOptions & reactions.ReactionsOptions & metrics.MetricsOptions &
-  profiles.ProfilesOptions & calls.CallsOptions & proxy.ProxyOptions & scheduler.SchedulerOptions
+  profiles.ProfilesOptions & calls.CallsOptions & proxy.ProxyOptions & scheduler.SchedulerOptions & campaigns.CampaignsOptions
 
 /** Reads and validates the environment for this composition (tests and tools call it with their own env). */
 export function loadGatewayConfig (env: Env = process.env): GatewayConfig {

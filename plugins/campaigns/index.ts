@@ -15,8 +15,10 @@ import { csvField, placeholdersOf, prepareRecipients, recipientsFromCsv } from '
 import { campaignMigrations, CampaignStore, viewOf, type CampaignRow } from './store.ts'
 import { CampaignRunner } from './runner.ts'
 import { campaignBodyFromMultipart } from './upload.ts'
+import type { CampaignsOptions } from './settings.ts'
 
 export const migrations = campaignMigrations
+export { settings, type CampaignsOptions } from './settings.ts'
 
 /** The campaigns plugin's public face. */
 export interface Campaigns {
@@ -57,7 +59,7 @@ const ACTIONS: Record<CampaignAction, { from: CampaignState[], to: CampaignState
  * presence), within quiet hours; recipients not on WhatsApp are skipped; a campaign pauses itself
  * when failures or absent numbers pass its thresholds. Any replica creates, reads and controls them.
  */
-export default fp(async (app) => {
+export default fp<CampaignsOptions>(async (app, options) => {
   const store = new CampaignStore(() => app.orm.em)
   const lastProgress = new Map<string, number>()
 
@@ -86,6 +88,10 @@ export default fp(async (app) => {
       throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'give the recipients either as `recipients` or as `csv`', {
         details: [{ field: '/recipients', message: 'exactly one of recipients and csv' }]
       })
+    }
+    if (await store.open(companyId) >= options.campaignsMaxOpen) {
+      throw new GatewayError(ErrorCode.LIMIT_REACHED, `company ${companyId} has ${options.campaignsMaxOpen} campaigns not yet finished` +
+        ' (CAMPAIGNS_MAX_OPEN); cancel one or wait for one to finish')
     }
     const startAt = request.startAt === undefined ? Date.now() : Date.parse(request.startAt)
     const recipients = prepareRecipients(request.recipients ?? recipientsFromCsv(request.csv!), placeholdersOf(template.text),
@@ -216,6 +222,7 @@ export default fp(async (app) => {
       body: CampaignCreateRequest,
       response: {
         201: CampaignReply,
+        409: errorAnswer('The company has CAMPAIGNS_MAX_OPEN campaigns not yet finished (`LIMIT_REACHED`)'),
         413: errorAnswer('The template\'s file is over MEDIA_MAX_BYTES or WhatsApp\'s limit (`MEDIA_TOO_LARGE`)'),
         415: errorAnswer('The template\'s file is not a type its kind takes (`UNSUPPORTED_MEDIA`)'),
         422: errorAnswer('The template\'s file could not be fetched or converted (`MEDIA_UNREACHABLE`, `MEDIA_CONVERSION_UNAVAILABLE`)')

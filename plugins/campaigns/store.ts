@@ -161,6 +161,13 @@ export class CampaignStore {
     }
   }
 
+  /** Campaigns of the company not yet finished or cancelled. */
+  async open (companyId: string): Promise<number> {
+    const rows = await this.#em().getConnection().execute<{ count: string }[]>(`select count(*) as count from whatsapp_campaigns
+      where company_id = ? and status in ('scheduled', 'running', 'paused')`, [companyId])
+    return Number(rows[0]?.count ?? 0)
+  }
+
   async get (companyId: string, id: string): Promise<CampaignRow | undefined> {
     const rows = await this.#em().getConnection().execute<CampaignRow[]>(
       'select * from whatsapp_campaigns where company_id = ? and id = ?', [companyId, id])

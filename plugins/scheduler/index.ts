@@ -117,6 +117,11 @@ export default fp<SchedulerOptions>(async (app, options) => {
         }
       }
     }
+    // A key's replacement keeps the count; anything else must fit under the company's limit.
+    if (scheduleKey === undefined && await store.pending(companyId) >= options.scheduledMaxPending) {
+      throw new GatewayError(ErrorCode.LIMIT_REACHED,
+        `company ${companyId} has ${options.scheduledMaxPending} messages scheduled (SCHEDULED_MAX_PENDING); cancel some or wait`)
+    }
     const { replaced } = await store.add({
       id,
       companyId,

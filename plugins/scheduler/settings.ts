@@ -10,6 +10,13 @@ export const settings = defineSettings({
     fallback: () => 250,
     parse: integerIn(50, 10_000)
   },
+  scheduledMaxPending: {
+    env: 'SCHEDULED_MAX_PENDING',
+    describe: 'Messages one company may have scheduled and not yet sent; beyond it scheduling is refused (LIMIT_REACHED, 409)',
+    expected: 'an integer from 1 to 10000000',
+    fallback: () => 100_000,
+    parse: integerIn(1, 10_000_000)
+  },
   scheduledMaxAttempts: {
     env: 'SCHEDULED_MAX_ATTEMPTS',
     describe: 'Attempts a scheduled message gets when sending fails for a passing reason (not connected, over budget, a timeout)' +

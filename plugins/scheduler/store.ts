@@ -40,6 +40,8 @@ export class CreateSchedulerTables extends Migration {
     this.addSql('create index if not exists whatsapp_scheduled_by_company on whatsapp_scheduled (company_id, due_at, id)')
     this.addSql(`create index if not exists whatsapp_scheduled_sending on whatsapp_scheduled (company_id)
       where status = 'sending'`)
+    this.addSql(`create index if not exists whatsapp_scheduled_pending on whatsapp_scheduled (company_id)
+      where status = 'scheduled'`)
     // One pending message per key: scheduling again with it replaces that one.
     this.addSql(`create unique index if not exists whatsapp_scheduled_key on whatsapp_scheduled (company_id, schedule_key)
       where schedule_key is not null and status in ('scheduled', 'sending')`)
@@ -130,6 +132,13 @@ export class SchedulerStore {
 
   constructor (em: () => EntityManager) {
     this.#em = em
+  }
+
+  /** How many messages the company has scheduled and not yet sent. */
+  async pending (companyId: string): Promise<number> {
+    const rows = await this.#em().getConnection().execute<{ count: string }[]>(
+      'select count(*) as count from whatsapp_scheduled where company_id = ? and status = \'scheduled\'', [companyId])
+    return Number(rows[0]?.count ?? 0)
   }
 
   /** Stores a new pending message; one still pending under the same key is replaced (its id returned). */
