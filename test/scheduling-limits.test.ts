@@ -33,7 +33,8 @@ t.test('a company may not fill the database: SCHEDULED_MAX_PENDING and CAMPAIGNS
   t.equal(second.statusCode, 409)
   t.equal(second.json().error.code, 'LIMIT_REACHED')
   t.equal((await campaign(other)).statusCode, 201, 'another company has its own')
-  const cancel = await app.inject({ method: 'POST', url: `/api/whatsapp/sessions/${companyId}/campaigns/${first.json().campaign.id}/cancel` })
+  const cancelUrl = `/api/whatsapp/sessions/${companyId}/campaigns/${first.json().campaign.id}/cancel`
+  const cancel = await app.inject({ method: 'POST', url: cancelUrl })
   t.equal(cancel.json().campaign.status, 'cancelled')
   t.equal((await campaign(companyId)).statusCode, 201, 'a cancelled campaign leaves room')
 })
