@@ -4,6 +4,7 @@ import { createGatewayClient, type ScheduledMessage } from '../contracts/index.t
 import { derivedMessageId } from '../plugins/scheduler/index.ts'
 import { CONTACT, linkedGateway } from './helpers/linked-gateway.ts'
 import { waitFor } from './helpers/wait.ts'
+import { jpeg } from './helpers/media-files.ts'
 
 const inMs = (ms: number) => new Date(Date.now() + ms).toISOString()
 
@@ -77,7 +78,9 @@ t.test('scheduling refuses what it could not send, names the field, and over NAT
     [{ phone: CONTACT, message: 'x', sendAt: '2026-12-08T15:00:00' }, '/sendAt'],
     [{ phone: CONTACT, message: 'x', sendAt: inMs(400 * 24 * 3600_000) }, '/sendAt'],
     [{ phone: CONTACT, message: 'x', sendAt: inMs(5000), scheduleKey: 'has space' }, '/scheduleKey'],
-    [{ phone: CONTACT, message: 'x', sendAt: inMs(5000), quietHours: 'sometimes' }, '/quietHours']
+    [{ phone: CONTACT, message: 'x', sendAt: inMs(5000), quietHours: 'sometimes' }, '/quietHours'],
+    // A file waits in the media bucket for MEDIA_RETENTION (7 days) at most.
+    [{ phone: CONTACT, media: { kind: 'image', data: (await jpeg()).toString('base64') }, sendAt: inMs(30 * 24 * 3600_000) }, '/sendAt']
   ]
   for (const [payload, field] of refusals) {
     const answer = await send(payload)

@@ -94,6 +94,11 @@ export default fp<CampaignsOptions>(async (app, options) => {
         ' (CAMPAIGNS_MAX_OPEN); cancel one or wait for one to finish')
     }
     const startAt = request.startAt === undefined ? Date.now() : Date.parse(request.startAt)
+    if (template.media && startAt > Date.now() + app.media.retentionMs) {
+      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'a file is kept for MEDIA_RETENTION, and startAt is later than that', {
+        details: [{ field: '/startAt', message: `within ${Math.floor(app.media.retentionMs / 3_600_000)} h for a campaign with a file` }]
+      })
+    }
     const recipients = prepareRecipients(request.recipients ?? recipientsFromCsv(request.csv!), placeholdersOf(template.text),
       (phone) => app.phone.normalize(phone))
     const media = template.media ? await app.media.stage(companyId, template.media) : undefined

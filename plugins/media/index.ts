@@ -27,6 +27,8 @@ export interface Media {
    * which is stored as it streams in; returns the JSON body a send takes, naming the stored file.
    */
   sendBodyFromMultipart: (request: FastifyRequest, companyId: string) => Promise<Record<string, unknown>>
+  /** MEDIA_RETENTION: how long a stored file stays (a file sent later than that is gone by then). */
+  readonly retentionMs: number
 }
 
 declare module 'fastify' {
@@ -102,7 +104,8 @@ export default fp<MediaOptions>(async (app, options) => {
     stage: (companyId, media) => service.stage(companyId, media),
     save: (companyId, source, meta) => service.save(companyId, source, meta),
     open: (companyId, objectId) => service.open(companyId, objectId),
-    sendBodyFromMultipart
+    sendBodyFromMultipart,
+    retentionMs: options.mediaRetentionMs
   } satisfies Media)
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/api/whatsapp/sessions/:companyId/media/:objectId', {

@@ -90,6 +90,12 @@ export default fp<SchedulerOptions>(async (app, options) => {
         details: [{ field: '/sendAt', message: `within ${MAX_SCHEDULE_AHEAD_DAYS} days` }]
       })
     }
+    // The file waits in the media bucket, which keeps it for MEDIA_RETENTION: a send later than that would find it gone.
+    if (send.media !== undefined && sendTime > Date.now() + app.media.retentionMs) {
+      throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'a file is kept for MEDIA_RETENTION, and sendAt is later than that', {
+        details: [{ field: '/sendAt', message: `within ${Math.floor(app.media.retentionMs / 3_600_000)} h for a file` }]
+      })
+    }
     const expiry = expiresAt === undefined ? null : timeOf(expiresAt, 'expiresAt')
     if (expiry !== null && expiry <= sendTime) {
       throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'expiresAt is not after sendAt', {
@@ -305,4 +311,4 @@ export default fp<SchedulerOptions>(async (app, options) => {
   // Before the sessions close: a message being sent finishes (or is left to the next holder) while the connection is up.
   app.addHook('preClose', async () => { await dispatcher.stop() })
   app.addHook('onClose', async () => { await Promise.all(handlers.map((handler) => handler.close())) })
-}, { name: 'scheduler', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'ownership', 'session-pool'] })
+}, { name: 'scheduler', dependencies: ['config', 'bus', 'db', 'events', 'phone', 'media', 'ownership', 'session-pool'] })
