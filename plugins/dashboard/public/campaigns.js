@@ -129,7 +129,7 @@ function CampaignRow ({ campaign, companyId, api, canAct, canReport, onChanged }
       <p class="state">${campaignState(campaign)}
         ${campaign.status === 'scheduled' ? ` · starts ${clockTime(campaign.startAt)}` : null}
         ${campaign.finishedAt ? ` · ended ${clockTime(campaign.finishedAt)}` : null}
-        ${campaign.pacing ? ` · ${campaign.pacing.messagesPerMinute} a minute` : null}</p>
+        ${campaign.pacing ? ` · ${campaign.pacing.messagesPerMinute} messages a minute` : null}</p>
       <progress value=${done} max=${Math.max(total, 1)} aria-label=${`${campaign.name}: ${done} of ${total} done`}></progress>
       <p class="counts">
         <span class="done">${done} of ${total} done (${share}%)</span>
