@@ -1,8 +1,8 @@
 // The company's scheduled messages (GET …/scheduled, scope events): the pending ones by due time, each
 // with a Cancel button (DELETE …/scheduled/:id, scope send), and the latest that went, failed, expired
 // or were cancelled. Asked again on message_scheduled, message_sent, message_expired and message_failed
-// (at most once a second: a campaign sends many) and on the Refresh button.
-import { useState } from 'preact/hooks'
+// (at most once a second: a campaign sends many), every 2 s while one is sending, and on the Refresh button.
+import { useEffect, useState } from 'preact/hooks'
 import { companyPath } from './api.js'
 import { RefreshButton, useAnswer, useThrottled } from './asking.js'
 import { chatName, clockTime, fromNow } from './format.js'
@@ -13,6 +13,8 @@ const RECENT_SHOWN = 10
 /** The list comes earliest due first; to reach the latest outcomes the card reads on, this many pages at most. */
 const PAGE = 500
 const PAGES_READ = 4
+/** A message seen sending is asked again after this long: its message_sent may come before it is recorded sent. */
+const SENDING_RECHECK_MS = 2000
 
 const STATES = {
   scheduled: 'Pending',
@@ -61,6 +63,12 @@ export function Scheduled ({ companyId, api, refresh, canCancel }) {
   const [cancelError, setCancelError] = useState()
   const [cancelling, setCancelling] = useState()
   const now = Date.now()
+  const sending = answer?.recent.some((scheduled) => scheduled.status === 'sending')
+  useEffect(() => {
+    if (!sending) return
+    const timer = setTimeout(askAgain, SENDING_RECHECK_MS)
+    return () => clearTimeout(timer)
+  }, [answer])
 
   const cancel = async (scheduled) => {
     setCancelError(undefined)
