@@ -200,3 +200,56 @@ t.test('the Campaigns card: a bar moved by campaign_progress, Pause, Resume and 
   t.equal(await card.locator('section.campaign').count(), 2, 'the new campaign is listed')
   t.same(errors, [], 'no script errors')
 })
+
+t.test('a real campaign at a slow pace: its bar moves, Pause holds it, Resume finishes it, the report downloads', async (t) => {
+  const companyId = uniqueName('salon')
+  await linkSandboxCompany(replica, companyId)
+  const { page, errors } = await companyPage(t, companyId)
+  const card = page.locator('article[aria-labelledby=campaigns-title]')
+  await card.getByText('No campaigns yet.').waitFor({ timeout: STEP_MS })
+  const recipients = Array.from({ length: 6 }, (_, index) => ({ phone: `+7916555000${index}`, variables: { name: `Клиент ${index}` } }))
+  const created = await api(companyId, 'POST', '/campaigns', {
+    name: 'Зимняя <акция>',
+    template: { text: 'Привет, {{name}}!' },
+    recipients,
+    pacing: { messagesPerMinute: 30, jitter: 0 },
+    quietHours: 'ignore'
+  })
+  t.equal(created.status, 201, 'a campaign of 6, a message every 2 s')
+  const { id } = (await created.json() as { campaign: { id: string } }).campaign
+  const row = card.locator(`section[data-campaign="${id}"]`)
+  await row.waitFor({ timeout: STEP_MS })
+  t.equal(await row.locator('h3').evaluate((node) => node.firstChild?.textContent), 'Зимняя <акция>', 'listed live, its name as text')
+  t.equal(await row.locator('progress').getAttribute('max'), '6')
+  const done = async () => Number(await row.locator('progress').getAttribute('value'))
+  t.ok(await waitFor(async () => await done() >= 1, STEP_MS, 100), 'the bar moves as it sends')
+
+  await row.getByRole('button', { name: 'Pause Зимняя <акция>' }).click()
+  await card.locator(`section[data-campaign="${id}"][data-state=paused]`).waitFor({ timeout: STEP_MS })
+  t.match(await row.locator('.state').textContent(), /Paused by hand/)
+  // The recipient being sent when it paused may still finish; after that, nothing moves.
+  await new Promise((resolve) => setTimeout(resolve, 2_500))
+  const held = await done()
+  await new Promise((resolve) => setTimeout(resolve, 4_500))
+  t.equal(await done(), held, `paused: the bar stays at ${held}`)
+  t.ok(held < 6, 'before the end')
+  const server = await (await api(companyId, 'GET', `/campaigns/${id}`)).json() as { campaign: { status: string } }
+  t.equal(server.campaign.status, 'paused', 'the gateway has it paused')
+
+  await row.getByRole('button', { name: 'Resume Зимняя <акция>' }).click()
+  await card.locator(`section[data-campaign="${id}"][data-state=finished]`).waitFor({ timeout: 30_000 })
+  t.equal(await done(), 6, 'finished: the bar is full')
+  t.match(await row.locator('.counts').textContent(), /6 of 6 done \(100%\).*6 sent/s, 'all six sent')
+  t.same(await row.getByRole('button').allTextContents(), ['Prepare report (CSV)'], 'a finished one has no Pause, Resume or Cancel')
+  t.ok(await waitFor(async () => /6 delivered/.test((await row.locator('.counts').textContent()) ?? ''), STEP_MS),
+    'the receipts show as delivered')
+
+  await row.getByRole('button', { name: 'Prepare the report of Зимняя <акция>' }).click()
+  const link = row.locator(`a[data-report="${id}"]`)
+  await link.waitFor({ timeout: STEP_MS })
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()])
+  const lines = (await readFile((await download.path())!, 'utf8')).trim().split('\n')
+  t.equal(lines[0], 'seq,phone,status,message_id,error,sent_at,delivered_at,read_at', 'the report\'s header')
+  t.equal(lines.length, 7, 'a line per recipient')
+  t.same(errors, [], 'no script errors')
+})
