@@ -11,7 +11,7 @@ import { waitFor } from './helpers/wait.ts'
 
 // The dashboard's Scheduled and Campaigns cards in Debian's Chromium, against a sandbox replica (real
 // Baileys on the embedded simulator): messages scheduled through the API are listed, one is cancelled
-// with its button and the other is seen sent; a campaign's bar, buttons and report.
+// with its button and the other is seen sent; a campaign's bar, buttons and report, given and real.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const CONTACT = '79111111111'
@@ -114,7 +114,8 @@ function campaignOf (id: string, fields: Record<string, unknown>): Record<string
   }
 }
 
-// Until the campaigns plugin answers, the card is driven by answers the browser is given (page.route)
+// States a real campaign reaches only by misfortune (paused by itself, for not-on-WhatsApp recipients)
+// and a campaign the page has not seen: the card is driven by answers the browser is given (page.route)
 // and by campaign_progress events published as a holder publishes them.
 t.test('the Campaigns card: a bar moved by campaign_progress, Pause, Resume and Cancel as the state allows, the report', async (t) => {
   const companyId = uniqueName('salon')
