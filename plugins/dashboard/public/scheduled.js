@@ -39,21 +39,25 @@ export function previewOf (scheduled) {
 
 async function askScheduled (api, companyId) {
   const path = (query) => companyPath(companyId, `/scheduled?${new URLSearchParams(query)}`)
-  const pending = api.get(path({ status: 'scheduled', limit: String(PENDING_SHOWN) }))
   // Those due by now, read to the end (or PAGES_READ pages): the last ones are the latest outcomes.
-  const before = new Date().toISOString()
-  let past = []
-  let cursor
-  let more = false
-  for (let page = 0; page < PAGES_READ; page++) {
-    const answer = await api.get(path({ before, limit: String(PAGE), ...(cursor ? { cursor } : {}) }))
-    past = [...past, ...answer.scheduled].slice(-PAGE)
-    cursor = answer.next
-    more = cursor !== null
-    if (!more) break
+  const readPast = async () => {
+    const before = new Date().toISOString()
+    let past = []
+    let cursor = null
+    for (let page = 0; page < PAGES_READ; page++) {
+      const answer = await api.get(path({ before, limit: String(PAGE), ...(cursor ? { cursor } : {}) }))
+      past = [...past, ...answer.scheduled].slice(-PAGE)
+      cursor = answer.next
+      if (cursor === null) break
+    }
+    return { past, more: cursor !== null }
   }
-  const recent = past.filter((scheduled) => scheduled.status !== 'scheduled').slice(-RECENT_SHOWN).reverse()
-  const { scheduled, next } = await pending
+  // Both asked at once, and both awaited: a failure of either is the card's error, never an unhandled one.
+  const [{ scheduled, next }, { past, more }] = await Promise.all([
+    api.get(path({ status: 'scheduled', limit: String(PENDING_SHOWN) })),
+    readPast()
+  ])
+  const recent = past.filter((one) => one.status !== 'scheduled').slice(-RECENT_SHOWN).reverse()
   return { pending: scheduled, morePending: next !== null, recent, olderUnread: more }
 }
 
