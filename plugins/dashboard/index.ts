@@ -35,7 +35,7 @@ const vendorFiles = new Map(Object.entries(VENDOR).map(([name, specifier]) => {
  */
 const APP_FILES = [
   'app.js', 'api.js', 'live.js', 'format.js', 'html.js', 'epochs.js', 'companies.js', 'company.js', 'asking.js', 'groups.js', 'polls.js',
-  'calls.js', 'cluster.js', 'history.js', 'chats.js', 'style.css'
+  'calls.js', 'cluster.js', 'history.js', 'chats.js', 'scheduled.js', 'campaigns.js', 'style.css'
 ]
 
 /**

@@ -32,7 +32,22 @@ export function createApi (key) {
     }
     return payload
   }
+  /** A file the gateway answers (a CSV report): its text, or an ApiError as for the rest. */
+  async function text (path) {
+    let response
+    try {
+      response = await fetch(path, { headers: { authorization: `Bearer ${key}` } })
+    } catch {
+      throw new ApiError(0, 'NETWORK', 'The gateway could not be reached. Check the connection and try again.')
+    }
+    if (!response.ok) {
+      const payload = await response.json().catch(() => undefined)
+      throw new ApiError(response.status, payload?.error?.code ?? `HTTP_${response.status}`, payload?.error?.message ?? response.statusText)
+    }
+    return { text: await response.text(), type: response.headers.get('content-type') ?? '' }
+  }
   return {
+    text,
     get: (path) => call('GET', path),
     post: (path, body = {}, headers) => call('POST', path, body, headers),
     delete: (path) => call('DELETE', path)

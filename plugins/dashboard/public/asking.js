@@ -1,6 +1,6 @@
 // A card's answer from the gateway: asked when the card shows, again when its inputs change or on
 // `askAgain` (its Refresh button); an answer arriving after the card moved on is dropped.
-import { useEffect, useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import { html } from './html.js'
 
 export function useAnswer (ask, inputs) {
@@ -21,4 +21,20 @@ export function useAnswer (ask, inputs) {
 export function RefreshButton ({ busy, onClick, children }) {
   return html`<button class="secondary outline small" onClick=${onClick} disabled=${busy}
     aria-busy=${busy ? 'true' : undefined}>${children}</button>`
+}
+
+/**
+ * `value` as it changes, but at most once per `ms`: a card asked again on a busy event (every
+ * message_sent of a campaign) asks once for a burst, at its end, not once per event.
+ */
+export function useThrottled (value, ms) {
+  const [shown, setShown] = useState(value)
+  const last = useRef(0)
+  useEffect(() => {
+    if (value === shown) return
+    const wait = Math.max(0, last.current + ms - Date.now())
+    const timer = setTimeout(() => { last.current = Date.now(); setShown(value) }, wait)
+    return () => clearTimeout(timer)
+  }, [value])
+  return shown
 }

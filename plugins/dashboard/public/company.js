@@ -11,6 +11,8 @@ import { Polls } from './polls.js'
 import { History } from './history.js'
 import { Chats } from './chats.js'
 import { Calls } from './calls.js'
+import { Scheduled } from './scheduled.js'
+import { Campaigns } from './campaigns.js'
 
 const EVENTS_SHOWN = 100
 /** Events after which the status is asked again. */
@@ -23,6 +25,8 @@ const GROUP_EVENTS = new Set(['group_joined', 'group_left', 'group_update', 'gro
 const isPollEvent = (event) => event.type === 'poll_vote' || (event.type === 'message_sent' && event.data?.kind === 'poll')
 /** Events after which the calls are asked again. */
 const CALL_EVENTS = new Set(['call'])
+/** Events after which the scheduled messages are asked again (message_sent at most once a second). */
+const SCHEDULED_EVENTS = new Set(['message_scheduled', 'message_sent', 'message_expired', 'message_failed'])
 
 /** An idempotency key for one press of a button (crypto.randomUUID needs a secure context; this does not). */
 function newKey () {
@@ -249,6 +253,8 @@ export function Company ({ companyId, session }) {
   const [historyAsked, askHistory] = useState(0)
   const [lastSync, setLastSync] = useState()
   const [chatsAsked, askChats] = useState(0)
+  const [scheduledAsked, askScheduled] = useState(0)
+  const [campaignProgress, setCampaignProgress] = useState()
   // The newest lease epoch seen of the company, in its events and status answers: after a takeover the
   // old holder's late events (its "held by nobody", a disconnect) and answers must not undo the new holder's.
   const epochs = useRef(new NewestEpochs())
@@ -291,6 +297,8 @@ export function Company ({ companyId, session }) {
           askHistory((count) => count + 1)
         }
         if (CHAT_EVENTS.has(event.type)) askChats((count) => count + 1)
+        if (SCHEDULED_EVENTS.has(event.type)) askScheduled((count) => count + 1)
+        if (event.type === 'campaign_progress') setCampaignProgress({ ...event.data })
       }
     })
     return () => follower.stop()
@@ -324,6 +332,13 @@ export function Company ({ companyId, session }) {
       ? html`<${History} companyId=${companyId} api=${api} refresh=${historyAsked} lastSync=${lastSync} />`
       : null}
     ${status && may(principal, 'events') ? html`<${Chats} companyId=${companyId} api=${api} refresh=${chatsAsked} />` : null}
+    ${status && may(principal, 'events')
+      ? html`<${Scheduled} companyId=${companyId} api=${api} refresh=${scheduledAsked} canCancel=${may(principal, 'send')} />`
+      : null}
+    ${status && may(principal, 'read')
+      ? html`<${Campaigns} companyId=${companyId} api=${api} progress=${campaignProgress}
+          canAct=${may(principal, 'send')} canReport=${may(principal, 'events')} />`
+      : null}
     <${LiveEvents} events=${events} state=${live} onReact=${setReactTo} canSend=${may(principal, 'send')} />
     ${may(principal, 'link') && status?.health?.phoneNumber
       ? html`<${Logout} companyId=${companyId} api=${api} onDone=${() => askStatus((count) => count + 1)} />`

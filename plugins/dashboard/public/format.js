@@ -95,6 +95,37 @@ export function describeEvent (event) {
       if (data.status !== 'offer') return `${kind} from ${from}: ${ended ?? data.status}`
       return `${kind} from ${from}${data.offline ? ' (while offline)' : ''}`
     }
+    case 'message_scheduled': return `a message to ${chatName(data.phone)} scheduled for ${clockTime(data.dueAt)}`
+    case 'message_expired': return `the message scheduled to ${chatName(data.phone)} expired unsent`
+    case 'message_failed': return `the message scheduled to ${chatName(data.phone)} failed: ${data.error?.message ?? ''}`
+    case 'campaign_progress': {
+      const counts = data.counts ?? {}
+      const done = (counts.sent ?? 0) + (counts.failed ?? 0) + (counts.skipped ?? 0)
+      const why = data.pausedReason ? ` (${data.pausedReason.replaceAll('_', ' ')})` : ''
+      return `campaign "${data.name}" ${data.status}${why}: ${done} of ${data.total}`
+    }
   }
   return JSON.stringify(data).slice(0, 120)
+}
+
+/** "in 12 s", "in 5 min", "3 h ago": how far `iso` is from now, either way. */
+export function fromNow (iso, now = Date.now()) {
+  if (!iso) return '—'
+  const seconds = Math.round((Date.parse(iso) - now) / 1000)
+  if (seconds <= 0) return ago(iso, now)
+  if (seconds < 60) return `in ${seconds} s`
+  if (seconds < 3600) return `in ${Math.round(seconds / 60)} min`
+  if (seconds < 86_400) return `in ${Math.round(seconds / 3600)} h`
+  return `in ${Math.round(seconds / 86_400)} d`
+}
+
+/** A time as the reader's clock shows it: "Dec 7, 15:00". */
+export function clockTime (iso) {
+  if (!iso) return '—'
+  return new Date(iso).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })
+}
+
+/** A chat as a line shows it: a group's JID as it is, a phone masked. */
+export function chatName (phoneOrJid) {
+  return String(phoneOrJid ?? '').endsWith('@g.us') ? phoneOrJid : maskPhone(phoneOrJid)
 }
