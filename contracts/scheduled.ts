@@ -85,6 +85,9 @@ export type ScheduledReply = Static<typeof ScheduledReply>
 
 export const ScheduledListQuery = Type.Object({
   status: Type.Optional(ScheduledStateSchema),
+  order: Type.Optional(Type.Union([Type.Literal('due'), Type.Literal('recent')], {
+    description: '`due` (default): earliest due first; `recent`: the latest change first (what just went, failed or was cancelled)'
+  })),
   before: Type.Optional(ZonedTime('Only those due before this time')),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, description: 'Per page (default 100)' })),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'The `next` of the previous page' }))
@@ -94,7 +97,7 @@ export type ScheduledListQuery = Static<typeof ScheduledListQuery>
 export const ScheduledListReply = Type.Object({
   success: Type.Literal(true),
   companyId: CompanyId,
-  scheduled: Type.Array(ScheduledMessage, { description: 'By due time, earliest first' }),
+  scheduled: Type.Array(ScheduledMessage, { description: 'By due time, earliest first; or by the latest change (`order=recent`)' }),
   next: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null: the last page' })
 })
 export type ScheduledListReply = Static<typeof ScheduledListReply>

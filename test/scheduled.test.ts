@@ -118,6 +118,12 @@ t.test('scheduling refuses what it could not send, names the field, and over NAT
   const second = await client.scheduled(companyId, { limit: 1, cursor: page.next! })
   t.not(second.scheduled[0]?.id, page.scheduled[0]?.id, 'the next page goes on')
   await t.rejects(client.scheduled(companyId, { cursor: 'nonsense' }), { code: 'VALIDATION_ERROR' })
+  // The latest change first: what just went, page by page.
+  const latest = await client.scheduled(companyId, { order: 'recent', limit: 2 })
+  t.same(latest.scheduled.map((one) => one.status), ['sent', 'sent'], 'the two sent last')
+  const older = await client.scheduled(companyId, { order: 'recent', limit: 2, cursor: latest.next! })
+  t.equal(older.scheduled.length, 1, 'then the one still pending (the idempotent one, an hour ahead)')
+  t.equal(older.scheduled[0]?.id, a.json().id)
   const got = await client.scheduledMessage(companyId, viaNats.id)
   t.equal(got.scheduled.status, 'sent')
 })

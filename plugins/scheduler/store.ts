@@ -32,12 +32,14 @@ export class CreateSchedulerTables extends Migration {
       sent_at timestamptz,
       error jsonb,
       created_at timestamptz not null default now(),
-      updated_at timestamptz not null default now()
+      -- Milliseconds, as a page's cursor carries it.
+      updated_at timestamptz(3) not null default now()
     )`)
     // What the holders look for four times a second: only pending rows are in it.
     this.addSql(`create index if not exists whatsapp_scheduled_due on whatsapp_scheduled (due_at)
       where status = 'scheduled'`)
     this.addSql('create index if not exists whatsapp_scheduled_by_company on whatsapp_scheduled (company_id, due_at, id)')
+    this.addSql('create index if not exists whatsapp_scheduled_recent on whatsapp_scheduled (company_id, updated_at desc, id desc)')
     this.addSql(`create index if not exists whatsapp_scheduled_sending on whatsapp_scheduled (company_id)
       where status = 'sending'`)
     this.addSql(`create index if not exists whatsapp_scheduled_pending on whatsapp_scheduled (company_id)
@@ -186,18 +188,21 @@ export class SchedulerStore {
       parameters.push(new Date(query.before))
       conditions.push(`due_at < $${parameters.length}`)
     }
+    // A page goes on from the last one's (time, id), in the order asked for.
+    const recent = query.order === 'recent'
+    const [column, direction, comparison] = recent ? ['updated_at', 'desc', '<'] : ['due_at', 'asc', '>']
     const after = query.cursor === undefined ? undefined : cursorOf(query.cursor)
     if (after) {
-      parameters.push(after.dueAt, after.id)
-      conditions.push(`(due_at, id) > ($${parameters.length - 1}, $${parameters.length}::uuid)`)
+      parameters.push(after.at, after.id)
+      conditions.push(`(${column}, id) ${comparison} ($${parameters.length - 1}, $${parameters.length}::uuid)`)
     }
     parameters.push(limit + 1)
     const rows = await runWithParameters<ScheduledRow>(this.#em(), `select * from whatsapp_scheduled where ${conditions.join(' and ')}
-      order by due_at, id limit $${parameters.length}`, parameters)
+      order by ${column} ${direction}, id ${direction} limit $${parameters.length}`, parameters)
     const page = rows.slice(0, limit)
     const last = page.at(-1)
     const next = rows.length > limit && last
-      ? Buffer.from(`${iso(last.due_at)}|${last.id}`).toString('base64url')
+      ? Buffer.from(`${iso(recent ? last.updated_at : last.due_at)}|${last.id}`).toString('base64url')
       : null
     return { rows: page, next }
   }
@@ -322,13 +327,13 @@ export class SchedulerStore {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-function cursorOf (cursor: string): { dueAt: Date, id: string } {
-  const [dueAt, id] = Buffer.from(cursor, 'base64url').toString().split('|')
-  const time = new Date(dueAt ?? '')
+function cursorOf (cursor: string): { at: Date, id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|')
+  const time = new Date(at ?? '')
   if (Number.isNaN(time.getTime()) || !id || !UUID.test(id)) {
     throw new GatewayError(ErrorCode.VALIDATION_ERROR, 'cursor is not the `next` of a page', {
       details: [{ field: 'querystring/cursor', message: 'pass the `next` of the previous page as it was' }]
     })
   }
-  return { dueAt: time, id }
+  return { at: time, id }
 }
