@@ -77,6 +77,17 @@ t.test('a campaign with real Baileys: each recipient once, variables in, absent 
   t.ok(progress.some((event) => (event.data as { status: string }).status === 'finished'), 'campaign_progress: finished')
   const list = (await api('GET', '/campaigns')).json().campaigns as Campaign[]
   t.same(list.map((campaign) => campaign.id), [id])
+
+  // With a typing presence: the contact sees "typing…" for typingMs before the message.
+  const typed = phones(50, 1)[0]!
+  const withTyping = await api('POST', '/campaigns', {
+    name: 'С набором', template: { text: 'Добрый вечер' }, recipients: [{ phone: typed }], pacing: { typingMs: 400 }, quietHours: 'ignore'
+  })
+  t.ok((await until(withTyping.json().campaign.id, (campaign) => campaign.status === 'finished')).reached)
+  const composing = simulator.account(typed).presences.find((presence) => presence.state === 'composing')
+  t.ok(composing, 'the contact saw typing')
+  const arrived = simulator.received(typed)[0]
+  t.ok(arrived, 'then the message')
 })
 
 t.test('pause, resume and cancel; a campaign pauses itself when its numbers are not on WhatsApp or WhatsApp refuses', async (t) => {

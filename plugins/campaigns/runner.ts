@@ -54,6 +54,8 @@ export class CampaignRunner {
   readonly #lanes = new Map<string, Promise<void>>()
   /** The latest outcomes of each campaign sent here, for its auto-pause. */
   readonly #windows = new Map<string, Outcome[]>()
+  /** Ends every wait at once when the runner stops: a shutdown never waits out a pace or a retry. */
+  readonly #stopping = new AbortController()
   #timer: NodeJS.Timeout | undefined
   #looking = false
   #stopped = false
@@ -69,6 +71,7 @@ export class CampaignRunner {
 
   async stop (): Promise<void> {
     this.#stopped = true
+    this.#stopping.abort()
     clearInterval(this.#timer)
     await Promise.allSettled([...this.#lanes.values()])
   }
@@ -93,6 +96,11 @@ export class CampaignRunner {
     } finally {
       this.#looking = false
     }
+  }
+
+  /** Waits, or less when the runner stops. */
+  async #wait (ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.#stopping.signal }).catch(() => {})
   }
 
   /** A refusal WhatsApp sent back for a campaign's message (a 463 receipt) counts against its auto-pause. */
@@ -122,7 +130,7 @@ export class CampaignRunner {
       }
       const waitMs = await this.#waitBeforeNext(campaign, nextAt)
       if (waitMs > 0) {
-        await sleep(Math.min(waitMs, SLICE_MS))
+        await this.#wait(Math.min(waitMs, SLICE_MS))
         continue
       }
       const sent = await this.#sendNext(companyId, lease, campaign)
@@ -154,7 +162,7 @@ export class CampaignRunner {
     if (upcoming.length === 0) {
       // Nothing queued: finished once no recipient is mid-send (left by an older holder, recovered above).
       if (await store.sending(campaign.id) > 0) {
-        await sleep(SLICE_MS)
+        await this.#wait(SLICE_MS)
         return 'idle'
       }
       const finished = await store.transition(companyId, campaign.id, ['running'], 'finished')
@@ -169,7 +177,7 @@ export class CampaignRunner {
       const failure = failureOf(err)
       if (failure.code === ErrorCode.NOT_CONNECTED || failure.code === ErrorCode.FENCED) return 'stop'
       log.debug({ err, companyId, campaignId: campaign.id }, 'campaign: the phones could not be checked; waiting')
-      await sleep(Math.min(retryDelayOf(failure, 1), MINUTE_MS))
+      await this.#wait(Math.min(retryDelayOf(failure, 1), MINUTE_MS))
       return 'idle'
     }
     const messageIdOf = (seq: number) => derivedMessageId(`campaign:${campaign.id}:${seq}`)
@@ -185,7 +193,13 @@ export class CampaignRunner {
     try {
       if (campaign.pacing.typingMs > 0) {
         await this.#options.typing(companyId, lease, recipient.phone)
-        await sleep(campaign.pacing.typingMs)
+        await this.#wait(campaign.pacing.typingMs)
+        if (this.#stopped) {
+          // Nothing went: the recipient is the next holder's (or this replica's after a restart), not a resend.
+          const error = { code: 'STOPPED', message: 'the replica stopped before sending' }
+          await store.settle(companyId, recipient, lease.epoch, { status: 'queued', error })
+          return 'stop'
+        }
       }
       const sent = await this.#options.send(companyId, lease, requestOf(campaign, recipient), messageIdOf(recipient.seq))
       await store.settle(companyId, recipient, lease.epoch, { status: 'sent', messageId: sent.messageId })
@@ -198,7 +212,7 @@ export class CampaignRunner {
         // Queued again, first in line: the next send is this recipient's, after the wait the failure asks for.
         await store.settle(companyId, recipient, lease.epoch, { status: 'queued', error })
         if (failure.code === ErrorCode.NOT_CONNECTED || failure.code === ErrorCode.FENCED) return 'stop'
-        await sleep(Math.min(retryDelayOf(failure, recipient.attempts), MINUTE_MS))
+        await this.#wait(Math.min(retryDelayOf(failure, recipient.attempts), MINUTE_MS))
         return 'idle'
       }
       await store.settle(companyId, recipient, lease.epoch, { status: 'failed', error })
