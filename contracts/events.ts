@@ -119,7 +119,13 @@ export const MessageSentEventData = Type.Object({
   mentions: Type.Optional(Type.Array(Type.String(), { description: 'JIDs the message mentions' })),
   poll: Type.Optional(Type.Object({
     question: Type.String(), options: Type.Array(Type.String()), multipleAnswers: Type.Boolean()
-  }, { description: 'A poll (`text` is its question)' }))
+  }, { description: 'A poll (`text` is its question)' })),
+  scheduled: Type.Optional(Type.Object({ id: Type.String(), scheduleKey: Type.Union([Type.String(), Type.Null()]) }, {
+    description: 'A scheduled message: its id and key (GET …/scheduled/{key})'
+  })),
+  campaign: Type.Optional(Type.Object({ id: Type.String(), seq: Type.Integer({ minimum: 0 }) }, {
+    description: 'A campaign\'s message: the campaign and the recipient\'s place in it (its report\'s `seq`)'
+  }))
 }, { description: 'WhatsApp took a message the company sent (any replica, any client): sends, edits, deletions, reactions' })
 export type MessageSentEventData = Static<typeof MessageSentEventData>
 /** What a send adds to its `message_sent` event besides what every outbound message has. */

@@ -72,6 +72,9 @@ t.test('a campaign with real Baileys: each recipient once, variables in, absent 
   t.match(lines[21], new RegExp(`^20,${ABSENT[0]},skipped,,NOT_ON_WHATSAPP,`))
   t.match(lines[24], /^23,12,skipped,,INVALID_PHONE,/)
   t.match(lines[25], new RegExp(`^24,${present[0]},skipped,,DUPLICATE,`))
+  const sentEvents = events.events.filter((event: EventEnvelope) => event.type === 'message_sent')
+  t.match(sentEvents.find((event) => (event.data as { messageId: string }).messageId === derivedMessageId(`campaign:${id}:3`))?.data,
+    { campaign: { id, seq: 3 } }, 'a message_sent names its campaign and the recipient\'s place')
   const progress = events.events.filter((event: EventEnvelope) => event.type === 'campaign_progress')
   t.ok(progress.some((event) => (event.data as { status: string }).status === 'running'), 'campaign_progress: running')
   t.ok(progress.some((event) => (event.data as { status: string }).status === 'finished'), 'campaign_progress: finished')

@@ -60,6 +60,9 @@ t.test('a reminder with real Baileys: scheduled, moved by its key, sent once on 
   const replaced = (await api('GET', `/scheduled/${firstId}`)).json().scheduled as ScheduledMessage
   t.equal(replaced.status, 'replaced', 'the first is kept as replaced')
   t.ok(await events.waitFor('message_sent', 2), 'message_sent for each')
+  const sentEvent = events.events.find((event) =>
+    event.type === 'message_sent' && (event.data as { messageId: string }).messageId === reminder.id)
+  t.match(sentEvent?.data, { scheduled: { id: reminderId, scheduleKey: 'booking-1234-reminder' } }, 'its message_sent names the reminder')
   const scheduledEvents = events.events.filter((event) => event.type === 'message_scheduled')
   t.equal(scheduledEvents.length, 4, 'message_scheduled for each scheduling')
   t.equal(simulator.received(CONTACT).filter((message) => message.id === reminder.id).length, 1)

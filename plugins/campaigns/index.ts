@@ -11,6 +11,7 @@ import {
 import { GatewayError } from '../../core/errors.ts'
 import { errorAnswer } from '../../core/plugins/docs.ts'
 import type { CommandLease } from '../ownership/index.ts'
+import type { HolderCall } from '../session-pool/index.ts'
 import { csvField, placeholdersOf, prepareRecipients, recipientsFromCsv } from './recipients.ts'
 import { campaignMigrations, CampaignStore, viewOf, type CampaignRow } from './store.ts'
 import { CampaignRunner } from './runner.ts'
@@ -160,8 +161,9 @@ export default fp<CampaignsOptions>(async (app, options) => {
     return { lines: lines.length > 0 ? `${lines}\n` : '', last: rows.at(-1)?.seq, full: rows.length === limit }
   }
 
-  const holderRun = <Reply>(name: string, companyId: string, lease: CommandLease, request: Record<string, unknown>, messageId?: string) =>
-    app.holderCommands.run<Reply>(name, { companyId, request, lease, idempotencyKey: undefined, ...(messageId ? { messageId } : {}) })
+  const holderRun = <Reply>(name: string, companyId: string, lease: CommandLease, request: Record<string, unknown>,
+    sent?: Pick<HolderCall<unknown>, 'messageId' | 'sentFor'>) =>
+      app.holderCommands.run<Reply>(name, { companyId, request, lease, idempotencyKey: undefined, ...sent })
   const runner = new CampaignRunner({
     store,
     lookMs: LOOK_MS,
@@ -178,10 +180,12 @@ export default fp<CampaignsOptions>(async (app, options) => {
       await holderRun('presence', companyId, lease, { presence: 'composing', phone })
         .catch((err: unknown) => app.log.debug({ err, companyId }, 'campaign: typing presence not sent'))
     },
-    send: (companyId, lease, request, messageId) => {
+    send: (companyId, lease, request, recipient) => {
       // Its receipts are followed from the first send on, not from the next refresh of the list.
       tracked.add(companyId)
-      return holderRun<{ messageId: string }>('send', companyId, lease, request, messageId)
+      return holderRun<{ messageId: string }>('send', companyId, lease, request, {
+        messageId: recipient.messageId, sentFor: { campaign: { id: recipient.campaignId, seq: recipient.seq } }
+      })
     },
     allowedHours: (companyId) => app.scheduler.allowedHours(companyId),
     progress: publishProgress,

@@ -27,7 +27,11 @@ export interface RunnerOptions {
   /** Which of these phones are on WhatsApp (cached answers are free; NUMBER_CHECKS_PER_MINUTE bounds the rest). */
   onWhatsApp: (companyId: string, lease: CommandLease, phones: string[]) => Promise<Map<string, boolean>>
   typing: (companyId: string, lease: CommandLease, phone: string) => Promise<void>
-  send: (companyId: string, lease: CommandLease, request: Record<string, unknown>, messageId: string) => Promise<{ messageId: string }>
+  /** Sends a recipient's message under its WhatsApp id; its `message_sent` names the campaign and the recipient's place. */
+  send: (
+    companyId: string, lease: CommandLease, request: Record<string, unknown>,
+    recipient: { campaignId: string, seq: number, messageId: string }
+  ) => Promise<{ messageId: string }>
   allowedHours: (companyId: string) => Promise<AllowedHours | undefined>
   /** Publishes the campaign's progress; `force` on a change of state, else at most every few seconds. */
   progress: (campaign: CampaignRow, epoch: number, force: boolean) => Promise<void>
@@ -201,7 +205,9 @@ export class CampaignRunner {
           return 'stop'
         }
       }
-      const sent = await this.#options.send(companyId, lease, requestOf(campaign, recipient), messageIdOf(recipient.seq))
+      const sent = await this.#options.send(companyId, lease, requestOf(campaign, recipient), {
+        campaignId: campaign.id, seq: recipient.seq, messageId: messageIdOf(recipient.seq)
+      })
       await store.settle(companyId, recipient, lease.epoch, { status: 'sent', messageId: sent.messageId })
       this.#record(campaign, 'ok')
       return 'sent'

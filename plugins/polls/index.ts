@@ -68,7 +68,7 @@ export default fp(async (app) => {
         ' and its tally is at GET …/messages/{messageId}/poll',
       errors: [404, 409, 422, 429, 503, 504]
     },
-    handle: async ({ companyId, request, lease, idempotencyKey, messageId }) => {
+    handle: async ({ companyId, request, lease, idempotencyKey, messageId, sentFor }) => {
       const chat = await chatOf(app, companyId, request.phone)
       const multipleAnswers = request.multipleAnswers ?? false
       const poll = { question: request.question, options: request.options, selectableCount: multipleAnswers ? ANY_NUMBER : SINGLE_CHOICE }
@@ -83,7 +83,8 @@ export default fp(async (app) => {
           poll: { question: poll.question, options: poll.options, multipleAnswers },
           ...(chat.group ? { groupId: chat.jid } : {}),
           phone: chat.phone,
-          lid: chat.lid
+          lid: chat.lid,
+          ...sentFor
         },
         write: async (socket) => {
           const sent = await socket.polls.send(chat.jid, poll, messageId ? { messageId } : {})

@@ -162,7 +162,12 @@ export default fp<SchedulerOptions>(async (app, options) => {
     }),
     stillHeld: (companyId, epoch) => app.ownership.epochOf(companyId) === epoch,
     send: (row, lease, messageId) => app.holderCommands.run<{ messageId: string }>(row.command, {
-      companyId: row.company_id, request: row.request, lease, idempotencyKey: undefined, messageId
+      companyId: row.company_id,
+      request: row.request,
+      lease,
+      idempotencyKey: undefined,
+      messageId,
+      sentFor: { scheduled: { id: row.id, scheduleKey: row.schedule_key } }
     }),
     allowedHours,
     publish: (companyId, type, data, epoch) => { app.events.publish(companyId, type, data, { epoch }) },

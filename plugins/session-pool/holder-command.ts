@@ -3,7 +3,7 @@ import { Type, type Static, type TObject, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { Value } from 'typebox/value'
 import {
-  COMMAND_SCOPES, CompanyParams, ErrorCode, ErrorReply, ScheduledReply, type CommandName, type SchedulableCommand
+  COMMAND_SCOPES, CompanyParams, ErrorCode, ErrorReply, ScheduledReply, type CommandName, type MessageSentDetails, type SchedulableCommand
 } from '../../contracts/index.ts'
 import type { HandlerContext } from '../../core/bus.ts'
 import { assertValid, GatewayError } from '../../core/errors.ts'
@@ -25,6 +25,8 @@ export interface HolderCall<Request> {
   idempotencyKey: string | undefined
   /** WhatsApp's id for what the command sends, when its caller chose one (a scheduled message's, see SendOptions). */
   messageId?: string
+  /** What the message is sent for, when the gateway sends it on its own: its `message_sent` event says so. */
+  sentFor?: Pick<MessageSentDetails, 'scheduled' | 'campaign'>
   /** Absent when the command runs in-process (`HolderCommands.run`). */
   context?: HandlerContext
 }

@@ -61,7 +61,7 @@ export function declareSendCommand (app: FastifyInstance): void {
         }
       }
     },
-    handle: async ({ companyId, request, lease, idempotencyKey, messageId }) => {
+    handle: async ({ companyId, request, lease, idempotencyKey, messageId, sentFor }) => {
       const chat = await chatOf(app, companyId, request.phone)
       // `options.quoted` (kept from the first API) quotes any id; `quotedMessageId` one the history has.
       const quoted = request.quotedMessageId
@@ -86,7 +86,8 @@ export function declareSendCommand (app: FastifyInstance): void {
           ...(request.mentions ? { mentions: request.mentions } : {}),
           // The contact by both names, as far as known (a contact known only by LID has no phone yet).
           phone: chat.phone,
-          lid: chat.lid
+          lid: chat.lid,
+          ...sentFor
         },
         write: async (socket) => {
           const ownPhone = app.sessionPool.get(companyId)?.status().phoneNumber ?? null
