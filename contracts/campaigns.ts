@@ -128,11 +128,23 @@ export type CampaignRef = Static<typeof CampaignRef>
 export const CampaignActions = ['pause', 'resume', 'cancel'] as const
 export type CampaignAction = (typeof CampaignActions)[number]
 
+/** Recipients per page of the report over NATS (a NATS message holds 1 MB); over HTTP the whole file comes at once. */
+export const CAMPAIGN_REPORT_PAGE = 5_000
+
+export const CampaignReportRequest = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  after: Type.Optional(Type.Integer({ minimum: -1, description: 'The `next` of the previous page (default: from the first recipient)' }))
+}, { additionalProperties: false })
+export type CampaignReportRequest = Static<typeof CampaignReportRequest>
+
 export const CampaignReportReply = Type.Object({
   success: Type.Literal(true),
   companyId: CompanyId,
   campaignId: Type.String(),
-  csv: Type.String({ description: 'phone,status,message_id,error,sent_at,delivered_at,read_at: one line per recipient, in order' })
+  csv: Type.String({
+    description: 'A header line, then one line per recipient in order: seq,phone,status,message_id,error,sent_at,delivered_at,read_at'
+  }),
+  next: Type.Union([Type.Integer(), Type.Null()], { description: 'Pass as `after` for the next page; null: the last page' })
 })
 export type CampaignReportReply = Static<typeof CampaignReportReply>
 

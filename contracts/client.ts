@@ -281,7 +281,8 @@ export function createGatewayClient (nc: NatsConnection, options: GatewayClientO
     resumeCampaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'resume'), { id }),
     cancelCampaign: (companyId: string, id: string) => call<CampaignReply>(subjects.campaigns(companyId, 'cancel'), { id }),
     /** One CSV line per recipient: phone, status, message id, error and times. */
-    campaignReport: (companyId: string, id: string) => call<CampaignReportReply>(subjects.campaigns(companyId, 'report'), { id }),
+    campaignReport: (companyId: string, id: string, after?: number) =>
+      call<CampaignReportReply>(subjects.campaigns(companyId, 'report'), { id, ...(after === undefined ? {} : { after }) }),
     /** A page of the message history, newest first (any replica answers). */
     messages: (companyId: string, query: MessagesQuery = {}) => call<MessagesPage>(subjects.messages(companyId, 'list'), query),
     /** One message and its delivery state. */

@@ -20,6 +20,7 @@ import * as status from './status/index.ts'
 import * as history from './history/index.ts'
 import * as proxy from './proxy/index.ts'
 import * as scheduler from './scheduler/index.ts'
+import * as campaigns from './campaigns/index.ts'
 
 /**
  * The composition root: every plugin of the gateway. The core orders them by their declared
@@ -27,7 +28,7 @@ import * as scheduler from './scheduler/index.ts'
  */
 export const plugins: PluginModule[] = [
   phone, proxy, media, conversations, ownership, sessionPool, groups, polls, calls, profiles, chats, status, history, scheduler,
-  rateLimit, reactions, metrics, webhooks, dashboard
+  rateLimit, campaigns, reactions, metrics, webhooks, dashboard
 ]
 
 /** The whole configuration of this composition: the core's settings and every plugin's. */

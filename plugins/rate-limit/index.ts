@@ -19,6 +19,8 @@ const MINUTE_MS = 60_000
 const RATE_STATE_TTL_MS = 60 * MINUTE_MS
 
 export interface MessagingLimits {
+  /** MESSAGES_PER_MINUTE: each company's message budget. */
+  messagesPerMinute: number
   /** Sends waiting in each company's pacing queue (empty without pacing). */
   queueDepths: () => Map<string, number>
   /** Requests refused by the WhatsApp budgets since start, by limit. */
@@ -46,7 +48,9 @@ export default fp<RateLimitOptions>(async (app, options) => {
     ? new Pacing({ minIntervalMs: options.pacingMinIntervalMs, jitterMs: options.pacingJitterMs, queueMax: options.pacingQueueMax })
     : undefined
   const refused = { messages: 0, reactions: 0, queue: 0 }
-  app.decorate('messagingLimits', { queueDepths: () => pacing?.depths() ?? new Map(), refused })
+  app.decorate('messagingLimits', {
+    messagesPerMinute: options.messagesPerMinute, queueDepths: () => pacing?.depths() ?? new Map(), refused
+  })
 
   const overBudget = (item: OutboundItem, taken: Exclude<Taken, { taken: true }>) => {
     refused[taken.limit]++
