@@ -109,6 +109,8 @@ const env = (slot: number): Record<string, string> => ({
   NODE_EXTRA_CA_CERTS: fileURLToPath(new URL('../simulator/tls/ca.pem', import.meta.url)),
   // The budget a company may spend: the campaign and the scheduled messages fit in it.
   MESSAGES_PER_MINUTE: process.env.BENCH_MESSAGES_PER_MINUTE ?? '6000',
+  // A campaign checks its phones for WhatsApp ahead of sending; at the default 60 checks a minute it could not go faster.
+  NUMBER_CHECKS_PER_MINUTE: process.env.BENCH_NUMBER_CHECKS_PER_MINUTE ?? '100000',
   API_RATE_LIMIT_MAX: '10000000',
   WA_CLOSE_TIMEOUT_MS: '500'
 })
@@ -341,6 +343,14 @@ try {
     const verdicts = Array.from({ length: RECIPIENTS }, (_, seq) =>
       judge(recipientPhone(seq), derivedMessageId(`campaign:${campaignId}:${seq}`)))
     campaignCounts = count(verdicts)
+    // How the campaign went: arrivals per 5 s from the start (the faults show as gaps).
+    const buckets: number[] = []
+    for (const verdict of verdicts) {
+      if (verdict.firstAt === undefined) continue
+      const bucket = Math.floor((verdict.firstAt - startedAt) / 5_000)
+      buckets[bucket] = (buckets[bucket] ?? 0) + 1
+    }
+    log(`campaign arrivals per 5 s: ${Array.from(buckets, (n) => n ?? 0).join(' ')}`)
     lastArrival = Math.max(lastArrival, ...verdicts.map((verdict) => verdict.firstAt ?? 0))
     log(`campaign: ${campaignCounts.sent}/${RECIPIENTS} recipients got it, ${campaignCounts.duplicates} duplicates, ` +
       `${campaignCounts.lost} lost, ${campaignCounts.resentSameId} resent under the same id, ${campaignCounts.wrongId} under another id; ` +
