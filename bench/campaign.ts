@@ -112,7 +112,9 @@ const env = (slot: number): Record<string, string> => ({
   // A campaign checks its phones for WhatsApp ahead of sending; at the default 60 checks a minute it could not go faster.
   NUMBER_CHECKS_PER_MINUTE: process.env.BENCH_NUMBER_CHECKS_PER_MINUTE ?? '100000',
   API_RATE_LIMIT_MAX: '10000000',
-  WA_CLOSE_TIMEOUT_MS: '500'
+  WA_CLOSE_TIMEOUT_MS: '500',
+  // Info: a replica says where it listens at that level; debug (with BENCH_LOG_DIR) tells why a send waited.
+  LOG_LEVEL: process.env.BENCH_REPLICA_LOG_LEVEL ?? 'info'
 })
 
 interface Slot { index: number, process?: ReplicaProcess, starting?: Promise<void> }
