@@ -1,13 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
+import { RetriedWrites } from '../../core/retried-writes.ts'
 import { ErrorCode } from '../../contracts/index.ts'
 import type { CommandLease } from '../ownership/index.ts'
 import { derivedMessageId, failureOf, isAllowed, nextAllowed, retryDelayOf, type AllowedHours } from '../scheduler/index.ts'
 import { render } from './recipients.ts'
 import type { CampaignRow, CampaignStore, RecipientRow } from './store.ts'
 
-/** Recipients whose phones are checked for WhatsApp ahead of their turn (one check answers many sends). */
-const CHECK_AHEAD = 50
+/**
+ * Recipients whose phones are checked for WhatsApp ahead of their turn: one check answers several sends, and
+ * takes no more than that from NUMBER_CHECKS_PER_MINUTE at once (after a takeover the answers are asked again).
+ */
+const CHECK_AHEAD = 10
 /** A lane sleeps in slices this long, so a pause, a cancel or a lost lease stops it within one. */
 const SLICE_MS = 250
 /** Attempts a recipient gets for passing failures (not connected, over budget, a timeout) before it is `failed`. */
@@ -58,6 +62,8 @@ export class CampaignRunner {
   readonly #lanes = new Map<string, Promise<void>>()
   /** The latest outcomes of each campaign sent here, for its auto-pause. */
   readonly #windows = new Map<string, Outcome[]>()
+  /** Outcomes of recipients sent that the database did not take at once: written again before each send. */
+  readonly #records: RetriedWrites
   /** Ends every wait at once when the runner stops: a shutdown never waits out a pace or a retry. */
   readonly #stopping = new AbortController()
   #timer: NodeJS.Timeout | undefined
@@ -66,6 +72,7 @@ export class CampaignRunner {
 
   constructor (options: RunnerOptions) {
     this.#options = options
+    this.#records = new RetriedWrites(options.log)
   }
 
   start (): void {
@@ -162,6 +169,7 @@ export class CampaignRunner {
   /** One recipient: checked, claimed, sent and recorded; or the campaign finished. */
   async #sendNext (companyId: string, lease: CommandLease, campaign: CampaignRow): Promise<'sent' | 'settled' | 'idle' | 'stop'> {
     const { store, log } = this.#options
+    await this.#records.flush()
     const upcoming = await store.upcoming(campaign.id, CHECK_AHEAD)
     if (upcoming.length === 0) {
       // Nothing queued: finished once no recipient is mid-send (left by an older holder, recovered above).
@@ -188,7 +196,7 @@ export class CampaignRunner {
     const recipient = await store.claimNext(companyId, campaign.id, lease.epoch, messageIdOf)
     if (!recipient) return 'idle'
     if (onWhatsApp.get(recipient.phone) === false) {
-      await store.settle(companyId, recipient, lease.epoch, {
+      await this.#settle(companyId, recipient, lease.epoch, {
         status: 'skipped', error: { code: 'NOT_ON_WHATSAPP', message: 'the phone is not on WhatsApp' }
       })
       this.#record(campaign, 'absent')
@@ -201,14 +209,15 @@ export class CampaignRunner {
         if (this.#stopped) {
           // Nothing went: the recipient is the next holder's (or this replica's after a restart), not a resend.
           const error = { code: 'STOPPED', message: 'the replica stopped before sending' }
-          await store.settle(companyId, recipient, lease.epoch, { status: 'queued', error })
+          await this.#settle(companyId, recipient, lease.epoch, { status: 'queued', error })
           return 'stop'
         }
       }
       const sent = await this.#options.send(companyId, lease, requestOf(campaign, recipient), {
         campaignId: campaign.id, seq: recipient.seq, messageId: messageIdOf(recipient.seq)
       })
-      await store.settle(companyId, recipient, lease.epoch, { status: 'sent', messageId: sent.messageId })
+      // Until it is written the recipient stays `sending` under this epoch, and the campaign does not finish.
+      await this.#settle(companyId, recipient, lease.epoch, { status: 'sent', messageId: sent.messageId })
       this.#record(campaign, 'ok')
       return 'sent'
     } catch (err) {
@@ -216,15 +225,21 @@ export class CampaignRunner {
       const error = { code: failure.code, message: failure.message }
       if (failure.passing && recipient.attempts < MAX_ATTEMPTS) {
         // Queued again, first in line: the next send is this recipient's, after the wait the failure asks for.
-        await store.settle(companyId, recipient, lease.epoch, { status: 'queued', error })
+        await this.#settle(companyId, recipient, lease.epoch, { status: 'queued', error })
         if (failure.code === ErrorCode.NOT_CONNECTED || failure.code === ErrorCode.FENCED) return 'stop'
         await this.#wait(Math.min(retryDelayOf(failure, recipient.attempts), MINUTE_MS))
         return 'idle'
       }
-      await store.settle(companyId, recipient, lease.epoch, { status: 'failed', error })
+      await this.#settle(companyId, recipient, lease.epoch, { status: 'failed', error })
       this.#record(campaign, 'failed')
       return 'settled'
     }
+  }
+
+  /** Records a recipient's outcome; kept and written again when the database does not take it at once. */
+  async #settle (companyId: string, recipient: RecipientRow, epoch: number, outcome: Parameters<CampaignStore['settle']>[3]) {
+    const { store } = this.#options
+    await this.#records.write(`${recipient.campaign_id}:${recipient.seq}`, () => store.settle(companyId, recipient, epoch, outcome))
   }
 
   #record (campaign: CampaignRow, outcome: Outcome): void {

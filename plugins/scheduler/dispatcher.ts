@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { RetriedWrites } from '../../core/retried-writes.ts'
 import type { EventData } from '../../contracts/index.ts'
 import type { CommandLease } from '../ownership/index.ts'
 import { derivedMessageId, failureOf, retryDelayOf } from './outcomes.ts'
@@ -10,8 +11,6 @@ const DUE_BATCH = 200
 /** Expired messages are looked for this often (by every replica: a company nobody holds has its messages expire too). */
 const EXPIRY_SWEEP_MS = 1_000
 const EXPIRED_BATCH = 500
-/** A sent message's state is written this many times before it is left for the next holder to resend (same WhatsApp id). */
-const RECORD_ATTEMPTS = 3
 
 type Publish = <T extends 'message_expired' | 'message_failed'>(companyId: string, type: T, data: EventData<T>, epoch: number) => void
 
@@ -44,6 +43,8 @@ export class Dispatcher {
   readonly #working = new Set<Promise<void>>()
   /** The epoch under which each company's predecessors' unfinished messages were taken back. */
   readonly #recovered = new Map<string, number>()
+  /** Outcomes of sends made that the database did not take at once: written again at every look. */
+  readonly #records: RetriedWrites
   #timer: NodeJS.Timeout | undefined
   #looking = false
   #stopped = false
@@ -51,6 +52,7 @@ export class Dispatcher {
 
   constructor (options: DispatcherOptions) {
     this.#options = options
+    this.#records = new RetriedWrites(options.log)
   }
 
   start (): void {
@@ -79,6 +81,7 @@ export class Dispatcher {
         this.#lastSweep = Date.now()
         await this.#expire()
       }
+      await this.#records.flush()
       const ready = this.#options.ready().filter(({ companyId }) => !this.#busy.has(companyId))
       if (ready.length === 0) return
       await this.#recover(ready)
@@ -165,26 +168,16 @@ export class Dispatcher {
       const error = { code: failure.code, message: failure.message }
       if (failure.passing && attempts < this.#options.maxAttempts) {
         log.debug({ err, companyId: row.company_id, id: row.id, attempts }, 'scheduled message not sent; trying again later')
-        await store.retryAt(row, lease.epoch, new Date(Date.now() + retryDelayOf(failure, attempts)), error)
+        const dueAt = new Date(Date.now() + retryDelayOf(failure, attempts))
+        await this.#records.write(row.id, () => store.retryAt(row, lease.epoch, dueAt, error))
         return
       }
-      await store.failed(row, lease.epoch, error)
+      await this.#records.write(row.id, () => store.failed(row, lease.epoch, error))
       const ref = { id: row.id, scheduleKey: row.schedule_key, phone: row.phone }
       this.#options.publish(row.company_id, 'message_failed', { ...ref, error }, lease.epoch)
       return
     }
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await store.sent(row, lease.epoch, messageId)
-        return
-      } catch (err) {
-        if (attempt >= RECORD_ATTEMPTS) {
-          // Left `sending`: the next holder sends it again under the same WhatsApp id, which the phone shows once.
-          log.error({ err, companyId: row.company_id, id: row.id, messageId }, 'a sent scheduled message was not recorded as sent')
-          return
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
-      }
-    }
+    // Until it is written the row stays `sending` under this epoch: nobody sends it again unless the company changes hands.
+    await this.#records.write(row.id, () => store.sent(row, lease.epoch, messageId))
   }
 }
