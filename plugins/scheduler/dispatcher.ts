@@ -86,7 +86,8 @@ export class Dispatcher {
       if (ready.length === 0) return
       await this.#recover(ready)
       const leases = new Map(ready.map(({ companyId, lease }) => [companyId, lease]))
-      const due = await this.#options.store.due([...leases.keys()], DUE_BATCH)
+      // Those due before the next look too: each waits here for its time, so it goes on time, not up to a poll late.
+      const due = await this.#options.store.due([...leases.keys()], DUE_BATCH, this.#options.pollMs)
       const byCompany = new Map<string, ScheduledRow[]>()
       for (const row of due) byCompany.set(row.company_id, [...(byCompany.get(row.company_id) ?? []), row])
       for (const [companyId, rows] of byCompany) {
@@ -150,6 +151,9 @@ export class Dispatcher {
 
   async #sendOne (row: ScheduledRow, lease: CommandLease): Promise<void> {
     const { store, log } = this.#options
+    const early = new Date(row.due_at).getTime() - Date.now()
+    if (early > 0) await new Promise((resolve) => setTimeout(resolve, early))
+    if (this.#stopped || !this.#options.stillHeld(row.company_id, lease.epoch)) return
     const now = Date.now()
     if (row.quiet_hours === 'respect') {
       const hours = await this.#options.allowedHours(row.company_id)

@@ -225,12 +225,12 @@ export class SchedulerStore {
     return rows[0]
   }
 
-  /** Pending messages of these companies due by now, earliest first. */
-  async due (companyIds: string[], limit: number): Promise<ScheduledRow[]> {
+  /** Pending messages of these companies due within `aheadMs` from now, earliest first. */
+  async due (companyIds: string[], limit: number, aheadMs: number): Promise<ScheduledRow[]> {
     return runWithParameters<ScheduledRow>(this.#em(), `select * from whatsapp_scheduled
-      where status = 'scheduled' and due_at <= now() and company_id = any($1::text[])
+      where status = 'scheduled' and due_at <= now() + make_interval(secs => $3::float8 / 1000) and company_id = any($1::text[])
         and (expires_at is null or expires_at > now())
-      order by due_at limit $2`, [companyIds, limit])
+      order by due_at limit $2`, [companyIds, limit, aheadMs])
   }
 
   /** Which of these companies have messages left `sending` (by a predecessor, or by this replica before a restart). */
