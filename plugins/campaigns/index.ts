@@ -167,11 +167,8 @@ export default fp<CampaignsOptions>(async (app, options) => {
   const runner = new CampaignRunner({
     store,
     lookMs: LOOK_MS,
-    ready: () => app.ownership.heldCompanies().flatMap((companyId) => {
-      const lease = app.ownership.leaseOf(companyId)
-      return lease && app.sessionPool.get(companyId)?.state === 'open' ? [{ companyId, lease }] : []
-    }),
-    stillHeld: (companyId, epoch) => app.ownership.epochOf(companyId) === epoch,
+    ready: () => app.holderCommands.ready(),
+    stillHeld: (companyId, epoch) => app.holderCommands.holds(companyId, epoch),
     onWhatsApp: async (companyId, lease, phones) => {
       const reply = await holderRun<NumberCheckReply>('check-numbers', companyId, lease, { phones })
       return new Map(reply.results.map((result) => [result.phone, result.exists]))

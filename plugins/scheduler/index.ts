@@ -156,11 +156,8 @@ export default fp<SchedulerOptions>(async (app, options) => {
     store,
     pollMs: options.schedulerPollMs,
     maxAttempts: options.scheduledMaxAttempts,
-    ready: () => app.ownership.heldCompanies().flatMap((companyId) => {
-      const lease = app.ownership.leaseOf(companyId)
-      return lease && app.sessionPool.get(companyId)?.state === 'open' ? [{ companyId, lease }] : []
-    }),
-    stillHeld: (companyId, epoch) => app.ownership.epochOf(companyId) === epoch,
+    ready: () => app.holderCommands.ready(),
+    stillHeld: (companyId, epoch) => app.holderCommands.holds(companyId, epoch),
     send: (row, lease, messageId) => app.holderCommands.run<{ messageId: string }>(row.command, {
       companyId: row.company_id,
       request: row.request,

@@ -34,6 +34,13 @@ export interface HolderCall<Request> {
 /** Where a schedulable send with `sendAt` goes instead of the holder (the scheduler plugin). */
 export type ScheduleSend = (companyId: string, command: SchedulableCommand, request: Record<string, unknown>) => Promise<ScheduledReply>
 
+/** What the in-process runner asks of ownership and the pool. */
+export interface Holdings {
+  heldCompanies: () => string[]
+  leaseOf: (companyId: string) => CommandLease | undefined
+  isOpen: (companyId: string) => boolean
+}
+
 interface Declared {
   /** Validates and prepares a request as the command's route would (a file is fetched and stored). */
   prepare: (companyId: string, payload: unknown) => Promise<unknown>
@@ -48,7 +55,25 @@ interface Declared {
  */
 export class HolderCommands {
   readonly #declared = new Map<string, Declared>()
+  readonly #holdings: Holdings
   #schedule: ScheduleSend | undefined
+
+  constructor (holdings: Holdings) {
+    this.#holdings = holdings
+  }
+
+  /** The companies this replica holds with an open connection, each with the lease its commands run under. */
+  ready (): { companyId: string, lease: CommandLease }[] {
+    return this.#holdings.heldCompanies().flatMap((companyId) => {
+      const lease = this.#holdings.leaseOf(companyId)
+      return lease && this.#holdings.isOpen(companyId) ? [{ companyId, lease }] : []
+    })
+  }
+
+  /** Whether this replica still holds the company under `epoch` (a handoff ends work begun under an older one). */
+  holds (companyId: string, epoch: number): boolean {
+    return this.#holdings.leaseOf(companyId)?.epoch === epoch
+  }
 
   add (name: string, declared: Declared): void {
     this.#declared.set(name, declared)

@@ -65,7 +65,11 @@ const FINAL_OUTCOMES = new Set<StopOutcome>(['connection_replaced', 'logged_out'
  */
 export default fp<SessionPoolOptions>(async (app, options) => {
   const { config, ownership, events } = app
-  app.decorate('holderCommands', new HolderCommands())
+  app.decorate('holderCommands', new HolderCommands({
+    heldCompanies: () => ownership.heldCompanies(),
+    leaseOf: (companyId) => ownership.leaseOf(companyId),
+    isOpen: (companyId) => app.sessionPool.get(companyId)?.state === 'open'
+  }))
 
   const testWhatsApp = options.waTransport === 'test'
     ? new TestWhatsApp(ownership.testLedger, { closeTimeoutMs: options.waCloseTimeoutMs })
