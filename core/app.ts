@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import Fastify, { LogController } from 'fastify'
 import { SETUP_PATIENCE_MS } from './nats/kv.ts'
 import fp from 'fastify-plugin'
-import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { lazyCompilers } from './lazy-schemas.ts'
 import type { Config } from './config.ts'
 import { resolvePlugins, schemaOf, type PluginModule } from './plugin-set.ts'
 import { pickSettings } from './settings.ts'
@@ -63,13 +63,14 @@ function serverOptions (config: Config): FastifyServerOptions {
     return503OnClosing: true,
     // A plugin that makes JetStream buckets waits out leader elections for up to SETUP_PATIENCE_MS
     // (replicas of a new cluster all start at once); Fastify's own 10 s would end the start first.
-    pluginTimeout: SETUP_PATIENCE_MS + PLUGIN_TIMEOUT_MARGIN_MS
+    pluginTimeout: SETUP_PATIENCE_MS + PLUGIN_TIMEOUT_MARGIN_MS,
+    schemaController: { compilersFactory: lazyCompilers }
   }
 }
 
-/** A bare Fastify instance with the service's options and TypeBox validation. */
+/** A bare Fastify instance with the service's options and TypeBox validation (compiled per route at its first request). */
 export function createServer (config: Config) {
-  return Fastify(serverOptions(config)).setValidatorCompiler(TypeBoxValidatorCompiler)
+  return Fastify(serverOptions(config))
 }
 
 /** Builds a ready app; only the server entry makes it listen. */
