@@ -1,4 +1,3 @@
-import { fileTypeFromBuffer } from 'file-type'
 import { ErrorCode } from '../contracts/index.ts'
 import { GatewayError } from './errors.ts'
 
@@ -9,6 +8,8 @@ import { GatewayError } from './errors.ts'
  */
 export async function pictureOf (base64: string, what: string): Promise<Buffer> {
   const image = Buffer.from(base64, 'base64')
+  // Loaded by the first picture: file-type is not worth its memory to a replica that never sees one.
+  const { fileTypeFromBuffer } = await import('file-type')
   const type = await fileTypeFromBuffer(image)
   if (type?.mime !== 'image/jpeg' && type?.mime !== 'image/png') {
     throw new GatewayError(ErrorCode.UNSUPPORTED_MEDIA, `${what} is a JPEG or a PNG; this is ${type?.mime ?? 'not an image'}`)

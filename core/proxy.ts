@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { Agent } from 'node:http'
-import { HttpsProxyAgent } from 'https-proxy-agent'
-import { SocksProxyAgent } from 'socks-proxy-agent'
-import { ProxyAgent, Socks5ProxyAgent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 
 /** The proxies a company's traffic may go through: HTTP(S) CONNECT, and SOCKS5 (`socks5h`: the proxy resolves names). */
 export const PROXY_SCHEMES = ['http', 'https', 'socks5', 'socks5h'] as const
@@ -64,11 +62,18 @@ export interface ProxyRoute {
   dispatcher: Dispatcher
 }
 
-export function proxyRoute (url: URL): ProxyRoute {
+/**
+ * The agents are loaded when a first route is made: undici and the proxy agents are about 10 MB of a
+ * process that may never see a proxy.
+ */
+export async function proxyRoute (url: URL): Promise<ProxyRoute> {
   const scheme = url.protocol.slice(0, -1) as ProxyScheme
+  const { ProxyAgent, Socks5ProxyAgent } = await import('undici')
   if (scheme === 'http' || scheme === 'https') {
+    const { HttpsProxyAgent } = await import('https-proxy-agent')
     return { url, agent: new HttpsProxyAgent(url.href, { keepAlive: true }), dispatcher: new ProxyAgent({ uri: url.href }) }
   }
+  const { SocksProxyAgent } = await import('socks-proxy-agent')
   // undici names SOCKS5 `socks5:` and always hands the proxy the host name (what socks5h means).
   const socks = new URL(url.href)
   socks.protocol = 'socks5:'

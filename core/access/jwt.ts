@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import type { JWTVerifyGetKey } from 'jose'
 import { SCOPES, isCompanyId, type Scope } from '../../contracts/index.ts'
 import type { Principal } from './principal.ts'
 
@@ -13,14 +13,17 @@ export interface JwtSettings {
  * Verifies tokens of the deployment's identity provider with `jose` (JWKS or an HS256 secret):
  * signature, `exp` (required), issuer and audience. The claims `companies` (an array, or `*`) and
  * `scopes` (an array or a space-separated string) make the principal. Undefined when none is configured.
+ * `jose` is loaded by the first token: a deployment of API keys alone never loads it.
  */
 export function jwtVerifier (settings: JwtSettings): ((token: string) => Promise<Principal>) | undefined {
-  let key: JWTVerifyGetKey
-  if (settings.jwksUrl) key = createRemoteJWKSet(new URL(settings.jwksUrl))
-  else if (settings.secret) {
+  if (!settings.jwksUrl && !settings.secret) return undefined
+  let loaded: Promise<{ jose: typeof import('jose'), key: JWTVerifyGetKey }> | undefined
+  const load = async () => {
+    const jose = await import('jose')
+    if (settings.jwksUrl) return { jose, key: jose.createRemoteJWKSet(new URL(settings.jwksUrl)) }
     const secret = new TextEncoder().encode(settings.secret)
-    key = async () => secret
-  } else return undefined
+    return { jose, key: async () => secret }
+  }
   const options = {
     requiredClaims: ['exp'],
     ...(settings.issuer ? { issuer: settings.issuer } : {}),
@@ -28,7 +31,8 @@ export function jwtVerifier (settings: JwtSettings): ((token: string) => Promise
     ...(settings.jwksUrl ? {} : { algorithms: ['HS256'] })
   }
   return async (token) => {
-    const { payload } = await jwtVerify(token, key, options)
+    const { jose, key } = await (loaded ??= load())
+    const { payload } = await jose.jwtVerify(token, key, options)
     const companies = payload.companies === '*'
       ? '*' as const
       : Array.isArray(payload.companies) ? payload.companies.filter(isCompanyId) : []

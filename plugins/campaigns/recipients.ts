@@ -1,4 +1,3 @@
-import { parse } from 'csv-parse/sync'
 import { ErrorCode, MAX_CAMPAIGN_RECIPIENTS, type CampaignRecipient } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 
@@ -32,7 +31,9 @@ export function render (text: string, variables: Record<string, string>, phone: 
 }
 
 /** A CSV with a header row: the `phone` column (any case) is the recipient, every other column a variable. */
-export function recipientsFromCsv (csv: string): CampaignRecipient[] {
+export async function recipientsFromCsv (csv: string): Promise<CampaignRecipient[]> {
+  // Loaded by the first CSV.
+  const { parse } = await import('csv-parse/sync')
   let rows: Record<string, string>[]
   try {
     rows = parse(csv, { columns: true, bom: true, skip_empty_lines: true, trim: true }) as unknown as Record<string, string>[]

@@ -1,4 +1,3 @@
-import { fileTypeFromBuffer } from 'file-type'
 import { ErrorCode, type MediaKind } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 
@@ -40,6 +39,8 @@ export function tooLarge (kind: MediaKind, limit: number): GatewayError {
  * by what was declared when their content is not recognised.
  */
 export async function contentTypeOf (kind: MediaKind, head: Uint8Array, declared: string | undefined): Promise<string> {
+  // Loaded by the first file: file-type is not worth its memory to a replica that never sees one.
+  const { fileTypeFromBuffer } = await import('file-type')
   const sniffed = (await fileTypeFromBuffer(head))?.mime
   const rule = RULES[kind]
   if (rule.types === 'any') {

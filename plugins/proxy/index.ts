@@ -51,7 +51,7 @@ const ROUTES_KEPT = 10_000
  */
 export default fp<ProxyOptions>(async (app, options) => {
   const store = new ProxyStore(() => app.orm.em, app.sealer)
-  const routes = new BoundedMap<string, ProxyRoute>(ROUTES_KEPT)
+  const routes = new BoundedMap<string, Promise<ProxyRoute>>(ROUTES_KEPT)
   const listeners: ((companyId: string) => void)[] = []
   let endpoint = WHATSAPP_ENDPOINT
 
@@ -67,6 +67,8 @@ export default fp<ProxyOptions>(async (app, options) => {
     let route = routes.get(url)
     if (!route) {
       route = proxyRoute(new URL(url))
+      // A route that could not be made is made again next time, not kept.
+      route.catch(() => routes.delete(url))
       routes.set(url, route)
     }
     return route
@@ -96,7 +98,7 @@ export default fp<ProxyOptions>(async (app, options) => {
   }
   const check = async (companyId: string): Promise<ProxyCheckReply> => {
     const proxy = await chosen(companyId)
-    const result = await checkTunnel(proxy ? routeFor(proxy.url) : undefined, endpoint, options.proxyCheckTimeoutMs)
+    const result = await checkTunnel(proxy ? await routeFor(proxy.url) : undefined, endpoint, options.proxyCheckTimeoutMs)
     return { success: true, companyId, proxy: described(proxy), endpoint, ...result }
   }
 
@@ -172,9 +174,10 @@ export default fp<ProxyOptions>(async (app, options) => {
 
   app.addHook('onClose', async () => {
     await Promise.all(handlers.map((handler) => handler.close()))
-    for (const route of routes.values()) {
-      route.agent.destroy()
-      await route.dispatcher.close().catch(() => {})
+    for (const made of routes.values()) {
+      const route = await made.catch(() => undefined)
+      route?.agent.destroy()
+      await route?.dispatcher.close().catch(() => {})
     }
   })
 }, { name: 'proxy', dependencies: ['config', 'bus', 'db', 'sealing'] })

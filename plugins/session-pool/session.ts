@@ -1,4 +1,3 @@
-import QRCode from 'qrcode'
 import type { FastifyBaseLogger } from 'fastify'
 import {
   advances, isGroupJid, userOfJid,
@@ -13,6 +12,9 @@ import type { SessionPoolOptions } from './settings.ts'
 import type { PostgresAuthStore } from './auth-store.ts'
 import type { ConnectionUpdate, InboundMessage, Receipt, SocketFactory, WaSocket } from './socket-port.ts'
 import { fetchInboundMedia } from './inbound-media.ts'
+
+/** The QR renderer, loaded when a first QR is shown (a replica of linked numbers never shows one). */
+const qrCodes = async () => (await import('qrcode')).default
 
 /** Baileys' DisconnectReason codes, and what the gateway does with each. */
 export const CloseCode = {
@@ -276,8 +278,8 @@ export class Session {
       this.#state = 'qr'
       const rendered = {
         qr: update.qr,
-        qrDataUrl: await QRCode.toDataURL(update.qr),
-        qrTerminal: await QRCode.toString(update.qr, { type: 'terminal', small: true })
+        qrDataUrl: await (await qrCodes()).toDataURL(update.qr),
+        qrTerminal: await (await qrCodes()).toString(update.qr, { type: 'terminal', small: true })
       }
       // Rendering takes a while; a QR whose socket has gone meanwhile must not be shown.
       if (this.#stopping || socket !== this.#socket) return

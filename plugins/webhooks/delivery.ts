@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { Webhook } from 'standardwebhooks'
 import type { WebhookHeaders } from '../../contracts/index.ts'
 import type { StoredEvent } from '../../core/events.ts'
 import { safeRequest, SafeRequestError } from '../../core/net/safe-request.ts'
@@ -35,6 +34,8 @@ export interface DeliveryLimits {
 export async function deliver (url: string, secrets: string[], event: StoredEvent, limits: DeliveryLimits): Promise<Attempt> {
   const body = Buffer.from(JSON.stringify(event))
   const now = new Date()
+  // Loaded by the first delivery: a replica with no webhook never needs it.
+  const { Webhook } = await import('standardwebhooks')
   const signature = secrets.map((secret) => new Webhook(secret).sign(event.id, now, body.toString())).join(' ')
   const started = performance.now()
   const signal = AbortSignal.timeout(limits.timeoutMs)
