@@ -1,7 +1,7 @@
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core'
 import { context, SpanStatusCode, trace } from '@opentelemetry/api'
 import type { TSchema, Static } from 'typebox'
-import { Compile } from 'typebox/compile'
+import { checkOnFirstUse, type PayloadCheck } from './lazy-schemas.ts'
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql'
 import type { FastifyBaseLogger } from 'fastify'
 import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorReply, requestFailure } from '../contracts/index.ts'
@@ -121,7 +121,7 @@ export class Bus {
   }
 
   handle<Request extends TSchema> (subject: string, options: HandleOptions<Request>, handler: Handler<Request>): BusSubscription {
-    const validator = Compile(options.request)
+    const validator = checkOnFirstUse(options.request)
     if (options.reply) this.endpoints.add({ subject, queue: options.queue, request: options.request, reply: options.reply })
     const subscription = this.#nc.subscribe(subject, {
       queue: options.queue,
@@ -163,7 +163,7 @@ export class Bus {
 
   async #dispatch<Request extends TSchema> (
     msg: Msg,
-    validator: ReturnType<typeof Compile<Request>>,
+    validator: PayloadCheck<Static<Request>>,
     handler: Handler<Request>
   ): Promise<void> {
     const startedAt = process.hrtime.bigint()

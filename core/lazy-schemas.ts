@@ -1,6 +1,9 @@
 import type { FastifyServerOptions } from 'fastify'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
+import type { Static, TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import type { ValidationIssue } from './errors.ts'
 
 /** A function built the first time it is called, then called directly. */
 function builtOnFirstUse<Args extends unknown[], Result> (build: () => (...args: Args) => Result): (...args: Args) => Result {
@@ -24,5 +27,24 @@ export const lazyCompilers: Compilers = {
   buildSerializer: (externalSchemas, options) => {
     const compile = SerializerSelector()(externalSchemas, options)
     return (routeSchema) => builtOnFirstUse(() => compile(routeSchema))
+  }
+}
+
+/** A payload check as `assertValid` takes it. */
+export interface PayloadCheck<T> {
+  Check: (value: unknown) => value is T
+  Errors: (value: unknown) => Iterable<ValidationIssue>
+}
+
+/**
+ * A TypeBox check compiled at its first payload: the NATS subjects and holder commands declare some
+ * 100 schemas, most of which a replica never receives (the same reason as the routes' above).
+ */
+export function checkOnFirstUse<T extends TSchema> (schema: T): PayloadCheck<Static<T>> {
+  let compiled: ReturnType<typeof Compile<T>> | undefined
+  const check = () => (compiled ??= Compile(schema))
+  return {
+    Check: (value): value is Static<T> => check().Check(value),
+    Errors: (value) => check().Errors(value) as Iterable<ValidationIssue>
   }
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify'
 import { Type, type Static, type TObject, type TSchema } from 'typebox'
-import { Compile } from 'typebox/compile'
+import { checkOnFirstUse } from '../../core/lazy-schemas.ts'
 import { Value } from 'typebox/value'
 import {
   COMMAND_SCOPES, CompanyParams, ErrorCode, ErrorReply, ScheduledReply, type CommandName, type MessageSentDetails, type SchedulableCommand
@@ -177,7 +177,7 @@ export function declareHolderCommand<Request extends TSchema, Reply extends TSch
   app: FastifyInstance,
   command: HolderCommand<Request, Reply>
 ): void {
-  const validator = Compile(command.request)
+  const validator = checkOnFirstUse(command.request)
   // Served through the holder's per-company subscription; NATS service discovery lists it once, for every company.
   app.bus.describeEndpoint({ subject: app.subjects.command('*', command.name), request: command.request, reply: command.reply })
   const { schedulable } = command
