@@ -117,7 +117,7 @@ t.test('a stopped session emits nothing but the inbound messages its connection 
   })
 
 t.test('the session list shows the newest lease\'s holder, not whichever holder answers first', async (t) => {
-  const app = await build(t, { config: { disabledPlugins: ['rate-limit', 'reactions', 'metrics'] } })
+  const app = await build(t, { config: { disabledPlugins: ['rate-limit', 'campaigns', 'reactions', 'metrics'] } })
   const subjects = subjectsFor(app.config.natsNamespace)
   const nc = await connect({ servers: app.config.natsUrl })
   t.teardown(() => nc.close())

@@ -36,6 +36,8 @@ export async function linkSendRead (baseUrl: string, adminKey: string, companyId
     params: { path }, body: { phone: '79001234567', message: 'Ваша запись подтверждена' }
   })
   if (!sent.data) throw new Error(\`not sent: \${JSON.stringify(sent.error)}\`)
+  // A send answers 200 (sent) or, with sendAt, 202 (scheduled): the types say so, and the flow tells them apart.
+  if (!('messageId' in sent.data)) throw new Error(\`scheduled instead of sent: \${sent.data.id}\`)
   const history = await client.GET('/api/whatsapp/sessions/{companyId}/messages', { params: { path, query: { limit: 10 } } })
   const foreign = await client.GET('/api/whatsapp/sessions/{companyId}/status', { params: { path: { companyId: 'not-mine' } } })
   return {
