@@ -38,3 +38,21 @@ t.test('a company may not fill the database: SCHEDULED_MAX_PENDING and CAMPAIGNS
   t.equal(cancel.json().campaign.status, 'cancelled')
   t.equal((await campaign(companyId)).statusCode, 201, 'a cancelled campaign leaves room')
 })
+
+t.test('a campaign of 100,000 recipients, the most it takes, is created and reported in full; one more is refused', async (t) => {
+  const app = await build(t, {})
+  const companyId = uniqueName('salon')
+  const url = `/api/whatsapp/sessions/${companyId}/campaigns`
+  const recipients = Array.from({ length: 100_000 }, (_, index) =>
+    ({ phone: `+7 916 ${1_000_000 + index}`, variables: { name: `Клиент ${index}` } }))
+  const body = { name: 'Вся база', template: { text: 'Привет, {{name}}' }, startAt: later(3_600_000) }
+  const created = await app.inject({ method: 'POST', url, payload: { ...body, recipients } })
+  t.equal(created.statusCode, 201, created.body.slice(0, 300))
+  t.match(created.json().campaign, { total: 100_000, counts: { queued: 100_000, skipped: 0 } })
+  const report = await app.inject({ method: 'GET', url: `${url}/${created.json().campaign.id}/report` })
+  const lines = report.body.trim().split('\n')
+  t.equal(lines.length, 100_001, 'a header and a line per recipient')
+  t.equal(lines.at(-1), '99999,79161099999,queued,,,,,', 'the last recipient, normalized')
+  const tooMany = await app.inject({ method: 'POST', url, payload: { ...body, recipients: [...recipients, { phone: '79160000000' }] } })
+  t.equal(tooMany.statusCode, 400)
+})

@@ -100,7 +100,7 @@ export default fp<CampaignsOptions>(async (app, options) => {
         details: [{ field: '/startAt', message: `within ${Math.floor(app.media.retentionMs / 3_600_000)} h for a campaign with a file` }]
       })
     }
-    const recipients = prepareRecipients(request.recipients ?? await recipientsFromCsv(request.csv!), placeholdersOf(template.text),
+    const recipients = await prepareRecipients(request.recipients ?? await recipientsFromCsv(request.csv!), placeholdersOf(template.text),
       (phone) => app.phone.normalize(phone))
     const media = template.media ? await app.media.stage(companyId, template.media) : undefined
     const budget = app.messagingLimits.messagesPerMinute
