@@ -9,6 +9,7 @@ import { asGatewayError, assertStorable, assertValid, GatewayError, statusOf, to
 import { settlesWithin } from './deadline.ts'
 import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
 import { ServiceEndpoints, type EndpointDeclaration } from './nats/service-endpoints.ts'
+import { atTurnEnd } from './nats/turn-outbox.ts'
 import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
@@ -210,7 +211,10 @@ export class Bus {
       try {
         if (!msg.reply) return
         if (errorReply === undefined) {
-          msg.respond(JSON.stringify(body ?? { success: true }), { headers: tracedHeadersIfAny() })
+          // With the turn's other replies and publishes: one socket write for all of them.
+          const reply = JSON.stringify(body ?? { success: true })
+          const headers = tracedHeadersIfAny()
+          atTurnEnd(() => msg.respond(reply, { headers }))
           return
         }
         const headers = tracedHeaders({

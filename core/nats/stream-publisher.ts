@@ -1,5 +1,6 @@
 import { createInbox, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core'
 import { inboxPrefixOf } from './kv.ts'
+import { atTurnEnd } from './turn-outbox.ts'
 
 /** How often outstanding publishes are checked against their deadline (one timer for all of them). */
 const SWEEP_INTERVAL_MS = 250
@@ -75,7 +76,7 @@ export class StreamPublisher {
     const token = (this.#next++).toString(36)
     return new Promise((resolve, reject) => {
       this.#pending.set(token, { resolve, reject, deadline: performance.now() + this.#timeoutMs })
-      if (this.#outbox.length === 0) setImmediate(() => this.#flush())
+      if (this.#outbox.length === 0) atTurnEnd(() => this.#flush())
       this.#outbox.push({ subject, data, headers, token })
     })
   }
