@@ -147,13 +147,16 @@ async function writeIn (index: number, track: boolean): Promise<void> {
 }
 const sendOut = (index: number, text: string) => client.send(idOf(index), { phone: contactOf(index), message: text })
 
-/** The replica's Prometheus metrics (AUTH_MODE off: no credentials). */
+/** The replica's Prometheus metrics (AUTH_MODE off: no credentials), by name and by name{labels}. */
 async function metrics (): Promise<Map<string, number>> {
   const text = await (await fetch(`${replica!.url}/metrics`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).text()
   const values = new Map<string, number>()
   for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z0-9_:]+)(?:\{[^}]*\})? ([-+0-9.eE]+|NaN)$/.exec(line)
-    if (match && !values.has(match[1]!)) values.set(match[1]!, Number(match[2]))
+    const match = /^([a-zA-Z0-9_:]+)(\{[^}]*\})? ([-+0-9.eE]+|NaN)$/.exec(line)
+    if (!match) continue
+    // By name (its first series) and by name with labels.
+    if (!values.has(match[1]!)) values.set(match[1]!, Number(match[3]))
+    if (match[2]) values.set(`${match[1]}${match[2]}`, Number(match[3]))
   }
   return values
 }
@@ -223,7 +226,10 @@ try {
     }
     plan.sort((a, b) => a.at - b.at)
     const loopP99s: number[] = []
-    await metrics() // resets the loop-delay histogram: the first read covers the traffic only
+    // Garbage collection over the window (prom-client's nodejs_gc_duration_seconds): time spent, by kind.
+    const gcSeconds = (values: Map<string, number>, kind: string) => values.get(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) ?? 0
+    const gcCount = (values: Map<string, number>, kind: string) => values.get(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) ?? 0
+    const before = await metrics() // also resets the loop-delay histogram: the first read covers the traffic only
     const scraping = { on: true }
     const scraper = (async () => {
       while (scraping.on) {
@@ -262,6 +268,10 @@ try {
     await waitFor(() => inboundPending.size === 0, INBOUND_LOST_MS, 100)
     const inboundLost = inboundPending.size + inboundFailed
     const lost = sendsLost + inboundLost
+    const gc = Object.fromEntries(['major', 'minor', 'incremental'].map((kind) => [kind, {
+      ms: round((gcSeconds(after, kind) - gcSeconds(before, kind)) * 1000, 0),
+      count: gcCount(after, kind) - gcCount(before, kind)
+    }]))
     const row = {
       rss_mb: round(rssMb, 1),
       heap_mb: after.has('nodejs_heap_size_used_bytes') ? round(after.get('nodejs_heap_size_used_bytes')! / 2 ** 20, 1) : null,
@@ -276,7 +286,10 @@ try {
       sends,
       inbound,
       link_s: round(linkS, 1),
-      link_failures: linkFailures
+      link_failures: linkFailures,
+      gc_major_ms: gc.major!.ms,
+      gc_major_count: gc.major!.count,
+      gc_minor_ms: gc.minor!.ms
     }
     summary.by_n[String(target)] = row
     const met = rssMb <= GOALS.rssMb && (row.loop_delay_p99_ms ?? Infinity) <= GOALS.loopP99Ms &&
@@ -289,6 +302,8 @@ try {
       `send p50/p99 ${row.send_p50_ms}/${row.send_p99_ms} ms, ` +
       `inbound p50/p99 ${row.inbound_p50_ms}/${row.inbound_p99_ms} ms, lost ${lost} (${sendsLost} sends, ${inboundLost} inbound) — ` +
       `goals ${met ? 'met' : 'NOT met'}`)
+    log(`  loop delay p99 per ${LOOP_SCRAPE_MS / 1000} s read, ms: ${loopP99s.map((ms) => round(ms, 0)).join(' ')}; ` +
+      `GC over the window: ${Object.entries(gc).map(([kind, { ms, count }]) => `${kind} ${count}× ${ms} ms`).join(', ')}`)
   }
 } catch (err) {
   log(`stopped: ${(err as Error).stack ?? String(err)}`)
