@@ -161,12 +161,15 @@ async function metrics (): Promise<Map<string, number>> {
   return values
 }
 
+/** The companies linked so far (their indices): traffic goes to these; one that failed to link is counted in link_failures. */
+const linkedCompanies: number[] = []
 async function link (index: number): Promise<void> {
   const id = idOf(index)
   const init = await client.initialize(id)
   if (init.status !== 'qr') throw new Error(`${id}: no QR (${init.status})`)
   await control('/scan', { qr: String(init.qr), phone: phoneOf(index) })
   if (!await waitFor(() => connectedAt.has(id), LINK_TIMEOUT_MS, 20)) throw new Error(`${id}: not connected`)
+  linkedCompanies.push(index)
 }
 
 try {
@@ -191,18 +194,20 @@ try {
   log(`bench:capacity — steps ${STEPS.join(', ')}, traffic ${TRAFFIC_MS} ms per step, link concurrency ${LINK_CONCURRENCY}; ` +
     `replica pid ${pid} at ${replica.url}, simulator at ${controlUrl}; idle RSS ${round(rssMbOf(pid), 1)} MB`)
 
-  let linked = 0
+  let tried = 0
   for (const target of STEPS) {
     // Link up to N, then one message each way per new company (Signal sessions set up; not measured).
     const linkStarted = performance.now()
-    const from = linked
+    const from = tried
+    const linkedBefore = linkedCompanies.length
     const linkFailures = await pool(target - from, LINK_CONCURRENCY, (offset) => link(from + offset))
-    linked = target
+    tried = target
     const linkS = (performance.now() - linkStarted) / 1000
     const warmStarted = performance.now()
-    const warmFailures = await pool(target - from, WARMUP_CONCURRENCY, async (offset) => {
-      await sendOut(from + offset, 'Здравствуйте! Это первая запись.')
-      await writeIn(from + offset, false)
+    const fresh = linkedCompanies.slice(linkedBefore)
+    const warmFailures = await pool(fresh.length, WARMUP_CONCURRENCY, async (offset) => {
+      await sendOut(fresh[offset]!, 'Здравствуйте! Это первая запись.')
+      await writeIn(fresh[offset]!, false)
     })
     log(`N=${target}: linked ${target - from - linkFailures}/${target - from} new companies in ${round(linkS, 1)} s ` +
       `(${round(linkS * 1000 / Math.max(1, target - from), 0)} ms each at concurrency ${LINK_CONCURRENCY}), ` +
@@ -219,8 +224,8 @@ try {
     let sends = 0
     let inbound = 0
     const plan: { at: number, index: number, out: boolean }[] = []
-    for (let index = 0; index < target; index++) {
-      const offset = (index / target) * MINUTE_MS
+    for (const [position, index] of linkedCompanies.entries()) {
+      const offset = (position / linkedCompanies.length) * MINUTE_MS
       for (let at = offset; at < TRAFFIC_MS; at += MINUTE_MS) plan.push({ at, index, out: false })
       for (let at = (offset + MINUTE_MS / 2) % MINUTE_MS; at < TRAFFIC_MS; at += MINUTE_MS) plan.push({ at, index, out: true })
     }
@@ -266,7 +271,8 @@ try {
     const rssMb = rssMbOf(pid)
     await Promise.all(inFlight)
     await waitFor(() => inboundPending.size === 0, INBOUND_LOST_MS, 100)
-    const inboundLost = inboundPending.size + inboundFailed
+    // Lost: never seen, or seen later than INBOUND_LOST_MS after it was written.
+    const inboundLost = inboundPending.size + inboundFailed + inboundLatencies.filter((ms) => ms > INBOUND_LOST_MS).length
     const lost = sendsLost + inboundLost
     const gc = Object.fromEntries(['major', 'minor', 'incremental'].map((kind) => [kind, {
       ms: round((gcSeconds(after, kind) - gcSeconds(before, kind)) * 1000, 0),
