@@ -18,16 +18,15 @@
  * The campaign part runs when plugins/campaigns is in the tree (BENCH_CAMPAIGN=0|1 overrides). A
  * bench reports and does not fail; the last line is one JSON object.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { derivedMessageId } from '../plugins/scheduler/outcomes.ts'
 import { benchNodeFlags, exitOf, type ReplicaProcess, startReplicaProcess } from '../test/helpers/replica-process.ts'
-import { serviceEnv } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { benchDeployment } from './deployment.ts'
+import { benchDeployment, simulatorProcess } from './deployment.ts'
 import { log, percentile, round } from './report.ts'
 
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 1_000)
@@ -77,17 +76,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 // The simulator in its own process, on free ports.
-const simulator = spawn(process.execPath, ['simulator/main.ts'], {
-  env: serviceEnv({ SIMULATOR_WS_PORT: '0', SIMULATOR_MEDIA_PORT: '0', SANDBOX_CONTROL_PORT: '0' }),
-  stdio: ['ignore', 'pipe', 'pipe']
-})
+const { child: simulator, controlUrl, replicaEnv: onSimulatorProcess } = await simulatorProcess(logTo('simulator'))
 children.add(simulator)
-let simulatorOutput = ''
-simulator.stdout.on('data', (chunk: Buffer) => { simulatorOutput += chunk.toString() })
-simulator.stderr.on('data', (chunk: Buffer) => logTo('simulator')(chunk.toString()))
-if (!await waitFor(() => /WA_SANDBOX_URL=(\S+)/.test(simulatorOutput), 30_000)) throw new Error(`no simulator:\n${simulatorOutput}`)
-const controlUrl = /WA_SANDBOX_URL=(\S+)/.exec(simulatorOutput)![1]!
-const identity = await (await fetch(`${controlUrl}/identity`)).json() as { publicKey: string, wsPort: number }
 const control = async <T>(path: string, body?: unknown): Promise<T> => {
   const response = await fetch(`${controlUrl}${path}`, body === undefined
     ? {}
@@ -103,8 +93,7 @@ const env = (slot: number): Record<string, string> => ({
   REPLICA_ID: `campaign-r${slot + 1}`,
   LEASE_TTL_MS: String(TTL_MS),
   WA_TRANSPORT: 'baileys',
-  WA_WS_URL: `ws://127.0.0.1:${identity.wsPort}/ws/chat`,
-  WA_CERT_PUBLIC_KEY: identity.publicKey,
+  ...onSimulatorProcess,
   WA_VERSION: '2.3000.1023223821',
   NODE_EXTRA_CA_CERTS: fileURLToPath(new URL('../simulator/tls/ca.pem', import.meta.url)),
   // The budget a company may spend: the campaign and the scheduled messages fit in it.

@@ -19,16 +19,16 @@
  * Goals at each N: RSS ≤ 4 GB, loop delay p99 ≤ 50 ms, send p99 ≤ 250 ms, inbound p99 ≤ 250 ms, 0 lost.
  * A bench reports and does not fail; the last line is one JSON object.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect } from '@nats-io/transport-node'
 import { createGatewayClient } from '../contracts/client.ts'
 import { subjectsFor } from '../contracts/subjects.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, type ReplicaProcess, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
-import { serviceEnv, TEST_NATS_URL } from '../test/helpers/services.ts'
+import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { benchDeployment } from './deployment.ts'
+import { benchDeployment, simulatorProcess } from './deployment.ts'
 import { log, percentile, round } from './report.ts'
 
 const STEPS = (process.env.BENCH_CAPACITY_STEPS ?? '1000,2500,5000').split(',').map(Number).filter((n) => n > 0)
@@ -81,19 +81,8 @@ async function pool (total: number, concurrency: number, work: (index: number) =
 }
 
 // The simulator in its own process, on free ports.
-const simulator = spawn(process.execPath, ['simulator/main.ts'], {
-  env: serviceEnv({ SIMULATOR_WS_PORT: '0', SIMULATOR_MEDIA_PORT: '0', SANDBOX_CONTROL_PORT: '0' }),
-  stdio: ['ignore', 'pipe', 'pipe']
-})
+const { child: simulator, controlUrl, replicaEnv: onSimulatorProcess } = await simulatorProcess()
 children.add(simulator)
-let simulatorOutput = ''
-simulator.stdout.on('data', (chunk: Buffer) => { simulatorOutput += chunk.toString() })
-simulator.stderr.resume()
-if (!await waitFor(() => /WA_SANDBOX_URL=(\S+)/.test(simulatorOutput), 30_000)) throw new Error(`no simulator:\n${simulatorOutput}`)
-const controlUrl = /WA_SANDBOX_URL=(\S+)/.exec(simulatorOutput)![1]!
-simulator.stdout.removeAllListeners('data')
-simulator.stdout.resume()
-const identity = await (await fetch(`${controlUrl}/identity`)).json() as { publicKey: string, wsPort: number }
 const control = async (path: string, body: unknown): Promise<void> => {
   const response = await fetch(`${controlUrl}${path}`, {
     method: 'POST',
@@ -177,8 +166,7 @@ try {
     ...deployment.env,
     REPLICA_ID: 'capacity-r1',
     WA_TRANSPORT: 'baileys',
-    WA_WS_URL: `ws://127.0.0.1:${identity.wsPort}/ws/chat`,
-    WA_CERT_PUBLIC_KEY: identity.publicKey,
+    ...onSimulatorProcess,
     WA_VERSION: '2.3000.1023223821',
     NODE_EXTRA_CA_CERTS: fileURLToPath(new URL('../simulator/tls/ca.pem', import.meta.url)),
     // A bench measures the path: the budgets are out of the way.

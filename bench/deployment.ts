@@ -3,12 +3,14 @@
  * NATS namespace, and the settings a replica needs for them), removed afterwards, and the settings that
  * point a replica at a simulator as if it were WhatsApp.
  */
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import type { WhatsAppSimulator } from '../simulator/server.ts'
 import { dropNamespace } from '../test/helpers/namespace-cleanup.ts'
-import { databaseUrlFor, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
+import { waitFor } from '../test/helpers/wait.ts'
 
 /** A database and a NATS namespace of the bench's own; `remove` drops both (every stream and bucket named after it). */
 export async function benchDeployment (name: string) {
@@ -66,4 +68,29 @@ export function companyApi (replicaUrl: string, companyId: string) {
     return JSON.parse(text) as Record<string, unknown>
   }
   return { base, call }
+}
+
+/**
+ * The WhatsApp simulator in a process of its own (`simulator/main.ts`, as `npm run simulator`), on free
+ * ports: its control API's URL, the identity replicas trust, and the settings that point a replica at it.
+ * Its stderr goes to `onError` (a bench's log file), or nowhere.
+ */
+export async function simulatorProcess (onError?: (text: string) => void) {
+  const child = spawn(process.execPath, ['simulator/main.ts'], {
+    env: serviceEnv({ SIMULATOR_WS_PORT: '0', SIMULATOR_MEDIA_PORT: '0', SANDBOX_CONTROL_PORT: '0' }),
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  const collect = (chunk: Buffer) => { output += chunk.toString() }
+  child.stdout.on('data', collect)
+  if (onError) child.stderr.on('data', (chunk: Buffer) => onError(chunk.toString()))
+  else child.stderr.resume()
+  if (!await waitFor(() => /WA_SANDBOX_URL=(\S+)/.test(output), 30_000)) throw new Error(`no simulator:\n${output}`)
+  const controlUrl = /WA_SANDBOX_URL=(\S+)/.exec(output)![1]!
+  // Keep draining its output so it never blocks on a full pipe.
+  child.stdout.off('data', collect)
+  child.stdout.resume()
+  const identity = await (await fetch(`${controlUrl}/identity`)).json() as { publicKey: string, wsPort: number }
+  const replicaEnv = { WA_WS_URL: `ws://127.0.0.1:${identity.wsPort}/ws/chat`, WA_CERT_PUBLIC_KEY: identity.publicKey }
+  return { child, controlUrl, identity, replicaEnv }
 }
