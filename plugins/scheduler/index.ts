@@ -107,28 +107,28 @@ export default fp<SchedulerOptions>(async (app, options) => {
     const hours = quietHours === 'respect' ? await allowedHours(companyId) : undefined
     const dueTime = hours ? nextAllowed(hours, sendTime) : sendTime
     const id = idempotencyKey === undefined ? randomUUID() : idOfKey(companyId, idempotencyKey)
+    const answer = (key: string | null, sendAt: Date | string, dueAt: Date | string, expiresAt: Date | string | null,
+      replaced: string | null): ScheduledReply => ({
+      success: true,
+      companyId,
+      id,
+      scheduleKey: key,
+      state: 'scheduled',
+      sendAt: iso(sendAt),
+      dueAt: iso(dueAt),
+      expiresAt: expiresAt === null ? null : iso(expiresAt),
+      replaced
+    })
     if (idempotencyKey !== undefined) {
       const earlier = await store.get(companyId, id)
-      if (earlier) {
-        return {
-          success: true,
-          companyId,
-          id,
-          scheduleKey: earlier.schedule_key,
-          state: 'scheduled',
-          sendAt: iso(earlier.send_at),
-          dueAt: iso(earlier.due_at),
-          expiresAt: earlier.expires_at === null ? null : iso(earlier.expires_at),
-          replaced: null
-        }
-      }
+      if (earlier) return answer(earlier.schedule_key, earlier.send_at, earlier.due_at, earlier.expires_at, null)
     }
     // A key's replacement keeps the count; anything else must fit under the company's limit.
     if (scheduleKey === undefined && await store.pending(companyId) >= options.scheduledMaxPending) {
       throw new GatewayError(ErrorCode.LIMIT_REACHED,
         `company ${companyId} has ${options.scheduledMaxPending} messages scheduled (SCHEDULED_MAX_PENDING); cancel some or wait`)
     }
-    const { replaced } = await store.add({
+    const scheduled = {
       id,
       companyId,
       scheduleKey: scheduleKey ?? null,
@@ -139,16 +139,14 @@ export default fp<SchedulerOptions>(async (app, options) => {
       dueAt: new Date(dueTime),
       expiresAt: expiry === null ? null : new Date(expiry),
       quietHours
-    })
-    const times = {
-      sendAt: new Date(sendTime).toISOString(),
-      dueAt: new Date(dueTime).toISOString(),
-      expiresAt: expiry === null ? null : new Date(expiry).toISOString()
     }
+    const { replaced } = await store.add(scheduled)
+    const reply = answer(scheduled.scheduleKey, scheduled.sendAt, scheduled.dueAt, scheduled.expiresAt, replaced)
+    const { sendAt: at, dueAt, expiresAt: until } = reply
     app.events.publish(companyId, 'message_scheduled', {
-      id, scheduleKey: scheduleKey ?? null, phone: send.phone, command, ...times, replaced
+      id, scheduleKey: reply.scheduleKey, phone: send.phone, command, sendAt: at, dueAt, expiresAt: until, replaced
     }, { epoch: 0, id: `scheduled:${id}` })
-    return { success: true, companyId, id, scheduleKey: scheduleKey ?? null, state: 'scheduled', ...times, replaced }
+    return reply
   }
   app.holderCommands.useScheduler(schedule)
 
