@@ -5,7 +5,12 @@ import { serviceEnv } from './services.ts'
 
 const START_TIMEOUT_MS = 30_000
 
-export type ReplicaProcess = ChildProcess & { /** Where its HTTP server listens. */ url: string }
+export type ReplicaProcess = ChildProcess & {
+  /** Where its HTTP server listens. */
+  url: string
+  /** Its inspector's WebSocket, when it was started with `--inspect` (a bench profiles it through this). */
+  inspectorUrl?: string
+}
 
 /** Starts `node plugins/server.ts` as a replica process; resolves once it listens. */
 export function startReplicaProcess (
@@ -30,7 +35,8 @@ export function startReplicaProcess (
         // Keep draining so a chatty replica never blocks on a full pipe.
         for (const stream of [child.stdout, child.stderr]) stream?.on('data', (data: Buffer) => onLog?.(data.toString()))
         child.removeAllListeners('exit')
-        resolve(Object.assign(child, { url: listening[1] }))
+        const inspector = /Debugger listening on (ws:\/\/\S+)/.exec(output)
+        resolve(Object.assign(child, { url: listening[1], ...(inspector ? { inspectorUrl: inspector[1] } : {}) }))
       }
     }
     child.stdout?.on('data', onData)
@@ -47,16 +53,22 @@ export function rssMbOf (pid: number | undefined): number {
 /** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux this runs on). */
 const CLOCK_TICKS_PER_S = 100
 
-/** CPU time (user and system, ms) a process has used so far (Linux /proc); 0 once it is gone. */
-export function cpuMsOf (pid: number | undefined): number {
+/** CPU time (ms) a process has used so far in user space and in the kernel (Linux /proc); 0 once it is gone. */
+export function cpuSplitMsOf (pid: number | undefined): { user: number, system: number } {
   try {
     // The command name may hold spaces and parentheses: the fields after it start at the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000
+    return { user: (Number(fields[11]) / CLOCK_TICKS_PER_S) * 1000, system: (Number(fields[12]) / CLOCK_TICKS_PER_S) * 1000 }
   } catch {
-    return 0
+    return { user: 0, system: 0 }
   }
+}
+
+/** CPU time (user and system, ms) a process has used so far (Linux /proc); 0 once it is gone. */
+export function cpuMsOf (pid: number | undefined): number {
+  const { user, system } = cpuSplitMsOf(pid)
+  return user + system
 }
 
 /** The processes of this machine running `command` (by /proc's comm, as `pgrep -x`). */
