@@ -281,15 +281,16 @@ export class ConversationStore {
 
   async insert (rows: NewMessage[]): Promise<void> {
     for (const round of roundsOf(rows)) {
-      const values = round.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())').join(', ')
-      const params = round.flatMap((row) => [
-        row.companyId, row.messageId, row.direction, row.phone, row.lid, row.groupId, row.kind, row.text,
-        row.details === null ? null : JSON.stringify(row.details), row.quotedMessageId, row.state, row.sentAt, row.epoch
-      ])
+      // A column per array, sent as parameters: MikroORM's `execute` would write every value into the
+      // SQL text, escaping it character by character (most of a live send's history cost in bench:send).
       // A row already there (a redelivery, a receipt that came first, another lease's copy) is merged by `merged`.
-      await this.#em().getConnection().execute(`insert into whatsapp_messages
+      await runWithParameters(this.#em(), `insert into whatsapp_messages
         (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, updated_at)
-        values ${values}
+        select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state, sent_at,
+          epoch, now()
+        from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::text[],
+          $9::text[], $10::varchar[], $11::varchar[], $12::timestamptz[], $13::bigint[])
+          as incoming (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch)
         on conflict (company_id, message_id) do update set
           phone = ${merged('phone')},
           lid = ${merged('lid')},
@@ -300,7 +301,13 @@ export class ConversationStore {
             then excluded.kind else whatsapp_messages.kind end,
           quoted_message_id = ${merged('quoted_message_id')},
           epoch = greatest(whatsapp_messages.epoch, excluded.epoch),
-          updated_at = now()`, params)
+          updated_at = now()`, [
+        round.map((row) => row.companyId), round.map((row) => row.messageId), round.map((row) => row.direction),
+        round.map((row) => row.phone), round.map((row) => row.lid), round.map((row) => row.groupId), round.map((row) => row.kind),
+        round.map((row) => row.text), round.map((row) => (row.details === null ? null : JSON.stringify(row.details))),
+        round.map((row) => row.quotedMessageId), round.map((row) => row.state), round.map((row) => row.sentAt),
+        round.map((row) => row.epoch)
+      ])
     }
   }
 
@@ -354,13 +361,11 @@ export class ConversationStore {
    * then `read` must leave a delivered message read).
    */
   async advance (receipts: Receipt[]): Promise<void> {
-    const connection = this.#em().getConnection()
     for (const round of roundsOf(receipts)) {
-      const values = round.map(() => '(?::varchar, ?::varchar, ?::varchar, ?::jsonb, ?::int, ?::varchar, ?::varchar)').join(', ')
-      const params = round.flatMap(({ companyId, messageId, state, failure, phone, lid }) =>
-        [companyId, messageId, state, failure === null ? null : JSON.stringify(failure), rankOf(state), phone, lid])
       // The update and the insert see one snapshot: a row there is advanced (or not) and conflicts with its placeholder.
-      await connection.execute(`with receipt (company_id, message_id, state, failure, rank, phone, lid) as (values ${values}),
+      await runWithParameters(this.#em(), `with receipt (company_id, message_id, state, failure, rank, phone, lid) as (
+          select * from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::jsonb[], $5::int[], $6::varchar[], $7::varchar[])
+        ),
         advanced as (
           update whatsapp_messages set state = receipt.state, failure = receipt.failure, updated_at = now()
           from receipt
@@ -370,7 +375,11 @@ export class ConversationStore {
         )
         insert into whatsapp_messages (company_id, message_id, direction, phone, lid, kind, state, failure, sent_at)
           select company_id, message_id, 'out', phone, lid, 'other', state, failure, now() from receipt
-        on conflict do nothing`, params, 'run')
+        on conflict do nothing`, [
+        round.map((receipt) => receipt.companyId), round.map((receipt) => receipt.messageId), round.map((receipt) => receipt.state),
+        round.map((receipt) => (receipt.failure === null ? null : JSON.stringify(receipt.failure))),
+        round.map((receipt) => rankOf(receipt.state)), round.map((receipt) => receipt.phone), round.map((receipt) => receipt.lid)
+      ])
     }
   }
 
