@@ -7,10 +7,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import { COMPANY_ID_RULE, companyOfSubject, ErrorCode, errorOfReply, isErrorReply, requestFailure } from '../contracts/index.ts'
 import { asGatewayError, assertStorable, assertValid, GatewayError, statusOf, toErrorReply } from './errors.ts'
 import { settlesWithin } from './deadline.ts'
-import { messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation } from './nats/trace-context.ts'
+import {
+  inMessagingSpan, messagingSpan, traceContextOf, tracedHeaders, tracedHeadersIfAny, type MessagingOperation
+} from './nats/trace-context.ts'
 import { ServiceEndpoints, type EndpointDeclaration } from './nats/service-endpoints.ts'
 import { atTurnEnd } from './nats/turn-outbox.ts'
-import { inSpan, SpanKind, TRACER_NAME } from './tracing.ts'
+import { SpanKind, TRACER_NAME, tracing } from './tracing.ts'
 
 /** ADR-32 (NATS services) error headers, so generic NATS tooling sees a failed request as failed. */
 const SERVICE_ERROR_HEADER = 'Nats-Service-Error'
@@ -108,8 +110,7 @@ export class Bus {
 
   /** Runs `work` in a span named by OpenTelemetry's messaging conventions (`send <ns>.cmd.{companyId}.send`). */
   #inSpan<T> (subject: string, operation: MessagingOperation, kind: SpanKind, work: () => Promise<T>): Promise<T> {
-    const span = messagingSpan(subject, operation, this.#replica)
-    return inSpan(span.name, kind, span.attributes, work)
+    return inMessagingSpan(subject, operation, this.#replica, kind, work)
   }
 
   /**
@@ -168,8 +169,9 @@ export class Bus {
     handler: Handler<Request>
   ): Promise<void> {
     const startedAt = process.hrtime.bigint()
-    const described = messagingSpan(msg.subject, 'process', this.#replica)
-    await context.with(traceContextOf(msg.headers), () => inSpan(described.name, SpanKind.SERVER, described.attributes, async (span) => {
+    // The trace the request carries is continued only when spans go anywhere.
+    const carried = tracing() ? traceContextOf(msg.headers) : context.active()
+    await context.with(carried, () => inMessagingSpan(msg.subject, 'process', this.#replica, SpanKind.SERVER, async (span) => {
       let forked: EntityManager | undefined
       const orm = this.#orm
       let log: FastifyBaseLogger | undefined
@@ -231,6 +233,10 @@ export class Bus {
 
   /** A fire-and-forget message to whoever listens now (no stream keeps it). */
   publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
+    if (!tracing()) {
+      this.#nc.publish(subject, JSON.stringify(payload), { headers: tracedHeadersIfAny(options.headers) })
+      return
+    }
     const described = messagingSpan(subject, 'publish', this.#replica)
     const span = trace.getTracer(TRACER_NAME).startSpan(described.name, { kind: SpanKind.PRODUCER, attributes: described.attributes })
     try {

@@ -9,8 +9,8 @@ import {
 } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
 import { duringElections, ensureStreamConfig, jetstreamOf } from './nats/kv.ts'
-import { messagingSpan, tracedHeaders } from './nats/trace-context.ts'
-import { inSpan, SpanKind } from './tracing.ts'
+import { inMessagingSpan, tracedHeaders } from './nats/trace-context.ts'
+import { SpanKind } from './tracing.ts'
 import { settlesWithin } from './deadline.ts'
 
 export interface EventsOptions {
@@ -196,8 +196,7 @@ export class Events {
     const publisher = this.#publisher
     if (!publisher) throw new Error('events: open() first')
     const subject = this.#options.subjects.event(event.companyId, event.type)
-    const described = messagingSpan(subject, 'publish', this.#options.replica)
-    return inSpan(described.name, SpanKind.PRODUCER, described.attributes, () => publisher.publish(
+    return inMessagingSpan(subject, 'publish', this.#options.replica, SpanKind.PRODUCER, () => publisher.publish(
       subject,
       JSON.stringify(event),
       tracedHeaders({

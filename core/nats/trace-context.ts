@@ -1,6 +1,7 @@
 import type { MsgHdrs } from '@nats-io/nats-core'
 import { headers as createHeaders } from '@nats-io/nats-core'
-import { context, propagation, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { context, propagation, type Context, type Span, type SpanKind, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
+import { inSpan, tracing, UNTRACED_SPAN } from '../tracing.ts'
 import { subjectPattern } from '../../contracts/index.ts'
 
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
@@ -49,6 +50,15 @@ export type MessagingOperation = 'send' | 'process' | 'publish' | 'receive'
  * A NATS span's name and attributes by OpenTelemetry's messaging conventions: the operation and the
  * subject's pattern (`send <namespace>.cmd.{companyId}.send`), so spans of every company group together.
  */
+/** Runs `work` in a messaging span (`messagingSpan`), named only when spans go anywhere. */
+export async function inMessagingSpan<T> (
+  subject: string, operation: MessagingOperation, replica: string, kind: SpanKind, work: (span: Span) => Promise<T>
+): Promise<T> {
+  if (!tracing()) return await work(UNTRACED_SPAN)
+  const described = messagingSpan(subject, operation, replica)
+  return inSpan(described.name, kind, described.attributes, work)
+}
+
 export function messagingSpan (subject: string, operation: MessagingOperation, replica: string) {
   const pattern = subjectPattern(subject)
   return {

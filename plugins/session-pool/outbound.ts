@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
-import { TRACER_NAME } from '../../core/tracing.ts'
+import { TRACER_NAME, tracing } from '../../core/tracing.ts'
 import { withDeadline } from '../../core/deadline.ts'
 import { ErrorCode, type MessageSentDetails } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
@@ -162,20 +162,7 @@ export class Outbound {
       throw new GatewayError(ErrorCode.NOT_CONNECTED,
         `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
     }
-    // The span of WhatsApp taking the message ends when it does, even after the deadline.
-    const span = trace.getTracer(TRACER_NAME).startSpan('whatsapp.send', {
-      kind: SpanKind.CLIENT,
-      attributes: { 'wa.company': item.companyId, 'wa.kind': item.kind, 'wa.queued_ms': Math.round(queuedMs) }
-    })
-    const sending = context.with(trace.setSpan(context.active(), span), () => item.write(socket))
-    sending.then((sent) => {
-      span.setAttribute('wa.message_id', sent.messageId)
-      span.end()
-    }, (err: unknown) => {
-      span.recordException(err as Error)
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
-      span.end()
-    })
+    const sending = tracing() ? writeTraced(item, socket, queuedMs) : item.write(socket)
     onHandover(sending)
     try {
       const sent = await withDeadline(sending, deadline - performance.now(), () => new GatewayError(ErrorCode.TIMEOUT,
@@ -208,6 +195,24 @@ export class Outbound {
       'an earlier request with this idempotency key stopped mid-send (its replica went away); whether it went out is unknown.' +
         ' Use a new key to send again')
   }
+}
+
+/** Hands `item` to the socket in a span of its own, which ends when WhatsApp took it, even after the deadline. */
+function writeTraced (item: OutboundItem, socket: WaSocket, queuedMs: number): Promise<SentMessage> {
+  const span = trace.getTracer(TRACER_NAME).startSpan('whatsapp.send', {
+    kind: SpanKind.CLIENT,
+    attributes: { 'wa.company': item.companyId, 'wa.kind': item.kind, 'wa.queued_ms': Math.round(queuedMs) }
+  })
+  const sending = context.with(trace.setSpan(context.active(), span), () => item.write(socket))
+  sending.then((sent) => {
+    span.setAttribute('wa.message_id', sent.messageId)
+    span.end()
+  }, (err: unknown) => {
+    span.recordException(err as Error)
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
+    span.end()
+  })
+  return sending
 }
 
 /**
