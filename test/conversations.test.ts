@@ -242,6 +242,48 @@ t.test("receipts written in one batch apply in order, each message's as one by o
   t.equal(unknown?.kind, 'other')
 })
 
+t.test('a receipt in the batch that adds its message goes into the row as it is added, by the rule receipts follow', async (t) => {
+  const app = await build(t)
+  const companyId = 'acme'
+  const phone = '79001234567'
+  const sent = (messageId: string) => app.events.publish(companyId, 'message_sent', {
+    messageId, phone, kind: 'text', text: messageId, timestamp: new Date().toISOString()
+  }, { epoch: 1, id: `sent:${messageId}` })
+  const receipt = (messageId: string, state: DeliveryState, failure?: { code: string, message: string }) =>
+    app.events.publish(companyId, 'message_status', {
+      messageId, to: `${phone}@s.whatsapp.net`, state, ...(failure ? { failure } : {}), timestamp: new Date().toISOString()
+    }, { epoch: 1, id: `receipt:${messageId}:${state}` })
+  const stored = (messageId: string) => app.conversations.message(companyId, messageId)
+
+  sent('m-delivered')
+  receipt('m-delivered', 'server_ack')
+  receipt('m-delivered', 'delivered')
+  receipt('m-delivered', 'server_ack')
+  sent('m-refused')
+  receipt('m-refused', 'failed', { code: '463', message: 'refused' })
+  await app.conversations.flush()
+  t.match(await stored('m-delivered'), { state: 'delivered', text: 'm-delivered', kind: 'text' },
+    'delivered, and a late ack does not undo it')
+  t.match(await stored('m-refused'), { state: 'failed', failure: { code: '463' } }, 'a refusal with its reason')
+
+  // Rows already there: a placeholder a read receipt made, and a message stored before its receipts.
+  receipt('m-read-first', 'read')
+  sent('m-earlier')
+  await app.conversations.flush()
+  sent('m-read-first')
+  receipt('m-read-first', 'delivered')
+  sent('m-earlier')
+  receipt('m-earlier', 'delivered')
+  await app.conversations.flush()
+  t.match(await stored('m-read-first'), { state: 'read', kind: 'text', text: 'm-read-first' },
+    'the placeholder\'s read stays, the message fills it')
+  t.match(await stored('m-earlier'), { state: 'delivered' }, 'a stored message advances')
+  receipt('m-earlier', 'failed', { code: '463', message: 'refused' })
+  sent('m-earlier')
+  await app.conversations.flush()
+  t.match(await stored('m-earlier'), { state: 'delivered', failure: null }, 'a delivered message does not fail')
+})
+
 t.test('a message in the history is the newest lease\'s copy: an older epoch\'s never blocks it, and a late one only fills gaps',
   async (t) => {
     const app = await build(t)

@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, isGroupJid, MessageParams, MessageReply, MessageRequest, MessagesPage,
-  MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
+  advances, ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, isGroupJid, MessageParams, MessageReply, MessageRequest,
+  MessagesPage, MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
 } from '../../contracts/index.ts'
 import { errorAnswer } from '../../core/plugins/docs.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
@@ -155,10 +155,33 @@ export default fp<ConversationsOptions>(async (app, options) => {
   { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } } |
   { name: { companyId: string, chat: string, name: string } }
   const pending: Pending[] = []
+  /**
+   * A receipt of a message the same batch adds (the server's ack, or a delivery that came within the
+   * flush interval) goes into the row as it is added, instead of an update of it after: PostgreSQL's
+   * CPU per send in bench:send. The insert applies it to a row already there by `advance`'s rule.
+   */
+  const foldReceipts = (batch: Pending[]): Pending[] => {
+    const added = new Map<string, NewMessage>()
+    return batch.filter((item) => {
+      if ('insert' in item) {
+        const key = `${item.insert.companyId}/${item.insert.messageId}`
+        if (item.insert.direction === 'out' && !added.has(key)) added.set(key, item.insert)
+        return true
+      }
+      if (!('advance' in item)) return true
+      const row = added.get(`${item.advance.companyId}/${item.advance.messageId}`)
+      if (!row) return true
+      if (advances(row.state ?? undefined, item.advance.state)) {
+        row.state = item.advance.state
+        row.failure = item.advance.failure
+      }
+      return false
+    })
+  }
   let flushing: Promise<void> = Promise.resolve()
   const flushNow = async () => {
     while (pending.length > 0) {
-      const batch = pending.splice(0, MAX_BATCH)
+      const batch = foldReceipts(pending.splice(0, MAX_BATCH))
       const inserts = batch.flatMap((item) => ('insert' in item ? [item.insert] : []))
       try {
         await store.insert(inserts)

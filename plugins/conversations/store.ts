@@ -215,6 +215,8 @@ export interface NewMessage {
   sentAt: Date
   /** The lease epoch it was published under (0: none). */
   epoch: number
+  /** Why it failed, when a refusal receipt was folded into it (`foldReceipts`). */
+  failure?: { code: string, message: string } | null
 }
 
 /**
@@ -231,7 +233,9 @@ const merged = (column: string) => `case when excluded.epoch > whatsapp_messages
 /** The SQL rank of a state, so an update only ever moves a message forward (contracts' `advances`). */
 const RANK = `case whatsapp_messages.state when 'accepted' then 0 when 'server_ack' then 1 when 'delivered' then 2
   when 'read' then 3 when 'played' then 4 when 'failed' then 5 else -1 end`
-const rankOf = (state: DeliveryState) => ({ accepted: 0, server_ack: 1, delivered: 2, read: 3, played: 4, failed: 5 })[state]
+/** Whether a receipt of `state` moves a row forward: the SQL of `advance` and of `insert`'s conflict (contracts' `advances`). */
+const advancesSql = (state: string) => `${state} is not null and ${RANK} < ${RANK.replace('whatsapp_messages.state', state)}
+  and whatsapp_messages.state is distinct from 'failed' and not (${state} = 'failed' and ${RANK} >= 2)`
 
 export type MessageRow = {
   message_id: string,
@@ -285,12 +289,14 @@ export class ConversationStore {
       // SQL text, escaping it character by character (most of a live send's history cost in bench:send).
       // A row already there (a redelivery, a receipt that came first, another lease's copy) is merged by `merged`.
       await runWithParameters(this.#em(), `insert into whatsapp_messages
-        (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch, updated_at)
-        select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state, sent_at,
-          epoch, now()
+        (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, failure, sent_at, epoch,
+          updated_at)
+        select company_id, message_id, direction, phone, lid, group_id, kind, text, details::jsonb, quoted_message_id, state,
+          failure::jsonb, sent_at, epoch, now()
         from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::text[],
-          $9::text[], $10::varchar[], $11::varchar[], $12::timestamptz[], $13::bigint[])
-          as incoming (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, sent_at, epoch)
+          $9::text[], $10::varchar[], $11::varchar[], $12::text[], $13::timestamptz[], $14::bigint[])
+          as incoming (company_id, message_id, direction, phone, lid, group_id, kind, text, details, quoted_message_id, state, failure,
+            sent_at, epoch)
         on conflict (company_id, message_id) do update set
           phone = ${merged('phone')},
           lid = ${merged('lid')},
@@ -301,11 +307,17 @@ export class ConversationStore {
             then excluded.kind else whatsapp_messages.kind end,
           quoted_message_id = ${merged('quoted_message_id')},
           epoch = greatest(whatsapp_messages.epoch, excluded.epoch),
+          -- A receipt folded into the row (its state past accepted) advances one already there as \`advance\` would.
+          state = case when whatsapp_messages.state is not null and ${advancesSql('excluded.state')}
+            then excluded.state else whatsapp_messages.state end,
+          failure = case when whatsapp_messages.state is not null and ${advancesSql('excluded.state')}
+            then excluded.failure else whatsapp_messages.failure end,
           updated_at = now()`, [
         round.map((row) => row.companyId), round.map((row) => row.messageId), round.map((row) => row.direction),
         round.map((row) => row.phone), round.map((row) => row.lid), round.map((row) => row.groupId), round.map((row) => row.kind),
         round.map((row) => row.text), round.map((row) => (row.details === null ? null : JSON.stringify(row.details))),
-        round.map((row) => row.quotedMessageId), round.map((row) => row.state), round.map((row) => row.sentAt),
+        round.map((row) => row.quotedMessageId), round.map((row) => row.state),
+        round.map((row) => (row.failure ? JSON.stringify(row.failure) : null)), round.map((row) => row.sentAt),
         round.map((row) => row.epoch)
       ])
     }
@@ -363,22 +375,21 @@ export class ConversationStore {
   async advance (receipts: Receipt[]): Promise<void> {
     for (const round of roundsOf(receipts)) {
       // The update and the insert see one snapshot: a row there is advanced (or not) and conflicts with its placeholder.
-      await runWithParameters(this.#em(), `with receipt (company_id, message_id, state, failure, rank, phone, lid) as (
-          select * from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::jsonb[], $5::int[], $6::varchar[], $7::varchar[])
+      await runWithParameters(this.#em(), `with receipt (company_id, message_id, state, failure, phone, lid) as (
+          select * from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::jsonb[], $5::varchar[], $6::varchar[])
         ),
         advanced as (
           update whatsapp_messages set state = receipt.state, failure = receipt.failure, updated_at = now()
           from receipt
           where whatsapp_messages.company_id = receipt.company_id and whatsapp_messages.message_id = receipt.message_id
-            and ${RANK} < receipt.rank and (whatsapp_messages.state is distinct from 'failed')
-            and not (receipt.state = 'failed' and ${RANK} >= 2)
+            and ${advancesSql('receipt.state')}
         )
         insert into whatsapp_messages (company_id, message_id, direction, phone, lid, kind, state, failure, sent_at)
           select company_id, message_id, 'out', phone, lid, 'other', state, failure, now() from receipt
         on conflict do nothing`, [
         round.map((receipt) => receipt.companyId), round.map((receipt) => receipt.messageId), round.map((receipt) => receipt.state),
         round.map((receipt) => (receipt.failure === null ? null : JSON.stringify(receipt.failure))),
-        round.map((receipt) => rankOf(receipt.state)), round.map((receipt) => receipt.phone), round.map((receipt) => receipt.lid)
+        round.map((receipt) => receipt.phone), round.map((receipt) => receipt.lid)
       ])
     }
   }
