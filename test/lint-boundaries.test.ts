@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ESLint } from 'eslint'
@@ -149,4 +150,33 @@ t.test('tests, benchmarks and the simulator may import anything', async (t) => {
   for (const file of ['test/x.test.ts', 'test/helpers/x.ts', 'bench/x.ts', 'simulator/x.ts']) {
     t.same(await boundaries(file, code.replaceAll("'../", file.split('/').length > 2 ? "'../../" : "'../")), [], file)
   }
+})
+
+t.test('no plugin reaches back to itself through the plugins it imports, not even through types', async (t) => {
+  const pluginsDir = join(ROOT, 'plugins')
+  const names = readdirSync(pluginsDir, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name)
+  const imports = new Map(names.map((name) => {
+    const files = readdirSync(join(pluginsDir, name), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'))
+    const reached = new Set<string>()
+    for (const file of files) {
+      const source = readFileSync(join(pluginsDir, name, file), 'utf8')
+      // Any reference to a sibling folder: import, export, import type, import().
+      for (const match of source.matchAll(/['"`]\.\.\/([a-z-]+)\//g)) {
+        const other = match[1]!
+        if (other !== name && names.includes(other)) reached.add(other)
+      }
+    }
+    return [name, reached]
+  }))
+  const circles: string[] = []
+  const visit = (name: string, path: string[]) => {
+    if (path.includes(name)) {
+      circles.push([...path.slice(path.indexOf(name)), name].join(' -> '))
+      return
+    }
+    for (const next of imports.get(name) ?? []) visit(next, [...path, name])
+  }
+  for (const name of names) visit(name, [])
+  t.same([...new Set(circles)], [], 'plugin imports form no circle')
+  t.ok(imports.get('history')?.has('conversations'), 'the scan sees the imports between plugins')
 })

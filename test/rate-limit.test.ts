@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect } from '@nats-io/transport-node'
 import { createGatewayClient } from '../contracts/index.ts'
-import { TokenBucket } from '../plugins/rate-limit/token-bucket.ts'
+import { TokenBucket } from '../core/token-bucket.ts'
 import { uniqueName } from './helpers/services.ts'
 import { linkCompany, sessionCluster, startSessionReplica } from './helpers/sessions.ts'
 import { waitFor } from './helpers/wait.ts'

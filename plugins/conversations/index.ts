@@ -7,7 +7,7 @@ import {
 import { errorAnswer } from '../../core/plugins/docs.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
-import { TokenBucket, type BucketState } from '../rate-limit/index.ts'
+import { TokenBucket, type BucketState } from '../../core/token-bucket.ts'
 import type { ConversationsOptions } from './settings.ts'
 import { ChatListQueries, type HistoryChat } from './chat-list.ts'
 import {

@@ -1,6 +1,6 @@
 import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
-import type { BucketState, TokenBucket } from './token-bucket.ts'
+import type { BucketState, TokenBucket } from '../../core/token-bucket.ts'
 import type { OutboundKind } from '../session-pool/index.ts'
 
 /** Every outbound kind takes from the company's message budget; reactions from the recipient's too. */

@@ -8,11 +8,10 @@ import { GatewayError } from '../../core/errors.ts'
 import type { OutboundItem, WaSocket } from '../session-pool/index.ts'
 import { Budgets, type Taken } from './budgets.ts'
 import { Pacing } from './pacing.ts'
-import { TokenBucket } from './token-bucket.ts'
+import { TokenBucket } from '../../core/token-bucket.ts'
 import type { RateLimitOptions } from './settings.ts'
 
 export { settings, type RateLimitOptions } from './settings.ts'
-export { TokenBucket, type BucketState } from './token-bucket.ts'
 
 const MINUTE_MS = 60_000
 /** The state of a budget refills within a minute; an hour of KV retention is ample. */
