@@ -5,6 +5,17 @@ import { atTurnEnd } from './turn-outbox.ts'
 /** How often outstanding publishes are checked against their deadline (one timer for all of them). */
 const SWEEP_INTERVAL_MS = 250
 
+/** A write the stream refused, with JetStream's error code (10071: its subject's last sequence was not the one expected). */
+export class StreamRefusal extends Error {
+  readonly code: number | undefined
+
+  constructor (message: string, code: number | undefined) {
+    super(message)
+    this.name = 'StreamRefusal'
+    this.code = code
+  }
+}
+
 interface Pending {
   resolve: (ack: { seq: number, duplicate: boolean }) => void
   reject: (err: Error) => void
@@ -32,7 +43,7 @@ export class StreamPublisher {
   readonly #subscription: Subscription
   readonly #sweep: NodeJS.Timeout
   /** Publishes of this event-loop turn, written together: one socket write instead of one each. */
-  #outbox: { subject: string, data: string, headers: MsgHdrs, token: string }[] = []
+  #outbox: { subject: string, data: string, headers: MsgHdrs | undefined, token: string }[] = []
   #next = 0
 
   constructor (nc: NatsConnection, timeoutMs: number) {
@@ -60,9 +71,8 @@ export class StreamPublisher {
           return
         }
         if (ack.error) {
-          pending.reject(new Error(
-            `the stream refused the message: ${ack.error.description ?? 'error'} (${ack.error.err_code ?? ack.error.code ?? '?'})`
-          ))
+          const code = ack.error.err_code ?? ack.error.code
+          pending.reject(new StreamRefusal(`the stream refused the message: ${ack.error.description ?? 'error'} (${code ?? '?'})`, code))
         } else {
           pending.resolve({ seq: ack.seq ?? 0, duplicate: ack.duplicate === true })
         }
@@ -72,7 +82,7 @@ export class StreamPublisher {
     this.#sweep.unref()
   }
 
-  publish (subject: string, data: string, headers: MsgHdrs): Promise<{ seq: number, duplicate: boolean }> {
+  publish (subject: string, data: string, headers?: MsgHdrs): Promise<{ seq: number, duplicate: boolean }> {
     const token = (this.#next++).toString(36)
     return new Promise((resolve, reject) => {
       this.#pending.set(token, { resolve, reject, deadline: performance.now() + this.#timeoutMs })
@@ -109,6 +119,7 @@ export class StreamPublisher {
     clearInterval(this.#sweep)
     for (const pending of this.#pending.values()) pending.reject(new Error('publisher closed'))
     this.#pending.clear()
-    this.#subscription.unsubscribe()
+    // After its connection closed, the subscription is gone with it.
+    if (!this.#subscription.isClosed()) this.#subscription.unsubscribe()
   }
 }

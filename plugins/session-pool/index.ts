@@ -10,6 +10,7 @@ import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from './idempotency.ts'
 import { Outbound } from './outbound.ts'
 import { HolderCommands } from './holder-command.ts'
 import { isoFromSeconds } from '../../core/time.ts'
+import { StreamPublisher } from '../../core/nats/stream-publisher.ts'
 import { declareSessionCommands } from './commands.ts'
 import { registerSessionControl } from './control.ts'
 import type { SessionPoolOptions } from './settings.ts'
@@ -118,9 +119,12 @@ export default fp<SessionPoolOptions>(async (app, options) => {
   if (options.waWsUrl) app.proxies.useEndpoint(options.waWsUrl)
   ownership.useConnector(pool)
   const idempotencyKv = await app.openKv(options.idempotencyBucket, { ttlMs: IDEMPOTENCY_TTL_MS, timeoutMs: config.natsRequestTimeoutMs })
+  // It lives as long as its connection: the sessions a shutdown stops (after this plugin's onClose) still record their sends.
+  const idempotencyWrites = new StreamPublisher(app.nats, config.natsRequestTimeoutMs)
+  void app.nats.closed().then(() => { idempotencyWrites.close() })
   app.decorate('outbound', new Outbound({
     pool,
-    idempotency: new IdempotencyStore(idempotencyKv, config.replicaId, app.log),
+    idempotency: new IdempotencyStore(idempotencyKv, idempotencyWrites, config.replicaId, app.log),
     sendTimeoutMs: options.sendTimeoutMs,
     log: app.log
   }))
