@@ -204,23 +204,34 @@ try {
   }
 
   // The holder's CPU per send, step by step: its busy samples over a run at concurrency 16, each
-  // step's share of them read against the holder's CPU time per send over the same run.
-  let userUs = 0
-  let systemUs = 0
-  const shares = await cpuBySteps(holder.inspectorUrl!, async () => {
-    const before = cpuSplitMsOf(holder.pid)
-    await load(REQUESTS, 16, sendOnce)
-    const after = cpuSplitMsOf(holder.pid)
-    userUs = ((after.user - before.user) * 1000) / REQUESTS
-    systemUs = ((after.system - before.system) * 1000) / REQUESTS
-  })
-  const steps = {
-    ...Object.fromEntries([...shares].map(([step, share]) => [step, round(share * userUs, 1)])),
-    'kernel (socket reads and writes)': round(systemUs, 1)
+  // step's share of them read against the holder's user CPU per send over the same run, and its
+  // kernel CPU apart. Once as above, once with an idempotency key on every send (its KV record).
+  const stepsOf = async (send: (index: number) => Promise<unknown>) => {
+    let userUs = 0
+    let systemUs = 0
+    const shares = await cpuBySteps(holder.inspectorUrl!, async () => {
+      const before = cpuSplitMsOf(holder.pid)
+      await load(REQUESTS, 16, send)
+      const after = cpuSplitMsOf(holder.pid)
+      userUs = ((after.user - before.user) * 1000) / REQUESTS
+      systemUs = ((after.system - before.system) * 1000) / REQUESTS
+    })
+    const steps = {
+      ...Object.fromEntries([...shares].map(([step, share]) => [step, round(share * userUs, 1)])),
+      'kernel (socket reads and writes)': round(systemUs, 1)
+    }
+    return { steps, total: round(userUs + systemUs, 0) }
   }
-  summary.holder_cpu_us_by_step = steps
-  log(`the holder's CPU per send at c16, by step (µs; ${round(userUs + systemUs, 0)} in all while it was sampled): ` +
-    Object.entries(steps).map(([step, us]) => `${step} ${us}`).join(', '))
+  const runId = Date.now().toString(36)
+  const withKey = await stepsOf((index) =>
+    client.send(companies[index % COMPANIES], { ...payload(index), idempotencyKey: `${runId}-${index}` }))
+  const plain = await stepsOf(sendOnce)
+  summary.holder_cpu_us_by_step = plain.steps
+  summary.holder_cpu_us_by_step_with_key = withKey.steps
+  for (const [label, { steps, total }] of [['', plain], [' with an idempotency key', withKey]] as const) {
+    log(`the holder's CPU per send${label} at c16, by step (µs; ${total} in all while it was sampled): ` +
+      Object.entries(steps).map(([step, us]) => `${step} ${us}`).join(', '))
+  }
 
   // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply. A second
   // non-holder checks an API key on every request, so the cost of access control is measured too.
