@@ -43,9 +43,12 @@ export const MENTION_ALL = '@all'
  * (members' `phone` is a phone JID).
  */
 export async function mentionsOf (
-  app: FastifyInstance, socket: WaSocket, chat: Chat, mentions: string[] | undefined, ownPhone: string | null
+  app: FastifyInstance, socket: WaSocket, chat: Chat, mentions: string[] | undefined, companyId: string
 ): Promise<string[] | undefined> {
   if (!mentions?.length) return undefined
+  // The number's own phone, left out of `@all`: read only for a send that mentions.
+  const ownJid = app.sessionPool.get(companyId)?.status().phoneNumber
+  const ownPhone = ownJid ? userOfJid(ownJid) : null
   const members = chat.group ? (await socket.groups.metadata(chat.jid)).participants : []
   const jids = new Set<string>()
   for (const mention of mentions) {

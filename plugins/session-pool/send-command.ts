@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { ErrorCode, SendReply, SendRequest, userOfJid, type ContactCard } from '../../contracts/index.ts'
+import { ErrorCode, SendReply, SendRequest, type ContactCard } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { chatOf, mentionsOf, quotedOf } from './chat.ts'
 import { declareHolderCommand } from './holder-command.ts'
@@ -90,8 +90,7 @@ export function declareSendCommand (app: FastifyInstance): void {
           ...sentFor
         },
         write: async (socket) => {
-          const ownPhone = app.sessionPool.get(companyId)?.status().phoneNumber ?? null
-          const mentions = await mentionsOf(app, socket, chat, request.mentions, ownPhone && userOfJid(ownPhone))
+          const mentions = await mentionsOf(app, socket, chat, request.mentions, companyId)
           const options = { quoted, ...(mentions ? { mentions } : {}), ...(messageId ? { messageId } : {}) }
           if (media) {
             const opened = await app.media.open(companyId, media.objectId!)
