@@ -7,6 +7,9 @@
  * its stack (nats.js reading its socket, pg parsing a reply) is its library's.
  */
 
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
 /** A step and the files or packages whose frames are its work, checked innermost frame first. */
 const STEPS: [step: string, pattern: RegExp][] = [
   ['validation', /core\/lazy-schemas\.ts|core\/validation|node_modules\/(ajv|@sinclair\/typebox|typebox)\//],
@@ -16,7 +19,7 @@ const STEPS: [step: string, pattern: RegExp][] = [
   ['events', /core\/events\.ts|core\/nats\/stream-publisher\.ts/],
   ['history', /plugins\/conversations\/|node_modules\/(@mikro-orm|kysely|pg|pg-[a-z-]+|postgres-[a-z-]+)\//],
   ['metrics', /plugins\/metrics\/|node_modules\/prom-client\//],
-  ['tracing', /core\/(tracing|nats\/trace-context)\.ts|node_modules\/@opentelemetry\//],
+  ['tracing and headers', /core\/(tracing|nats\/trace-context)\.ts|node_modules\/@opentelemetry\//],
   ['command', /plugins\/session-pool\/|plugins\/phone\/|core\/(errors|deadline|time|bounded-map)\.ts/],
   ['nats transport', /core\/bus\.ts|core\/nats\/|node_modules\/@nats-io\//],
   ['logging', /node_modules\/(pino|pino-[a-z-]+|sonic-boom|thread-stream)\//]
@@ -105,6 +108,9 @@ export async function cpuBySteps (inspectorUrl: string, work: () => Promise<void
     await work()
     const { profile } = await inspector.call<{ profile: Profile }>('Profiler.stop')
     await inspector.call('Profiler.disable')
+    // BENCH_STEPS_PROFILE=<dir>: the profile too, to open in DevTools and look inside a step.
+    const keepIn = process.env.BENCH_STEPS_PROFILE
+    if (keepIn) writeFileSync(join(keepIn, `steps-${Date.now()}.cpuprofile`), JSON.stringify(profile))
     const busy = busyByStep(profile)
     const total = [...busy.values()].reduce((sum, us) => sum + us, 0)
     const shares = [...busy].map(([step, us]): [string, number] => [step, us / total])
