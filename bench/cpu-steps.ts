@@ -25,7 +25,9 @@ const STEPS: [step: string, pattern: RegExp][] = [
   ['logging', /node_modules\/(pino|pino-[a-z-]+|sonic-boom|thread-stream)\//]
 ]
 const GC = '(garbage collector)'
-const IDLE = new Set(['(idle)', '(program)'])
+const IDLE = '(idle)'
+/** V8's name for time in native code no JavaScript frame called (the event loop's own work, compilation). */
+const NATIVE = '(program)'
 /**
  * Native calls that are system calls on sockets. Their samples are mostly time the kernel spent
  * elsewhere (a loopback write wakes its reader, which may take the core): the process's kernel CPU
@@ -40,6 +42,7 @@ interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[
 /** The step a sample's stack (innermost first) is charged to. */
 function stepOf (stack: CallFrame[]): string {
   if (stack[0]?.functionName === GC) return 'garbage collector'
+  if (stack[0]?.functionName === NATIVE) return 'native (no JavaScript frame)'
   for (const frame of stack) {
     if (!frame.url) continue
     for (const [step, pattern] of STEPS) if (pattern.test(frame.url)) return step
@@ -58,7 +61,7 @@ export function busyByStep (profile: Profile): Map<string, number> {
   const steps = new Map<string, number>()
   for (const [id, us] of selfUs) {
     const leaf = byId.get(id)!
-    if (IDLE.has(leaf.callFrame.functionName) || (!leaf.callFrame.url && SOCKET_CALLS.has(leaf.callFrame.functionName))) continue
+    if (leaf.callFrame.functionName === IDLE || (!leaf.callFrame.url && SOCKET_CALLS.has(leaf.callFrame.functionName))) continue
     const stack: CallFrame[] = []
     for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) stack.push(byId.get(at)!.callFrame)
     const step = stepOf(stack)
