@@ -1,18 +1,18 @@
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
-  advances, ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, isGroupJid, MessageParams, MessageReply, MessageRequest,
-  MessagesPage, MessagesQuery, userOfJid, type DeliveryState, type MessageRecord
+  ANY_REPLICA_QUEUE, CompanyParams, CONTROL_SCOPES, ErrorCode, isGroupJid, MessageParams, MessageReply, MessageRequest,
+  MessagesPage, MessagesQuery, type DeliveryState, type MessageRecord
 } from '../../contracts/index.ts'
 import { errorAnswer } from '../../core/plugins/docs.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { GatewayError } from '../../core/errors.ts'
 import { TokenBucket, type BucketState } from '../../core/token-bucket.ts'
 import type { ConversationsOptions } from './settings.ts'
+import { detailsOf, kindOf, LiveHistoryWriter } from './writer.ts'
 import { ChatListQueries, type HistoryChat } from './chat-list.ts'
-import {
-  ContactIdentitySchema, ConversationStore, conversationMigrations, MessageSchema, type HistoryColumns, type NewMessage, type Receipt
-} from './store.ts'
+import { ContactIdentitySchema, conversationMigrations, MessageSchema } from './schema.ts'
+import { ConversationStore, type HistoryColumns } from './store.ts'
 
 export { settings, type ConversationsOptions } from './settings.ts'
 export const entities = [MessageSchema, ContactIdentitySchema]
@@ -99,27 +99,16 @@ declare module 'fastify' {
   }
 }
 
-const FLUSH_EVERY_MS = 50
 /**
  * Messages imported (a phone's history) after which PostgreSQL is asked to analyze the table: before
  * autovacuum gets to it, its plans for the chat list assume the table as small as before the import.
  */
 const ANALYZE_AFTER_IMPORTED = 20_000
-const MAX_BATCH = 500
 const RETENTION_SWEEP_MS = 3_600_000
 const CHECK_CACHE_ENTRIES = 50_000
 const MINUTE_MS = 60_000
 /** A phone with no LID known is looked up in PostgreSQL again after this (another replica may have learned it). */
 const NO_LID_RECHECK_MS = 60_000
-
-/** The delivery state a `message_status` event reports. */
-const STATE_OF: Record<string, DeliveryState> = {
-  server: 'server_ack',
-  delivered: 'delivered',
-  read: 'read',
-  played: 'played',
-  error: 'failed'
-}
 
 /**
  * Recent messages in and out, in PostgreSQL: their text and details, what they reply to, their
@@ -150,162 +139,19 @@ export default fp<ConversationsOptions>(async (app, options) => {
     lidsByPhone.set(`${companyId}/${phone}`, { lid, at: Date.now() })
   }
 
-  // The holder's writes, in the order it published: inserts batched, state changes after them.
-  type Pending = { insert: NewMessage } | { advance: Receipt } |
-  { lid: { companyId: string, lid: string, phone: string } } | { forget: { companyId: string, messageId: string } } |
-  { name: { companyId: string, chat: string, name: string } }
-  const pending: Pending[] = []
-  /**
-   * A receipt of a message the same batch adds (the server's ack, or a delivery that came within the
-   * flush interval) goes into the row as it is added, instead of an update of it after: PostgreSQL's
-   * CPU per send in bench:send. The insert applies it to a row already there by `advance`'s rule.
-   */
-  const foldReceipts = (batch: Pending[]): Pending[] => {
-    const added = new Map<string, NewMessage>()
-    return batch.filter((item) => {
-      if ('insert' in item) {
-        const key = `${item.insert.companyId}/${item.insert.messageId}`
-        if (item.insert.direction === 'out' && !added.has(key)) added.set(key, item.insert)
-        return true
-      }
-      if (!('advance' in item)) return true
-      const row = added.get(`${item.advance.companyId}/${item.advance.messageId}`)
-      if (!row) return true
-      if (advances(row.state ?? undefined, item.advance.state)) {
-        row.state = item.advance.state
-        row.failure = item.advance.failure
-      }
-      return false
-    })
-  }
-  let flushing: Promise<void> = Promise.resolve()
-  const flushNow = async () => {
-    while (pending.length > 0) {
-      const batch = foldReceipts(pending.splice(0, MAX_BATCH))
-      const inserts = batch.flatMap((item) => ('insert' in item ? [item.insert] : []))
-      try {
-        await store.insert(inserts)
-        // Receipts in a row go as one batch; contacts learnt and placeholders forgotten keep their place between them.
-        let receipts: Receipt[] = []
-        for (const item of batch) {
-          if ('advance' in item) {
-            receipts.push(item.advance)
-            continue
-          }
-          if (receipts.length > 0) await store.advance(receipts)
-          receipts = []
-          if ('lid' in item) {
-            await store.learnLid(item.lid.companyId, item.lid.lid, item.lid.phone)
-          } else if ('forget' in item) {
-            await store.forgetPlaceholder(item.forget.companyId, item.forget.messageId)
-          } else if ('name' in item) {
-            // The name a contact gave themselves names their chat only where the phone saved none.
-            await store.name(item.name.companyId, [item.name], { replace: false })
-          }
-        }
-        if (receipts.length > 0) await store.advance(receipts)
-      } catch (err) {
-        app.log.error({ err, messages: batch.length }, 'message history not written')
-      }
-    }
-  }
-  const flush = () => {
-    flushing = flushing.then(flushNow)
-    return flushing
-  }
-  const timer = setInterval(() => { if (pending.length > 0) void flush() }, FLUSH_EVERY_MS)
-  timer.unref()
+  const writer = new LiveHistoryWriter(store, app.log, { protocolMessages, pushNames, lids, remember })
+  const flush = () => writer.flush()
   const sweep = setInterval(() => {
     store.forgetOlderThan(options.messageRetentionDays)
       .catch((err: unknown) => app.log.warn({ err }, 'old messages not deleted'))
   }, RETENTION_SWEEP_MS)
   sweep.unref()
   app.addHook('onClose', async () => {
-    clearInterval(timer)
     clearInterval(sweep)
-    await flush()
+    await writer.close()
   })
 
-  app.events.onPublished((event) => {
-    const data = event.data as Record<string, unknown>
-    const companyId = event.companyId
-    const text = (value: unknown) => (typeof value === 'string' ? value : null)
-    const messageId = text(data.messageId)
-    if (!messageId) return
-    if (event.type === 'message') {
-      const phone = text(data.phone)
-      const lid = text(data.lid)
-      pending.push({
-        insert: {
-          companyId,
-          messageId,
-          direction: 'in',
-          phone,
-          lid,
-          groupId: text(data.groupId),
-          kind: kindOf(data),
-          text: text(data.text),
-          details: detailsOf(data),
-          quotedMessageId: text(data.quotedMessageId),
-          state: null,
-          // The time the holder published it (ms): the history's order. WhatsApp's own is in seconds.
-          sentAt: dateOf(event.timestamp),
-          epoch: event.epoch
-        }
-      })
-      const pushName = text(data.pushName)
-      const chat = phone ? `${phone}@s.whatsapp.net` : lid
-      if (pushName && chat && !data.groupId && pushNames.get(`${companyId}/${chat}`) !== pushName) {
-        pushNames.set(`${companyId}/${chat}`, pushName)
-        pending.push({ name: { companyId, chat, name: pushName } })
-      }
-      if (phone && lid && lids.get(`${companyId}/${lid}`) !== phone) {
-        remember(companyId, lid, phone)
-        pending.push({ lid: { companyId, lid, phone } })
-      }
-    } else if (event.type === 'message_sent') {
-      // An edit or a deletion is a change to another message (markEdited, markDeleted), not a message of its own;
-      // its receipts are not kept either (one may have come first and made a placeholder).
-      if (data.kind === 'edit' || data.kind === 'delete') {
-        protocolMessages.set(`${companyId}/${messageId}`, true)
-        pending.push({ forget: { companyId, messageId } })
-        return
-      }
-      pending.push({
-        insert: {
-          companyId,
-          messageId,
-          direction: 'out',
-          phone: text(data.phone),
-          lid: text(data.lid),
-          groupId: text(data.groupId),
-          kind: text(data.kind) ?? 'text',
-          text: text(data.text),
-          details: detailsOf(data),
-          quotedMessageId: text(data.quotedMessageId),
-          state: 'accepted',
-          sentAt: dateOf(event.timestamp),
-          epoch: event.epoch
-        }
-      })
-    } else if (event.type === 'message_status') {
-      if (protocolMessages.get(`${companyId}/${messageId}`)) return
-      const state = (text(data.state) ?? STATE_OF[text(data.status) ?? '']) as DeliveryState | undefined
-      if (!state) return
-      const failure = data.failure as { code: string, message: string } | undefined
-      const to = text(data.to) ?? ''
-      pending.push({
-        advance: {
-          companyId,
-          messageId,
-          state,
-          failure: failure ?? null,
-          phone: to.endsWith('@s.whatsapp.net') ? userOfJid(to) : null,
-          lid: to.endsWith('@lid') ? to : null
-        }
-      })
-    }
-  })
+  app.events.onPublished((event) => { writer.take(event) })
 
   const retentionMs = options.messageRetentionDays * 24 * 60 * 60 * 1000
   let importedSinceAnalyze = 0
@@ -380,7 +226,7 @@ export default fp<ConversationsOptions>(async (app, options) => {
     learnLid: async (companyId, lid, phone) => {
       if (lids.get(`${companyId}/${lid}`) === phone) return
       remember(companyId, lid, phone)
-      pending.push({ lid: { companyId, lid, phone } })
+      writer.add({ lid: { companyId, lid, phone } })
       await flush()
     },
     cachedCheck: (companyId, phone) => {
@@ -472,24 +318,6 @@ export default fp<ConversationsOptions>(async (app, options) => {
     (request, context) => one(context.companyId, request.messageId))
   app.addHook('onClose', async () => { await Promise.all([listing.close(), getting.close()]) })
 }, { name: 'conversations', dependencies: ['config', 'bus', 'db', 'events', 'phone'] })
-
-function kindOf (data: Record<string, unknown>): string {
-  if (data.media) return 'media'
-  if (data.location) return 'location'
-  if (data.contact) return 'contact'
-  return typeof data.text === 'string' ? 'text' : 'other'
-}
-
-function detailsOf (data: Record<string, unknown>): Record<string, unknown> | null {
-  const present = ['media', 'location', 'contact', 'poll'].filter((key) => data[key] !== undefined)
-  const details = Object.fromEntries(present.map((key) => [key, data[key]]))
-  return Object.keys(details).length > 0 ? details : null
-}
-
-function dateOf (value: unknown): Date {
-  const parsed = typeof value === 'string' ? Date.parse(value) : NaN
-  return Number.isFinite(parsed) ? new Date(parsed) : new Date()
-}
 
 /** `before`: the `next` of a page (`<ms>:<messageId>`), or an ISO time. */
 function cursorOf (before: string | undefined): { at: Date, id: string } | undefined {
