@@ -28,13 +28,15 @@ export function headerSafe (value: string): string {
 /** Headers for an outgoing message: the given values (made header-safe) plus the active W3C trace context (`traceparent`). */
 export function tracedHeaders (values: Record<string, string> = {}): MsgHdrs {
   const headers = createHeaders()
-  for (const [key, value] of Object.entries(values)) headers.set(key, headerSafe(value))
-  propagation.inject(context.active(), headers, headerSetter)
+  for (const key in values) headers.set(key, headerSafe(values[key]!))
+  if (tracing()) propagation.inject(context.active(), headers, headerSetter)
   return headers
 }
 
 /** Headers only when there is something to carry (a trace, or values): an empty set still costs encoding on both ends. */
-export function tracedHeadersIfAny (values: Record<string, string> = {}): MsgHdrs | undefined {
+export function tracedHeadersIfAny (values?: Record<string, string>): MsgHdrs | undefined {
+  // Nothing to carry, and no trace to: no header set made only to be found empty (every reply of a holder).
+  if (!tracing() && (values === undefined || Object.keys(values).length === 0)) return undefined
   const headers = tracedHeaders(values)
   return headers.keys().length > 0 ? headers : undefined
 }
