@@ -10,7 +10,9 @@ import { messageEventId } from '../plugins/session-pool/session.ts'
 
 const NOT_ON_WHATSAPP = '79110000999'
 /** WhatsApp's receipt status of each delivery state, as a message_status event carries both. */
-const WHATSAPP_STATUS = { accepted: 'server', server_ack: 'server', delivered: 'delivered', read: 'read', played: 'played', failed: 'error' } as const
+const WHATSAPP_STATUS = {
+  accepted: 'server', server_ack: 'server', delivered: 'delivered', read: 'read', played: 'played', failed: 'error'
+} as const
 
 t.test('delivery states only move forward, and a refusal (463) ends as failed with its reason in the API, the event and metrics',
   async (t) => {
@@ -253,7 +255,8 @@ t.test('a receipt in the batch that adds its message goes into the row as it is 
   }, { epoch: 1, id: `sent:${messageId}` })
   const receipt = (messageId: string, state: DeliveryState, failure?: { code: string, message: string }) =>
     app.events.publish(companyId, 'message_status', {
-      messageId, to: `${phone}@s.whatsapp.net`, status: WHATSAPP_STATUS[state], state, ...(failure ? { failure } : {}),
+      ...{ messageId, to: `${phone}@s.whatsapp.net`, status: WHATSAPP_STATUS[state], state },
+      ...(failure ? { failure } : {}),
       timestamp: new Date().toISOString()
     }, { epoch: 1, id: `receipt:${messageId}:${state}` })
   const stored = (messageId: string) => app.conversations.message(companyId, messageId)
