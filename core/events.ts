@@ -9,7 +9,7 @@ import {
 } from '../contracts/index.ts'
 import { StreamPublisher } from './nats/stream-publisher.ts'
 import { duringElections, ensureStreamConfig, jetstreamOf } from './nats/kv.ts'
-import { inMessagingSpan, tracedHeaders } from './nats/trace-context.ts'
+import { inMessagingSpan, publishHeaders } from './nats/trace-context.ts'
 import { SpanKind } from './tracing.ts'
 import { settlesWithin } from './deadline.ts'
 
@@ -199,7 +199,7 @@ export class Events {
     return inMessagingSpan(subject, 'publish', this.#options.replica, SpanKind.PRODUCER, () => publisher.publish(
       subject,
       JSON.stringify(event),
-      tracedHeaders({
+      publishHeaders({
         [NATS_MSG_ID]: event.id,
         [GatewayHeaders.epoch]: String(event.epoch ?? 0),
         [GatewayHeaders.replica]: event.replica

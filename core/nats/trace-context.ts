@@ -2,6 +2,7 @@ import type { MsgHdrs } from '@nats-io/nats-core'
 import { headers as createHeaders } from '@nats-io/nats-core'
 import { context, propagation, type Context, type Span, type SpanKind, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api'
 import { inSpan, tracing, UNTRACED_SPAN } from '../tracing.ts'
+import { FixedHeaders } from './fixed-headers.ts'
 import { subjectPattern } from '../../contracts/index.ts'
 
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
@@ -31,6 +32,17 @@ export function tracedHeaders (values: Record<string, string> = {}): MsgHdrs {
   for (const key in values) headers.set(key, headerSafe(values[key]!))
   if (tracing()) propagation.inject(context.active(), headers, headerSetter)
   return headers
+}
+
+/**
+ * Headers of a stream publish the gateway makes (an event's id, epoch, replica): kept as they go on
+ * the wire (`FixedHeaders`), or nats.js's own set when a trace context is injected into them.
+ */
+export function publishHeaders (values: Record<string, string>): MsgHdrs {
+  if (tracing()) return tracedHeaders(values)
+  const safe: Record<string, string> = {}
+  for (const key in values) safe[key] = headerSafe(values[key]!)
+  return new FixedHeaders(safe)
 }
 
 /** Headers only when there is something to carry (a trace, or values): an empty set still costs encoding on both ends. */

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { headers } from '@nats-io/nats-core'
 import type { KV } from '@nats-io/kv'
 import type { FastifyBaseLogger } from 'fastify'
+import { FixedHeaders } from '../../core/nats/fixed-headers.ts'
 import type { StreamPublisher } from '../../core/nats/stream-publisher.ts'
 
 /** Records live this long: a repeat within it returns the first result. */
@@ -47,8 +47,9 @@ export class IdempotencyStore {
   async #write (key: string, value: string, previousRevision?: number): Promise<void> {
     // The subject nats.js writes the key on (a mirror's or a domain's prefix included).
     const subject = (this.#kv as unknown as { subjectForKey: (key: string, edit: boolean) => string }).subjectForKey(key, true)
-    const expectation = previousRevision === undefined ? undefined : headers()
-    expectation?.set(EXPECTED_LAST_SUBJECT_SEQUENCE, String(previousRevision))
+    const expectation = previousRevision === undefined
+      ? undefined
+      : new FixedHeaders({ [EXPECTED_LAST_SUBJECT_SEQUENCE]: String(previousRevision) })
     await this.#publisher.publish(subject, value, expectation)
   }
 
