@@ -70,6 +70,23 @@ export function busyByStep (profile: Profile): Map<string, number> {
   return steps
 }
 
+interface SamplingHeapNode { callFrame: CallFrame, selfSize: number, children: SamplingHeapNode[] }
+
+/** Bytes allocated per step, from a sampling heap profile that kept what the collector took too. */
+export function allocatedByStep (head: SamplingHeapNode): Map<string, number> {
+  const steps = new Map<string, number>()
+  const walk = (node: SamplingHeapNode, stack: CallFrame[]) => {
+    const here = [node.callFrame, ...stack]
+    if (node.selfSize > 0) {
+      const step = stepOf(here)
+      steps.set(step, (steps.get(step) ?? 0) + node.selfSize)
+    }
+    for (const child of node.children) walk(child, here)
+  }
+  walk(head, [])
+  return steps
+}
+
 /** A connection to a process's inspector (the DevTools protocol over its WebSocket). */
 async function inspectorAt (url: string) {
   const socket = new WebSocket(url)
@@ -97,10 +114,16 @@ async function inspectorAt (url: string) {
   }
 }
 
+/** BENCH_STEPS_PROFILE=<dir>: the profiles are kept there too, to open in DevTools and look inside a step. */
+function keep (profile: unknown, extension: string): void {
+  const dir = process.env.BENCH_STEPS_PROFILE
+  if (dir) writeFileSync(join(dir, `steps-${Date.now()}.${extension}`), JSON.stringify(profile))
+}
+
 /**
- * Profiles the process at `inspectorUrl` while `work` runs, and returns each step's share of the
- * process's busy samples in user space, largest first: a caller reads them against the process's user
- * CPU time measured over the same window (its kernel time is its socket I/O, read apart).
+ * Profiles the CPU of the process at `inspectorUrl` while `work` runs, and returns each step's share
+ * of its busy samples in user space, largest first: a caller reads them against the process's user
+ * CPU time over the same window (its kernel time is its socket I/O, read apart).
  */
 export async function cpuBySteps (inspectorUrl: string, work: () => Promise<void>): Promise<Map<string, number>> {
   const inspector = await inspectorAt(inspectorUrl)
@@ -111,13 +134,33 @@ export async function cpuBySteps (inspectorUrl: string, work: () => Promise<void
     await work()
     const { profile } = await inspector.call<{ profile: Profile }>('Profiler.stop')
     await inspector.call('Profiler.disable')
-    // BENCH_STEPS_PROFILE=<dir>: the profile too, to open in DevTools and look inside a step.
-    const keepIn = process.env.BENCH_STEPS_PROFILE
-    if (keepIn) writeFileSync(join(keepIn, `steps-${Date.now()}.cpuprofile`), JSON.stringify(profile))
+    keep(profile, 'cpuprofile')
     const busy = busyByStep(profile)
     const total = [...busy.values()].reduce((sum, us) => sum + us, 0)
     const shares = [...busy].map(([step, us]): [string, number] => [step, us / total])
     return new Map(shares.sort((a, b) => b[1] - a[1]))
+  } finally {
+    inspector.close()
+  }
+}
+
+/**
+ * The bytes each step of the process at `inspectorUrl` allocates while `work` runs, from a sampling
+ * heap profile that counts what the collector took too: what the garbage collector's share is made
+ * of. A run of its own: both profilers at once weigh on the CPU shares.
+ */
+export async function allocationsBySteps (inspectorUrl: string, work: () => Promise<void>): Promise<Map<string, number>> {
+  const inspector = await inspectorAt(inspectorUrl)
+  try {
+    await inspector.call('HeapProfiler.enable')
+    await inspector.call('HeapProfiler.startSampling', {
+      samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true
+    })
+    await work()
+    const { profile } = await inspector.call<{ profile: { head: SamplingHeapNode } }>('HeapProfiler.stopSampling')
+    await inspector.call('HeapProfiler.disable')
+    keep(profile, 'heapprofile')
+    return allocatedByStep(profile.head)
   } finally {
     inspector.close()
   }

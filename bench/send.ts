@@ -17,7 +17,7 @@ import {
   benchNodeFlags, cpuMsOf, cpuMsOfAll, cpuSplitMsOf, exitOf, ownCpuMs, startReplicaProcess
 } from '../test/helpers/replica-process.ts'
 import { waitFor } from '../test/helpers/wait.ts'
-import { cpuBySteps } from './cpu-steps.ts'
+import { allocationsBySteps, cpuBySteps } from './cpu-steps.ts'
 import { log, percentile, round } from './report.ts'
 
 const CONCURRENCIES = [1, 16, 64]
@@ -35,6 +35,8 @@ const metered: Record<string, () => number> = {
   postgres: () => cpuMsOfAll('postgres')
 }
 const cpuNow = () => Object.fromEntries(Object.entries(metered).map(([name, read]) => [name, read()]))
+
+const sumOf = (values: number[]) => values.reduce((sum, value) => sum + value, 0)
 
 /** CPU per request (µs) of each metered process. */
 type CpuPerRequest = Record<string, number>
@@ -216,21 +218,30 @@ try {
       userUs = ((after.user - before.user) * 1000) / REQUESTS
       systemUs = ((after.system - before.system) * 1000) / REQUESTS
     })
+    const allocated = await allocationsBySteps(holder.inspectorUrl!, async () => { await load(REQUESTS, 16, send) })
     const steps = {
       ...Object.fromEntries([...shares].map(([step, share]) => [step, round(share * userUs, 1)])),
       'kernel (socket reads and writes)': round(systemUs, 1)
     }
-    return { steps, total: round(userUs + systemUs, 0) }
+    const bytes = Object.fromEntries([...allocated].sort((a, b) => b[1] - a[1]).map(([step, total]) => [step, round(total / REQUESTS, 0)]))
+    return { steps, total: round(userUs + systemUs, 0), bytes, totalBytes: round(sumOf(Object.values(bytes)), 0) }
   }
+  // A new key for every send, across both of its runs (a repeat would be answered from its record).
   const runId = Date.now().toString(36)
+  let keys = 0
   const withKey = await stepsOf((index) =>
-    client.send(companies[index % COMPANIES], { ...payload(index), idempotencyKey: `${runId}-${index}` }))
+    client.send(companies[index % COMPANIES], { ...payload(index), idempotencyKey: `${runId}-${keys++}` }))
   const plain = await stepsOf(sendOnce)
   summary.holder_cpu_us_by_step = plain.steps
   summary.holder_cpu_us_by_step_with_key = withKey.steps
-  for (const [label, { steps, total }] of [['', plain], [' with an idempotency key', withKey]] as const) {
-    log(`the holder's CPU per send${label} at c16, by step (µs; ${total} in all while it was sampled): ` +
-      Object.entries(steps).map(([step, us]) => `${step} ${us}`).join(', '))
+  summary.holder_alloc_bytes_by_step = plain.bytes
+  summary.holder_alloc_bytes_per_send = plain.totalBytes
+  summary.holder_alloc_bytes_per_send_with_key = withKey.totalBytes
+  for (const [label, run] of [['', plain], [' with an idempotency key', withKey]] as const) {
+    log(`the holder's CPU per send${label} at c16, by step (µs; ${run.total} in all while it was sampled): ` +
+      Object.entries(run.steps).map(([step, us]) => `${step} ${us}`).join(', '))
+    log(`  what it allocated per send (bytes; ${run.totalBytes} in all): ` +
+      Object.entries(run.bytes).map(([step, bytes]) => `${step} ${bytes}`).join(', '))
   }
 
   // HTTP through a replica that does not hold the company: HTTP → NATS → holder → reply. A second
