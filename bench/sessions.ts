@@ -29,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS } from '../core/node-flags.ts'
 import { log, percentile, round } from './report.ts'
 
 const STEPS = (process.env.BENCH_SESSIONS ?? '50,200').split(',').map(Number)
@@ -126,6 +126,7 @@ async function idleRssMb (compileCache: string): Promise<number> {
   const idleNamespace = uniqueName('idle')
   await admin.query(`create database ${idleDatabase}`)
   const child = await startReplicaProcess({
+    ...GATEWAY_ENV,
     NATS_URL: TEST_NATS_URL,
     DATABASE_URL: databaseUrlFor(idleDatabase),
     NATS_NAMESPACE: idleNamespace,

@@ -1,6 +1,7 @@
+import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
-import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
-import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
+import type { TypeBoxValidatorCompiler as ValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { SerializerSelector as Selector } from '@fastify/fast-json-stringify-compiler'
 import type { Static, TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { ValidationIssue } from './errors.ts'
@@ -10,6 +11,19 @@ function builtOnFirstUse<Args extends unknown[], Result> (build: () => (...args:
   let built: ((...args: Args) => Result) | undefined
   return (...args) => (built ??= build())(...args)
 }
+
+/**
+ * The compilers themselves are required at the first route compiled, not imported: TypeBox's Fastify
+ * provider brings Ajv with ajv-formats, fast-json-stringify brings its own Ajv, fast-uri and schema
+ * resolver, about 2 MB of an idle process that compiles no route. Required, since a route's first
+ * request builds its validator synchronously.
+ */
+const require = createRequire(import.meta.url)
+let validatorCompiler: typeof ValidatorCompiler | undefined
+const typeBoxValidatorCompiler: typeof ValidatorCompiler = (schema) => (validatorCompiler ??=
+  (require('@fastify/type-provider-typebox') as { TypeBoxValidatorCompiler: typeof ValidatorCompiler }).TypeBoxValidatorCompiler)(schema)
+const serializerSelector = () =>
+  (require('@fastify/fast-json-stringify-compiler') as { SerializerSelector: typeof Selector }).SerializerSelector
 
 type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>
 
@@ -22,11 +36,11 @@ type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController'
  */
 export const lazyCompilers: Compilers = {
   // Fastify's type for this factory is Ajv's; any function from a route's schema to a validator is taken at run time.
-  buildValidator: (() => (routeSchema: Parameters<typeof TypeBoxValidatorCompiler>[0]) =>
-    builtOnFirstUse(() => TypeBoxValidatorCompiler(routeSchema))) as unknown as Compilers['buildValidator'],
+  buildValidator: (() => (routeSchema: Parameters<typeof ValidatorCompiler>[0]) =>
+    builtOnFirstUse(() => typeBoxValidatorCompiler(routeSchema))) as unknown as Compilers['buildValidator'],
   buildSerializer: (externalSchemas, options) => {
-    const compile = SerializerSelector()(externalSchemas, options)
-    return (routeSchema) => builtOnFirstUse(() => compile(routeSchema))
+    let compile: ReturnType<ReturnType<typeof Selector>> | undefined
+    return (routeSchema) => builtOnFirstUse(() => (compile ??= serializerSelector()()(externalSchemas, options))(routeSchema))
   }
 }
 

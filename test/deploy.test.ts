@@ -32,3 +32,17 @@ t.test('npm start and the image run Node with the gateway\'s flags (core/node-fl
   }
   t.equal(cmd.at(-1), 'plugins/server.ts', 'and runs the server')
 })
+
+t.test('npm start and the image run Node with the gateway\'s environment (core/node-flags.ts)', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const { GATEWAY_ENV } = await import('../core/node-flags.ts')
+  const start = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).scripts.start as string
+  const dockerfile = await readFile(join(ROOT, 'deploy', 'docker', 'Dockerfile'), 'utf8')
+  // The runtime stage's ENV instruction, with its continuation lines.
+  const env = /^ENV ((?:.*\\\n)*.*)$/m.exec(dockerfile)?.[1] ?? ''
+  t.ok(Object.keys(GATEWAY_ENV).length > 0)
+  for (const [name, value] of Object.entries(GATEWAY_ENV)) {
+    t.match(start, new RegExp(`(^| )${name}=\\$\\{${name}:-${value}\\} `), `npm start sets ${name}=${value} unless set`)
+    t.match(env, new RegExp(`(^|\\s)${name}=${value}(\\s|$)`), `the image's ENV sets ${name}=${value}`)
+  }
+})

@@ -1,8 +1,13 @@
 import { lookup } from 'node:dns/promises'
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
+import type { Agent as HttpAgent, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { BoundedMap } from '../bounded-map.ts'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
+
+// Not `import { … } from 'node:http'`: an ES import of node:http reads every export of the module, and
+// its WebSocket, CloseEvent and MessageEvent getters load Node's bundled undici (with http2, zlib and
+// web streams), some 13 MB in a bare process, which an idle replica never uses.
+const { Agent: HttpAgentClass, request: httpRequest } = process.getBuiltinModule('node:http')
 
 /**
  * Addresses a URL a client gave (a media URL, a webhook) may not reach: what is not the public
@@ -48,7 +53,7 @@ function agentFor (url: URL, pinned: { address: string, family: number }): HttpA
       else callback(null, pinned.address, pinned.family)
     }
     const options = { keepAlive: true, maxSockets: SOCKETS_PER_ADDRESS, lookup }
-    agent = url.protocol === 'https:' ? new HttpsAgent(options) : new HttpAgent(options)
+    agent = url.protocol === 'https:' ? new HttpsAgent(options) : new HttpAgentClass(options)
     AGENTS.set(key, agent)
   }
   return agent

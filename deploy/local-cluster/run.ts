@@ -11,7 +11,7 @@ import pino from 'pino'
 import { startCompanion, type Companion } from '../../core/embedded/companion.ts'
 import { startNatsCluster } from '../../core/embedded/nats-cluster.ts'
 import { startEmbeddedPostgres } from '../../core/embedded/postgres.ts'
-import { GATEWAY_NODE_FLAGS } from '../../core/node-flags.ts'
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS } from '../../core/node-flags.ts'
 import { onShutdownSignals } from '../../core/shutdown-signals.ts'
 
 const REPLICAS = Number(process.env.CLUSTER_REPLICAS ?? 3)
@@ -87,6 +87,7 @@ try {
       stopGraceMs: REPLICA_STOP_GRACE_MS,
       output: 'inherit',
       env: {
+        ...GATEWAY_ENV,
         ...process.env,
         WA_SANDBOX: '',
         NATS_URL: cluster.url,

@@ -6,10 +6,13 @@ import { EmptyRequest, ErrorCode, MetricsReply, ReplicaMetrics } from '../../con
 import { GatewayError } from '../../core/errors.ts'
 import type { SessionState } from '../session-pool/index.ts'
 import type { MetricsOptions } from './settings.ts'
-import { createServer } from 'node:http'
 import { hashSecret, sameDigest } from '../../core/access/secrets.ts'
 
 export { settings, type MetricsOptions } from './settings.ts'
+
+// Not `import { createServer } from 'node:http'`: an ES import of node:http loads Node's bundled undici
+// (its WebSocket getters), see core/net/safe-request.ts.
+const { createServer } = process.getBuiltinModule('node:http')
 
 const SECONDS = 1000
 /** How often the webhooks' backlogs are read from JetStream for the gauge. */

@@ -1,6 +1,16 @@
-import { parsePhoneNumberFromString, type CountryCode, type PhoneNumber, isSupportedCountry } from 'libphonenumber-js'
+import { createRequire } from 'node:module'
+import type { CountryCode, PhoneNumber } from 'libphonenumber-js'
 import { ErrorCode, userOfJid } from '../../contracts/index.ts'
 import { GatewayError } from '../../core/errors.ts'
+
+type LibPhoneNumber = typeof import('libphonenumber-js')
+let library: LibPhoneNumber | undefined
+/**
+ * libphonenumber-js, loaded at the first number read: with its metadata it is about 2 MB of heap
+ * (110 modules) that an idle replica, which reads no number, does not hold. Required rather than
+ * imported because reading a number is synchronous.
+ */
+export const libphonenumber = (): LibPhoneNumber => (library ??= createRequire(import.meta.url)('libphonenumber-js') as LibPhoneNumber)
 
 /** The old system's bounds, kept: anything shorter or longer is not a subscriber number. */
 export const MIN_PHONE_DIGITS = 10
@@ -55,6 +65,7 @@ export function normalizePhone (input: unknown, country: CountryCode): string {
   }
   const international = text.startsWith('+') || fromJid !== undefined
   // Without `+`, a number is national first; if that is impossible it may be international without the `+`.
+  const { parsePhoneNumberFromString } = libphonenumber()
   const candidates = international
     ? [parsePhoneNumberFromString(`+${digits}`)]
     : [parsePhoneNumberFromString(digits, country), parsePhoneNumberFromString(`+${digits}`)]
@@ -97,6 +108,8 @@ export function toJid (input: unknown, country: CountryCode, normalize: typeof n
 export function countryOrDefault (country: string | undefined, fallback: CountryCode): CountryCode {
   if (country === undefined) return fallback
   const code = country.toUpperCase()
-  if (!isSupportedCountry(code)) throw invalid(`country "${country}" is not an ISO 3166-1 alpha-2 code libphonenumber-js knows`)
+  if (!libphonenumber().isSupportedCountry(code)) {
+    throw invalid(`country "${country}" is not an ISO 3166-1 alpha-2 code libphonenumber-js knows`)
+  }
   return code
 }

@@ -1,5 +1,6 @@
-import { isSupportedCountry, type CountryCode } from 'libphonenumber-js'
+import type { CountryCode } from 'libphonenumber-js'
 import { defineSettings, type ValuesOf } from '../../core/settings.ts'
+import { libphonenumber } from './phone.ts'
 
 /** The phone plugin's settings; it receives their values as its options. */
 export const settings = defineSettings({
@@ -10,7 +11,7 @@ export const settings = defineSettings({
     fallback: () => 'RU' as CountryCode,
     parse: (raw: string) => {
       const code = raw.toUpperCase()
-      return isSupportedCountry(code) ? code : undefined
+      return libphonenumber().isSupportedCountry(code) ? code : undefined
     }
   }
 })
