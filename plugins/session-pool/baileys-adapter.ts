@@ -9,6 +9,7 @@ import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { KeysNotStored, markingFailedWrites } from './baileys-keys.ts'
+import { growRetryCachesLazily, sharedBaileysCaches } from './baileys-caches.ts'
 import { detailsOf, mediaOf, textOf } from './baileys-content.ts'
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
@@ -215,6 +216,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(settings.certPublicKeyHex, 'hex') as unknown as typeof WA_CERT_DETAILS.PUBLIC_KEY
   }
   const caches = new WeakMap<SignalKeyStore, SignalKeyStore>()
+  const shared = sharedBaileysCaches()
   return (options: SocketOptions): WaSocket => {
     const logger = baileysLogger(options.log.child({ module: 'baileys' }), { lid: () => options.auth.creds.me?.lid })
     let keys = caches.get(options.auth.keys)
@@ -228,6 +230,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     const sock = makeWASocket({
       auth: { creds: options.auth.creds, keys },
       cachedGroupMetadata: async (groupJid) => groupMetadata.get(groupJid),
+      ...shared.forSocket(),
       logger: logger as never,
       ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
       ...(settings.version ? { version: settings.version } : {}),
@@ -257,6 +260,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
+    growRetryCachesLazily(sock)
     if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
     return adapt(sock, settings, options.log, groupMetadata, history, options.proxy)
   }
