@@ -3,6 +3,7 @@ import { WebSocketServer } from 'ws'
 import pino from 'pino'
 import makeWASocket, { initAuthCreds, proto } from '@whiskeysockets/baileys'
 import { ExpiringStore, growRetryCachesLazily, sharedBaileysCaches } from '../plugins/session-pool/baileys-caches.ts'
+import { BUFFER_POOL_BYTES, loadBaileys } from '../plugins/session-pool/baileys.ts'
 
 t.test('an expiring store forgets an entry its lifetime after it was last set, and keeps at most its bound', async (t) => {
   let now = 0
@@ -84,4 +85,16 @@ t.test('a Baileys socket\'s retry manager gets caches that grow as entries come,
   retry.saveBaseKey('79001234567.0', 'ID1', new Uint8Array([1, 2, 3]))
   t.ok(retry.hasSameBaseKey('79001234567.0', 'ID1', new Uint8Array([1, 2, 3])))
   t.equal(growRetryCachesLazily(sock), 0, 'a second call replaces nothing: they grow lazily already, and hold entries')
+})
+
+t.test('once Baileys is loaded, a small Buffer kept by a session pins a slab of 8 KB, not Node 24\'s 64 KB', async (t) => {
+  await loadBaileys()
+  t.equal(Buffer.poolSize, BUFFER_POOL_BYTES)
+  // The slab in use when it was set is used up first (by anything: here, by small allocations).
+  let used = 0
+  while (Buffer.allocUnsafe(64).buffer.byteLength > BUFFER_POOL_BYTES && used < 65_536) used += 64
+  t.ok(used < 65_536, `the 64 KB slab was used up after ${used} more bytes`)
+  // A key as the auth store revives it: a pooled Buffer that outlives the slab's other Buffers.
+  const key = Buffer.from('q83vEjRWeJq8E1kJKwI1cHX8fF4zQq2DcM3eDUPXzA4=', 'base64')
+  t.ok(key.buffer.byteLength <= BUFFER_POOL_BYTES, `its slab is ${key.buffer.byteLength} bytes`)
 })
