@@ -17,6 +17,9 @@
  * (the simulator's POST → the `message` event on `<ns>.evt.<companyId>.message`) and lost (sends that
  * failed or got no reply; inbound messages whose event did not come within 30 s).
  * Goals at each N: RSS ≤ 4 GB, loop delay p99 ≤ 50 ms, send p99 ≤ 250 ms, inbound p99 ≤ 250 ms, 0 lost.
+ * BENCH_NODE_FLAGS (space-separated) are added to the replica's Node flags after the gateway's own, so a
+ * flag given there wins (e.g. `--max-semi-space-size=16`, or `--heapsnapshot-signal=SIGWINCH` to take heap
+ * snapshots of the replica with `kill -WINCH <pid>`: not SIGUSR2, on which the gateway shuts down).
  * A bench reports and does not fail; the last line is one JSON object.
  */
 import type { ChildProcess } from 'node:child_process'
@@ -31,6 +34,7 @@ import { waitFor } from '../test/helpers/wait.ts'
 import { benchDeployment, simulatorProcess } from './deployment.ts'
 import { log, percentile, round } from './report.ts'
 
+const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)
 const STEPS = (process.env.BENCH_CAPACITY_STEPS ?? '1000,2500,5000').split(',').map(Number).filter((n) => n > 0)
 const TRAFFIC_MS = Number(process.env.BENCH_TRAFFIC_MS ?? 120_000)
 const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 20)
@@ -176,10 +180,11 @@ try {
     MAX_COMPANIES: '1000000',
     // Info: a replica says where it listens at that level.
     LOG_LEVEL: process.env.BENCH_REPLICA_LOG_LEVEL ?? 'info'
-  }, process.env.BENCH_VERBOSE ? (line) => { process.stderr.write(line) } : undefined, benchNodeFlags())
+  }, process.env.BENCH_VERBOSE ? (line) => { process.stderr.write(line) } : undefined, [...benchNodeFlags(), ...EXTRA_NODE_FLAGS])
   children.add(replica)
   const pid = replica.pid
-  log(`bench:capacity — steps ${STEPS.join(', ')}, traffic ${TRAFFIC_MS} ms per step, link concurrency ${LINK_CONCURRENCY}; ` +
+  log(`bench:capacity — steps ${STEPS.join(', ')}, traffic ${TRAFFIC_MS} ms per step, link concurrency ${LINK_CONCURRENCY}, ` +
+    `node flags ${[...benchNodeFlags(), ...EXTRA_NODE_FLAGS].join(' ')}; ` +
     `replica pid ${pid} at ${replica.url}, simulator at ${controlUrl}; idle RSS ${round(rssMbOf(pid), 1)} MB`)
 
   let tried = 0

@@ -1,4 +1,6 @@
 import t from 'tap'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import { WebSocketServer } from 'ws'
 import pino from 'pino'
 import { initAuthCreds } from '@whiskeysockets/baileys'
@@ -70,4 +72,34 @@ t.test('a real Baileys socket writes nothing once its lease deadline has passed:
   t.ok(await waitFor(() => updates.some((update) => update.connection === 'close'), 5_000), 'the socket is cut')
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.same(simulator.received(contact).map((message) => message.text), ['in time'], 'and WhatsApp never got the late message')
+})
+
+t.test('an ended socket is not kept by the key cache of its auth store, which the next socket reuses (a 515 restart)', async (t) => {
+  v8.setFlagsFromString('--expose-gc')
+  const gc = vm.runInNewContext('gc') as () => void
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve) => server.once('listening', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  server.on('connection', (socket) => socket.close())
+  const { port } = server.address() as { port: number }
+  const factory = baileysFactory({ wsUrl: `ws://127.0.0.1:${port}/ws/chat`, version: [2, 3000, 1023223821], closeTimeoutMs: 2_000 })
+  const auth = { creds: initAuthCreds(), keys: { get: async () => ({}), set: async () => {} } }
+  const open = async () => {
+    const options = { companyId: 'acme', auth: { ...auth }, log: pino({ level: 'silent' }) }
+    const socket = factory(options)
+    const updates: ConnectionUpdate[] = []
+    socket.on('connection', (update) => updates.push(update))
+    t.ok(await waitFor(() => updates.some((update) => update.connection === 'close'), 10_000), 'closed by the server')
+    await socket.end()
+    return new WeakRef(options)
+  }
+  // The first socket made the key cache; the second reuses it.
+  const first = await open()
+  const second = await open()
+  const collected = await waitFor(async () => {
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+    return first.deref() === undefined && second.deref() === undefined
+  }, 5_000, 100)
+  t.ok(collected, 'both sockets\' options (and with them their sockets) were collected')
 })

@@ -9,6 +9,7 @@ import { withDeadline } from '../../core/deadline.ts'
 import { BoundedMap } from '../../core/bounded-map.ts'
 import { settlesWithin } from '../../core/deadline.ts'
 import { KeysNotStored, markingFailedWrites } from './baileys-keys.ts'
+import { growRetryCachesLazily, sharedBaileysCaches } from './baileys-caches.ts'
 import { detailsOf, mediaOf, textOf } from './baileys-content.ts'
 
 /** The logger interface Baileys takes (`Utils/logger.d.ts`, not exported from the package root). */
@@ -194,6 +195,18 @@ function closeCodeOf (error: unknown): number | undefined {
 }
 
 /**
+ * The auth store's keys behind a bounded in-memory cache: made once per auth store (one per lease) and
+ * reused by every socket of it. Made here, apart from the socket: the store keeps its logger, and a
+ * closure made in the socket factory's scope keeps that whole scope, the first socket with it (its
+ * WebSocket, caches and signal repository), for as long as the store lives. Every link's 515 restart
+ * left one such dead socket per session (a heap snapshot at 100 sessions: 216 WebSocketClients).
+ */
+function cachedKeys (auth: SocketOptions['auth'], log: FastifyBaseLogger): SignalKeyStore {
+  const logger = baileysLogger(log.child({ module: 'baileys' }), { lid: () => auth.creds.me?.lid })
+  return makeCacheableSignalKeyStore(markingFailedWrites(auth.keys), logger as never, new KeyCache())
+}
+
+/**
  * The production socket: Baileys 7.0.0-rc14 behind the narrow port. One key cache per auth store
  * (one per lease), reused across reconnects; Baileys' logger is a child of ours.
  */
@@ -203,11 +216,12 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(settings.certPublicKeyHex, 'hex') as unknown as typeof WA_CERT_DETAILS.PUBLIC_KEY
   }
   const caches = new WeakMap<SignalKeyStore, SignalKeyStore>()
+  const shared = sharedBaileysCaches()
   return (options: SocketOptions): WaSocket => {
     const logger = baileysLogger(options.log.child({ module: 'baileys' }), { lid: () => options.auth.creds.me?.lid })
     let keys = caches.get(options.auth.keys)
     if (!keys) {
-      keys = makeCacheableSignalKeyStore(markingFailedWrites(options.auth.keys), logger as never, new KeyCache())
+      keys = cachedKeys(options.auth, options.log)
       caches.set(options.auth.keys, keys)
     }
     // Filled by the socket's own group queries and events; Baileys reads it before every group send.
@@ -216,6 +230,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
     const sock = makeWASocket({
       auth: { creds: options.auth.creds, keys },
       cachedGroupMetadata: async (groupJid) => groupMetadata.get(groupJid),
+      ...shared.forSocket(),
       logger: logger as never,
       ...(settings.wsUrl ? { waWebSocketUrl: settings.wsUrl } : {}),
       ...(settings.version ? { version: settings.version } : {}),
@@ -245,6 +260,7 @@ export function baileysFactory (settings: BaileysSettings): SocketFactory {
       transactionOpts: { maxCommitRetries: 1, delayBetweenTriesMs: 0 },
       printQRInTerminal: false
     })
+    growRetryCachesLazily(sock)
     if (options.writableUntil) refuseWritesAfter(sock, options.writableUntil, options.log)
     return adapt(sock, settings, options.log, groupMetadata, history, options.proxy)
   }

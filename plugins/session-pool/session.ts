@@ -290,6 +290,10 @@ export class Session {
     }
     if (update.connection === 'open') {
       this.#state = 'open'
+      // Linked: the rendered QR (its data URL and terminal text, about 13 KB) and the pairing code are
+      // never shown again, a new link renders its own; kept, they were the largest part of a session of ours.
+      this.#lastQr = undefined
+      this.#lastPairing = undefined
       this.#unhealthySince = undefined
       this.#unhealthyReported = false
       this.#reconnectAttempts = 0
