@@ -60,10 +60,6 @@ export function traceContextOf (headers: MsgHdrs | undefined): Context {
 
 export type MessagingOperation = 'send' | 'process' | 'publish' | 'receive'
 
-/**
- * A NATS span's name and attributes by OpenTelemetry's messaging conventions: the operation and the
- * subject's pattern (`send <namespace>.cmd.{companyId}.send`), so spans of every company group together.
- */
 /** Runs `work` in a messaging span (`messagingSpan`), named only when spans go anywhere. */
 export async function inMessagingSpan<T> (
   subject: string, operation: MessagingOperation, replica: string, kind: SpanKind, work: (span: Span) => Promise<T>
@@ -73,6 +69,10 @@ export async function inMessagingSpan<T> (
   return inSpan(described.name, kind, described.attributes, work)
 }
 
+/**
+ * A NATS span's name and attributes by OpenTelemetry's messaging conventions: the operation and the
+ * subject's pattern (`send <namespace>.cmd.{companyId}.send`), so spans of every company group together.
+ */
 export function messagingSpan (subject: string, operation: MessagingOperation, replica: string) {
   const pattern = subjectPattern(subject)
   return {
