@@ -26,7 +26,7 @@ const EXPECTED_LAST_SUBJECT_SEQUENCE = 'Nats-Expected-Last-Subject-Sequence'
  * record of a send that certainly did not happen, so the key may be used again.
  *
  * The two writes of every keyed send are made as nats.js's KV `create` and `put` make them (a publish
- * on the key's subject, the create expecting no value), through the publisher the events use: one reply
+ * on the key's subject, the create expecting no value), through a stream publisher of their own, as the events have: one reply
  * subscription and the turn's writes together instead of a request each. With them, a keyed send
  * cost the holder 2.5 times an unkeyed one in bench:send.
  */
