@@ -31,10 +31,20 @@ import { subjectsFor } from '../contracts/subjects.ts'
 import { benchNodeFlags, cpuMsOf, exitOf, type ReplicaProcess, rssMbOf, startReplicaProcess } from '../test/helpers/replica-process.ts'
 import { TEST_NATS_URL } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
+import { cpuBySteps } from './cpu-steps.ts'
 import { benchDeployment, simulatorProcess } from './deployment.ts'
 import { log, percentile, round } from './report.ts'
 
-const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)
+/**
+ * BENCH_STEPS_PROFILE=<dir>: the replica runs with its inspector open and each step's traffic window is
+ * CPU-profiled (the profile kept in that dir, the shares by step logged). Off by default: sampling
+ * weighs on the figures.
+ */
+const PROFILE = Boolean(process.env.BENCH_STEPS_PROFILE)
+const EXTRA_NODE_FLAGS = [
+  ...(process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean),
+  ...(PROFILE ? ['--inspect=127.0.0.1:0'] : [])
+]
 const STEPS = (process.env.BENCH_CAPACITY_STEPS ?? '1000,2500,5000').split(',').map(Number).filter((n) => n > 0)
 const TRAFFIC_MS = Number(process.env.BENCH_TRAFFIC_MS ?? 120_000)
 const LINK_CONCURRENCY = Number(process.env.BENCH_LINK_CONCURRENCY ?? 20)
@@ -239,23 +249,31 @@ try {
     const cpuBefore = cpuMsOf(pid)
     const started = performance.now()
     const inFlight: Promise<unknown>[] = []
-    for (const item of plan) {
-      const wait = started + item.at - performance.now()
-      if (wait > 1) await sleep(wait)
-      if (item.out) {
-        sends++
-        const t0 = performance.now()
-        inFlight.push(sendOut(item.index, `Напоминание: завтра в 10:00 (№${sends})`).then(
-          () => { sendLatencies.push(performance.now() - t0) },
-          (err: unknown) => { if (sendsLost++ < 5) log(`  send failed: ${(err as Error).message}`) }))
-      } else {
-        inbound++
-        inFlight.push(writeIn(item.index, true).catch((err: unknown) => {
-          if (inboundFailed++ < 5) log(`  inbound write failed: ${(err as Error).message}`)
-        }))
+    const runTraffic = async () => {
+      for (const item of plan) {
+        const wait = started + item.at - performance.now()
+        if (wait > 1) await sleep(wait)
+        if (item.out) {
+          sends++
+          const t0 = performance.now()
+          inFlight.push(sendOut(item.index, `Напоминание: завтра в 10:00 (№${sends})`).then(
+            () => { sendLatencies.push(performance.now() - t0) },
+            (err: unknown) => { if (sendsLost++ < 5) log(`  send failed: ${(err as Error).message}`) }))
+        } else {
+          inbound++
+          inFlight.push(writeIn(item.index, true).catch((err: unknown) => {
+            if (inboundFailed++ < 5) log(`  inbound write failed: ${(err as Error).message}`)
+          }))
+        }
       }
+      if (performance.now() - started < TRAFFIC_MS) await sleep(started + TRAFFIC_MS - performance.now())
     }
-    if (performance.now() - started < TRAFFIC_MS) await sleep(started + TRAFFIC_MS - performance.now())
+    if (PROFILE) {
+      const shares = await cpuBySteps(replica.inspectorUrl!, runTraffic)
+      log(`  CPU by step over the window: ${[...shares].map(([step, share]) => `${step} ${round(share * 100, 1)}%`).join(', ')}`)
+    } else {
+      await runTraffic()
+    }
     const wallMs = performance.now() - started
     const cpuPct = (cpuMsOf(pid) - cpuBefore) / wallMs * 100
     scraping.on = false

@@ -174,7 +174,7 @@ export default fp<CampaignsOptions>(async (app, options) => {
   const runner = new CampaignRunner({
     store,
     lookMs: LOOK_MS,
-    ready: () => app.holderCommands.ready(),
+    readyLease: (companyId) => app.holderCommands.readyLease(companyId),
     stillHeld: (companyId, epoch) => app.holderCommands.holds(companyId, epoch),
     onWhatsApp: async (companyId, lease, phones) => {
       const reply = await holderRun<NumberCheckReply>('check-numbers', companyId, lease, { phones })

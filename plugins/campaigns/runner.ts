@@ -25,8 +25,8 @@ type Outcome = 'ok' | 'failed' | 'absent'
 export interface RunnerOptions {
   store: CampaignStore
   lookMs: number
-  /** The companies this replica holds with an open connection, each with its lease. */
-  ready: () => { companyId: string, lease: CommandLease }[]
+  /** The lease of a company this replica holds with an open connection; undefined for any other. */
+  readyLease: (companyId: string) => CommandLease | undefined
   stillHeld: (companyId: string, epoch: number) => boolean
   /** Which of these phones are on WhatsApp (cached answers are free; NUMBER_CHECKS_PER_MINUTE bounds the rest). */
   onWhatsApp: (companyId: string, lease: CommandLease, phones: string[]) => Promise<Map<string, boolean>>
@@ -92,11 +92,10 @@ export class CampaignRunner {
     if (this.#looking || this.#stopped) return
     this.#looking = true
     try {
-      const ready = this.#options.ready().filter(({ companyId }) => !this.#lanes.has(companyId))
-      if (ready.length === 0) return
-      const active = new Set((await this.#options.store.active(ready.map(({ companyId }) => companyId))).map((row) => row.company_id))
-      for (const { companyId, lease } of ready) {
-        if (!active.has(companyId) || this.#lanes.has(companyId)) continue
+      // The companies with a campaign to send (a few), and of those the ones held here: not every company held, every look.
+      for (const companyId of await this.#options.store.activeCompanies()) {
+        const lease = this.#lanes.has(companyId) ? undefined : this.#options.readyLease(companyId)
+        if (!lease) continue
         const lane = this.#run(companyId, lease)
           .catch((err: unknown) => this.#options.log.warn({ err, companyId }, 'a campaign lane stopped; the next look starts it again'))
           .finally(() => this.#lanes.delete(companyId))

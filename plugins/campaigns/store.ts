@@ -226,6 +226,13 @@ export class CampaignStore {
       order by created_at`, [companyIds])
   }
 
+  /** The companies with a campaign to send now (started, or due to start). */
+  async activeCompanies (): Promise<string[]> {
+    const rows = await this.#em().getConnection().execute<{ company_id: string }[]>(`select distinct company_id from whatsapp_campaigns
+      where status in ('scheduled', 'running') and start_at <= now()`)
+    return rows.map((row) => row.company_id)
+  }
+
   /** Companies with a campaign active or finished lately: their receipts are worth looking up. */
   async tracked (sinceDays: number): Promise<string[]> {
     const rows = await this.#em().getConnection().execute<{ company_id: string }[]>(`select distinct company_id from whatsapp_campaigns

@@ -18,8 +18,8 @@ export interface DispatcherOptions {
   store: SchedulerStore
   pollMs: number
   maxAttempts: number
-  /** The companies this replica holds with an open connection, each with its lease. */
-  ready: () => { companyId: string, lease: CommandLease }[]
+  /** The lease of a company this replica holds with an open connection; undefined for any other. */
+  readyLease: (companyId: string) => CommandLease | undefined
   /** Whether the lease is still this replica's (a company handed off mid-batch stops there). */
   stillHeld: (companyId: string, epoch: number) => boolean
   /** Sends the message through its command's handler under the lease, with WhatsApp's id chosen. */
@@ -82,11 +82,13 @@ export class Dispatcher {
         await this.#expire()
       }
       await this.#records.flush()
-      const ready = this.#options.ready().filter(({ companyId }) => !this.#busy.has(companyId))
-      if (ready.length === 0) return
-      await this.#recover(ready)
-      const leases = new Map(ready.map(({ companyId, lease }) => [companyId, lease]))
-      // Those due before the next look too: each waits here for its time, so it goes on time, not up to a poll late.
+      // Which companies have work at all (most have none), and of those, the ones held here: not every
+      // company held, four times a second. Those due before the next look count too: each waits for its
+      // time, so it goes on time, not up to a poll late.
+      const work = await this.#options.store.withWork(this.#options.pollMs)
+      await this.#recover(work.unfinished)
+      const leases = this.#readyOf(work.due)
+      if (leases.size === 0) return
       const due = await this.#options.store.due([...leases.keys()], DUE_BATCH, this.#options.pollMs)
       const byCompany = new Map<string, ScheduledRow[]>()
       for (const row of due) byCompany.set(row.company_id, [...(byCompany.get(row.company_id) ?? []), row])
@@ -114,21 +116,26 @@ export class Dispatcher {
     }
   }
 
-  /** Once per lease: the messages an older epoch left `sending` are pending again. */
-  async #recover (ready: { companyId: string, lease: CommandLease }[]): Promise<void> {
-    const held = new Set(ready.map(({ companyId }) => companyId))
-    for (const companyId of this.#recovered.keys()) {
-      if (!held.has(companyId) && !this.#busy.has(companyId)) this.#recovered.delete(companyId)
+  /** Of these companies, those held here with an open connection and not busy sending, with their leases. */
+  #readyOf (companyIds: Iterable<string>): Map<string, CommandLease> {
+    const leases = new Map<string, CommandLease>()
+    for (const companyId of companyIds) {
+      const lease = this.#busy.has(companyId) ? undefined : this.#options.readyLease(companyId)
+      if (lease) leases.set(companyId, lease)
     }
-    const unrecovered = ready.filter(({ companyId, lease }) => this.#recovered.get(companyId) !== lease.epoch)
-    if (unrecovered.length === 0) return
-    // One query says which companies have anything to take back; most have nothing.
-    const unfinished = await this.#options.store.withUnfinished(unrecovered.map(({ companyId }) => companyId))
-    for (const { companyId, lease } of unrecovered) {
-      if (!unfinished.has(companyId)) {
-        this.#recovered.set(companyId, lease.epoch)
-        continue
-      }
+    return leases
+  }
+
+  /**
+   * Once per lease: the messages an older epoch left `sending` are pending again (they go at the next
+   * look). `withUnfinished` are the companies with messages `sending` at all; only those held here are looked at.
+   */
+  async #recover (withUnfinished: string[]): Promise<void> {
+    for (const [companyId, epoch] of this.#recovered) {
+      if (this.#options.readyLease(companyId)?.epoch !== epoch && !this.#busy.has(companyId)) this.#recovered.delete(companyId)
+    }
+    for (const [companyId, lease] of this.#readyOf(withUnfinished)) {
+      if (this.#recovered.get(companyId) === lease.epoch) continue
       const taken = await this.#options.store.recover(companyId, lease.epoch)
       this.#recovered.set(companyId, lease.epoch)
       if (taken > 0) {

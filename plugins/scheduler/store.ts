@@ -233,11 +233,17 @@ export class SchedulerStore {
       order by due_at limit $2`, [companyIds, limit, aheadMs])
   }
 
-  /** Which of these companies have messages left `sending` (by a predecessor, or by this replica before a restart). */
-  async withUnfinished (companyIds: string[]): Promise<Set<string>> {
-    const rows = await runWithParameters<{ company_id: string }>(this.#em(), `select distinct company_id from whatsapp_scheduled
-      where status = 'sending' and company_id = any($1::text[])`, [companyIds])
-    return new Set(rows.map((row) => row.company_id))
+  /**
+   * The companies with work for a holder, from the two partial indexes: `due`, those with a message
+   * due within `aheadMs`; `unfinished`, those with messages `sending` (being sent now, or left so by a
+   * predecessor or by a replica before a restart).
+   */
+  async withWork (aheadMs: number): Promise<{ due: string[], unfinished: string[] }> {
+    const rows = await runWithParameters<{ company_id: string, status: string }>(this.#em(), `select distinct company_id, status
+      from whatsapp_scheduled where status = 'sending' or (status = 'scheduled'
+        and due_at <= now() + make_interval(secs => $1::float8 / 1000) and (expires_at is null or expires_at > now()))`, [aheadMs])
+    const of = (status: string) => rows.filter((row) => row.status === status).map((row) => row.company_id)
+    return { due: of('scheduled'), unfinished: of('sending') }
   }
 
   /**

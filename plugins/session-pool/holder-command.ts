@@ -62,12 +62,14 @@ export class HolderCommands {
     this.#holdings = holdings
   }
 
-  /** The companies this replica holds with an open connection, each with the lease its commands run under. */
-  ready (): { companyId: string, lease: CommandLease }[] {
-    return this.#holdings.heldCompanies().flatMap((companyId) => {
-      const lease = this.#holdings.leaseOf(companyId)
-      return lease && this.#holdings.isOpen(companyId) ? [{ companyId, lease }] : []
-    })
+  /**
+   * The lease a company's commands run under when this replica holds it with an open connection.
+   * Asked per company of those with work waiting (scheduled messages, campaigns), not of every company
+   * held: those loops run several times a second, and a replica holds thousands.
+   */
+  readyLease (companyId: string): CommandLease | undefined {
+    const lease = this.#holdings.leaseOf(companyId)
+    return lease && this.#holdings.isOpen(companyId) ? lease : undefined
   }
 
   /** Whether this replica still holds the company under `epoch` (a handoff ends work begun under an older one). */
