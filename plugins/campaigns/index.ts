@@ -174,6 +174,7 @@ export default fp<CampaignsOptions>(async (app, options) => {
   const runner = new CampaignRunner({
     store,
     lookMs: LOOK_MS,
+    holdsAny: () => app.holderCommands.holdsAny(),
     readyLease: (companyId) => app.holderCommands.readyLease(companyId),
     stillHeld: (companyId, epoch) => app.holderCommands.holds(companyId, epoch),
     onWhatsApp: async (companyId, lease, phones) => {

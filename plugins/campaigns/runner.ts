@@ -25,6 +25,8 @@ type Outcome = 'ok' | 'failed' | 'absent'
 export interface RunnerOptions {
   store: CampaignStore
   lookMs: number
+  /** Whether this replica holds any company (else a look asks PostgreSQL nothing). */
+  holdsAny: () => boolean
   /** The lease of a company this replica holds with an open connection; undefined for any other. */
   readyLease: (companyId: string) => CommandLease | undefined
   stillHeld: (companyId: string, epoch: number) => boolean
@@ -89,7 +91,7 @@ export class CampaignRunner {
 
   /** Starts a lane for each ready company with a campaign to send and none running here. */
   async look (): Promise<void> {
-    if (this.#looking || this.#stopped) return
+    if (this.#looking || this.#stopped || !this.#options.holdsAny()) return
     this.#looking = true
     try {
       // The companies with a campaign to send (a few), and of those the ones held here: not every company held, every look.

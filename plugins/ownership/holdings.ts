@@ -118,6 +118,10 @@ export class Holdings {
     return this.#acquiring.has(companyId)
   }
 
+  get size (): number {
+    return this.#held.size
+  }
+
   all (): IterableIterator<HeldLease> {
     return this.#held.values()
   }

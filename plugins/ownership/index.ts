@@ -31,6 +31,8 @@ export interface OwnershipService {
   /** The lease this replica holds the company under (what a command runs with); undefined when it holds none. */
   leaseOf: (companyId: string) => CommandLease | undefined
   heldCompanies: () => string[]
+  /** Whether this replica holds any company (a loop with nothing to do here skips its query). */
+  holdsAny: () => boolean
   /**
    * A command for the company's holder, from any replica. While the company is desired online but
    * between holders (a handoff, a takeover just done) the request is retried for up to
@@ -90,6 +92,7 @@ export default fp<OwnershipOptions>(async (app, options) => {
     epochOf: (companyId) => coordinator?.epochOf(companyId),
     leaseOf: (companyId) => coordinator?.leaseOf(companyId),
     heldCompanies: () => coordinator?.heldCompanies() ?? [],
+    holdsAny: () => coordinator?.holdsAny() ?? false,
     requestHolder: <Reply>(companyId: string, command: string, payload: unknown, requestOptions?: RequestOptions): Promise<Reply> =>
       retryBetweenHolders(() => app.bus.request<Reply>(app.subjects.command(companyId, command), payload, requestOptions),
         options.holderWaitMs, () => coordinator?.desires(companyId) ?? false),

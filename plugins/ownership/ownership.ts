@@ -241,6 +241,10 @@ export class Ownership {
     return held && !held.ending ? { epoch: held.epoch, since: held.value.since } : undefined
   }
 
+  holdsAny (): boolean {
+    return this.#held.size > 0
+  }
+
   heldCompanies (): string[] {
     return [...this.#held.all()].filter((held) => !held.ending).map((held) => held.companyId)
   }

@@ -18,6 +18,8 @@ export interface DispatcherOptions {
   store: SchedulerStore
   pollMs: number
   maxAttempts: number
+  /** Whether this replica holds any company (else a look asks PostgreSQL nothing but the expiry sweep). */
+  holdsAny: () => boolean
   /** The lease of a company this replica holds with an open connection; undefined for any other. */
   readyLease: (companyId: string) => CommandLease | undefined
   /** Whether the lease is still this replica's (a company handed off mid-batch stops there). */
@@ -82,6 +84,7 @@ export class Dispatcher {
         await this.#expire()
       }
       await this.#records.flush()
+      if (!this.#options.holdsAny()) return
       // Which companies have work at all (most have none), and of those, the ones held here: not every
       // company held, four times a second. Those due before the next look count too: each waits for its
       // time, so it goes on time, not up to a poll late.

@@ -154,6 +154,7 @@ export default fp<SchedulerOptions>(async (app, options) => {
     store,
     pollMs: options.schedulerPollMs,
     maxAttempts: options.scheduledMaxAttempts,
+    holdsAny: () => app.holderCommands.holdsAny(),
     readyLease: (companyId) => app.holderCommands.readyLease(companyId),
     stillHeld: (companyId, epoch) => app.holderCommands.holds(companyId, epoch),
     send: (row, lease, messageId) => app.holderCommands.run<{ messageId: string }>(row.command, {

@@ -36,7 +36,7 @@ export type ScheduleSend = (companyId: string, command: SchedulableCommand, requ
 
 /** What the in-process runner asks of ownership and the pool. */
 export interface Holdings {
-  heldCompanies: () => string[]
+  holdsAny: () => boolean
   leaseOf: (companyId: string) => CommandLease | undefined
   isOpen: (companyId: string) => boolean
 }
@@ -67,6 +67,11 @@ export class HolderCommands {
    * Asked per company of those with work waiting (scheduled messages, campaigns), not of every company
    * held: those loops run several times a second, and a replica holds thousands.
    */
+  /** Whether this replica holds any company: with none, a loop over work waiting has nothing to ask PostgreSQL. */
+  holdsAny (): boolean {
+    return this.#holdings.holdsAny()
+  }
+
   readyLease (companyId: string): CommandLease | undefined {
     const lease = this.#holdings.leaseOf(companyId)
     return lease && this.#holdings.isOpen(companyId) ? lease : undefined

@@ -67,7 +67,7 @@ const FINAL_OUTCOMES = new Set<StopOutcome>(['connection_replaced', 'logged_out'
 export default fp<SessionPoolOptions>(async (app, options) => {
   const { config, ownership, events } = app
   app.decorate('holderCommands', new HolderCommands({
-    heldCompanies: () => ownership.heldCompanies(),
+    holdsAny: () => ownership.holdsAny(),
     leaseOf: (companyId) => ownership.leaseOf(companyId),
     isOpen: (companyId) => app.sessionPool.get(companyId)?.state === 'open'
   }))
