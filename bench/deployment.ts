@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import type { WhatsAppSimulator } from '../simulator/server.ts'
 import { dropNamespace } from '../test/helpers/namespace-cleanup.ts'
+import { killedOnExit } from '../test/helpers/replica-process.ts'
 import { databaseUrlFor, serviceEnv, TEST_ADMIN_DATABASE_URL, TEST_NATS_URL, uniqueName } from '../test/helpers/services.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 
@@ -76,10 +77,10 @@ export function companyApi (replicaUrl: string, companyId: string) {
  * Its stderr goes to `onError` (a bench's log file), or nowhere.
  */
 export async function simulatorProcess (onError?: (text: string) => void) {
-  const child = spawn(process.execPath, ['simulator/main.ts'], {
+  const child = killedOnExit(spawn(process.execPath, ['simulator/main.ts'], {
     env: serviceEnv({ SIMULATOR_WS_PORT: '0', SIMULATOR_MEDIA_PORT: '0', SANDBOX_CONTROL_PORT: '0' }),
     stdio: ['ignore', 'pipe', 'pipe']
-  })
+  }))
   let output = ''
   const collect = (chunk: Buffer) => { output += chunk.toString() }
   child.stdout.on('data', collect)

@@ -12,16 +12,28 @@ export type ReplicaProcess = ChildProcess & {
   inspectorUrl?: string
 }
 
+/**
+ * Kills `child` when this process exits, however it exits: a test or bench that throws before its
+ * teardown (a browser that would not launch, at the top level) otherwise left its replicas running,
+ * each holding its memory and its loops until the machine restarted.
+ */
+export function killedOnExit<T extends ChildProcess> (child: T): T {
+  const kill = () => { child.kill('SIGKILL') }
+  process.once('exit', kill)
+  child.once('exit', () => { process.off('exit', kill) })
+  return child
+}
+
 /** Starts `node plugins/server.ts` as a replica process; resolves once it listens. */
 export function startReplicaProcess (
   env: Record<string, string>,
   onLog?: (line: string) => void,
   execArgv: string[] = []
 ): Promise<ReplicaProcess> {
-  const child = spawn(process.execPath, [...execArgv, 'plugins/server.ts'], {
+  const child = killedOnExit(spawn(process.execPath, [...execArgv, 'plugins/server.ts'], {
     env: serviceEnv({ HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe']
-  })
+  }))
   return new Promise((resolve, reject) => {
     let output = ''
     const timer = setTimeout(() => reject(new Error(`replica did not start within ${START_TIMEOUT_MS} ms\n${output}`)), START_TIMEOUT_MS)

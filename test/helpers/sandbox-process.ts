@@ -3,6 +3,7 @@
  * test services, as a user would run it: for the fuzzer and for checks on what a real process prints.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { killedOnExit } from './replica-process.ts'
 import { serviceEnv } from './services.ts'
 
 export const SANDBOX_ADMIN_KEY = `sandbox-admin-${'s'.repeat(32)}`
@@ -36,7 +37,7 @@ export async function startSandboxReplica (options: {
   keepAll?: boolean
 }): Promise<SandboxReplica> {
   const { namespace } = options
-  const child = spawn(process.execPath, ['plugins/server.ts'], {
+  const child = killedOnExit(spawn(process.execPath, ['plugins/server.ts'], {
     env: serviceEnv({
       NATS_URL: options.natsUrl,
       DATABASE_URL: options.databaseUrl,
@@ -56,7 +57,7 @@ export async function startSandboxReplica (options: {
       ...options.env
     }),
     stdio: ['ignore', 'pipe', 'pipe']
-  })
+  }))
   let output = ''
   let head = ''
   let exited = false
