@@ -233,16 +233,16 @@ export class Bus {
 
   /** A fire-and-forget message to whoever listens now (no stream keeps it). */
   publish (subject: string, payload: unknown, options: PublishOptions = {}): void {
+    // The headers are read inside the span when there is one: they carry its trace context.
+    const send = () => { this.#nc.publish(subject, JSON.stringify(payload), { headers: tracedHeadersIfAny(options.headers) }) }
     if (!tracing()) {
-      this.#nc.publish(subject, JSON.stringify(payload), { headers: tracedHeadersIfAny(options.headers) })
+      send()
       return
     }
     const described = messagingSpan(subject, 'publish', this.#replica)
     const span = trace.getTracer(TRACER_NAME).startSpan(described.name, { kind: SpanKind.PRODUCER, attributes: described.attributes })
     try {
-      context.with(trace.setSpan(context.active(), span), () => {
-        this.#nc.publish(subject, JSON.stringify(payload), { headers: tracedHeadersIfAny(options.headers) })
-      })
+      context.with(trace.setSpan(context.active(), span), send)
     } finally {
       span.end()
     }
