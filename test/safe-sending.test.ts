@@ -74,6 +74,29 @@ t.test('a repeat after a failover still returns the first result (the record is 
     'the new holder did not send it again')
 })
 
+t.test('a timed-out send that never settles is IN_PROGRESS for one more send timeout, then OUTCOME_UNKNOWN', async (t) => {
+  const settings = await sessionCluster(t)
+  const replica = await startSessionReplica(t, settings, { sendTimeoutMs: 300 })
+  const companyId = uniqueName('salon')
+  await linkCompany(replica, companyId, settings, t)
+  // Never released: the socket took the message and never answers (as one closed under a send may).
+  const release = replica.app.testWhatsApp!.stall(companyId)
+  t.teardown(release)
+  const send = () => replica.app.inject({
+    method: 'POST',
+    url: `/api/whatsapp/sessions/${companyId}/send`,
+    payload: { phone: '79001234567', message: 'в никуда', idempotencyKey: 'hung-1' }
+  })
+  t.equal((await send()).statusCode, 504, 'the first times out')
+  t.match((await send()).json(), { error: { code: 'IN_PROGRESS' } }, 'a repeat at once: still in progress')
+  let later = await send()
+  t.ok(await waitFor(async () => (later = await send()).json().error?.code !== 'IN_PROGRESS', 3_000, 50),
+    'no longer in progress once another send timeout passed')
+  t.equal(later.statusCode, 409)
+  t.match(later.json(), { error: { code: 'OUTCOME_UNKNOWN', message: /Use a new key/ } }, 'its outcome is unknown: a new key sends again')
+  t.equal(replica.app.testWhatsApp!.sent.get(companyId)?.filter((item) => item.text === 'в никуда').length ?? 0, 0, 'nothing went out')
+})
+
 t.test('a send that WhatsApp does not take in time fails with TIMEOUT and accepted: false; ' +
   'a retry with the key learns the late outcome', async (t) => {
   const settings = await sessionCluster(t)

@@ -125,7 +125,12 @@ export class Outbound {
         await idempotency.abandon(key).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, 'idempotency record not removed'))
         this.#inFlight.delete(key)
       } else if (key && handedOver) {
-        // Timed out after the socket took it: record whatever happens next for a retry to find.
+        // Timed out after the socket took it: record whatever happens next for a retry to find. A send
+        // whose socket closed under it may never settle, so a repeat is told IN_PROGRESS only for
+        // one more send timeout; after that, OUTCOME_UNKNOWN (a chaos run's client retried a key for
+        // 46 s after its faults ended and never got past IN_PROGRESS).
+        const unknownAfter = setTimeout(() => this.#inFlight.delete(key), this.#options.sendTimeoutMs)
+        unknownAfter.unref()
         handedOver.then(
           (sent) => idempotency.complete(key, reply(sent, 0)),
           (lateErr: unknown) => {
@@ -134,7 +139,10 @@ export class Outbound {
             return idempotency.abandon(key)
           }
         ).catch((lateErr: unknown) => log.warn({ err: lateErr }, 'late outcome of a timed-out send not recorded'))
-          .finally(() => this.#inFlight.delete(key))
+          .finally(() => {
+            clearTimeout(unknownAfter)
+            this.#inFlight.delete(key)
+          })
       }
       throw err
     }
