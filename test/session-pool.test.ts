@@ -333,7 +333,8 @@ t.test('DELETE logs out and wipes the auth state, whether or not a replica holds
   const { companyId, events, replica } = await linkedCompany(t)
   const authRows = async (id: string) => (await replica.app.orm.em.fork().execute<{ n: number }>(
     'select count(*)::int as n from whatsapp_auth where company_id = ?', [id], 'get')).n
-  t.equal(await authRows(companyId), 1, 'creds stored after linking')
+  // The creds are written as Baileys updates them, not before `connected` is told: wait for the row.
+  t.ok(await waitFor(async () => await authRows(companyId) === 1, 5_000, 20), 'creds stored after linking')
   const held = await replica.app.inject({ method: 'DELETE', url: `/api/whatsapp/sessions/${companyId}` })
   t.equal(held.statusCode, 200)
   t.match(held.json(), { success: true, companyId })
