@@ -167,8 +167,10 @@ export class Outbound {
     let queuedMs = 0
     for (const policy of this.#policies) queuedMs += await policy.admit(item, socket, deadline)
     if (session.socket !== socket) {
+      // A reconnect (the restart that follows a link, a handoff) passes: say when to try again, as below.
       throw new GatewayError(ErrorCode.NOT_CONNECTED,
-        `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`, { accepted: false })
+        `WhatsApp disconnected for company ${item.companyId} while the message waited; it was not sent`,
+        { accepted: false, retryAfter: RECONNECTING_RETRY_AFTER_S })
     }
     const sending = tracing() ? writeTraced(item, socket, queuedMs) : item.write(socket)
     onHandover(sending)
