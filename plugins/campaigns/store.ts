@@ -125,6 +125,9 @@ export function viewOf (row: CampaignRow, counts: CampaignCounts): Campaign {
   }
 }
 
+/** A campaign that should be sending now: running, or scheduled and past its start. */
+const SENDING_NOW = "status in ('scheduled', 'running') and start_at <= now()"
+
 export class CampaignStore {
   readonly #em: () => EntityManager
 
@@ -222,14 +225,14 @@ export class CampaignStore {
   /** The campaigns these companies should be sending now (running, or scheduled and past their start), oldest first. */
   async active (companyIds: string[]): Promise<CampaignRow[]> {
     return runWithParameters<CampaignRow>(this.#em(), `select * from whatsapp_campaigns
-      where status in ('scheduled', 'running') and start_at <= now() and company_id = any($1::text[])
+      where ${SENDING_NOW} and company_id = any($1::text[])
       order by created_at`, [companyIds])
   }
 
   /** The companies with a campaign to send now (started, or due to start). */
   async activeCompanies (): Promise<string[]> {
-    const rows = await this.#em().getConnection().execute<{ company_id: string }[]>(`select distinct company_id from whatsapp_campaigns
-      where status in ('scheduled', 'running') and start_at <= now()`)
+    const rows = await this.#em().getConnection().execute<{ company_id: string }[]>(
+      `select distinct company_id from whatsapp_campaigns where ${SENDING_NOW}`)
     return rows.map((row) => row.company_id)
   }
 

@@ -241,6 +241,7 @@ export class Ownership {
     return held && !held.ending ? { epoch: held.epoch, since: held.value.since } : undefined
   }
 
+  /** Whether it holds any company, one being released included (cheaper than `heldCompanies`, and as good for a yes or no). */
   holdsAny (): boolean {
     return this.#held.size > 0
   }

@@ -129,6 +129,10 @@ const DEFAULT_PAGE = 100
 /** Scheduling with a key races another scheduling with it at most this many times before giving up. */
 const REPLACE_ATTEMPTS = 3
 
+/** A pending message that is due within the milliseconds of parameter `ms` and has not expired. */
+const dueWithin = (ms: string) => `status = 'scheduled' and due_at <= now() + make_interval(secs => ${ms}::float8 / 1000)
+  and (expires_at is null or expires_at > now())`
+
 export class SchedulerStore {
   readonly #em: () => EntityManager
 
@@ -228,8 +232,7 @@ export class SchedulerStore {
   /** Pending messages of these companies due within `aheadMs` from now, earliest first. */
   async due (companyIds: string[], limit: number, aheadMs: number): Promise<ScheduledRow[]> {
     return runWithParameters<ScheduledRow>(this.#em(), `select * from whatsapp_scheduled
-      where status = 'scheduled' and due_at <= now() + make_interval(secs => $3::float8 / 1000) and company_id = any($1::text[])
-        and (expires_at is null or expires_at > now())
+      where ${dueWithin('$3')} and company_id = any($1::text[])
       order by due_at limit $2`, [companyIds, limit, aheadMs])
   }
 
@@ -240,8 +243,7 @@ export class SchedulerStore {
    */
   async withWork (aheadMs: number): Promise<{ due: string[], unfinished: string[] }> {
     const rows = await runWithParameters<{ company_id: string, status: string }>(this.#em(), `select distinct company_id, status
-      from whatsapp_scheduled where status = 'sending' or (status = 'scheduled'
-        and due_at <= now() + make_interval(secs => $1::float8 / 1000) and (expires_at is null or expires_at > now()))`, [aheadMs])
+      from whatsapp_scheduled where status = 'sending' or (${dueWithin('$1')})`, [aheadMs])
     const of = (status: string) => rows.filter((row) => row.status === status).map((row) => row.company_id)
     return { due: of('scheduled'), unfinished: of('sending') }
   }

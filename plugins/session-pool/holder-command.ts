@@ -62,16 +62,16 @@ export class HolderCommands {
     this.#holdings = holdings
   }
 
-  /**
-   * The lease a company's commands run under when this replica holds it with an open connection.
-   * Asked per company of those with work waiting (scheduled messages, campaigns), not of every company
-   * held: those loops run several times a second, and a replica holds thousands.
-   */
   /** Whether this replica holds any company: with none, a loop over work waiting has nothing to ask PostgreSQL. */
   holdsAny (): boolean {
     return this.#holdings.holdsAny()
   }
 
+  /**
+   * The lease a company's commands run under when this replica holds it with an open connection.
+   * Asked per company of those with work waiting (scheduled messages, campaigns), not of every company
+   * held: those loops run several times a second, and a replica holds thousands.
+   */
   readyLease (companyId: string): CommandLease | undefined {
     const lease = this.#holdings.leaseOf(companyId)
     return lease && this.#holdings.isOpen(companyId) ? lease : undefined
